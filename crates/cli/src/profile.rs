@@ -1,0 +1,110 @@
+//! CLI profiles: named endpoint + token pairs in
+//! `$XDG_CONFIG_HOME/coffer/config.toml` (default `~/.config/coffer`), mode
+//! 0600. Chosen by `--profile`, then `COFFER_PROFILE`, then `default`;
+//! `COFFER_ENDPOINT` and `COFFER_TOKEN` override a profile's values.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// One profile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// API endpoint, e.g. `http://127.0.0.1:8787`.
+    pub endpoint: Option<String>,
+    /// API token.
+    pub token: Option<String>,
+}
+
+/// The config file.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Profiles by name.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// The CLI's configuration directory.
+pub fn config_dir() -> PathBuf {
+    dirs::config_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("coffer")
+}
+
+/// The profiles file.
+pub fn config_path() -> PathBuf {
+    config_dir().join("config.toml")
+}
+
+/// Read the profiles file (empty if missing).
+pub fn load() -> anyhow::Result<ConfigFile> {
+    let p = config_path();
+    match std::fs::read_to_string(&p) {
+        Ok(s) => {
+            toml::from_str(&s).with_context(|| format!("invalid profiles file {}", p.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+    }
+}
+
+/// Write the profiles file, mode 0600.
+pub fn save(cfg: &ConfigFile) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = config_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let p = config_path();
+    let tmp = dir.join(".config.toml.tmp");
+    crate::serve::write_private(&tmp, toml::to_string(cfg)?.as_bytes())?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))?;
+    Ok(())
+}
+
+/// Write profile `default` unless it exists; returns whether it wrote.
+pub fn write_default_if_absent(endpoint: &str, token: &str) -> anyhow::Result<bool> {
+    let mut cfg = load()?;
+    if cfg.profiles.contains_key("default") {
+        return Ok(false);
+    }
+    cfg.profiles.insert(
+        "default".into(),
+        Profile {
+            endpoint: Some(endpoint.to_string()),
+            token: Some(token.to_string()),
+        },
+    );
+    save(&cfg)?;
+    Ok(true)
+}
+
+/// The endpoint and token to use.
+pub fn resolve(profile: Option<&str>) -> anyhow::Result<(String, String)> {
+    let cfg = load()?;
+    let name = profile
+        .map(str::to_string)
+        .or_else(|| std::env::var("COFFER_PROFILE").ok())
+        .unwrap_or_else(|| "default".into());
+    let p = cfg.profiles.get(&name).cloned();
+    if p.is_none() && name != "default" {
+        bail!(
+            "no profile named '{name}' in {}: create it with `coffer configure --profile {name} --endpoint URL --token-file FILE`",
+            config_path().display()
+        );
+    }
+    let p = p.unwrap_or_default();
+    let endpoint = std::env::var("COFFER_ENDPOINT")
+        .ok()
+        .or(p.endpoint)
+        .unwrap_or_else(|| "http://127.0.0.1:8787".into());
+    let token = std::env::var("COFFER_TOKEN").ok().or(p.token).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no token: start `coffer serve` (it writes the `default` profile), or run `coffer configure --token-file <data-dir>/admin.token`, or set COFFER_TOKEN"
+        )
+    })?;
+    Ok((endpoint.trim_end_matches('/').to_string(), token))
+}

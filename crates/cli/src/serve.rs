@@ -1,0 +1,295 @@
+//! `coffer serve`: one process with embedded defaults — SQLite metadata and
+//! a local object directory under the data dir, the built-in key vault with
+//! its root key kept outside the data dir, the HTTP API and the NBD listener
+//! on loopback.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use coffer_keyvault::{FileRootKey, KeyVault, PassphraseRootKey, RootKey};
+use coffer_meta::Meta;
+use coffer_service::{ExportResolverImpl, Service, ServiceConfig};
+use coffer_store::{LocalStore, ObjectStore};
+use coffer_types::{ByteSize, RegionConfig, Regions};
+use serde::Deserialize;
+
+use crate::profile;
+
+/// Options of `coffer serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); command-line options override it.
+    #[arg(long, env = "COFFER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (metadata, sealed objects, admin token).
+    #[arg(long, env = "COFFER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API address (port 0 picks a free port).
+    #[arg(long, env = "COFFER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// NBD address (port 0 picks a free port).
+    #[arg(long, env = "COFFER_NBD_LISTEN")]
+    pub nbd_listen: Option<SocketAddr>,
+    /// Root key file (64 hex digits, mode 0600), created if missing. Keep it
+    /// outside the data dir. Default: ~/.config/coffer/root.key. Ignored
+    /// when COFFER_ROOT_PASSPHRASE is set.
+    #[arg(long, env = "COFFER_ROOT_KEY_FILE")]
+    pub root_key_file: Option<PathBuf>,
+    /// Metadata database URL (default: sqlite in the data dir).
+    #[arg(long, env = "COFFER_METADATA")]
+    pub metadata: Option<String>,
+    /// Do not write the `default` CLI profile.
+    #[arg(long)]
+    pub no_profile: bool,
+}
+
+/// The configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// HTTP API address.
+    pub listen: Option<SocketAddr>,
+    /// NBD address.
+    pub nbd_listen: Option<SocketAddr>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Root key file.
+    pub root_key_file: Option<PathBuf>,
+    /// Metadata URL.
+    pub metadata: Option<String>,
+    /// Chunk size of new disks (e.g. "256KiB"): a power of two from 4KiB to 4MiB.
+    pub chunk_size: Option<ByteSize>,
+    /// Write back once this much data is cached per disk (e.g. "64MiB").
+    pub dirty_high_water: Option<ByteSize>,
+    /// Regions and zones; default: region `local`, zones `local-a/b/c`.
+    #[serde(default)]
+    pub regions: Vec<RegionConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("coffer")
+}
+
+fn default_root_key() -> PathBuf {
+    profile::config_dir().join("root.key")
+}
+
+async fn root_key(meta: &Meta, file: &Path, data_dir: &Path) -> anyhow::Result<Arc<dyn RootKey>> {
+    if let Ok(pass) = std::env::var("COFFER_ROOT_PASSPHRASE") {
+        let pass = zeroize::Zeroizing::new(pass);
+        if pass.len() < 12 {
+            bail!("COFFER_ROOT_PASSPHRASE is too short: use at least 12 characters");
+        }
+        let mut salt = [0u8; 16];
+        coffer_crypto::random_bytes(&mut salt);
+        let salt = meta
+            .setting_init("root_passphrase_salt", &hex::encode(salt))
+            .await?;
+        let salt = hex::decode(salt).context("stored passphrase salt is not hex")?;
+        return Ok(Arc::new(PassphraseRootKey::new(pass.as_bytes(), &salt)));
+    }
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    if let Some(parent) = file.parent()
+        && abs(parent).starts_with(abs(data_dir))
+    {
+        tracing::warn!(
+            "the root key file is inside the data dir: anyone with a copy of the data dir can read the data. Move it elsewhere (see docs/SECURITY.md)"
+        );
+        eprintln!(
+            "warning: root key {} is inside the data dir {}; keep it apart (see docs/SECURITY.md)",
+            file.display(),
+            data_dir.display()
+        );
+    }
+    Ok(Arc::new(FileRootKey::load_or_create(file)?))
+}
+
+/// Run the server until Ctrl-C or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let file: ConfigFile = match &args.config {
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config file {}", p.display()))?,
+        )
+        .with_context(|| format!("invalid config file {}", p.display()))?,
+        None => ConfigFile::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(default_data_dir);
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8787".parse().expect("addr"));
+    let nbd_listen = args
+        .nbd_listen
+        .or(file.nbd_listen)
+        .unwrap_or_else(|| "127.0.0.1:10809".parse().expect("addr"));
+    let root_file = args
+        .root_key_file
+        .or(file.root_key_file)
+        .unwrap_or_else(default_root_key);
+    let regions = if file.regions.is_empty() {
+        Regions::default()
+    } else {
+        Regions::new(file.regions)?
+    };
+    let chunk_size = match file.chunk_size {
+        Some(c) => {
+            let c = c.bytes();
+            if !c.is_power_of_two() || !(4096..=4 << 20).contains(&c) {
+                bail!("chunk_size must be a power of two from 4KiB to 4MiB");
+            }
+            u32::try_from(c)?
+        }
+        None => coffer_volume::DEFAULT_CHUNK_SIZE,
+    };
+    let mut volume = coffer_volume::VolumeConfig::default();
+    if let Some(h) = file.dirty_high_water {
+        volume.dirty_high_water = usize::try_from(h.bytes())?;
+    }
+
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    set_private(&data_dir)?;
+    let url = args
+        .metadata
+        .or(file.metadata)
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("meta.sqlite").display()));
+    let meta = Meta::open(&url)
+        .await
+        .with_context(|| "cannot open the metadata store")?;
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(data_dir.join("objects"))?);
+    let root = root_key(&meta, &root_file, &data_dir).await?;
+    let vault = KeyVault::open(meta.clone(), root).await?;
+    let service = Service::new(
+        meta,
+        store,
+        vault,
+        ServiceConfig {
+            regions,
+            chunk_size,
+            volume,
+        },
+    );
+
+    let (collected, orphans) = service.recover().await?;
+    if collected + orphans > 0 {
+        tracing::info!(collected, orphans, "recovery removed unreferenced objects");
+    }
+
+    let api = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {listen} (HTTP API); pick another address with --listen")
+        })?;
+    let nbd = tokio::net::TcpListener::bind(nbd_listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {nbd_listen} (NBD); pick another address with --nbd-listen")
+        })?;
+    let api_addr = api.local_addr()?;
+    let nbd_addr = nbd.local_addr()?;
+    service.set_nbd_endpoint(nbd_addr.to_string()).await;
+    let endpoint = format!("http://{api_addr}");
+
+    if let Some(token) = service.bootstrap().await? {
+        let path = data_dir.join("admin.token");
+        write_private(&path, token.as_bytes())?;
+        println!(
+            "Created the admin principal; its token is in {} (mode 0600).",
+            path.display()
+        );
+        if !args.no_profile {
+            match profile::write_default_if_absent(&endpoint, &token) {
+                Ok(true) => println!(
+                    "Wrote the `default` CLI profile ({}).",
+                    profile::config_path().display()
+                ),
+                Ok(false) => println!(
+                    "A `default` CLI profile exists already: use `coffer configure --endpoint {endpoint} --token-file {}` to point it here.",
+                    path.display()
+                ),
+                Err(e) => eprintln!("warning: could not write the CLI profile: {e:#}"),
+            }
+        }
+    }
+    println!("Coffer API listening on {endpoint}");
+    println!("NBD listening on {nbd_addr}");
+    println!(
+        "Data dir: {}  Root key: {}",
+        data_dir.display(),
+        if std::env::var("COFFER_ROOT_PASSPHRASE").is_ok() {
+            "passphrase".to_string()
+        } else {
+            root_file.display().to_string()
+        }
+    );
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+
+    service.spawn_gc();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let nbd_task = {
+        let resolver = Arc::new(ExportResolverImpl::new(service.clone()));
+        let mut rx = stop_rx.clone();
+        tokio::spawn(coffer_nbd::serve(
+            nbd,
+            resolver,
+            coffer_nbd::ServerConfig::default(),
+            async move {
+                let _ = rx.changed().await;
+            },
+        ))
+    };
+    let app = coffer_api::router(service.clone());
+    let mut rx = stop_rx.clone();
+    let http = axum::serve(api, app).with_graceful_shutdown(async move {
+        let _ = rx.changed().await;
+    });
+    let http_task = tokio::spawn(async move { http.await });
+    shutdown_signal().await;
+    println!("Shutting down: flushing open disks...");
+    let _ = stop_tx.send(true);
+    service.shutdown().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), http_task).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), nbd_task).await;
+    service.meta().close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn set_private(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set permissions of {}", dir.display()))
+}
+
+/// Write `data` to a new file readable only by its owner.
+pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(())
+}

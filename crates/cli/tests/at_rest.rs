@@ -1,0 +1,184 @@
+//! Encryption at rest, checked from outside: no plaintext of written data,
+//! no token, anywhere under the data dir; a flipped byte in any stored
+//! object fails the read of that chunk (EIO) and nothing else.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+const CHUNK: u64 = 256 * 1024;
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A 4 KiB block of recognisable text with a counter: the plaintext pattern.
+fn pattern_block() -> Vec<u8> {
+    let mut b = Vec::with_capacity(4096);
+    let mut i = 0u32;
+    while b.len() < 4096 {
+        b.extend_from_slice(format!("COFFER-PLAINTEXT-MARKER-{i:06}|").as_bytes());
+        i += 1;
+    }
+    b.truncate(4096);
+    b
+}
+
+#[test]
+fn no_plaintext_or_token_at_rest() {
+    require("qemu-img", "qemu-utils");
+    let s = Server::start();
+    let disk = s.create_disk("secret", "16MiB", "local-a");
+    let uri = s.attach(&disk);
+    let block = pattern_block();
+    let src = s.scratch().join("pattern.raw");
+    std::fs::write(&src, block.repeat(2048)).unwrap(); // 8 MiB
+    qemu_img_in(&src, "raw", &uri);
+    let export = uri.rsplit('/').next().unwrap().to_string();
+    s.cli(&["snapshot", "create", "--disk", &disk, "--name", "s"]);
+    s.cli(&["disk", "detach", &disk]);
+
+    // Every 32-byte window of the pattern's 4 KiB period (the data repeats).
+    let doubled = block.repeat(2);
+    let windows: HashSet<&[u8]> = (0..4096).map(|i| &doubled[i..i + 32]).collect();
+    let token = std::fs::read_to_string(s.data_dir().join("admin.token")).unwrap();
+    let token = token.trim().as_bytes().to_vec();
+    let mut scanned = 0u64;
+    for f in files_under(&s.data_dir()) {
+        let data = std::fs::read(&f).unwrap();
+        scanned += data.len() as u64;
+        if let Some(pos) = data.windows(32).position(|w| windows.contains(w)) {
+            panic!(
+                "plaintext of disk data found in {} at offset {pos}",
+                f.display()
+            );
+        }
+        assert!(
+            !data.windows(export.len()).any(|w| w == export.as_bytes()),
+            "the NBD export token is stored in plaintext in {}",
+            f.display()
+        );
+        if f.file_name().unwrap() != "admin.token" {
+            assert!(
+                !data.windows(token.len()).any(|w| w == &token[..]),
+                "the admin token is stored in plaintext in {}",
+                f.display()
+            );
+        }
+    }
+    assert!(
+        scanned > 8 << 20,
+        "scanned only {scanned} bytes: the data must be somewhere"
+    );
+    let log = std::fs::read(s.dir.path().join("server.log")).unwrap();
+    assert!(
+        !log.windows(token.len()).any(|w| w == &token[..]),
+        "admin token in the server log"
+    );
+    assert!(
+        !log.windows(export.len()).any(|w| w == export.as_bytes()),
+        "export token in the server log"
+    );
+    println!("scanned {scanned} bytes under the data dir: no plaintext, no token");
+}
+
+/// Chunk index bound in a stored object's header (bytes 24..32, big endian).
+fn chunk_index(object: &Path) -> u64 {
+    let d = std::fs::read(object).unwrap();
+    u64::from_be_bytes(d[24..32].try_into().unwrap())
+}
+
+#[test]
+fn a_flipped_byte_fails_that_chunk_only() {
+    require("qemu-io", "qemu-utils");
+    let s = Server::start();
+    let disk = s.create_disk("victim", "4MiB", "local-a");
+    let uri = s.attach(&disk);
+    // 16 chunks, chunk i filled with byte i+1.
+    let mut cmds = vec!["-f".to_string(), "raw".to_string()];
+    for i in 0..16u64 {
+        cmds.push("-c".into());
+        cmds.push(format!("write -P {} {} {}", i + 1, i * CHUNK, CHUNK));
+    }
+    cmds.push(uri.clone());
+    run(Command::new("qemu-io").args(&cmds));
+    s.cli(&["disk", "detach", &disk]);
+
+    let objects: Vec<PathBuf> = files_under(&s.data_dir().join("objects/chunks"));
+    assert_eq!(objects.len(), 16, "one object per written chunk");
+    let victim = objects
+        .iter()
+        .find(|p| chunk_index(p) == 5)
+        .expect("object of chunk 5");
+    let mut bytes = std::fs::read(victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(victim, &bytes).unwrap();
+
+    let uri = s.attach(&disk);
+    for i in 0..16u64 {
+        let out = Command::new("qemu-io")
+            .args([
+                "-f",
+                "raw",
+                "-c",
+                &format!("read -P {} {} {}", i + 1, i * CHUNK, CHUNK),
+                &uri,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        if i == 5 {
+            assert!(
+                text.contains("Input/output error") || !out.status.success(),
+                "tampered chunk 5 was returned as data: {text}"
+            );
+            assert!(
+                !text.contains("read 262144/262144 bytes"),
+                "tampered chunk read succeeded: {text}"
+            );
+        } else {
+            assert!(
+                text.contains("read 262144/262144 bytes")
+                    && !text.contains("Pattern verification failed"),
+                "chunk {i}: {text}"
+            );
+        }
+    }
+    // A read that merely overlaps the tampered chunk fails too.
+    let out = Command::new("qemu-io")
+        .args([
+            "-f",
+            "raw",
+            "-c",
+            &format!("read {} 8192", 6 * CHUNK - 4096),
+            &uri,
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("Input/output error"),
+        "overlapping read of a tampered chunk: {text}"
+    );
+    let log = std::fs::read_to_string(s.dir.path().join("server.log")).unwrap();
+    assert!(log.contains("integrity"), "the integrity failure is logged");
+}

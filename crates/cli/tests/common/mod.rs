@@ -1,0 +1,343 @@
+//! Test harness: runs the real `coffer` binary as a server on loopback with
+//! its own data dir, root key and HOME (so CLI profiles stay in the test's
+//! temp dir), and runs the CLI and real NBD clients against it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use serde_json::Value;
+
+/// Fail (never skip) when a required tool is missing.
+pub fn require(tool: &str, package: &str) {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "`{tool}` is required by this test: apt-get install {package}"
+    );
+}
+
+/// A running server and the environment to talk to it.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub api: String,
+    pub nbd: String,
+}
+
+impl Server {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+    pub fn root_key(&self) -> PathBuf {
+        self.dir.path().join("keys/root.key")
+    }
+    pub fn scratch(&self) -> PathBuf {
+        let p = self.dir.path().join("scratch");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// Start a server on a new data dir.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let mut s = Server {
+            dir,
+            child: None,
+            api: String::new(),
+            nbd: String::new(),
+        };
+        s.launch(&[]);
+        s
+    }
+
+    /// (Re)start the server process on the same data dir.
+    pub fn launch(&mut self, extra: &[&str]) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--root-key-file")
+            .arg(self.root_key())
+            .args(["--listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("HOME", self.home())
+            .env("XDG_CONFIG_HOME", self.home().join(".config"))
+            .env("XDG_DATA_HOME", self.home().join(".local/share"))
+            .env_remove("COFFER_PROFILE")
+            .env_remove("COFFER_TOKEN")
+            .env_remove("COFFER_ENDPOINT")
+            .env_remove("COFFER_ROOT_PASSPHRASE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("server.log"))
+                    .unwrap(),
+            ));
+        let mut child = cmd.spawn().expect("spawn coffer serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut api = None;
+            let mut nbd = None;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(a) = line.strip_prefix("Coffer API listening on ") {
+                    api = Some(a.trim().to_string());
+                }
+                if let Some(a) = line.strip_prefix("NBD listening on ") {
+                    nbd = Some(a.trim().to_string());
+                }
+                if let (Some(a), Some(n)) = (&api, &nbd) {
+                    let _ = tx.send((a.clone(), n.clone()));
+                    api = None;
+                }
+            }
+        });
+        let (api, nbd) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "server did not start; log:\n{}",
+                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+                )
+            });
+        self.api = api;
+        self.nbd = nbd;
+        self.child = Some(child);
+        // Point the default profile at this (possibly new) port.
+        let token =
+            std::fs::read_to_string(self.data_dir().join("admin.token")).expect("admin token");
+        let cfg = self.home().join(".config/coffer/config.toml");
+        std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+        std::fs::write(
+            &cfg,
+            format!(
+                "[profiles.default]\nendpoint = \"{}\"\ntoken = \"{}\"\n",
+                self.api,
+                token.trim()
+            ),
+        )
+        .unwrap();
+    }
+
+    /// kill -9 the server.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Run the CLI with the test's HOME; returns the output.
+    pub fn cli_raw(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(args)
+            .env("HOME", self.home())
+            .env("XDG_CONFIG_HOME", self.home().join(".config"))
+            .env_remove("COFFER_PROFILE")
+            .env_remove("COFFER_TOKEN")
+            .env_remove("COFFER_ENDPOINT")
+            .output()
+            .expect("run coffer")
+    }
+
+    /// Run the CLI with `--output json`, expect success, parse the JSON.
+    pub fn cli(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        let out = self.cli_raw(&a);
+        assert!(
+            out.status.success(),
+            "coffer {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "coffer {args:?}: bad JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Run the CLI expecting failure; returns stderr.
+    pub fn cli_err(&self, args: &[&str]) -> String {
+        let out = self.cli_raw(args);
+        assert!(
+            !out.status.success(),
+            "coffer {args:?} should have failed but printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
+    pub fn create_disk(&self, name: &str, size: &str, zone: &str) -> String {
+        self.cli(&[
+            "disk", "create", "--name", name, "--size", size, "--zone", zone,
+        ])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn attach(&self, disk: &str) -> String {
+        self.cli(&["disk", "attach", disk])["uri"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Run a command, expect success, return stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// SHA-256 of a file, via sha256sum.
+pub fn sha256(path: &Path) -> String {
+    run(Command::new("sha256sum").arg(path))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Write `len` pseudo-random bytes (fixed seed) to `path`.
+pub fn random_file(path: &Path, len: u64, seed: u64) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let mut x = seed | 1;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for c in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            c.copy_from_slice(&b[..c.len()]);
+        }
+        let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+        f.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+}
+
+/// qemu-img convert a raw or qcow2 file into an NBD URI (raw target).
+pub fn qemu_img_in(src: &Path, fmt: &str, uri: &str) {
+    run(Command::new("qemu-img")
+        .args(["convert", "-n", "-f", fmt, "-O", "raw"])
+        .arg(src)
+        .arg(uri));
+}
+
+/// qemu-img convert an NBD URI out to a raw file.
+pub fn qemu_img_out(uri: &str, dst: &Path) {
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "raw", uri])
+        .arg(dst));
+}
+
+/// Total bytes of regular files under `dir`.
+pub fn du(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let m = e.metadata().unwrap();
+                if m.is_dir() {
+                    stack.push(e.path());
+                } else {
+                    total += m.len();
+                }
+            }
+        }
+    }
+    total
+}
+
+/// A minimal HTTP/1.1 request; returns (status, body as JSON or string).
+pub fn http(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let addr = s.api.trim_start_matches("http://");
+    let mut c = TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req += &format!("Authorization: Bearer {t}\r\n");
+    }
+    if let Some(b) = body {
+        req += &format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        );
+    } else {
+        req += "Content-Length: 0\r\n\r\n";
+    }
+    c.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).unwrap();
+    let status: u16 = resp[9..12].parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    // Chunked bodies: take the JSON object between the first '{' and last '}'.
+    let json = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) => {
+            serde_json::from_str(&body[a..=b]).unwrap_or(Value::String(body.into()))
+        }
+        _ => Value::String(body.into()),
+    };
+    (status, json)
+}

@@ -1,0 +1,248 @@
+//! The foundation's acceptance figures, measured and printed (run with
+//! `--nocapture` to see them); the assertions are on data and on storage,
+//! never on time.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use common::*;
+
+#[test]
+fn one_gib_random_image_round_trips_bit_identical() {
+    require("qemu-img", "qemu-utils");
+    let s = Server::start();
+    let disk = s.create_disk("big", "1GiB", "local-a");
+    let uri = s.attach(&disk);
+    let src = s.scratch().join("src.raw");
+    random_file(&src, 1 << 30, 1234);
+    let t = Instant::now();
+    qemu_img_in(&src, "raw", &uri);
+    let w = t.elapsed();
+    let back = s.scratch().join("back.raw");
+    let t = Instant::now();
+    qemu_img_out(&uri, &back);
+    let r = t.elapsed();
+    assert_eq!(sha256(&back), sha256(&src), "1 GiB image read back differs");
+    println!("1 GiB via qemu-img convert (debug build, cold store): write {w:.2?}, read {r:.2?}");
+}
+
+#[test]
+fn qemu_io_random_unaligned_io_matches_a_reference_file() {
+    require("qemu-io", "qemu-utils");
+    require("nbdinfo", "libnbd-bin");
+    require("nbdcopy", "libnbd-bin");
+    let s = Server::start();
+    let size: u64 = 64 << 20;
+    let disk = s.create_disk("rand", "64MiB", "local-a");
+    let uri = s.attach(&disk);
+    let reference = s.scratch().join("ref.raw");
+    std::fs::File::create(&reference)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut cmds = Vec::new();
+    for i in 0..300 {
+        let len = 4096 + rand() % ((1 << 20) - 4096);
+        let off = rand() % (size - len);
+        match i % 5 {
+            4 => cmds.push(format!("write -z {off} {len}")),
+            _ => cmds.push(format!("write -P {} {off} {len}", rand() % 255 + 1)),
+        }
+        if i % 7 == 0 {
+            let rl = 1 + rand() % (1 << 20);
+            cmds.push(format!("read {} {rl}", rand() % (size - rl)));
+        }
+    }
+    let args = |target: &str, fmt: &str| {
+        let mut a = vec!["-f".to_string(), fmt.to_string()];
+        for c in &cmds {
+            a.push("-c".into());
+            a.push(c.clone());
+        }
+        a.push(target.to_string());
+        a
+    };
+    run(Command::new("qemu-io").args(args(&uri, "raw")));
+    run(Command::new("qemu-io").args(args(reference.to_str().unwrap(), "raw")));
+    let back = s.scratch().join("back.raw");
+    qemu_img_out(&uri, &back);
+    assert_eq!(
+        sha256(&back),
+        sha256(&reference),
+        "disk differs from the reference after random I/O"
+    );
+    let copied = s.scratch().join("nbdcopy.raw");
+    run(Command::new("nbdcopy").arg(&uri).arg(&copied));
+    assert_eq!(sha256(&copied), sha256(&reference), "nbdcopy out differs");
+    // And nbdcopy in: write the reference reversed-in-halves, read it back.
+    let src2 = s.scratch().join("src2.raw");
+    random_file(&src2, size, 77);
+    run(Command::new("nbdcopy").arg(&src2).arg(&uri));
+    let back2 = s.scratch().join("back2.raw");
+    qemu_img_out(&uri, &back2);
+    assert_eq!(sha256(&back2), sha256(&src2), "nbdcopy in differs");
+    let info: serde_json::Value =
+        serde_json::from_str(&run(Command::new("nbdinfo").args(["--json", &uri]))).unwrap();
+    assert_eq!(info["exports"][0]["export-size"], size, "{info}");
+    assert_eq!(info["exports"][0]["is_read_only"], false, "{info}");
+}
+
+#[test]
+fn storage_grows_by_what_changed_since_the_last_snapshot() {
+    require("qemu-io", "qemu-utils");
+    let s = Server::start();
+    let size: u64 = 2 << 30;
+    let disk = s.create_disk("grow", "2GiB", "local-a");
+    let uri = s.attach(&disk);
+    let src = s.scratch().join("fill.raw");
+    random_file(&src, size, 5);
+    qemu_img_in(&src, "raw", &uri);
+    std::fs::remove_file(&src).unwrap();
+    s.cli(&["snapshot", "create", "--disk", &disk, "--name", "full"]);
+    let chunks = s.data_dir().join("objects/chunks");
+    let before = du(&chunks);
+    // Rewrite 1%: 20 distinct 1 MiB-aligned extents of 1 MiB (and 0.5 MiB more).
+    let mut x: u64 = 99;
+    let mut picked = std::collections::BTreeSet::new();
+    while picked.len() < 20 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        picked.insert((x >> 33) % 2048);
+    }
+    let mut a = vec!["-f".to_string(), "raw".to_string()];
+    for (i, m) in picked.iter().enumerate() {
+        a.push("-c".into());
+        a.push(format!("write -P {} {} 1M", i + 1, m << 20));
+    }
+    a.push("-c".into());
+    a.push(format!("write -P 7 {} 512k", 2047u64 << 20));
+    a.push(uri.clone());
+    run(Command::new("qemu-io").args(&a));
+    let t = Instant::now();
+    s.cli(&[
+        "snapshot",
+        "create",
+        "--disk",
+        &disk,
+        "--name",
+        "one-percent",
+    ]);
+    let snap_time = t.elapsed();
+    let after = du(&chunks);
+    let grown = after - before;
+    let pct = 100.0 * grown as f64 / size as f64;
+    println!(
+        "2 GiB disk, 1% rewritten since its last snapshot: storage {before} -> {after} bytes, grew {grown} bytes = {pct:.2}% of the disk (snapshot call {snap_time:.2?})"
+    );
+    assert!(
+        (0.5..2.0).contains(&pct),
+        "storage grew by {pct:.2}%, expected about 1%"
+    );
+    assert!(before >= size, "the full disk is stored ({before} bytes)");
+}
+
+#[test]
+fn snapshot_while_writing_is_the_disk_at_one_instant() {
+    require("qemu-io", "qemu-utils");
+    let s = Server::start();
+    let blocks = 1000u64;
+    let disk = s.create_disk("live", "64MiB", "local-a");
+    let uri = s.attach(&disk);
+    let mut a = vec!["-f".to_string(), "raw".to_string()];
+    for i in 0..blocks {
+        a.push("-c".into());
+        a.push(format!("write -P {} {} 64k", i % 250 + 1, i * 65536));
+    }
+    a.push(uri.clone());
+    let mut writer = Command::new("qemu-io")
+        .args(&a)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let snap = s.cli(&["snapshot", "create", "--disk", &disk, "--name", "mid"]);
+    assert!(writer.wait().unwrap().success());
+    let restored = s.cli(&[
+        "disk",
+        "create",
+        "--name",
+        "at-instant",
+        "--from-snapshot",
+        snap["id"].as_str().unwrap(),
+        "--zone",
+        "local-c",
+    ]);
+    let ruri = s.attach(restored["id"].as_str().unwrap());
+    let out = s.scratch().join("snap.raw");
+    qemu_img_out(&ruri, &out);
+    let data = std::fs::read(&out).unwrap();
+    // Prefix property: blocks 0..k hold their patterns, k.. are all zero.
+    let at = |i: u64| usize::try_from(i * 65536).unwrap();
+    let block = |i: u64| &data[at(i)..at(i + 1)];
+    let k = (0..blocks)
+        .take_while(|&i| block(i).iter().all(|&b| b as u64 == i % 250 + 1))
+        .count() as u64;
+    for i in k..blocks {
+        assert!(
+            block(i).iter().all(|&b| b == 0),
+            "block {i} after the prefix of {k} written blocks is not empty: not one instant"
+        );
+    }
+    println!("snapshot taken after {k} of {blocks} sequential writes: a consistent prefix");
+    // The disk itself has everything.
+    let full = s.scratch().join("full.raw");
+    qemu_img_out(&uri, &full);
+    let d = std::fs::read(&full).unwrap();
+    assert!((0..blocks).all(|i| u64::from(d[at(i)]) == i % 250 + 1));
+}
+
+#[test]
+fn snapshot_time_does_not_grow_with_disk_size() {
+    require("qemu-img", "qemu-utils");
+    let s = Server::start();
+    let small = s.create_disk("gib", "1GiB", "local-a");
+    let uri = s.attach(&small);
+    let src = s.scratch().join("src.raw");
+    random_file(&src, 1 << 30, 3);
+    qemu_img_in(&src, "raw", &uri);
+    let huge = s.create_disk("tib", "1TiB", "local-a");
+    let huri = s.attach(&huge);
+    run(Command::new("qemu-io").args([
+        "-f",
+        "raw",
+        "-c",
+        "write -P 1 0 1M",
+        "-c",
+        "write -P 2 1023G 1M",
+        &huri,
+    ]));
+    let mut times = Vec::new();
+    for (name, d) in [("1 GiB written", &small), ("1 TiB sparse", &huge)] {
+        let mut best = std::time::Duration::MAX;
+        let token = std::fs::read_to_string(s.data_dir().join("admin.token")).unwrap();
+        for i in 0..5 {
+            let body = format!(r#"{{"disk_id":"{d}","name":"t{i}"}}"#);
+            let t = Instant::now();
+            let (status, v) = http(&s, "POST", "/v1/snapshots", Some(token.trim()), Some(&body));
+            best = best.min(t.elapsed());
+            assert_eq!(status, 201, "{v}");
+        }
+        times.push((name, best));
+    }
+    for (name, t) in &times {
+        println!(
+            "snapshot of a {name} disk (attached, open, via the HTTP API): best of 5 = {t:.2?}"
+        );
+    }
+    assert_eq!(s.cli(&["snapshot", "list"]).as_array().unwrap().len(), 10);
+}

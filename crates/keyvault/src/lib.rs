@@ -1,0 +1,245 @@
+//! The key vault. It owns every key above the DEK:
+//!
+//! - the **root key** ([`RootKey`]): protects the vault's own key material
+//!   at rest. Built in: a key file kept apart from the data dir
+//!   ([`FileRootKey`]) or a passphrase ([`PassphraseRootKey`]); an HSM root
+//!   comes with the scale-out work behind the same trait;
+//! - **KEKs** reached through a [`KeyManager`]: the built-in manager
+//!   ([`BuiltinKeyManager`]) keeps each key version's material in the
+//!   metadata store wrapped by the root key, and unwraps it only in memory;
+//! - **platform keys**, one per region, created on first use;
+//! - **DEKs**: one random 256-bit key per disk lineage, stored only wrapped
+//!   by a KEK version.
+//!
+//! Plaintext keys live only in memory, in types that zeroize on drop.
+
+mod root;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coffer_crypto::{SecretKey, unwrap_key, wrap_key};
+use coffer_meta::{DekRow, Meta, MetaError, VaultKeyRow};
+use coffer_types::{Id, Kind};
+use tokio::sync::Mutex;
+
+pub use root::{FileRootKey, PassphraseRootKey, RootKey};
+
+/// Errors of the key vault.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// Metadata store failure.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// A key could not be unwrapped or used.
+    #[error("key error: {0}")]
+    Crypto(#[from] coffer_crypto::CryptoError),
+    /// The root key is missing, unreadable or not this deployment's.
+    #[error("root key problem: {0}")]
+    Root(String),
+    /// The key exists but may not be used now.
+    #[error("key {0} is {1}")]
+    KeyUnusable(Id, String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, VaultError>;
+
+/// Wraps and unwraps DEKs under a KEK it holds. Implementations: built in
+/// (this crate); HashiCorp Vault/OpenBao transit and PKCS#11 come later. Key
+/// material of a KEK never leaves its manager.
+#[async_trait]
+pub trait KeyManager: Send + Sync + 'static {
+    /// Create the material of a new key (version 1); returns what the
+    /// metadata store keeps for it (opaque to callers).
+    async fn generate(&self) -> Result<Vec<u8>>;
+    /// Wrap `dek` under `key` at `version`, whose stored form is `stored`.
+    async fn wrap(&self, key: Id, version: u32, stored: &[u8], dek: &SecretKey) -> Result<Vec<u8>>;
+    /// Unwrap a DEK wrapped by [`KeyManager::wrap`].
+    async fn unwrap(
+        &self,
+        key: Id,
+        version: u32,
+        stored: &[u8],
+        wrapped: &[u8],
+    ) -> Result<SecretKey>;
+}
+
+/// The built-in key manager: key material wrapped by the root key, kept in
+/// the metadata store, unwrapped in memory when used (and cached there).
+pub struct BuiltinKeyManager {
+    root: Arc<dyn RootKey>,
+    cache: Mutex<HashMap<(Id, u32), SecretKey>>,
+}
+
+impl BuiltinKeyManager {
+    /// A manager protected by `root`.
+    pub fn new(root: Arc<dyn RootKey>) -> Self {
+        Self {
+            root,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn material(&self, key: Id, version: u32, stored: &[u8]) -> Result<SecretKey> {
+        let mut cache = self.cache.lock().await;
+        if let Some(k) = cache.get(&(key, version)) {
+            return Ok(k.clone());
+        }
+        let plain = self.root.unwrap(stored).await?;
+        let k = SecretKey::from_slice(&plain)?;
+        cache.insert((key, version), k.clone());
+        Ok(k)
+    }
+}
+
+#[async_trait]
+impl KeyManager for BuiltinKeyManager {
+    async fn generate(&self) -> Result<Vec<u8>> {
+        let k = SecretKey::generate();
+        self.root.wrap(k.expose()).await
+    }
+
+    async fn wrap(&self, key: Id, version: u32, stored: &[u8], dek: &SecretKey) -> Result<Vec<u8>> {
+        let kek = self.material(key, version, stored).await?;
+        Ok(wrap_key(&kek, dek.expose())?)
+    }
+
+    async fn unwrap(
+        &self,
+        key: Id,
+        version: u32,
+        stored: &[u8],
+        wrapped: &[u8],
+    ) -> Result<SecretKey> {
+        let kek = self.material(key, version, stored).await?;
+        let plain = unwrap_key(&kek, wrapped)?;
+        Ok(SecretKey::from_slice(&plain)?)
+    }
+}
+
+/// The vault: platform keys and DEKs, over a metadata store and a key manager.
+#[derive(Clone)]
+pub struct KeyVault {
+    meta: Meta,
+    manager: Arc<dyn KeyManager>,
+}
+
+const ROOT_CHECK: &str = "root_key_check";
+
+impl KeyVault {
+    /// Open the vault. The first open with a metadata store records a check
+    /// value under the root key; later opens verify it, so a wrong root key
+    /// is refused at start with a clear message instead of failing later.
+    pub async fn open(meta: Meta, root: Arc<dyn RootKey>) -> Result<Self> {
+        let check = root.wrap(b"coffer root key check v1").await?;
+        let stored = meta.setting_init(ROOT_CHECK, &hex::encode(&check)).await?;
+        let stored = hex::decode(&stored)
+            .map_err(|_| VaultError::Root("stored root key check is not hex".into()))?;
+        match root.unwrap(&stored).await {
+            Ok(p) if &p[..] == b"coffer root key check v1" => {}
+            _ => {
+                return Err(VaultError::Root(format!(
+                    "the root key ({}) is not the one this deployment's keys were created with; \
+                     start with the right --root-key-file or passphrase",
+                    root.describe()
+                )));
+            }
+        }
+        let manager = Arc::new(BuiltinKeyManager::new(root));
+        Ok(Self { meta, manager })
+    }
+
+    /// The platform key of `region`, created on first use.
+    pub async fn platform_key(&self, region: &str) -> Result<VaultKeyRow> {
+        if let Some(k) = self.meta.platform_key(region).await? {
+            return Ok(k);
+        }
+        let material = self.manager.generate().await?;
+        let id = Id::random(Kind::Key);
+        self.meta.insert_platform_key(id, region, &material).await?;
+        // Another node may have won the race: read back whichever exists.
+        self.meta.platform_key(region).await?.ok_or_else(|| {
+            VaultError::Meta(MetaError::NotFound(format!("platform key of {region}")))
+        })
+    }
+
+    /// Generate a new DEK wrapped under `kek`'s current version; returns its id.
+    pub async fn new_dek(&self, kek: &VaultKeyRow) -> Result<(Id, SecretKey)> {
+        if kek.state != "enabled" {
+            return Err(VaultError::KeyUnusable(kek.id, kek.state.clone()));
+        }
+        let dek = SecretKey::generate();
+        let stored = self
+            .meta
+            .key_version_material(kek.id, kek.current_version)
+            .await?;
+        let wrapped = self
+            .manager
+            .wrap(kek.id, kek.current_version, &stored, &dek)
+            .await?;
+        let id = Id::random(Kind::Dek);
+        self.meta
+            .insert_dek(&DekRow {
+                id,
+                kek_id: kek.id,
+                kek_version: kek.current_version,
+                wrapped,
+            })
+            .await?;
+        Ok((id, dek))
+    }
+
+    /// Unwrap DEK `id` (checking that its KEK may be used).
+    pub async fn dek(&self, id: Id) -> Result<SecretKey> {
+        let row = self.meta.dek(id).await?;
+        let kek = self.meta.vault_key(row.kek_id).await?;
+        if kek.state != "enabled" {
+            return Err(VaultError::KeyUnusable(kek.id, kek.state));
+        }
+        let stored = self
+            .meta
+            .key_version_material(row.kek_id, row.kek_version)
+            .await?;
+        self.manager
+            .unwrap(row.kek_id, row.kek_version, &stored, &row.wrapped)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dek_round_trip_and_wrong_root_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.sqlite").display());
+        let meta = Meta::open(&url).await.unwrap();
+        let root: Arc<dyn RootKey> =
+            Arc::new(FileRootKey::load_or_create(&dir.path().join("root.key")).unwrap());
+        let vault = KeyVault::open(meta.clone(), root).await.unwrap();
+        let pk = vault.platform_key("local").await.unwrap();
+        assert_eq!(
+            vault.platform_key("local").await.unwrap().id,
+            pk.id,
+            "one platform key per region"
+        );
+        let (id, dek) = vault.new_dek(&pk).await.unwrap();
+        assert_eq!(vault.dek(id).await.unwrap(), dek);
+        let stored = meta.dek(id).await.unwrap().wrapped;
+        assert!(
+            !stored.windows(32).any(|w| w == dek.expose()),
+            "DEK stored in plaintext"
+        );
+
+        let other: Arc<dyn RootKey> =
+            Arc::new(FileRootKey::load_or_create(&dir.path().join("other.key")).unwrap());
+        let err = KeyVault::open(meta, other)
+            .await
+            .err()
+            .expect("wrong root key accepted");
+        assert!(err.to_string().contains("not the one"), "{err}");
+    }
+}

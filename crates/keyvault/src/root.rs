@@ -1,0 +1,156 @@
+//! Root keys: what protects the vault's key material at rest.
+//!
+//! The threat model is in docs/SECURITY.md. In short: the data dir (objects
+//! and metadata) alone must not be enough to read data, so the root secret
+//! lives elsewhere — a key file outside the data dir (default
+//! `~/.config/coffer/root.key`, mode 0600), or a passphrase given at start
+//! and never stored.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use coffer_crypto::{SecretKey, unwrap_key, wrap_key};
+
+use crate::{Result, VaultError};
+
+/// The vault's root of trust: wraps and unwraps key material.
+#[async_trait]
+pub trait RootKey: Send + Sync + 'static {
+    /// Where the key comes from, for messages (never the key itself).
+    fn describe(&self) -> String;
+    /// Wrap key material.
+    async fn wrap(&self, material: &[u8]) -> Result<Vec<u8>>;
+    /// Unwrap key material wrapped by [`RootKey::wrap`].
+    async fn unwrap(&self, wrapped: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>>;
+}
+
+/// A root key held in a file of 64 hex digits, mode 0600.
+pub struct FileRootKey {
+    key: SecretKey,
+    path: PathBuf,
+}
+
+impl FileRootKey {
+    /// Load the key at `path`, or create one there (mode 0600, parent
+    /// directories 0700) if the file does not exist. Refuses a key file that
+    /// others can read.
+    pub fn load_or_create(path: &Path) -> Result<Self> {
+        let err = |what: &str, e: std::io::Error| {
+            VaultError::Root(format!("{what} {}: {e}", path.display()))
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let mode = std::fs::metadata(path)
+                    .map_err(|e| err("cannot stat", e))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(VaultError::Root(format!(
+                        "root key file {} is readable by others (mode {:o}); run: chmod 600 {}",
+                        path.display(),
+                        mode & 0o777,
+                        path.display()
+                    )));
+                }
+                let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+                hex::decode_to_slice(text.trim(), &mut bytes[..]).map_err(|_| {
+                    VaultError::Root(format!(
+                        "root key file {} does not hold 64 hex digits",
+                        path.display()
+                    ))
+                })?;
+                Ok(Self {
+                    key: SecretKey::from_bytes(*bytes),
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| err("cannot create directory for", e))?;
+                }
+                let key = SecretKey::generate();
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| err("cannot create", e))?;
+                let text = zeroize::Zeroizing::new(hex::encode(key.expose()));
+                f.write_all(text.as_bytes())
+                    .map_err(|e| err("cannot write", e))?;
+                f.sync_all().map_err(|e| err("cannot sync", e))?;
+                tracing::warn!(path = %path.display(), "created a new root key: back it up and keep it apart from the data dir; without it the data cannot be read");
+                Ok(Self {
+                    key,
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) => Err(err("cannot read", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl RootKey for FileRootKey {
+    fn describe(&self) -> String {
+        format!("key file {}", self.path.display())
+    }
+    async fn wrap(&self, material: &[u8]) -> Result<Vec<u8>> {
+        Ok(wrap_key(&self.key, material)?)
+    }
+    async fn unwrap(&self, wrapped: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        Ok(unwrap_key(&self.key, wrapped)?)
+    }
+}
+
+/// A root key derived from a passphrase (PBKDF2-HMAC-SHA256) and a salt kept
+/// in the metadata store. The passphrase is never stored.
+pub struct PassphraseRootKey {
+    key: SecretKey,
+}
+
+impl PassphraseRootKey {
+    /// Derive the key from `passphrase` and the deployment's `salt`.
+    pub fn new(passphrase: &[u8], salt: &[u8]) -> Self {
+        Self {
+            key: SecretKey::from_passphrase(passphrase, salt),
+        }
+    }
+}
+
+#[async_trait]
+impl RootKey for PassphraseRootKey {
+    fn describe(&self) -> String {
+        "passphrase".into()
+    }
+    async fn wrap(&self, material: &[u8]) -> Result<Vec<u8>> {
+        Ok(wrap_key(&self.key, material)?)
+    }
+    async fn unwrap(&self, wrapped: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        Ok(unwrap_key(&self.key, wrapped)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_private_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/root.key");
+        let a = FileRootKey::load_or_create(&p).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let b = FileRootKey::load_or_create(&p).unwrap();
+        assert_eq!(a.key, b.key);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = FileRootKey::load_or_create(&p).err().unwrap().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+    }
+}

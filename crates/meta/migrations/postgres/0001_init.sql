@@ -1,0 +1,20 @@
+-- Coffer metadata schema, version 1 (PostgreSQL). Keep in step with ../sqlite/0001_init.sql.
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE accounts (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), name TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE principals (id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(id), name TEXT NOT NULL, kind TEXT NOT NULL, is_admin BIGINT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE tokens (id TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES principals(id), hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT);
+CREATE TABLE vault_keys (id TEXT PRIMARY KEY, region TEXT NOT NULL, purpose TEXT NOT NULL, account_id TEXT, name TEXT NOT NULL, state TEXT NOT NULL, current_version BIGINT NOT NULL, created_at TEXT NOT NULL);
+CREATE UNIQUE INDEX vault_keys_platform ON vault_keys(region) WHERE purpose = 'platform';
+CREATE TABLE vault_key_versions (key_id TEXT NOT NULL REFERENCES vault_keys(id), version BIGINT NOT NULL, wrapped_material BYTEA NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (key_id, version));
+CREATE TABLE deks (id TEXT PRIMARY KEY, kek_id TEXT NOT NULL REFERENCES vault_keys(id), kek_version BIGINT NOT NULL, wrapped BYTEA NOT NULL, next_counter BIGINT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE volumes (id TEXT PRIMARY KEY, dek_id TEXT NOT NULL REFERENCES deks(id), chunk_size BIGINT NOT NULL, size BIGINT NOT NULL, parent_id TEXT REFERENCES volumes(id), parent_generation BIGINT, head_generation BIGINT NOT NULL, live BIGINT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX volumes_parent ON volumes(parent_id);
+CREATE TABLE chunks (volume_id TEXT NOT NULL REFERENCES volumes(id), chunk_index BIGINT NOT NULL, generation BIGINT NOT NULL, counter BIGINT, PRIMARY KEY (volume_id, chunk_index, generation));
+CREATE TABLE gc_queue (dek_id TEXT NOT NULL, counter BIGINT NOT NULL, enqueued_at TEXT NOT NULL, PRIMARY KEY (dek_id, counter));
+CREATE TABLE disks (id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(id), name TEXT NOT NULL, region TEXT NOT NULL, zone TEXT NOT NULL, size BIGINT NOT NULL, volume_id TEXT NOT NULL REFERENCES volumes(id), encryption TEXT NOT NULL, kek_id TEXT NOT NULL, source_snapshot_id TEXT, created_at TEXT NOT NULL);
+CREATE INDEX disks_account ON disks(account_id);
+CREATE TABLE snapshots (id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(id), name TEXT NOT NULL, region TEXT NOT NULL, source_disk_id TEXT, volume_id TEXT NOT NULL REFERENCES volumes(id), generation BIGINT NOT NULL, size BIGINT NOT NULL, encryption TEXT NOT NULL, kek_id TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX snapshots_account ON snapshots(account_id);
+CREATE INDEX snapshots_volume ON snapshots(volume_id);
+CREATE TABLE attachments (id TEXT PRIMARY KEY, disk_id TEXT NOT NULL UNIQUE REFERENCES disks(id), token_hash TEXT NOT NULL UNIQUE, principal_id TEXT NOT NULL, mode TEXT NOT NULL, created_at TEXT NOT NULL);

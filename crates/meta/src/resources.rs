@@ -1,0 +1,440 @@
+//! Disks, snapshots and attachments: the user-visible resources, each bound
+//! to volumes of the chunk layer.
+
+use coffer_types::{Id, Kind};
+
+use crate::chunks::{VolumeRow, gc_volume_tx, insert_volume_tx, volume_tx};
+use crate::{Meta, MetaError, Result, parse_id, to_i64, to_u64};
+
+/// A disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskRow {
+    /// Id.
+    pub id: Id,
+    /// Owner account.
+    pub account_id: Id,
+    /// Name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Zone.
+    pub zone: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Its volume.
+    pub volume_id: Id,
+    /// Encryption type (`platform`).
+    pub encryption: String,
+    /// The KEK that wraps its DEK.
+    pub kek_id: Id,
+    /// Snapshot it was created from.
+    pub source_snapshot_id: Option<Id>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
+
+/// A snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRow {
+    /// Id.
+    pub id: Id,
+    /// Owner account.
+    pub account_id: Id,
+    /// Name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Disk it was taken from.
+    pub source_disk_id: Option<Id>,
+    /// Volume whose view it is.
+    pub volume_id: Id,
+    /// Generation of that view.
+    pub generation: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Encryption type.
+    pub encryption: String,
+    /// KEK wrapping the lineage DEK.
+    pub kek_id: Id,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// An attachment of a disk to a block client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentRow {
+    /// Id.
+    pub id: Id,
+    /// Disk.
+    pub disk_id: Id,
+    /// SHA-256 of the export token (the token itself is never stored).
+    pub token_hash: String,
+    /// Who attached it.
+    pub principal_id: Id,
+    /// `rw` or `ro`.
+    pub mode: String,
+    /// When.
+    pub created_at: String,
+}
+
+type DiskTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+const DISK_COLS: &str = "id, account_id, name, region, zone, size, volume_id, encryption, kek_id, source_snapshot_id, created_at";
+
+fn disk_row(t: DiskTuple) -> Result<DiskRow> {
+    Ok(DiskRow {
+        id: parse_id(&t.0, Kind::Disk)?,
+        account_id: parse_id(&t.1, Kind::Account)?,
+        name: t.2,
+        region: t.3,
+        zone: t.4,
+        size: to_u64(t.5)?,
+        volume_id: parse_id(&t.6, Kind::Volume)?,
+        encryption: t.7,
+        kek_id: parse_id(&t.8, Kind::Key)?,
+        source_snapshot_id: t.9.map(|s| parse_id(&s, Kind::Snapshot)).transpose()?,
+        created_at: t.10,
+    })
+}
+
+type SnapTuple = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+);
+const SNAP_COLS: &str = "id, account_id, name, region, source_disk_id, volume_id, generation, size, encryption, kek_id, created_at";
+
+fn snap_row(t: SnapTuple) -> Result<SnapshotRow> {
+    Ok(SnapshotRow {
+        id: parse_id(&t.0, Kind::Snapshot)?,
+        account_id: parse_id(&t.1, Kind::Account)?,
+        name: t.2,
+        region: t.3,
+        source_disk_id: t.4.map(|s| parse_id(&s, Kind::Disk)).transpose()?,
+        volume_id: parse_id(&t.5, Kind::Volume)?,
+        generation: to_u64(t.6)?,
+        size: to_u64(t.7)?,
+        encryption: t.8,
+        kek_id: parse_id(&t.9, Kind::Key)?,
+        created_at: t.10,
+    })
+}
+
+type AttTuple = (String, String, String, String, String, String);
+
+fn att_row(t: AttTuple) -> Result<AttachmentRow> {
+    Ok(AttachmentRow {
+        id: parse_id(&t.0, Kind::Attachment)?,
+        disk_id: parse_id(&t.1, Kind::Disk)?,
+        token_hash: t.2,
+        principal_id: parse_id(&t.3, Kind::Principal)?,
+        mode: t.4,
+        created_at: t.5,
+    })
+}
+
+impl Meta {
+    /// Create a disk and its (new) volume atomically.
+    pub async fn create_disk(&self, disk: &DiskRow, volume: &VolumeRow) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_volume_tx(&mut tx, volume).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO disks ({DISK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        )))
+        .bind(disk.id.to_string())
+        .bind(disk.account_id.to_string())
+        .bind(&disk.name)
+        .bind(&disk.region)
+        .bind(&disk.zone)
+        .bind(to_i64(disk.size)?)
+        .bind(disk.volume_id.to_string())
+        .bind(&disk.encryption)
+        .bind(disk.kek_id.to_string())
+        .bind(disk.source_snapshot_id.map(|s| s.to_string()))
+        .bind(&disk.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A disk by id.
+    pub async fn disk(&self, id: Id) -> Result<Option<DiskRow>> {
+        let row: Option<DiskTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DISK_COLS} FROM disks WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(disk_row).transpose()
+    }
+
+    /// Disks of an account (all disks with `None`), oldest first.
+    pub async fn list_disks(&self, account: Option<Id>) -> Result<Vec<DiskRow>> {
+        let rows: Vec<DiskTuple> =
+            match account {
+                Some(a) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {DISK_COLS} FROM disks WHERE account_id = $1 ORDER BY created_at, id"
+                )))
+                .bind(a.to_string())
+                .fetch_all(&self.pool)
+                .await?,
+                None => {
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT {DISK_COLS} FROM disks ORDER BY created_at, id"
+                    )))
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+            };
+        rows.into_iter().map(disk_row).collect()
+    }
+
+    /// Grow a disk (and its volume) to `size` bytes. The caller checks that
+    /// it grows and that the disk is not attached.
+    pub async fn resize_disk(&self, id: Id, size: u64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let vol: Option<String> = sqlx::query_scalar("SELECT volume_id FROM disks WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let vol = vol.ok_or_else(|| MetaError::NotFound(format!("disk {id}")))?;
+        let s = to_i64(size)?;
+        sqlx::query("UPDATE disks SET size = $1 WHERE id = $2")
+            .bind(s)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE volumes SET size = $1 WHERE id = $2")
+            .bind(s)
+            .bind(&vol)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Delete a disk that is not attached; its volume's head stops being a
+    /// view, and what no other view needs is collected. Returns the number of
+    /// objects queued for deletion.
+    pub async fn delete_disk(&self, id: Id) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let att: Option<String> =
+            sqlx::query_scalar("SELECT id FROM attachments WHERE disk_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if att.is_some() {
+            return Err(MetaError::Conflict(format!("disk {id} is attached")));
+        }
+        let vol: Option<String> = sqlx::query_scalar("SELECT volume_id FROM disks WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let vol = parse_id(
+            &vol.ok_or_else(|| MetaError::NotFound(format!("disk {id}")))?,
+            Kind::Volume,
+        )?;
+        sqlx::query("DELETE FROM disks WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE volumes SET live = 0 WHERE id = $1")
+            .bind(vol.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let n = gc_volume_tx(&mut tx, vol).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Record snapshot `snap` of the head of its volume, which must be at
+    /// generation `snap.generation`; the head moves to the next generation.
+    /// Costs a few rows whatever the disk's size.
+    pub async fn create_snapshot(&self, snap: &SnapshotRow) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let v = volume_tx(&mut tx, snap.volume_id).await?;
+        if v.head_generation != snap.generation {
+            return Err(MetaError::Conflict(format!(
+                "volume {} head is at generation {}, not {}",
+                v.id, v.head_generation, snap.generation
+            )));
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO snapshots ({SNAP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        )))
+        .bind(snap.id.to_string())
+        .bind(snap.account_id.to_string())
+        .bind(&snap.name)
+        .bind(&snap.region)
+        .bind(snap.source_disk_id.map(|d| d.to_string()))
+        .bind(snap.volume_id.to_string())
+        .bind(to_i64(snap.generation)?)
+        .bind(to_i64(snap.size)?)
+        .bind(&snap.encryption)
+        .bind(snap.kek_id.to_string())
+        .bind(&snap.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE volumes SET head_generation = $1 WHERE id = $2")
+            .bind(to_i64(snap.generation + 1)?)
+            .bind(snap.volume_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A snapshot by id.
+    pub async fn snapshot(&self, id: Id) -> Result<Option<SnapshotRow>> {
+        let row: Option<SnapTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SNAP_COLS} FROM snapshots WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(snap_row).transpose()
+    }
+
+    /// Snapshots of an account (all with `None`), oldest first.
+    pub async fn list_snapshots(&self, account: Option<Id>) -> Result<Vec<SnapshotRow>> {
+        let rows: Vec<SnapTuple> = match account {
+            Some(a) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SNAP_COLS} FROM snapshots WHERE account_id = $1 ORDER BY created_at, id"
+            )))
+            .bind(a.to_string())
+            .fetch_all(&self.pool)
+            .await?,
+            None => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SNAP_COLS} FROM snapshots ORDER BY created_at, id"
+                )))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(snap_row).collect()
+    }
+
+    /// Delete a snapshot; disks created from it keep working (their volumes
+    /// keep the view they need). Returns the number of objects queued.
+    pub async fn delete_snapshot(&self, id: Id) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let vol: Option<String> =
+            sqlx::query_scalar("SELECT volume_id FROM snapshots WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let vol = parse_id(
+            &vol.ok_or_else(|| MetaError::NotFound(format!("snapshot {id}")))?,
+            Kind::Volume,
+        )?;
+        sqlx::query("DELETE FROM snapshots WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let n = gc_volume_tx(&mut tx, vol).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Create a disk whose new volume starts from view `(parent, generation)`.
+    pub async fn create_disk_from_view(&self, disk: &DiskRow, volume: &VolumeRow) -> Result<()> {
+        let Some((parent, _)) = volume.parent else {
+            return Err(MetaError::Corrupt("a cloned volume needs a parent".into()));
+        };
+        let mut tx = self.pool.begin().await?;
+        volume_tx(&mut tx, parent).await?;
+        tx.commit().await?;
+        self.create_disk(disk, volume).await
+    }
+
+    /// Record an attachment; fails with [`MetaError::Conflict`] if the disk
+    /// already has one.
+    pub async fn insert_attachment(&self, a: &AttachmentRow) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM attachments WHERE disk_id = $1")
+                .bind(a.disk_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(e) = existing {
+            return Err(MetaError::Conflict(format!(
+                "disk {} is already attached ({e})",
+                a.disk_id
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO attachments (id, disk_id, token_hash, principal_id, mode, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(a.id.to_string())
+        .bind(a.disk_id.to_string())
+        .bind(&a.token_hash)
+        .bind(a.principal_id.to_string())
+        .bind(&a.mode)
+        .bind(&a.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The attachment whose export token hashes to `hash`.
+    pub async fn attachment_by_token_hash(&self, hash: &str) -> Result<Option<AttachmentRow>> {
+        let row: Option<AttTuple> = sqlx::query_as(
+            "SELECT id, disk_id, token_hash, principal_id, mode, created_at FROM attachments WHERE token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(att_row).transpose()
+    }
+
+    /// The attachment of a disk.
+    pub async fn attachment_of_disk(&self, disk: Id) -> Result<Option<AttachmentRow>> {
+        let row: Option<AttTuple> = sqlx::query_as(
+            "SELECT id, disk_id, token_hash, principal_id, mode, created_at FROM attachments WHERE disk_id = $1",
+        )
+        .bind(disk.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(att_row).transpose()
+    }
+
+    /// Remove a disk's attachment; returns whether there was one.
+    pub async fn delete_attachment(&self, disk: Id) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM attachments WHERE disk_id = $1")
+            .bind(disk.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Remove every attachment (at start, when no connection survives a restart).
+    pub async fn clear_attachments(&self) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM attachments")
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}

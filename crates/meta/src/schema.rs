@@ -1,0 +1,50 @@
+//! Versioned migrations, one directory per backend, applied in order inside
+//! a transaction each; the applied version is kept in `schema_version`.
+
+use sqlx::Executor;
+
+use crate::{Backend, Meta, Result};
+
+const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+pub(crate) async fn migrate(meta: &Meta) -> Result<()> {
+    meta.pool
+        .execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .await?;
+    let steps = match meta.backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    let mut tx = meta.pool.begin().await?;
+    if meta.backend == Backend::Postgres {
+        // Serialise concurrent migrations of several nodes.
+        tx.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
+            .await?;
+    }
+    let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&mut *tx)
+        .await?;
+    let current = current.unwrap_or(0);
+    for (version, sql) in steps {
+        if *version <= current {
+            continue;
+        }
+        for stmt in sql.split(';') {
+            let stmt: String = stmt
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if !stmt.trim().is_empty() {
+                tx.execute(sqlx::AssertSqlSafe(stmt)).await?;
+            }
+        }
+        sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

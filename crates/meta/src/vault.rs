@@ -1,0 +1,172 @@
+//! Rows of the built-in key vault (keys and their versions, material always
+//! wrapped) and of DEKs (wrapped DEK, nonce counter).
+
+use std::ops::Range;
+
+use coffer_types::{Id, Kind};
+
+use crate::{Meta, MetaError, Result, now, parse_id, to_i64, to_u64};
+
+/// A vault key.
+#[derive(Debug, Clone)]
+pub struct VaultKeyRow {
+    /// Id.
+    pub id: Id,
+    /// Region.
+    pub region: String,
+    /// `platform` or `customer`.
+    pub purpose: String,
+    /// Name.
+    pub name: String,
+    /// `enabled` or `disabled`.
+    pub state: String,
+    /// Version used for new wraps.
+    pub current_version: u32,
+}
+
+/// A DEK: its wrapped bytes and the KEK version that wraps them.
+#[derive(Debug, Clone)]
+pub struct DekRow {
+    /// Id.
+    pub id: Id,
+    /// Wrapping key.
+    pub kek_id: Id,
+    /// Wrapping key version.
+    pub kek_version: u32,
+    /// DEK wrapped under the KEK.
+    pub wrapped: Vec<u8>,
+}
+
+type KeyTuple = (String, String, String, String, String, i64);
+
+fn key_row(t: KeyTuple) -> Result<VaultKeyRow> {
+    Ok(VaultKeyRow {
+        id: parse_id(&t.0, Kind::Key)?,
+        region: t.1,
+        purpose: t.2,
+        name: t.3,
+        state: t.4,
+        current_version: u32::try_from(t.5)
+            .map_err(|_| MetaError::Corrupt("key version".into()))?,
+    })
+}
+
+impl Meta {
+    /// The platform key of `region`, if created.
+    pub async fn platform_key(&self, region: &str) -> Result<Option<VaultKeyRow>> {
+        let row: Option<KeyTuple> = sqlx::query_as(
+            "SELECT id, region, purpose, name, state, current_version FROM vault_keys WHERE region = $1 AND purpose = 'platform'",
+        )
+        .bind(region)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(key_row).transpose()
+    }
+
+    /// A vault key by id.
+    pub async fn vault_key(&self, id: Id) -> Result<VaultKeyRow> {
+        let row: Option<KeyTuple> =
+            sqlx::query_as("SELECT id, region, purpose, name, state, current_version FROM vault_keys WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(key_row)
+            .transpose()?
+            .ok_or_else(|| MetaError::NotFound(format!("key {id}")))
+    }
+
+    /// Create a platform key with its first version. Returns false (and
+    /// stores nothing) if `region` already has one, e.g. created by another
+    /// node at the same moment.
+    pub async fn insert_platform_key(
+        &self,
+        id: Id,
+        region: &str,
+        wrapped_v1: &[u8],
+    ) -> Result<bool> {
+        let ts = now();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO vault_keys (id, region, purpose, account_id, name, state, current_version, created_at) \
+             VALUES ($1, $2, 'platform', NULL, $3, 'enabled', 1, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(region)
+        .bind(format!("platform-{region}"))
+        .bind(&ts)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO vault_key_versions (key_id, version, wrapped_material, created_at) VALUES ($1, 1, $2, $3)")
+            .bind(id.to_string())
+            .bind(wrapped_v1)
+            .bind(&ts)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The wrapped material of one key version.
+    pub async fn key_version_material(&self, key: Id, version: u32) -> Result<Vec<u8>> {
+        sqlx::query_scalar(
+            "SELECT wrapped_material FROM vault_key_versions WHERE key_id = $1 AND version = $2",
+        )
+        .bind(key.to_string())
+        .bind(i64::from(version))
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| MetaError::NotFound(format!("key {key} version {version}")))
+    }
+
+    /// Store a new DEK (wrapped).
+    pub async fn insert_dek(&self, dek: &DekRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO deks (id, kek_id, kek_version, wrapped, next_counter, created_at) VALUES ($1, $2, $3, $4, 0, $5)",
+        )
+        .bind(dek.id.to_string())
+        .bind(dek.kek_id.to_string())
+        .bind(i64::from(dek.kek_version))
+        .bind(&dek.wrapped)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A DEK by id.
+    pub async fn dek(&self, id: Id) -> Result<DekRow> {
+        let row: Option<(String, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT kek_id, kek_version, wrapped FROM deks WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        let (kek, v, wrapped) = row.ok_or_else(|| MetaError::NotFound(format!("data key {id}")))?;
+        Ok(DekRow {
+            id,
+            kek_id: parse_id(&kek, Kind::Key)?,
+            kek_version: u32::try_from(v).map_err(|_| MetaError::Corrupt("kek version".into()))?,
+            wrapped,
+        })
+    }
+
+    /// Reserve `n` nonce counter values of DEK `id`. The reservation is
+    /// committed (durably) before this returns, and no value is ever handed
+    /// out twice, by this node or any other: the increment is one atomic
+    /// UPDATE. This is what makes GCM nonce reuse impossible.
+    pub async fn reserve_counters(&self, id: Id, n: u64) -> Result<Range<u64>> {
+        let n_i = to_i64(n)?;
+        let end: Option<i64> = sqlx::query_scalar(
+            "UPDATE deks SET next_counter = next_counter + $1 WHERE id = $2 RETURNING next_counter",
+        )
+        .bind(n_i)
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let end = to_u64(end.ok_or_else(|| MetaError::NotFound(format!("data key {id}")))?)?;
+        Ok(end - n..end)
+    }
+}

@@ -1,0 +1,604 @@
+//! The NBD server: fixed newstyle handshake, option haggling and the
+//! transmission phase, following the normative protocol text
+//! (NetworkBlockDevice/nbd `doc/proto.md`).
+//!
+//! Supported options: `EXPORT_NAME`, `ABORT`, `LIST` (answers the
+//! resolver's list — Coffer's is empty, export names are secrets), `INFO`
+//! and `GO` (with `NBD_INFO_EXPORT` and, when asked, `NBD_INFO_BLOCK_SIZE`);
+//! every other option gets `NBD_REP_ERR_UNSUP`. Only simple replies are
+//! used. Commands: `READ`, `WRITE`, `DISC`, `FLUSH`, `TRIM`, `WRITE_ZEROES`
+//! with `FUA` and `NO_HOLE`.
+//!
+//! Concurrency: one reader loop per connection parses requests in order and
+//! spawns a task per request (at most `max_in_flight` at once, which also
+//! bounds memory); replies are sent by one writer task as they complete, in
+//! any order. **Flush ordering**: every write-type request holds a shared
+//! lock from the moment it is received until it completes; a flush first
+//! takes that lock exclusively, so it waits for every write received before
+//! it, then calls the device's flush. So a flush covers every write completed
+//! before it was received (what the protocol requires), and more.
+//!
+//! Bad input never panics and never corrupts data: bad request magic, an
+//! oversized option or a write payload beyond [`HARD_PAYLOAD_CAP`] closes the
+//! connection; a request out of range, too large, or of an unknown type gets
+//! `EINVAL` (a write's payload is still consumed, so the stream stays in
+//! step); a write to a read-only export gets `EPERM`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpListener;
+use tokio::sync::{RwLock, Semaphore, mpsc};
+
+use crate::device::{BlockDevice, DeviceError, ExportResolver};
+
+/// `NBDMAGIC`.
+pub const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
+/// `IHAVEOPT`.
+pub const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
+/// Magic of option replies.
+pub const REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
+/// Magic of requests.
+pub const REQUEST_MAGIC: u32 = 0x2560_9513;
+/// Magic of simple replies.
+pub const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+
+const FLAG_FIXED_NEWSTYLE: u16 = 1;
+const FLAG_NO_ZEROES: u16 = 2;
+const CFLAG_FIXED_NEWSTYLE: u32 = 1;
+const CFLAG_NO_ZEROES: u32 = 2;
+
+const OPT_EXPORT_NAME: u32 = 1;
+const OPT_ABORT: u32 = 2;
+const OPT_LIST: u32 = 3;
+const OPT_INFO: u32 = 6;
+const OPT_GO: u32 = 7;
+
+const REP_ACK: u32 = 1;
+const REP_SERVER: u32 = 2;
+const REP_INFO: u32 = 3;
+const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
+const REP_ERR_INVALID: u32 = (1 << 31) + 3;
+const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
+
+const INFO_EXPORT: u16 = 0;
+const INFO_BLOCK_SIZE: u16 = 3;
+
+const TFLAG_HAS_FLAGS: u16 = 1;
+const TFLAG_READ_ONLY: u16 = 2;
+const TFLAG_SEND_FLUSH: u16 = 4;
+const TFLAG_SEND_FUA: u16 = 8;
+const TFLAG_SEND_TRIM: u16 = 32;
+const TFLAG_SEND_WRITE_ZEROES: u16 = 64;
+
+const CMD_READ: u16 = 0;
+const CMD_WRITE: u16 = 1;
+const CMD_DISC: u16 = 2;
+const CMD_FLUSH: u16 = 3;
+const CMD_TRIM: u16 = 4;
+const CMD_WRITE_ZEROES: u16 = 6;
+
+const CMD_FLAG_FUA: u16 = 1;
+const CMD_FLAG_NO_HOLE: u16 = 2;
+
+/// NBD error numbers.
+pub mod errno {
+    /// Operation not permitted.
+    pub const EPERM: u32 = 1;
+    /// I/O error.
+    pub const EIO: u32 = 5;
+    /// Invalid argument.
+    pub const EINVAL: u32 = 22;
+    /// No space left.
+    pub const ENOSPC: u32 = 28;
+    /// Server shutting down.
+    pub const ESHUTDOWN: u32 = 108;
+}
+
+/// Longest option payload accepted; longer ones close the connection.
+pub const MAX_OPTION_LEN: u32 = 64 * 1024;
+/// A write longer than the advertised maximum but at most this long has its
+/// payload discarded and gets `EINVAL`; a longer one closes the connection.
+pub const HARD_PAYLOAD_CAP: u32 = 64 << 20;
+
+/// Server tuning.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request payload accepted (advertised as the maximum block size).
+    pub max_request: u32,
+    /// Requests processed concurrently per connection.
+    pub max_in_flight: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_request: 32 << 20,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// Errors that end a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum NbdError {
+    /// Socket error.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client broke the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+/// Accept connections on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    resolver: Arc<dyn ExportResolver>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "NBD accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let resolver = resolver.clone();
+                let config = config.clone();
+                tokio::spawn(async move {
+                    match handle_connection(stream, resolver, config).await {
+                        Ok(()) => tracing::debug!(%peer, "NBD connection closed"),
+                        Err(e) => tracing::info!(%peer, error = %e, "NBD connection ended"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn errno_of(e: &DeviceError) -> u32 {
+    match e {
+        DeviceError::Io(_) => errno::EIO,
+        DeviceError::Invalid(_) => errno::EINVAL,
+        DeviceError::NotPermitted(_) => errno::EPERM,
+        DeviceError::NoSpace(_) => errno::ENOSPC,
+        DeviceError::Shutdown(_) => errno::ESHUTDOWN,
+    }
+}
+
+async fn opt_reply<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    opt: u32,
+    kind: u32,
+    data: &[u8],
+) -> Result<(), NbdError> {
+    let len = u32::try_from(data.len()).map_err(|_| NbdError::Protocol("reply too long".into()))?;
+    let mut b = BytesMut::with_capacity(20 + data.len());
+    b.put_u64(REPLY_MAGIC);
+    b.put_u32(opt);
+    b.put_u32(kind);
+    b.put_u32(len);
+    b.put_slice(data);
+    w.write_all(&b).await?;
+    Ok(())
+}
+
+fn transmission_flags(dev: &dyn BlockDevice) -> u16 {
+    let mut f = TFLAG_HAS_FLAGS
+        | TFLAG_SEND_FLUSH
+        | TFLAG_SEND_FUA
+        | TFLAG_SEND_TRIM
+        | TFLAG_SEND_WRITE_ZEROES;
+    if dev.read_only() {
+        f |= TFLAG_READ_ONLY;
+    }
+    f
+}
+
+/// Serve one client connection: handshake, then transmission.
+pub async fn handle_connection<S>(
+    stream: S,
+    resolver: Arc<dyn ExportResolver>,
+    config: ServerConfig,
+) -> Result<(), NbdError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (r, w) = tokio::io::split(stream);
+    let mut r = BufReader::with_capacity(256 * 1024, r);
+    let mut w = BufWriter::with_capacity(256 * 1024, w);
+    let Some(dev) = handshake(&mut r, &mut w, &*resolver, &config).await? else {
+        return Ok(());
+    };
+    transmission(r, w, dev, config).await
+}
+
+async fn handshake<R, W>(
+    r: &mut R,
+    w: &mut W,
+    resolver: &dyn ExportResolver,
+    config: &ServerConfig,
+) -> Result<Option<Arc<dyn BlockDevice>>, NbdError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut b = BytesMut::with_capacity(18);
+    b.put_u64(NBDMAGIC);
+    b.put_u64(IHAVEOPT);
+    b.put_u16(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
+    w.write_all(&b).await?;
+    w.flush().await?;
+    let cflags = r.read_u32().await?;
+    if cflags & CFLAG_FIXED_NEWSTYLE == 0 {
+        return Err(NbdError::Protocol(
+            "client does not support fixed newstyle".into(),
+        ));
+    }
+    if cflags & !(CFLAG_FIXED_NEWSTYLE | CFLAG_NO_ZEROES) != 0 {
+        return Err(NbdError::Protocol(format!(
+            "unknown client flags {cflags:#x}"
+        )));
+    }
+    let no_zeroes = cflags & CFLAG_NO_ZEROES != 0;
+    loop {
+        let magic = r.read_u64().await?;
+        if magic != IHAVEOPT {
+            return Err(NbdError::Protocol(format!("bad option magic {magic:#x}")));
+        }
+        let opt = r.read_u32().await?;
+        let len = r.read_u32().await?;
+        if len > MAX_OPTION_LEN {
+            return Err(NbdError::Protocol(format!(
+                "option {opt} of {len} bytes is too long"
+            )));
+        }
+        let mut data = vec![0u8; len as usize];
+        r.read_exact(&mut data).await?;
+        match opt {
+            OPT_EXPORT_NAME => {
+                let name = String::from_utf8_lossy(&data).to_string();
+                let Some(dev) = resolver.open(&name).await else {
+                    // No error channel for EXPORT_NAME: close.
+                    return Ok(None);
+                };
+                let mut b = BytesMut::with_capacity(10 + 124);
+                b.put_u64(dev.size());
+                b.put_u16(transmission_flags(&*dev));
+                if !no_zeroes {
+                    b.put_bytes(0, 124);
+                }
+                w.write_all(&b).await?;
+                w.flush().await?;
+                return Ok(Some(dev));
+            }
+            OPT_ABORT => {
+                let _ = opt_reply(w, opt, REP_ACK, &[]).await;
+                let _ = w.flush().await;
+                return Ok(None);
+            }
+            OPT_LIST => {
+                if len != 0 {
+                    opt_reply(w, opt, REP_ERR_INVALID, b"NBD_OPT_LIST takes no data").await?;
+                } else {
+                    for name in resolver.list().await {
+                        let mut d = BytesMut::new();
+                        d.put_u32(u32::try_from(name.len()).unwrap_or(0));
+                        d.put_slice(name.as_bytes());
+                        opt_reply(w, opt, REP_SERVER, &d).await?;
+                    }
+                    opt_reply(w, opt, REP_ACK, &[]).await?;
+                }
+            }
+            OPT_INFO | OPT_GO => {
+                let Some((name, requests)) = parse_info_request(&data) else {
+                    opt_reply(
+                        w,
+                        opt,
+                        REP_ERR_INVALID,
+                        b"malformed NBD_OPT_INFO/GO request",
+                    )
+                    .await?;
+                    w.flush().await?;
+                    continue;
+                };
+                match resolver.open(&name).await {
+                    None => {
+                        opt_reply(
+                            w,
+                            opt,
+                            REP_ERR_UNKNOWN,
+                            b"no such export (or it was detached)",
+                        )
+                        .await?;
+                    }
+                    Some(dev) => {
+                        let mut d = BytesMut::with_capacity(12);
+                        d.put_u16(INFO_EXPORT);
+                        d.put_u64(dev.size());
+                        d.put_u16(transmission_flags(&*dev));
+                        opt_reply(w, opt, REP_INFO, &d).await?;
+                        if requests.contains(&INFO_BLOCK_SIZE) {
+                            let mut d = BytesMut::with_capacity(14);
+                            d.put_u16(INFO_BLOCK_SIZE);
+                            d.put_u32(1);
+                            d.put_u32(dev.preferred_block_size().clamp(1, config.max_request));
+                            d.put_u32(config.max_request);
+                            opt_reply(w, opt, REP_INFO, &d).await?;
+                        }
+                        opt_reply(w, opt, REP_ACK, &[]).await?;
+                        if opt == OPT_GO {
+                            w.flush().await?;
+                            return Ok(Some(dev));
+                        }
+                    }
+                }
+            }
+            _ => {
+                opt_reply(w, opt, REP_ERR_UNSUP, b"option not supported").await?;
+            }
+        }
+        w.flush().await?;
+    }
+}
+
+fn parse_info_request(data: &[u8]) -> Option<(String, Vec<u16>)> {
+    let name_len = u32::from_be_bytes(data.get(0..4)?.try_into().ok()?) as usize;
+    let name = data.get(4..4 + name_len)?;
+    let rest = data.get(4 + name_len..)?;
+    let n = u16::from_be_bytes(rest.get(0..2)?.try_into().ok()?) as usize;
+    let reqs = rest.get(2..)?;
+    if reqs.len() != 2 * n {
+        return None;
+    }
+    let requests = reqs
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
+    Some((String::from_utf8_lossy(name).to_string(), requests))
+}
+
+struct Reply {
+    cookie: u64,
+    error: u32,
+    data: Option<Bytes>,
+    close: bool,
+}
+
+async fn writer_task<W: AsyncWrite + Unpin>(
+    mut w: BufWriter<W>,
+    mut rx: mpsc::Receiver<Reply>,
+) -> std::io::Result<()> {
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        let mut close = false;
+        while let Some(rep) = next.take() {
+            let mut h = [0u8; 16];
+            h[0..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+            h[4..8].copy_from_slice(&rep.error.to_be_bytes());
+            h[8..16].copy_from_slice(&rep.cookie.to_be_bytes());
+            w.write_all(&h).await?;
+            if let Some(d) = &rep.data {
+                w.write_all(d).await?;
+            }
+            close |= rep.close;
+            next = rx.try_recv().ok();
+        }
+        w.flush().await?;
+        if close {
+            w.shutdown().await?;
+            return Ok(());
+        }
+    }
+    w.flush().await?;
+    w.shutdown().await
+}
+
+async fn discard<R: AsyncRead + Unpin>(r: &mut R, mut n: u64) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    while n > 0 {
+        let k = usize::try_from(n.min(buf.len() as u64)).unwrap_or(buf.len());
+        r.read_exact(&mut buf[..k]).await?;
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+async fn transmission<R, W>(
+    mut r: BufReader<R>,
+    w: BufWriter<W>,
+    dev: Arc<dyn BlockDevice>,
+    config: ServerConfig,
+) -> Result<(), NbdError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Reply>(config.max_in_flight.max(1) * 2);
+    let writer = tokio::spawn(writer_task(w, rx));
+    let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let order = Arc::new(RwLock::new(()));
+    let closing = Arc::new(AtomicBool::new(false));
+    let size = dev.size();
+    let result = loop {
+        if closing.load(Ordering::Acquire) {
+            break Ok(());
+        }
+        let mut hdr = [0u8; 28];
+        match r.read_exact(&mut hdr).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Ok(()),
+            Err(e) => break Err(e.into()),
+        }
+        let magic = u32::from_be_bytes(hdr[0..4].try_into().expect("4"));
+        if magic != REQUEST_MAGIC {
+            break Err(NbdError::Protocol(format!("bad request magic {magic:#x}")));
+        }
+        let flags = u16::from_be_bytes(hdr[4..6].try_into().expect("2"));
+        let kind = u16::from_be_bytes(hdr[6..8].try_into().expect("2"));
+        let cookie = u64::from_be_bytes(hdr[8..16].try_into().expect("8"));
+        let offset = u64::from_be_bytes(hdr[16..24].try_into().expect("8"));
+        let len = u32::from_be_bytes(hdr[24..28].try_into().expect("4"));
+        let in_range = offset
+            .checked_add(u64::from(len))
+            .is_some_and(|end| end <= size);
+        let fua = flags & CMD_FLAG_FUA != 0;
+
+        let reply_now = |error: u32| Reply {
+            cookie,
+            error,
+            data: None,
+            close: false,
+        };
+        if kind == CMD_DISC {
+            break Ok(());
+        }
+        let permit = match permits.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => break Ok(()),
+        };
+        match kind {
+            CMD_READ => {
+                if len > config.max_request || !in_range {
+                    let _ = tx.send(reply_now(errno::EINVAL)).await;
+                    continue;
+                }
+                let (dev, tx) = (dev.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _p = permit;
+                    let rep = if len == 0 {
+                        Reply {
+                            cookie,
+                            error: 0,
+                            data: Some(Bytes::new()),
+                            close: false,
+                        }
+                    } else {
+                        match dev.read(offset, len).await {
+                            Ok(d) if d.len() == len as usize => Reply {
+                                cookie,
+                                error: 0,
+                                data: Some(d),
+                                close: false,
+                            },
+                            Ok(_) => Reply {
+                                cookie,
+                                error: errno::EIO,
+                                data: None,
+                                close: false,
+                            },
+                            Err(e) => Reply {
+                                cookie,
+                                error: errno_of(&e),
+                                data: None,
+                                close: matches!(e, DeviceError::Shutdown(_)),
+                            },
+                        }
+                    };
+                    let _ = tx.send(rep).await;
+                });
+            }
+            CMD_WRITE => {
+                if len > HARD_PAYLOAD_CAP {
+                    break Err(NbdError::Protocol(format!(
+                        "write of {len} bytes exceeds any acceptable size"
+                    )));
+                }
+                if len > config.max_request || !in_range || dev.read_only() {
+                    discard(&mut r, u64::from(len)).await?;
+                    let e = if dev.read_only() && in_range && len <= config.max_request {
+                        errno::EPERM
+                    } else {
+                        errno::EINVAL
+                    };
+                    let _ = tx.send(reply_now(e)).await;
+                    continue;
+                }
+                let mut buf = BytesMut::zeroed(len as usize);
+                r.read_exact(&mut buf).await?;
+                let data = buf.freeze();
+                let guard = order.clone().read_owned().await;
+                let (dev, tx) = (dev.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _p = permit;
+                    let res = if len == 0 {
+                        Ok(())
+                    } else {
+                        dev.write(offset, data, fua).await
+                    };
+                    drop(guard);
+                    let _ = tx.send(result_reply(cookie, res)).await;
+                });
+            }
+            CMD_FLUSH => {
+                let (dev, tx, order) = (dev.clone(), tx.clone(), order.clone());
+                tokio::spawn(async move {
+                    let _p = permit;
+                    drop(order.write().await);
+                    let res = dev.flush().await;
+                    let _ = tx.send(result_reply(cookie, res)).await;
+                });
+            }
+            CMD_TRIM | CMD_WRITE_ZEROES => {
+                if !in_range {
+                    let _ = tx.send(reply_now(errno::EINVAL)).await;
+                    continue;
+                }
+                if dev.read_only() {
+                    let _ = tx.send(reply_now(errno::EPERM)).await;
+                    continue;
+                }
+                let guard = order.clone().read_owned().await;
+                let (dev, tx) = (dev.clone(), tx.clone());
+                let may_trim = flags & CMD_FLAG_NO_HOLE == 0;
+                tokio::spawn(async move {
+                    let _p = permit;
+                    let res = if len == 0 {
+                        Ok(())
+                    } else if kind == CMD_TRIM {
+                        dev.trim(offset, len, fua).await
+                    } else {
+                        dev.write_zeroes(offset, len, may_trim, fua).await
+                    };
+                    drop(guard);
+                    let _ = tx.send(result_reply(cookie, res)).await;
+                });
+            }
+            _ => {
+                let _ = tx.send(reply_now(errno::EINVAL)).await;
+            }
+        }
+    };
+    // Let in-flight requests finish and their replies go out, then close.
+    drop(tx);
+    let _ = writer.await;
+    result
+}
+
+fn result_reply(cookie: u64, res: Result<(), DeviceError>) -> Reply {
+    match res {
+        Ok(()) => Reply {
+            cookie,
+            error: 0,
+            data: None,
+            close: false,
+        },
+        Err(e) => Reply {
+            cookie,
+            error: errno_of(&e),
+            data: None,
+            close: matches!(e, DeviceError::Shutdown(_)),
+        },
+    }
+}

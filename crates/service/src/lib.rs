@@ -1,0 +1,694 @@
+//! The service layer: Coffer's rules for disks, snapshots and attachments,
+//! over the lower layers (metadata, object store, key vault, block engine).
+//! The HTTP API and the NBD server call into it; it knows nothing of HTTP.
+//!
+//! It owns:
+//! - authentication of API tokens and the visibility rule (a caller sees the
+//!   resources of its own account; a deployment admin sees all; anything
+//!   else is "not found", never "forbidden", so existence does not leak);
+//! - validation of every input (names, sizes, zones, ids) with messages that
+//!   say what to do next;
+//! - the registry of open volumes (one per attached disk) and the NBD export
+//!   resolver that maps a secret export token to one of them;
+//! - start-up recovery (finishing queued deletions, sweeping orphaned
+//!   objects) and the background garbage collector.
+
+mod error;
+mod export;
+pub mod model;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use coffer_crypto::{hash_token, new_token};
+use coffer_keyvault::KeyVault;
+use coffer_meta::{AttachmentRow, DiskRow, Meta, PrincipalRow, SnapshotRow, VolumeRow};
+use coffer_store::{ObjectStore, chunk_key, parse_chunk_key};
+use coffer_types::size::{MIB, TIB};
+use coffer_types::{ByteSize, Id, Kind, Name, Regions};
+use coffer_volume::{Volume, VolumeConfig};
+use tokio::sync::{Mutex, Notify, RwLock};
+
+pub use error::{ErrorKind, Result, ServiceError};
+pub use export::{DiskDevice, ExportResolverImpl};
+use model::{Attachment, CreateDisk, CreateSnapshot, Disk, Encryption, Region, Snapshot, WhoAmI};
+
+/// Smallest disk.
+pub const MIN_DISK: u64 = MIB;
+/// Largest disk.
+pub const MAX_DISK: u64 = 64 * TIB;
+
+/// How the service is put together.
+#[derive(Clone)]
+pub struct ServiceConfig {
+    /// Regions and zones of the deployment.
+    pub regions: Regions,
+    /// Chunk size of new lineages.
+    pub chunk_size: u32,
+    /// Tuning of open volumes.
+    pub volume: VolumeConfig,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            regions: Regions::default(),
+            chunk_size: coffer_volume::DEFAULT_CHUNK_SIZE,
+            volume: VolumeConfig::default(),
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The authenticated principal.
+    pub principal: PrincipalRow,
+}
+
+impl Caller {
+    fn sees(&self, account: Id) -> bool {
+        self.principal.is_admin || self.principal.account_id == account
+    }
+}
+
+/// The service.
+pub struct Service {
+    meta: Meta,
+    store: Arc<dyn ObjectStore>,
+    vault: KeyVault,
+    config: ServiceConfig,
+    /// Open volumes by disk id; the lock also serialises opening a volume
+    /// with snapshotting a detached disk, so an engine never runs on a stale
+    /// head generation.
+    open: Mutex<HashMap<Id, Arc<Volume>>>,
+    nbd_endpoint: RwLock<Option<String>>,
+    gc_wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("store", &self.store.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+fn disk_dto(d: &DiskRow, attached: bool) -> Disk {
+    Disk {
+        id: d.id.to_string(),
+        name: d.name.clone(),
+        account_id: d.account_id.to_string(),
+        region: d.region.clone(),
+        zone: d.zone.clone(),
+        size_bytes: d.size,
+        size: ByteSize(d.size).to_string(),
+        state: if attached { "attached" } else { "available" }.into(),
+        encryption: Encryption {
+            kind: d.encryption.clone(),
+            key_id: d.kek_id.to_string(),
+        },
+        source_snapshot_id: d.source_snapshot_id.map(|s| s.to_string()),
+        created_at: d.created_at.clone(),
+    }
+}
+
+fn snap_dto(s: &SnapshotRow) -> Snapshot {
+    Snapshot {
+        id: s.id.to_string(),
+        name: s.name.clone(),
+        account_id: s.account_id.to_string(),
+        region: s.region.clone(),
+        source_disk_id: s.source_disk_id.map(|d| d.to_string()),
+        size_bytes: s.size,
+        size: ByteSize(s.size).to_string(),
+        state: "completed".into(),
+        encryption: Encryption {
+            kind: s.encryption.clone(),
+            key_id: s.kek_id.to_string(),
+        },
+        created_at: s.created_at.clone(),
+    }
+}
+
+fn parse_id(s: &str, kind: Kind) -> Result<Id> {
+    Id::parse_kind(s.trim(), kind).map_err(|e| ServiceError::invalid("InvalidId", e.to_string()))
+}
+
+fn check_name(s: &str) -> Result<Name> {
+    Name::new(s).map_err(|e| ServiceError::invalid("InvalidName", e.to_string()))
+}
+
+fn check_size(size: u64) -> Result<()> {
+    if size < MIN_DISK {
+        return Err(ServiceError::invalid(
+            "InvalidSize",
+            format!("size {} is too small: the minimum is 1MiB", ByteSize(size)),
+        ));
+    }
+    if size > MAX_DISK {
+        return Err(ServiceError::invalid(
+            "InvalidSize",
+            format!("size {} is too large: the maximum is 64TiB", ByteSize(size)),
+        ));
+    }
+    if !size.is_multiple_of(MIB) {
+        return Err(ServiceError::invalid(
+            "InvalidSize",
+            format!("size {size} bytes is not a whole number of MiB: use e.g. 512MiB or 10GiB"),
+        ));
+    }
+    Ok(())
+}
+
+impl Service {
+    /// Assemble the service over its lower layers.
+    pub fn new(
+        meta: Meta,
+        store: Arc<dyn ObjectStore>,
+        vault: KeyVault,
+        mut config: ServiceConfig,
+    ) -> Arc<Self> {
+        let gc_wake = Arc::new(Notify::new());
+        config.volume.gc_notify = Some(gc_wake.clone());
+        Arc::new(Self {
+            meta,
+            store,
+            vault,
+            config,
+            open: Mutex::new(HashMap::new()),
+            nbd_endpoint: RwLock::new(None),
+            gc_wake,
+        })
+    }
+
+    /// The metadata store (for admin tools and tests).
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Set the `host:port` that attach URIs name.
+    pub async fn set_nbd_endpoint(&self, endpoint: String) {
+        *self.nbd_endpoint.write().await = Some(endpoint);
+    }
+
+    /// On first start (no principal yet), create the admin principal in a
+    /// first tenant and account, and return its token (shown once, never
+    /// stored in plaintext by Coffer). `None` if already bootstrapped.
+    pub async fn bootstrap(&self) -> Result<Option<zeroize::Zeroizing<String>>> {
+        if self.meta.principal_count().await? > 0 {
+            return Ok(None);
+        }
+        let p = self
+            .meta
+            .create_tenant_with_principal("default", "default", "admin", true)
+            .await?;
+        let token = new_token();
+        self.meta.insert_token(p.id, &hash_token(&token)).await?;
+        for r in self.config.regions.all() {
+            self.vault.platform_key(&r.name).await?;
+        }
+        Ok(Some(token))
+    }
+
+    /// Create a principal (its own tenant and account) and a token for it.
+    /// For tests and for the admin until the IAM API lands.
+    pub async fn create_principal_with_token(
+        &self,
+        tenant: &str,
+        name: &str,
+        is_admin: bool,
+    ) -> Result<(PrincipalRow, zeroize::Zeroizing<String>)> {
+        let p = self
+            .meta
+            .create_tenant_with_principal(tenant, tenant, name, is_admin)
+            .await?;
+        let token = new_token();
+        self.meta.insert_token(p.id, &hash_token(&token)).await?;
+        Ok((p, token))
+    }
+
+    /// The caller a bearer token belongs to.
+    pub async fn authenticate(&self, token: &str) -> Result<Caller> {
+        let unauth = || {
+            ServiceError::new(
+                ErrorKind::Unauthenticated,
+                "Unauthenticated",
+                "missing, unknown, expired or revoked token: pass a valid token (coffer --profile, COFFER_TOKEN or Authorization: Bearer)",
+            )
+        };
+        if token.is_empty() || token.len() > 256 {
+            return Err(unauth());
+        }
+        let p = self
+            .meta
+            .principal_by_token_hash(&hash_token(token))
+            .await?
+            .ok_or_else(unauth)?;
+        Ok(Caller { principal: p })
+    }
+
+    /// Who the caller is.
+    pub fn whoami(&self, caller: &Caller) -> WhoAmI {
+        let p = &caller.principal;
+        WhoAmI {
+            principal_id: p.id.to_string(),
+            name: p.name.clone(),
+            account_id: p.account_id.to_string(),
+            tenant_id: p.tenant_id.to_string(),
+            is_admin: p.is_admin,
+        }
+    }
+
+    /// The deployment's regions.
+    pub fn regions(&self) -> Vec<Region> {
+        self.config
+            .regions
+            .all()
+            .iter()
+            .map(|r| Region {
+                name: r.name.clone(),
+                zones: r.zones.clone(),
+            })
+            .collect()
+    }
+
+    async fn visible_disk(&self, caller: &Caller, id: &str) -> Result<DiskRow> {
+        let id = parse_id(id, Kind::Disk)?;
+        match self.meta.disk(id).await? {
+            Some(d) if caller.sees(d.account_id) => Ok(d),
+            _ => Err(ServiceError::not_found("DiskNotFound", "disk", id)),
+        }
+    }
+
+    async fn visible_snapshot(&self, caller: &Caller, id: &str) -> Result<SnapshotRow> {
+        let id = parse_id(id, Kind::Snapshot)?;
+        match self.meta.snapshot(id).await? {
+            Some(s) if caller.sees(s.account_id) => Ok(s),
+            _ => Err(ServiceError::not_found("SnapshotNotFound", "snapshot", id)),
+        }
+    }
+
+    async fn is_attached(&self, disk: Id) -> Result<bool> {
+        Ok(self.meta.attachment_of_disk(disk).await?.is_some())
+    }
+
+    /// Create a disk, empty or from a snapshot.
+    pub async fn create_disk(&self, caller: &Caller, req: CreateDisk) -> Result<Disk> {
+        let name = check_name(&req.name)?;
+        let region = self
+            .config
+            .regions
+            .region_of_zone(&req.zone)
+            .map_err(|e| ServiceError::invalid("UnknownZone", e.to_string()))?
+            .to_string();
+        let source = match &req.source_snapshot_id {
+            Some(s) => Some(self.visible_snapshot(caller, s).await?),
+            None => None,
+        };
+        let size = match (&req.size, &source) {
+            (Some(s), _) => s.bytes(),
+            (None, Some(snap)) => snap.size,
+            (None, None) => {
+                return Err(ServiceError::invalid(
+                    "MissingSize",
+                    "an empty disk needs a size, e.g. --size 10GiB (or give --from-snapshot)",
+                ));
+            }
+        };
+        check_size(size)?;
+        let id = Id::random(Kind::Disk);
+        let now = coffer_meta::now();
+        let (volume, kek_id, encryption) = match &source {
+            Some(snap) => {
+                if snap.region != region {
+                    return Err(ServiceError::new(
+                        ErrorKind::Unprocessable,
+                        "RegionMismatch",
+                        format!(
+                            "snapshot {} is in region '{}' but zone '{}' is in region '{region}': copy the snapshot to that region first",
+                            snap.id, snap.region, req.zone
+                        ),
+                    ));
+                }
+                if size < snap.size {
+                    return Err(ServiceError::invalid(
+                        "InvalidSize",
+                        format!(
+                            "size {} is smaller than the snapshot's {}: a disk from a snapshot is at least as large",
+                            ByteSize(size),
+                            ByteSize(snap.size)
+                        ),
+                    ));
+                }
+                let parent = self.meta.volume(snap.volume_id).await?;
+                let vol = VolumeRow {
+                    id: Id::random(Kind::Volume),
+                    dek_id: parent.dek_id,
+                    chunk_size: parent.chunk_size,
+                    size,
+                    parent: Some((snap.volume_id, snap.generation)),
+                    head_generation: 0,
+                    live: true,
+                };
+                (vol, snap.kek_id, snap.encryption.clone())
+            }
+            None => {
+                let kek = self.vault.platform_key(&region).await?;
+                let (dek_id, _dek) = self.vault.new_dek(&kek).await?;
+                let vol = VolumeRow {
+                    id: Id::random(Kind::Volume),
+                    dek_id,
+                    chunk_size: self.config.chunk_size,
+                    size,
+                    parent: None,
+                    head_generation: 0,
+                    live: true,
+                };
+                (vol, kek.id, "platform".to_string())
+            }
+        };
+        let row = DiskRow {
+            id,
+            account_id: caller.principal.account_id,
+            name: name.to_string(),
+            region,
+            zone: req.zone.clone(),
+            size,
+            volume_id: volume.id,
+            encryption,
+            kek_id,
+            source_snapshot_id: source.as_ref().map(|s| s.id),
+            created_at: now,
+        };
+        self.meta.create_disk(&row, &volume).await?;
+        tracing::info!(disk = %id, size, zone = %row.zone, "disk created");
+        Ok(disk_dto(&row, false))
+    }
+
+    /// Disks the caller sees.
+    pub async fn list_disks(&self, caller: &Caller) -> Result<Vec<Disk>> {
+        let account = (!caller.principal.is_admin).then_some(caller.principal.account_id);
+        let rows = self.meta.list_disks(account).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for d in rows {
+            let attached = self.is_attached(d.id).await?;
+            out.push(disk_dto(&d, attached));
+        }
+        Ok(out)
+    }
+
+    /// One disk.
+    pub async fn get_disk(&self, caller: &Caller, id: &str) -> Result<Disk> {
+        let d = self.visible_disk(caller, id).await?;
+        let attached = self.is_attached(d.id).await?;
+        Ok(disk_dto(&d, attached))
+    }
+
+    /// Delete a detached disk. Its snapshots, and disks made from them, stay.
+    pub async fn delete_disk(&self, caller: &Caller, id: &str) -> Result<Disk> {
+        let d = self.visible_disk(caller, id).await?;
+        if self.is_attached(d.id).await? {
+            return Err(ServiceError::conflict(
+                "DiskAttached",
+                format!(
+                    "disk {} is attached: run `coffer disk detach {}` first",
+                    d.id, d.id
+                ),
+            ));
+        }
+        self.meta.delete_disk(d.id).await?;
+        self.gc_wake.notify_one();
+        tracing::info!(disk = %d.id, "disk deleted");
+        Ok(disk_dto(&d, false))
+    }
+
+    /// Grow a detached disk.
+    pub async fn resize_disk(&self, caller: &Caller, id: &str, size: ByteSize) -> Result<Disk> {
+        let mut d = self.visible_disk(caller, id).await?;
+        let size = size.bytes();
+        check_size(size)?;
+        if size < d.size {
+            return Err(ServiceError::invalid(
+                "ShrinkNotAllowed",
+                format!(
+                    "disk {} is {}; disks only grow (shrinking would destroy data). To get a smaller disk, create one and copy what you need",
+                    d.id,
+                    ByteSize(d.size)
+                ),
+            ));
+        }
+        if self.is_attached(d.id).await? {
+            return Err(ServiceError::conflict(
+                "DiskAttached",
+                format!(
+                    "disk {} is attached: detach it, resize, and attach again",
+                    d.id
+                ),
+            ));
+        }
+        if size != d.size {
+            self.meta.resize_disk(d.id, size).await?;
+            d.size = size;
+        }
+        Ok(disk_dto(&d, false))
+    }
+
+    /// Attach a disk read-write: returns the NBD URI with a fresh secret
+    /// export token. One attachment per disk at a time.
+    pub async fn attach_disk(&self, caller: &Caller, id: &str) -> Result<Attachment> {
+        let d = self.visible_disk(caller, id).await?;
+        let endpoint = self.nbd_endpoint.read().await.clone().ok_or_else(|| {
+            ServiceError::new(
+                ErrorKind::Unavailable,
+                "NbdUnavailable",
+                "this server has no NBD listener",
+            )
+        })?;
+        if let Some(a) = self.meta.attachment_of_disk(d.id).await? {
+            return Err(ServiceError::conflict(
+                "DiskAttached",
+                format!(
+                    "disk {} is already attached ({} since {}): a disk has one read-write attachment at a time; run `coffer disk detach {}` first",
+                    d.id, a.id, a.created_at, d.id
+                ),
+            ));
+        }
+        let token = new_token();
+        let row = AttachmentRow {
+            id: Id::random(Kind::Attachment),
+            disk_id: d.id,
+            token_hash: hash_token(&token),
+            principal_id: caller.principal.id,
+            mode: "rw".into(),
+            created_at: coffer_meta::now(),
+        };
+        self.meta
+            .insert_attachment(&row)
+            .await
+            .map_err(|e| match e {
+                coffer_meta::MetaError::Conflict(_) => ServiceError::conflict(
+                    "DiskAttached",
+                    format!("disk {} is already attached", d.id),
+                ),
+                other => other.into(),
+            })?;
+        tracing::info!(disk = %d.id, attachment = %row.id, "disk attached");
+        Ok(Attachment {
+            id: row.id.to_string(),
+            disk_id: d.id.to_string(),
+            uri: Some(format!("nbd://{endpoint}/{}", token.as_str())),
+            mode: row.mode,
+            created_at: row.created_at,
+        })
+    }
+
+    /// Detach a disk: flush it, close its connections, revoke its token.
+    pub async fn detach_disk(&self, caller: &Caller, id: &str) -> Result<Disk> {
+        let d = self.visible_disk(caller, id).await?;
+        if self.meta.attachment_of_disk(d.id).await?.is_none() {
+            return Err(ServiceError::conflict(
+                "DiskNotAttached",
+                format!("disk {} is not attached", d.id),
+            ));
+        }
+        // Revoke the token first, so no new connection can reopen the disk,
+        // then flush and close the open volume (live connections then get
+        // ESHUTDOWN).
+        self.meta.delete_attachment(d.id).await?;
+        let vol = self.open.lock().await.remove(&d.id);
+        if let Some(v) = vol {
+            v.close().await?;
+        }
+        tracing::info!(disk = %d.id, "disk detached");
+        Ok(disk_dto(&d, false))
+    }
+
+    /// The open volume of an attached disk, opening it on first use.
+    pub(crate) async fn volume_for_export(
+        &self,
+        token: &str,
+    ) -> Result<Option<(DiskRow, Arc<Volume>)>> {
+        let Some(att) = self
+            .meta
+            .attachment_by_token_hash(&hash_token(token))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(disk) = self.meta.disk(att.disk_id).await? else {
+            return Ok(None);
+        };
+        let mut open = self.open.lock().await;
+        if let Some(v) = open.get(&disk.id) {
+            return Ok(Some((disk, v.clone())));
+        }
+        let vol = self.meta.volume(disk.volume_id).await?;
+        let dek = self.vault.dek(vol.dek_id).await?;
+        let v = Volume::open(
+            self.meta.clone(),
+            self.store.clone(),
+            disk.volume_id,
+            &dek,
+            self.config.volume.clone(),
+        )
+        .await?;
+        open.insert(disk.id, v.clone());
+        Ok(Some((disk, v)))
+    }
+
+    /// Take a crash-consistent snapshot of a disk, attached or not.
+    pub async fn create_snapshot(&self, caller: &Caller, req: CreateSnapshot) -> Result<Snapshot> {
+        let name = check_name(&req.name)?;
+        let d = self.visible_disk(caller, &req.disk_id).await?;
+        let mut row = SnapshotRow {
+            id: Id::random(Kind::Snapshot),
+            account_id: d.account_id,
+            name: name.to_string(),
+            region: d.region.clone(),
+            source_disk_id: Some(d.id),
+            volume_id: d.volume_id,
+            generation: 0,
+            size: d.size,
+            encryption: d.encryption.clone(),
+            kek_id: d.kek_id,
+            created_at: coffer_meta::now(),
+        };
+        let open = self.open.lock().await;
+        if let Some(v) = open.get(&d.id).cloned() {
+            drop(open);
+            row = v.snapshot(row).await?;
+        } else {
+            row.generation = self.meta.volume(d.volume_id).await?.head_generation;
+            self.meta.create_snapshot(&row).await?;
+            drop(open);
+        }
+        tracing::info!(snapshot = %row.id, disk = %d.id, "snapshot created");
+        Ok(snap_dto(&row))
+    }
+
+    /// Snapshots the caller sees.
+    pub async fn list_snapshots(&self, caller: &Caller) -> Result<Vec<Snapshot>> {
+        let account = (!caller.principal.is_admin).then_some(caller.principal.account_id);
+        Ok(self
+            .meta
+            .list_snapshots(account)
+            .await?
+            .iter()
+            .map(snap_dto)
+            .collect())
+    }
+
+    /// One snapshot.
+    pub async fn get_snapshot(&self, caller: &Caller, id: &str) -> Result<Snapshot> {
+        Ok(snap_dto(&self.visible_snapshot(caller, id).await?))
+    }
+
+    /// Delete a snapshot; disks made from it keep their data.
+    pub async fn delete_snapshot(&self, caller: &Caller, id: &str) -> Result<Snapshot> {
+        let s = self.visible_snapshot(caller, id).await?;
+        self.meta.delete_snapshot(s.id).await?;
+        self.gc_wake.notify_one();
+        tracing::info!(snapshot = %s.id, "snapshot deleted");
+        Ok(snap_dto(&s))
+    }
+
+    /// Flush and close every open volume (shutdown).
+    pub async fn shutdown(&self) {
+        let vols: Vec<Arc<Volume>> = self.open.lock().await.drain().map(|(_, v)| v).collect();
+        for v in vols {
+            if let Err(e) = v.flush().await {
+                tracing::warn!(volume = %v.id(), error = %e, "flush at shutdown failed");
+            }
+        }
+    }
+
+    /// Delete the objects queued for deletion; returns how many.
+    pub async fn collect_garbage(&self) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let batch = self.meta.gc_queue_peek(512).await?;
+            if batch.is_empty() {
+                return Ok(total);
+            }
+            for (dek, counter) in &batch {
+                self.store
+                    .delete(&chunk_key(dek.value(), *counter))
+                    .await
+                    .map_err(ServiceError::internal)?;
+            }
+            self.meta.gc_queue_done(&batch).await?;
+            total += batch.len() as u64;
+        }
+    }
+
+    /// Start-up recovery, before any volume opens: finish queued deletions
+    /// and delete objects no metadata names (written by a write-back that a
+    /// crash interrupted before its commit). Returns (collected, orphans).
+    pub async fn recover(&self) -> Result<(u64, u64)> {
+        let collected = self.collect_garbage().await?;
+        let referenced = self.meta.referenced_objects().await?;
+        let mut orphans = 0;
+        for key in self
+            .store
+            .list("chunks/")
+            .await
+            .map_err(ServiceError::internal)?
+        {
+            match parse_chunk_key(&key) {
+                Some(k) if referenced.contains(&k) => {}
+                _ => {
+                    self.store
+                        .delete(&key)
+                        .await
+                        .map_err(ServiceError::internal)?;
+                    orphans += 1;
+                }
+            }
+        }
+        Ok((collected, orphans))
+    }
+
+    /// Run the garbage collector until the process ends: woken by deletes,
+    /// and every 30 s.
+    pub fn spawn_gc(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(30), me.gc_wake.notified())
+                        .await;
+                match me.collect_garbage().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(objects = n, "garbage collected"),
+                    Err(e) => tracing::warn!(error = %e, "garbage collection failed; will retry"),
+                }
+            }
+        })
+    }
+}

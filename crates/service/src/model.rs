@@ -1,0 +1,146 @@
+//! The resources as the API shows them and the requests that create them.
+//! These types are the wire format of the HTTP API (and so of the CLI); the
+//! OpenAPI document is generated from them.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// How a disk or snapshot is encrypted at rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Encryption {
+    /// `platform` (a platform-managed key of the region), later also
+    /// `customer` and `double`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The key-encryption key that wraps the data key.
+    pub key_id: String,
+}
+
+/// A disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Disk {
+    /// Id, e.g. `disk-0123456789abcdef`.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Owner account.
+    pub account_id: String,
+    /// Region.
+    pub region: String,
+    /// Zone.
+    pub zone: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Size for people, e.g. `10GiB`.
+    pub size: String,
+    /// `available` or `attached`.
+    pub state: String,
+    /// Encryption at rest.
+    pub encryption: Encryption,
+    /// Snapshot the disk was created from.
+    pub source_snapshot_id: Option<String>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
+
+/// A snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Snapshot {
+    /// Id, e.g. `snap-0123456789abcdef`.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Owner account.
+    pub account_id: String,
+    /// Region (snapshots are regional).
+    pub region: String,
+    /// Disk it was taken from (kept after that disk is deleted).
+    pub source_disk_id: Option<String>,
+    /// Size in bytes of the disk when taken.
+    pub size_bytes: u64,
+    /// Size for people.
+    pub size: String,
+    /// `completed` (snapshots are complete when the call returns).
+    pub state: String,
+    /// Encryption at rest.
+    pub encryption: Encryption,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
+
+/// An attachment: how a block client reaches a disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Attachment {
+    /// Attachment id.
+    pub id: String,
+    /// The disk.
+    pub disk_id: String,
+    /// `nbd://HOST:PORT/EXPORT`: give it to qemu, qemu-img or an NBD client.
+    /// The export name is a secret: whoever has it can read and write the
+    /// disk until it is detached. Shown only in the attach response.
+    pub uri: Option<String>,
+    /// `rw`.
+    pub mode: String,
+    /// When.
+    pub created_at: String,
+}
+
+/// Create a disk: empty (`size` required) or from a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDisk {
+    /// Name (1-80 letters, digits, `.`, `_`, `-`).
+    pub name: String,
+    /// Zone, e.g. `local-a`.
+    pub zone: String,
+    /// Size: bytes, or a string like `"10GiB"`. A multiple of 1 MiB, from
+    /// 1 MiB to 64 TiB. From a snapshot, defaults to the snapshot's size and
+    /// may only be larger.
+    #[schema(value_type = Option<String>, example = "10GiB")]
+    pub size: Option<coffer_types::ByteSize>,
+    /// Snapshot to copy (must be in the zone's region).
+    pub source_snapshot_id: Option<String>,
+}
+
+/// Resize a disk (grow only).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeDisk {
+    /// New size, larger than the current one.
+    #[schema(value_type = String, example = "20GiB")]
+    pub size: coffer_types::ByteSize,
+}
+
+/// Take a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSnapshot {
+    /// The disk.
+    pub disk_id: String,
+    /// Name.
+    pub name: String,
+}
+
+/// A region and its zones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Region {
+    /// Name.
+    pub name: String,
+    /// Zones.
+    pub zones: Vec<String>,
+}
+
+/// The caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    /// Principal id.
+    pub principal_id: String,
+    /// Principal name.
+    pub name: String,
+    /// Home account.
+    pub account_id: String,
+    /// Home tenant.
+    pub tenant_id: String,
+    /// Deployment administrator.
+    pub is_admin: bool,
+}

@@ -1,0 +1,357 @@
+//! [`LocalStore`]: objects as files under a root directory.
+//!
+//! A put writes the file with `O_CREAT | O_EXCL` straight under its final
+//! name and does not fsync it; [`ObjectStore::sync`] then makes every
+//! completed put durable at once with `syncfs(2)` on the store's file system
+//! (one call instead of one fsync per object). A crash can leave a partial
+//! file under its final name, but only for an object that no metadata names
+//! yet (callers record an object in metadata only after `sync`), so such a
+//! file is garbage for the orphan sweep, never data.
+
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+
+use crate::{ObjectStore, StoreError, validate_key};
+
+/// Directory (under the root) of reusable files; never a valid object key
+/// prefix, so listings never show it.
+const FREE_DIR: &str = ".free";
+
+/// Objects as files under a directory.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: Arc<PathBuf>,
+    free: Arc<FreePool>,
+}
+
+/// Files of deleted objects kept for reuse: overwriting an allocated,
+/// probably cached file is several times cheaper than allocating a new one
+/// (measured here: ~0.4 GB/s into new files, >5 GB/s over existing ones).
+/// They hold only old ciphertext and no metadata names them.
+#[derive(Debug)]
+struct FreePool {
+    files: std::sync::Mutex<Vec<PathBuf>>,
+    cap: usize,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+/// Default number of deleted object files kept for reuse.
+pub const DEFAULT_FREE_POOL: usize = 8192;
+
+impl LocalStore {
+    /// Open (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        Self::open_with_pool(root, DEFAULT_FREE_POOL)
+    }
+
+    /// Open with a free pool of at most `cap` files (0 disables reuse).
+    pub fn open_with_pool(root: impl Into<PathBuf>, cap: usize) -> Result<Self, StoreError> {
+        let root = root.into();
+        let free_dir = root.join(FREE_DIR);
+        std::fs::create_dir_all(&free_dir).map_err(|source| StoreError::Io {
+            key: free_dir.display().to_string(),
+            source,
+        })?;
+        let mut files = Vec::new();
+        let mut seq = 0u64;
+        for e in std::fs::read_dir(&free_dir).map_err(io("free"))?.flatten() {
+            if let Some(n) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| u64::from_str_radix(n, 16).ok())
+            {
+                seq = seq.max(n + 1);
+            }
+            files.push(e.path());
+        }
+        Ok(Self {
+            root: Arc::new(root),
+            free: Arc::new(FreePool {
+                files: std::sync::Mutex::new(files),
+                cap,
+                seq: std::sync::atomic::AtomicU64::new(seq),
+            }),
+        })
+    }
+
+    fn take_free(&self) -> Option<PathBuf> {
+        self.free
+            .files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+/// Overwrite the reusable file `free` with `data` and move it to `path`
+/// without replacing anything there (`RENAME_NOREPLACE`).
+fn reuse(free: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new().write(true).open(free)?;
+    f.write_all_at(data, 0)?;
+    f.set_len(data.len() as u64)?;
+    drop(f);
+    let rename = || {
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            free,
+            rustix::fs::CWD,
+            path,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(std::io::Error::from)
+    };
+    match rename() {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            rename()
+        }
+        other => other,
+    }
+}
+
+fn io(key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        key: key.to_string(),
+        source,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io {
+            key: "<task>".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        let recycled = self.take_free();
+        blocking(move || {
+            if let Some(free) = recycled {
+                match reuse(&free, &path, &data) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                        let _ = std::fs::remove_file(&free);
+                        return Err(StoreError::AlreadyExists(key));
+                    }
+                    // Fall back to a new file.
+                    Err(_) => {
+                        let _ = std::fs::remove_file(&free);
+                    }
+                }
+            }
+            let open = || OpenOptions::new().write(true).create_new(true).open(&path);
+            let mut f = match open() {
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir).map_err(io(&key))?;
+                    }
+                    open()
+                }
+                other => other,
+            }
+            .map_err(|e| {
+                if e.kind() == ErrorKind::AlreadyExists {
+                    StoreError::AlreadyExists(key.clone())
+                } else {
+                    StoreError::Io {
+                        key: key.clone(),
+                        source: e,
+                    }
+                }
+            })?;
+            f.write_all(&data).map_err(io(&key))
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<BytesMut, StoreError> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let mut f = std::fs::File::open(&path).map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    StoreError::NotFound(key.clone())
+                } else {
+                    StoreError::Io {
+                        key: key.clone(),
+                        source: e,
+                    }
+                }
+            })?;
+            let len = f.metadata().map_err(io(&key))?.len();
+            let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            f.read_to_end(&mut buf).map_err(io(&key))?;
+            Ok(BytesMut::from(Bytes::from(buf)))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        let keep = self
+            .free
+            .files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+            < self.free.cap;
+        let free_path = keep.then(|| {
+            let n = self
+                .free
+                .seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.root.join(FREE_DIR).join(format!("{n:016x}"))
+        });
+        let pool = self.free.clone();
+        blocking(move || {
+            if let Some(fp) = free_path {
+                match std::fs::rename(&path, &fp) {
+                    Ok(()) => {
+                        pool.files
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(fp);
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                    Err(_) => {}
+                }
+            }
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(StoreError::Io { key, source: e }),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        blocking(move || {
+            let mut out = Vec::new();
+            let mut stack = vec![root.as_ref().clone()];
+            while let Some(dir) = stack.pop() {
+                let rd = match std::fs::read_dir(&dir) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(StoreError::Io {
+                            key: dir.display().to_string(),
+                            source: e,
+                        });
+                    }
+                };
+                for entry in rd {
+                    let entry = entry.map_err(io(&prefix))?;
+                    let path = entry.path();
+                    let rel = path
+                        .strip_prefix(root.as_ref())
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .to_string();
+                    if rel == FREE_DIR {
+                        continue;
+                    }
+                    if entry.file_type().map_err(io(&prefix))?.is_dir() {
+                        let with_slash = format!("{rel}/");
+                        if with_slash.starts_with(&prefix) || prefix.starts_with(&with_slash) {
+                            stack.push(path);
+                        }
+                    } else if rel.starts_with(&prefix) && validate_key(&rel).is_ok() {
+                        out.push(rel);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        let root = self.root.clone();
+        blocking(move || {
+            let dir = std::fs::File::open(root.as_ref()).map_err(io("<root>"))?;
+            rustix::fs::syncfs(&dir).map_err(|e| StoreError::Io {
+                key: root.display().to_string(),
+                source: e.into(),
+            })
+        })
+        .await
+    }
+
+    fn describe(&self) -> String {
+        format!("local:{}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path().join("objects")).unwrap();
+        crate::conformance::run(&s).await;
+        let s = LocalStore::open_with_pool(dir.path().join("nopool"), 0).unwrap();
+        crate::conformance::run(&s).await;
+    }
+
+    #[tokio::test]
+    async fn deleted_files_are_reused_and_never_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path().join("o")).unwrap();
+        s.put("a/1", Bytes::from(vec![1u8; 1000])).await.unwrap();
+        s.delete("a/1").await.unwrap();
+        assert_eq!(s.free.files.lock().unwrap().len(), 1);
+        assert!(
+            s.list("").await.unwrap().is_empty(),
+            "free files must not be listed"
+        );
+        // A shorter object in a recycled file: exactly its bytes.
+        s.put("a/2", Bytes::from_static(b"short")).await.unwrap();
+        assert!(s.free.files.lock().unwrap().is_empty());
+        assert_eq!(&s.get("a/2").await.unwrap()[..], b"short");
+        // Reuse never replaces an existing object.
+        s.put("a/3", Bytes::from_static(b"x")).await.unwrap();
+        s.delete("a/3").await.unwrap();
+        assert!(matches!(
+            s.put("a/2", Bytes::from_static(b"y")).await,
+            Err(StoreError::AlreadyExists(_))
+        ));
+        assert_eq!(&s.get("a/2").await.unwrap()[..], b"short");
+        // The pool survives a reopen.
+        s.put("a/4", Bytes::from_static(b"z")).await.unwrap();
+        s.delete("a/4").await.unwrap();
+        let s2 = LocalStore::open(dir.path().join("o")).unwrap();
+        assert_eq!(s2.free.files.lock().unwrap().len(), 1);
+    }
+}

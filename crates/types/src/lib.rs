@@ -1,0 +1,16 @@
+//! Coffer's shared vocabulary, owned by no layer and used by all of them:
+//! resource ids ([`id`]), byte sizes ([`size`]), resource names ([`name`]) and
+//! the deployment's regions and zones ([`region`]).
+//!
+//! Everything here validates at construction, so a value of these types that
+//! reaches a lower layer is already known to be well formed.
+
+pub mod id;
+pub mod name;
+pub mod region;
+pub mod size;
+
+pub use id::{Id, IdError, Kind};
+pub use name::{Name, NameError};
+pub use region::{RegionConfig, RegionError, Regions};
+pub use size::{ByteSize, SizeError};
