@@ -377,11 +377,11 @@ fn nbd_protocol_violations_are_refused_and_data_survives() {
     request(&mut c, 1, 2, size - 10, 4096, &[0xab; 4096]);
     assert_eq!(
         reply(&mut c),
-        (22, 2),
-        "write past the end: EINVAL, payload consumed"
+        (28, 2),
+        "write past the end: ENOSPC, payload consumed"
     );
     request(&mut c, 1, 3, u64::MAX - 10, 4096, &[0xab; 4096]);
-    assert_eq!(reply(&mut c), (22, 3), "offset overflow: EINVAL");
+    assert_eq!(reply(&mut c), (28, 3), "offset overflow: ENOSPC");
     request(&mut c, 99, 4, 0, 0, &[]);
     assert_eq!(reply(&mut c), (22, 4), "unknown command: EINVAL");
     request(&mut c, 0, 5, 0, 64 << 20, &[]);

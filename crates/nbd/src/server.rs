@@ -20,13 +20,14 @@
 //!
 //! Bad input never panics and never corrupts data: bad request magic, an
 //! oversized option or a write payload beyond [`HARD_PAYLOAD_CAP`] closes the
-//! connection; a request out of range, too large, or of an unknown type gets
-//! `EINVAL` (a write's payload is still consumed, so the stream stays in
-//! step); a write to a read-only export gets `EPERM`.
+//! connection; a read or trim out of range, a request larger than the
+//! advertised maximum, or one of an unknown type gets `EINVAL`; a write or
+//! write-zeroes past the end gets `ENOSPC` (as the protocol recommends; a
+//! write's payload is still consumed, so the stream stays in step); a write
+//! to a read-only export gets `EPERM`.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -429,10 +430,11 @@ where
     let writer = tokio::spawn(writer_task(w, rx));
     let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let order = Arc::new(RwLock::new(()));
-    let closing = Arc::new(AtomicBool::new(false));
     let size = dev.size();
     let result = loop {
-        if closing.load(Ordering::Acquire) {
+        // The writer stops after a reply that ends the connection (the export
+        // was revoked): stop reading requests too.
+        if tx.is_closed() {
             break Ok(());
         }
         let mut hdr = [0u8; 28];
@@ -517,10 +519,12 @@ where
                 }
                 if len > config.max_request || !in_range || dev.read_only() {
                     discard(&mut r, u64::from(len)).await?;
-                    let e = if dev.read_only() && in_range && len <= config.max_request {
-                        errno::EPERM
-                    } else {
+                    let e = if len > config.max_request {
                         errno::EINVAL
+                    } else if !in_range {
+                        errno::ENOSPC
+                    } else {
+                        errno::EPERM
                     };
                     let _ = tx.send(reply_now(e)).await;
                     continue;
@@ -552,7 +556,12 @@ where
             }
             CMD_TRIM | CMD_WRITE_ZEROES => {
                 if !in_range {
-                    let _ = tx.send(reply_now(errno::EINVAL)).await;
+                    let e = if kind == CMD_WRITE_ZEROES {
+                        errno::ENOSPC
+                    } else {
+                        errno::EINVAL
+                    };
+                    let _ = tx.send(reply_now(e)).await;
                     continue;
                 }
                 if dev.read_only() {
