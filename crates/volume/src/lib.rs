@@ -16,7 +16,9 @@
 //!    reads use their objects, but the chunk map does not name them yet.
 //!    All-zero chunks are recorded as zero and cost no object. This runs in
 //!    the background once the dirty set passes its high-water mark (writers
-//!    wait at twice that), so memory stays bounded on long writes.
+//!    wait at twice that, before changing anything, and are refused if that
+//!    write-back fails), so memory stays bounded on long writes and while
+//!    the store is down.
 //! 3. On `flush` (and FUA, snapshot, close), after a last write-back, one
 //!    `sync` makes every pending object durable, then one metadata
 //!    transaction points the chunk map at them (at the head generation) and
@@ -394,6 +396,7 @@ impl Volume {
     pub async fn write(self: &Arc<Self>, offset: u64, data: Bytes, fua: bool) -> Result<()> {
         let len = data.len() as u64;
         self.check(offset, len)?;
+        self.make_room().await?;
         let pieces = self.pieces(offset, len);
         {
             let _g = self.lock_stripes(&pieces).await;
@@ -420,6 +423,7 @@ impl Volume {
     /// zero entries and cost no storage.
     pub async fn write_zeroes(self: &Arc<Self>, offset: u64, len: u64, fua: bool) -> Result<()> {
         self.check(offset, len)?;
+        self.make_room().await?;
         let pieces = self.pieces(offset, len);
         {
             let _g = self.lock_stripes(&pieces).await;
@@ -443,16 +447,23 @@ impl Volume {
         self.after_write(fua).await
     }
 
+    /// Back-pressure, before a write changes anything: past twice the
+    /// high-water mark, write back first. If that fails the write is refused
+    /// and changes nothing, so the cache never grows without bound while the
+    /// store is down.
+    async fn make_room(&self) -> Result<()> {
+        if self.dirty_bytes() >= 2 * self.config.dirty_high_water {
+            let _g = self.flush_lock.lock().await;
+            self.writeback_locked(false).await?;
+        }
+        Ok(())
+    }
+
     async fn after_write(self: &Arc<Self>, fua: bool) -> Result<()> {
         if fua {
             return self.flush().await;
         }
-        let dirty = self.dirty_bytes();
-        if dirty >= 2 * self.config.dirty_high_water {
-            // Back-pressure: write back before accepting more.
-            let _g = self.flush_lock.lock().await;
-            self.writeback_locked(false).await?;
-        } else if dirty >= self.config.dirty_high_water
+        if self.dirty_bytes() >= self.config.dirty_high_water
             && let Ok(g) = Arc::clone(&self.flush_lock).try_lock_owned()
         {
             let me = Arc::clone(self);
