@@ -259,57 +259,43 @@ fn s(v: &Value, ptr: &str) -> String {
     }
 }
 
+/// A table of `list` with one column per (header, JSON pointer).
+fn rows(list: &[Value], columns: &[(&str, &str)]) -> String {
+    let headers: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    let body = list
+        .iter()
+        .map(|v| columns.iter().map(|c| s(v, c.1)).collect())
+        .collect();
+    table(&headers, body)
+}
+
 fn disk_rows(list: &[Value]) -> String {
-    table(
+    rows(
+        list,
         &[
-            "ID",
-            "NAME",
-            "ZONE",
-            "SIZE",
-            "STATE",
-            "ENCRYPTION",
-            "CREATED",
+            ("ID", "/id"),
+            ("NAME", "/name"),
+            ("ZONE", "/zone"),
+            ("SIZE", "/size"),
+            ("STATE", "/state"),
+            ("ENCRYPTION", "/encryption/type"),
+            ("CREATED", "/created_at"),
         ],
-        list.iter()
-            .map(|d| {
-                vec![
-                    s(d, "/id"),
-                    s(d, "/name"),
-                    s(d, "/zone"),
-                    s(d, "/size"),
-                    s(d, "/state"),
-                    s(d, "/encryption/type"),
-                    s(d, "/created_at"),
-                ]
-            })
-            .collect(),
     )
 }
 
 fn snapshot_rows(list: &[Value]) -> String {
-    table(
+    rows(
+        list,
         &[
-            "ID",
-            "NAME",
-            "REGION",
-            "SIZE",
-            "SOURCE DISK",
-            "ENCRYPTION",
-            "CREATED",
+            ("ID", "/id"),
+            ("NAME", "/name"),
+            ("REGION", "/region"),
+            ("SIZE", "/size"),
+            ("SOURCE DISK", "/source_disk_id"),
+            ("ENCRYPTION", "/encryption/type"),
+            ("CREATED", "/created_at"),
         ],
-        list.iter()
-            .map(|d| {
-                vec![
-                    s(d, "/id"),
-                    s(d, "/name"),
-                    s(d, "/region"),
-                    s(d, "/size"),
-                    s(d, "/source_disk_id"),
-                    s(d, "/encryption/type"),
-                    s(d, "/created_at"),
-                ]
-            })
-            .collect(),
     )
 }
 

@@ -500,12 +500,7 @@ where
                                 data: None,
                                 close: false,
                             },
-                            Err(e) => Reply {
-                                cookie,
-                                error: errno_of(&e),
-                                data: None,
-                                close: matches!(e, DeviceError::Shutdown(_)),
-                            },
+                            Err(e) => result_reply(cookie, Err(e)),
                         }
                     };
                     let _ = tx.send(rep).await;
