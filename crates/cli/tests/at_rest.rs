@@ -82,6 +82,21 @@ fn no_plaintext_or_token_at_rest() {
             );
         }
     }
+    // With PostgreSQL metadata, every row of the database too.
+    let db = s.meta.contents();
+    if s.meta.is_external() {
+        assert!(db.len() > 1000, "the metadata database must hold rows");
+    }
+    assert!(
+        !db.windows(32).any(|w| windows.contains(w)),
+        "plaintext of disk data found in the metadata database"
+    );
+    assert!(
+        !db.windows(token.len()).any(|w| w == &token[..])
+            && !db.windows(export.len()).any(|w| w == export.as_bytes()),
+        "a token is stored in plaintext in the metadata database"
+    );
+    scanned += db.len() as u64;
     assert!(
         scanned > 8 << 20,
         "scanned only {scanned} bytes: the data must be somewhere"

@@ -28,6 +28,7 @@ use coffer_nbd::{BlockDevice, ExportResolver};
 use coffer_service::model::{CreateDisk, CreateSnapshot};
 use coffer_service::{Caller, ExportResolverImpl, Service, ServiceConfig};
 use coffer_store::{FaultyStore, LocalStore, ObjectStore, chunk_key};
+use coffer_testkit::TestMetadata;
 use coffer_types::ByteSize;
 use coffer_volume::VolumeConfig;
 
@@ -82,10 +83,8 @@ struct World {
     caller: Caller,
 }
 
-async fn open_world(dir: &Path, admin_token: Option<&str>) -> (World, String) {
-    let meta = Meta::open(&format!("sqlite://{}", dir.join("meta.sqlite").display()))
-        .await
-        .unwrap();
+async fn open_world(dir: &Path, db: &TestMetadata, admin_token: Option<&str>) -> (World, String) {
+    let meta = Meta::open(db.url()).await.unwrap();
     let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(dir.join("objects")).unwrap());
     let faulty = Arc::new(FaultyStore::new(local));
     let root = Arc::new(FileRootKey::load_or_create(&dir.join("keys/root.key")).unwrap());
@@ -254,7 +253,8 @@ fn range(rng: &mut Rng, max_len: u64) -> (u64, u32) {
 async fn run_model(seed: u64, steps: usize) {
     println!("model seed {seed} ({steps} steps); replay with COFFER_MODEL_SEED={seed}");
     let dir = tempfile::tempdir().unwrap();
-    let (w, token) = open_world(dir.path(), None).await;
+    let db = TestMetadata::new(dir.path());
+    let (w, token) = open_world(dir.path(), &db, None).await;
     let mut rng = Rng(seed | 1);
     let mut disks = vec![w.new_disk(&mut rng, None).await];
     let mut snaps: Vec<ModelSnap> = Vec::new();
@@ -398,7 +398,7 @@ async fn run_model(seed: u64, steps: usize) {
     w.svc.shutdown().await;
     w.svc.meta().close().await;
     drop(w);
-    let (w2, _) = open_world(dir.path(), Some(&token)).await;
+    let (w2, _) = open_world(dir.path(), &db, Some(&token)).await;
     for d in &mut disks {
         d.dev = w2
             .resolver
@@ -455,7 +455,8 @@ async fn random_operations_agree_with_the_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_store_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let (w, _) = open_world(dir.path(), None).await;
+    let db = TestMetadata::new(dir.path());
+    let (w, _) = open_world(dir.path(), &db, None).await;
     let mut rng = Rng(0xfa17);
     let mut d = w.new_disk(&mut rng, None).await;
     // Some committed data first.

@@ -34,6 +34,9 @@ pub struct Server {
     pub child: Option<Child>,
     pub api: String,
     pub nbd: String,
+    /// The metadata store of this run's backend (SQLite in the data dir, or
+    /// a fresh PostgreSQL database): see `coffer-testkit`.
+    pub meta: coffer_testkit::TestMetadata,
 }
 
 impl Server {
@@ -56,11 +59,13 @@ impl Server {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let meta = coffer_testkit::TestMetadata::new(&dir.path().join("data"));
         let mut s = Server {
             dir,
             child: None,
             api: String::new(),
             nbd: String::new(),
+            meta,
         };
         s.launch(&[]);
         s
@@ -75,6 +80,8 @@ impl Server {
             .arg("--root-key-file")
             .arg(self.root_key())
             .args(["--listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0"])
+            .arg("--metadata")
+            .arg(self.meta.url())
             .args(extra)
             .env("HOME", self.home())
             .env("XDG_CONFIG_HOME", self.home().join(".config"))
@@ -119,6 +126,12 @@ impl Server {
                     std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
                 )
             });
+        if self.meta.is_external() {
+            assert!(
+                !self.data_dir().join("meta.sqlite").exists(),
+                "the server must use the PostgreSQL metadata it was given"
+            );
+        }
         self.api = api;
         self.nbd = nbd;
         self.child = Some(child);
