@@ -5,15 +5,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use coffer_service::model::{
-    Attachment, CreateDisk, CreateSnapshot, Disk, Encryption, Region, ResizeDisk, Snapshot, WhoAmI,
+    Attachment, CreateDisk, CreateSnapshot, Disk, Encryption, FsckFinding, FsckReport, Region,
+    ResizeDisk, Snapshot, WhoAmI,
 };
 use coffer_service::{Caller, ErrorKind, Service, ServiceError};
 use serde::{Deserialize, Serialize};
@@ -142,8 +143,8 @@ impl FromRequestParts<Arc<Service>> for Auth {
 #[openapi(
     info(title = "Coffer API", description = "Encrypted block storage: disks, snapshots, attachments. Authenticate with `Authorization: Bearer <token>`."),
     paths(whoami, regions, create_disk, list_disks, get_disk, delete_disk, resize_disk, attach_disk, detach_disk,
-          create_snapshot, list_snapshots, get_snapshot, delete_snapshot),
-    components(schemas(Disk, Snapshot, Attachment, Encryption, CreateDisk, CreateSnapshot, ResizeDisk, Region, WhoAmI, ErrorBody, ErrorDetail)),
+          create_snapshot, list_snapshots, get_snapshot, delete_snapshot, fsck),
+    components(schemas(Disk, Snapshot, Attachment, Encryption, CreateDisk, CreateSnapshot, ResizeDisk, Region, WhoAmI, FsckReport, FsckFinding, ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -183,6 +184,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/disks/{id}/attach", post(attach_disk))
         .route("/v1/disks/{id}/detach", post(detach_disk))
         .route("/v1/snapshots", post(create_snapshot).get(list_snapshots))
+        .route("/v1/admin/fsck", get(fsck))
         .route(
             "/v1/snapshots/{id}",
             get(get_snapshot).delete(delete_snapshot),
@@ -334,4 +336,30 @@ async fn delete_snapshot(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Snapshot>> {
     Ok(Json(s.delete_snapshot(&c, &id).await?))
+}
+
+/// Query of `GET /v1/admin/fsck`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct FsckParams {
+    /// Also fetch and authenticate every named object (reads all data).
+    #[serde(default)]
+    deep: bool,
+}
+
+#[utoipa::path(get, path = "/v1/admin/fsck", params(FsckParams),
+    responses((status = 200, body = FsckReport, description = "the report; `ok` says whether anything is wrong"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not a deployment admin")))]
+async fn fsck(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    q: Result<Query<FsckParams>, QueryRejection>,
+) -> ApiResult<Json<FsckReport>> {
+    let Query(q) = q.map_err(|e| {
+        ApiError(ServiceError::invalid(
+            "InvalidQuery",
+            format!("{}: the only parameter is deep=true|false", e.body_text()),
+        ))
+    })?;
+    Ok(Json(s.fsck(&c, q.deep).await?))
 }

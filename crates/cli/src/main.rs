@@ -68,6 +68,20 @@ enum Command {
     /// Snapshots: create, list, show, delete.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Deployment administration (deployment admins only).
+    #[command(subcommand)]
+    Admin(AdminCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCmd {
+    /// Check the consistency of metadata and stored objects; exits 1 if
+    /// anything is missing, damaged or inconsistent.
+    Fsck {
+        /// Also fetch and authenticate every stored object (reads all data).
+        #[arg(long)]
+        deep: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -527,8 +541,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 kv,
             ),
         },
+        Command::Admin(AdminCmd::Fsck { deep }) => {
+            let v = c
+                .call(Method::GET, &format!("/v1/admin/fsck?deep={deep}"), None)
+                .await?;
+            print(out, &v, fsck_text);
+            if v["ok"] != Value::Bool(true) {
+                anyhow::bail!(
+                    "fsck found problems (listed above); see docs/DEPLOYMENT.md on restoring from a backup"
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// A fsck report for people: the counts, then each finding.
+fn fsck_text(v: &Value) -> String {
+    let counts = table(
+        &["OBJECTS", "COUNT"],
+        [
+            ("stored", "/objects_stored"),
+            ("named by chunk maps", "/objects_named"),
+            ("missing", "/objects_missing"),
+            ("unreferenced (garbage)", "/objects_unreferenced"),
+            ("queued for deletion", "/objects_queued"),
+            ("verified (deep)", "/objects_verified"),
+        ]
+        .iter()
+        .map(|(label, ptr)| vec![(*label).to_string(), s(v, ptr)])
+        .collect(),
+    );
+    let findings = list_of(&v["findings"]);
+    if findings.is_empty() {
+        format!("{counts}\nNo problems found.")
+    } else {
+        format!(
+            "{counts}\n{}",
+            rows(findings, &[("PROBLEM", "/code"), ("DETAIL", "/detail")])
+        )
+    }
 }
 
 /// Percent-encode a path segment (ids are plain, but user input may not be).

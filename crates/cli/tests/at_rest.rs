@@ -134,6 +134,9 @@ fn a_flipped_byte_fails_that_chunk_only() {
     cmds.push(uri.clone());
     run(Command::new("qemu-io").args(&cmds));
     s.cli(&["disk", "detach", &disk]);
+    let clean = s.cli(&["admin", "fsck", "--deep"]);
+    assert_eq!(clean["ok"], true, "{clean}");
+    assert_eq!(clean["objects_verified"], 16, "{clean}");
 
     let objects: Vec<PathBuf> = files_under(&s.data_dir().join("objects/chunks"));
     assert_eq!(objects.len(), 16, "one object per written chunk");
@@ -196,4 +199,32 @@ fn a_flipped_byte_fails_that_chunk_only() {
     );
     let log = std::fs::read_to_string(s.dir.path().join("server.log")).unwrap();
     assert!(log.contains("integrity"), "the integrity failure is logged");
+
+    // fsck: the plain check sees all objects present; the deep one finds
+    // exactly the tampered object, and the command fails.
+    let plain = s.cli(&["admin", "fsck"]);
+    assert_eq!(plain["ok"], true, "{plain}");
+    let out = s.cli_raw(&["admin", "fsck", "--deep", "--output", "json"]);
+    assert!(
+        !out.status.success(),
+        "fsck --deep must fail on a tampered object"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{report}");
+    assert_eq!(findings[0]["code"], "ObjectNotAuthentic");
+    assert!(
+        findings[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("(chunk 5)"),
+        "{report}"
+    );
+    // A missing object is found without --deep.
+    std::fs::remove_file(victim).unwrap();
+    let err = s.cli_err(&["admin", "fsck"]);
+    assert!(err.contains("fsck found problems"), "{err}");
+    let out = s.cli_raw(&["admin", "fsck", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["objects_missing"], 1, "{report}");
 }

@@ -124,7 +124,10 @@ pub(crate) async fn insert_volume_tx(tx: &mut Transaction<'_, Any>, v: &VolumeRo
 
 /// Generations of `vol` that some view needs: its snapshots, its children's
 /// parent pointers, and its head if live.
-async fn views_tx(tx: &mut Transaction<'_, Any>, vol: &VolumeRow) -> Result<BTreeSet<u64>> {
+pub(crate) async fn views_tx(
+    tx: &mut Transaction<'_, Any>,
+    vol: &VolumeRow,
+) -> Result<BTreeSet<u64>> {
     let id = vol.id.to_string();
     let mut gens: Vec<i64> =
         sqlx::query_scalar("SELECT generation FROM snapshots WHERE volume_id = $1")
@@ -358,6 +361,26 @@ impl Meta {
     }
 }
 
+/// The rows of one volume (sorted by chunk index, then generation) that no
+/// view in `views` sees: a row at generation `g` is seen by the views in
+/// `[g, next row's generation)`.
+pub(crate) fn dead_rows(
+    rows: &[(i64, i64, Option<i64>)],
+    views: &BTreeSet<u64>,
+) -> Result<Vec<(i64, i64, Option<i64>)>> {
+    let mut dead = Vec::new();
+    for (i, &(idx, g, counter)) in rows.iter().enumerate() {
+        let until = match rows.get(i + 1) {
+            Some(&(nidx, ng, _)) if nidx == idx => to_u64(ng)?,
+            _ => u64::MAX,
+        };
+        if !any_view_in(views, to_u64(g)?, until) {
+            dead.push((idx, g, counter));
+        }
+    }
+    Ok(dead)
+}
+
 pub(crate) async fn gc_volume_tx(tx: &mut Transaction<'_, Any>, vol: Id) -> Result<u64> {
     let mut queued = 0;
     let mut next = Some(vol);
@@ -371,17 +394,7 @@ pub(crate) async fn gc_volume_tx(tx: &mut Transaction<'_, Any>, vol: Id) -> Resu
         .bind(&vid)
         .fetch_all(&mut **tx)
         .await?;
-        let mut dead = Vec::new();
-        for (i, &(idx, g, counter)) in rows.iter().enumerate() {
-            let until = match rows.get(i + 1) {
-                Some(&(nidx, ng, _)) if nidx == idx => to_u64(ng)?,
-                _ => u64::MAX,
-            };
-            if !any_view_in(&views, to_u64(g)?, until) {
-                dead.push((idx, g, counter));
-            }
-        }
-        for (idx, g, counter) in dead {
+        for (idx, g, counter) in dead_rows(&rows, &views)? {
             sqlx::query(
                 "DELETE FROM chunks WHERE volume_id = $1 AND chunk_index = $2 AND generation = $3",
             )

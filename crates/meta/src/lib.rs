@@ -26,6 +26,7 @@
 //! removed by [`Meta::gc_volume`], its object queued in `gc_queue`.
 
 mod chunks;
+mod fsck;
 mod org;
 mod resources;
 mod schema;
@@ -38,6 +39,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use chunks::{ChunkEntry, CommitStats, VolumeRow};
+pub use fsck::Finding;
 pub use org::{AccountRow, PrincipalRow, TenantRow};
 pub use resources::{AttachmentRow, DiskRow, SnapshotRow};
 pub use vault::{DekRow, VaultKeyRow};

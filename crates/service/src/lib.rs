@@ -15,6 +15,7 @@
 
 mod error;
 mod export;
+mod fsck;
 pub mod model;
 
 use std::collections::HashMap;

@@ -144,3 +144,35 @@ pub struct WhoAmI {
     /// Deployment administrator.
     pub is_admin: bool,
 }
+
+/// One broken rule found by the consistency checker.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FsckFinding {
+    /// Stable code, e.g. `ObjectMissing`, `ObjectNamedTwice`.
+    pub code: String,
+    /// What and where.
+    pub detail: String,
+}
+
+/// What `coffer admin fsck` found.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FsckReport {
+    /// True when nothing is missing, damaged or inconsistent.
+    pub ok: bool,
+    /// Chunk objects in the object store.
+    pub objects_stored: u64,
+    /// Objects the chunk maps name.
+    pub objects_named: u64,
+    /// Named objects absent from the store (data loss: each is a finding).
+    pub objects_missing: u64,
+    /// Stored objects nothing names or queues: garbage from an interrupted
+    /// write-back (swept at the next start) or a write-back in flight. Not
+    /// an error.
+    pub objects_unreferenced: u64,
+    /// Objects queued for deletion, not yet deleted.
+    pub objects_queued: u64,
+    /// With `deep`: objects fetched and authenticated.
+    pub objects_verified: Option<u64>,
+    /// Every broken rule, metadata and store.
+    pub findings: Vec<FsckFinding>,
+}

@@ -392,6 +392,13 @@ async fn run_model(seed: u64, steps: usize) {
         w.check_snapshot(&mut rng, s).await;
     }
     w.check_exact(&disks).await;
+    let report = w.svc.fsck(&w.caller, true).await.unwrap();
+    assert!(report.ok, "fsck after the run: {:?}", report.findings);
+    assert_eq!(report.objects_verified, Some(report.objects_named));
+    assert_eq!(
+        (report.objects_missing, report.objects_unreferenced),
+        (0, 0)
+    );
 
     // Restart: a new service over the same files sees the flushed state;
     // attachments (and their export tokens) survive.

@@ -1,0 +1,132 @@
+//! The metadata consistency checker finds each kind of damage it claims to:
+//! a clean lineage passes, then each rule is broken on purpose (by SQL, as
+//! a bug or a bad restore would) and must be reported by its code.
+
+use coffer_meta::{ChunkEntry, DekRow, Meta, VolumeRow};
+use coffer_testkit::TestMetadata;
+use coffer_types::{Id, Kind};
+
+async fn codes(meta: &Meta) -> Vec<&'static str> {
+    let mut c: Vec<&'static str> = meta.fsck().await.unwrap().iter().map(|f| f.code).collect();
+    c.sort_unstable();
+    c.dedup();
+    c
+}
+
+#[tokio::test]
+async fn fsck_reports_each_broken_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestMetadata::new(dir.path());
+    let meta = Meta::open(db.url()).await.unwrap();
+    let kek = Id::random(Kind::Key);
+    assert!(
+        meta.insert_platform_key(kek, "local", b"wrapped")
+            .await
+            .unwrap()
+    );
+    let dek = Id::random(Kind::Dek);
+    meta.insert_dek(&DekRow {
+        id: dek,
+        kek_id: kek,
+        kek_version: 1,
+        wrapped: b"wrapped-dek".to_vec(),
+    })
+    .await
+    .unwrap();
+    let vol = Id::random(Kind::Volume);
+    meta.create_volume(&VolumeRow {
+        id: vol,
+        dek_id: dek,
+        chunk_size: 65536,
+        size: 4 * 65536,
+        parent: None,
+        head_generation: 0,
+        live: true,
+    })
+    .await
+    .unwrap();
+    let counters = meta.reserve_counters(dek, 3).await.unwrap();
+    let entries: Vec<(u64, ChunkEntry)> = (0..3u64)
+        .zip(counters)
+        .map(|(i, c)| (i, ChunkEntry::Object(c)))
+        .collect();
+    meta.commit_chunks(vol, 0, &entries).await.unwrap();
+    assert_eq!(
+        codes(&meta).await,
+        Vec::<&str>::new(),
+        "a clean lineage passes"
+    );
+
+    // Each break below is done through a raw connection to the same database.
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(db.url()).await.unwrap();
+    let v = vol.to_string();
+    let exec = |sql: String| {
+        let raw = raw.clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&raw)
+                .await
+                .unwrap();
+        }
+    };
+    // A second row naming chunk 0's object, at chunk 3.
+    exec(format!(
+        "INSERT INTO chunks (volume_id, chunk_index, generation, counter) SELECT volume_id, 3, 0, counter FROM chunks WHERE volume_id = '{v}' AND chunk_index = 0"
+    ))
+    .await;
+    assert_eq!(codes(&meta).await, vec!["ObjectNamedTwice"]);
+    exec(format!(
+        "DELETE FROM chunks WHERE volume_id = '{v}' AND chunk_index = 3"
+    ))
+    .await;
+
+    // An object whose counter was never reserved.
+    exec(format!(
+        "INSERT INTO chunks (volume_id, chunk_index, generation, counter) VALUES ('{v}', 3, 0, 1000)"
+    ))
+    .await;
+    assert_eq!(codes(&meta).await, vec!["CounterNotReserved"]);
+    exec(format!(
+        "DELETE FROM chunks WHERE volume_id = '{v}' AND chunk_index = 3"
+    ))
+    .await;
+
+    // A named object queued for deletion.
+    exec(format!(
+        "INSERT INTO gc_queue (dek_id, counter, enqueued_at) SELECT '{dek}', counter, 'now' FROM chunks WHERE volume_id = '{v}' AND chunk_index = 1"
+    ))
+    .await;
+    assert_eq!(codes(&meta).await, vec!["QueuedObjectInUse"]);
+    exec("DELETE FROM gc_queue".into()).await;
+
+    // A chunk beyond the volume's size.
+    exec(format!(
+        "UPDATE chunks SET chunk_index = 9 WHERE volume_id = '{v}' AND chunk_index = 2"
+    ))
+    .await;
+    assert_eq!(codes(&meta).await, vec!["ChunkBeyondSize"]);
+    exec(format!(
+        "UPDATE chunks SET chunk_index = 2 WHERE volume_id = '{v}' AND chunk_index = 9"
+    ))
+    .await;
+
+    // A row above the head, and (no disk uses the head: not live) a volume
+    // nothing needs.
+    exec(format!(
+        "UPDATE chunks SET generation = 5 WHERE volume_id = '{v}' AND chunk_index = 2"
+    ))
+    .await;
+    // (The head's view cannot see it either.)
+    assert_eq!(codes(&meta).await, vec!["RowAboveHead", "RowsNotCollected"]);
+    exec(format!(
+        "UPDATE chunks SET generation = 0 WHERE volume_id = '{v}' AND chunk_index = 2"
+    ))
+    .await;
+    exec(format!("UPDATE volumes SET live = 0 WHERE id = '{v}'")).await;
+    assert_eq!(codes(&meta).await, vec!["VolumeNotCollected"]);
+    exec(format!("UPDATE volumes SET live = 1 WHERE id = '{v}'")).await;
+    assert_eq!(codes(&meta).await, Vec::<&str>::new(), "repaired");
+    raw.close().await;
+    meta.close().await;
+}
