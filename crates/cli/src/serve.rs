@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use coffer_keyvault::{FileRootKey, KeyVault, PassphraseRootKey, RootKey};
 use coffer_meta::Meta;
 use coffer_service::{ExportResolverImpl, Service, ServiceConfig};
-use coffer_store::{LocalStore, ObjectStore};
+use coffer_store::{LocalStore, ObjectStore, S3Location, S3Store};
 use coffer_types::{ByteSize, RegionConfig, Regions};
 use serde::Deserialize;
 
@@ -40,6 +40,12 @@ pub struct ServeArgs {
     /// Metadata database URL (default: sqlite in the data dir).
     #[arg(long, env = "COFFER_METADATA")]
     pub metadata: Option<String>,
+    /// Object store for sealed chunks: a directory path, or
+    /// `s3://BUCKET[/PREFIX]?endpoint=URL&region=R` for any S3-compatible
+    /// service (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    /// or the usual AWS sources). Default: `objects` in the data dir.
+    #[arg(long, env = "COFFER_STORE")]
+    pub store: Option<String>,
     /// Do not write the `default` CLI profile.
     #[arg(long)]
     pub no_profile: bool,
@@ -59,6 +65,8 @@ pub struct ConfigFile {
     pub root_key_file: Option<PathBuf>,
     /// Metadata URL.
     pub metadata: Option<String>,
+    /// Object store (directory or s3:// URL).
+    pub store: Option<String>,
     /// Chunk size of new disks (e.g. "256KiB"): a power of two from 4KiB to 4MiB.
     pub chunk_size: Option<ByteSize>,
     /// Write back once this much data is cached per disk (e.g. "64MiB").
@@ -164,7 +172,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let meta = Meta::open(&url)
         .await
         .with_context(|| "cannot open the metadata store")?;
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(data_dir.join("objects"))?);
+    let store: Arc<dyn ObjectStore> = match args.store.or(file.store) {
+        Some(url) if url.starts_with("s3://") => {
+            let loc = S3Location::parse(&url)?;
+            Arc::new(S3Store::open(loc).with_context(|| format!("cannot use object store {url}"))?)
+        }
+        Some(dir) => Arc::new(LocalStore::open(PathBuf::from(
+            dir.trim_start_matches("file://"),
+        ))?),
+        None => Arc::new(LocalStore::open(data_dir.join("objects"))?),
+    };
+    tracing::info!(store = %store.describe(), "object store");
     let root = root_key(&meta, &root_file, &data_dir).await?;
     let vault = KeyVault::open(meta.clone(), root).await?;
     let service = Service::new(

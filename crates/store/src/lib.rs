@@ -2,7 +2,7 @@
 //! contract and its backends: [`LocalStore`] (a directory, the embedded
 //! default), [`MemoryStore`] (a fast test double) and [`FaultyStore`] (a
 //! wrapper that injects failures and corruption, for tests). An S3 backend
-//! comes with the scale-out work and passes the same [`conformance`] suite.
+//! ([`S3Store`]) passes the same [`conformance`] suite against a real server.
 //!
 //! The store never sees plaintext: callers hand it sealed objects only.
 
@@ -12,12 +12,14 @@ use bytes::{Bytes, BytesMut};
 mod faulty;
 mod local;
 mod memory;
+mod s3;
 
 pub mod conformance;
 
 pub use faulty::FaultyStore;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use s3::{S3Location, S3Store};
 
 /// Errors of an object store.
 #[derive(Debug, thiserror::Error)]

@@ -193,3 +193,107 @@ impl Drop for TestMetadata {
         }
     }
 }
+
+/// Credentials every test S3 server accepts (moto checks none).
+pub const S3_TEST_KEY: (&str, &str) = ("coffer-test", "coffer-test-secret");
+
+/// A real S3-compatible server for tests: the one at
+/// `COFFER_TEST_S3_ENDPOINT` if set, else a `moto_server` (PyPI `moto[server]`,
+/// installed by `.ci/run`) started on a free loopback port and stopped when
+/// this is dropped. Each [`TestS3::bucket`] is new and empty.
+#[derive(Debug)]
+pub struct TestS3 {
+    endpoint: String,
+    child: Option<std::process::Child>,
+}
+
+impl TestS3 {
+    /// Use or start the server.
+    ///
+    /// # Panics
+    /// If `moto_server` is missing or does not come up, with what to do.
+    pub fn start() -> Self {
+        if let Ok(e) = std::env::var("COFFER_TEST_S3_ENDPOINT") {
+            return Self {
+                endpoint: e.trim_end_matches('/').to_string(),
+                child: None,
+            };
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start moto_server ({e}): pip install 'moto[server]' (.ci/run does)")
+            });
+        let s = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        s
+    }
+
+    /// The endpoint URL, e.g. `http://127.0.0.1:40123`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Create a new, empty bucket; returns the store URL for it
+    /// (`s3://BUCKET?endpoint=...`).
+    ///
+    /// # Panics
+    /// If the server refuses.
+    pub fn bucket(&self) -> String {
+        let name = format!(
+            "coffer-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let status = http_status(&self.endpoint, "PUT", &format!("/{name}"));
+        assert!(
+            status == 200,
+            "creating bucket {name} answered HTTP {status}"
+        );
+        format!("s3://{name}?endpoint={}", self.endpoint)
+    }
+}
+
+impl Drop for TestS3 {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One unsigned HTTP/1.1 request to a test server; returns the status.
+fn http_status(endpoint: &str, method: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(host).expect("connect to the test S3 server");
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

@@ -37,6 +37,9 @@ pub struct Server {
     /// The metadata store of this run's backend (SQLite in the data dir, or
     /// a fresh PostgreSQL database): see `coffer-testkit`.
     pub meta: coffer_testkit::TestMetadata,
+    /// Arguments and environment every launch of this server gets.
+    pub fixed_args: Vec<String>,
+    pub fixed_env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -57,6 +60,12 @@ impl Server {
 
     /// Start a server on a new data dir.
     pub fn start() -> Self {
+        Self::start_with(&[], &[])
+    }
+
+    /// Start a server on a new data dir with extra arguments and
+    /// environment, kept for every relaunch.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
         let meta = coffer_testkit::TestMetadata::new(&dir.path().join("data"));
@@ -66,6 +75,11 @@ impl Server {
             api: String::new(),
             nbd: String::new(),
             meta,
+            fixed_args: args.iter().map(|a| (*a).to_string()).collect(),
+            fixed_env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
         };
         s.launch(&[]);
         s
@@ -82,7 +96,9 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0"])
             .arg("--metadata")
             .arg(self.meta.url())
+            .args(&self.fixed_args)
             .args(extra)
+            .envs(self.fixed_env.iter().map(|(k, v)| (k, v)))
             .env("HOME", self.home())
             .env("XDG_CONFIG_HOME", self.home().join(".config"))
             .env("XDG_DATA_HOME", self.home().join(".local/share"))
