@@ -1,18 +1,44 @@
 #!/usr/bin/env bash
 # Run every test of the workspace — unit tests, model tests, and end-to-end
 # tests of the real `coffer` binary against real clients (qemu-img, qemu-io,
-# nbdinfo, nbdcopy) — once per metadata backend: SQLite, then PostgreSQL
-# (a fresh database per test on the server at $COFFER_TEST_PG, default
-# postgres://postgres@127.0.0.1:5432). Set COFFER_TEST_METADATA=sqlite or
-# =postgres to run one pass only. Extra arguments go to `cargo test`.
+# nbdinfo, nbdcopy) — once per backend set:
+#   1. embedded defaults: SQLite metadata, objects in a directory;
+#   2. scale-out: PostgreSQL metadata (a fresh database per test on the
+#      server at $COFFER_TEST_PG, default postgres://postgres@127.0.0.1:5432)
+#      and objects in S3 (a fresh bucket per test on $COFFER_TEST_S3_ENDPOINT,
+#      else on a moto_server this script starts on a loopback port).
+# Set COFFER_TEST_METADATA (sqlite|postgres) and/or COFFER_TEST_STORE
+# (local|s3) to run one pass only. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${COFFER_TEST_METADATA:-}" ]; then
-  backends=("$COFFER_TEST_METADATA")
+
+moto_pid=
+cleanup() { if [ -n "$moto_pid" ]; then kill "$moto_pid" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+
+start_s3() {
+  if [ -n "${COFFER_TEST_S3_ENDPOINT:-}" ] || [ -n "$moto_pid" ]; then return; fi
+  command -v moto_server >/dev/null || { echo "test.sh: moto_server missing: pip install 'moto[server]' (.ci/run does)" >&2; exit 1; }
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  moto_pid=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  export COFFER_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+}
+
+pass() {
+  echo "== tests with $1 metadata and $2 objects" >&2
+  if [ "$2" = s3 ]; then start_s3; fi
+  COFFER_TEST_METADATA=$1 COFFER_TEST_STORE=$2 cargo test --workspace --locked "${@:3}"
+}
+
+if [ -n "${COFFER_TEST_METADATA:-}${COFFER_TEST_STORE:-}" ]; then
+  pass "${COFFER_TEST_METADATA:-sqlite}" "${COFFER_TEST_STORE:-local}" "$@"
 else
-  backends=(sqlite postgres)
+  pass sqlite local "$@"
+  pass postgres s3 "$@"
 fi
-for b in "${backends[@]}"; do
-  echo "== tests with $b metadata" >&2
-  COFFER_TEST_METADATA=$b cargo test --workspace --locked "$@"
-done

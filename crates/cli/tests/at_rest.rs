@@ -82,6 +82,16 @@ fn no_plaintext_or_token_at_rest() {
             );
         }
     }
+    // With an S3 store, every object in the bucket too.
+    if s.store.url().is_some() {
+        for (key, data) in s.objects() {
+            assert!(
+                !data.windows(32).any(|w| windows.contains(w)),
+                "plaintext of disk data found in S3 object {key}"
+            );
+            scanned += data.len() as u64;
+        }
+    }
     // With PostgreSQL metadata, every row of the database too.
     let db = s.meta.contents();
     if s.meta.is_external() {
@@ -114,9 +124,8 @@ fn no_plaintext_or_token_at_rest() {
 }
 
 /// Chunk index bound in a stored object's header (bytes 24..32, big endian).
-fn chunk_index(object: &Path) -> u64 {
-    let d = std::fs::read(object).unwrap();
-    u64::from_be_bytes(d[24..32].try_into().unwrap())
+fn chunk_index(object: &[u8]) -> u64 {
+    u64::from_be_bytes(object[24..32].try_into().unwrap())
 }
 
 #[test]
@@ -138,16 +147,16 @@ fn a_flipped_byte_fails_that_chunk_only() {
     assert_eq!(clean["ok"], true, "{clean}");
     assert_eq!(clean["objects_verified"], 16, "{clean}");
 
-    let objects: Vec<PathBuf> = files_under(&s.data_dir().join("objects/chunks"));
+    let objects = s.objects();
     assert_eq!(objects.len(), 16, "one object per written chunk");
-    let victim = objects
+    let (victim, original) = objects
         .iter()
-        .find(|p| chunk_index(p) == 5)
+        .find(|(_, d)| chunk_index(d) == 5)
         .expect("object of chunk 5");
-    let mut bytes = std::fs::read(victim).unwrap();
+    let mut bytes = original.clone();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x01;
-    std::fs::write(victim, &bytes).unwrap();
+    s.overwrite_object(victim, bytes);
 
     let uri = s.attach(&disk);
     for i in 0..16u64 {
@@ -221,7 +230,7 @@ fn a_flipped_byte_fails_that_chunk_only() {
         "{report}"
     );
     // A missing object is found without --deep.
-    std::fs::remove_file(victim).unwrap();
+    s.delete_object(victim);
     let err = s.cli_err(&["admin", "fsck"]);
     assert!(err.contains("fsck found problems"), "{err}");
     let out = s.cli_raw(&["admin", "fsck", "--output", "json"]);

@@ -135,8 +135,7 @@ fn storage_grows_by_what_changed_since_the_last_snapshot() {
     qemu_img_in(&src, "raw", &uri);
     std::fs::remove_file(&src).unwrap();
     s.cli(&["snapshot", "create", "--disk", &disk, "--name", "full"]);
-    let chunks = s.data_dir().join("objects/chunks");
-    let before = du(&chunks);
+    let before = s.stored_bytes();
     // Rewrite 1%: 20 distinct 1 MiB-aligned extents of 1 MiB (and 0.5 MiB more).
     let mut x: u64 = 99;
     let mut picked = std::collections::BTreeSet::new();
@@ -165,7 +164,7 @@ fn storage_grows_by_what_changed_since_the_last_snapshot() {
         "one-percent",
     ]);
     let snap_time = t.elapsed();
-    let after = du(&chunks);
+    let after = s.stored_bytes();
     let grown = after - before;
     let pct = 100.0 * grown as f64 / size as f64;
     println!(

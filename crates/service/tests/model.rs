@@ -27,8 +27,8 @@ use coffer_meta::Meta;
 use coffer_nbd::{BlockDevice, ExportResolver};
 use coffer_service::model::{CreateDisk, CreateSnapshot};
 use coffer_service::{Caller, ExportResolverImpl, Service, ServiceConfig};
-use coffer_store::{FaultyStore, LocalStore, ObjectStore, chunk_key};
-use coffer_testkit::TestMetadata;
+use coffer_store::{FaultyStore, LocalStore, ObjectStore, S3Location, S3Store, chunk_key};
+use coffer_testkit::{S3_TEST_KEY, TestMetadata, TestStore};
 use coffer_types::ByteSize;
 use coffer_volume::VolumeConfig;
 
@@ -83,9 +83,19 @@ struct World {
     caller: Caller,
 }
 
-async fn open_world(dir: &Path, db: &TestMetadata, admin_token: Option<&str>) -> (World, String) {
+async fn open_world(
+    dir: &Path,
+    db: &TestMetadata,
+    objects: &TestStore,
+    admin_token: Option<&str>,
+) -> (World, String) {
     let meta = Meta::open(db.url()).await.unwrap();
-    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(dir.join("objects")).unwrap());
+    let local: Arc<dyn ObjectStore> = match objects.url() {
+        Some(url) => Arc::new(
+            S3Store::open_with(S3Location::parse(url).unwrap(), Some(S3_TEST_KEY)).unwrap(),
+        ),
+        None => Arc::new(LocalStore::open(dir.join("objects")).unwrap()),
+    };
     let faulty = Arc::new(FaultyStore::new(local));
     let root = Arc::new(FileRootKey::load_or_create(&dir.join("keys/root.key")).unwrap());
     let vault = KeyVault::open(meta.clone(), root).await.unwrap();
@@ -254,7 +264,8 @@ async fn run_model(seed: u64, steps: usize) {
     println!("model seed {seed} ({steps} steps); replay with COFFER_MODEL_SEED={seed}");
     let dir = tempfile::tempdir().unwrap();
     let db = TestMetadata::new(dir.path());
-    let (w, token) = open_world(dir.path(), &db, None).await;
+    let objects = TestStore::new();
+    let (w, token) = open_world(dir.path(), &db, &objects, None).await;
     let mut rng = Rng(seed | 1);
     let mut disks = vec![w.new_disk(&mut rng, None).await];
     let mut snaps: Vec<ModelSnap> = Vec::new();
@@ -405,7 +416,7 @@ async fn run_model(seed: u64, steps: usize) {
     w.svc.shutdown().await;
     w.svc.meta().close().await;
     drop(w);
-    let (w2, _) = open_world(dir.path(), &db, Some(&token)).await;
+    let (w2, _) = open_world(dir.path(), &db, &objects, Some(&token)).await;
     for d in &mut disks {
         d.dev = w2
             .resolver
@@ -463,7 +474,8 @@ async fn random_operations_agree_with_the_model() {
 async fn a_failing_store_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestMetadata::new(dir.path());
-    let (w, _) = open_world(dir.path(), &db, None).await;
+    let objects = TestStore::new();
+    let (w, _) = open_world(dir.path(), &db, &objects, None).await;
     let mut rng = Rng(0xfa17);
     let mut d = w.new_disk(&mut rng, None).await;
     // Some committed data first.

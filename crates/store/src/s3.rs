@@ -141,6 +141,24 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    /// Number and total bytes of the objects under `prefix`, from the
+    /// listing alone (no object is read): for usage reports and tests.
+    ///
+    /// # Errors
+    /// If the listing fails.
+    pub async fn usage(&self, prefix: &str) -> Result<(u64, u64), StoreError> {
+        let base = self.path(prefix.trim_end_matches('/'));
+        let metas: Vec<object_store::ObjectMeta> = self
+            .s3
+            .list(Some(&base))
+            .try_collect()
+            .await
+            .map_err(|e| io(prefix, e))?;
+        Ok((metas.len() as u64, metas.iter().map(|m| m.size).sum()))
+    }
+}
+
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {

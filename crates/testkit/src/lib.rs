@@ -6,7 +6,10 @@
 //!   directory;
 //! - `COFFER_TEST_METADATA=postgres`: a new database on the PostgreSQL
 //!   server at `COFFER_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`),
-//!   created for the test and dropped when it ends.
+//!   created for the test and dropped when it ends;
+//! - `COFFER_TEST_STORE=local` (default) or `s3`: objects in the data dir,
+//!   or in a new bucket on the S3 server at `COFFER_TEST_S3_ENDPOINT` (else
+//!   a `moto_server` the test starts).
 //!
 //! Only tests use this crate (as a dev-dependency); it depends on no Coffer
 //! crate, so any layer's tests can use it.
@@ -191,6 +194,65 @@ impl Drop for TestMetadata {
                 })
             });
         }
+    }
+}
+
+/// The object store backend of this test run, from `COFFER_TEST_STORE`:
+/// `local` (default, a directory) or `s3` (a fresh bucket per test on the
+/// server [`TestS3`] finds or starts).
+///
+/// # Panics
+/// On another value.
+pub fn store_is_s3() -> bool {
+    match std::env::var("COFFER_TEST_STORE").as_deref() {
+        Err(_) | Ok("" | "local") => false,
+        Ok("s3") => true,
+        Ok(other) => panic!("COFFER_TEST_STORE={other}: use local or s3"),
+    }
+}
+
+/// The object store of one test: `None` for the default directory, or a
+/// fresh bucket (and the server holding it, kept alive as long as this).
+#[derive(Debug)]
+pub struct TestStore {
+    s3: Option<(TestS3, String)>,
+}
+
+impl TestStore {
+    /// A fresh store of this run's backend.
+    pub fn new() -> Self {
+        if store_is_s3() {
+            let server = TestS3::start();
+            let url = server.bucket();
+            Self {
+                s3: Some((server, url)),
+            }
+        } else {
+            Self { s3: None }
+        }
+    }
+
+    /// The `--store` URL, or `None` for the default directory.
+    pub fn url(&self) -> Option<&str> {
+        self.s3.as_ref().map(|(_, u)| u.as_str())
+    }
+
+    /// Environment a server needs to reach the store (S3 credentials).
+    pub fn env(&self) -> Vec<(&'static str, &'static str)> {
+        if self.s3.is_some() {
+            vec![
+                ("AWS_ACCESS_KEY_ID", S3_TEST_KEY.0),
+                ("AWS_SECRET_ACCESS_KEY", S3_TEST_KEY.1),
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Default for TestStore {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -14,6 +14,15 @@ use std::net::TcpStream;
 
 use serde_json::Value;
 
+/// Run a future on a runtime of its own (the tests are synchronous).
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// Fail (never skip) when a required tool is missing.
 pub fn require(tool: &str, package: &str) {
     let ok = Command::new("sh")
@@ -37,6 +46,8 @@ pub struct Server {
     /// The metadata store of this run's backend (SQLite in the data dir, or
     /// a fresh PostgreSQL database): see `coffer-testkit`.
     pub meta: coffer_testkit::TestMetadata,
+    /// The object store of this run's backend (data dir, or an S3 bucket).
+    pub store: coffer_testkit::TestStore,
     /// Arguments and environment every launch of this server gets.
     pub fixed_args: Vec<String>,
     pub fixed_env: Vec<(String, String)>,
@@ -69,17 +80,31 @@ impl Server {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
         let meta = coffer_testkit::TestMetadata::new(&dir.path().join("data"));
+        let store = coffer_testkit::TestStore::new();
+        let mut fixed_args: Vec<String> = Vec::new();
+        let own_store = args.contains(&"--store");
+        if let Some(url) = store.url().filter(|_| !own_store) {
+            fixed_args.extend(["--store".to_string(), url.to_string()]);
+        }
+        fixed_args.extend(args.iter().map(|a| (*a).to_string()));
+        let mut fixed_env: Vec<(String, String)> =
+            (if own_store { Vec::new() } else { store.env() })
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        fixed_env.extend(
+            env.iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+        );
         let mut s = Server {
             dir,
             child: None,
             api: String::new(),
             nbd: String::new(),
             meta,
-            fixed_args: args.iter().map(|a| (*a).to_string()).collect(),
-            fixed_env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-                .collect(),
+            store,
+            fixed_args,
+            fixed_env,
         };
         s.launch(&[]);
         s
@@ -225,6 +250,77 @@ impl Server {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// The object store this server uses, opened from the test.
+    pub fn object_store(&self) -> std::sync::Arc<dyn coffer_store::ObjectStore> {
+        match self.store.url() {
+            Some(url) => std::sync::Arc::new(
+                coffer_store::S3Store::open_with(
+                    coffer_store::S3Location::parse(url).unwrap(),
+                    Some(coffer_testkit::S3_TEST_KEY),
+                )
+                .unwrap(),
+            ),
+            None => std::sync::Arc::new(
+                // Read-only use from the test: no free-file pool.
+                coffer_store::LocalStore::open_with_pool(self.data_dir().join("objects"), 0)
+                    .unwrap(),
+            ),
+        }
+    }
+
+    /// Every stored chunk object: (key, bytes).
+    pub fn objects(&self) -> Vec<(String, Vec<u8>)> {
+        let store = self.object_store();
+        block_on(async move {
+            let mut out = Vec::new();
+            for k in store.list("chunks/").await.unwrap() {
+                let b = store.get(&k).await.unwrap();
+                out.push((k, b.to_vec()));
+            }
+            out
+        })
+    }
+
+    /// Total bytes of stored chunk objects.
+    pub fn stored_bytes(&self) -> u64 {
+        match self.store.url() {
+            None => du(&self.data_dir().join("objects/chunks")),
+            Some(url) => {
+                let s3 = coffer_store::S3Store::open_with(
+                    coffer_store::S3Location::parse(url).unwrap(),
+                    Some(coffer_testkit::S3_TEST_KEY),
+                )
+                .unwrap();
+                block_on(async move { s3.usage("chunks").await.unwrap().1 })
+            }
+        }
+    }
+
+    /// Replace a stored object's bytes behind the server's back (tamper).
+    pub fn overwrite_object(&self, key: &str, bytes: Vec<u8>) {
+        if self.store.url().is_none() {
+            std::fs::write(self.data_dir().join("objects").join(key), bytes).unwrap();
+            return;
+        }
+        let store = self.object_store();
+        let key = key.to_string();
+        block_on(async move {
+            store.delete(&key).await.unwrap();
+            store.put(&key, bytes.into()).await.unwrap();
+        });
+    }
+
+    /// Delete a stored object behind the server's back.
+    pub fn delete_object(&self, key: &str) {
+        if self.store.url().is_none() {
+            std::fs::remove_file(self.data_dir().join("objects").join(key)).unwrap();
+            return;
+        }
+        let store = self.object_store();
+        let key = key.to_string();
+        block_on(async move { store.delete(&key).await.unwrap() });
     }
 
     pub fn attach(&self, disk: &str) -> String {
