@@ -175,7 +175,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store: Arc<dyn ObjectStore> = match args.store.or(file.store) {
         Some(url) if url.starts_with("s3://") => {
             let loc = S3Location::parse(&url)?;
-            Arc::new(S3Store::open(loc).with_context(|| format!("cannot use object store {url}"))?)
+            // The store error already says what is wrong; print it once.
+            Arc::new(
+                S3Store::open(loc)
+                    .map_err(|e| anyhow::anyhow!("cannot use object store {url}: {e}"))?,
+            )
         }
         Some(dir) => Arc::new(LocalStore::open(PathBuf::from(
             dir.trim_start_matches("file://"),
@@ -196,7 +200,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
 
-    let (collected, orphans) = service.recover().await?;
+    let (collected, orphans) = service.recover().await.with_context(|| {
+        format!(
+            "start-up recovery failed: check that the object store ({}) is reachable",
+            service.store().describe()
+        )
+    })?;
     if collected + orphans > 0 {
         tracing::info!(collected, orphans, "recovery removed unreferenced objects");
     }

@@ -35,6 +35,11 @@ pub struct S3Location {
     pub endpoint: Option<String>,
     /// Region (`us-east-1` when not given).
     pub region: String,
+    /// Take credentials from the instance/container metadata service when
+    /// the environment has none (`credentials=instance`). Off by default:
+    /// a private cloud has no such service, and a clear "no credentials"
+    /// error beats a request to a link-local address.
+    pub instance_credentials: bool,
 }
 
 impl S3Location {
@@ -57,12 +62,18 @@ impl S3Location {
             prefix: prefix.trim_matches('/').to_string(),
             endpoint: None,
             region: "us-east-1".into(),
+            instance_credentials: false,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("endpoint", v)) => loc.endpoint = Some(v.to_string()),
                 Some(("region", v)) => loc.region = v.to_string(),
-                _ => return Err(bad("unknown parameter (use endpoint= and region=)")),
+                Some(("credentials", "instance")) => loc.instance_credentials = true,
+                _ => {
+                    return Err(bad(
+                        "unknown parameter (use endpoint=URL, region=NAME, credentials=instance)",
+                    ));
+                }
             }
         }
         Ok(loc)
@@ -77,6 +88,14 @@ pub struct S3Store {
 }
 
 fn io(key: &str, e: object_store::Error) -> StoreError {
+    if e.to_string().contains("<Code>NoSuchBucket</Code>") {
+        return StoreError::Io {
+            key: key.to_string(),
+            source: std::io::Error::other(
+                "the bucket does not exist: create it first (e.g. `aws s3 mb s3://BUCKET`)",
+            ),
+        };
+    }
     match e {
         object_store::Error::NotFound { .. } => StoreError::NotFound(key.to_string()),
         object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
@@ -114,6 +133,23 @@ impl S3Store {
             .with_region(&loc.region);
         if let Some((id, secret)) = credentials {
             b = b.with_access_key_id(id).with_secret_access_key(secret);
+        } else if !loc.instance_credentials
+            && [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            ]
+            .iter()
+            .all(|v| std::env::var_os(v).is_none())
+        {
+            return Err(StoreError::Io {
+                key: format!("s3://{}", loc.bucket),
+                source: std::io::Error::other(
+                    "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                     (or add credentials=instance to the store URL to use the instance metadata service)",
+                ),
+            });
         }
         if let Some(e) = &loc.endpoint {
             b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
@@ -256,12 +292,24 @@ mod tests {
         assert_eq!(l.prefix, "coffer/prod");
         assert_eq!(l.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(l.region, "eu-1");
+        assert!(!l.instance_credentials);
+        assert!(
+            S3Location::parse("s3://b?credentials=instance")
+                .unwrap()
+                .instance_credentials
+        );
         let l = S3Location::parse("s3://b").unwrap();
         assert_eq!(
             (l.prefix.as_str(), l.region.as_str(), l.endpoint),
             ("", "us-east-1", None)
         );
-        for bad in ["http://b", "s3://", "s3:///x", "s3://b?color=red"] {
+        for bad in [
+            "http://b",
+            "s3://",
+            "s3:///x",
+            "s3://b?color=red",
+            "s3://b?credentials=x",
+        ] {
             assert!(S3Location::parse(bad).is_err(), "{bad}");
         }
     }

@@ -52,3 +52,17 @@ async fn a_missing_bucket_is_a_clear_error() {
         other => panic!("expected an I/O error, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_missing_bucket_fails_listing_with_what_to_do() {
+    let server = TestS3::start();
+    let s = store(&format!(
+        "s3://no-such-bucket?endpoint={}",
+        server.endpoint()
+    ));
+    let e = s
+        .list("chunks/")
+        .await
+        .expect_err("listing a missing bucket");
+    assert!(e.to_string().contains("the bucket does not exist"), "{e}");
+}
