@@ -175,11 +175,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store: Arc<dyn ObjectStore> = match args.store.or(file.store) {
         Some(url) if url.starts_with("s3://") => {
             let loc = S3Location::parse(&url)?;
-            // The store error already says what is wrong; print it once.
-            Arc::new(
-                S3Store::open(loc)
-                    .map_err(|e| anyhow::anyhow!("cannot use object store {url}: {e}"))?,
-            )
+            Arc::new(S3Store::open(loc).with_context(|| format!("cannot use object store {url}"))?)
         }
         Some(dir) => Arc::new(LocalStore::open(PathBuf::from(
             dir.trim_start_matches("file://"),

@@ -44,7 +44,7 @@ impl FaultyStore {
     fn injected(key: &str) -> StoreError {
         StoreError::Io {
             key: key.to_string(),
-            source: std::io::Error::other("injected fault"),
+            cause: std::io::Error::other("injected fault"),
         }
     }
 }

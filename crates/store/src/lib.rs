@@ -33,14 +33,15 @@ pub enum StoreError {
     /// The key is not a valid object key.
     #[error("invalid object key '{0}'")]
     InvalidKey(String),
-    /// The backend failed.
-    #[error("object store I/O error on '{key}': {source}")]
+    /// The backend failed. The message includes the cause, so the cause is
+    /// deliberately not chained as `source()` too (an error chain printed
+    /// with `{:#}` would say it twice).
+    #[error("object store I/O error on '{key}': {cause}")]
     Io {
         /// The key involved, or the store root.
         key: String,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 

@@ -55,7 +55,7 @@ impl LocalStore {
         let free_dir = root.join(FREE_DIR);
         std::fs::create_dir_all(&free_dir).map_err(|source| StoreError::Io {
             key: free_dir.display().to_string(),
-            source,
+            cause: source,
         })?;
         let mut files = Vec::new();
         let mut seq = 0u64;
@@ -130,7 +130,7 @@ fn reuse(free: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
 fn io(key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         key: key.to_string(),
-        source,
+        cause: source,
     }
 }
 
@@ -141,7 +141,7 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| StoreError::Io {
             key: "<task>".into(),
-            source: std::io::Error::other(e.to_string()),
+            cause: std::io::Error::other(e.to_string()),
         })?
 }
 
@@ -181,7 +181,7 @@ impl ObjectStore for LocalStore {
                 } else {
                     StoreError::Io {
                         key: key.clone(),
-                        source: e,
+                        cause: e,
                     }
                 }
             })?;
@@ -200,7 +200,7 @@ impl ObjectStore for LocalStore {
                 } else {
                     StoreError::Io {
                         key: key.clone(),
-                        source: e,
+                        cause: e,
                     }
                 }
             })?;
@@ -245,7 +245,7 @@ impl ObjectStore for LocalStore {
                 }
             }
             match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != ErrorKind::NotFound => Err(StoreError::Io { key, source: e }),
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(StoreError::Io { key, cause: e }),
                 _ => Ok(()),
             }
         })
@@ -265,7 +265,7 @@ impl ObjectStore for LocalStore {
                     Err(e) => {
                         return Err(StoreError::Io {
                             key: dir.display().to_string(),
-                            source: e,
+                            cause: e,
                         });
                     }
                 };
@@ -301,7 +301,7 @@ impl ObjectStore for LocalStore {
             let dir = std::fs::File::open(root.as_ref()).map_err(io("<root>"))?;
             rustix::fs::syncfs(&dir).map_err(|e| StoreError::Io {
                 key: root.display().to_string(),
-                source: e.into(),
+                cause: e.into(),
             })
         })
         .await

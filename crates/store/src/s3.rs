@@ -91,7 +91,7 @@ fn io(key: &str, e: object_store::Error) -> StoreError {
     if e.to_string().contains("<Code>NoSuchBucket</Code>") {
         return StoreError::Io {
             key: key.to_string(),
-            source: std::io::Error::other(
+            cause: std::io::Error::other(
                 "the bucket does not exist: create it first (e.g. `aws s3 mb s3://BUCKET`)",
             ),
         };
@@ -103,7 +103,7 @@ fn io(key: &str, e: object_store::Error) -> StoreError {
         }
         other => StoreError::Io {
             key: key.to_string(),
-            source: std::io::Error::other(other),
+            cause: std::io::Error::other(other),
         },
     }
 }
@@ -145,7 +145,7 @@ impl S3Store {
         {
             return Err(StoreError::Io {
                 key: format!("s3://{}", loc.bucket),
-                source: std::io::Error::other(
+                cause: std::io::Error::other(
                     "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
                      (or add credentials=instance to the store URL to use the instance metadata service)",
                 ),
@@ -210,7 +210,7 @@ impl ObjectStore for S3Store {
                 // A put cannot miss its object: the bucket is what is missing.
                 object_store::Error::NotFound { .. } => StoreError::Io {
                     key: key.to_string(),
-                    source: std::io::Error::other(format!(
+                    cause: std::io::Error::other(format!(
                         "bucket '{}' does not exist or is not accessible with these credentials",
                         self.loc.bucket
                     )),

@@ -40,13 +40,13 @@ async fn a_missing_bucket_is_a_clear_error() {
         server.endpoint()
     ));
     match s.put("chunks/01/aa/0001", Bytes::from_static(b"x")).await {
-        Err(StoreError::Io { key, source }) => {
+        Err(StoreError::Io { key, cause }) => {
             assert_eq!(key, "chunks/01/aa/0001");
             assert!(
-                source
+                cause
                     .to_string()
                     .contains("bucket 'no-such-bucket' does not exist"),
-                "{source}"
+                "{cause}"
             );
         }
         other => panic!("expected an I/O error, got {other:?}"),
