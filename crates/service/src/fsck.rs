@@ -25,17 +25,6 @@ impl Service {
                 "fsck checks the whole deployment: only a deployment admin may run it",
             ));
         }
-        // List the store first: an object written after the listing cannot
-        // then look missing, only an object deleted in between could, and
-        // only queued objects are deleted.
-        let stored: HashSet<(u64, u64)> = self
-            .store
-            .list("chunks/")
-            .await
-            .map_err(ServiceError::internal)?
-            .iter()
-            .filter_map(|k| parse_chunk_key(k))
-            .collect();
         let mut findings: Vec<FsckFinding> = self
             .meta
             .fsck()
@@ -46,14 +35,40 @@ impl Service {
                 detail: f.detail,
             })
             .collect();
+        // Metadata first, then the listing: an object written meanwhile is
+        // then merely unreferenced (counted, not an error). An object can
+        // still look missing if it was overwritten and collected between
+        // the two reads, so a candidate counts only if it is still named
+        // after the listing.
         let named = self.meta.named_objects().await?;
         let referenced = self.meta.referenced_objects().await?; // named + queued
+        let stored: HashSet<(u64, u64)> = self
+            .store
+            .list("chunks/")
+            .await
+            .map_err(ServiceError::internal)?
+            .iter()
+            .filter_map(|k| parse_chunk_key(k))
+            .collect();
         let named_set: HashSet<(u64, u64)> =
             named.iter().map(|(d, c, _)| (d.value(), *c)).collect();
-        let queued = referenced.len().saturating_sub(named_set.len()) as u64;
+        let queued = referenced.difference(&named_set).count() as u64;
+        let still_named: HashSet<(u64, u64)> = if named_set.is_subset(&stored) {
+            HashSet::new()
+        } else {
+            self.meta
+                .named_objects()
+                .await?
+                .iter()
+                .map(|(d, c, _)| (d.value(), *c))
+                .collect()
+        };
 
         let mut missing = 0usize;
-        for key in named_set.difference(&stored) {
+        for key in named_set
+            .difference(&stored)
+            .filter(|k| still_named.contains(k))
+        {
             missing += 1;
             if missing <= MAX_PER_CODE {
                 findings.push(FsckFinding {
