@@ -184,14 +184,34 @@ impl S3Store {
     /// # Errors
     /// If the listing fails.
     pub async fn usage(&self, prefix: &str) -> Result<(u64, u64), StoreError> {
-        let base = self.path(prefix.trim_end_matches('/'));
+        let objects = self.listing(prefix).await?;
+        Ok((objects.len() as u64, objects.iter().map(|o| o.1).sum()))
+    }
+
+    /// `(key, size)` of every object whose key starts with `prefix`.
+    async fn listing(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        // S3 lists by string prefix; object_store by whole path segments:
+        // list the enclosing directory, then filter.
+        let dir = prefix.trim_end_matches('/');
+        let base = if !dir.is_empty() {
+            Some(self.path(dir))
+        } else if self.loc.prefix.is_empty() {
+            None
+        } else {
+            Some(Path::from(self.loc.prefix.as_str()))
+        };
         let metas: Vec<object_store::ObjectMeta> = self
             .s3
-            .list(Some(&base))
+            .list(base.as_ref())
             .try_collect()
             .await
             .map_err(|e| io(prefix, e))?;
-        Ok((metas.len() as u64, metas.iter().map(|m| m.size).sum()))
+        Ok(metas
+            .iter()
+            .filter_map(|m| Some((self.strip(m.location.as_ref())?, m.size)))
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, size)| (k.to_string(), size))
+            .collect())
     }
 }
 
@@ -238,26 +258,11 @@ impl ObjectStore for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        // S3 lists by string prefix; object_store by whole path segments.
-        let dir = prefix.trim_end_matches('/');
-        let base = if !dir.is_empty() {
-            Some(self.path(dir))
-        } else if self.loc.prefix.is_empty() {
-            None
-        } else {
-            Some(Path::from(self.loc.prefix.as_str()))
-        };
-        let metas: Vec<object_store::ObjectMeta> = self
-            .s3
-            .list(base.as_ref())
-            .try_collect()
-            .await
-            .map_err(|e| io(prefix, e))?;
-        Ok(metas
-            .iter()
-            .filter_map(|m| self.strip(m.location.as_ref()))
-            .filter(|k| k.starts_with(prefix))
-            .map(str::to_string)
+        Ok(self
+            .listing(prefix)
+            .await?
+            .into_iter()
+            .map(|o| o.0)
             .collect())
     }
 

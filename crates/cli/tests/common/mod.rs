@@ -252,16 +252,21 @@ impl Server {
             .to_string()
     }
 
+    /// This server's S3 bucket, opened from the test (`None`: local store).
+    fn s3(&self) -> Option<coffer_store::S3Store> {
+        self.store.url().map(|url| {
+            coffer_store::S3Store::open_with(
+                coffer_store::S3Location::parse(url).unwrap(),
+                Some(coffer_testkit::S3_TEST_KEY),
+            )
+            .unwrap()
+        })
+    }
+
     /// The object store this server uses, opened from the test.
     pub fn object_store(&self) -> std::sync::Arc<dyn coffer_store::ObjectStore> {
-        match self.store.url() {
-            Some(url) => std::sync::Arc::new(
-                coffer_store::S3Store::open_with(
-                    coffer_store::S3Location::parse(url).unwrap(),
-                    Some(coffer_testkit::S3_TEST_KEY),
-                )
-                .unwrap(),
-            ),
+        match self.s3() {
+            Some(s3) => std::sync::Arc::new(s3),
             None => std::sync::Arc::new(
                 // Read-only use from the test: no free-file pool.
                 coffer_store::LocalStore::open_with_pool(self.data_dir().join("objects"), 0)
@@ -285,16 +290,9 @@ impl Server {
 
     /// Total bytes of stored chunk objects.
     pub fn stored_bytes(&self) -> u64 {
-        match self.store.url() {
+        match self.s3() {
             None => du(&self.data_dir().join("objects/chunks")),
-            Some(url) => {
-                let s3 = coffer_store::S3Store::open_with(
-                    coffer_store::S3Location::parse(url).unwrap(),
-                    Some(coffer_testkit::S3_TEST_KEY),
-                )
-                .unwrap();
-                block_on(async move { s3.usage("chunks").await.unwrap().1 })
-            }
+            Some(s3) => block_on(async move { s3.usage("chunks/").await.unwrap().1 }),
         }
     }
 
