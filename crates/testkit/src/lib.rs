@@ -58,14 +58,14 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 /// Run `f` on a runtime of its own in a thread of its own, so this works
 /// from sync tests and from inside a tokio runtime alike.
 fn on_own_runtime<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
+    f: impl std::future::Future<Output = T> + Send + 'static,
 ) -> T {
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("test runtime")
-            .block_on(f())
+            .block_on(f)
     })
     .join()
     .expect("test database helper panicked")
@@ -94,9 +94,8 @@ impl TestMetadata {
                 );
                 let server = pg_server();
                 let (n, s) = (name.clone(), server.clone());
-                on_own_runtime(move || {
-                    Box::pin(async move {
-                        let mut c = PgConnection::connect(&format!("{s}/postgres"))
+                on_own_runtime(async move {
+                    let mut c = PgConnection::connect(&format!("{s}/postgres"))
                             .await
                             .unwrap_or_else(|e| {
                                 panic!(
@@ -104,10 +103,9 @@ impl TestMetadata {
                                      start it (.ci/run does) or set COFFER_TEST_PG"
                                 )
                             });
-                        c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {n}")))
-                            .await
-                            .expect("create test database");
-                    })
+                    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {n}")))
+                        .await
+                        .expect("create test database");
                 });
                 Self {
                     url: format!("{server}/{name}"),
@@ -137,43 +135,41 @@ impl TestMetadata {
             return Vec::new();
         };
         let url = format!("{}/{name}", pg_server());
-        on_own_runtime(move || {
-            Box::pin(async move {
-                let mut c = PgConnection::connect(&url)
-                    .await
-                    .expect("connect test database");
-                let cols: Vec<(String, String, String)> = sqlx::query_as(
+        on_own_runtime(async move {
+            let mut c = PgConnection::connect(&url)
+                .await
+                .expect("connect test database");
+            let cols: Vec<(String, String, String)> = sqlx::query_as(
                     "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
                      WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
                 )
                 .fetch_all(&mut c)
                 .await
                 .expect("list columns");
-                let mut out = Vec::new();
-                for (table, column, ty) in cols {
-                    if ty == "bytea" {
-                        let rows: Vec<Option<Vec<u8>>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
-                            format!("SELECT \"{column}\" FROM \"{table}\""),
-                        ))
-                        .fetch_all(&mut c)
-                        .await
-                        .expect("read bytea column");
-                        out.extend(rows.into_iter().flatten().flatten());
-                    } else {
-                        let rows: Vec<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
-                            format!("SELECT \"{column}\"::text FROM \"{table}\""),
-                        ))
-                        .fetch_all(&mut c)
-                        .await
-                        .expect("read column");
-                        for r in rows.into_iter().flatten() {
-                            out.extend_from_slice(r.as_bytes());
-                            out.push(b'\n');
-                        }
+            let mut out = Vec::new();
+            for (table, column, ty) in cols {
+                if ty == "bytea" {
+                    let rows: Vec<Option<Vec<u8>>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+                        format!("SELECT \"{column}\" FROM \"{table}\""),
+                    ))
+                    .fetch_all(&mut c)
+                    .await
+                    .expect("read bytea column");
+                    out.extend(rows.into_iter().flatten().flatten());
+                } else {
+                    let rows: Vec<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+                        format!("SELECT \"{column}\"::text FROM \"{table}\""),
+                    ))
+                    .fetch_all(&mut c)
+                    .await
+                    .expect("read column");
+                    for r in rows.into_iter().flatten() {
+                        out.extend_from_slice(r.as_bytes());
+                        out.push(b'\n');
                     }
                 }
-                out
-            })
+            }
+            out
         })
     }
 }
@@ -182,16 +178,14 @@ impl Drop for TestMetadata {
     fn drop(&mut self) {
         if let Some(name) = self.database.take() {
             let server = pg_server();
-            on_own_runtime(move || {
-                Box::pin(async move {
-                    if let Ok(mut c) = PgConnection::connect(&format!("{server}/postgres")).await {
-                        let _ = c
-                            .execute(sqlx::AssertSqlSafe(format!(
-                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                            )))
-                            .await;
-                    }
-                })
+            on_own_runtime(async move {
+                if let Ok(mut c) = PgConnection::connect(&format!("{server}/postgres")).await {
+                    let _ = c
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .await;
+                }
             });
         }
     }
