@@ -1,7 +1,10 @@
 //! The HTTP JSON API. It owns routing, authentication of requests (bearer
 //! tokens), decoding of request bodies, the one mapping from service errors
 //! to HTTP statuses, and the OpenAPI document served at `/openapi.json`.
-//! Every rule lives in the service layer; handlers only translate.
+//! Every rule lives in the service layer; handlers only translate. Requests
+//! about a disk another node holds are forwarded to it ([`forward`]).
+
+mod forward;
 
 use std::sync::Arc;
 
@@ -13,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use coffer_service::model::{
-    Attachment, CreateDisk, CreateSnapshot, Disk, Encryption, FsckFinding, FsckReport, Region,
-    ResizeDisk, Snapshot, WhoAmI,
+    Attachment, CreateDisk, CreateSnapshot, Disk, Encryption, FsckFinding, FsckReport, GcReport,
+    Node, Region, ResizeDisk, Snapshot, WhoAmI,
 };
 use coffer_service::{Caller, ErrorKind, Service, ServiceError};
 use serde::{Deserialize, Serialize};
@@ -62,6 +65,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(self.0.kind);
+        let forward_to = self.0.forward_to.clone();
         let mut resp = (
             status,
             Json(ErrorBody {
@@ -77,6 +81,9 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
+        }
+        if let Some(url) = forward_to {
+            resp.extensions_mut().insert(forward::ForwardTo(url));
         }
         resp
     }
@@ -143,8 +150,8 @@ impl FromRequestParts<Arc<Service>> for Auth {
 #[openapi(
     info(title = "Coffer API", description = "Encrypted block storage: disks, snapshots, attachments. Authenticate with `Authorization: Bearer <token>`."),
     paths(whoami, regions, create_disk, list_disks, get_disk, delete_disk, resize_disk, attach_disk, detach_disk,
-          create_snapshot, list_snapshots, get_snapshot, delete_snapshot, fsck),
-    components(schemas(Disk, Snapshot, Attachment, Encryption, CreateDisk, CreateSnapshot, ResizeDisk, Region, WhoAmI, FsckReport, FsckFinding, ErrorBody, ErrorDetail)),
+          create_snapshot, list_snapshots, get_snapshot, delete_snapshot, fsck, admin_gc, list_nodes),
+    components(schemas(Disk, Snapshot, Attachment, Encryption, CreateDisk, CreateSnapshot, ResizeDisk, Region, WhoAmI, FsckReport, FsckFinding, GcReport, Node, ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -185,6 +192,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/disks/{id}/detach", post(detach_disk))
         .route("/v1/snapshots", post(create_snapshot).get(list_snapshots))
         .route("/v1/admin/fsck", get(fsck))
+        .route("/v1/admin/gc", post(admin_gc))
+        .route("/v1/admin/nodes", get(list_nodes))
         .route(
             "/v1/snapshots/{id}",
             get(get_snapshot).delete(delete_snapshot),
@@ -207,6 +216,13 @@ pub fn router(service: Arc<Service>) -> Router {
                 }),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(120))
+                .build()
+                .expect("HTTP client"),
+            forward::forward,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(service)
 }
@@ -362,4 +378,18 @@ async fn fsck(
         ))
     })?;
     Ok(Json(s.fsck(&c, q.deep).await?))
+}
+
+/// Collect queued deletions and sweep orphaned objects now (deployment admins).
+#[utoipa::path(post, path = "/v1/admin/gc",
+    responses((status = 200, body = GcReport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn admin_gc(State(s): State<Arc<Service>>, Auth(c): Auth) -> ApiResult<Json<GcReport>> {
+    Ok(Json(s.admin_gc(&c).await?))
+}
+
+/// The nodes serving this deployment and their leases (deployment admins).
+#[utoipa::path(get, path = "/v1/admin/nodes",
+    responses((status = 200, body = [Node]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_nodes(State(s): State<Arc<Service>>, Auth(c): Auth) -> ApiResult<Json<Vec<Node>>> {
+    Ok(Json(s.list_nodes(&c).await?))
 }

@@ -82,6 +82,11 @@ enum AdminCmd {
         #[arg(long)]
         deep: bool,
     },
+    /// Delete queued objects and sweep orphaned ones now (both also run in
+    /// the background).
+    Gc,
+    /// List the nodes serving this deployment and their leases.
+    Nodes,
 }
 
 #[derive(Debug, Subcommand)]
@@ -541,6 +546,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 kv,
             ),
         },
+        Command::Admin(AdminCmd::Gc) => {
+            print(out, &c.call(Method::POST, "/v1/admin/gc", None).await?, kv)
+        }
+        Command::Admin(AdminCmd::Nodes) => print(
+            out,
+            &c.call(Method::GET, "/v1/admin/nodes", None).await?,
+            |v| {
+                rows(
+                    list_of(v),
+                    &[
+                        ("NAME", "/name"),
+                        ("API", "/api_url"),
+                        ("NBD", "/nbd_endpoint"),
+                        ("LEASE UNTIL", "/lease_expires_at"),
+                        ("THIS", "/this_node"),
+                    ],
+                )
+            },
+        ),
         Command::Admin(AdminCmd::Fsck { deep }) => {
             let v = c
                 .call(Method::GET, &format!("/v1/admin/fsck?deep={deep}"), None)

@@ -49,6 +49,22 @@ pub struct ServeArgs {
     /// Do not write the `default` CLI profile.
     #[arg(long)]
     pub no_profile: bool,
+    /// This node's lasting name among the nodes of a deployment (default:
+    /// the one kept in the data dir, made from the host name at first start).
+    #[arg(long, env = "COFFER_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// The URL other nodes reach this node's API at (default: http:// and
+    /// the API address). Needed when several nodes listen on 0.0.0.0.
+    #[arg(long, env = "COFFER_ADVERTISE_API")]
+    pub advertise_api: Option<String>,
+    /// The `host:port` clients reach this node's NBD listener at, named in
+    /// attach URIs (default: the NBD address).
+    #[arg(long, env = "COFFER_ADVERTISE_NBD")]
+    pub advertise_nbd: Option<String>,
+    /// How long this node's lease lasts (e.g. 15s): if it dies, other nodes
+    /// may take its disks over this long after its last renewal.
+    #[arg(long, env = "COFFER_LEASE_TTL", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Option<std::time::Duration>,
 }
 
 /// The configuration file.
@@ -74,6 +90,14 @@ pub struct ConfigFile {
     /// Regions and zones; default: region `local`, zones `local-a/b/c`.
     #[serde(default)]
     pub regions: Vec<RegionConfig>,
+    /// This node's name (see `--node-name`).
+    pub node_name: Option<String>,
+    /// Advertised API URL (see `--advertise-api`).
+    pub advertise_api: Option<String>,
+    /// Advertised NBD `host:port` (see `--advertise-nbd`).
+    pub advertise_nbd: Option<String>,
+    /// Lease length, e.g. "15s" (see `--lease-ttl`).
+    pub lease_ttl: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -162,9 +186,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         volume.dirty_high_water = usize::try_from(h.bytes())?;
     }
 
+    let lease_ttl = match (args.lease_ttl, &file.lease_ttl) {
+        (Some(d), _) => d,
+        (None, Some(t)) => humantime::parse_duration(t).with_context(|| {
+            format!("invalid lease_ttl '{t}' in the config file: use e.g. \"15s\"")
+        })?,
+        (None, None) => ServiceConfig::default().lease_ttl,
+    };
+    if lease_ttl < std::time::Duration::from_secs(1) {
+        bail!("the lease must last at least 1s (got {lease_ttl:?})");
+    }
+
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     set_private(&data_dir)?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let node_name = match args.node_name.or(file.node_name) {
+        Some(n) => n,
+        None => node_name(&data_dir)?,
+    };
     let url = args
         .metadata
         .or(file.metadata)
@@ -193,18 +233,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             regions,
             chunk_size,
             volume,
+            lease_ttl,
+            ..ServiceConfig::default()
         },
     );
-
-    let (collected, orphans) = service.recover().await.with_context(|| {
-        format!(
-            "start-up recovery failed: check that the object store ({}) is reachable",
-            service.store().describe()
-        )
-    })?;
-    if collected + orphans > 0 {
-        tracing::info!(collected, orphans, "recovery removed unreferenced objects");
-    }
 
     let api = tokio::net::TcpListener::bind(listen)
         .await
@@ -218,8 +250,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })?;
     let api_addr = api.local_addr()?;
     let nbd_addr = nbd.local_addr()?;
-    service.set_nbd_endpoint(nbd_addr.to_string()).await;
     let endpoint = format!("http://{api_addr}");
+    let api_url = args
+        .advertise_api
+        .or(file.advertise_api)
+        .unwrap_or_else(|| endpoint.clone());
+    let nbd_endpoint = args
+        .advertise_nbd
+        .or(file.advertise_nbd)
+        .unwrap_or_else(|| nbd_addr.to_string());
+    if api_addr.ip().is_unspecified() && api_url == endpoint {
+        eprintln!(
+            "warning: the API listens on {api_addr}, which other nodes cannot reach: give --advertise-api http://HOST:PORT"
+        );
+    }
+    service
+        .join(&node_name, &api_url, &nbd_endpoint)
+        .await
+        .context("cannot join the deployment")?;
+
+    let (collected, orphans) = service.recover().await.with_context(|| {
+        format!(
+            "start-up recovery failed: check that the object store ({}) is reachable",
+            service.store().describe()
+        )
+    })?;
+    if collected + orphans > 0 {
+        tracing::info!(collected, orphans, "recovery removed unreferenced objects");
+    }
 
     if let Some(token) = service.bootstrap().await? {
         let path = data_dir.join("admin.token");
@@ -253,9 +311,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             root_file.display().to_string()
         }
     );
+    println!(
+        "Node: {node_name} (lease {})",
+        humantime::format_duration(lease_ttl)
+    );
     use std::io::Write as _;
     std::io::stdout().flush()?;
 
+    service.spawn_lease();
     service.spawn_gc();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let nbd_task = {
@@ -292,6 +355,54 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// Hold an exclusive lock on the data dir for the life of the process: a
+/// data dir (its node name, SQLite file, objects) serves one server at a
+/// time, which is also what lets a restarted node release its previous
+/// run's disks at once.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "data dir {} is in use by another `coffer serve`: stop it, or give this one its own --data-dir",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// The node's lasting name, kept in the data dir (`node-name`), made at
+/// first start from the host name and a random suffix.
+fn node_name(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("node-name");
+    match std::fs::read_to_string(&path) {
+        Ok(n) if !n.trim().is_empty() => Ok(n.trim().to_string()),
+        Ok(_) => bail!("{} is empty: delete it or give --node-name", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "node".into());
+            let mut suffix = [0u8; 3];
+            coffer_crypto::random_bytes(&mut suffix);
+            let name = format!("{host}-{}", hex::encode(suffix));
+            std::fs::write(&path, format!("{name}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(name)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
 

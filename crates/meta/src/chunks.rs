@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use coffer_types::{Id, Kind};
 use sqlx::{Any, Transaction};
 
+use crate::nodes::{Holder, check_holder_tx, release_reservations_tx};
 use crate::{Meta, MetaError, Result, now, parse_id, to_i64, to_u64};
 
 /// A volume: one node of a disk lineage.
@@ -92,9 +93,18 @@ fn volume_row(t: VolTuple) -> Result<VolumeRow> {
 const VOL_COLS: &str =
     "id, dek_id, chunk_size, size, parent_id, parent_generation, head_generation, live";
 
+/// Read volume `id` inside a transaction, locking its row until the
+/// transaction ends (PostgreSQL; SQLite has one writer at a time anyway).
+/// Every transaction that changes a volume's chunk map or its views takes
+/// this lock first, so two nodes' changes to one volume never interleave.
 pub(crate) async fn volume_tx(tx: &mut Transaction<'_, Any>, id: Id) -> Result<VolumeRow> {
+    let lock = if tx.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
     let row: Option<VolTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {VOL_COLS} FROM volumes WHERE id = $1"
+        "SELECT {VOL_COLS} FROM volumes WHERE id = $1{lock}"
     )))
     .bind(id.to_string())
     .fetch_optional(&mut **tx)
@@ -210,14 +220,23 @@ impl Meta {
     /// head generation the caller believes is `head`. Atomic: all entries
     /// or none. Objects no view can see any more are queued for deletion.
     /// The objects named must already be durable in the object store.
+    ///
+    /// With `holder`, fails with [`MetaError::Fenced`] unless it still holds
+    /// its attachment, and forgets its counter reservations that end at or
+    /// below `resolved` (the caller has nothing in flight under them).
     pub async fn commit_chunks(
         &self,
         vol: Id,
         head: u64,
+        holder: Option<(&Holder, u64)>,
         entries: &[(u64, ChunkEntry)],
     ) -> Result<CommitStats> {
         let mut stats = CommitStats::default();
         let mut tx = self.pool.begin().await?;
+        if let Some((h, resolved)) = holder {
+            check_holder_tx(&mut tx, h).await?;
+            release_reservations_tx(&mut tx, h, resolved).await?;
+        }
         let v = volume_tx(&mut tx, vol).await?;
         if v.head_generation != head {
             return Err(MetaError::Conflict(format!(

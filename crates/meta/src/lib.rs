@@ -2,7 +2,8 @@
 //! data: the organisation (tenants, accounts, principals, token hashes), the
 //! built-in vault's wrapped keys, DEKs and their nonce counters, volumes and
 //! their chunk maps, disks, snapshots, attachments, and the queue of objects
-//! awaiting deletion.
+//! awaiting deletion, and the nodes sharing the deployment with their leases
+//! (see [`nodes`] for how several nodes are kept from writing one disk).
 //!
 //! One implementation, [`Meta`], speaks portable SQL through sqlx's `Any`
 //! driver to SQLite (the embedded default) or PostgreSQL (scale-out); only
@@ -27,6 +28,7 @@
 
 mod chunks;
 mod fsck;
+mod nodes;
 mod org;
 mod resources;
 mod schema;
@@ -40,6 +42,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use chunks::{ChunkEntry, CommitStats, VolumeRow};
 pub use fsck::Finding;
+pub use nodes::{Holder, NodeRow, SweepView, now_ms};
 pub use org::{AccountRow, PrincipalRow, TenantRow};
 pub use resources::{AttachmentRow, DiskRow, SnapshotRow};
 pub use vault::{DekRow, VaultKeyRow};
@@ -56,6 +59,10 @@ pub enum MetaError {
     /// A uniqueness or state rule would be broken (e.g. a second attachment).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A write on behalf of an attachment holder that no longer holds it
+    /// (its lease passed, or the disk was detached or taken over).
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// Stored data is not what this version understands.
     #[error("corrupt metadata: {0}")]
     Corrupt(String),

@@ -4,6 +4,7 @@
 use coffer_types::{Id, Kind};
 
 use crate::chunks::{VolumeRow, gc_volume_tx, insert_volume_tx, volume_tx};
+use crate::nodes::{Holder, check_holder_tx};
 use crate::{Meta, MetaError, Result, parse_id, to_i64, to_u64};
 
 /// A disk.
@@ -75,6 +76,8 @@ pub struct AttachmentRow {
     pub mode: String,
     /// When.
     pub created_at: String,
+    /// The node holding it (the only one that may open the disk), if any.
+    pub node_id: Option<Id>,
 }
 
 type DiskTuple = (
@@ -139,7 +142,16 @@ fn snap_row(t: SnapTuple) -> Result<SnapshotRow> {
     })
 }
 
-type AttTuple = (String, String, String, String, String, String);
+type AttTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+);
+const ATT_COLS: &str = "id, disk_id, token_hash, principal_id, mode, created_at, node_id";
 
 fn att_row(t: AttTuple) -> Result<AttachmentRow> {
     Ok(AttachmentRow {
@@ -149,7 +161,28 @@ fn att_row(t: AttTuple) -> Result<AttachmentRow> {
         principal_id: parse_id(&t.3, Kind::Principal)?,
         mode: t.4,
         created_at: t.5,
+        node_id: t.6.map(|n| parse_id(&n, Kind::Node)).transpose()?,
     })
+}
+
+async fn insert_disk_tx(tx: &mut sqlx::Transaction<'_, sqlx::Any>, disk: &DiskRow) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO disks ({DISK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    )))
+    .bind(disk.id.to_string())
+    .bind(disk.account_id.to_string())
+    .bind(&disk.name)
+    .bind(&disk.region)
+    .bind(&disk.zone)
+    .bind(to_i64(disk.size)?)
+    .bind(disk.volume_id.to_string())
+    .bind(&disk.encryption)
+    .bind(disk.kek_id.to_string())
+    .bind(disk.source_snapshot_id.map(|s| s.to_string()))
+    .bind(&disk.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl Meta {
@@ -157,22 +190,7 @@ impl Meta {
     pub async fn create_disk(&self, disk: &DiskRow, volume: &VolumeRow) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         insert_volume_tx(&mut tx, volume).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO disks ({DISK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        )))
-        .bind(disk.id.to_string())
-        .bind(disk.account_id.to_string())
-        .bind(&disk.name)
-        .bind(&disk.region)
-        .bind(&disk.zone)
-        .bind(to_i64(disk.size)?)
-        .bind(disk.volume_id.to_string())
-        .bind(&disk.encryption)
-        .bind(disk.kek_id.to_string())
-        .bind(disk.source_snapshot_id.map(|s| s.to_string()))
-        .bind(&disk.created_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_disk_tx(&mut tx, disk).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -269,9 +287,13 @@ impl Meta {
 
     /// Record snapshot `snap` of the head of its volume, which must be at
     /// generation `snap.generation`; the head moves to the next generation.
-    /// Costs a few rows whatever the disk's size.
-    pub async fn create_snapshot(&self, snap: &SnapshotRow) -> Result<()> {
+    /// Costs a few rows whatever the disk's size. With `holder`, fails with
+    /// [`MetaError::Fenced`] unless it still holds the disk's attachment.
+    pub async fn create_snapshot(&self, snap: &SnapshotRow, holder: Option<&Holder>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        if let Some(h) = holder {
+            check_holder_tx(&mut tx, h).await?;
+        }
         let v = volume_tx(&mut tx, snap.volume_id).await?;
         if v.head_generation != snap.generation {
             return Err(MetaError::Conflict(format!(
@@ -357,20 +379,52 @@ impl Meta {
         Ok(n)
     }
 
-    /// Create a disk whose new volume starts from view `(parent, generation)`.
-    pub async fn create_disk_from_view(&self, disk: &DiskRow, volume: &VolumeRow) -> Result<()> {
-        let Some((parent, _)) = volume.parent else {
+    /// Create a disk whose new volume starts from snapshot `snap`'s view,
+    /// in one transaction that locks the snapshot's volume and checks the
+    /// snapshot still exists: a concurrent delete of the snapshot (on any
+    /// node) either comes first (then this fails with NotFound) or sees the
+    /// new volume as a view to keep.
+    pub async fn create_disk_from_snapshot(
+        &self,
+        disk: &DiskRow,
+        volume: &VolumeRow,
+        snap: Id,
+    ) -> Result<()> {
+        let Some((parent, generation)) = volume.parent else {
             return Err(MetaError::Corrupt("a cloned volume needs a parent".into()));
         };
         let mut tx = self.pool.begin().await?;
         volume_tx(&mut tx, parent).await?;
+        let found: Option<(String, i64)> =
+            sqlx::query_as("SELECT volume_id, generation FROM snapshots WHERE id = $1")
+                .bind(snap.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match found {
+            Some((v, g)) if v == parent.to_string() && to_u64(g)? == generation => {}
+            Some(_) => {
+                return Err(MetaError::Corrupt(format!(
+                    "snapshot {snap} is not the view the new volume names"
+                )));
+            }
+            None => return Err(MetaError::NotFound(format!("snapshot {snap}"))),
+        }
+        insert_volume_tx(&mut tx, volume).await?;
+        insert_disk_tx(&mut tx, disk).await?;
         tx.commit().await?;
-        self.create_disk(disk, volume).await
+        Ok(())
     }
 
     /// Record an attachment; fails with [`MetaError::Conflict`] if the disk
-    /// already has one.
-    pub async fn insert_attachment(&self, a: &AttachmentRow) -> Result<()> {
+    /// already has one, unless that one is `replace` and still has no live
+    /// holder at `now_ms` (its node died): then it is replaced, in the same
+    /// transaction, and its token stops working.
+    pub async fn insert_attachment(
+        &self,
+        a: &AttachmentRow,
+        replace: Option<Id>,
+        now_ms: i64,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let existing: Option<String> =
             sqlx::query_scalar("SELECT id FROM attachments WHERE disk_id = $1")
@@ -378,20 +432,34 @@ impl Meta {
                 .fetch_optional(&mut *tx)
                 .await?;
         if let Some(e) = existing {
-            return Err(MetaError::Conflict(format!(
-                "disk {} is already attached ({e})",
-                a.disk_id
-            )));
+            let replaceable = replace.is_some_and(|r| r.to_string() == e);
+            let gone = replaceable
+                && sqlx::query(
+                    "DELETE FROM attachments WHERE id = $1 AND (node_id IS NULL OR node_id NOT IN (SELECT id FROM nodes WHERE lease_expires_ms > $2))",
+                )
+                .bind(&e)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+            if !gone {
+                return Err(MetaError::Conflict(format!(
+                    "disk {} is already attached ({e})",
+                    a.disk_id
+                )));
+            }
         }
-        sqlx::query(
-            "INSERT INTO attachments (id, disk_id, token_hash, principal_id, mode, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO attachments ({ATT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )))
         .bind(a.id.to_string())
         .bind(a.disk_id.to_string())
         .bind(&a.token_hash)
         .bind(a.principal_id.to_string())
         .bind(&a.mode)
         .bind(&a.created_at)
+        .bind(a.node_id.map(|n| n.to_string()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -400,9 +468,9 @@ impl Meta {
 
     /// The attachment whose export token hashes to `hash`.
     pub async fn attachment_by_token_hash(&self, hash: &str) -> Result<Option<AttachmentRow>> {
-        let row: Option<AttTuple> = sqlx::query_as(
-            "SELECT id, disk_id, token_hash, principal_id, mode, created_at FROM attachments WHERE token_hash = $1",
-        )
+        let row: Option<AttTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ATT_COLS} FROM attachments WHERE token_hash = $1"
+        )))
         .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
@@ -411,30 +479,30 @@ impl Meta {
 
     /// The attachment of a disk.
     pub async fn attachment_of_disk(&self, disk: Id) -> Result<Option<AttachmentRow>> {
-        let row: Option<AttTuple> = sqlx::query_as(
-            "SELECT id, disk_id, token_hash, principal_id, mode, created_at FROM attachments WHERE disk_id = $1",
-        )
+        let row: Option<AttTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ATT_COLS} FROM attachments WHERE disk_id = $1"
+        )))
         .bind(disk.to_string())
         .fetch_optional(&self.pool)
         .await?;
         row.map(att_row).transpose()
     }
 
-    /// Remove a disk's attachment; returns whether there was one.
-    pub async fn delete_attachment(&self, disk: Id) -> Result<bool> {
-        let n = sqlx::query("DELETE FROM attachments WHERE disk_id = $1")
-            .bind(disk.to_string())
-            .execute(&self.pool)
+    /// Remove attachment `att` (and its counter reservations: its writer
+    /// has closed, so nothing of it is in flight); returns whether it was
+    /// there.
+    pub async fn delete_attachment(&self, att: Id) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM attachments WHERE id = $1")
+            .bind(att.to_string())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        sqlx::query("DELETE FROM counter_reservations WHERE attachment_id = $1")
+            .bind(att.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(n > 0)
-    }
-
-    /// Remove every attachment (at start, when no connection survives a restart).
-    pub async fn clear_attachments(&self) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM attachments")
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
     }
 }

@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use coffer_types::{Id, Kind};
 
+use crate::nodes::{Holder, check_holder_tx, insert_reservation_tx};
 use crate::{Meta, MetaError, Result, now, parse_id, to_i64, to_u64};
 
 /// A vault key.
@@ -156,17 +157,34 @@ impl Meta {
     /// Reserve `n` nonce counter values of DEK `id`. The reservation is
     /// committed (durably) before this returns, and no value is ever handed
     /// out twice, by this node or any other: the increment is one atomic
-    /// UPDATE. This is what makes GCM nonce reuse impossible.
-    pub async fn reserve_counters(&self, id: Id, n: u64) -> Result<Range<u64>> {
+    /// UPDATE. This is what makes GCM nonce reuse impossible. With
+    /// `holder`, the range is recorded as possibly in flight (so the orphan
+    /// sweep leaves its objects alone), and the reservation fails with
+    /// [`MetaError::Fenced`] unless the holder still holds its attachment.
+    pub async fn reserve_counters(
+        &self,
+        id: Id,
+        n: u64,
+        holder: Option<&Holder>,
+    ) -> Result<Range<u64>> {
         let n_i = to_i64(n)?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(h) = holder {
+            check_holder_tx(&mut tx, h).await?;
+        }
         let end: Option<i64> = sqlx::query_scalar(
             "UPDATE deks SET next_counter = next_counter + $1 WHERE id = $2 RETURNING next_counter",
         )
         .bind(n_i)
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let end = to_u64(end.ok_or_else(|| MetaError::NotFound(format!("data key {id}")))?)?;
-        Ok(end - n..end)
+        let range = end - n..end;
+        if let Some(h) = holder {
+            insert_reservation_tx(&mut tx, id, &range, h).await?;
+        }
+        tx.commit().await?;
+        Ok(range)
     }
 }

@@ -45,12 +45,12 @@ async fn fsck_reports_each_broken_rule() {
     })
     .await
     .unwrap();
-    let counters = meta.reserve_counters(dek, 3).await.unwrap();
+    let counters = meta.reserve_counters(dek, 3, None).await.unwrap();
     let entries: Vec<(u64, ChunkEntry)> = (0..3u64)
         .zip(counters)
         .map(|(i, c)| (i, ChunkEntry::Object(c)))
         .collect();
-    meta.commit_chunks(vol, 0, &entries).await.unwrap();
+    meta.commit_chunks(vol, 0, None, &entries).await.unwrap();
     assert_eq!(
         codes(&meta).await,
         Vec::<&str>::new(),

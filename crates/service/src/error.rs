@@ -36,6 +36,9 @@ pub struct ServiceError {
     pub code: &'static str,
     /// Human message.
     pub message: String,
+    /// The API address of the node that can answer this request (a disk
+    /// held by another node); the HTTP layer forwards the request there.
+    pub forward_to: Option<String>,
 }
 
 impl ServiceError {
@@ -45,7 +48,22 @@ impl ServiceError {
             kind,
             code,
             message: message.into(),
+            forward_to: None,
         }
+    }
+
+    /// 503 that names the node holding the disk, at `api_url`: the HTTP
+    /// layer forwards the request there (once) instead of returning it.
+    pub fn elsewhere(node: &str, api_url: &str, what: impl std::fmt::Display) -> Self {
+        let mut e = Self::new(
+            ErrorKind::Unavailable,
+            "HeldByOtherNode",
+            format!(
+                "{what} is held by node {node} ({api_url}), which did not answer: retry, or wait until its lease passes"
+            ),
+        );
+        e.forward_to = Some(api_url.to_string());
+        e
     }
 
     /// 400 with `code`.
@@ -84,6 +102,12 @@ impl From<MetaError> for ServiceError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::Conflict(m) => Self::conflict("Conflict", m),
+            MetaError::Fenced(m) => Self::conflict(
+                "NodeFenced",
+                format!(
+                    "{m}: this node lost the disk to another (its lease passed); attach the disk again"
+                ),
+            ),
             other => Self::internal(other),
         }
     }
@@ -108,6 +132,10 @@ impl From<VolumeError> for ServiceError {
     fn from(e: VolumeError) -> Self {
         match e {
             VolumeError::Closed => Self::conflict("DiskDetached", "the disk was detached"),
+            VolumeError::Fenced(m) => Self::conflict(
+                "NodeFenced",
+                format!("this node no longer holds the disk ({m}); attach it again"),
+            ),
             VolumeError::Integrity { .. } => {
                 Self::new(ErrorKind::Internal, "IntegrityError", e.to_string())
             }

@@ -53,7 +53,7 @@ pub struct DiskDevice {
 
 fn dev_err(e: VolumeError) -> DeviceError {
     match e {
-        VolumeError::Closed => DeviceError::Shutdown(e.to_string()),
+        VolumeError::Closed | VolumeError::Fenced(_) => DeviceError::Shutdown(e.to_string()),
         VolumeError::OutOfRange { .. } => DeviceError::Invalid(e.to_string()),
         VolumeError::Integrity { .. } => {
             tracing::error!(error = %e, "integrity check failed: stored data was modified or is missing");

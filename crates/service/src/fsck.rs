@@ -8,23 +8,65 @@ use std::collections::{HashMap, HashSet};
 use coffer_crypto::{ChunkKey, open_chunk};
 use coffer_store::{StoreError, chunk_key, parse_chunk_key};
 
-use crate::model::{FsckFinding, FsckReport};
+use crate::model::{FsckFinding, FsckReport, GcReport, Node};
 use crate::{Caller, ErrorKind, Result, Service, ServiceError};
 
 /// Report at most this many findings of one code in full.
 const MAX_PER_CODE: usize = 20;
 
+fn admin_only(caller: &Caller, what: &str) -> Result<()> {
+    if caller.principal.is_admin {
+        Ok(())
+    } else {
+        Err(ServiceError::new(
+            ErrorKind::Forbidden,
+            "AdminOnly",
+            format!("{what} concerns the whole deployment: only a deployment admin may run it"),
+        ))
+    }
+}
+
 impl Service {
+    /// Collect queued deletions and sweep orphaned objects now (deployment
+    /// admins only); both also run in the background.
+    pub async fn admin_gc(&self, caller: &Caller) -> Result<GcReport> {
+        admin_only(caller, "gc")?;
+        let collected = self.collect_garbage().await?;
+        let orphans = self.sweep_orphans().await?;
+        Ok(GcReport { collected, orphans })
+    }
+
+    /// The nodes of the deployment (deployment admins only).
+    pub async fn list_nodes(&self, caller: &Caller) -> Result<Vec<Node>> {
+        admin_only(caller, "the node list")?;
+        let me = self.node().await.map(|n| n.id);
+        Ok(self
+            .meta
+            .list_nodes()
+            .await?
+            .into_iter()
+            .map(|n| Node {
+                id: n.id.to_string(),
+                this_node: Some(n.id) == me,
+                name: n.name,
+                api_url: n.api_url,
+                nbd_endpoint: n.nbd_endpoint,
+                started_at: n.started_at,
+                lease_expires_at: humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_millis(
+                            u64::try_from(n.lease_expires_ms).unwrap_or(0),
+                        ),
+                )
+                .to_string(),
+            })
+            .collect())
+    }
+
     /// Check the deployment's consistency (deployment admins only). With
     /// `deep`, also fetch and authenticate every named object.
     pub async fn fsck(&self, caller: &Caller, deep: bool) -> Result<FsckReport> {
-        if !caller.principal.is_admin {
-            return Err(ServiceError::new(
-                ErrorKind::Forbidden,
-                "AdminOnly",
-                "fsck checks the whole deployment: only a deployment admin may run it",
-            ));
-        }
+        admin_only(caller, "fsck")?;
         let mut findings: Vec<FsckFinding> = self
             .meta
             .fsck()

@@ -10,8 +10,13 @@
 //!   say what to do next;
 //! - the registry of open volumes (one per attached disk) and the NBD export
 //!   resolver that maps a secret export token to one of them;
+//! - this node's membership of the deployment: its lease, renewed in the
+//!   background, and which attachments it holds (several nodes share one
+//!   metadata store and one object store; a disk is open on one node at a
+//!   time, and a request about a disk another node holds is answered by
+//!   that node: see [`ServiceError::elsewhere`]);
 //! - start-up recovery (finishing queued deletions, sweeping orphaned
-//!   objects) and the background garbage collector.
+//!   objects), the background garbage collector and orphan sweep.
 
 mod error;
 mod export;
@@ -23,7 +28,10 @@ use std::sync::Arc;
 
 use coffer_crypto::{hash_token, new_token};
 use coffer_keyvault::KeyVault;
-use coffer_meta::{AttachmentRow, DiskRow, Meta, PrincipalRow, SnapshotRow, VolumeRow};
+use coffer_meta::{
+    AttachmentRow, DiskRow, Holder, Meta, MetaError, NodeRow, PrincipalRow, SnapshotRow, VolumeRow,
+    now_ms,
+};
 use coffer_store::{ObjectStore, chunk_key, parse_chunk_key};
 use coffer_types::size::{MIB, TIB};
 use coffer_types::{ByteSize, Id, Kind, Name, Regions};
@@ -48,6 +56,12 @@ pub struct ServiceConfig {
     pub chunk_size: u32,
     /// Tuning of open volumes.
     pub volume: VolumeConfig,
+    /// How long a node's lease lasts; it renews every quarter of this.
+    /// Another node may take over a dead node's disks this long after its
+    /// last renewal.
+    pub lease_ttl: std::time::Duration,
+    /// How often the orphan sweep runs after the one at start.
+    pub sweep_interval: std::time::Duration,
 }
 
 impl Default for ServiceConfig {
@@ -56,6 +70,8 @@ impl Default for ServiceConfig {
             regions: Regions::default(),
             chunk_size: coffer_volume::DEFAULT_CHUNK_SIZE,
             volume: VolumeConfig::default(),
+            lease_ttl: std::time::Duration::from_secs(15),
+            sweep_interval: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -83,8 +99,22 @@ pub struct Service {
     /// with snapshotting a detached disk, so an engine never runs on a stale
     /// head generation.
     open: Mutex<HashMap<Id, Arc<Volume>>>,
-    nbd_endpoint: RwLock<Option<String>>,
+    /// Disks being detached here: their volume is closing, so no export
+    /// may reopen them (guarded by `open`'s lock).
+    closing: std::sync::Mutex<std::collections::HashSet<Id>>,
+    /// This node's current run, once it joined the deployment.
+    node: RwLock<Option<NodeRow>>,
     gc_wake: Arc<Notify>,
+}
+
+/// Who holds an attachment, as seen from this node.
+enum HeldBy {
+    /// This node.
+    Me,
+    /// Another live node.
+    Other(NodeRow),
+    /// Nobody live: any node may take it.
+    Nobody,
 }
 
 impl std::fmt::Debug for Service {
@@ -178,7 +208,8 @@ impl Service {
             vault,
             config,
             open: Mutex::new(HashMap::new()),
-            nbd_endpoint: RwLock::new(None),
+            closing: std::sync::Mutex::new(std::collections::HashSet::new()),
+            node: RwLock::new(None),
             gc_wake,
         })
     }
@@ -193,9 +224,117 @@ impl Service {
         &self.store
     }
 
-    /// Set the `host:port` that attach URIs name.
-    pub async fn set_nbd_endpoint(&self, endpoint: String) {
-        *self.nbd_endpoint.write().await = Some(endpoint);
+    /// Join the deployment as node `name` (a lasting name, e.g. kept in the
+    /// data dir), answering its API at `api_url` and NBD at `nbd_endpoint`
+    /// (`host:port`, named in attach URIs). Earlier runs of the same node
+    /// are dead: their attachments are released at once. Call before
+    /// [`Service::recover`]; then [`Service::spawn_lease`] keeps it alive.
+    pub async fn join(&self, name: &str, api_url: &str, nbd_endpoint: &str) -> Result<NodeRow> {
+        let now = now_ms();
+        let row = NodeRow {
+            id: Id::random(Kind::Node),
+            name: name.to_string(),
+            api_url: api_url.to_string(),
+            nbd_endpoint: nbd_endpoint.to_string(),
+            started_at: coffer_meta::now(),
+            lease_expires_ms: now + self.lease_ms(),
+        };
+        let released = self.meta.register_node(&row).await?;
+        if released > 0 {
+            tracing::info!(
+                attachments = released,
+                "released the attachments of this node's previous run"
+            );
+        }
+        tracing::info!(node = %row.id, name, "joined the deployment");
+        *self.node.write().await = Some(row.clone());
+        Ok(row)
+    }
+
+    /// This node's current run, if it joined.
+    pub async fn node(&self) -> Option<NodeRow> {
+        self.node.read().await.clone()
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    async fn my_node_id(&self) -> Option<Id> {
+        self.node.read().await.as_ref().map(|n| n.id)
+    }
+
+    /// Who holds `att` now.
+    async fn held_by(&self, att: &AttachmentRow) -> Result<HeldBy> {
+        let me = self.my_node_id().await;
+        match att.node_id {
+            Some(n) if Some(n) == me => Ok(HeldBy::Me),
+            Some(n) => match self.meta.node(n).await? {
+                Some(row) if row.lease_expires_ms > now_ms() => Ok(HeldBy::Other(row)),
+                _ => Ok(HeldBy::Nobody),
+            },
+            None => Ok(HeldBy::Nobody),
+        }
+    }
+
+    /// Renew this node's lease every quarter of its length, and reap nodes
+    /// whose lease passed. If the lease is lost (this process was paused or
+    /// cut off for longer than the lease, and another node may have taken
+    /// its disks), every open disk here is fenced at once and the node
+    /// joins again as a new run.
+    pub fn spawn_lease(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let tick = me.config.lease_ttl / 4;
+            let mut last_ok = std::time::Instant::now();
+            loop {
+                tokio::time::sleep(tick).await;
+                let Some(node) = me.node().await else {
+                    continue;
+                };
+                let now = now_ms();
+                match me
+                    .meta
+                    .renew_node_lease(node.id, now, now + me.lease_ms())
+                    .await
+                {
+                    Ok(true) => last_ok = std::time::Instant::now(),
+                    Ok(false) => {
+                        tracing::error!(node = %node.id, "this node lost its lease: fencing its open disks and joining again");
+                        me.fence_all().await;
+                        if let Err(e) = me.join(&node.name, &node.api_url, &node.nbd_endpoint).await
+                        {
+                            tracing::error!(error = %e, "cannot join again; will retry");
+                        }
+                        last_ok = std::time::Instant::now();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot renew this node's lease");
+                        if last_ok.elapsed() > me.config.lease_ttl / 2 {
+                            // Others may soon take these disks over: stop
+                            // writing them before they can.
+                            me.fence_all().await;
+                        }
+                    }
+                }
+                match me.meta.fence_expired_nodes(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        attachments = n,
+                        "released the attachments of nodes whose lease passed"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot reap dead nodes"),
+                }
+            }
+        })
+    }
+
+    /// Close every open disk here without writing back (fencing).
+    async fn fence_all(&self) {
+        let vols: Vec<Arc<Volume>> = self.open.lock().await.drain().map(|(_, v)| v).collect();
+        for v in vols {
+            v.fence();
+        }
     }
 
     /// On first start (no principal yet), create the admin principal in a
@@ -387,7 +526,19 @@ impl Service {
             source_snapshot_id: source.as_ref().map(|s| s.id),
             created_at: now,
         };
-        self.meta.create_disk(&row, &volume).await?;
+        match &source {
+            Some(snap) => self
+                .meta
+                .create_disk_from_snapshot(&row, &volume, snap.id)
+                .await
+                .map_err(|e| match e {
+                    MetaError::NotFound(_) => {
+                        ServiceError::not_found("SnapshotNotFound", "snapshot", snap.id)
+                    }
+                    other => other.into(),
+                })?,
+            None => self.meta.create_disk(&row, &volume).await?,
+        }
         tracing::info!(disk = %id, size, zone = %row.zone, "disk created");
         Ok(disk_dto(&row, false))
     }
@@ -460,25 +611,37 @@ impl Service {
         Ok(disk_dto(&d, false))
     }
 
-    /// Attach a disk read-write: returns the NBD URI with a fresh secret
-    /// export token. One attachment per disk at a time.
+    /// Attach a disk read-write: returns the NBD URI (this node's NBD
+    /// listener) with a fresh secret export token. One attachment per disk
+    /// at a time; an attachment whose node died (its lease passed) is
+    /// replaced, and its old token stops working.
     pub async fn attach_disk(&self, caller: &Caller, id: &str) -> Result<Attachment> {
         let d = self.visible_disk(caller, id).await?;
-        let endpoint = self.nbd_endpoint.read().await.clone().ok_or_else(|| {
+        let node = self.node().await.ok_or_else(|| {
             ServiceError::new(
                 ErrorKind::Unavailable,
                 "NbdUnavailable",
                 "this server has no NBD listener",
             )
         })?;
+        let mut replace = None;
         if let Some(a) = self.meta.attachment_of_disk(d.id).await? {
-            return Err(ServiceError::conflict(
-                "DiskAttached",
-                format!(
-                    "disk {} is already attached ({} since {}): a disk has one read-write attachment at a time; run `coffer disk detach {}` first",
-                    d.id, a.id, a.created_at, d.id
-                ),
-            ));
+            match self.held_by(&a).await? {
+                HeldBy::Nobody => replace = Some(a.id),
+                held => {
+                    let on = match held {
+                        HeldBy::Other(n) => format!(" on node {} ({})", n.name, n.nbd_endpoint),
+                        _ => String::new(),
+                    };
+                    return Err(ServiceError::conflict(
+                        "DiskAttached",
+                        format!(
+                            "disk {} is already attached{on} ({} since {}): a disk has one read-write attachment at a time; run `coffer disk detach {}` first",
+                            d.id, a.id, a.created_at, d.id
+                        ),
+                    ));
+                }
+            }
         }
         let token = new_token();
         let row = AttachmentRow {
@@ -488,9 +651,10 @@ impl Service {
             principal_id: caller.principal.id,
             mode: "rw".into(),
             created_at: coffer_meta::now(),
+            node_id: Some(node.id),
         };
         self.meta
-            .insert_attachment(&row)
+            .insert_attachment(&row, replace, now_ms())
             .await
             .map_err(|e| match e {
                 coffer_meta::MetaError::Conflict(_) => ServiceError::conflict(
@@ -499,38 +663,67 @@ impl Service {
                 ),
                 other => other.into(),
             })?;
+        if let Some(old) = replace {
+            tracing::warn!(disk = %d.id, old = %old, "took over the attachment of a node whose lease passed");
+        }
         tracing::info!(disk = %d.id, attachment = %row.id, "disk attached");
         Ok(Attachment {
             id: row.id.to_string(),
             disk_id: d.id.to_string(),
-            uri: Some(format!("nbd://{endpoint}/{}", token.as_str())),
+            uri: Some(format!("nbd://{}/{}", node.nbd_endpoint, token.as_str())),
             mode: row.mode,
             created_at: row.created_at,
         })
     }
 
-    /// Detach a disk: flush it, close its connections, revoke its token.
+    /// Detach a disk: flush it, close its connections, revoke its token. A
+    /// disk held by another live node is detached by that node (the API
+    /// forwards the request); one whose node died is simply released.
     pub async fn detach_disk(&self, caller: &Caller, id: &str) -> Result<Disk> {
         let d = self.visible_disk(caller, id).await?;
-        if self.meta.attachment_of_disk(d.id).await?.is_none() {
+        let Some(att) = self.meta.attachment_of_disk(d.id).await? else {
             return Err(ServiceError::conflict(
                 "DiskNotAttached",
                 format!("disk {} is not attached", d.id),
             ));
-        }
-        // Revoke the token first, so no new connection can reopen the disk,
-        // then flush and close the open volume (live connections then get
-        // ESHUTDOWN).
-        self.meta.delete_attachment(d.id).await?;
-        let vol = self.open.lock().await.remove(&d.id);
-        if let Some(v) = vol {
-            v.close().await?;
+        };
+        match self.held_by(&att).await? {
+            HeldBy::Other(n) => {
+                return Err(ServiceError::elsewhere(
+                    &n.name,
+                    &n.api_url,
+                    format_args!("disk {}", d.id),
+                ));
+            }
+            HeldBy::Me => {
+                // Stop new connections from reopening the disk, then flush
+                // and close it (live connections get ESHUTDOWN), and only
+                // then revoke the attachment: the flush commits as holder.
+                let vol = {
+                    let mut open = self.open.lock().await;
+                    lock(&self.closing).insert(d.id);
+                    open.remove(&d.id)
+                };
+                let closed = match vol {
+                    Some(v) => v.close().await,
+                    None => Ok(()),
+                };
+                let deleted = self.meta.delete_attachment(att.id).await;
+                lock(&self.closing).remove(&d.id);
+                closed?;
+                deleted?;
+            }
+            HeldBy::Nobody => {
+                self.meta.delete_attachment(att.id).await?;
+            }
         }
         tracing::info!(disk = %d.id, "disk detached");
         Ok(disk_dto(&d, false))
     }
 
-    /// The open volume of an attached disk, opening it on first use.
+    /// The open volume of an attached disk, opening it on first use. The
+    /// attachment must be held by this node, or by no live node (then this
+    /// node takes it over).
     pub(crate) async fn volume_for_export(
         &self,
         token: &str,
@@ -545,9 +738,28 @@ impl Service {
         let Some(disk) = self.meta.disk(att.disk_id).await? else {
             return Ok(None);
         };
+        let Some(me) = self.my_node_id().await else {
+            return Ok(None);
+        };
         let mut open = self.open.lock().await;
-        if let Some(v) = open.get(&disk.id) {
+        if lock(&self.closing).contains(&disk.id) {
+            return Ok(None);
+        }
+        if att.node_id == Some(me)
+            && let Some(v) = open.get(&disk.id)
+        {
             return Ok(Some((disk, v.clone())));
+        }
+        if !self.meta.take_attachment(att.id, me, now_ms()).await? {
+            tracing::info!(disk = %disk.id, "export refused: another live node holds the disk");
+            return Ok(None);
+        }
+        if att.node_id != Some(me) {
+            // A stale volume of an earlier hold must not serve this one.
+            if let Some(v) = open.remove(&disk.id) {
+                v.fence();
+            }
+            tracing::info!(disk = %disk.id, "took over an attachment no live node held");
         }
         let vol = self.meta.volume(disk.volume_id).await?;
         let dek = self.vault.dek(vol.dek_id).await?;
@@ -557,6 +769,10 @@ impl Service {
             disk.volume_id,
             &dek,
             self.config.volume.clone(),
+            Some(Holder {
+                attachment: att.id,
+                node: me,
+            }),
         )
         .await?;
         open.insert(disk.id, v.clone());
@@ -580,13 +796,23 @@ impl Service {
             kek_id: d.kek_id,
             created_at: coffer_meta::now(),
         };
+        if let Some(att) = self.meta.attachment_of_disk(d.id).await?
+            && let HeldBy::Other(n) = self.held_by(&att).await?
+        {
+            // Its writes cached on that node belong in the snapshot.
+            return Err(ServiceError::elsewhere(
+                &n.name,
+                &n.api_url,
+                format_args!("disk {}", d.id),
+            ));
+        }
         let open = self.open.lock().await;
         if let Some(v) = open.get(&d.id).cloned() {
             drop(open);
             row = v.snapshot(row).await?;
         } else {
             row.generation = self.meta.volume(d.volume_id).await?.head_generation;
-            self.meta.create_snapshot(&row).await?;
+            self.meta.create_snapshot(&row, None).await?;
             drop(open);
         }
         tracing::info!(snapshot = %row.id, disk = %d.id, "snapshot created");
@@ -619,13 +845,20 @@ impl Service {
         Ok(snap_dto(&s))
     }
 
-    /// Flush and close every open volume (shutdown).
+    /// Flush and close every open volume, then leave the deployment: this
+    /// node's attachments lose their holder, so any node (or this one,
+    /// restarted) can reopen them at once.
     pub async fn shutdown(&self) {
         let vols: Vec<Arc<Volume>> = self.open.lock().await.drain().map(|(_, v)| v).collect();
         for v in vols {
-            if let Err(e) = v.flush().await {
+            if let Err(e) = v.close().await {
                 tracing::warn!(volume = %v.id(), error = %e, "flush at shutdown failed");
             }
+        }
+        if let Some(n) = self.node.write().await.take()
+            && let Err(e) = self.meta.deregister_node(n.id).await
+        {
+            tracing::warn!(error = %e, "could not leave the deployment; its lease will pass");
         }
     }
 
@@ -648,38 +881,51 @@ impl Service {
         }
     }
 
-    /// Start-up recovery, before any volume opens: finish queued deletions
-    /// and delete objects no metadata names (written by a write-back that a
-    /// crash interrupted before its commit). Returns (collected, orphans).
+    /// Start-up recovery: finish queued deletions, then sweep orphans.
+    /// Returns (collected, orphans).
     pub async fn recover(&self) -> Result<(u64, u64)> {
         let collected = self.collect_garbage().await?;
-        let referenced = self.meta.referenced_objects().await?;
-        let mut orphans = 0;
-        for key in self
-            .store
-            .list("chunks/")
-            .await
-            .map_err(ServiceError::internal)?
-        {
-            match parse_chunk_key(&key) {
-                Some(k) if referenced.contains(&k) => {}
-                _ => {
-                    self.store
-                        .delete(&key)
-                        .await
-                        .map_err(ServiceError::internal)?;
-                    orphans += 1;
-                }
-            }
-        }
+        let orphans = self.sweep_orphans().await?;
         Ok((collected, orphans))
     }
 
+    /// Delete objects no metadata names and no live writer may still name:
+    /// left by a write-back that a crash (of any node) interrupted before
+    /// its commit, or by a node fenced mid-write. Safe while other nodes
+    /// write: nodes whose lease passed are fenced first, the store is
+    /// listed before the metadata is read, and objects in counter ranges
+    /// reserved by a live holder are kept. Returns how many were deleted.
+    pub async fn sweep_orphans(&self) -> Result<u64> {
+        self.meta.fence_expired_nodes(now_ms()).await?;
+        let listed = self
+            .store
+            .list("chunks/")
+            .await
+            .map_err(ServiceError::internal)?;
+        let keep = self.meta.sweep_view().await?;
+        let mut orphans = 0;
+        for key in listed {
+            if let Some((dek, counter)) = parse_chunk_key(&key)
+                && keep.keeps(dek, counter)
+            {
+                continue;
+            }
+            self.store
+                .delete(&key)
+                .await
+                .map_err(ServiceError::internal)?;
+            orphans += 1;
+        }
+        self.meta.drop_dead_reservations().await?;
+        Ok(orphans)
+    }
+
     /// Run the garbage collector until the process ends: woken by deletes,
-    /// and every 30 s.
+    /// and every 30 s; the orphan sweep runs every `sweep_interval`.
     pub fn spawn_gc(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
         tokio::spawn(async move {
+            let mut last_sweep = std::time::Instant::now();
             loop {
                 let _ =
                     tokio::time::timeout(std::time::Duration::from_secs(30), me.gc_wake.notified())
@@ -689,7 +935,21 @@ impl Service {
                     Ok(n) => tracing::debug!(objects = n, "garbage collected"),
                     Err(e) => tracing::warn!(error = %e, "garbage collection failed; will retry"),
                 }
+                if last_sweep.elapsed() >= me.config.sweep_interval {
+                    last_sweep = std::time::Instant::now();
+                    match me.sweep_orphans().await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(objects = n, "orphan sweep deleted unreferenced objects")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "orphan sweep failed; will retry"),
+                    }
+                }
             }
         })
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

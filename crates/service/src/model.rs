@@ -176,3 +176,31 @@ pub struct FsckReport {
     /// Every broken rule, metadata and store.
     pub findings: Vec<FsckFinding>,
 }
+
+/// What `coffer admin gc` did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GcReport {
+    /// Objects deleted from the deletion queue.
+    pub collected: u64,
+    /// Unreferenced objects the orphan sweep deleted.
+    pub orphans: u64,
+}
+
+/// A node of the deployment.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Node {
+    /// Id of the node's current run.
+    pub id: String,
+    /// The node's lasting name.
+    pub name: String,
+    /// Its API URL.
+    pub api_url: String,
+    /// Its NBD `host:port`.
+    pub nbd_endpoint: String,
+    /// When this run started.
+    pub started_at: String,
+    /// When its lease ends unless renewed (RFC 3339).
+    pub lease_expires_at: String,
+    /// Whether this is the node that answered.
+    pub this_node: bool,
+}

@@ -107,11 +107,16 @@ async fn open_world(
             io_parallelism: 4,
             gc_notify: None,
         },
+        // No lease loop runs here: a lease longer than the test keeps this
+        // node alive (a restart below is a new run of the same node).
+        lease_ttl: std::time::Duration::from_secs(3600),
         ..ServiceConfig::default()
     };
     let svc = Service::new(meta, faulty.clone() as Arc<dyn ObjectStore>, vault, config);
+    svc.join("model", "http://127.0.0.1:1", "127.0.0.1:10809")
+        .await
+        .unwrap();
     svc.recover().await.unwrap();
-    svc.set_nbd_endpoint("127.0.0.1:10809".into()).await;
     let token = match admin_token {
         Some(t) => t.to_string(),
         None => svc.bootstrap().await.unwrap().unwrap().to_string(),

@@ -83,35 +83,52 @@ impl TestMetadata {
                 url: format!("sqlite://{}", dir.join("meta.sqlite").display()),
                 database: None,
             },
-            MetadataBackend::Postgres => {
-                let name = format!(
-                    "coffer_test_{}_{}_{}",
-                    std::process::id(),
-                    NEXT.fetch_add(1, Ordering::Relaxed),
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.subsec_nanos())
-                );
-                let server = pg_server();
-                let (n, s) = (name.clone(), server.clone());
-                on_own_runtime(async move {
-                    let mut c = PgConnection::connect(&format!("{s}/postgres"))
-                            .await
-                            .unwrap_or_else(|e| {
-                                panic!(
-                                    "COFFER_TEST_METADATA=postgres but PostgreSQL at {s} is not reachable ({e}); \
-                                     start it (.ci/run does) or set COFFER_TEST_PG"
-                                )
-                            });
-                    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {n}")))
-                        .await
-                        .expect("create test database");
+            MetadataBackend::Postgres => Self::postgres(),
+        }
+    }
+
+    /// A fresh PostgreSQL database whatever this run's backend: for tests
+    /// of several nodes, which share one metadata store over the network
+    /// (SQLite serves one node).
+    ///
+    /// # Panics
+    /// If the PostgreSQL server cannot be reached, with what to do.
+    pub fn postgres() -> Self {
+        let name = format!(
+            "coffer_test_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
+        let server = pg_server();
+        let (n, s) = (name.clone(), server.clone());
+        on_own_runtime(async move {
+            let mut c = PgConnection::connect(&format!("{s}/postgres"))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "this test needs PostgreSQL, and the server at {s} is not reachable ({e}); \
+                         start it (.ci/run does) or set COFFER_TEST_PG"
+                    )
                 });
-                Self {
-                    url: format!("{server}/{name}"),
-                    database: Some(name),
-                }
-            }
+            c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {n}")))
+                .await
+                .expect("create test database");
+        });
+        Self {
+            url: format!("{server}/{name}"),
+            database: Some(name),
+        }
+    }
+
+    /// Another handle on the store at `url` (e.g. a second node's view of
+    /// a first node's PostgreSQL database); dropping it drops nothing.
+    pub fn shared(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            database: None,
         }
     }
 
@@ -122,7 +139,7 @@ impl TestMetadata {
 
     /// Whether the metadata lives outside the test's files (PostgreSQL).
     pub fn is_external(&self) -> bool {
-        self.database.is_some()
+        !self.url.starts_with("sqlite:")
     }
 
     /// Everything a PostgreSQL test database stores, for at-rest scans:
@@ -224,6 +241,11 @@ impl TestStore {
         } else {
             Self { s3: None }
         }
+    }
+
+    /// No store of its own: the server is given another's (`--store`).
+    pub fn none() -> Self {
+        Self { s3: None }
     }
 
     /// The `--store` URL, or `None` for the default directory.

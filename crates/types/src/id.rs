@@ -33,6 +33,8 @@ pub enum Kind {
     Token,
     /// An attachment of a disk to a block client (`att-`).
     Attachment,
+    /// A Coffer server node: one run of `coffer serve` (`node-`).
+    Node,
 }
 
 impl Kind {
@@ -49,6 +51,7 @@ impl Kind {
             Kind::Tenant => "tnt",
             Kind::Token => "tok",
             Kind::Attachment => "att",
+            Kind::Node => "node",
         }
     }
 
@@ -65,10 +68,11 @@ impl Kind {
             Kind::Tenant => "tenant",
             Kind::Token => "token",
             Kind::Attachment => "attachment",
+            Kind::Node => "node",
         }
     }
 
-    const ALL: [Kind; 10] = [
+    const ALL: [Kind; 11] = [
         Kind::Disk,
         Kind::Snapshot,
         Kind::Volume,
@@ -79,6 +83,7 @@ impl Kind {
         Kind::Tenant,
         Kind::Token,
         Kind::Attachment,
+        Kind::Node,
     ];
 }
 

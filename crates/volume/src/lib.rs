@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use coffer_crypto::chunk::ChunkKey;
 use coffer_crypto::{SecretKey, open_chunk, seal_chunk};
-use coffer_meta::{ChunkEntry, Meta, MetaError, SnapshotRow};
+use coffer_meta::{ChunkEntry, Holder, Meta, MetaError, SnapshotRow};
 use coffer_store::{ObjectStore, StoreError, chunk_key};
 use coffer_types::Id;
 use futures::StreamExt;
@@ -89,6 +89,11 @@ pub enum VolumeError {
     /// The volume was closed (disk detached).
     #[error("volume is closed: the disk was detached")]
     Closed,
+    /// This node no longer holds the disk's attachment (its lease passed,
+    /// or another node took the disk over): the volume closed itself, and
+    /// writes not yet flushed are dropped, as on a power cut.
+    #[error("this node no longer holds the disk: {0}")]
+    Fenced(String),
 }
 
 /// Result alias.
@@ -177,6 +182,7 @@ pub struct Volume {
     flush_lock: Arc<tokio::sync::Mutex<()>>,
     counters: tokio::sync::Mutex<Range<u64>>,
     closed: AtomicBool,
+    holder: Option<Holder>,
 }
 
 impl std::fmt::Debug for Volume {
@@ -194,13 +200,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Volume {
     /// Open the head of volume `id` for I/O; `dek` is its lineage's
-    /// unwrapped DEK.
+    /// unwrapped DEK. With `holder`, every counter reservation, commit and
+    /// snapshot checks that it still holds the disk's attachment, and the
+    /// volume closes itself ([`VolumeError::Fenced`]) once it does not;
+    /// without, the caller guarantees it is the only writer.
     pub async fn open(
         meta: Meta,
         store: Arc<dyn ObjectStore>,
         id: Id,
         dek: &SecretKey,
         config: VolumeConfig,
+        holder: Option<Holder>,
     ) -> Result<Arc<Self>> {
         let row = meta.volume(id).await?;
         let map = meta.resolve_view(id, row.head_generation).await?;
@@ -227,6 +237,7 @@ impl Volume {
             flush_lock: Arc::new(tokio::sync::Mutex::new(())),
             counters: tokio::sync::Mutex::new(0..0),
             closed: AtomicBool::new(false),
+            holder,
         }))
     }
 
@@ -486,13 +497,39 @@ impl Volume {
         self.writeback_locked(true).await
     }
 
+    /// Close at once, without writing anything back: this node may no
+    /// longer write the disk. Unflushed writes are dropped; open calls fail
+    /// with [`VolumeError::Closed`].
+    pub fn fence(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            tracing::warn!(volume = %self.id, "volume fenced: this node no longer holds the disk; unflushed writes are dropped");
+        }
+    }
+
+    /// Pass a metadata result through, fencing the volume if the metadata
+    /// store says this node no longer holds the disk.
+    fn fenced<T>(&self, r: std::result::Result<T, MetaError>) -> Result<T> {
+        match r {
+            Err(MetaError::Fenced(m)) => {
+                self.fence();
+                Err(VolumeError::Fenced(m))
+            }
+            other => Ok(other?),
+        }
+    }
+
     async fn next_counters(&self, n: u64) -> Result<Range<u64>> {
         let mut r = self.counters.lock().await;
         if r.end - r.start < n {
-            let fresh = self
-                .meta
-                .reserve_counters(self.dek_id, n.max(self.config.counter_batch))
-                .await?;
+            let fresh = self.fenced(
+                self.meta
+                    .reserve_counters(
+                        self.dek_id,
+                        n.max(self.config.counter_batch),
+                        self.holder.as_ref(),
+                    )
+                    .await,
+            )?;
             *r = fresh;
         }
         let out = r.start..r.start + n;
@@ -581,7 +618,20 @@ impl Volume {
         let t0 = std::time::Instant::now();
         self.store.sync().await?;
         let t1 = std::time::Instant::now();
-        let stats = self.meta.commit_chunks(self.id, head, &entries).await?;
+        // Every counter below the unused rest of the current reservation
+        // was used by a put that has finished (write-back holds the flush
+        // lock), so its object is now named or dead.
+        let resolved = self.counters.lock().await.start;
+        let stats = self.fenced(
+            self.meta
+                .commit_chunks(
+                    self.id,
+                    head,
+                    self.holder.as_ref().map(|h| (h, resolved)),
+                    &entries,
+                )
+                .await,
+        )?;
         if stats.queued_for_gc > 0
             && let Some(n) = &self.config.gc_notify
         {
@@ -650,7 +700,7 @@ impl Volume {
         let head = lock(&self.state).head;
         row.generation = head;
         row.volume_id = self.id;
-        self.meta.create_snapshot(&row).await?;
+        self.fenced(self.meta.create_snapshot(&row, self.holder.as_ref()).await)?;
         lock(&self.state).head = head + 1;
         Ok(row)
     }

@@ -78,8 +78,71 @@ impl Server {
     /// environment, kept for every relaunch.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
         let meta = coffer_testkit::TestMetadata::new(&dir.path().join("data"));
+        Self::start_on(dir, meta, args, env)
+    }
+
+    /// Start the first node of a deployment that several nodes will share:
+    /// its metadata is PostgreSQL in every test pass (SQLite serves one
+    /// node), its objects this pass's store.
+    pub fn start_first_node(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_on(dir, coffer_testkit::TestMetadata::postgres(), args, &[])
+    }
+
+    /// Start another node of this server's deployment, with its own data
+    /// dir, HOME and node name, on the same metadata, object store and root
+    /// key (copied, as an operator would give every node the root key).
+    pub fn start_peer(&self, args: &[&str]) -> Self {
+        assert!(
+            self.meta.is_external(),
+            "nodes can only share a network metadata store"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        std::fs::copy(self.root_key(), dir.path().join("keys/root.key")).unwrap();
+        // The admin token, for this node's CLI profile (the harness's need;
+        // the server itself never reads it).
+        std::fs::copy(
+            self.data_dir().join("admin.token"),
+            data.join("admin.token"),
+        )
+        .unwrap();
+        let store = match self.store.url() {
+            Some(url) => url.to_string(),
+            None => self.data_dir().join("objects").display().to_string(),
+        };
+        let mut fixed_args = vec!["--store".to_string(), store];
+        fixed_args.extend(args.iter().map(|a| (*a).to_string()));
+        let mut s = Server {
+            dir,
+            child: None,
+            api: String::new(),
+            nbd: String::new(),
+            meta: coffer_testkit::TestMetadata::shared(self.meta.url()),
+            store: coffer_testkit::TestStore::none(),
+            fixed_args,
+            fixed_env: self
+                .store
+                .env()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        s.launch(&[]);
+        s
+    }
+
+    fn start_on(
+        dir: tempfile::TempDir,
+        meta: coffer_testkit::TestMetadata,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
         let store = coffer_testkit::TestStore::new();
         let mut fixed_args: Vec<String> = Vec::new();
         let own_store = args.contains(&"--store");

@@ -1,0 +1,96 @@
+//! Forwarding between nodes. Several nodes serve one deployment and any
+//! node answers any request, but a disk is open on one node at a time:
+//! detaching it, or snapshotting it (whose cached writes belong in the
+//! snapshot), must run on the node that holds it. The service says so with
+//! [`ServiceError::elsewhere`]; this layer then replays the request, with
+//! the caller's own credentials, to that node's API once, and returns its
+//! answer. A request that was already forwarded is never forwarded again,
+//! so two nodes that disagree about a holder cannot loop.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::ApiError;
+use coffer_service::{ErrorKind, ServiceError};
+
+/// Header set on a forwarded request.
+pub const FORWARDED: &str = "x-coffer-forwarded";
+
+/// Largest request body the API accepts (and buffers for a replay).
+pub const MAX_BODY: usize = 2 << 20;
+
+/// Set on an error response whose request another node should answer.
+#[derive(Clone, Debug)]
+pub(crate) struct ForwardTo(pub String);
+
+/// The middleware: buffer the body, run the request here, and replay it to
+/// the node an error response names.
+pub(crate) async fn forward(
+    State(client): State<reqwest::Client>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let already = req.headers().contains_key(FORWARDED);
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let headers = req.headers().clone();
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return ApiError(ServiceError::new(
+            ErrorKind::InvalidArgument,
+            "BodyTooLarge",
+            format!("the request body is over {MAX_BODY} bytes"),
+        ))
+        .into_response();
+    };
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
+        .await;
+    let Some(ForwardTo(url)) = resp.extensions().get::<ForwardTo>().cloned() else {
+        return resp;
+    };
+    if already {
+        return resp;
+    }
+    match replay(&client, &url, method, &uri, &headers, bytes).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(node = %url, error = %e, "cannot forward a request to the node holding the disk");
+            resp
+        }
+    }
+}
+
+async fn replay(
+    client: &reqwest::Client,
+    base: &str,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, reqwest::Error> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = client
+        .request(method, format!("{}{path}", base.trim_end_matches('/')))
+        .header(FORWARDED, "1")
+        .body(body);
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
+        if let Some(v) = headers.get(&name) {
+            req = req.header(name, v.clone());
+        }
+    }
+    let r = req.send().await?;
+    let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = r.headers().get(header::CONTENT_TYPE).cloned();
+    let body = r.bytes().await?;
+    let mut out = (status, body).into_response();
+    if let Some(ct) = content_type {
+        out.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    out.headers_mut()
+        .insert(FORWARDED, HeaderValue::from_static("1"));
+    Ok(out)
+}

@@ -1,0 +1,353 @@
+//! Nodes, leases and fencing: what lets several `coffer serve` processes
+//! share one metadata database and one object store safely.
+//!
+//! - Every run of `coffer serve` registers a **node** row with a lease
+//!   (`lease_expires_ms`, Unix milliseconds) that it renews; a node whose
+//!   lease has passed is dead.
+//! - An attachment is **held** by one node (`attachments.node_id`): only the
+//!   holder opens the disk's volume, reserves nonce counters for it and
+//!   commits its chunk map. Every such write checks the holder inside its
+//!   transaction ([`Holder`]), so a node that lost its lease (paused,
+//!   partitioned, presumed dead) can never change the disk again: it is
+//!   **fenced**, whatever it believes.
+//! - Nodes that missed their lease are reaped ([`Meta::fence_expired_nodes`]):
+//!   their attachments lose their holder (a client reconnecting anywhere
+//!   takes them over) and their rows go, so their renewals fail and they
+//!   stop serving.
+//! - Counter **reservations** record which nonce counters each holder may
+//!   still be writing objects under; the orphan sweep leaves those objects
+//!   alone while the reservation's attachment has a holder
+//!   ([`Meta::sweep_view`]).
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+
+use coffer_types::{Id, Kind};
+
+use crate::{Meta, MetaError, Result, parse_id, to_i64, to_u64};
+
+/// Milliseconds since the Unix epoch, by this machine's clock. Leases compare
+/// clocks of several machines: keep them synchronised (NTP) to well within
+/// a lease's length.
+pub fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// One run of `coffer serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    /// Id of this run (new at every start).
+    pub id: Id,
+    /// The node's lasting name (kept in its data dir across restarts).
+    pub name: String,
+    /// Where its HTTP API answers (other nodes forward requests there).
+    pub api_url: String,
+    /// Where its NBD listener answers (`host:port`).
+    pub nbd_endpoint: String,
+    /// Start time.
+    pub started_at: String,
+    /// Lease end, Unix milliseconds.
+    pub lease_expires_ms: i64,
+}
+
+/// Who may write a volume's head: the attachment and the node holding it.
+/// Writes made on behalf of a holder fail with [`MetaError::Fenced`] once
+/// the attachment has another holder, none, or is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    /// The attachment.
+    pub attachment: Id,
+    /// The node holding it.
+    pub node: Id,
+}
+
+/// What the orphan sweep must not delete, read in one consistent snapshot.
+#[derive(Debug, Default)]
+pub struct SweepView {
+    /// Objects some chunk row names, as `(dek value, counter)`.
+    pub referenced: HashSet<(u64, u64)>,
+    /// Counter ranges, per DEK value, that a live holder may still be
+    /// writing objects in.
+    pub in_flight: HashMap<u64, Vec<Range<u64>>>,
+}
+
+impl SweepView {
+    /// Whether object `(dek, counter)` must be kept.
+    pub fn keeps(&self, dek: u64, counter: u64) -> bool {
+        self.referenced.contains(&(dek, counter))
+            || self
+                .in_flight
+                .get(&dek)
+                .is_some_and(|rs| rs.iter().any(|r| r.contains(&counter)))
+    }
+}
+
+type NodeTuple = (String, String, String, String, String, i64);
+const NODE_COLS: &str = "id, name, api_url, nbd_endpoint, started_at, lease_expires_ms";
+
+fn node_row(t: NodeTuple) -> Result<NodeRow> {
+    Ok(NodeRow {
+        id: parse_id(&t.0, Kind::Node)?,
+        name: t.1,
+        api_url: t.2,
+        nbd_endpoint: t.3,
+        started_at: t.4,
+        lease_expires_ms: t.5,
+    })
+}
+
+/// SQL condition: an attachment row may be taken by a new holder, given
+/// the placeholder of "now" in ms. (Placeholders must first appear in
+/// ascending order: SQLite numbers them by first appearance.)
+fn holder_gone(now: &str) -> String {
+    format!(
+        "(node_id IS NULL OR node_id NOT IN (SELECT id FROM nodes WHERE lease_expires_ms > {now}))"
+    )
+}
+
+impl Meta {
+    /// Register a run of a node. Earlier runs under the same `name` are
+    /// dead (a data dir serves one process at a time): their attachments
+    /// lose their holder at once, so their disks can be reopened without
+    /// waiting for their leases to pass.
+    pub async fn register_node(&self, node: &NodeRow) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query(
+            "UPDATE attachments SET node_id = NULL WHERE node_id IN (SELECT id FROM nodes WHERE name = $1 AND id <> $2)",
+        )
+        .bind(&node.name)
+        .bind(node.id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM nodes WHERE name = $1 AND id <> $2")
+            .bind(&node.name)
+            .bind(node.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO nodes ({NODE_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        )))
+        .bind(node.id.to_string())
+        .bind(&node.name)
+        .bind(&node.api_url)
+        .bind(&node.nbd_endpoint)
+        .bind(&node.started_at)
+        .bind(node.lease_expires_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    /// Extend node `id`'s lease to `until_ms`. Returns false if the lease
+    /// was lost (it had passed at `now_ms`, or the node was reaped): the
+    /// node must then stop using every attachment it held.
+    pub async fn renew_node_lease(&self, id: Id, now_ms: i64, until_ms: i64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE nodes SET lease_expires_ms = $1 WHERE id = $2 AND lease_expires_ms > $3",
+        )
+        .bind(until_ms)
+        .bind(id.to_string())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Reap nodes whose lease passed before `now_ms`: their attachments lose
+    /// their holder (fencing them) and their rows go. Returns how many
+    /// attachments were released.
+    pub async fn fence_expired_nodes(&self, now_ms: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query(
+            "UPDATE attachments SET node_id = NULL WHERE node_id IS NOT NULL AND node_id NOT IN (SELECT id FROM nodes WHERE lease_expires_ms > $1)",
+        )
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM nodes WHERE lease_expires_ms <= $1")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    /// A clean stop of node `id`: it closed its disks, so its attachments
+    /// lose their holder and any node may reopen them at once.
+    pub async fn deregister_node(&self, id: Id) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE attachments SET node_id = NULL WHERE node_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A node by id, if registered.
+    pub async fn node(&self, id: Id) -> Result<Option<NodeRow>> {
+        let row: Option<NodeTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {NODE_COLS} FROM nodes WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(node_row).transpose()
+    }
+
+    /// Every registered node, by name.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
+        let rows: Vec<NodeTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {NODE_COLS} FROM nodes ORDER BY name, started_at"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(node_row).collect()
+    }
+
+    /// Make `node` the holder of attachment `att` if it holds it already or
+    /// nobody live does (no holder, or a holder whose lease passed before
+    /// `now_ms`). Returns whether `node` now holds it.
+    pub async fn take_attachment(&self, att: Id, node: Id, now_ms: i64) -> Result<bool> {
+        let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE attachments SET node_id = $1 WHERE id = $2 AND (node_id = $1 OR {})",
+            holder_gone("$3")
+        )))
+        .bind(node.to_string())
+        .bind(att.to_string())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Whether attachment `att` has no live holder at `now_ms`.
+    pub async fn attachment_unheld(&self, att: Id, now_ms: i64) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM attachments WHERE id = $1 AND {}",
+            holder_gone("$2")
+        )))
+        .bind(att.to_string())
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n == 1)
+    }
+
+    /// What the orphan sweep must keep, read in one snapshot: the objects
+    /// chunk rows name, and the counter ranges of reservations whose
+    /// attachment has a holder. List the store *before* calling this: an
+    /// object listed earlier was reserved earlier, so this snapshot shows it
+    /// either still reserved, or named, or dead.
+    pub async fn sweep_view(&self) -> Result<SweepView> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == crate::Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let named: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT v.dek_id, c.counter FROM chunks c JOIN volumes v ON v.id = c.volume_id WHERE c.counter IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let reserved: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT r.dek_id, r.start_counter, r.end_counter FROM counter_reservations r JOIN attachments a ON a.id = r.attachment_id WHERE a.node_id IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut view = SweepView::default();
+        for (dek, c) in named {
+            view.referenced
+                .insert((parse_id(&dek, Kind::Dek)?.value(), to_u64(c)?));
+        }
+        for (dek, s, e) in reserved {
+            view.in_flight
+                .entry(parse_id(&dek, Kind::Dek)?.value())
+                .or_default()
+                .push(to_u64(s)?..to_u64(e)?);
+        }
+        Ok(view)
+    }
+
+    /// Forget reservations whose attachment is gone or has no holder: no
+    /// object in them can be committed any more. Returns how many.
+    pub async fn drop_dead_reservations(&self) -> Result<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM counter_reservations WHERE attachment_id NOT IN (SELECT id FROM attachments WHERE node_id IS NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+}
+
+/// Inside a transaction: lock attachment `h.attachment` and check `h.node`
+/// still holds it; [`MetaError::Fenced`] if not. Taking the row lock first
+/// orders this write after any takeover or detach of the attachment.
+pub(crate) async fn check_holder_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    h: &Holder,
+) -> Result<()> {
+    let n = sqlx::query("UPDATE attachments SET node_id = node_id WHERE id = $1 AND node_id = $2")
+        .bind(h.attachment.to_string())
+        .bind(h.node.to_string())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(MetaError::Fenced(format!(
+            "node {} no longer holds attachment {}",
+            h.node, h.attachment
+        )))
+    }
+}
+
+/// Inside a transaction: record that `h` reserved counters `range` of `dek`.
+pub(crate) async fn insert_reservation_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dek: Id,
+    range: &Range<u64>,
+    h: &Holder,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO counter_reservations (dek_id, start_counter, end_counter, attachment_id) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(dek.to_string())
+    .bind(to_i64(range.start)?)
+    .bind(to_i64(range.end)?)
+    .bind(h.attachment.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Inside a transaction: forget `h`'s reservations that end at or below
+/// `below` (every counter under it is resolved: named or dead).
+pub(crate) async fn release_reservations_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    h: &Holder,
+    below: u64,
+) -> Result<()> {
+    sqlx::query("DELETE FROM counter_reservations WHERE attachment_id = $1 AND end_counter <= $2")
+        .bind(h.attachment.to_string())
+        .bind(to_i64(below)?)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
