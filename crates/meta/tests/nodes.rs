@@ -1,0 +1,324 @@
+//! Nodes, leases, holders and fencing at the metadata level, on this pass's
+//! backend: each rule the service relies on for several nodes, checked
+//! directly (clocks are passed in, so lease expiry needs no waiting).
+
+use coffer_meta::{
+    AttachmentRow, ChunkEntry, DekRow, DiskRow, Holder, Meta, MetaError, NodeRow, SnapshotRow,
+    VolumeRow,
+};
+use coffer_testkit::TestMetadata;
+use coffer_types::{Id, Kind};
+
+const LEASE: i64 = 10_000;
+
+struct Fixture {
+    meta: Meta,
+    dek: Id,
+    vol: Id,
+    disk: DiskRow,
+    principal: Id,
+}
+
+async fn fixture(db: &TestMetadata) -> Fixture {
+    let meta = Meta::open(db.url()).await.unwrap();
+    let p = meta
+        .create_tenant_with_principal("t", "a", "p", true)
+        .await
+        .unwrap();
+    let kek = Id::random(Kind::Key);
+    meta.insert_platform_key(kek, "local", b"wrapped")
+        .await
+        .unwrap();
+    let dek = Id::random(Kind::Dek);
+    meta.insert_dek(&DekRow {
+        id: dek,
+        kek_id: kek,
+        kek_version: 1,
+        wrapped: b"wrapped-dek".to_vec(),
+    })
+    .await
+    .unwrap();
+    let vol = Id::random(Kind::Volume);
+    let disk = DiskRow {
+        id: Id::random(Kind::Disk),
+        account_id: p.account_id,
+        name: "d".into(),
+        region: "local".into(),
+        zone: "local-a".into(),
+        size: 4 * 65536,
+        volume_id: vol,
+        encryption: "platform".into(),
+        kek_id: kek,
+        source_snapshot_id: None,
+        created_at: coffer_meta::now(),
+    };
+    meta.create_disk(
+        &disk,
+        &VolumeRow {
+            id: vol,
+            dek_id: dek,
+            chunk_size: 65536,
+            size: 4 * 65536,
+            parent: None,
+            head_generation: 0,
+            live: true,
+        },
+    )
+    .await
+    .unwrap();
+    Fixture {
+        meta,
+        dek,
+        vol,
+        disk,
+        principal: p.id,
+    }
+}
+
+async fn node(meta: &Meta, name: &str, now: i64) -> Id {
+    let id = Id::random(Kind::Node);
+    meta.register_node(&NodeRow {
+        id,
+        name: name.into(),
+        api_url: format!("http://{name}"),
+        nbd_endpoint: format!("{name}:10809"),
+        started_at: coffer_meta::now(),
+        lease_expires_ms: now + LEASE,
+    })
+    .await
+    .unwrap();
+    id
+}
+
+fn attachment(f: &Fixture, node: Option<Id>) -> AttachmentRow {
+    AttachmentRow {
+        id: Id::random(Kind::Attachment),
+        disk_id: f.disk.id,
+        token_hash: format!("hash-{}", Id::random(Kind::Token)),
+        principal_id: f.principal,
+        mode: "rw".into(),
+        created_at: coffer_meta::now(),
+        node_id: node,
+    }
+}
+
+#[tokio::test]
+async fn leases_holders_and_takeover() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestMetadata::new(dir.path());
+    let f = fixture(&db).await;
+    let m = &f.meta;
+    let t0 = 1_000_000;
+    let a = node(m, "a", t0).await;
+    let b = node(m, "b", t0).await;
+    let att = attachment(&f, Some(a));
+    m.insert_attachment(&att, None, t0).await.unwrap();
+
+    // A second attachment is refused while a is alive, even if asked to
+    // replace the first.
+    let second = attachment(&f, Some(b));
+    assert!(matches!(
+        m.insert_attachment(&second, Some(att.id), t0 + 1).await,
+        Err(MetaError::Conflict(_))
+    ));
+    // b cannot take it over while a's lease runs; a keeps it.
+    assert!(!m.take_attachment(att.id, b, t0 + 1).await.unwrap());
+    assert!(m.take_attachment(att.id, a, t0 + 1).await.unwrap());
+    assert!(!m.attachment_unheld(att.id, t0 + 1).await.unwrap());
+
+    // Renewal works while the lease runs, and not after it passed.
+    assert!(m.renew_node_lease(a, t0 + 5, t0 + 5 + LEASE).await.unwrap());
+    assert!(
+        !m.renew_node_lease(a, t0 + 5 + LEASE, t0 + 6 + LEASE)
+            .await
+            .unwrap()
+    );
+
+    // Once a's lease passed (b renews), b may take the attachment over.
+    let later = t0 + 5 + LEASE + 1;
+    assert!(m.renew_node_lease(b, t0 + 6, later + LEASE).await.unwrap());
+    assert!(m.attachment_unheld(att.id, later).await.unwrap());
+    assert!(m.take_attachment(att.id, b, later).await.unwrap());
+    assert_eq!(
+        m.attachment_of_disk(f.disk.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .node_id,
+        Some(b)
+    );
+
+    // Reaping: a's row goes; b's attachment stays held by b.
+    assert_eq!(m.fence_expired_nodes(later).await.unwrap(), 0);
+    let names: Vec<String> = m
+        .list_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    assert_eq!(names, ["b"]);
+    assert!(!m.renew_node_lease(a, later, later + LEASE).await.unwrap());
+
+    // b dies too: reaping releases its attachment, and a new attachment may
+    // then replace the dead one.
+    let dead = later + 2 * LEASE;
+    assert_eq!(m.fence_expired_nodes(dead).await.unwrap(), 1);
+    assert_eq!(
+        m.attachment_of_disk(f.disk.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .node_id,
+        None
+    );
+    let c = node(m, "c", dead).await;
+    let third = attachment(&f, Some(c));
+    m.insert_attachment(&third, Some(att.id), dead)
+        .await
+        .unwrap();
+    assert_eq!(
+        m.attachment_of_disk(f.disk.id).await.unwrap().unwrap().id,
+        third.id
+    );
+
+    // A restart of c (same name) releases what its previous run held.
+    let c2 = node(m, "c", dead + 1).await;
+    assert_ne!(c, c2);
+    assert_eq!(
+        m.attachment_of_disk(f.disk.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .node_id,
+        None
+    );
+    assert!(m.take_attachment(third.id, c2, dead + 2).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestMetadata::new(dir.path());
+    let f = fixture(&db).await;
+    let m = &f.meta;
+    let t0 = coffer_meta::now_ms();
+    let a = node(m, "a", t0).await;
+    let att = attachment(&f, Some(a));
+    m.insert_attachment(&att, None, t0).await.unwrap();
+    let h = Holder {
+        attachment: att.id,
+        node: a,
+    };
+
+    let r1 = m.reserve_counters(f.dek, 4, Some(&h)).await.unwrap();
+    let r2 = m.reserve_counters(f.dek, 4, Some(&h)).await.unwrap();
+    let view = m.sweep_view().await.unwrap();
+    for c in r1.clone().chain(r2.clone()) {
+        assert!(
+            view.keeps(f.dek.value(), c),
+            "reserved counter {c} in flight"
+        );
+    }
+    assert!(
+        !view.keeps(f.dek.value(), r2.end),
+        "beyond every reservation"
+    );
+
+    // Commit two objects of r1, resolving everything below r2: r1's
+    // reservation goes, r2's stays.
+    let entries = [
+        (0, ChunkEntry::Object(r1.start)),
+        (1, ChunkEntry::Object(r1.start + 1)),
+    ];
+    m.commit_chunks(f.vol, 0, Some((&h, r2.start)), &entries)
+        .await
+        .unwrap();
+    let view = m.sweep_view().await.unwrap();
+    assert!(view.keeps(f.dek.value(), r1.start), "named");
+    assert!(
+        !view.keeps(f.dek.value(), r1.start + 2),
+        "resolved, unnamed: garbage"
+    );
+    assert!(view.keeps(f.dek.value(), r2.start), "still reserved");
+
+    // Another node takes the disk over (a's holder is gone): every write of
+    // a is refused and changes nothing.
+    m.fence_expired_nodes(t0 + 2 * LEASE).await.unwrap();
+    let b = node(m, "b", t0 + 2 * LEASE).await;
+    assert!(m.take_attachment(att.id, b, t0 + 2 * LEASE).await.unwrap());
+    let next = m.reserve_counters(f.dek, 1, None).await.unwrap().start;
+    assert!(matches!(
+        m.reserve_counters(f.dek, 4, Some(&h)).await,
+        Err(MetaError::Fenced(_))
+    ));
+    assert_eq!(
+        m.reserve_counters(f.dek, 1, None).await.unwrap().start,
+        next + 1,
+        "a fenced reservation does not advance the counter"
+    );
+    assert!(matches!(
+        m.commit_chunks(
+            f.vol,
+            0,
+            Some((&h, 0)),
+            &[(2, ChunkEntry::Object(r2.start))]
+        )
+        .await,
+        Err(MetaError::Fenced(_))
+    ));
+    let snap = SnapshotRow {
+        id: Id::random(Kind::Snapshot),
+        account_id: f.disk.account_id,
+        name: "s".into(),
+        region: "local".into(),
+        source_disk_id: Some(f.disk.id),
+        volume_id: f.vol,
+        generation: 0,
+        size: f.disk.size,
+        encryption: "platform".into(),
+        kek_id: f.disk.kek_id,
+        created_at: coffer_meta::now(),
+    };
+    assert!(matches!(
+        m.create_snapshot(&snap, Some(&h)).await,
+        Err(MetaError::Fenced(_))
+    ));
+    assert_eq!(m.chunk_row_count(f.vol).await.unwrap(), 2);
+    assert_eq!(m.volume(f.vol).await.unwrap().head_generation, 0);
+
+    // Detached: its reservations are dead, and dropping them leaves only
+    // named objects to keep.
+    assert!(m.delete_attachment(att.id).await.unwrap());
+    m.drop_dead_reservations().await.unwrap();
+    let view = m.sweep_view().await.unwrap();
+    assert!(view.in_flight.is_empty(), "{:?}", view.in_flight);
+    assert!(view.keeps(f.dek.value(), r1.start + 1));
+    assert!(!view.keeps(f.dek.value(), r2.start));
+
+    // A snapshot deleted before a copy of it commits: the copy fails and
+    // nothing is created.
+    m.create_snapshot(&snap, None).await.unwrap();
+    m.delete_snapshot(snap.id).await.unwrap();
+    let copy_vol = VolumeRow {
+        id: Id::random(Kind::Volume),
+        dek_id: f.dek,
+        chunk_size: 65536,
+        size: f.disk.size,
+        parent: Some((f.vol, 0)),
+        head_generation: 0,
+        live: true,
+    };
+    let copy = DiskRow {
+        id: Id::random(Kind::Disk),
+        volume_id: copy_vol.id,
+        source_snapshot_id: Some(snap.id),
+        ..f.disk.clone()
+    };
+    assert!(matches!(
+        m.create_disk_from_snapshot(&copy, &copy_vol, snap.id).await,
+        Err(MetaError::NotFound(_))
+    ));
+    assert!(m.disk(copy.id).await.unwrap().is_none());
+    assert!(m.fsck().await.unwrap().is_empty());
+}
