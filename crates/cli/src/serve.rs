@@ -268,6 +268,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .join(&node_name, &api_url, &nbd_endpoint)
         .await
         .context("cannot join the deployment")?;
+    // Renew the lease from now on: recovery below may take longer than it.
+    service.spawn_lease();
 
     let (collected, orphans) = service.recover().await.with_context(|| {
         format!(
@@ -318,7 +320,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
     std::io::stdout().flush()?;
 
-    service.spawn_lease();
     service.spawn_gc();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let nbd_task = {
