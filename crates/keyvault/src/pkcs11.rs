@@ -20,7 +20,7 @@
 //! ```
 //!
 //! with the associated data `coffer-root-wrap-v1`. The IV is 96 random bits
-//! from the operating system's generator, fresh for every wrap; why that is
+//! from the host's CSPRNG, fresh for every wrap; why that is
 //! safe here (one wrap per key version, far below the birthday bound) is in
 //! docs/SECURITY.md. A token that writes an IV of its own into the GCM
 //! parameters (some FIPS-mode HSMs do) is honoured: the stored IV is the one
