@@ -47,7 +47,7 @@ enum Output {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the Coffer server (API + NBD) on embedded defaults.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Save an endpoint and token as a named profile.
     Configure {
         /// API endpoint, e.g. http://127.0.0.1:8787.
@@ -385,7 +385,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = QUERY.set(cli.query.clone());
     let out = cli.output;
     if let Command::Serve(args) = cli.command {
-        return serve::run(args).await;
+        return serve::run(*args).await;
     }
     if let Command::Configure {
         endpoint,

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use coffer_keyvault::{FileRootKey, KeyVault, PassphraseRootKey, RootKey};
+use coffer_keyvault::{
+    FileRootKey, KeyVault, PassphraseRootKey, Pkcs11RootKey, Pkcs11Uri, RootKey,
+};
 use coffer_meta::Meta;
 use coffer_service::{ExportResolverImpl, Service, ServiceConfig};
 use coffer_store::{LocalStore, ObjectStore, S3Location, S3Store};
@@ -34,9 +36,16 @@ pub struct ServeArgs {
     pub nbd_listen: Option<SocketAddr>,
     /// Root key file (64 hex digits, mode 0600), created if missing. Keep it
     /// outside the data dir. Default: ~/.config/coffer/root.key. Ignored
-    /// when COFFER_ROOT_PASSPHRASE is set.
+    /// when COFFER_ROOT_PASSPHRASE is set; not combinable with --root-key-uri.
     #[arg(long, env = "COFFER_ROOT_KEY_FILE")]
     pub root_key_file: Option<PathBuf>,
+    /// Root key held in an HSM: a PKCS#11 URI (RFC 7512), e.g.
+    /// `pkcs11:token=coffer;object=coffer-root?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/coffer/hsm.pin`.
+    /// The key is generated in the token on first start. The PIN comes from
+    /// the `pin-source` file (mode 0600) or COFFER_PKCS11_PIN, never from the
+    /// URI. Ignored when COFFER_ROOT_PASSPHRASE is set.
+    #[arg(long, env = "COFFER_ROOT_KEY_URI")]
+    pub root_key_uri: Option<String>,
     /// Metadata database URL (default: sqlite in the data dir).
     #[arg(long, env = "COFFER_METADATA")]
     pub metadata: Option<String>,
@@ -79,6 +88,8 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     /// Root key file.
     pub root_key_file: Option<PathBuf>,
+    /// Root key in an HSM: a `pkcs11:` URI (no PIN in it).
+    pub root_key_uri: Option<String>,
     /// Metadata URL.
     pub metadata: Option<String>,
     /// Object store (directory or s3:// URL).
@@ -110,8 +121,26 @@ fn default_root_key() -> PathBuf {
     profile::config_dir().join("root.key")
 }
 
-async fn root_key(meta: &Meta, file: &Path, data_dir: &Path) -> anyhow::Result<Arc<dyn RootKey>> {
+/// Where the root key comes from, unless COFFER_ROOT_PASSPHRASE is set
+/// (which takes precedence over both).
+enum RootSource {
+    /// A key file (explicit or the default one).
+    File(PathBuf),
+    /// A key in a PKCS#11 token, named by a `pkcs11:` URI.
+    Pkcs11(String),
+}
+
+async fn root_key(
+    meta: &Meta,
+    source: &RootSource,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn RootKey>> {
     if let Ok(pass) = std::env::var("COFFER_ROOT_PASSPHRASE") {
+        if matches!(source, RootSource::Pkcs11(_)) {
+            tracing::warn!(
+                "COFFER_ROOT_PASSPHRASE is set: it takes precedence over --root-key-uri, whose HSM key is not used"
+            );
+        }
         let pass = zeroize::Zeroizing::new(pass);
         if pass.len() < 12 {
             bail!("COFFER_ROOT_PASSPHRASE is too short: use at least 12 characters");
@@ -124,6 +153,20 @@ async fn root_key(meta: &Meta, file: &Path, data_dir: &Path) -> anyhow::Result<A
         let salt = hex::decode(salt).context("stored passphrase salt is not hex")?;
         return Ok(Arc::new(PassphraseRootKey::new(pass.as_bytes(), &salt)));
     }
+    let file = match source {
+        RootSource::Pkcs11(uri) => {
+            // Never echo the URI in an error: it might hold a PIN (refused).
+            let uri = Pkcs11Uri::parse(uri).context("bad --root-key-uri")?;
+            let pin = std::env::var("COFFER_PKCS11_PIN")
+                .ok()
+                .map(zeroize::Zeroizing::new);
+            let key = Pkcs11RootKey::open(uri, pin)
+                .await
+                .context("cannot open the root key in the HSM (--root-key-uri)")?;
+            return Ok(Arc::new(key));
+        }
+        RootSource::File(file) => file,
+    };
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     if let Some(parent) = file.parent()
         && abs(parent).starts_with(abs(data_dir))
@@ -162,10 +205,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .nbd_listen
         .or(file.nbd_listen)
         .unwrap_or_else(|| "127.0.0.1:10809".parse().expect("addr"));
-    let root_file = args
-        .root_key_file
-        .or(file.root_key_file)
-        .unwrap_or_else(default_root_key);
+    let root_source = match (
+        args.root_key_uri.or(file.root_key_uri),
+        args.root_key_file.or(file.root_key_file),
+    ) {
+        (Some(_), Some(key_file)) => bail!(
+            "both a PKCS#11 root key URI (--root-key-uri) and a root key file ({}) are given: \
+             use one. With an HSM, drop --root-key-file, COFFER_ROOT_KEY_FILE or root_key_file \
+             from the config",
+            key_file.display()
+        ),
+        (Some(uri), None) => RootSource::Pkcs11(uri),
+        (None, key_file) => RootSource::File(key_file.unwrap_or_else(default_root_key)),
+    };
     let regions = if file.regions.is_empty() {
         Regions::default()
     } else {
@@ -223,7 +275,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(LocalStore::open(data_dir.join("objects"))?),
     };
     tracing::info!(store = %store.describe(), "object store");
-    let root = root_key(&meta, &root_file, &data_dir).await?;
+    let root = root_key(&meta, &root_source, &data_dir).await?;
+    let root_banner = match &root_source {
+        RootSource::File(path) if std::env::var("COFFER_ROOT_PASSPHRASE").is_err() => {
+            path.display().to_string()
+        }
+        _ => root.describe(),
+    };
     let vault = KeyVault::open(meta.clone(), root).await?;
     let service = Service::new(
         meta,
@@ -304,15 +362,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("Coffer API listening on {endpoint}");
     println!("NBD listening on {nbd_addr}");
-    println!(
-        "Data dir: {}  Root key: {}",
-        data_dir.display(),
-        if std::env::var("COFFER_ROOT_PASSPHRASE").is_ok() {
-            "passphrase".to_string()
-        } else {
-            root_file.display().to_string()
-        }
-    );
+    println!("Data dir: {}  Root key: {root_banner}", data_dir.display());
     println!(
         "Node: {node_name} (lease {})",
         humantime::format_duration(lease_ttl)

@@ -1,9 +1,9 @@
 //! The key vault. It owns every key above the DEK:
 //!
 //! - the **root key** ([`RootKey`]): protects the vault's own key material
-//!   at rest. Built in: a key file kept apart from the data dir
-//!   ([`FileRootKey`]) or a passphrase ([`PassphraseRootKey`]); an HSM root
-//!   comes with the scale-out work behind the same trait;
+//!   at rest. A key file kept apart from the data dir ([`FileRootKey`]), a
+//!   passphrase ([`PassphraseRootKey`]), or an AES key that never leaves a
+//!   PKCS#11 token or HSM ([`Pkcs11RootKey`], named by a [`Pkcs11Uri`]);
 //! - **KEKs** reached through a [`KeyManager`]: the built-in manager
 //!   ([`BuiltinKeyManager`]) keeps each key version's material in the
 //!   metadata store wrapped by the root key, and unwraps it only in memory;
@@ -13,6 +13,7 @@
 //!
 //! Plaintext keys live only in memory, in types that zeroize on drop.
 
+mod pkcs11;
 mod root;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use coffer_meta::{DekRow, Meta, MetaError, VaultKeyRow};
 use coffer_types::{Id, Kind};
 use tokio::sync::Mutex;
 
+pub use pkcs11::{Pkcs11RootKey, Pkcs11Uri};
 pub use root::{FileRootKey, PassphraseRootKey, RootKey};
 
 /// Errors of the key vault.
@@ -139,10 +141,13 @@ impl KeyVault {
             .map_err(|_| VaultError::Root("stored root key check is not hex".into()))?;
         match root.unwrap(&stored).await {
             Ok(p) if &p[..] == b"coffer root key check v1" => {}
+            // A root key that cannot be reached (an HSM that fails) is not a
+            // wrong root key: say what failed.
+            Err(e @ VaultError::Root(_)) => return Err(e),
             _ => {
                 return Err(VaultError::Root(format!(
                     "the root key ({}) is not the one this deployment's keys were created with; \
-                     start with the right --root-key-file or passphrase",
+                     start with the right --root-key-file, --root-key-uri or passphrase",
                     root.describe()
                 )));
             }

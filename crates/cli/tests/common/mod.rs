@@ -173,15 +173,16 @@ impl Server {
         s
     }
 
-    /// (Re)start the server process on the same data dir.
-    pub fn launch(&mut self, extra: &[&str]) {
+    /// The `coffer serve` command a launch runs (output not yet directed).
+    pub fn serve_command(&self, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--root-key-file")
-            .arg(self.root_key())
-            .args(["--listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0"])
+        cmd.arg("serve").arg("--data-dir").arg(self.data_dir());
+        // A server with its root key in an HSM gets no key file (serve
+        // refuses both at once).
+        if !self.uses_root_key_uri(extra) {
+            cmd.arg("--root-key-file").arg(self.root_key());
+        }
+        cmd.args(["--listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0"])
             .arg("--metadata")
             .arg(self.meta.url())
             .args(&self.fixed_args)
@@ -193,15 +194,20 @@ impl Server {
             .env_remove("COFFER_PROFILE")
             .env_remove("COFFER_TOKEN")
             .env_remove("COFFER_ENDPOINT")
-            .env_remove("COFFER_ROOT_PASSPHRASE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.path().join("server.log"))
-                    .unwrap(),
-            ));
+            .env_remove("COFFER_ROOT_PASSPHRASE");
+        cmd
+    }
+
+    /// (Re)start the server process on the same data dir.
+    pub fn launch(&mut self, extra: &[&str]) {
+        let mut cmd = self.serve_command(extra);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("server.log"))
+                .unwrap(),
+        ));
         let mut child = cmd.spawn().expect("spawn coffer serve");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -253,6 +259,19 @@ impl Server {
             ),
         )
         .unwrap();
+    }
+
+    /// Whether this launch names its root key by a PKCS#11 URI.
+    pub fn uses_root_key_uri(&self, extra: &[&str]) -> bool {
+        self.fixed_args
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+            .any(|a| a == "--root-key-uri" || a.starts_with("--root-key-uri="))
+            || self
+                .fixed_env
+                .iter()
+                .any(|(k, _)| k == "COFFER_ROOT_KEY_URI")
     }
 
     /// kill -9 the server.

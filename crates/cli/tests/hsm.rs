@@ -1,0 +1,288 @@
+//! The root key in an HSM, end to end: a SoftHSM2 token made in the test's
+//! temp dir, `coffer serve --root-key-uri pkcs11:…` with the PIN in a file,
+//! data written through NBD that reads back after a restart; then the token
+//! removed, the wrong key, the wrong PIN and a key file given as well, each
+//! refused before the server listens with a message that says what to do;
+//! and no root key file, PIN or plaintext anywhere in the data.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const PIN: &str = "HsmPin-7c1e-4b2a";
+
+fn softhsm_module() -> PathBuf {
+    [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/lib64/softhsm/libsofthsm2.so",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect("the SoftHSM2 PKCS#11 module is required by this test: apt-get install softhsm2")
+}
+
+/// A SoftHSM2 configuration whose token directory is `dir/tokens`.
+fn softhsm_conf(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir.join("tokens")).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+fn private_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn uri(module: &Path, object: &str, pin_file: &Path) -> String {
+    format!(
+        "pkcs11:token=coffer;object={object}?module-path={}&pin-source=file:{}",
+        module.display(),
+        pin_file.display()
+    )
+}
+
+/// Point every later launch of `s` at another root key URI.
+fn set_uri(s: &mut Server, uri: &str) {
+    let at = s
+        .fixed_args
+        .iter()
+        .position(|a| a == "--root-key-uri")
+        .unwrap();
+    s.fixed_args[at + 1] = uri.to_string();
+}
+
+/// Stop the server with SIGTERM and wait for a clean exit.
+fn stop(s: &mut Server) {
+    let mut child = s.child.take().expect("a running server");
+    run(Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "server exited with {status} on SIGTERM");
+            return;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Launch `cmd`, expect it to exit non-zero without ever listening; returns
+/// its stderr.
+fn expect_refused(s: &Server, name: &str, mut cmd: Command) -> String {
+    let out_path = s.scratch().join(format!("{name}.out"));
+    let err_path = s.scratch().join(format!("{name}.err"));
+    let mut child = cmd
+        .stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&err_path).unwrap()))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{name}: the server did not exit; stdout:\n{}",
+                std::fs::read_to_string(&out_path).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert!(!status.success(), "{name}: the server started\n{stdout}");
+    assert!(
+        !stdout.contains("listening"),
+        "{name}: the server listened before failing:\n{stdout}"
+    );
+    stderr
+}
+
+fn qemu_io(uri: &str, cmds: &[&str]) -> String {
+    let mut args = vec!["-f", "raw"];
+    for c in cmds {
+        args.extend(["-c", c]);
+    }
+    args.push(uri);
+    let out = run(Command::new("qemu-io").args(&args));
+    assert!(!out.contains("Pattern verification failed"), "{out}");
+    out
+}
+
+fn read_back(s: &Server, disk: &str) {
+    let uri = s.attach(disk);
+    let out = qemu_io(&uri, &["read -P 0x5a 0 1M", "read -P 0xa5 3M 512k"]);
+    assert!(
+        out.contains("read 1048576/1048576 bytes") && out.contains("read 524288/524288 bytes"),
+        "{out}"
+    );
+    s.cli(&["disk", "detach", disk]);
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn root_key_in_softhsm() {
+    require("softhsm2-util", "softhsm2");
+    require("qemu-io", "qemu-utils");
+    let module = softhsm_module();
+    // The HSM's own directory, apart from the server's data dir.
+    let hsm = tempfile::tempdir().unwrap();
+    let conf = softhsm_conf(&hsm.path().join("softhsm"));
+    run(Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "coffer"])
+        .args(["--pin", PIN, "--so-pin", "5678-so"])
+        .env("SOFTHSM2_CONF", &conf));
+    let pin_file = hsm.path().join("pin");
+    private_file(&pin_file, &format!("{PIN}\n"));
+    let good = uri(&module, "coffer-root", &pin_file);
+
+    let mut s = Server::start_with(
+        &["--root-key-uri", &good],
+        &[("SOFTHSM2_CONF", conf.to_str().unwrap())],
+    );
+    let log = std::fs::read_to_string(s.dir.path().join("server.log")).unwrap();
+    assert!(
+        log.contains("created a new root key in the PKCS#11 token"),
+        "first start generates the key in the token:\n{log}"
+    );
+
+    let disk = s.create_disk("vault", "16MiB", "local-a");
+    let uri_nbd = s.attach(&disk);
+    qemu_io(&uri_nbd, &["write -P 0x5a 0 1M", "write -P 0xa5 3M 512k"]);
+    s.cli(&["disk", "detach", &disk]);
+
+    // Restart: the key is found in the token again and the data reads back.
+    stop(&mut s);
+    s.launch(&[]);
+    let log = std::fs::read_to_string(s.dir.path().join("server.log")).unwrap();
+    assert_eq!(
+        log.matches("created a new root key").count(),
+        1,
+        "a restart must find the key, not make another:\n{log}"
+    );
+    read_back(&s, &disk);
+    stop(&mut s);
+
+    // The token removed (an empty token directory): refused before listening,
+    // naming the token and what to check.
+    let empty = softhsm_conf(&hsm.path().join("empty"));
+    let mut cmd = s.serve_command(&[]);
+    cmd.env("SOFTHSM2_CONF", &empty);
+    let err = expect_refused(&s, "token-removed", cmd);
+    assert!(
+        err.contains("PKCS#11 token `coffer` not found in module")
+            && err.contains("(tokens present: none)")
+            && err.contains("check that the HSM is connected")
+            && err.contains("SOFTHSM2_CONF"),
+        "token removed: {err}"
+    );
+
+    // Another key of the same token: the metadata's wrapped keys are bound
+    // to the one key, so this is refused too.
+    set_uri(&mut s, &uri(&module, "another-root", &pin_file));
+    let err = expect_refused(&s, "other-key", s.serve_command(&[]));
+    assert!(
+        err.contains("is not the one this deployment's keys were created with"),
+        "another key: {err}"
+    );
+
+    // The wrong PIN.
+    let wrong = hsm.path().join("wrong-pin");
+    private_file(&wrong, "0000");
+    set_uri(&mut s, &uri(&module, "coffer-root", &wrong));
+    let err = expect_refused(&s, "wrong-pin", s.serve_command(&[]));
+    assert!(
+        err.contains("PKCS#11 token `coffer`") && err.contains("the PIN was rejected"),
+        "wrong PIN: {err}"
+    );
+
+    // A key file as well as the URI: refused, and no key file is made.
+    set_uri(&mut s, &good);
+    let key_file = s.root_key();
+    let err = expect_refused(
+        &s,
+        "both",
+        s.serve_command(&["--root-key-file", key_file.to_str().unwrap()]),
+    );
+    assert!(
+        err.contains("--root-key-uri") && err.contains("use one"),
+        "URI and key file: {err}"
+    );
+
+    // No root key file anywhere: not the harness's path, not the default.
+    let key_files: Vec<PathBuf> = files_under(s.dir.path())
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "root.key"))
+        .collect();
+    assert!(
+        key_files.is_empty(),
+        "a root key file was created: {key_files:?}"
+    );
+    assert!(!s.root_key().exists());
+
+    // The failed starts changed nothing: the data still reads back.
+    s.launch(&[]);
+    read_back(&s, &disk);
+
+    // Neither the PIN nor plaintext in the data dir, the objects, the
+    // metadata or the server's log.
+    let pattern = [0x5au8; 64];
+    let mut scanned = 0usize;
+    let mut check = |what: &str, data: &[u8]| {
+        scanned += data.len();
+        assert!(
+            !data.windows(PIN.len()).any(|w| w == PIN.as_bytes()),
+            "the PIN is in {what}"
+        );
+        assert!(
+            !data.windows(pattern.len()).any(|w| w == pattern),
+            "plaintext of the disk is in {what}"
+        );
+    };
+    for f in files_under(&s.data_dir()) {
+        check(&f.display().to_string(), &std::fs::read(&f).unwrap());
+    }
+    for (key, data) in s.objects() {
+        check(&format!("object {key}"), &data);
+    }
+    check("the metadata", &s.meta.contents());
+    check(
+        "the server log",
+        &std::fs::read(s.dir.path().join("server.log")).unwrap(),
+    );
+    assert!(scanned > 1 << 20, "scanned only {scanned} bytes");
+}
