@@ -217,8 +217,12 @@ pub fn router(service: Arc<Service>) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(
+            // Callers' tokens go only to the node itself: no proxy, no
+            // redirects.
             reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(120))
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(600))
                 .build()
                 .expect("HTTP client"),
             forward::forward,

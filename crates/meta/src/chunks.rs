@@ -216,6 +216,15 @@ impl Meta {
         Ok(map)
     }
 
+    /// Volume `id`, read with a lock on its row (waits for any transaction
+    /// changing it), for opening its head.
+    pub async fn volume_for_open(&self, id: Id) -> Result<VolumeRow> {
+        let mut tx = self.pool.begin().await?;
+        let v = volume_tx(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(v)
+    }
+
     /// Record that chunks now hold `entries` at the head of `vol`, whose
     /// head generation the caller believes is `head`. Atomic: all entries
     /// or none. Objects no view can see any more are queued for deletion.

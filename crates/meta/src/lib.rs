@@ -44,7 +44,7 @@ pub use chunks::{ChunkEntry, CommitStats, VolumeRow};
 pub use fsck::Finding;
 pub use nodes::{Holder, NodeRow, SweepView, now_ms};
 pub use org::{AccountRow, PrincipalRow, TenantRow};
-pub use resources::{AttachmentRow, DiskRow, SnapshotRow};
+pub use resources::{AttachmentRow, DetachIf, DiskRow, SnapshotBy, SnapshotRow};
 pub use vault::{DekRow, VaultKeyRow};
 
 /// Errors of the metadata store.

@@ -53,15 +53,19 @@ pub struct NodeRow {
     pub lease_expires_ms: i64,
 }
 
-/// Who may write a volume's head: the attachment and the node holding it.
-/// Writes made on behalf of a holder fail with [`MetaError::Fenced`] once
-/// the attachment has another holder, none, or is gone.
+/// Who may write a volume's head: one hold of an attachment by a node.
+/// Every take of an attachment, even by the node already holding it, is a
+/// new hold; writes made on behalf of a holder fail with
+/// [`MetaError::Fenced`] once the attachment has another hold, none, or is
+/// gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Holder {
     /// The attachment.
     pub attachment: Id,
     /// The node holding it.
     pub node: Id,
+    /// This hold.
+    pub hold: Id,
 }
 
 /// What the orphan sweep must not delete, read in one consistent snapshot.
@@ -100,8 +104,7 @@ fn node_row(t: NodeTuple) -> Result<NodeRow> {
 }
 
 /// SQL condition: an attachment row may be taken by a new holder, given
-/// the placeholder of "now" in ms. (Placeholders must first appear in
-/// ascending order: SQLite numbers them by first appearance.)
+/// the placeholder of "now" in ms.
 fn holder_gone(now: &str) -> String {
     format!(
         "(node_id IS NULL OR node_id NOT IN (SELECT id FROM nodes WHERE lease_expires_ms > {now}))"
@@ -116,7 +119,7 @@ impl Meta {
     pub async fn register_node(&self, node: &NodeRow) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let released = sqlx::query(
-            "UPDATE attachments SET node_id = NULL WHERE node_id IN (SELECT id FROM nodes WHERE name = $1 AND id <> $2)",
+            "UPDATE attachments SET node_id = NULL, hold_id = NULL WHERE node_id IN (SELECT id FROM nodes WHERE name = $1 AND id <> $2)",
         )
         .bind(&node.name)
         .bind(node.id.to_string())
@@ -143,38 +146,60 @@ impl Meta {
         Ok(released)
     }
 
-    /// Extend node `id`'s lease to `until_ms`. Returns false if the lease
-    /// was lost (it had passed at `now_ms`, or the node was reaped): the
-    /// node must then stop using every attachment it held.
-    pub async fn renew_node_lease(&self, id: Id, now_ms: i64, until_ms: i64) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE nodes SET lease_expires_ms = $1 WHERE id = $2 AND lease_expires_ms > $3",
-        )
-        .bind(until_ms)
-        .bind(id.to_string())
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+    /// Extend node `id`'s lease to `until_ms`. Returns false if the node
+    /// was reaped: it must then stop using every attachment it held. (A
+    /// node whose lease passed but that nobody reaped yet may renew: any
+    /// takeover of its disks meanwhile is fenced by the holds.)
+    pub async fn renew_node_lease(&self, id: Id, until_ms: i64) -> Result<bool> {
+        let n = sqlx::query("UPDATE nodes SET lease_expires_ms = $1 WHERE id = $2")
+            .bind(until_ms)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(n == 1)
     }
 
-    /// Reap nodes whose lease passed before `now_ms`: their attachments lose
-    /// their holder (fencing them) and their rows go. Returns how many
-    /// attachments were released.
-    pub async fn fence_expired_nodes(&self, now_ms: i64) -> Result<u64> {
+    /// Reap nodes other than `except` whose lease passed before `now_ms`:
+    /// their attachments lose their holder (fencing them) and their rows
+    /// go. The expired rows are locked first, so a renewal racing the reap
+    /// either lands before it (and the node is not reaped) or finds its row
+    /// gone. Returns how many attachments were released.
+    pub async fn fence_expired_nodes(&self, now_ms: i64, except: Option<Id>) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let released = sqlx::query(
-            "UPDATE attachments SET node_id = NULL WHERE node_id IS NOT NULL AND node_id NOT IN (SELECT id FROM nodes WHERE lease_expires_ms > $1)",
-        )
+        let lock = if self.backend == crate::Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let expired: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM nodes WHERE lease_expires_ms <= $1 AND id <> $2{lock}"
+        )))
         .bind(now_ms)
+        .bind(except.map_or_else(String::new, |e| e.to_string()))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut released = 0;
+        for id in expired {
+            released += sqlx::query(
+                "UPDATE attachments SET node_id = NULL, hold_id = NULL WHERE node_id = $1",
+            )
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM nodes WHERE id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Attachments naming a node that no longer exists hold nothing.
+        released += sqlx::query(
+            "UPDATE attachments SET node_id = NULL, hold_id = NULL WHERE node_id IS NOT NULL AND node_id NOT IN (SELECT id FROM nodes)",
+        )
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query("DELETE FROM nodes WHERE lease_expires_ms <= $1")
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(released)
     }
@@ -183,7 +208,7 @@ impl Meta {
     /// lose their holder and any node may reopen them at once.
     pub async fn deregister_node(&self, id: Id) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE attachments SET node_id = NULL WHERE node_id = $1")
+        sqlx::query("UPDATE attachments SET node_id = NULL, hold_id = NULL WHERE node_id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
@@ -216,21 +241,30 @@ impl Meta {
         rows.into_iter().map(node_row).collect()
     }
 
-    /// Make `node` the holder of attachment `att` if it holds it already or
-    /// nobody live does (no holder, or a holder whose lease passed before
-    /// `now_ms`). Returns whether `node` now holds it.
-    pub async fn take_attachment(&self, att: Id, node: Id, now_ms: i64) -> Result<bool> {
+    /// Start a new hold of attachment `att` by `node`, if `node` is alive at
+    /// `now_ms` and holds the attachment already or nobody live does (no
+    /// holder, or one whose lease passed). Any earlier hold, of this node or
+    /// another, is fenced from then on. Returns the new hold, or `None`.
+    pub async fn take_attachment(&self, att: Id, node: Id, now_ms: i64) -> Result<Option<Holder>> {
+        let hold = Id::random(Kind::Attachment);
         let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE attachments SET node_id = $1 WHERE id = $2 AND (node_id = $1 OR {})",
-            holder_gone("$3")
+            "UPDATE attachments SET node_id = $1, hold_id = $2 WHERE id = $3 \
+             AND EXISTS (SELECT 1 FROM nodes WHERE id = $1 AND lease_expires_ms > $4) \
+             AND (node_id = $1 OR {})",
+            holder_gone("$4")
         )))
         .bind(node.to_string())
+        .bind(hold.to_string())
         .bind(att.to_string())
         .bind(now_ms)
         .execute(&self.pool)
         .await?
         .rows_affected();
-        Ok(n == 1)
+        Ok((n == 1).then_some(Holder {
+            attachment: att,
+            node,
+            hold,
+        }))
     }
 
     /// Whether attachment `att` has no live holder at `now_ms`.
@@ -264,7 +298,7 @@ impl Meta {
         .fetch_all(&mut *tx)
         .await?;
         let reserved: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT r.dek_id, r.start_counter, r.end_counter FROM counter_reservations r JOIN attachments a ON a.id = r.attachment_id WHERE a.node_id IS NOT NULL",
+            "SELECT r.dek_id, r.start_counter, r.end_counter FROM counter_reservations r JOIN attachments a ON a.hold_id = r.hold_id WHERE a.node_id IS NOT NULL",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -283,11 +317,12 @@ impl Meta {
         Ok(view)
     }
 
-    /// Forget reservations whose attachment is gone or has no holder: no
-    /// object in them can be committed any more. Returns how many.
+    /// Forget reservations whose hold is not current (its attachment is
+    /// gone, has no holder, or another hold): no object in them can be
+    /// committed any more. Returns how many.
     pub async fn drop_dead_reservations(&self) -> Result<u64> {
         Ok(sqlx::query(
-            "DELETE FROM counter_reservations WHERE attachment_id NOT IN (SELECT id FROM attachments WHERE node_id IS NOT NULL)",
+            "DELETE FROM counter_reservations WHERE hold_id NOT IN (SELECT hold_id FROM attachments WHERE node_id IS NOT NULL AND hold_id IS NOT NULL)",
         )
         .execute(&self.pool)
         .await?
@@ -302,18 +337,21 @@ pub(crate) async fn check_holder_tx(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     h: &Holder,
 ) -> Result<()> {
-    let n = sqlx::query("UPDATE attachments SET node_id = node_id WHERE id = $1 AND node_id = $2")
-        .bind(h.attachment.to_string())
-        .bind(h.node.to_string())
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let n = sqlx::query(
+        "UPDATE attachments SET node_id = node_id WHERE id = $1 AND node_id = $2 AND hold_id = $3",
+    )
+    .bind(h.attachment.to_string())
+    .bind(h.node.to_string())
+    .bind(h.hold.to_string())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     if n == 1 {
         Ok(())
     } else {
         Err(MetaError::Fenced(format!(
-            "node {} no longer holds attachment {}",
-            h.node, h.attachment
+            "node {} no longer holds attachment {} (hold {})",
+            h.node, h.attachment, h.hold
         )))
     }
 }
@@ -326,12 +364,12 @@ pub(crate) async fn insert_reservation_tx(
     h: &Holder,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO counter_reservations (dek_id, start_counter, end_counter, attachment_id) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO counter_reservations (dek_id, start_counter, end_counter, hold_id) VALUES ($1, $2, $3, $4)",
     )
     .bind(dek.to_string())
     .bind(to_i64(range.start)?)
     .bind(to_i64(range.end)?)
-    .bind(h.attachment.to_string())
+    .bind(h.hold.to_string())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -344,8 +382,8 @@ pub(crate) async fn release_reservations_tx(
     h: &Holder,
     below: u64,
 ) -> Result<()> {
-    sqlx::query("DELETE FROM counter_reservations WHERE attachment_id = $1 AND end_counter <= $2")
-        .bind(h.attachment.to_string())
+    sqlx::query("DELETE FROM counter_reservations WHERE hold_id = $1 AND end_counter <= $2")
+        .bind(h.hold.to_string())
         .bind(to_i64(below)?)
         .execute(&mut **tx)
         .await?;

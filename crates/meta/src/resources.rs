@@ -78,6 +78,34 @@ pub struct AttachmentRow {
     pub created_at: String,
     /// The node holding it (the only one that may open the disk), if any.
     pub node_id: Option<Id>,
+    /// The current hold (see [`Holder`]), once the holder opened the disk.
+    pub hold_id: Option<Id>,
+}
+
+/// When [`Meta::delete_attachment`] may delete.
+#[derive(Debug, Clone, Copy)]
+pub enum DetachIf {
+    /// `node` holds it (and has closed the disk).
+    HeldBy(Id),
+    /// No live node holds it at this time (Unix ms).
+    Unheld(i64),
+}
+
+/// On whose behalf [`Meta::create_snapshot`] records a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub enum SnapshotBy<'a> {
+    /// The holder of the disk's attachment, from its open volume.
+    Holder(&'a Holder),
+    /// Nobody has the disk open: refused if a live node other than `me`
+    /// holds its attachment at `now_ms`. The attachment row is locked
+    /// first, so a takeover racing the snapshot opens the volume after it.
+    NotOpen {
+        /// The node asking, which may hold the attachment without having
+        /// the disk open.
+        me: Option<Id>,
+        /// Now, Unix ms.
+        now_ms: i64,
+    },
 }
 
 type DiskTuple = (
@@ -150,8 +178,9 @@ type AttTuple = (
     String,
     String,
     Option<String>,
+    Option<String>,
 );
-const ATT_COLS: &str = "id, disk_id, token_hash, principal_id, mode, created_at, node_id";
+const ATT_COLS: &str = "id, disk_id, token_hash, principal_id, mode, created_at, node_id, hold_id";
 
 fn att_row(t: AttTuple) -> Result<AttachmentRow> {
     Ok(AttachmentRow {
@@ -162,6 +191,7 @@ fn att_row(t: AttTuple) -> Result<AttachmentRow> {
         mode: t.4,
         created_at: t.5,
         node_id: t.6.map(|n| parse_id(&n, Kind::Node)).transpose()?,
+        hold_id: t.7.map(|n| parse_id(&n, Kind::Attachment)).transpose()?,
     })
 }
 
@@ -289,10 +319,32 @@ impl Meta {
     /// generation `snap.generation`; the head moves to the next generation.
     /// Costs a few rows whatever the disk's size. With `holder`, fails with
     /// [`MetaError::Fenced`] unless it still holds the disk's attachment.
-    pub async fn create_snapshot(&self, snap: &SnapshotRow, holder: Option<&Holder>) -> Result<()> {
+    pub async fn create_snapshot(&self, snap: &SnapshotRow, by: SnapshotBy<'_>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        if let Some(h) = holder {
-            check_holder_tx(&mut tx, h).await?;
+        match by {
+            SnapshotBy::Holder(h) => check_holder_tx(&mut tx, h).await?,
+            SnapshotBy::NotOpen { me, now_ms } => {
+                if let Some(disk) = snap.source_disk_id {
+                    // Lock the attachment row (if any) before the volume's.
+                    sqlx::query("UPDATE attachments SET node_id = node_id WHERE disk_id = $1")
+                        .bind(disk.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    let held: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM attachments WHERE disk_id = $1 AND node_id IS NOT NULL AND node_id <> $2 AND node_id IN (SELECT id FROM nodes WHERE lease_expires_ms > $3)",
+                    )
+                    .bind(disk.to_string())
+                    .bind(me.map_or_else(String::new, |m| m.to_string()))
+                    .bind(now_ms)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if held > 0 {
+                        return Err(MetaError::Conflict(format!(
+                            "disk {disk} was just opened by another node: retry the snapshot"
+                        )));
+                    }
+                }
+            }
         }
         let v = volume_tx(&mut tx, snap.volume_id).await?;
         if v.head_generation != snap.generation {
@@ -451,7 +503,7 @@ impl Meta {
             }
         }
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO attachments ({ATT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            "INSERT INTO attachments ({ATT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         )))
         .bind(a.id.to_string())
         .bind(a.disk_id.to_string())
@@ -460,6 +512,7 @@ impl Meta {
         .bind(&a.mode)
         .bind(&a.created_at)
         .bind(a.node_id.map(|n| n.to_string()))
+        .bind(a.hold_id.map(|n| n.to_string()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -488,21 +541,42 @@ impl Meta {
         row.map(att_row).transpose()
     }
 
-    /// Remove attachment `att` (and its counter reservations: its writer
-    /// has closed, so nothing of it is in flight); returns whether it was
-    /// there.
-    pub async fn delete_attachment(&self, att: Id) -> Result<bool> {
+    /// Remove attachment `att` (and the counter reservations of its hold:
+    /// its writer has closed, so nothing of it is in flight) if `cond`
+    /// holds; returns whether it was removed.
+    pub async fn delete_attachment(&self, att: Id, cond: DetachIf) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("DELETE FROM attachments WHERE id = $1")
-            .bind(att.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("DELETE FROM counter_reservations WHERE attachment_id = $1")
-            .bind(att.to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM counter_reservations WHERE hold_id IN (SELECT hold_id FROM attachments WHERE id = $1)",
+        )
+        .bind(att.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let n = match cond {
+            DetachIf::HeldBy(node) => {
+                sqlx::query("DELETE FROM attachments WHERE id = $1 AND node_id = $2")
+                    .bind(att.to_string())
+                    .bind(node.to_string())
+                    .execute(&mut *tx)
+                    .await?
+            }
+            DetachIf::Unheld(now) => {
+                sqlx::query(
+                    "DELETE FROM attachments WHERE id = $1 AND (node_id IS NULL OR node_id NOT IN (SELECT id FROM nodes WHERE lease_expires_ms > $2))",
+                )
+                .bind(att.to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+            }
+        }
+        .rows_affected();
+        if n == 0 {
+            // Not removed: keep its reservations too.
+            tx.rollback().await?;
+            return Ok(false);
+        }
         tx.commit().await?;
-        Ok(n > 0)
+        Ok(true)
     }
 }

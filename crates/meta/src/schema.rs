@@ -32,6 +32,14 @@ pub(crate) async fn migrate(meta: &Meta) -> Result<()> {
         .fetch_one(&mut *tx)
         .await?;
     let current = current.unwrap_or(0);
+    let newest = steps.last().map_or(0, |s| s.0);
+    if current > newest {
+        // An older binary must not run against a schema it does not know:
+        // its rules (e.g. its orphan sweep) could undo newer nodes' work.
+        return Err(crate::MetaError::Corrupt(format!(
+            "the metadata schema is at version {current}, newer than this coffer understands ({newest}): run the newer coffer on every node"
+        )));
+    }
     for (version, sql) in steps {
         if *version <= current {
             continue;

@@ -3,8 +3,8 @@
 //! directly (clocks are passed in, so lease expiry needs no waiting).
 
 use coffer_meta::{
-    AttachmentRow, ChunkEntry, DekRow, DiskRow, Holder, Meta, MetaError, NodeRow, SnapshotRow,
-    VolumeRow,
+    AttachmentRow, ChunkEntry, DekRow, DetachIf, DiskRow, Meta, MetaError, NodeRow, SnapshotBy,
+    SnapshotRow, VolumeRow,
 };
 use coffer_testkit::TestMetadata;
 use coffer_types::{Id, Kind};
@@ -99,6 +99,7 @@ fn attachment(f: &Fixture, node: Option<Id>) -> AttachmentRow {
         mode: "rw".into(),
         created_at: coffer_meta::now(),
         node_id: node,
+        hold_id: None,
     }
 }
 
@@ -121,24 +122,28 @@ async fn leases_holders_and_takeover() {
         m.insert_attachment(&second, Some(att.id), t0 + 1).await,
         Err(MetaError::Conflict(_))
     ));
-    // b cannot take it over while a's lease runs; a keeps it.
-    assert!(!m.take_attachment(att.id, b, t0 + 1).await.unwrap());
-    assert!(m.take_attachment(att.id, a, t0 + 1).await.unwrap());
-    assert!(!m.attachment_unheld(att.id, t0 + 1).await.unwrap());
-
-    // Renewal works while the lease runs, and not after it passed.
-    assert!(m.renew_node_lease(a, t0 + 5, t0 + 5 + LEASE).await.unwrap());
+    // b cannot take it over while a's lease runs; a can (a new hold).
     assert!(
-        !m.renew_node_lease(a, t0 + 5 + LEASE, t0 + 6 + LEASE)
+        m.take_attachment(att.id, b, t0 + 1)
             .await
             .unwrap()
+            .is_none()
     );
+    let h1 = m.take_attachment(att.id, a, t0 + 1).await.unwrap().unwrap();
+    let h2 = m.take_attachment(att.id, a, t0 + 2).await.unwrap().unwrap();
+    assert_ne!(h1.hold, h2.hold, "every take is a new hold");
+    assert!(!m.attachment_unheld(att.id, t0 + 1).await.unwrap());
 
-    // Once a's lease passed (b renews), b may take the attachment over.
-    let later = t0 + 5 + LEASE + 1;
-    assert!(m.renew_node_lease(b, t0 + 6, later + LEASE).await.unwrap());
+    // Renewal works while the node's row exists.
+    assert!(m.renew_node_lease(a, t0 + 5 + LEASE).await.unwrap());
+
+    // Once a's lease passed, b may take the attachment over; a, dead, may
+    // not take it back.
+    let later = t0 + 5 + 2 * LEASE + 1;
+    assert!(m.renew_node_lease(b, later + LEASE).await.unwrap());
     assert!(m.attachment_unheld(att.id, later).await.unwrap());
-    assert!(m.take_attachment(att.id, b, later).await.unwrap());
+    assert!(m.take_attachment(att.id, a, later).await.unwrap().is_none());
+    assert!(m.take_attachment(att.id, b, later).await.unwrap().is_some());
     assert_eq!(
         m.attachment_of_disk(f.disk.id)
             .await
@@ -149,7 +154,7 @@ async fn leases_holders_and_takeover() {
     );
 
     // Reaping: a's row goes; b's attachment stays held by b.
-    assert_eq!(m.fence_expired_nodes(later).await.unwrap(), 0);
+    assert_eq!(m.fence_expired_nodes(later, Some(b)).await.unwrap(), 0);
     let names: Vec<String> = m
         .list_nodes()
         .await
@@ -158,12 +163,20 @@ async fn leases_holders_and_takeover() {
         .map(|n| n.name)
         .collect();
     assert_eq!(names, ["b"]);
-    assert!(!m.renew_node_lease(a, later, later + LEASE).await.unwrap());
+    assert!(
+        !m.renew_node_lease(a, later + LEASE).await.unwrap(),
+        "a was reaped"
+    );
 
     // b dies too: reaping releases its attachment, and a new attachment may
     // then replace the dead one.
     let dead = later + 2 * LEASE;
-    assert_eq!(m.fence_expired_nodes(dead).await.unwrap(), 1);
+    assert_eq!(
+        m.fence_expired_nodes(dead, Some(b)).await.unwrap(),
+        0,
+        "a node never reaps itself"
+    );
+    assert_eq!(m.fence_expired_nodes(dead, None).await.unwrap(), 1);
     assert_eq!(
         m.attachment_of_disk(f.disk.id)
             .await
@@ -193,7 +206,12 @@ async fn leases_holders_and_takeover() {
             .node_id,
         None
     );
-    assert!(m.take_attachment(third.id, c2, dead + 2).await.unwrap());
+    assert!(
+        m.take_attachment(third.id, c2, dead + 2)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -206,10 +224,7 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
     let a = node(m, "a", t0).await;
     let att = attachment(&f, Some(a));
     m.insert_attachment(&att, None, t0).await.unwrap();
-    let h = Holder {
-        attachment: att.id,
-        node: a,
-    };
+    let h = m.take_attachment(att.id, a, t0).await.unwrap().unwrap();
 
     let r1 = m.reserve_counters(f.dek, 4, Some(&h)).await.unwrap();
     let r2 = m.reserve_counters(f.dek, 4, Some(&h)).await.unwrap();
@@ -244,9 +259,18 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
 
     // Another node takes the disk over (a's holder is gone): every write of
     // a is refused and changes nothing.
-    m.fence_expired_nodes(t0 + 2 * LEASE).await.unwrap();
+    m.fence_expired_nodes(t0 + 2 * LEASE, None).await.unwrap();
     let b = node(m, "b", t0 + 2 * LEASE).await;
-    assert!(m.take_attachment(att.id, b, t0 + 2 * LEASE).await.unwrap());
+    let hb = m
+        .take_attachment(att.id, b, t0 + 2 * LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    // a's reservations died with its hold; b's are live.
+    let view = m.sweep_view().await.unwrap();
+    assert!(!view.keeps(f.dek.value(), r2.start), "a's hold is over");
+    let rb = m.reserve_counters(f.dek, 2, Some(&hb)).await.unwrap();
+    assert!(m.sweep_view().await.unwrap().keeps(f.dek.value(), rb.start));
     let next = m.reserve_counters(f.dek, 1, None).await.unwrap().start;
     assert!(matches!(
         m.reserve_counters(f.dek, 4, Some(&h)).await,
@@ -281,15 +305,24 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
         created_at: coffer_meta::now(),
     };
     assert!(matches!(
-        m.create_snapshot(&snap, Some(&h)).await,
+        m.create_snapshot(&snap, SnapshotBy::Holder(&h)).await,
         Err(MetaError::Fenced(_))
     ));
     assert_eq!(m.chunk_row_count(f.vol).await.unwrap(), 2);
     assert_eq!(m.volume(f.vol).await.unwrap().head_generation, 0);
 
-    // Detached: its reservations are dead, and dropping them leaves only
-    // named objects to keep.
-    assert!(m.delete_attachment(att.id).await.unwrap());
+    // Detached (only by its holder): its reservations go with it, and
+    // dropping dead ones leaves only named objects to keep.
+    assert!(
+        !m.delete_attachment(att.id, DetachIf::HeldBy(a))
+            .await
+            .unwrap()
+    );
+    assert!(
+        m.delete_attachment(att.id, DetachIf::HeldBy(b))
+            .await
+            .unwrap()
+    );
     m.drop_dead_reservations().await.unwrap();
     let view = m.sweep_view().await.unwrap();
     assert!(view.in_flight.is_empty(), "{:?}", view.in_flight);
@@ -298,7 +331,15 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
 
     // A snapshot deleted before a copy of it commits: the copy fails and
     // nothing is created.
-    m.create_snapshot(&snap, None).await.unwrap();
+    m.create_snapshot(
+        &snap,
+        SnapshotBy::NotOpen {
+            me: None,
+            now_ms: t0,
+        },
+    )
+    .await
+    .unwrap();
     m.delete_snapshot(snap.id).await.unwrap();
     let copy_vol = VolumeRow {
         id: Id::random(Kind::Volume),

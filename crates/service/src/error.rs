@@ -53,13 +53,14 @@ impl ServiceError {
     }
 
     /// 503 that names the node holding the disk, at `api_url`: the HTTP
-    /// layer forwards the request there (once) instead of returning it.
+    /// layer forwards the request there (once) instead of returning it, so
+    /// callers see this only when that node cannot be reached.
     pub fn elsewhere(node: &str, api_url: &str, what: impl std::fmt::Display) -> Self {
         let mut e = Self::new(
             ErrorKind::Unavailable,
             "HeldByOtherNode",
             format!(
-                "{what} is held by node {node} ({api_url}), which did not answer: retry, or wait until its lease passes"
+                "{what} is open on node {node}, which could not be reached: retry, or wait until its lease passes"
             ),
         );
         e.forward_to = Some(api_url.to_string());
@@ -132,9 +133,10 @@ impl From<VolumeError> for ServiceError {
     fn from(e: VolumeError) -> Self {
         match e {
             VolumeError::Closed => Self::conflict("DiskDetached", "the disk was detached"),
-            VolumeError::Fenced(m) => Self::conflict(
+            VolumeError::Fenced(m) => Self::new(
+                ErrorKind::Unavailable,
                 "NodeFenced",
-                format!("this node no longer holds the disk ({m}); attach it again"),
+                format!("this node no longer holds the disk ({m}); retry"),
             ),
             VolumeError::Integrity { .. } => {
                 Self::new(ErrorKind::Internal, "IntegrityError", e.to_string())

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use coffer_crypto::{hash_token, new_token};
 use coffer_keyvault::KeyVault;
 use coffer_meta::{
-    AttachmentRow, DiskRow, Holder, Meta, MetaError, NodeRow, PrincipalRow, SnapshotRow, VolumeRow,
-    now_ms,
+    AttachmentRow, DetachIf, DiskRow, Meta, MetaError, NodeRow, PrincipalRow, SnapshotBy,
+    SnapshotRow, VolumeRow, now_ms,
 };
 use coffer_store::{ObjectStore, chunk_key, parse_chunk_key};
 use coffer_types::size::{MIB, TIB};
@@ -292,15 +292,16 @@ impl Service {
                 let Some(node) = me.node().await else {
                     continue;
                 };
-                let now = now_ms();
-                match me
-                    .meta
-                    .renew_node_lease(node.id, now, now + me.lease_ms())
-                    .await
-                {
+                let renew = tokio::time::timeout(
+                    tick,
+                    me.meta.renew_node_lease(node.id, now_ms() + me.lease_ms()),
+                )
+                .await
+                .unwrap_or_else(|_| Err(MetaError::Corrupt("lease renewal timed out".into())));
+                match renew {
                     Ok(true) => last_ok = std::time::Instant::now(),
                     Ok(false) => {
-                        tracing::error!(node = %node.id, "this node lost its lease: fencing its open disks and joining again");
+                        tracing::error!(node = %node.id, "this node was reaped (its lease passed): fencing its open disks and joining again");
                         me.fence_all().await;
                         if let Err(e) = me.join(&node.name, &node.api_url, &node.nbd_endpoint).await
                         {
@@ -317,7 +318,7 @@ impl Service {
                         }
                     }
                 }
-                match me.meta.fence_expired_nodes(now_ms()).await {
+                match me.meta.fence_expired_nodes(now_ms(), Some(node.id)).await {
                     Ok(0) => {}
                     Ok(n) => tracing::warn!(
                         attachments = n,
@@ -652,6 +653,7 @@ impl Service {
             mode: "rw".into(),
             created_at: coffer_meta::now(),
             node_id: Some(node.id),
+            hold_id: None,
         };
         self.meta
             .insert_attachment(&row, replace, now_ms())
@@ -699,22 +701,47 @@ impl Service {
                 // Stop new connections from reopening the disk, then flush
                 // and close it (live connections get ESHUTDOWN), and only
                 // then revoke the attachment: the flush commits as holder.
+                let me = self.my_node_id().await.unwrap_or(d.id);
                 let vol = {
                     let mut open = self.open.lock().await;
                     lock(&self.closing).insert(d.id);
                     open.remove(&d.id)
                 };
-                let closed = match vol {
-                    Some(v) => v.close().await,
-                    None => Ok(()),
-                };
-                let deleted = self.meta.delete_attachment(att.id).await;
+                if let Some(v) = &vol
+                    && let Err(e) = v.close().await
+                {
+                    // Nothing is dropped: the disk stays attached and open.
+                    if !matches!(e, coffer_volume::VolumeError::Fenced(_)) {
+                        self.open.lock().await.insert(d.id, v.clone());
+                    }
+                    lock(&self.closing).remove(&d.id);
+                    return Err(e.into());
+                }
+                let deleted = self
+                    .meta
+                    .delete_attachment(att.id, DetachIf::HeldBy(me))
+                    .await;
                 lock(&self.closing).remove(&d.id);
-                closed?;
-                deleted?;
+                if !deleted? {
+                    return Err(ServiceError::new(
+                        ErrorKind::Unavailable,
+                        "DiskMoved",
+                        format!("disk {} moved to another node while detaching: retry", d.id),
+                    ));
+                }
             }
             HeldBy::Nobody => {
-                self.meta.delete_attachment(att.id).await?;
+                if !self
+                    .meta
+                    .delete_attachment(att.id, DetachIf::Unheld(now_ms()))
+                    .await?
+                {
+                    return Err(ServiceError::new(
+                        ErrorKind::Unavailable,
+                        "DiskMoved",
+                        format!("disk {} was just opened by a node: retry the detach", d.id),
+                    ));
+                }
             }
         }
         tracing::info!(disk = %d.id, "disk detached");
@@ -728,6 +755,12 @@ impl Service {
         &self,
         token: &str,
     ) -> Result<Option<(DiskRow, Arc<Volume>)>> {
+        let Some(me) = self.my_node_id().await else {
+            return Ok(None);
+        };
+        // Read the attachment under the lock, so two connections opening
+        // one disk at once agree on one hold.
+        let mut open = self.open.lock().await;
         let Some(att) = self
             .meta
             .attachment_by_token_hash(&hash_token(token))
@@ -738,27 +771,26 @@ impl Service {
         let Some(disk) = self.meta.disk(att.disk_id).await? else {
             return Ok(None);
         };
-        let Some(me) = self.my_node_id().await else {
-            return Ok(None);
-        };
-        let mut open = self.open.lock().await;
         if lock(&self.closing).contains(&disk.id) {
             return Ok(None);
         }
-        if att.node_id == Some(me)
-            && let Some(v) = open.get(&disk.id)
-        {
-            return Ok(Some((disk, v.clone())));
-        }
-        if !self.meta.take_attachment(att.id, me, now_ms()).await? {
-            tracing::info!(disk = %disk.id, "export refused: another live node holds the disk");
-            return Ok(None);
-        }
-        if att.node_id != Some(me) {
-            // A stale volume of an earlier hold must not serve this one.
+        if let Some(v) = open.get(&disk.id) {
+            let current = v.holder().is_some_and(|h| {
+                h.node == me && Some(h.hold) == att.hold_id && att.node_id == Some(me)
+            });
+            if current {
+                return Ok(Some((disk, v.clone())));
+            }
+            // A volume of an earlier hold must not serve this one.
             if let Some(v) = open.remove(&disk.id) {
                 v.fence();
             }
+        }
+        let Some(holder) = self.meta.take_attachment(att.id, me, now_ms()).await? else {
+            tracing::info!(disk = %disk.id, "export refused: another live node holds the disk");
+            return Ok(None);
+        };
+        if att.node_id != Some(me) {
             tracing::info!(disk = %disk.id, "took over an attachment no live node held");
         }
         let vol = self.meta.volume(disk.volume_id).await?;
@@ -769,10 +801,7 @@ impl Service {
             disk.volume_id,
             &dek,
             self.config.volume.clone(),
-            Some(Holder {
-                attachment: att.id,
-                node: me,
-            }),
+            Some(holder),
         )
         .await?;
         open.insert(disk.id, v.clone());
@@ -812,7 +841,15 @@ impl Service {
             row = v.snapshot(row).await?;
         } else {
             row.generation = self.meta.volume(d.volume_id).await?.head_generation;
-            self.meta.create_snapshot(&row, None).await?;
+            self.meta
+                .create_snapshot(
+                    &row,
+                    SnapshotBy::NotOpen {
+                        me: self.my_node_id().await,
+                        now_ms: now_ms(),
+                    },
+                )
+                .await?;
             drop(open);
         }
         tracing::info!(snapshot = %row.id, disk = %d.id, "snapshot created");
@@ -896,7 +933,9 @@ impl Service {
     /// listed before the metadata is read, and objects in counter ranges
     /// reserved by a live holder are kept. Returns how many were deleted.
     pub async fn sweep_orphans(&self) -> Result<u64> {
-        self.meta.fence_expired_nodes(now_ms()).await?;
+        self.meta
+            .fence_expired_nodes(now_ms(), self.my_node_id().await)
+            .await?;
         let listed = self
             .store
             .list("chunks/")

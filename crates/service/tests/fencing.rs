@@ -156,6 +156,11 @@ async fn a_paused_holder_is_fenced_once_another_node_takes_over() {
         dev_a.read(0, 4096).await.is_err(),
         "a fenced volume is closed"
     );
+    // The dead node cannot take the disk back (a reconnecting client).
+    assert!(
+        ra.open(&export).await.is_none(),
+        "a node whose lease passed must not take an attachment"
+    );
     let snap = a
         .create_snapshot(
             &caller,
@@ -177,6 +182,10 @@ async fn a_paused_holder_is_fenced_once_another_node_takes_over() {
         .await
         .unwrap();
     assert!(got[..M].iter().all(|&x| x == 0xa1));
+    assert!(
+        got[M..2 * M].iter().all(|&x| x == 0),
+        "what the zombie wrote back but never committed is not on the disk"
+    );
     assert!(
         got[2 * M..].iter().all(|&x| x == 0),
         "the zombie's write must not reach the disk"

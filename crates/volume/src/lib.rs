@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use coffer_crypto::chunk::ChunkKey;
 use coffer_crypto::{SecretKey, open_chunk, seal_chunk};
-use coffer_meta::{ChunkEntry, Holder, Meta, MetaError, SnapshotRow};
+use coffer_meta::{ChunkEntry, Holder, Meta, MetaError, SnapshotBy, SnapshotRow};
 use coffer_store::{ObjectStore, StoreError, chunk_key};
 use coffer_types::Id;
 use futures::StreamExt;
@@ -212,7 +212,9 @@ impl Volume {
         config: VolumeConfig,
         holder: Option<Holder>,
     ) -> Result<Arc<Self>> {
-        let row = meta.volume(id).await?;
+        // A locking read: a snapshot being recorded right now finishes
+        // first, so this head is current.
+        let row = meta.volume_for_open(id).await?;
         let map = meta.resolve_view(id, row.head_generation).await?;
         let key = ChunkKey::new(row.dek_id.value(), dek)?;
         Ok(Arc::new(Self {
@@ -244,6 +246,11 @@ impl Volume {
     /// Volume id.
     pub fn id(&self) -> Id {
         self.id
+    }
+
+    /// The hold this volume writes under, if any.
+    pub fn holder(&self) -> Option<Holder> {
+        self.holder
     }
 
     /// Size in bytes.
@@ -700,16 +707,29 @@ impl Volume {
         let head = lock(&self.state).head;
         row.generation = head;
         row.volume_id = self.id;
-        self.fenced(self.meta.create_snapshot(&row, self.holder.as_ref()).await)?;
+        let by = match &self.holder {
+            Some(h) => SnapshotBy::Holder(h),
+            None => SnapshotBy::NotOpen {
+                me: None,
+                now_ms: coffer_meta::now_ms(),
+            },
+        };
+        self.fenced(self.meta.create_snapshot(&row, by).await)?;
         lock(&self.state).head = head + 1;
         Ok(row)
     }
 
-    /// Flush and close: later calls fail with [`VolumeError::Closed`].
+    /// Flush and close: later calls fail with [`VolumeError::Closed`]. If
+    /// the flush fails the volume stays open (nothing cached is dropped), so
+    /// the caller can retry.
     pub async fn close(&self) -> Result<()> {
-        let r = self.flush().await;
+        let _g = self.flush_lock.lock().await;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(VolumeError::Closed);
+        }
+        self.writeback_locked(true).await?;
         self.closed.store(true, Ordering::Release);
-        r
+        Ok(())
     }
 }
 
