@@ -689,8 +689,12 @@ impl Volume {
             },
         ))
         .buffer_unordered(self.config.io_parallelism);
-        let put: Vec<Result<(u64, ChunkEntry)>> = puts.collect().await;
-        for r in put {
+        // Stop at the first failure (dropping the puts still in flight)
+        // rather than wait for every chunk to exhaust its retries: the
+        // caller keeps the data cached and a later flush retries. Objects
+        // already put are garbage for the orphan sweep.
+        futures::pin_mut!(puts);
+        while let Some(r) = puts.next().await {
             results.push(r?);
         }
         Ok(results)
