@@ -25,7 +25,7 @@ use coffer_volume::VolumeConfig;
 const MIB: u64 = 1 << 20;
 /// One MiB as a buffer length.
 const M: usize = 1 << 20;
-const LEASE: Duration = Duration::from_millis(1500);
+const LEASE: Duration = Duration::from_secs(3);
 
 async fn node(
     dir: &Path,
