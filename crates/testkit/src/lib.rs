@@ -340,7 +340,16 @@ impl TestS3 {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let status = http_status(&self.endpoint, "PUT", &format!("/{name}"));
+        // A moto_server that just opened its port may still drop the first
+        // requests (status 0: no answer): retry those, for up to 5 s.
+        let mut status = 0;
+        for _ in 0..50 {
+            status = http_status(&self.endpoint, "PUT", &format!("/{name}"));
+            if status != 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         assert!(
             status == 200,
             "creating bucket {name} answered HTTP {status}"
