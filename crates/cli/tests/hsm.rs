@@ -16,33 +16,6 @@ use common::*;
 
 const PIN: &str = "HsmPin-7c1e-4b2a";
 
-fn softhsm_module() -> PathBuf {
-    [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib64/softhsm/libsofthsm2.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .expect("the SoftHSM2 PKCS#11 module is required by this test: apt-get install softhsm2")
-}
-
-/// A SoftHSM2 configuration whose token directory is `dir/tokens`.
-fn softhsm_conf(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir.join("tokens")).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.join("tokens").display()
-        ),
-    )
-    .unwrap();
-    conf
-}
-
 fn private_file(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -158,14 +131,10 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 fn root_key_in_softhsm() {
     require("softhsm2-util", "softhsm2");
     require("qemu-io", "qemu-utils");
-    let module = softhsm_module();
+    let module = coffer_testkit::softhsm::module();
     // The HSM's own directory, apart from the server's data dir.
     let hsm = tempfile::tempdir().unwrap();
-    let conf = softhsm_conf(&hsm.path().join("softhsm"));
-    run(Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "coffer"])
-        .args(["--pin", PIN, "--so-pin", "5678-so"])
-        .env("SOFTHSM2_CONF", &conf));
+    let conf = coffer_testkit::softhsm::init_token(&hsm.path().join("softhsm"), "coffer", PIN);
     let pin_file = hsm.path().join("pin");
     private_file(&pin_file, &format!("{PIN}\n"));
     let good = uri(&module, "coffer-root", &pin_file);
@@ -199,7 +168,7 @@ fn root_key_in_softhsm() {
 
     // The token removed (an empty token directory): refused before listening,
     // naming the token and what to check.
-    let empty = softhsm_conf(&hsm.path().join("empty"));
+    let empty = coffer_testkit::softhsm::conf(&hsm.path().join("empty"));
     let mut cmd = s.serve_command(&[]);
     cmd.env("SOFTHSM2_CONF", &empty);
     let err = expect_refused(&s, "token-removed", cmd);

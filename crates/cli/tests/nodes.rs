@@ -61,6 +61,18 @@ fn opens(uri: &str) -> bool {
     out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("failed")
 }
 
+/// The names `coffer admin nodes` lists through `n`, and its whole answer.
+fn node_names(n: &Server) -> (Vec<String>, serde_json::Value) {
+    let nodes = n.cli(&["admin", "nodes"]);
+    let names = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect();
+    (names, nodes)
+}
+
 fn two_nodes() -> (Server, Server) {
     require("qemu-io", "qemu-utils");
     let n1 = Server::start_first_node(&["--lease-ttl", LEASE, "--node-name", "node-one"]);
@@ -71,13 +83,7 @@ fn two_nodes() -> (Server, Server) {
 #[test]
 fn written_on_one_node_read_on_the_other() {
     let (n1, n2) = two_nodes();
-    let nodes = n2.cli(&["admin", "nodes"]);
-    let names: Vec<&str> = nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["name"].as_str().unwrap())
-        .collect();
+    let (names, nodes) = node_names(&n2);
     assert_eq!(names, ["node-one", "node-two"], "{nodes}");
 
     // Any node answers any call: created on node 2, attached on node 1.
@@ -184,13 +190,7 @@ fn a_dead_nodes_disk_is_taken_over_after_its_lease() {
     // collection nothing leaked.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let nodes = n2.cli(&["admin", "nodes"]);
-        let names: Vec<&str> = nodes
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n["name"].as_str().unwrap())
-            .collect();
+        let (names, nodes) = node_names(&n2);
         if names == ["node-two"] {
             break;
         }

@@ -850,15 +850,7 @@ mod tests {
     const PIN: &str = "1234";
 
     fn module() -> PathBuf {
-        [
-            "/usr/lib/softhsm/libsofthsm2.so",
-            "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-            "/usr/lib64/softhsm/libsofthsm2.so",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("the SoftHSM2 PKCS#11 module is required by this test: apt-get install softhsm2")
+        coffer_testkit::softhsm::module()
     }
 
     fn uri_err(uri: &str) -> String {
@@ -983,30 +975,7 @@ mod tests {
     fn softhsm_root_key() {
         let module = module();
         let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        let init = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", "coffer", "--pin", PIN])
-            .args(["--so-pin", "5678"])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("`softhsm2-util` is required by this test: apt-get install softhsm2 ({e})")
-            });
-        assert!(
-            init.status.success(),
-            "softhsm2-util --init-token failed: {}",
-            String::from_utf8_lossy(&init.stderr)
-        );
+        let conf = coffer_testkit::softhsm::init_token(dir.path(), "coffer", PIN);
         let out = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "pkcs11::tests::in_softhsm", "--ignored"])
             .args(["--nocapture", "--test-threads=1"])

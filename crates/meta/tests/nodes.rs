@@ -90,6 +90,15 @@ async fn node(meta: &Meta, name: &str, now: i64) -> Id {
     id
 }
 
+/// The node holding the disk's attachment.
+async fn holder_of(m: &Meta, f: &Fixture) -> Option<Id> {
+    m.attachment_of_disk(f.disk.id)
+        .await
+        .unwrap()
+        .expect("the disk is attached")
+        .node_id
+}
+
 fn attachment(f: &Fixture, node: Option<Id>) -> AttachmentRow {
     AttachmentRow {
         id: Id::random(Kind::Attachment),
@@ -144,14 +153,7 @@ async fn leases_holders_and_takeover() {
     assert!(m.attachment_unheld(att.id, later).await.unwrap());
     assert!(m.take_attachment(att.id, a, later).await.unwrap().is_none());
     assert!(m.take_attachment(att.id, b, later).await.unwrap().is_some());
-    assert_eq!(
-        m.attachment_of_disk(f.disk.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .node_id,
-        Some(b)
-    );
+    assert_eq!(holder_of(m, &f).await, Some(b));
 
     // Reaping: a's row goes; b's attachment stays held by b.
     assert_eq!(m.fence_expired_nodes(later, Some(b)).await.unwrap(), 0);
@@ -177,14 +179,7 @@ async fn leases_holders_and_takeover() {
         "a node never reaps itself"
     );
     assert_eq!(m.fence_expired_nodes(dead, None).await.unwrap(), 1);
-    assert_eq!(
-        m.attachment_of_disk(f.disk.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .node_id,
-        None
-    );
+    assert_eq!(holder_of(m, &f).await, None);
     let c = node(m, "c", dead).await;
     let third = attachment(&f, Some(c));
     m.insert_attachment(&third, Some(att.id), dead)
@@ -198,14 +193,7 @@ async fn leases_holders_and_takeover() {
     // A restart of c (same name) releases what its previous run held.
     let c2 = node(m, "c", dead + 1).await;
     assert_ne!(c, c2);
-    assert_eq!(
-        m.attachment_of_disk(f.disk.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .node_id,
-        None
-    );
+    assert_eq!(holder_of(m, &f).await, None);
     assert!(
         m.take_attachment(third.id, c2, dead + 2)
             .await

@@ -109,8 +109,8 @@ pub struct Service {
 
 /// Who holds an attachment, as seen from this node.
 enum HeldBy {
-    /// This node.
-    Me,
+    /// This node (its current run's id).
+    Me(Id),
     /// Another live node.
     Other(NodeRow),
     /// Nobody live: any node may take it.
@@ -268,7 +268,7 @@ impl Service {
     async fn held_by(&self, att: &AttachmentRow) -> Result<HeldBy> {
         let me = self.my_node_id().await;
         match att.node_id {
-            Some(n) if Some(n) == me => Ok(HeldBy::Me),
+            Some(n) if Some(n) == me => Ok(HeldBy::Me(n)),
             Some(n) => match self.meta.node(n).await? {
                 Some(row) if row.lease_expires_ms > now_ms() => Ok(HeldBy::Other(row)),
                 _ => Ok(HeldBy::Nobody),
@@ -296,11 +296,10 @@ impl Service {
                     tick,
                     me.meta.renew_node_lease(node.id, now_ms() + me.lease_ms()),
                 )
-                .await
-                .unwrap_or_else(|_| Err(MetaError::Corrupt("lease renewal timed out".into())));
+                .await;
                 match renew {
-                    Ok(true) => last_ok = std::time::Instant::now(),
-                    Ok(false) => {
+                    Ok(Ok(true)) => last_ok = std::time::Instant::now(),
+                    Ok(Ok(false)) => {
                         tracing::error!(node = %node.id, "this node was reaped (its lease passed): fencing its open disks and joining again");
                         me.fence_all().await;
                         if let Err(e) = me.join(&node.name, &node.api_url, &node.nbd_endpoint).await
@@ -309,8 +308,13 @@ impl Service {
                         }
                         last_ok = std::time::Instant::now();
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot renew this node's lease");
+                    failed => {
+                        match failed {
+                            Ok(Err(e)) => {
+                                tracing::warn!(error = %e, "cannot renew this node's lease");
+                            }
+                            _ => tracing::warn!("renewing this node's lease timed out"),
+                        }
                         if last_ok.elapsed() > me.config.lease_ttl / 2 {
                             // Others may soon take these disks over: stop
                             // writing them before they can.
@@ -697,11 +701,10 @@ impl Service {
                     format_args!("disk {}", d.id),
                 ));
             }
-            HeldBy::Me => {
+            HeldBy::Me(me) => {
                 // Stop new connections from reopening the disk, then flush
                 // and close it (live connections get ESHUTDOWN), and only
                 // then revoke the attachment: the flush commits as holder.
-                let me = self.my_node_id().await.unwrap_or(d.id);
                 let vol = {
                     let mut open = self.open.lock().await;
                     lock(&self.closing).insert(d.id);

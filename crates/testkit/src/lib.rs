@@ -384,3 +384,69 @@ fn http_status(endpoint: &str, method: &str, path: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+/// SoftHSM2, a software PKCS#11 token, for tests of the HSM root key.
+pub mod softhsm {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// The SoftHSM2 PKCS#11 module.
+    ///
+    /// # Panics
+    /// If SoftHSM2 is not installed, with what to install.
+    pub fn module() -> PathBuf {
+        [
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+            "/usr/lib64/softhsm/libsofthsm2.so",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("the SoftHSM2 PKCS#11 module is required by this test: apt-get install softhsm2")
+    }
+
+    /// A SoftHSM2 configuration whose token directory, `dir/tokens`, is
+    /// empty (no token: an HSM that is not there); returns its path.
+    ///
+    /// # Panics
+    /// If the files cannot be written.
+    pub fn conf(dir: &Path) -> PathBuf {
+        let tokens = dir.join("tokens");
+        std::fs::create_dir_all(&tokens).expect("token directory");
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .expect("write softhsm2.conf");
+        conf
+    }
+
+    /// A fresh token labelled `label` with user PIN `pin`, its files under
+    /// `dir/tokens`; returns the configuration file to set as
+    /// `SOFTHSM2_CONF` (for child processes only: tests run in parallel).
+    ///
+    /// # Panics
+    /// If `softhsm2-util` is missing or fails.
+    pub fn init_token(dir: &Path, label: &str, pin: &str) -> PathBuf {
+        let conf = conf(dir);
+        let init = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", label, "--pin", pin])
+            .args(["--so-pin", "5678-so"])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("`softhsm2-util` is required by this test: apt-get install softhsm2 ({e})")
+            });
+        assert!(
+            init.status.success(),
+            "softhsm2-util --init-token failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        conf
+    }
+}
