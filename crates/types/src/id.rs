@@ -35,6 +35,10 @@ pub enum Kind {
     Attachment,
     /// A Coffer server node: one run of `coffer serve` (`node-`).
     Node,
+    /// A folder of a tenant's organisation tree (`fld-`).
+    Folder,
+    /// A role assignment: principal + role + scope (`ra-`).
+    RoleAssignment,
 }
 
 impl Kind {
@@ -52,6 +56,8 @@ impl Kind {
             Kind::Token => "tok",
             Kind::Attachment => "att",
             Kind::Node => "node",
+            Kind::Folder => "fld",
+            Kind::RoleAssignment => "ra",
         }
     }
 
@@ -69,10 +75,12 @@ impl Kind {
             Kind::Token => "token",
             Kind::Attachment => "attachment",
             Kind::Node => "node",
+            Kind::Folder => "folder",
+            Kind::RoleAssignment => "role assignment",
         }
     }
 
-    const ALL: [Kind; 11] = [
+    const ALL: [Kind; 13] = [
         Kind::Disk,
         Kind::Snapshot,
         Kind::Volume,
@@ -84,6 +92,8 @@ impl Kind {
         Kind::Token,
         Kind::Attachment,
         Kind::Node,
+        Kind::Folder,
+        Kind::RoleAssignment,
     ];
 }
 
