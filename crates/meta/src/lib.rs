@@ -43,7 +43,7 @@ use sqlx::{AnyPool, Executor};
 pub use chunks::{ChunkEntry, CommitStats, VolumeRow};
 pub use fsck::Finding;
 pub use nodes::{Holder, NodeRow, SweepView, now_ms};
-pub use org::{AccountRow, PrincipalRow, TenantRow};
+pub use org::{AccountRow, FolderRow, PrincipalRow, RoleAssignmentRow, TenantRow, TokenRow};
 pub use resources::{AttachmentRow, DetachIf, DiskRow, SnapshotBy, SnapshotRow};
 pub use vault::{DekRow, VaultKeyRow};
 

@@ -8,10 +8,12 @@ use crate::{Backend, Meta, Result};
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_nodes.sql")),
+    (3, include_str!("../migrations/sqlite/0003_iam.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_nodes.sql")),
+    (3, include_str!("../migrations/postgres/0003_iam.sql")),
 ];
 
 pub(crate) async fn migrate(meta: &Meta) -> Result<()> {

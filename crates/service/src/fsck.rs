@@ -9,28 +9,26 @@ use coffer_crypto::{ChunkKey, open_chunk};
 use coffer_store::{StoreError, chunk_key, parse_chunk_key};
 
 use crate::model::{FsckFinding, FsckReport, GcReport, Node};
-use crate::{Caller, ErrorKind, Result, Service, ServiceError};
+use coffer_iam::{Action, Target};
+
+use crate::{Caller, Result, Service, ServiceError};
 
 /// Report at most this many findings of one code in full.
 const MAX_PER_CODE: usize = 20;
 
-fn admin_only(caller: &Caller, what: &str) -> Result<()> {
-    if caller.principal.is_admin {
-        Ok(())
-    } else {
-        Err(ServiceError::new(
-            ErrorKind::Forbidden,
-            "AdminOnly",
-            format!("{what} concerns the whole deployment: only a deployment admin may run it"),
-        ))
-    }
+/// Deployment operations need `deployment/operate` at the deployment scope
+/// (an Owner assignment at `/`); others get 403 naming it.
+fn admin_only(service: &Service, caller: &Caller) -> Result<()> {
+    service
+        .check(caller, Action::DeploymentOperate, &Target::deployment())
+        .map(|_| ())
 }
 
 impl Service {
     /// Collect queued deletions and sweep orphaned objects now (deployment
     /// admins only); both also run in the background.
     pub async fn admin_gc(&self, caller: &Caller) -> Result<GcReport> {
-        admin_only(caller, "gc")?;
+        admin_only(self, caller)?;
         let collected = self.collect_garbage().await?;
         let orphans = self.sweep_orphans().await?;
         Ok(GcReport { collected, orphans })
@@ -38,7 +36,7 @@ impl Service {
 
     /// The nodes of the deployment (deployment admins only).
     pub async fn list_nodes(&self, caller: &Caller) -> Result<Vec<Node>> {
-        admin_only(caller, "the node list")?;
+        admin_only(self, caller)?;
         let me = self.node().await.map(|n| n.id);
         Ok(self
             .meta
@@ -66,7 +64,7 @@ impl Service {
     /// Check the deployment's consistency (deployment admins only). With
     /// `deep`, also fetch and authenticate every named object.
     pub async fn fsck(&self, caller: &Caller, deep: bool) -> Result<FsckReport> {
-        admin_only(caller, "fsck")?;
+        admin_only(self, caller)?;
         let mut findings: Vec<FsckFinding> = self
             .meta
             .fsck()

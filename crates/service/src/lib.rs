@@ -21,6 +21,7 @@
 mod error;
 mod export;
 mod fsck;
+mod iam;
 pub mod model;
 
 use std::collections::HashMap;
@@ -38,8 +39,10 @@ use coffer_types::{ByteSize, Id, Kind, Name, Regions};
 use coffer_volume::{Volume, VolumeConfig};
 use tokio::sync::{Mutex, Notify, RwLock};
 
+use coffer_iam::{Action, Scope, Target};
 pub use error::{ErrorKind, Result, ServiceError};
 pub use export::{DiskDevice, ExportResolverImpl};
+pub use iam::MAX_FOLDER_DEPTH;
 use model::{Attachment, CreateDisk, CreateSnapshot, Disk, Encryption, Region, Snapshot, WhoAmI};
 
 /// Smallest disk.
@@ -76,17 +79,14 @@ impl Default for ServiceConfig {
     }
 }
 
-/// Who is calling.
+/// Who is calling: the authenticated principal and, loaded with it, every
+/// role assignment it holds (the policy engine's subject).
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The authenticated principal.
     pub principal: PrincipalRow,
-}
-
-impl Caller {
-    fn sees(&self, account: Id) -> bool {
-        self.principal.is_admin || self.principal.account_id == account
-    }
+    /// The principal as the policy engine sees it.
+    pub subject: coffer_iam::Subject,
 }
 
 /// The service.
@@ -354,15 +354,18 @@ impl Service {
             .create_tenant_with_principal("default", "default", "admin", true)
             .await?;
         let token = new_token();
-        self.meta.insert_token(p.id, &hash_token(&token)).await?;
+        self.meta
+            .insert_token(p.id, &hash_token(&token), "bootstrap", None)
+            .await?;
         for r in self.config.regions.all() {
             self.vault.platform_key(&r.name).await?;
         }
         Ok(Some(token))
     }
 
-    /// Create a principal (its own tenant and account) and a token for it.
-    /// For tests and for the admin until the IAM API lands.
+    /// Create a principal in a new tenant and account of its own, Owner of
+    /// that tenant (and of the deployment if `is_admin`), with a token.
+    /// For tests and tools.
     pub async fn create_principal_with_token(
         &self,
         tenant: &str,
@@ -374,7 +377,9 @@ impl Service {
             .create_tenant_with_principal(tenant, tenant, name, is_admin)
             .await?;
         let token = new_token();
-        self.meta.insert_token(p.id, &hash_token(&token)).await?;
+        self.meta
+            .insert_token(p.id, &hash_token(&token), "", None)
+            .await?;
         Ok((p, token))
     }
 
@@ -395,19 +400,34 @@ impl Service {
             .principal_by_token_hash(&hash_token(token))
             .await?
             .ok_or_else(unauth)?;
-        Ok(Caller { principal: p })
+        let subject = self.subject_of(&p).await?;
+        Ok(Caller {
+            principal: p,
+            subject,
+        })
     }
 
-    /// Who the caller is.
-    pub fn whoami(&self, caller: &Caller) -> WhoAmI {
+    /// Who the caller is: principal, home account and tenant, roles.
+    pub async fn whoami(&self, caller: &Caller) -> Result<WhoAmI> {
         let p = &caller.principal;
-        WhoAmI {
+        let account = self.meta.account(p.account_id).await?;
+        let tenant = self.meta.tenant(p.tenant_id).await?;
+        let assignments = self.meta.role_assignments_of(p.id).await?;
+        Ok(WhoAmI {
             principal_id: p.id.to_string(),
             name: p.name.clone(),
             account_id: p.account_id.to_string(),
+            account_name: account.map(|a| a.name).unwrap_or_default(),
             tenant_id: p.tenant_id.to_string(),
-            is_admin: p.is_admin,
-        }
+            tenant_name: tenant.map(|t| t.name).unwrap_or_default(),
+            kind: p.kind.clone(),
+            is_admin: caller
+                .subject
+                .grants
+                .iter()
+                .any(|g| g.scope == Scope::Deployment && g.role == coffer_iam::Role::Owner),
+            role_assignments: assignments.iter().map(iam::assignment_dto).collect(),
+        })
     }
 
     /// The deployment's regions.
@@ -423,20 +443,36 @@ impl Service {
             .collect()
     }
 
-    async fn visible_disk(&self, caller: &Caller, id: &str) -> Result<DiskRow> {
+    /// The disk `id` if the caller may do `action` on it (404 if missing or
+    /// hidden from the caller, 403 if visible but not allowed).
+    async fn authorized_disk(&self, caller: &Caller, id: &str, action: Action) -> Result<DiskRow> {
         let id = parse_id(id, Kind::Disk)?;
-        match self.meta.disk(id).await? {
-            Some(d) if caller.sees(d.account_id) => Ok(d),
-            _ => Err(ServiceError::not_found("DiskNotFound", "disk", id)),
-        }
+        let d = self
+            .meta
+            .disk(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("DiskNotFound", "disk", id))?;
+        let target = self.resource_target(d.id, d.account_id).await?;
+        self.check(caller, action, &target)?;
+        Ok(d)
     }
 
-    async fn visible_snapshot(&self, caller: &Caller, id: &str) -> Result<SnapshotRow> {
+    /// The snapshot `id` if the caller may do `action` on it.
+    async fn authorized_snapshot(
+        &self,
+        caller: &Caller,
+        id: &str,
+        action: Action,
+    ) -> Result<SnapshotRow> {
         let id = parse_id(id, Kind::Snapshot)?;
-        match self.meta.snapshot(id).await? {
-            Some(s) if caller.sees(s.account_id) => Ok(s),
-            _ => Err(ServiceError::not_found("SnapshotNotFound", "snapshot", id)),
-        }
+        let s = self
+            .meta
+            .snapshot(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("SnapshotNotFound", "snapshot", id))?;
+        let target = self.resource_target(s.id, s.account_id).await?;
+        self.check(caller, action, &target)?;
+        Ok(s)
     }
 
     async fn is_attached(&self, disk: Id) -> Result<bool> {
@@ -446,6 +482,12 @@ impl Service {
     /// Create a disk, empty or from a snapshot.
     pub async fn create_disk(&self, caller: &Caller, req: CreateDisk) -> Result<Disk> {
         let name = check_name(&req.name)?;
+        let account = match &req.account_id {
+            Some(a) => parse_id(a, Kind::Account)?,
+            None => caller.principal.account_id,
+        };
+        self.check_scope(caller, Action::DisksWrite, Scope::Id(account))
+            .await?;
         let region = self
             .config
             .regions
@@ -453,7 +495,10 @@ impl Service {
             .map_err(|e| ServiceError::invalid("UnknownZone", e.to_string()))?
             .to_string();
         let source = match &req.source_snapshot_id {
-            Some(s) => Some(self.visible_snapshot(caller, s).await?),
+            Some(s) => Some(
+                self.authorized_snapshot(caller, s, Action::SnapshotsRead)
+                    .await?,
+            ),
             None => None,
         };
         let size = match (&req.size, &source) {
@@ -520,7 +565,7 @@ impl Service {
         };
         let row = DiskRow {
             id,
-            account_id: caller.principal.account_id,
+            account_id: account,
             name: name.to_string(),
             region,
             zone: req.zone.clone(),
@@ -548,10 +593,29 @@ impl Service {
         Ok(disk_dto(&row, false))
     }
 
-    /// Disks the caller sees.
+    /// Disks the caller may read, in every account.
     pub async fn list_disks(&self, caller: &Caller) -> Result<Vec<Disk>> {
-        let account = (!caller.principal.is_admin).then_some(caller.principal.account_id);
-        let rows = self.meta.list_disks(account).await?;
+        let r = self.readable(caller, Action::DisksRead).await?;
+        let mut rows = if r.all {
+            self.meta.list_disks(None).await?
+        } else {
+            let mut rows = vec![];
+            for a in &r.accounts {
+                rows.extend(self.meta.list_disks(Some(*a)).await?);
+            }
+            for id in r.resources.iter().filter(|i| i.kind() == Kind::Disk) {
+                if let Some(d) = self.meta.disk(*id).await?
+                    && !r.accounts.contains(&d.account_id)
+                {
+                    rows.push(d);
+                }
+            }
+            rows.sort_by(|a, b| {
+                (&a.created_at, a.id.to_string()).cmp(&(&b.created_at, b.id.to_string()))
+            });
+            rows
+        };
+        rows.dedup_by_key(|d| d.id);
         let mut out = Vec::with_capacity(rows.len());
         for d in rows {
             let attached = self.is_attached(d.id).await?;
@@ -562,14 +626,16 @@ impl Service {
 
     /// One disk.
     pub async fn get_disk(&self, caller: &Caller, id: &str) -> Result<Disk> {
-        let d = self.visible_disk(caller, id).await?;
+        let d = self.authorized_disk(caller, id, Action::DisksRead).await?;
         let attached = self.is_attached(d.id).await?;
         Ok(disk_dto(&d, attached))
     }
 
     /// Delete a detached disk. Its snapshots, and disks made from them, stay.
     pub async fn delete_disk(&self, caller: &Caller, id: &str) -> Result<Disk> {
-        let d = self.visible_disk(caller, id).await?;
+        let d = self
+            .authorized_disk(caller, id, Action::DisksDelete)
+            .await?;
         if self.is_attached(d.id).await? {
             return Err(ServiceError::conflict(
                 "DiskAttached",
@@ -580,6 +646,9 @@ impl Service {
             ));
         }
         self.meta.delete_disk(d.id).await?;
+        self.meta
+            .delete_role_assignments_at(&d.id.to_string())
+            .await?;
         self.gc_wake.notify_one();
         tracing::info!(disk = %d.id, "disk deleted");
         Ok(disk_dto(&d, false))
@@ -587,7 +656,7 @@ impl Service {
 
     /// Grow a detached disk.
     pub async fn resize_disk(&self, caller: &Caller, id: &str, size: ByteSize) -> Result<Disk> {
-        let mut d = self.visible_disk(caller, id).await?;
+        let mut d = self.authorized_disk(caller, id, Action::DisksWrite).await?;
         let size = size.bytes();
         check_size(size)?;
         if size < d.size {
@@ -621,7 +690,9 @@ impl Service {
     /// at a time; an attachment whose node died (its lease passed) is
     /// replaced, and its old token stops working.
     pub async fn attach_disk(&self, caller: &Caller, id: &str) -> Result<Attachment> {
-        let d = self.visible_disk(caller, id).await?;
+        let d = self
+            .authorized_disk(caller, id, Action::DisksAttach)
+            .await?;
         let node = self.node().await.ok_or_else(|| {
             ServiceError::new(
                 ErrorKind::Unavailable,
@@ -686,7 +757,9 @@ impl Service {
     /// disk held by another live node is detached by that node (the API
     /// forwards the request); one whose node died is simply released.
     pub async fn detach_disk(&self, caller: &Caller, id: &str) -> Result<Disk> {
-        let d = self.visible_disk(caller, id).await?;
+        let d = self
+            .authorized_disk(caller, id, Action::DisksAttach)
+            .await?;
         let Some(att) = self.meta.attachment_of_disk(d.id).await? else {
             return Err(ServiceError::conflict(
                 "DiskNotAttached",
@@ -777,6 +850,13 @@ impl Service {
         if lock(&self.closing).contains(&disk.id) {
             return Ok(None);
         }
+        // Every NBD connection is authorised afresh: the principal that
+        // attached the disk must still hold `disks/attach` on it (a revoked
+        // role or a deleted principal ends access at the next connection).
+        if !self.may_attach(att.principal_id, &disk).await? {
+            tracing::info!(disk = %disk.id, principal = %att.principal_id, "export refused: the attaching principal may no longer attach this disk");
+            return Ok(None);
+        }
         if let Some(v) = open.get(&disk.id) {
             let current = v.holder().is_some_and(|h| {
                 h.node == me && Some(h.hold) == att.hold_id && att.node_id == Some(me)
@@ -811,10 +891,22 @@ impl Service {
         Ok(Some((disk, v)))
     }
 
+    /// Whether `principal` may attach `disk` now.
+    async fn may_attach(&self, principal: Id, disk: &DiskRow) -> Result<bool> {
+        let Some(p) = self.meta.principal(principal).await? else {
+            return Ok(false);
+        };
+        let subject = self.subject_of(&p).await?;
+        let target: Target = self.resource_target(disk.id, disk.account_id).await?;
+        Ok(coffer_iam::authorize(&subject, Action::DisksAttach, &target).is_allowed())
+    }
+
     /// Take a crash-consistent snapshot of a disk, attached or not.
     pub async fn create_snapshot(&self, caller: &Caller, req: CreateSnapshot) -> Result<Snapshot> {
         let name = check_name(&req.name)?;
-        let d = self.visible_disk(caller, &req.disk_id).await?;
+        let d = self
+            .authorized_disk(caller, &req.disk_id, Action::SnapshotsWrite)
+            .await?;
         let mut row = SnapshotRow {
             id: Id::random(Kind::Snapshot),
             account_id: d.account_id,
@@ -859,27 +951,50 @@ impl Service {
         Ok(snap_dto(&row))
     }
 
-    /// Snapshots the caller sees.
+    /// Snapshots the caller may read, in every account (shared ones too).
     pub async fn list_snapshots(&self, caller: &Caller) -> Result<Vec<Snapshot>> {
-        let account = (!caller.principal.is_admin).then_some(caller.principal.account_id);
-        Ok(self
-            .meta
-            .list_snapshots(account)
-            .await?
-            .iter()
-            .map(snap_dto)
-            .collect())
+        let r = self.readable(caller, Action::SnapshotsRead).await?;
+        let mut rows = if r.all {
+            self.meta.list_snapshots(None).await?
+        } else {
+            let mut rows = vec![];
+            for a in &r.accounts {
+                rows.extend(self.meta.list_snapshots(Some(*a)).await?);
+            }
+            for id in r.resources.iter().filter(|i| i.kind() == Kind::Snapshot) {
+                if let Some(s) = self.meta.snapshot(*id).await?
+                    && !r.accounts.contains(&s.account_id)
+                {
+                    rows.push(s);
+                }
+            }
+            rows.sort_by(|a, b| {
+                (&a.created_at, a.id.to_string()).cmp(&(&b.created_at, b.id.to_string()))
+            });
+            rows
+        };
+        rows.dedup_by_key(|s| s.id);
+        Ok(rows.iter().map(snap_dto).collect())
     }
 
     /// One snapshot.
     pub async fn get_snapshot(&self, caller: &Caller, id: &str) -> Result<Snapshot> {
-        Ok(snap_dto(&self.visible_snapshot(caller, id).await?))
+        Ok(snap_dto(
+            &self
+                .authorized_snapshot(caller, id, Action::SnapshotsRead)
+                .await?,
+        ))
     }
 
     /// Delete a snapshot; disks made from it keep their data.
     pub async fn delete_snapshot(&self, caller: &Caller, id: &str) -> Result<Snapshot> {
-        let s = self.visible_snapshot(caller, id).await?;
+        let s = self
+            .authorized_snapshot(caller, id, Action::SnapshotsDelete)
+            .await?;
         self.meta.delete_snapshot(s.id).await?;
+        self.meta
+            .delete_role_assignments_at(&s.id.to_string())
+            .await?;
         self.gc_wake.notify_one();
         tracing::info!(snapshot = %s.id, "snapshot deleted");
         Ok(snap_dto(&s))

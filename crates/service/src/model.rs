@@ -98,8 +98,13 @@ pub struct CreateDisk {
     /// may only be larger.
     #[schema(value_type = Option<String>, example = "10GiB")]
     pub size: Option<coffer_types::ByteSize>,
-    /// Snapshot to copy (must be in the zone's region).
+    /// Snapshot to copy (must be in the zone's region). It may belong to
+    /// another account or tenant that gave the caller `snapshots/read` on it.
     pub source_snapshot_id: Option<String>,
+    /// The account that will own the disk (default: the caller's home
+    /// account). The caller needs `disks/write` there.
+    #[serde(default)]
+    pub account_id: Option<String>,
 }
 
 /// Resize a disk (grow only).
@@ -139,10 +144,18 @@ pub struct WhoAmI {
     pub name: String,
     /// Home account.
     pub account_id: String,
+    /// Home account's name.
+    pub account_name: String,
     /// Home tenant.
     pub tenant_id: String,
-    /// Deployment administrator.
+    /// Home tenant's name.
+    pub tenant_name: String,
+    /// `user`, `service` or `managed`.
+    pub kind: String,
+    /// Owner of the whole deployment (an Owner assignment at `/`).
     pub is_admin: bool,
+    /// The principal's role assignments.
+    pub role_assignments: Vec<RoleAssignment>,
 }
 
 /// One broken rule found by the consistency checker.
@@ -203,4 +216,229 @@ pub struct Node {
     pub lease_expires_at: String,
     /// Whether this is the node that answered.
     pub this_node: bool,
+}
+
+/// A tenant: an organisation, holding folders and accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    /// Id, e.g. `tnt-0123456789abcdef`.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// A folder of a tenant's tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Folder {
+    /// Id, e.g. `fld-0123456789abcdef`.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Parent folder (absent: at the tenant's root).
+    pub parent_id: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// An account: resources belong to one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Account {
+    /// Id, e.g. `acct-0123456789abcdef`.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// The folder it sits in (absent: the tenant's root).
+    pub folder_id: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// A principal: who calls Coffer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Principal {
+    /// Id, e.g. `prn-0123456789abcdef`.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `user`, `service` or `managed` (created by the platform).
+    pub kind: String,
+    /// Home account.
+    pub account_id: String,
+    /// Home tenant.
+    pub tenant_id: String,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// An API token's public facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Token {
+    /// Id, e.g. `tok-0123456789abcdef` (not the secret).
+    pub id: String,
+    /// Whose token.
+    pub principal_id: String,
+    /// Label.
+    pub name: String,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+    /// Creation time.
+    pub created_at: String,
+    /// Expiry, if any.
+    pub expires_at: Option<String>,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// A token just created: the only time its secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewToken {
+    /// The token's public facts.
+    #[serde(flatten)]
+    pub token: Token,
+    /// The secret: pass it as `Authorization: Bearer <secret>`. Coffer keeps
+    /// only its hash; it cannot be shown again.
+    pub secret: String,
+}
+
+/// A role assignment: principal + role + scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RoleAssignment {
+    /// Id, e.g. `ra-0123456789abcdef`.
+    pub id: String,
+    /// The principal given the role.
+    pub principal_id: String,
+    /// The role's name, e.g. `Reader`.
+    pub role: String,
+    /// Where: `/` (the deployment) or a tenant, folder, account or resource id.
+    pub scope: String,
+    /// Who created it (absent: the platform).
+    pub created_by: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// A built-in role.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoleDefinition {
+    /// Name, e.g. `Contributor`.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// The actions it grants, e.g. `disks/read`.
+    pub actions: Vec<String>,
+}
+
+/// Body of `POST /v1/tenants`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Name.
+    pub name: String,
+}
+
+/// Body of `POST /v1/folders`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFolder {
+    /// Name.
+    pub name: String,
+    /// Tenant (default: the caller's home tenant, or the parent's).
+    pub tenant_id: Option<String>,
+    /// Parent folder (absent: the tenant's root).
+    pub parent_id: Option<String>,
+}
+
+/// Body of `POST /v1/accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    /// Name.
+    pub name: String,
+    /// Tenant (default: the caller's home tenant, or the folder's).
+    pub tenant_id: Option<String>,
+    /// Folder (absent: the tenant's root).
+    pub folder_id: Option<String>,
+}
+
+/// Body of `POST /v1/accounts/{id}/move`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveAccount {
+    /// The destination folder of the account's tenant (absent or null: the
+    /// tenant's root).
+    pub folder_id: Option<String>,
+}
+
+/// Body of `POST /v1/principals`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePrincipal {
+    /// Name.
+    pub name: String,
+    /// Home account (default: the caller's).
+    pub account_id: Option<String>,
+    /// `user` (default) or `service`. Managed identities are created by the
+    /// platform with the resource that uses them.
+    pub kind: Option<String>,
+}
+
+/// Body of `POST /v1/principals/{id}/tokens`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Label, e.g. `ci`.
+    pub name: Option<String>,
+    /// Lifetime, e.g. `30d`, `12h` (absent: no expiry).
+    pub expires_in: Option<String>,
+}
+
+/// Body of `POST /v1/role-assignments`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoleAssignment {
+    /// The principal to give the role (of any account or tenant).
+    pub principal_id: String,
+    /// Role name, e.g. `Reader`.
+    pub role: String,
+    /// `/` or a tenant, folder, account, disk or snapshot id.
+    pub scope: String,
+}
+
+/// Body of `POST /v1/iam/explain`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    /// Whose access to explain (default: the caller).
+    pub principal_id: Option<String>,
+    /// The action, e.g. `disks/delete`.
+    pub action: String,
+    /// `/` or the id of a tenant, folder, account, disk, snapshot,
+    /// principal or role assignment.
+    pub resource_id: String,
+}
+
+/// The answer of `iam explain`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Explanation {
+    /// The principal.
+    pub principal_id: String,
+    /// The action.
+    pub action: String,
+    /// The resource.
+    pub resource_id: String,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// The HTTP status the principal gets for this action: 200 (allowed),
+    /// 403 (it may see the resource, not do this) or 404 (hidden).
+    pub status: u16,
+    /// The chain of reasons, most decisive first.
+    pub reasons: Vec<String>,
+    /// The assignment that allows it, if one does.
+    pub assignment_id: Option<String>,
 }

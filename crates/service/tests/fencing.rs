@@ -88,6 +88,7 @@ async fn a_paused_holder_is_fenced_once_another_node_takes_over() {
                 zone: "local-a".into(),
                 size: Some(ByteSize(4 * MIB)),
                 source_snapshot_id: None,
+                account_id: None,
             },
         )
         .await

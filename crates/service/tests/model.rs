@@ -170,6 +170,7 @@ impl World {
                     zone: zone.into(),
                     size: source.is_none().then_some(ByteSize(DISK)),
                     source_snapshot_id: source.map(|s| s.id.clone()),
+                    account_id: None,
                 },
             )
             .await
