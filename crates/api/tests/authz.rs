@@ -1,0 +1,691 @@
+//! The authorization matrix: every route of the API, enumerated from the
+//! route table the router is built from, called by nine kinds of caller,
+//! with the expected status of each call asserted, and `iam explain`
+//! asked to account for every outcome of an action-guarded route.
+//!
+//! Callers: the deployment admin; the Owner, a Reader and a principal with
+//! no role (a "stranger") of one account; the Owner of another account of
+//! the same tenant; the Owner of another tenant; and an expired, a revoked
+//! and no token. A route added to the router without a row here fails
+//! [`every_route_has_a_row_and_the_openapi_document_agrees`]; a route
+//! whose policy lets the wrong caller through fails the matrix.
+//!
+//! Runs on a real server (axum on 127.0.0.1, real SQLite or PostgreSQL, a
+//! real object directory, the built-in key vault).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_api::{Policy, RouteSpec, router, routes};
+use coffer_keyvault::{FileRootKey, KeyVault};
+use coffer_meta::Meta;
+use coffer_service::{Service, ServiceConfig};
+use coffer_store::{LocalStore, ObjectStore};
+use coffer_testkit::TestMetadata;
+use serde_json::{Value, json};
+
+/// The callers, in the column order of [`expected`].
+const CALLERS: [&str; 9] = [
+    "admin",
+    "owner",
+    "reader",
+    "stranger",
+    "other_account",
+    "other_tenant",
+    "expired",
+    "revoked",
+    "no_token",
+];
+
+/// Expected status per caller for each route, in [`CALLERS`] order. Public
+/// routes answer everyone; every other route answers 401 to the last three.
+fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
+    // admin, owner, reader, stranger, other_account, other_tenant
+    Some(match (method, path) {
+        ("GET", "/healthz" | "/openapi.json") => [200; 6],
+        ("GET", "/v1/whoami" | "/v1/regions" | "/v1/roles") => [200; 6],
+        ("GET", "/v1/disks" | "/v1/snapshots" | "/v1/tenants" | "/v1/accounts") => [200; 6],
+        ("POST", "/v1/disks") => [201, 201, 403, 403, 404, 404],
+        ("GET", "/v1/disks/{id}") => [200, 200, 200, 404, 404, 404],
+        ("DELETE", "/v1/disks/{id}") => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/disks/{id}/resize") => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/disks/{id}/attach") => [201, 201, 403, 404, 404, 404],
+        ("POST", "/v1/disks/{id}/detach") => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/snapshots") => [201, 201, 403, 404, 404, 404],
+        ("GET", "/v1/snapshots/{id}") => [200, 200, 200, 404, 404, 404],
+        ("DELETE", "/v1/snapshots/{id}") => [200, 200, 403, 404, 404, 404],
+        // The deployment is no secret: 403, not 404.
+        ("POST", "/v1/tenants") => [201, 403, 403, 403, 403, 403],
+        // Everyone sees its home tenant (not its contents).
+        ("GET", "/v1/tenants/{id}") => [200, 200, 200, 200, 200, 404],
+        ("POST", "/v1/folders") => [201, 403, 403, 403, 403, 404],
+        ("GET", "/v1/folders") => [200, 200, 200, 200, 200, 404],
+        // Folders are seen only by roles at the folder or above.
+        ("GET", "/v1/folders/{id}") => [200, 404, 404, 404, 404, 404],
+        ("DELETE", "/v1/folders/{id}") => [200, 404, 404, 404, 404, 404],
+        ("POST", "/v1/accounts") => [201, 403, 403, 403, 403, 404],
+        ("GET", "/v1/accounts/{id}") => [200, 200, 200, 200, 404, 404],
+        // The account's Owner may move it, but not into a folder it cannot
+        // see: 404 for the destination.
+        ("POST", "/v1/accounts/{id}/move") => [200, 404, 403, 403, 404, 404],
+        ("POST", "/v1/principals") => [201, 201, 403, 403, 404, 404],
+        ("GET", "/v1/principals") => [200, 200, 200, 200, 404, 404],
+        ("GET", "/v1/principals/{id}") => [200, 200, 200, 404, 404, 404],
+        ("DELETE", "/v1/principals/{id}") => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/principals/{id}/tokens") => [201, 201, 403, 404, 404, 404],
+        ("GET", "/v1/principals/{id}/tokens") => [200, 200, 200, 404, 404, 404],
+        ("POST", "/v1/tokens/{id}/revoke") => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/role-assignments") => [201, 201, 403, 404, 404, 404],
+        // The stranger sees its home account, not who holds roles there.
+        ("GET", "/v1/role-assignments") => [200, 200, 200, 403, 404, 404],
+        ("DELETE", "/v1/role-assignments/{id}") => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/iam/explain") => [200, 200, 200, 404, 404, 404],
+        ("GET", "/v1/admin/fsck" | "/v1/admin/nodes") => [200, 403, 403, 403, 403, 403],
+        ("POST", "/v1/admin/gc") => [200, 403, 403, 403, 403, 403],
+        _ => return None,
+    })
+}
+
+/// The resources one call acts on.
+#[derive(Debug, Clone)]
+struct Fixtures {
+    disk: String,
+    attached_disk: String,
+    snapshot: String,
+    folder: String,
+    principal: String,
+    token: String,
+    assignment: String,
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    _db: TestMetadata,
+    base: String,
+    http: reqwest::Client,
+    tokens: Vec<Option<String>>,
+    admin: String,
+    tenant: String,
+    account: String,
+    move_folder: String,
+}
+
+impl World {
+    async fn call(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(m, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// As the admin; the call must succeed.
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self
+            .call(Some(&self.admin), method, path, body.as_ref())
+            .await;
+        assert!((200..300).contains(&s), "{method} {path} as admin: {s} {v}");
+        v
+    }
+
+    async fn fixtures(&self) -> Fixtures {
+        let disk = self
+            .admin(
+                "POST",
+                "/v1/disks",
+                Some(json!({"name": "d", "zone": "local-a", "size": "1MiB"})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let attached_disk = self
+            .admin(
+                "POST",
+                "/v1/disks",
+                Some(json!({"name": "a", "zone": "local-a", "size": "1MiB"})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.admin("POST", &format!("/v1/disks/{attached_disk}/attach"), None)
+            .await;
+        let snapshot = self
+            .admin(
+                "POST",
+                "/v1/snapshots",
+                Some(json!({"name": "s", "disk_id": disk})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let folder = self
+            .admin(
+                "POST",
+                "/v1/folders",
+                Some(json!({"name": "f", "tenant_id": self.tenant})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let principal = self
+            .admin(
+                "POST",
+                "/v1/principals",
+                Some(json!({"name": "x", "account_id": self.account})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let token = self
+            .admin(
+                "POST",
+                &format!("/v1/principals/{principal}/tokens"),
+                Some(json!({"name": "t"})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let assignment = self
+            .admin(
+                "POST",
+                "/v1/role-assignments",
+                Some(json!({"principal_id": principal, "role": "Reader", "scope": disk})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Fixtures {
+            disk,
+            attached_disk,
+            snapshot,
+            folder,
+            principal,
+            token,
+            assignment,
+        }
+    }
+}
+
+/// A principal in `account` holding `role` at `scope` (if any), and a token.
+async fn member(
+    w: &World,
+    name: &str,
+    account: &str,
+    role: Option<(&str, &str)>,
+) -> (String, String) {
+    let p = w
+        .admin(
+            "POST",
+            "/v1/principals",
+            Some(json!({"name": name, "account_id": account})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    if let Some((role, scope)) = role {
+        w.admin(
+            "POST",
+            "/v1/role-assignments",
+            Some(json!({"principal_id": p, "role": role, "scope": scope})),
+        )
+        .await;
+    }
+    let secret = w
+        .admin(
+            "POST",
+            &format!("/v1/principals/{p}/tokens"),
+            Some(json!({})),
+        )
+        .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (p, secret)
+}
+
+async fn world() -> (World, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestMetadata::new(dir.path());
+    let meta = Meta::open(db.url()).await.unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalStore::open(dir.path().join("objects")).unwrap());
+    let root = Arc::new(FileRootKey::load_or_create(&dir.path().join("root.key")).unwrap());
+    let vault = KeyVault::open(meta.clone(), root).await.unwrap();
+    let config = ServiceConfig {
+        lease_ttl: Duration::from_secs(3600),
+        ..ServiceConfig::default()
+    };
+    let svc = Service::new(meta, store, vault, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    svc.join("matrix", &format!("http://{addr}"), "127.0.0.1:1")
+        .await
+        .unwrap();
+    let admin = svc.bootstrap().await.unwrap().unwrap().to_string();
+    let app = router(svc);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut w = World {
+        _dir: dir,
+        _db: db,
+        base: format!("http://{addr}"),
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        tokens: vec![],
+        admin: admin.clone(),
+        tenant: String::new(),
+        account: String::new(),
+        move_folder: String::new(),
+    };
+    let who = w.admin("GET", "/v1/whoami", None).await;
+    w.tenant = who["tenant_id"].as_str().unwrap().to_string();
+    w.account = who["account_id"].as_str().unwrap().to_string();
+    w.move_folder = w
+        .admin(
+            "POST",
+            "/v1/folders",
+            Some(json!({"name": "moves", "tenant_id": w.tenant})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a1 = w.account.clone();
+    let (owner, owner_t) = member(&w, "owner", &a1, Some(("Owner", &a1))).await;
+    let (reader, reader_t) = member(&w, "reader", &a1, Some(("Reader", &a1))).await;
+    let (stranger, stranger_t) = member(&w, "stranger", &a1, None).await;
+    let a2 = w
+        .admin(
+            "POST",
+            "/v1/accounts",
+            Some(json!({"name": "second", "tenant_id": w.tenant})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (other_account, other_account_t) = member(&w, "neighbour", &a2, Some(("Owner", &a2))).await;
+    let t2 = w
+        .admin("POST", "/v1/tenants", Some(json!({"name": "elsewhere"})))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b1 = w
+        .admin(
+            "POST",
+            "/v1/accounts",
+            Some(json!({"name": "theirs", "tenant_id": t2})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (other_tenant, other_tenant_t) = member(&w, "foreigner", &b1, Some(("Owner", &t2))).await;
+    let expired = w
+        .admin(
+            "POST",
+            &format!("/v1/principals/{owner}/tokens"),
+            Some(json!({"expires_in": "1s"})),
+        )
+        .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let revoked = w
+        .admin(
+            "POST",
+            &format!("/v1/principals/{owner}/tokens"),
+            Some(json!({})),
+        )
+        .await;
+    w.admin(
+        "POST",
+        &format!("/v1/tokens/{}/revoke", revoked["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let admin_id = who["principal_id"].as_str().unwrap().to_string();
+    w.tokens = vec![
+        Some(admin),
+        Some(owner_t),
+        Some(reader_t),
+        Some(stranger_t),
+        Some(other_account_t),
+        Some(other_tenant_t),
+        Some(expired),
+        Some(revoked["secret"].as_str().unwrap().to_string()),
+        None,
+    ];
+    let ids = vec![
+        admin_id,
+        owner,
+        reader,
+        stranger,
+        other_account,
+        other_tenant,
+    ];
+    (w, ids)
+}
+
+/// The concrete request for a route: path, body, and the (action, target)
+/// `iam explain` is asked about (`None` when the route has no single target:
+/// lists, or a move that also needs the destination).
+fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>, Option<String>) {
+    let id = match spec.path {
+        p if p.starts_with("/v1/disks/{id}/detach") => fx.attached_disk.clone(),
+        p if p.starts_with("/v1/disks/{id}") => fx.disk.clone(),
+        p if p.starts_with("/v1/snapshots/{id}") => fx.snapshot.clone(),
+        p if p.starts_with("/v1/tenants/{id}") => w.tenant.clone(),
+        p if p.starts_with("/v1/folders/{id}") => fx.folder.clone(),
+        p if p.starts_with("/v1/accounts/{id}") => w.account.clone(),
+        p if p.starts_with("/v1/principals/{id}") => fx.principal.clone(),
+        p if p.starts_with("/v1/tokens/{id}") => fx.token.clone(),
+        p if p.starts_with("/v1/role-assignments/{id}") => fx.assignment.clone(),
+        _ => String::new(),
+    };
+    let path = spec.path.replace("{id}", &id);
+    let (path, body, target) = match (spec.method, spec.path) {
+        ("POST", "/v1/disks") => (
+            path,
+            Some(json!({"name": "n", "zone": "local-a", "size": "1MiB", "account_id": w.account})),
+            Some(w.account.clone()),
+        ),
+        ("POST", "/v1/disks/{id}/resize") => (path, Some(json!({"size": "2MiB"})), Some(id)),
+        ("POST", "/v1/snapshots") => (
+            path,
+            Some(json!({"name": "n", "disk_id": fx.disk})),
+            Some(fx.disk.clone()),
+        ),
+        ("POST", "/v1/tenants") => (path, Some(json!({"name": "n"})), Some("/".into())),
+        ("POST", "/v1/folders" | "/v1/accounts") => (
+            path,
+            Some(json!({"name": "n", "tenant_id": w.tenant})),
+            Some(w.tenant.clone()),
+        ),
+        ("GET", "/v1/folders") => (
+            format!("{path}?tenant={}", w.tenant),
+            None,
+            Some(w.tenant.clone()),
+        ),
+        ("POST", "/v1/accounts/{id}/move") => {
+            (path, Some(json!({"folder_id": w.move_folder})), None)
+        }
+        ("POST", "/v1/principals") => (
+            path,
+            Some(json!({"name": "n", "account_id": w.account})),
+            Some(w.account.clone()),
+        ),
+        ("GET", "/v1/principals") => (
+            format!("{path}?account={}", w.account),
+            None,
+            Some(w.account.clone()),
+        ),
+        ("POST", "/v1/principals/{id}/tokens") => (path, Some(json!({})), Some(id)),
+        ("POST", "/v1/tokens/{id}/revoke") => (path, None, Some(fx.principal.clone())),
+        ("POST", "/v1/role-assignments") => (
+            path,
+            Some(json!({"principal_id": fx.principal, "role": "Reader", "scope": fx.snapshot})),
+            Some(fx.snapshot.clone()),
+        ),
+        ("GET", "/v1/role-assignments") => (
+            format!("{path}?scope={}", w.account),
+            None,
+            Some(w.account.clone()),
+        ),
+        ("DELETE", "/v1/role-assignments/{id}") => (path, None, Some(fx.disk.clone())),
+        ("POST", "/v1/iam/explain") => (
+            path,
+            Some(
+                json!({"principal_id": fx.principal, "action": "disks/read", "resource_id": fx.disk}),
+            ),
+            None,
+        ),
+        ("GET" | "POST", p) if p.starts_with("/v1/admin/") => (path, None, Some("/".into())),
+        (_, p) if p.contains("{id}") => (path, None, Some(id)),
+        _ => (path, None, None),
+    };
+    let target = match spec.policy {
+        Policy::Action(_) => target,
+        _ => None,
+    };
+    (path, body, target)
+}
+
+#[test]
+fn every_route_has_a_row_and_the_openapi_document_agrees() {
+    let mut missing = vec![];
+    for r in routes() {
+        if expected(r.method, r.path).is_none() {
+            missing.push(format!("{} {}", r.method, r.path));
+        }
+        let public = matches!(r.policy, Policy::Public);
+        assert_eq!(
+            public,
+            matches!(r.path, "/healthz" | "/openapi.json"),
+            "{} {} is {:?}: only health and the OpenAPI document are public",
+            r.method,
+            r.path,
+            r.policy
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "routes without an expected row in the matrix: {missing:?}"
+    );
+    let doc = serde_json::to_value(coffer_api::openapi()).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    let routed: BTreeSet<String> = routes()
+        .iter()
+        .filter(|r| !matches!(r.policy, Policy::Public))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        routed, documented,
+        "the router and the OpenAPI document differ"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_matrix() {
+    let (w, ids) = world().await;
+    let shared = w.fixtures().await;
+    let mut failures = vec![];
+    let mut explained = 0;
+    for spec in routes() {
+        let row = expected(spec.method, spec.path).expect("row (checked by the other test)");
+        for (c, caller) in CALLERS.iter().enumerate() {
+            let want = if c < 6 {
+                row[c]
+            } else if matches!(spec.policy, Policy::Public) {
+                200
+            } else {
+                401
+            };
+            let mutates = spec.method != "GET";
+            let fx = if mutates && (200..300).contains(&want) {
+                w.fixtures().await
+            } else {
+                shared.clone()
+            };
+            let (path, body, target) = request(&w, &spec, &fx);
+            // The reason for every outcome of an action-guarded route, from
+            // `iam explain`, asked by the admin about this caller before the
+            // call (a delete removes its target).
+            let explanation = match (spec.policy, &target, c < 6) {
+                (Policy::Action(a), Some(target), true) => Some(
+                    w.admin(
+                        "POST",
+                        "/v1/iam/explain",
+                        Some(json!({"principal_id": ids[c], "action": a.as_str(), "resource_id": target})),
+                    )
+                    .await,
+                ),
+                _ => None,
+            };
+            let (got, v) = w
+                .call(w.tokens[c].as_deref(), spec.method, &path, body.as_ref())
+                .await;
+            let case = format!("{} {} as {caller}", spec.method, spec.path);
+            if got != want {
+                failures.push(format!("{case}: want {want}, got {got} {v}"));
+                continue;
+            }
+            let code = v["error"]["code"].as_str().unwrap_or("");
+            let message = v["error"]["message"].as_str().unwrap_or("");
+            match got {
+                401 => assert_eq!(code, "Unauthenticated", "{case}: {v}"),
+                404 => {
+                    assert!(code.ends_with("NotFound"), "{case}: {v}");
+                    assert!(
+                        !message.contains("holds"),
+                        "{case}: a 404 must not explain roles: {v}"
+                    );
+                }
+                403 => {
+                    assert_eq!(code, "AuthorizationFailed", "{case}: {v}");
+                    // The missing action is named, with what to do next.
+                    if let Policy::Action(a) = spec.policy {
+                        assert!(
+                            message.contains(&format!("'{a}'")),
+                            "{case}: 403 must name '{a}': {v}"
+                        );
+                    }
+                    assert!(message.contains("holds no role granting"), "{case}: {v}");
+                    assert!(
+                        message.contains("coffer role assignment create"),
+                        "{case}: {v}"
+                    );
+                }
+                _ => {}
+            }
+            if let Some(e) = explanation {
+                let status = e["status"].as_u64().unwrap();
+                let agree = match got {
+                    200 | 201 => status == 200 && e["decision"] == "allow",
+                    s => status == u64::from(s) && e["decision"] == "deny",
+                };
+                let reasons = e["reasons"].as_array().unwrap();
+                if !agree || reasons.is_empty() {
+                    failures.push(format!("{case}: explain disagrees with {got}: {e}"));
+                    continue;
+                }
+                if got == 403 {
+                    assert_eq!(
+                        reasons[0].as_str().unwrap(),
+                        message,
+                        "{case}: the 403 and explain give one reason"
+                    );
+                }
+                if e["decision"] == "allow" {
+                    let why = reasons[0].as_str().unwrap();
+                    assert!(why.starts_with("allowed: "), "{case}: {e}");
+                    if why.contains("role assignment") {
+                        assert!(e["assignment_id"].is_string(), "{case}: {e}");
+                    }
+                }
+                explained += 1;
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(explained > 100, "only {explained} outcomes explained");
+
+    // Lists show each caller exactly what it may read.
+    let sees = |v: &Value, id: &str| v.as_array().unwrap().iter().any(|x| x["id"] == id);
+    for (c, caller) in CALLERS.iter().enumerate().take(6) {
+        let (_, disks) = w
+            .call(w.tokens[c].as_deref(), "GET", "/v1/disks", None)
+            .await;
+        let (_, snaps) = w
+            .call(w.tokens[c].as_deref(), "GET", "/v1/snapshots", None)
+            .await;
+        let (_, accounts) = w
+            .call(w.tokens[c].as_deref(), "GET", "/v1/accounts", None)
+            .await;
+        let inside = c < 3;
+        assert_eq!(
+            sees(&disks, &shared.disk),
+            inside,
+            "{caller} disks: {disks}"
+        );
+        assert_eq!(
+            sees(&snaps, &shared.snapshot),
+            inside,
+            "{caller} snapshots: {snaps}"
+        );
+        assert_eq!(
+            sees(&accounts, &w.account),
+            c < 4,
+            "{caller} accounts: {accounts}"
+        );
+    }
+    // Nothing the denied calls touched was changed or lost.
+    for p in [
+        format!("/v1/disks/{}", shared.disk),
+        format!("/v1/snapshots/{}", shared.snapshot),
+        format!("/v1/folders/{}", shared.folder),
+        format!("/v1/principals/{}", shared.principal),
+    ] {
+        w.admin("GET", &p, None).await;
+    }
+    let tokens = w
+        .admin(
+            "GET",
+            &format!("/v1/principals/{}/tokens", shared.principal),
+            None,
+        )
+        .await;
+    assert_eq!(tokens[0]["state"], "active", "{tokens}");
+    let d = w
+        .admin("GET", &format!("/v1/disks/{}", shared.disk), None)
+        .await;
+    assert_eq!(
+        d["size_bytes"],
+        1 << 20,
+        "a denied resize changed the disk: {d}"
+    );
+    let a = w
+        .admin("GET", &format!("/v1/disks/{}", shared.attached_disk), None)
+        .await;
+    assert_eq!(a["state"], "attached", "a denied detach detached: {a}");
+    let ra = w
+        .admin(
+            "GET",
+            &format!("/v1/role-assignments?scope={}", shared.disk),
+            None,
+        )
+        .await;
+    assert!(sees(&ra, &shared.assignment), "{ra}");
+}
