@@ -1,0 +1,67 @@
+//! Upgrading a version-2 database: the deployment admins of version 2 (the
+//! `is_admin` flag) become Owners of the deployment, and nobody else gains
+//! a role.
+
+use coffer_meta::Meta;
+use coffer_types::{Id, Kind};
+use sqlx::Executor;
+
+#[tokio::test]
+async fn version_2_admins_become_deployment_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("v2.sqlite").display()
+    );
+    sqlx::any::install_default_drivers();
+    let admin = Id::random(Kind::Principal);
+    let user = Id::random(Kind::Principal);
+    {
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        pool.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+            .await
+            .unwrap();
+        for sql in [
+            include_str!("../migrations/sqlite/0001_init.sql"),
+            include_str!("../migrations/sqlite/0002_nodes.sql"),
+        ] {
+            for stmt in sql.split(';') {
+                let stmt: String = stmt
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if !stmt.trim().is_empty() {
+                    pool.execute(sqlx::AssertSqlSafe(stmt)).await.unwrap();
+                }
+            }
+        }
+        let t = Id::random(Kind::Tenant);
+        let a = Id::random(Kind::Account);
+        pool.execute(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO schema_version VALUES (2); \
+             INSERT INTO tenants VALUES ('{t}', 'default', 'x'); \
+             INSERT INTO accounts VALUES ('{a}', '{t}', 'default', 'x'); \
+             INSERT INTO principals VALUES ('{admin}', '{a}', 'admin', 'user', 1, 'x'); \
+             INSERT INTO principals VALUES ('{user}', '{a}', 'user', 'user', 0, 'x')"
+        )))
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let meta = Meta::open(&format!(
+        "sqlite://{}",
+        dir.path().join("v2.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let ra = meta.role_assignments_of(admin).await.unwrap();
+    assert_eq!(ra.len(), 1, "{ra:?}");
+    assert_eq!((ra[0].role.as_str(), ra[0].scope.as_str()), ("Owner", "/"));
+    assert_eq!(ra[0].id.kind(), Kind::RoleAssignment);
+    assert!(meta.role_assignments_of(user).await.unwrap().is_empty());
+    let p = meta.principal(admin).await.unwrap().unwrap();
+    assert_eq!(p.name, "admin");
+    let acct = meta.account(p.account_id).await.unwrap().unwrap();
+    assert_eq!(acct.folder_id, None);
+}
