@@ -507,11 +507,13 @@ impl Meta {
         rows.into_iter().map(principal_row).collect()
     }
 
-    /// Delete a principal with its tokens and role assignments.
+    /// Delete a principal with its tokens, the role assignments it holds and
+    /// those made at it.
     pub async fn delete_principal(&self, id: Id) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for sql in [
             "DELETE FROM role_assignments WHERE principal_id = $1",
+            "DELETE FROM role_assignments WHERE scope = $1",
             "DELETE FROM tokens WHERE principal_id = $1",
         ] {
             sqlx::query(sql)
