@@ -3,6 +3,7 @@
 //! profiles, `--output json|table`, and errors that say what to do next.
 //! This is the binary edge: `anyhow` lives here and nowhere below.
 
+mod iam;
 mod profile;
 mod serve;
 
@@ -57,8 +58,30 @@ enum Command {
         #[arg(long)]
         token_file: Option<std::path::PathBuf>,
     },
-    /// Show who the current token belongs to.
+    /// Show who the current token belongs to: principal, account, tenant
+    /// and role assignments.
     Whoami,
+    /// Tenants: create, list, show.
+    #[command(subcommand)]
+    Tenant(iam::TenantCmd),
+    /// Folders of a tenant: create, list, show, delete.
+    #[command(subcommand)]
+    Folder(iam::FolderCmd),
+    /// Accounts: create, list, show, move.
+    #[command(subcommand)]
+    Account(iam::AccountCmd),
+    /// Principals (users and services): create, list, show, delete.
+    #[command(subcommand)]
+    Principal(iam::PrincipalCmd),
+    /// API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(iam::TokenCmd),
+    /// Built-in roles, and role assignments.
+    #[command(subcommand)]
+    Role(iam::RoleCmd),
+    /// Access: explain why a principal may or may not do an action.
+    #[command(subcommand)]
+    Iam(iam::IamCmd),
     /// Regions and zones.
     #[command(subcommand)]
     Region(RegionCmd),
@@ -108,9 +131,13 @@ enum DiskCmd {
         /// Zone, e.g. local-a.
         #[arg(long)]
         zone: String,
-        /// Snapshot to create the disk from.
+        /// Snapshot to create the disk from (it may belong to another
+        /// account or tenant that gave you `snapshots/read` on it).
         #[arg(long)]
         from_snapshot: Option<String>,
+        /// Account that will own the disk (default: your home account).
+        #[arg(long)]
+        account: Option<String>,
     },
     /// List disks.
     List,
@@ -417,7 +444,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let c = Client::new(cli.profile.as_deref())?;
     match cli.command {
         Command::Serve(_) | Command::Configure { .. } => unreachable!("handled above"),
-        Command::Whoami => print(out, &c.call(Method::GET, "/v1/whoami", None).await?, kv),
+        Command::Whoami => print(
+            out,
+            &c.call(Method::GET, "/v1/whoami", None).await?,
+            iam::whoami_text,
+        ),
+        Command::Tenant(cmd) => iam::tenant(&c, out, cmd).await?,
+        Command::Folder(cmd) => iam::folder(&c, out, cmd).await?,
+        Command::Account(cmd) => iam::account(&c, out, cmd).await?,
+        Command::Principal(cmd) => iam::principal(&c, out, cmd).await?,
+        Command::Token(cmd) => iam::token(&c, out, cmd).await?,
+        Command::Role(cmd) => iam::role(&c, out, cmd).await?,
+        Command::Iam(cmd) => iam::iam(&c, out, cmd).await?,
         Command::Region(RegionCmd::List) => {
             let v = c.call(Method::GET, "/v1/regions", None).await?;
             print(out, &v, |v| {
@@ -449,8 +487,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 size,
                 zone,
                 from_snapshot,
+                account,
             } => {
                 let mut body = json!({"name": name, "zone": zone});
+                if let Some(a) = account {
+                    body["account_id"] = json!(a);
+                }
                 if let Some(sz) = size {
                     body["size"] = size_value(&sz)?;
                 }

@@ -210,12 +210,20 @@ impl Server {
         ));
         let mut child = cmd.spawn().expect("spawn coffer serve");
         let stdout = child.stdout.take().unwrap();
+        // The server's stdout is kept too, in `server.out` (its stderr, the
+        // log, goes to `server.log`).
+        let mut out_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.out"))
+            .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut api = None;
             let mut nbd = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                let _ = writeln!(out_file, "{line}");
                 if let Some(a) = line.strip_prefix("Coffer API listening on ") {
                     api = Some(a.trim().to_string());
                 }
@@ -411,8 +419,10 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
+impl Server {
+    /// Stop the server as an operator would (SIGTERM, then wait up to 10s;
+    /// SIGKILL after that).
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .arg("-TERM")
@@ -428,6 +438,12 @@ impl Drop for Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
