@@ -238,33 +238,19 @@ impl Service {
                 Some(a) => Some(self.account_row_chain(&a).await?),
                 None => None,
             },
-            Kind::Disk => match self.meta.disk(id).await? {
-                Some(d) => Some(
-                    self.resource_target(id, d.account_id)
-                        .await?
-                        .chain()
-                        .to_vec(),
-                ),
-                None => None,
-            },
-            Kind::Snapshot => match self.meta.snapshot(id).await? {
-                Some(s) => Some(
-                    self.resource_target(id, s.account_id)
-                        .await?
-                        .chain()
-                        .to_vec(),
-                ),
-                None => None,
-            },
-            Kind::Principal => match self.meta.principal(id).await? {
-                Some(p) => Some(
-                    self.resource_target(id, p.account_id)
-                        .await?
-                        .chain()
-                        .to_vec(),
-                ),
-                None => None,
-            },
+            Kind::Disk | Kind::Snapshot | Kind::Principal => {
+                let owner = match id.kind() {
+                    Kind::Disk => self.meta.disk(id).await?.map(|d| d.account_id),
+                    Kind::Snapshot => self.meta.snapshot(id).await?.map(|s| s.account_id),
+                    _ => self.meta.principal(id).await?.map(|p| p.account_id),
+                };
+                match owner {
+                    Some(account) => {
+                        Some(self.resource_target(id, account).await?.chain().to_vec())
+                    }
+                    None => None,
+                }
+            }
             Kind::RoleAssignment => match self.meta.role_assignment(id).await? {
                 Some(r) => {
                     let inner = Box::pin(self.resolve(parse_scope(&r.scope)?)).await?;
