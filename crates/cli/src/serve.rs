@@ -254,7 +254,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     set_private(&data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
     let node_name = match args.node_name.or(file.node_name) {
-        Some(n) => n,
+        Some(n) => check_node_name(&n)?,
         None => node_name(&data_dir)?,
     };
     let url = args
@@ -309,14 +309,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let api_addr = api.local_addr()?;
     let nbd_addr = nbd.local_addr()?;
     let endpoint = format!("http://{api_addr}");
-    let api_url = args
-        .advertise_api
-        .or(file.advertise_api)
-        .unwrap_or_else(|| endpoint.clone());
-    let nbd_endpoint = args
-        .advertise_nbd
-        .or(file.advertise_nbd)
-        .unwrap_or_else(|| nbd_addr.to_string());
+    let api_url = match args.advertise_api.or(file.advertise_api) {
+        Some(u) => check_advertise_api(&u)?,
+        None => endpoint.clone(),
+    };
+    let nbd_endpoint = match args.advertise_nbd.or(file.advertise_nbd) {
+        Some(e) => check_advertise_nbd(&e)?,
+        None => nbd_addr.to_string(),
+    };
     if api_addr.ip().is_unspecified() && api_url == endpoint {
         eprintln!(
             "warning: the API listens on {api_addr}, which other nodes cannot reach: give --advertise-api http://HOST:PORT"
@@ -433,6 +433,52 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// A node name given by `--node-name` or the config file: a resource name
+/// (1-80 letters, digits, `.`, `_`, `-`), as it appears in `admin nodes`.
+fn check_node_name(n: &str) -> anyhow::Result<String> {
+    coffer_types::Name::new(n.trim())
+        .map(|n| n.to_string())
+        .map_err(|e| anyhow::anyhow!("invalid --node-name: {e}"))
+}
+
+/// `--advertise-api`: the URL other nodes reach this node's API at.
+fn check_advertise_api(u: &str) -> anyhow::Result<String> {
+    let u = u.trim().trim_end_matches('/');
+    let ok = reqwest::Url::parse(u).ok().filter(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some_and(|h| !h.is_empty())
+            && url.path() == "/"
+            && url.query().is_none()
+    });
+    match ok {
+        Some(_) => Ok(u.to_string()),
+        None => bail!(
+            "invalid --advertise-api '{}': give the URL other nodes reach this API at, e.g. http://10.0.0.5:8787",
+            u.chars().take(80).collect::<String>()
+        ),
+    }
+}
+
+/// `--advertise-nbd`: the `host:port` NBD clients reach this node at.
+fn check_advertise_nbd(e: &str) -> anyhow::Result<String> {
+    let e = e.trim();
+    let ok = e.rsplit_once(':').is_some_and(|(host, port)| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        !host.is_empty()
+            && !host.contains('/')
+            && !host.contains(char::is_whitespace)
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if ok {
+        Ok(e.to_string())
+    } else {
+        bail!(
+            "invalid --advertise-nbd '{}': give HOST:PORT as NBD clients reach this node, e.g. 10.0.0.5:10809 (no nbd:// prefix)",
+            e.chars().take(80).collect::<String>()
+        )
+    }
+}
+
 /// The node's lasting name, kept in the data dir (`node-name`), made at
 /// first start from the host name and a random suffix.
 fn node_name(dir: &Path) -> anyhow::Result<String> {
@@ -477,4 +523,48 @@ pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     f.write_all(data)?;
     f.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_flags_are_checked() {
+        assert_eq!(check_node_name(" n1 ").unwrap(), "n1");
+        for bad in ["", "   ", "a b", "x/y", &"n".repeat(81)] {
+            assert!(check_node_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            check_advertise_api("http://10.0.0.5:8787/").unwrap(),
+            "http://10.0.0.5:8787"
+        );
+        assert!(check_advertise_api("https://node-a.internal").is_ok());
+        for bad in [
+            "",
+            "10.0.0.5:8787",
+            "ftp://h:1",
+            "http://",
+            "http://h:1/v1",
+            "nbd://h:1",
+        ] {
+            let e = check_advertise_api(bad).unwrap_err().to_string();
+            assert!(e.contains("--advertise-api"), "{bad:?}: {e}");
+        }
+        assert!(check_advertise_nbd("10.0.0.5:10809").is_ok());
+        assert!(check_advertise_nbd("[::1]:10809").is_ok());
+        assert!(check_advertise_nbd("node-a:10809").is_ok());
+        for bad in [
+            "",
+            "10.0.0.5",
+            ":10809",
+            "h:0",
+            "h:99999",
+            "nbd://h:10809",
+            "h :1",
+        ] {
+            let e = check_advertise_nbd(bad).unwrap_err().to_string();
+            assert!(e.contains("HOST:PORT"), "{bad:?}: {e}");
+        }
+    }
 }
