@@ -386,6 +386,18 @@ fn print(output: Output, v: &Value, render: impl FnOnce(&Value) -> String) {
             other => vec![other],
         };
         for item in items {
+            if item.pointer(&ptr).is_none() {
+                // A typo must not pass for an empty value in a script.
+                let fields: Vec<&str> = item
+                    .as_object()
+                    .map(|o| o.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                eprintln!(
+                    "error: --query {q}: the result has no such field; its fields are: {}",
+                    fields.join(", ")
+                );
+                std::process::exit(1);
+            }
             println!("{}", s(item, &ptr));
         }
         return;

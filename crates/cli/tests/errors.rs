@@ -161,6 +161,12 @@ fn bad_api_and_cli_input_is_refused_and_data_survives() {
     );
     let e = s.cli_err(&["disk", "show", "disk-0123456789abcdef"]);
     assert!(e.contains("404") && e.contains("not found"), "{e}");
+    // A --query naming no field is an error, not an empty value.
+    let e = s.cli_err(&["whoami", "--query", "account.id"]);
+    assert!(
+        e.contains("no such field") && e.contains("account_id"),
+        "{e}"
+    );
     // State conflicts.
     let m = expect(
         &s,
