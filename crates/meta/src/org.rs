@@ -97,7 +97,7 @@ pub struct RoleAssignmentRow {
     pub created_at: String,
 }
 
-/// id, account, tenant, name, kind, created_at, expires_at, revoked_at.
+/// id, account, tenant, name, kind, created_at, expires_at, revoked_at, token id.
 type TokenPrincipalTuple = (
     String,
     String,
@@ -107,6 +107,7 @@ type TokenPrincipalTuple = (
     String,
     Option<String>,
     Option<String>,
+    String,
 );
 
 const PRINCIPAL_COLS: &str = "p.id, p.account_id, a.tenant_id, p.name, p.kind, p.created_at FROM principals p JOIN accounts a ON a.id = p.account_id";
@@ -601,30 +602,36 @@ impl Meta {
         Ok(())
     }
 
-    /// The principal whose live (not revoked, not expired) token hashes to `hash`.
-    pub async fn principal_by_token_hash(&self, hash: &str) -> Result<Option<PrincipalRow>> {
+    /// The principal whose live (not revoked, not expired) token hashes to
+    /// `hash`, with that token's id and expiry.
+    pub async fn principal_by_token_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(PrincipalRow, Id, Option<String>)>> {
         let row: Option<TokenPrincipalTuple> = sqlx::query_as(
-            "SELECT p.id, p.account_id, a.tenant_id, p.name, p.kind, p.created_at, t.expires_at, t.revoked_at \
+            "SELECT p.id, p.account_id, a.tenant_id, p.name, p.kind, p.created_at, t.expires_at, t.revoked_at, t.id \
              FROM tokens t JOIN principals p ON p.id = t.principal_id JOIN accounts a ON a.id = p.account_id \
              WHERE t.hash = $1",
         )
         .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((id, account, tenant, name, kind, created_at, expires, revoked)) = row else {
+        let Some((id, account, tenant, name, kind, created_at, expires, revoked, token)) = row
+        else {
             return Ok(None);
         };
         if revoked.is_some() {
             return Ok(None);
         }
-        if let Some(exp) = expires {
-            let exp = humantime::parse_rfc3339(&exp)
+        if let Some(exp) = &expires {
+            let at = humantime::parse_rfc3339(exp)
                 .map_err(|_| MetaError::Corrupt("token expiry".into()))?;
-            if exp <= std::time::SystemTime::now() {
+            if at <= std::time::SystemTime::now() {
                 return Ok(None);
             }
         }
-        principal_row((id, account, tenant, name, kind, created_at)).map(Some)
+        let p = principal_row((id, account, tenant, name, kind, created_at))?;
+        Ok(Some((p, parse_id(&token, Kind::Token)?, expires)))
     }
 
     /// Number of principals (0 before first start).

@@ -581,7 +581,7 @@ impl Service {
         for a in self.meta.list_accounts(tenant).await? {
             let target = Target::new(self.account_row_chain(&a).await?);
             if authorize(&caller.subject, Action::OrgRead, &target).is_allowed() {
-                out.push(account_dto(&a));
+                out.push(self.account_view(caller, &a).await?);
             }
         }
         Ok(out)
@@ -597,7 +597,7 @@ impl Service {
             .account(id)
             .await?
             .ok_or_else(|| not_found_of(Scope::Id(id)))?;
-        Ok(account_dto(&a))
+        self.account_view(caller, &a).await
     }
 
     /// Move an account to another folder of its tenant (or its root). The
@@ -617,6 +617,24 @@ impl Service {
             .account(id)
             .await?
             .ok_or_else(|| not_found_of(Scope::Id(id)))?;
+        // Moving an account out of a folder takes it away from everyone
+        // holding roles there: it needs `org/write` at its current place too.
+        let from = Scope::Id(a.folder_id.unwrap_or(a.tenant_id));
+        let from_target = self.resolve(from).await?.unwrap_or_else(Target::deployment);
+        if !authorize(&caller.subject, Action::OrgWrite, &from_target).is_allowed() {
+            let named = if authorize(&caller.subject, Action::OrgRead, &from_target).is_allowed() {
+                from.describe()
+            } else {
+                "its current folder".to_string()
+            };
+            return Err(ServiceError::new(
+                ErrorKind::Forbidden,
+                "AuthorizationFailed",
+                format!(
+                    "moving account {id} needs 'org/write' where it is now ({named}) as well as where it goes: ask an Owner of {named}"
+                ),
+            ));
+        }
         let tenant = a.tenant_id.to_string();
         let (_, dest) = self
             .place(caller, Some(&tenant), folder, "folder_id")
@@ -628,7 +646,7 @@ impl Service {
             .account(id)
             .await?
             .ok_or_else(|| not_found_of(Scope::Id(id)))?;
-        Ok(account_dto(&a))
+        self.account_view(caller, &a).await
     }
 
     // ---- principals --------------------------------------------------
@@ -714,10 +732,54 @@ impl Service {
         if action != Action::IamRead {
             self.check_scope(caller, action, Scope::Id(id)).await?;
         }
-        self.meta
+        let p = self
+            .meta
             .principal(id)
             .await?
-            .ok_or_else(|| not_found_of(Scope::Id(id)))
+            .ok_or_else(|| not_found_of(Scope::Id(id)))?;
+        if action != Action::IamRead && p.id != caller.principal.id {
+            self.check_controls(caller, &p, action).await?;
+        }
+        Ok(p)
+    }
+
+    /// Managing another principal's credentials or existence is acting as
+    /// it: allowed only to a caller that could grant every role it holds
+    /// (`iam/write` at each of its assignments' scopes). Otherwise the Owner
+    /// of an account could mint a token for a deployment Owner homed there.
+    async fn check_controls(
+        &self,
+        caller: &Caller,
+        p: &PrincipalRow,
+        action: Action,
+    ) -> Result<()> {
+        for r in self.meta.role_assignments_of(p.id).await? {
+            let scope = parse_scope(&r.scope)?;
+            let target = self.resolve(scope).await?;
+            let may = target
+                .as_ref()
+                .is_some_and(|t| authorize(&caller.subject, Action::IamWrite, t).is_allowed());
+            if may {
+                continue;
+            }
+            let seen = target
+                .as_ref()
+                .is_some_and(|t| authorize(&caller.subject, Action::IamRead, t).is_allowed());
+            let what = if seen {
+                format!("{} at {} ({})", r.role, scope.describe(), r.id)
+            } else {
+                "a role at a scope you cannot see".to_string()
+            };
+            return Err(ServiceError::new(
+                ErrorKind::Forbidden,
+                "AuthorizationFailed",
+                format!(
+                    "'{action}' on principal {} needs 'iam/write' wherever it holds a role, and it holds {what}: only a principal that could grant every role of {} may manage its tokens or delete it; ask an Owner of that scope",
+                    p.id, p.id
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// One principal.
@@ -788,6 +850,26 @@ impl Service {
                 Some(humantime::format_rfc3339_millis(SystemTime::now() + d).to_string())
             }
         };
+        // A token never begets one of its own principal that outlives it: a
+        // leaked short-lived token must not become a lasting one.
+        let expires_at = match (&caller.token_expires_at, expires_at) {
+            (Some(cap), wanted) if p.id == caller.principal.id => {
+                let at = |t: &str| humantime::parse_rfc3339(t).map_err(ServiceError::internal);
+                match wanted {
+                    None => Some(cap.clone()),
+                    Some(w) if at(&w)? <= at(cap)? => Some(w),
+                    Some(_) => {
+                        return Err(ServiceError::invalid(
+                            "TokenOutlivesCaller",
+                            format!(
+                                "the token you call with expires at {cap}, and a token you create for yourself cannot outlive it: ask for a shorter expires_in, or leave it out to expire with this one"
+                            ),
+                        ));
+                    }
+                }
+            }
+            (_, wanted) => wanted,
+        };
         let secret = new_token();
         let row = self
             .meta
@@ -856,11 +938,14 @@ impl Service {
         })?;
         let scope = parse_scope(&req.scope)?;
         if let Scope::Id(id) = scope
-            && matches!(id.kind(), Kind::RoleAssignment)
+            && matches!(id.kind(), Kind::RoleAssignment | Kind::Principal)
         {
             return Err(ServiceError::invalid(
                 "InvalidScope",
-                "a role cannot be assigned at a role assignment",
+                format!(
+                    "a role cannot be assigned at a {}: assign it at '/', a tenant, folder, account, disk, snapshot or key",
+                    id.kind().noun()
+                ),
             ));
         }
         let principal = parse_id(&req.principal_id, Kind::Principal)?;
@@ -945,14 +1030,31 @@ impl Service {
             .ok_or_else(|| not_found_of(Scope::Id(id)))?;
         let scope = parse_scope(&row.scope)?;
         let mine = row.principal_id == caller.principal.id;
-        match self.check_scope(caller, Action::IamWrite, scope).await {
-            Ok(_) => {}
-            // Hidden scope: hide the assignment too, unless it is the
-            // caller's own (which it may list).
-            Err(e) if e.kind == ErrorKind::NotFound && !mine => {
-                return Err(not_found_of(Scope::Id(id)));
-            }
-            Err(e) => return Err(e),
+        // An assignment is visible to those who may read role assignments
+        // at its scope, and to its principal: to anyone else it does not
+        // exist, whatever they may otherwise see of the scope.
+        let target = self.resolve(scope).await?;
+        let readable = target
+            .as_ref()
+            .is_some_and(|t| authorize(&caller.subject, Action::IamRead, t).is_allowed());
+        if !readable && !mine {
+            return Err(not_found_of(Scope::Id(id)));
+        }
+        if let Some(t) = &target
+            && let Decision::Deny(d) = authorize(&caller.subject, Action::IamWrite, t)
+        {
+            let reason = if d.visible {
+                d.reason(caller.principal.id)
+            } else {
+                format!(
+                    "removing role assignment {id} needs 'iam/write' at its scope, which you cannot see: ask an Owner of that scope"
+                )
+            };
+            return Err(ServiceError::new(
+                ErrorKind::Forbidden,
+                "AuthorizationFailed",
+                reason,
+            ));
         }
         self.meta.delete_role_assignment(id).await?;
         tracing::info!(assignment = %id, by = %caller.principal.id, "role assignment deleted");
@@ -976,17 +1078,6 @@ impl Service {
         };
         let myself = principal == caller.principal.id;
         let target = self.resolve(scope).await?;
-        if !myself {
-            // Asking about someone else needs iam/read on the resource.
-            let t = target.as_ref().ok_or_else(|| not_found_of(scope))?;
-            self.check(caller, Action::IamRead, t)?;
-        }
-        let p = self
-            .meta
-            .principal(principal)
-            .await?
-            .ok_or_else(|| not_found_of(Scope::Id(principal)))?;
-        let subject = self.subject_of(&p).await?;
         let base = |decision: &str, status: u16, reasons: Vec<String>, assignment: Option<Id>| {
             Explanation {
                 principal_id: principal.to_string(),
@@ -998,39 +1089,120 @@ impl Service {
                 assignment_id: assignment.map(|a| a.to_string()),
             }
         };
-        let Some(target) = target else {
-            return Ok(base(
-                "deny",
-                404,
-                vec![format!(
-                    "no {} visible to principal {principal} has id {scope}",
-                    scope.kind_noun()
-                )],
-                None,
-            ));
-        };
+        if myself {
+            // About oneself: a resource one may not see is answered exactly
+            // as one that does not exist.
+            let visible = target
+                .as_ref()
+                .is_some_and(|t| self.sees(&caller.subject, t));
+            if !visible {
+                return Ok(base(
+                    "deny",
+                    404,
+                    vec![format!(
+                        "no {} {scope} is visible to principal {principal}: it does not exist, or no role of {principal} lets it see it",
+                        scope.kind_noun()
+                    )],
+                    None,
+                ));
+            }
+        } else {
+            // About someone else: needs iam/read on the resource.
+            let t = target.as_ref().ok_or_else(|| not_found_of(scope))?;
+            self.check(caller, Action::IamRead, t)?;
+        }
+        let p = self
+            .meta
+            .principal(principal)
+            .await?
+            .ok_or_else(|| not_found_of(Scope::Id(principal)))?;
+        let subject = self.subject_of(&p).await?;
+        let target = target.ok_or_else(|| not_found_of(scope))?;
+        // What the caller may learn of the principal's assignments: those at
+        // scopes where it may read role assignments (all, about itself).
+        let mut shown = HashSet::new();
+        for g in &subject.grants {
+            let ok = myself || {
+                let t = self.resolve(g.scope).await?;
+                t.is_some_and(|t| authorize(&caller.subject, Action::IamRead, &t).is_allowed())
+            };
+            if ok {
+                shown.insert(g.id);
+            }
+        }
         Ok(match authorize(&subject, action, &target) {
             Decision::Allow(why) => {
-                let assignment = match &why {
-                    Allowed::Assignment { grant, .. } => Some(grant.id),
-                    _ => None,
+                let (why, assignment) = match &why {
+                    Allowed::Assignment { grant, .. } if !shown.contains(&grant.id) => (
+                        "an assignment at a scope above, which you may not see, grants it"
+                            .to_string(),
+                        None,
+                    ),
+                    Allowed::Assignment { grant, .. } => (why.to_string(), Some(grant.id)),
+                    other => (other.to_string(), None),
                 };
-                let chain: Vec<String> = target.chain().iter().map(|s| s.to_string()).collect();
+                // The scopes the caller may see of the chain (a folder tree
+                // above the resource may be hidden from it).
+                let chain = target.chain();
+                let names: Vec<String> = (0..chain.len())
+                    .map(|i| {
+                        let above = Target::new(chain[i..].to_vec());
+                        if myself || i == 0 || self.sees(&caller.subject, &above) {
+                            chain[i].to_string()
+                        } else {
+                            "(hidden)".to_string()
+                        }
+                    })
+                    .collect();
                 base(
                     "allow",
                     200,
                     vec![
                         format!("allowed: {why}"),
-                        format!("scopes checked, the resource first: {}", chain.join(" < ")),
+                        format!("scopes checked, the resource first: {}", names.join(" < ")),
                     ],
                     assignment,
                 )
             }
-            Decision::Deny(d) => {
+            Decision::Deny(mut d) => {
                 let status = if d.visible { 403 } else { 404 };
-                base("deny", status, vec![d.reason(principal)], None)
+                let before = d.held.len();
+                d.held.retain(|g| shown.contains(&g.id));
+                let mut reason = d.reason(principal);
+                if d.held.len() < before {
+                    reason.push_str(&format!(
+                        " ({} more assignment(s) of {principal} apply here at scopes you may not see; none grants '{action}')",
+                        before - d.held.len()
+                    ));
+                }
+                base("deny", status, vec![reason], None)
             }
         })
+    }
+
+    /// An account as `caller` may see it: its folder only if the caller may
+    /// see that folder (the tree above an account is not its owner's to
+    /// know).
+    async fn account_view(&self, caller: &Caller, a: &AccountRow) -> Result<Account> {
+        let mut dto = account_dto(a);
+        if let Some(f) = a.folder_id {
+            let seen = self
+                .resolve(Scope::Id(f))
+                .await?
+                .is_some_and(|t| self.sees(&caller.subject, &t));
+            if !seen {
+                dto.folder_id = None;
+            }
+        }
+        Ok(dto)
+    }
+
+    /// Whether `subject` may see `target` at all (else it is "not found").
+    fn sees(&self, subject: &Subject, target: &Target) -> bool {
+        match authorize(subject, Action::read_of(target.scope().kind()), target) {
+            Decision::Allow(_) => true,
+            Decision::Deny(d) => d.visible,
+        }
     }
 }
 

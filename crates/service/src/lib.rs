@@ -87,6 +87,11 @@ pub struct Caller {
     pub principal: PrincipalRow,
     /// The principal as the policy engine sees it.
     pub subject: coffer_iam::Subject,
+    /// The token this request authenticated with.
+    pub token_id: Id,
+    /// That token's expiry (RFC 3339), if it has one: tokens a caller mints
+    /// for itself never outlive it.
+    pub token_expires_at: Option<String>,
 }
 
 /// The service.
@@ -395,7 +400,7 @@ impl Service {
         if token.is_empty() || token.len() > 256 {
             return Err(unauth());
         }
-        let p = self
+        let (p, token_id, token_expires_at) = self
             .meta
             .principal_by_token_hash(&hash_token(token))
             .await?
@@ -404,6 +409,8 @@ impl Service {
         Ok(Caller {
             principal: p,
             subject,
+            token_id,
+            token_expires_at,
         })
     }
 

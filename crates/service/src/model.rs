@@ -253,7 +253,8 @@ pub struct Account {
     pub name: String,
     /// Owning tenant.
     pub tenant_id: String,
-    /// The folder it sits in (absent: the tenant's root).
+    /// The folder it sits in (absent: the tenant's root, or a folder the
+    /// caller may not see).
     pub folder_id: Option<String>,
     /// Creation time.
     pub created_at: String,

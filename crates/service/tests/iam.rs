@@ -251,3 +251,283 @@ async fn moving_an_account_changes_what_it_inherits() {
     svc.move_account(&admin, &account.id, None).await.unwrap();
     svc.delete_folder(&admin, &eu.id).await.unwrap();
 }
+
+/// A principal of `account` with `role` at `scope` (if any), authenticated
+/// by a fresh token (with `expires_in` if given).
+async fn member(
+    svc: &Arc<Service>,
+    admin: &coffer_service::Caller,
+    name: &str,
+    account: &str,
+    role: Option<(&str, &str)>,
+    expires_in: Option<&str>,
+) -> (coffer_service::Caller, String) {
+    let p = svc
+        .create_principal(
+            admin,
+            CreatePrincipal {
+                name: name.into(),
+                account_id: Some(account.into()),
+                kind: None,
+            },
+        )
+        .await
+        .unwrap();
+    if let Some((role, scope)) = role {
+        svc.create_role_assignment(
+            admin,
+            CreateRoleAssignment {
+                principal_id: p.id.clone(),
+                role: role.into(),
+                scope: scope.into(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let t = svc
+        .create_token(
+            admin,
+            &p.id,
+            CreateToken {
+                name: None,
+                expires_in: expires_in.map(str::to_string),
+            },
+        )
+        .await
+        .unwrap();
+    (svc.authenticate(&t.secret).await.unwrap(), t.secret)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_escalation_through_principals_tokens_moves_or_explain() {
+    use coffer_service::model::{CreateAccount, CreateFolder, ExplainRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestMetadata::new(dir.path());
+    let (svc, _resolver) = service(dir.path(), &db).await;
+    let admin = svc
+        .authenticate(&svc.bootstrap().await.unwrap().unwrap())
+        .await
+        .unwrap();
+    let home = admin.principal.account_id.to_string();
+    let admin_id = admin.principal.id.to_string();
+    // The Owner of the admin's home account may not act as the admin.
+    let (ops, _) = member(&svc, &admin, "ops", &home, Some(("Owner", &home)), None).await;
+    for e in [
+        svc.create_token(&ops, &admin_id, CreateToken::default())
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+        svc.delete_principal(&ops, &admin_id)
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.code, "AuthorizationFailed", "{e:?}");
+        assert!(
+            e.message.contains("a role at a scope you cannot see"),
+            "{e:?}"
+        );
+    }
+    let admin_token = svc.list_tokens(&admin, &admin_id).await.unwrap()[0]
+        .id
+        .clone();
+    let e = svc.revoke_token(&ops, &admin_token).await.unwrap_err();
+    assert_eq!(e.code, "AuthorizationFailed", "{e:?}");
+    // Nor hand out roles at a principal's scope.
+    let e = svc
+        .create_role_assignment(
+            &ops,
+            CreateRoleAssignment {
+                principal_id: ops.principal.id.to_string(),
+                role: "Owner".into(),
+                scope: admin_id.clone(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "InvalidScope", "{e:?}");
+    // But it manages a principal whose every role it could grant.
+    let (peer, _) = member(&svc, &admin, "peer", &home, Some(("Reader", &home)), None).await;
+    let peer_id = peer.principal.id.to_string();
+    svc.create_token(&ops, &peer_id, CreateToken::default())
+        .await
+        .unwrap();
+    svc.delete_principal(&ops, &peer_id).await.unwrap();
+
+    // A short-lived token cannot mint a longer one for its own principal.
+    let (short, _) = member(&svc, &admin, "short", &home, None, Some("5m")).await;
+    let me = short.principal.id.to_string();
+    let e = svc
+        .create_token(
+            &short,
+            &me,
+            CreateToken {
+                name: None,
+                expires_in: Some("1h".into()),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "TokenOutlivesCaller", "{e:?}");
+    let t = svc
+        .create_token(&short, &me, CreateToken::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        t.token.expires_at, short.token_expires_at,
+        "inherits the expiry"
+    );
+    let t = svc
+        .create_token(
+            &short,
+            &me,
+            CreateToken {
+                name: None,
+                expires_in: Some("1m".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(t.token.expires_at < short.token_expires_at);
+
+    // Moving an account out of a folder needs org/write where it is.
+    let tenant = admin.principal.tenant_id.to_string();
+    let folder = |name: &str| CreateFolder {
+        name: name.into(),
+        tenant_id: Some(tenant.clone()),
+        parent_id: None,
+    };
+    let guarded = svc.create_folder(&admin, folder("guarded")).await.unwrap();
+    let sandbox = svc.create_folder(&admin, folder("sandbox")).await.unwrap();
+    let acct = svc
+        .create_account(
+            &admin,
+            CreateAccount {
+                name: "a2".into(),
+                tenant_id: None,
+                folder_id: Some(guarded.id.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    let (carol, _) = member(
+        &svc,
+        &admin,
+        "carol",
+        &acct.id,
+        Some(("Owner", &acct.id)),
+        None,
+    )
+    .await;
+    svc.create_role_assignment(
+        &admin,
+        CreateRoleAssignment {
+            principal_id: carol.principal.id.to_string(),
+            role: "Owner".into(),
+            scope: sandbox.id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let carol = svc
+        .authenticate(
+            &svc.create_token(
+                &admin,
+                &carol.principal.id.to_string(),
+                CreateToken::default(),
+            )
+            .await
+            .unwrap()
+            .secret,
+        )
+        .await
+        .unwrap();
+    let e = svc
+        .move_account(&carol, &acct.id, Some(&sandbox.id))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "AuthorizationFailed", "{e:?}");
+    assert!(
+        !e.message.contains(&guarded.id),
+        "the hidden folder is not named: {e:?}"
+    );
+    // Her own account shows no folder she may not see.
+    let shown = svc.get_account(&carol, &acct.id).await.unwrap();
+    assert_eq!(shown.folder_id, None);
+    assert_eq!(
+        svc.get_account(&admin, &acct.id).await.unwrap().folder_id,
+        Some(guarded.id.clone())
+    );
+
+    // Explain about oneself: hidden and missing read the same.
+    let disk = svc
+        .create_disk(
+            &admin,
+            CreateDisk {
+                name: "secret".into(),
+                zone: "local-a".into(),
+                size: Some(ByteSize(1 << 20)),
+                source_snapshot_id: None,
+                account_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let explain = |who: Option<String>, resource: &str| ExplainRequest {
+        principal_id: who,
+        action: "disks/read".into(),
+        resource_id: resource.into(),
+    };
+    let hidden = svc.explain(&carol, explain(None, &disk.id)).await.unwrap();
+    let missing = svc
+        .explain(&carol, explain(None, "disk-0123456789abcdef"))
+        .await
+        .unwrap();
+    assert_eq!(hidden.status, 404);
+    assert_eq!(
+        hidden.reasons[0].replace(&disk.id, "ID"),
+        missing.reasons[0].replace("disk-0123456789abcdef", "ID")
+    );
+    // Explain about another: a Reader of the account learns nothing of
+    // assignments at scopes it cannot read, nor of the folder tree.
+    let (auditor, _) = member(
+        &svc,
+        &admin,
+        "auditor",
+        &acct.id,
+        Some(("Reader", &acct.id)),
+        None,
+    )
+    .await;
+    let e = svc
+        .explain(
+            &auditor,
+            ExplainRequest {
+                principal_id: Some(admin_id.clone()),
+                action: "org/write".into(),
+                resource_id: acct.id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.decision, "allow");
+    assert_eq!(e.assignment_id, None, "{e:?}");
+    let all = e.reasons.join(" ");
+    // (Its home tenant it may see; the folder above its account it may not.)
+    assert!(
+        !all.contains(&guarded.id) && all.contains("(hidden)"),
+        "{all}"
+    );
+    assert!(!all.contains("ra-"), "{all}");
+    // And an assignment it cannot read does not exist for it.
+    let ra = svc
+        .list_role_assignments(&admin, Some(&admin_id), None)
+        .await
+        .unwrap();
+    let e = svc
+        .delete_role_assignment(&auditor, &ra[0].id)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "RoleAssignmentNotFound", "{e:?}");
+}

@@ -15,5 +15,5 @@ CREATE INDEX principals_account ON principals(account_id);
 CREATE TABLE role_assignments (id TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES principals(id), role TEXT NOT NULL, scope TEXT NOT NULL, created_by TEXT, created_at TEXT NOT NULL);
 CREATE UNIQUE INDEX role_assignments_unique ON role_assignments(principal_id, role, scope);
 CREATE INDEX role_assignments_scope ON role_assignments(scope);
--- The deployment admins of version 2 become Owners of the deployment (the assignment id reuses the principal's 16 hex digits).
-INSERT INTO role_assignments (id, principal_id, role, scope, created_by, created_at) SELECT 'ra-' || substr(id, 5), id, 'Owner', '/', NULL, created_at FROM principals WHERE is_admin = 1;
+-- The deployment admins of version 2 become Owners of the deployment, under random assignment ids (an id derived from the principal's would tell who was an admin).
+INSERT INTO role_assignments (id, principal_id, role, scope, created_by, created_at) SELECT 'ra-' || substr(md5(random()::text || clock_timestamp()::text || id), 1, 16), id, 'Owner', '/', NULL, created_at FROM principals WHERE is_admin = 1;
