@@ -455,6 +455,13 @@ async fn no_escalation_through_principals_tokens_moves_or_explain() {
     // Her own account shows no folder she may not see.
     let shown = svc.get_account(&carol, &acct.id).await.unwrap();
     assert_eq!(shown.folder_id, None);
+    let listed = svc.list_accounts(&carol, None).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, [acct.id.as_str()], "only her account");
+    assert_eq!(listed[0].folder_id, None);
+    let folders = svc.list_folders(&carol, None).await.unwrap();
+    let names: Vec<&str> = folders.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["sandbox"], "only the folder she owns");
     assert_eq!(
         svc.get_account(&admin, &acct.id).await.unwrap().folder_id,
         Some(guarded.id.clone())
