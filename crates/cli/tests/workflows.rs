@@ -32,6 +32,7 @@ macro_rules! workflow {
 }
 
 workflow!(w000_azure_share_snapshot, "000-azure-share-snapshot.md");
+workflow!(w001_azure_encryption, "001-azure-encryption-layers.md");
 
 fn docs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/workflows")
@@ -148,7 +149,19 @@ fn run_document(name: &str) {
         None => bin_dir.as_os_str().to_owned(),
     };
     let started = Instant::now();
-    let mut child = Command::new("bash")
+    let mut cmd = Command::new("bash");
+    // Where the server keeps its data, in the variables `coffer serve`
+    // reads them from (a document that checks what is stored needs them):
+    // the data dir and metadata URL always, and in the S3 pass the store
+    // URL and the credentials the server got.
+    cmd.env("COFFER_DATA_DIR", s.data_dir())
+        .env("COFFER_METADATA", s.meta.url())
+        .env_remove("COFFER_STORE")
+        .envs(s.store.env());
+    if let Some(store) = s.store.url() {
+        cmd.env("COFFER_STORE", store);
+    }
+    let mut child = cmd
         .arg(&script_path)
         .current_dir(&work)
         .env("PATH", path)
