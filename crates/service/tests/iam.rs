@@ -16,7 +16,34 @@ use coffer_store::{LocalStore, ObjectStore};
 use coffer_testkit::TestMetadata;
 use coffer_types::ByteSize;
 
-async fn service(dir: &Path, db: &TestMetadata) -> (Arc<Service>, ExportResolverImpl) {
+/// A service on real SQLite or PostgreSQL and a real object directory, and
+/// its bootstrap admin.
+struct World {
+    _dir: tempfile::TempDir,
+    _db: TestMetadata,
+    svc: Arc<Service>,
+    admin: coffer_service::Caller,
+}
+
+impl World {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestMetadata::new(dir.path());
+        let svc = service(dir.path(), &db).await;
+        let admin = svc
+            .authenticate(&svc.bootstrap().await.unwrap().unwrap())
+            .await
+            .unwrap();
+        Self {
+            _dir: dir,
+            _db: db,
+            svc,
+            admin,
+        }
+    }
+}
+
+async fn service(dir: &Path, db: &TestMetadata) -> Arc<Service> {
     let meta = Meta::open(db.url()).await.unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(dir.join("objects")).unwrap());
     let root = Arc::new(FileRootKey::load_or_create(&dir.join("root.key")).unwrap());
@@ -29,19 +56,14 @@ async fn service(dir: &Path, db: &TestMetadata) -> (Arc<Service>, ExportResolver
     svc.join("iam", "http://iam.invalid", "127.0.0.1:10809")
         .await
         .unwrap();
-    let resolver = ExportResolverImpl::new(svc.clone());
-    (svc, resolver)
+    svc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nbd_access_ends_when_the_attaching_principal_loses_its_role() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestMetadata::new(dir.path());
-    let (svc, resolver) = service(dir.path(), &db).await;
-    let admin = svc
-        .authenticate(&svc.bootstrap().await.unwrap().unwrap())
-        .await
-        .unwrap();
+    let w = World::new().await;
+    let (svc, admin) = (w.svc.clone(), w.admin.clone());
+    let resolver = ExportResolverImpl::new(svc.clone());
     let account = admin.principal.account_id.to_string();
     let mut ops = Vec::new();
     for name in ["op1", "op2"] {
@@ -132,13 +154,8 @@ async fn nbd_access_ends_when_the_attaching_principal_loses_its_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_an_account_changes_what_it_inherits() {
     use coffer_service::model::{CreateAccount, CreateFolder};
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestMetadata::new(dir.path());
-    let (svc, _resolver) = service(dir.path(), &db).await;
-    let admin = svc
-        .authenticate(&svc.bootstrap().await.unwrap().unwrap())
-        .await
-        .unwrap();
+    let w = World::new().await;
+    let (svc, admin) = (w.svc.clone(), w.admin.clone());
     let tenant = admin.principal.tenant_id.to_string();
     let folder = |name: &str, parent: Option<String>| CreateFolder {
         name: name.into(),
@@ -302,13 +319,8 @@ async fn member(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_escalation_through_principals_tokens_moves_or_explain() {
     use coffer_service::model::{CreateAccount, CreateFolder, ExplainRequest};
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestMetadata::new(dir.path());
-    let (svc, _resolver) = service(dir.path(), &db).await;
-    let admin = svc
-        .authenticate(&svc.bootstrap().await.unwrap().unwrap())
-        .await
-        .unwrap();
+    let w = World::new().await;
+    let (svc, admin) = (w.svc.clone(), w.admin.clone());
     let home = admin.principal.account_id.to_string();
     let admin_id = admin.principal.id.to_string();
     // The Owner of the admin's home account may not act as the admin.
