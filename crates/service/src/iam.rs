@@ -928,7 +928,7 @@ impl Service {
         tracing::info!(token = %row.id, principal = %p.id, by = %caller.principal.id, "token created");
         Ok(NewToken {
             token: token_dto(&row),
-            secret: secret.to_string(),
+            secret,
         })
     }
 

@@ -303,8 +303,10 @@ pub struct NewToken {
     #[serde(flatten)]
     pub token: Token,
     /// The secret: pass it as `Authorization: Bearer <secret>`. Coffer keeps
-    /// only its hash; it cannot be shown again.
-    pub secret: String,
+    /// only its hash; it cannot be shown again. Wiped from memory when this
+    /// value is dropped.
+    #[schema(value_type = String)]
+    pub secret: zeroize::Zeroizing<String>,
 }
 
 /// A role assignment: principal + role + scope.

@@ -220,7 +220,8 @@ async fn moving_an_account_changes_what_it_inherits() {
         .create_token(&admin, &auditor.id, CreateToken::default())
         .await
         .unwrap()
-        .secret;
+        .secret
+        .to_string();
     let sees = |svc: Arc<Service>, secret: String, disk: String| async move {
         let me = svc.authenticate(&secret).await.unwrap();
         let listed = svc
@@ -313,7 +314,10 @@ async fn member(
         )
         .await
         .unwrap();
-    (svc.authenticate(&t.secret).await.unwrap(), t.secret)
+    (
+        svc.authenticate(&t.secret).await.unwrap(),
+        t.secret.to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
