@@ -405,6 +405,14 @@ impl Scope {
         }
     }
 
+    /// A word for what the scope names: `disk`, `deployment`.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Scope::Deployment => "deployment",
+            Scope::Id(id) => id.kind().noun(),
+        }
+    }
+
     /// A noun for messages: `disk disk-0123…`, `the deployment`.
     pub fn describe(self) -> String {
         match self {

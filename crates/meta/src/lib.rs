@@ -31,7 +31,7 @@ mod fsck;
 mod nodes;
 mod org;
 mod resources;
-mod schema;
+pub mod schema;
 mod vault;
 
 use std::str::FromStr;

@@ -16,6 +16,20 @@ const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_iam.sql")),
 ];
 
+/// The statements of a migration file: split on `;`, `--` comment lines
+/// dropped (so a comment must never hold a `;`), empty ones skipped.
+pub fn statements(sql: &str) -> Vec<String> {
+    sql.split(';')
+        .map(|stmt| {
+            stmt.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|stmt| !stmt.trim().is_empty())
+        .collect()
+}
+
 pub(crate) async fn migrate(meta: &Meta) -> Result<()> {
     meta.pool
         .execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
@@ -46,15 +60,8 @@ pub(crate) async fn migrate(meta: &Meta) -> Result<()> {
         if *version <= current {
             continue;
         }
-        for stmt in sql.split(';') {
-            let stmt: String = stmt
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            if !stmt.trim().is_empty() {
-                tx.execute(sqlx::AssertSqlSafe(stmt)).await?;
-            }
+        for stmt in statements(sql) {
+            tx.execute(sqlx::AssertSqlSafe(stmt)).await?;
         }
         sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
             .bind(version)

@@ -47,15 +47,8 @@ async fn upgrade(url: &str, open_url: &str, migrations: [&str; 2]) {
             .await
             .unwrap();
         for sql in migrations {
-            for stmt in sql.split(';') {
-                let stmt: String = stmt
-                    .lines()
-                    .filter(|l| !l.trim_start().starts_with("--"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                if !stmt.trim().is_empty() {
-                    pool.execute(sqlx::AssertSqlSafe(stmt)).await.unwrap();
-                }
+            for stmt in coffer_meta::schema::statements(sql) {
+                pool.execute(sqlx::AssertSqlSafe(stmt)).await.unwrap();
             }
         }
         let t = Id::random(Kind::Tenant);

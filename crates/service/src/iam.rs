@@ -353,29 +353,13 @@ impl Service {
                 let Some(f) = self.meta.folder(id).await? else {
                     return Ok(vec![]);
                 };
-                let parents: HashMap<Id, Option<Id>> = self
-                    .meta
-                    .list_folders(f.tenant_id)
-                    .await?
-                    .into_iter()
-                    .map(|f| (f.id, f.parent_id))
-                    .collect();
-                let under = |mut cur: Option<Id>| {
-                    for _ in 0..=64 {
-                        match cur {
-                            Some(c) if c == id => return true,
-                            Some(c) => cur = parents.get(&c).copied().flatten(),
-                            None => return false,
-                        }
-                    }
-                    false
-                };
+                let tree = Tree::new(f.tenant_id, self.meta.list_folders(f.tenant_id).await?);
                 Ok(self
                     .meta
                     .list_accounts(Some(f.tenant_id))
                     .await?
                     .into_iter()
-                    .filter(|a| under(a.folder_id))
+                    .filter(|a| tree.chain(a.folder_id).contains(&scope))
                     .map(|a| a.id)
                     .collect())
             }
@@ -1151,7 +1135,7 @@ impl Service {
                     404,
                     vec![format!(
                         "no {} {scope} is visible to principal {principal}: it does not exist, or no role of {principal} lets it see it",
-                        scope.kind_noun()
+                        scope.noun()
                     )],
                     None,
                 ));
@@ -1252,20 +1236,6 @@ impl Service {
         match authorize(subject, Action::read_of(target.scope().kind()), target) {
             Decision::Allow(_) => true,
             Decision::Deny(d) => d.visible,
-        }
-    }
-}
-
-/// A word for what a scope names.
-trait KindNoun {
-    fn kind_noun(&self) -> &'static str;
-}
-
-impl KindNoun for Scope {
-    fn kind_noun(&self) -> &'static str {
-        match self {
-            Scope::Deployment => "deployment",
-            Scope::Id(id) => id.kind().noun(),
         }
     }
 }
