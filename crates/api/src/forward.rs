@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::ApiError;
-use coffer_service::{ErrorKind, ServiceError};
+use coffer_service::{ErrorCode, ServiceError};
 
 /// Header set on a forwarded request.
 pub const FORWARDED: &str = "x-coffer-forwarded";
@@ -40,8 +40,7 @@ pub(crate) async fn forward(
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return ApiError(ServiceError::new(
-            ErrorKind::InvalidArgument,
-            "BodyTooLarge",
+            ErrorCode::BodyTooLarge,
             format!("the request body is over {MAX_BODY} bytes"),
         ))
         .into_response();

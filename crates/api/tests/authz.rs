@@ -394,7 +394,7 @@ async fn world() -> (World, Vec<String>) {
 /// `iam explain` is asked about (`None` when the route has no single target:
 /// lists, or a move that also needs the destination).
 fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>, Option<String>) {
-    let id = match spec.path {
+    let id = match spec.path.as_str() {
         p if p.starts_with("/v1/disks/{id}/detach") => fx.attached_disk.clone(),
         p if p.starts_with("/v1/disks/{id}") => fx.disk.clone(),
         p if p.starts_with("/v1/snapshots/{id}") => fx.snapshot.clone(),
@@ -407,7 +407,7 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
         _ => String::new(),
     };
     let path = spec.path.replace("{id}", &id);
-    let (path, body, target) = match (spec.method, spec.path) {
+    let (path, body, target) = match (spec.method, spec.path.as_str()) {
         ("POST", "/v1/disks") => (
             path,
             Some(json!({"name": "n", "zone": "local-a", "size": "1MiB", "account_id": w.account})),
@@ -478,13 +478,13 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
 fn every_route_has_a_row_and_the_openapi_document_agrees() {
     let mut missing = vec![];
     for r in routes() {
-        if expected(r.method, r.path).is_none() {
+        if expected(r.method, &r.path).is_none() {
             missing.push(format!("{} {}", r.method, r.path));
         }
         let public = matches!(r.policy, Policy::Public);
         assert_eq!(
             public,
-            matches!(r.path, "/healthz" | "/openapi.json"),
+            matches!(r.path.as_str(), "/healthz" | "/openapi.json"),
             "{} {} is {:?}: only health and the OpenAPI document are public",
             r.method,
             r.path,
@@ -502,11 +502,22 @@ fn every_route_has_a_row_and_the_openapi_document_agrees() {
             documented.insert(format!("{} {path}", method.to_uppercase()));
         }
     }
+    // Every route, public ones included, is in the document, with its
+    // policy as `x-coffer-policy`.
     let routed: BTreeSet<String> = routes()
         .iter()
-        .filter(|r| !matches!(r.policy, Policy::Public))
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
+    for r in routes() {
+        let op = &doc["paths"][&r.path][r.method.to_lowercase()];
+        assert_eq!(
+            op["x-coffer-policy"].as_str(),
+            Some(r.policy.label().as_str()),
+            "{} {}: the document's policy",
+            r.method,
+            r.path
+        );
+    }
     assert_eq!(
         routed, documented,
         "the router and the OpenAPI document differ"
@@ -520,7 +531,7 @@ async fn authorization_matrix() {
     let mut failures = vec![];
     let mut explained = 0;
     for spec in routes() {
-        let row = expected(spec.method, spec.path).expect("row (checked by the other test)");
+        let row = expected(spec.method, &spec.path).expect("row (checked by the other test)");
         for (c, caller) in CALLERS.iter().enumerate() {
             let want = if c < 6 {
                 row[c]

@@ -228,7 +228,36 @@ impl Client {
         })
     }
 
+    /// Call the API; a paginated list (`{"items", "next"}`) is followed
+    /// page by page and returned as one array.
     async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let first = self.call_once(method.clone(), path, body).await?;
+        if method != reqwest::Method::GET {
+            return Ok(first);
+        }
+        let Some(Value::Array(mut items)) = first.get("items").cloned() else {
+            return Ok(first);
+        };
+        let mut next = first.get("next").and_then(Value::as_str).map(str::to_string);
+        while let Some(token) = next {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let page = self
+                .call_once(reqwest::Method::GET, &format!("{path}{sep}next={token}"), None)
+                .await?;
+            if let Some(Value::Array(more)) = page.get("items") {
+                items.extend(more.iter().cloned());
+            }
+            next = page.get("next").and_then(Value::as_str).map(str::to_string);
+        }
+        Ok(Value::Array(items))
+    }
+
+    async fn call_once(
         &self,
         method: reqwest::Method,
         path: &str,

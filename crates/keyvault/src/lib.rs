@@ -172,8 +172,8 @@ impl KeyVault {
 
     /// Generate a new DEK wrapped under `kek`'s current version; returns its id.
     pub async fn new_dek(&self, kek: &VaultKeyRow) -> Result<(Id, SecretKey)> {
-        if kek.state != "enabled" {
-            return Err(VaultError::KeyUnusable(kek.id, kek.state.clone()));
+        if kek.state != coffer_types::KeyState::Enabled {
+            return Err(VaultError::KeyUnusable(kek.id, kek.state.to_string()));
         }
         let dek = SecretKey::generate();
         let stored = self
@@ -200,8 +200,8 @@ impl KeyVault {
     pub async fn dek(&self, id: Id) -> Result<SecretKey> {
         let row = self.meta.dek(id).await?;
         let kek = self.meta.vault_key(row.kek_id).await?;
-        if kek.state != "enabled" {
-            return Err(VaultError::KeyUnusable(kek.id, kek.state));
+        if kek.state != coffer_types::KeyState::Enabled {
+            return Err(VaultError::KeyUnusable(kek.id, kek.state.to_string()));
         }
         let stored = self
             .meta

@@ -28,6 +28,7 @@
 
 mod chunks;
 mod fsck;
+mod listing;
 mod nodes;
 mod org;
 mod resources;
@@ -42,6 +43,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use chunks::{ChunkEntry, CommitStats, VolumeRow};
 pub use fsck::Finding;
+pub use listing::{ListFilter, Visible};
 pub use nodes::{Holder, NodeRow, SweepView, now_ms};
 pub use org::{AccountRow, FolderRow, PrincipalRow, RoleAssignmentRow, TenantRow, TokenRow};
 pub use resources::{AttachmentRow, DetachIf, DiskRow, SnapshotBy, SnapshotRow};
@@ -177,6 +179,12 @@ impl Meta {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A stored word (a state or kind) parsed, or a corruption error.
+pub(crate) fn parse_word<T: std::str::FromStr>(s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|_| MetaError::Corrupt(format!("bad stored word '{s}'")))
 }
 
 pub(crate) fn parse_id(s: &str, kind: coffer_types::Kind) -> Result<coffer_types::Id> {

@@ -42,7 +42,7 @@ pub struct PrincipalRow {
     /// Name.
     pub name: String,
     /// `user`, `service` or `managed`.
-    pub kind: String,
+    pub kind: coffer_types::PrincipalKind,
     /// Creation time (RFC 3339).
     pub created_at: String,
 }
@@ -120,7 +120,7 @@ fn principal_row(t: PrincipalTuple) -> Result<PrincipalRow> {
         account_id: parse_id(&t.1, Kind::Account)?,
         tenant_id: parse_id(&t.2, Kind::Tenant)?,
         name: t.3,
-        kind: t.4,
+        kind: crate::parse_word(&t.4)?,
         created_at: t.5,
     })
 }
@@ -217,12 +217,11 @@ impl Meta {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO principals (id, account_id, name, kind, is_admin, created_at) VALUES ($1, $2, $3, 'user', $4, $5)",
+            "INSERT INTO principals (id, account_id, name, kind, created_at) VALUES ($1, $2, $3, 'user', $4)",
         )
         .bind(p.to_string())
         .bind(a.to_string())
         .bind(principal_name)
-        .bind(i64::from(deployment_owner))
         .bind(&ts)
         .execute(&mut *tx)
         .await?;
@@ -247,7 +246,7 @@ impl Meta {
             account_id: a,
             tenant_id: t,
             name: principal_name.to_string(),
-            kind: "user".into(),
+            kind: coffer_types::PrincipalKind::User,
             created_at: ts,
         })
     }
@@ -463,23 +462,23 @@ impl Meta {
         &self,
         account: &AccountRow,
         name: &str,
-        kind: &str,
+        kind: coffer_types::PrincipalKind,
     ) -> Result<PrincipalRow> {
         let row = PrincipalRow {
             id: Id::random(Kind::Principal),
             account_id: account.id,
             tenant_id: account.tenant_id,
             name: name.to_string(),
-            kind: kind.to_string(),
+            kind,
             created_at: now(),
         };
         sqlx::query(
-            "INSERT INTO principals (id, account_id, name, kind, is_admin, created_at) VALUES ($1, $2, $3, $4, 0, $5)",
+            "INSERT INTO principals (id, account_id, name, kind, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(row.id.to_string())
         .bind(account.id.to_string())
         .bind(&row.name)
-        .bind(&row.kind)
+        .bind(row.kind.as_str())
         .bind(&row.created_at)
         .execute(&self.pool)
         .await?;

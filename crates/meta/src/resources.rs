@@ -25,7 +25,7 @@ pub struct DiskRow {
     /// Its volume.
     pub volume_id: Id,
     /// Encryption type (`platform`).
-    pub encryption: String,
+    pub encryption: coffer_types::EncryptionType,
     /// The KEK that wraps its DEK.
     pub kek_id: Id,
     /// Snapshot it was created from.
@@ -54,7 +54,7 @@ pub struct SnapshotRow {
     /// Size in bytes.
     pub size: u64,
     /// Encryption type.
-    pub encryption: String,
+    pub encryption: coffer_types::EncryptionType,
     /// KEK wrapping the lineage DEK.
     pub kek_id: Id,
     /// Creation time.
@@ -108,7 +108,7 @@ pub enum SnapshotBy<'a> {
     },
 }
 
-type DiskTuple = (
+pub(crate) type DiskTuple = (
     String,
     String,
     String,
@@ -121,9 +121,9 @@ type DiskTuple = (
     Option<String>,
     String,
 );
-const DISK_COLS: &str = "id, account_id, name, region, zone, size, volume_id, encryption, kek_id, source_snapshot_id, created_at";
+pub(crate) const DISK_COLS: &str = "id, account_id, name, region, zone, size, volume_id, encryption, kek_id, source_snapshot_id, created_at";
 
-fn disk_row(t: DiskTuple) -> Result<DiskRow> {
+pub(crate) fn disk_row(t: DiskTuple) -> Result<DiskRow> {
     Ok(DiskRow {
         id: parse_id(&t.0, Kind::Disk)?,
         account_id: parse_id(&t.1, Kind::Account)?,
@@ -132,14 +132,14 @@ fn disk_row(t: DiskTuple) -> Result<DiskRow> {
         zone: t.4,
         size: to_u64(t.5)?,
         volume_id: parse_id(&t.6, Kind::Volume)?,
-        encryption: t.7,
+        encryption: crate::parse_word(&t.7)?,
         kek_id: parse_id(&t.8, Kind::Key)?,
         source_snapshot_id: t.9.map(|s| parse_id(&s, Kind::Snapshot)).transpose()?,
         created_at: t.10,
     })
 }
 
-type SnapTuple = (
+pub(crate) type SnapTuple = (
     String,
     String,
     String,
@@ -152,9 +152,9 @@ type SnapTuple = (
     String,
     String,
 );
-const SNAP_COLS: &str = "id, account_id, name, region, source_disk_id, volume_id, generation, size, encryption, kek_id, created_at";
+pub(crate) const SNAP_COLS: &str = "id, account_id, name, region, source_disk_id, volume_id, generation, size, encryption, kek_id, created_at";
 
-fn snap_row(t: SnapTuple) -> Result<SnapshotRow> {
+pub(crate) fn snap_row(t: SnapTuple) -> Result<SnapshotRow> {
     Ok(SnapshotRow {
         id: parse_id(&t.0, Kind::Snapshot)?,
         account_id: parse_id(&t.1, Kind::Account)?,
@@ -164,7 +164,7 @@ fn snap_row(t: SnapTuple) -> Result<SnapshotRow> {
         volume_id: parse_id(&t.5, Kind::Volume)?,
         generation: to_u64(t.6)?,
         size: to_u64(t.7)?,
-        encryption: t.8,
+        encryption: crate::parse_word(&t.8)?,
         kek_id: parse_id(&t.9, Kind::Key)?,
         created_at: t.10,
     })
@@ -206,7 +206,7 @@ async fn insert_disk_tx(tx: &mut sqlx::Transaction<'_, sqlx::Any>, disk: &DiskRo
     .bind(&disk.zone)
     .bind(to_i64(disk.size)?)
     .bind(disk.volume_id.to_string())
-    .bind(&disk.encryption)
+    .bind(disk.encryption.as_str())
     .bind(disk.kek_id.to_string())
     .bind(disk.source_snapshot_id.map(|s| s.to_string()))
     .bind(&disk.created_at)
@@ -364,7 +364,7 @@ impl Meta {
         .bind(snap.volume_id.to_string())
         .bind(to_i64(snap.generation)?)
         .bind(to_i64(snap.size)?)
-        .bind(&snap.encryption)
+        .bind(snap.encryption.as_str())
         .bind(snap.kek_id.to_string())
         .bind(&snap.created_at)
         .execute(&mut *tx)

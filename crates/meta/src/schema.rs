@@ -9,11 +9,13 @@ const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_nodes.sql")),
     (3, include_str!("../migrations/sqlite/0003_iam.sql")),
+    (4, include_str!("../migrations/sqlite/0004_lists.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_nodes.sql")),
     (3, include_str!("../migrations/postgres/0003_iam.sql")),
+    (4, include_str!("../migrations/postgres/0004_lists.sql")),
 ];
 
 /// The statements of a migration file: split on `;`, `--` comment lines

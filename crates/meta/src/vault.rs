@@ -20,7 +20,7 @@ pub struct VaultKeyRow {
     /// Name.
     pub name: String,
     /// `enabled` or `disabled`.
-    pub state: String,
+    pub state: coffer_types::KeyState,
     /// Version used for new wraps.
     pub current_version: u32,
 }
@@ -46,7 +46,7 @@ fn key_row(t: KeyTuple) -> Result<VaultKeyRow> {
         region: t.1,
         purpose: t.2,
         name: t.3,
-        state: t.4,
+        state: crate::parse_word(&t.4)?,
         current_version: u32::try_from(t.5)
             .map_err(|_| MetaError::Corrupt("key version".into()))?,
     })

@@ -47,7 +47,7 @@ async fn fixture(db: &TestMetadata) -> Fixture {
         zone: "local-a".into(),
         size: 4 * 65536,
         volume_id: vol,
-        encryption: "platform".into(),
+        encryption: coffer_types::EncryptionType::Platform,
         kek_id: kek,
         source_snapshot_id: None,
         created_at: coffer_meta::now(),
@@ -288,7 +288,7 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
         volume_id: f.vol,
         generation: 0,
         size: f.disk.size,
-        encryption: "platform".into(),
+        encryption: coffer_types::EncryptionType::Platform,
         kek_id: f.disk.kek_id,
         created_at: coffer_meta::now(),
     };

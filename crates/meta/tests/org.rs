@@ -16,7 +16,7 @@ async fn deleting_a_principal_leaves_no_assignment_behind() {
         .unwrap();
     let account = meta.account(a.account_id).await.unwrap().unwrap();
     let b = meta
-        .create_principal(&account, "bob", "user")
+        .create_principal(&account, "bob", coffer_types::PrincipalKind::User)
         .await
         .unwrap();
     meta.insert_token(b.id, "hash-of-bob", "", None)

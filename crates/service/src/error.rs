@@ -1,39 +1,19 @@
-//! The service's error: a stable machine code, a kind that decides the HTTP
-//! status (mapped in exactly one place, the API crate), and a message that
-//! says what went wrong and what to do next.
+//! The service's error: a stable code from the one list in `coffer-wire`
+//! (which also fixes its HTTP status) and a message that says what went
+//! wrong and what to do next. Internal failures never reach the caller in
+//! detail: the caller gets a correlation id, the log gets the detail under
+//! the same id.
 
 use coffer_meta::MetaError;
 use coffer_volume::VolumeError;
-
-/// What class of failure; the API maps each to one HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Malformed or invalid input (400).
-    InvalidArgument,
-    /// No or bad credentials (401).
-    Unauthenticated,
-    /// Authenticated but not allowed (403).
-    Forbidden,
-    /// No such resource, or not visible to the caller (404).
-    NotFound,
-    /// The resource's state forbids the operation (409).
-    Conflict,
-    /// Well-formed but semantically refused (422).
-    Unprocessable,
-    /// A dependency is unavailable (503).
-    Unavailable,
-    /// A bug or an unexpected failure (500).
-    Internal,
-}
+pub use coffer_wire::ErrorCode;
 
 /// A service error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ServiceError {
-    /// Class.
-    pub kind: ErrorKind,
-    /// Stable machine-readable code, e.g. `DiskNotFound`.
-    pub code: &'static str,
+    /// Stable machine-readable code; it decides the HTTP status.
+    pub code: ErrorCode,
     /// Human message.
     pub message: String,
     /// The API address of the node that can answer this request (a disk
@@ -43,13 +23,17 @@ pub struct ServiceError {
 
 impl ServiceError {
     /// Build an error.
-    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            kind,
             code,
             message: message.into(),
             forward_to: None,
         }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        self.code.status()
     }
 
     /// 503 that names the node holding the disk, at `api_url`: the HTTP
@@ -57,8 +41,7 @@ impl ServiceError {
     /// callers see this only when that node cannot be reached.
     pub fn elsewhere(node: &str, api_url: &str, what: impl std::fmt::Display) -> Self {
         let mut e = Self::new(
-            ErrorKind::Unavailable,
-            "HeldByOtherNode",
+            ErrorCode::HeldByOtherNode,
             format!(
                 "{what} is open on node {node}, which could not be reached: retry, or wait until its lease passes"
             ),
@@ -67,15 +50,9 @@ impl ServiceError {
         e
     }
 
-    /// 400 with `code`.
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::InvalidArgument, code, message)
-    }
-
     /// 404 for a resource of `noun` with id `id`.
-    pub fn not_found(code: &'static str, noun: &str, id: impl std::fmt::Display) -> Self {
+    pub fn not_found(code: ErrorCode, noun: &str, id: impl std::fmt::Display) -> Self {
         Self::new(
-            ErrorKind::NotFound,
             code,
             format!(
                 "{noun} '{id}' not found (or you may not see it); list yours with `coffer {noun} list`"
@@ -83,18 +60,24 @@ impl ServiceError {
         )
     }
 
-    /// 409 with `code`.
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Conflict, code, message)
+    /// 500: the detail goes to the log under a fresh correlation id, and
+    /// the caller sees only that id.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::hidden(ErrorCode::InternalError, "internal error", detail)
     }
 
-    /// 500; the detail is logged, the caller sees a generic message.
-    pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %detail, "internal error");
+    /// An error whose detail is for the log only (`code`'s message names a
+    /// correlation id to find it).
+    fn hidden(code: ErrorCode, what: &str, detail: impl std::fmt::Display) -> Self {
+        let mut raw = [0u8; 8];
+        coffer_crypto::random_bytes(&mut raw);
+        let id = hex::encode(raw);
+        tracing::error!(correlation_id = %id, code = %code, error = %detail, "{what}");
         Self::new(
-            ErrorKind::Internal,
-            "InternalError",
-            format!("internal error: {detail}"),
+            code,
+            format!(
+                "{what} (correlation id {id}): nothing was changed by the failed step; retry, and if it persists give the operator this id"
+            ),
         )
     }
 }
@@ -102,9 +85,9 @@ impl ServiceError {
 impl From<MetaError> for ServiceError {
     fn from(e: MetaError) -> Self {
         match e {
-            MetaError::Conflict(m) => Self::conflict("Conflict", m),
-            MetaError::Fenced(m) => Self::conflict(
-                "NodeFenced",
+            MetaError::Conflict(m) => Self::new(ErrorCode::Conflict, m),
+            MetaError::Fenced(m) => Self::new(
+                ErrorCode::NodeFenced,
                 format!(
                     "{m}: this node lost the disk to another (its lease passed); attach the disk again"
                 ),
@@ -118,8 +101,7 @@ impl From<coffer_keyvault::VaultError> for ServiceError {
     fn from(e: coffer_keyvault::VaultError) -> Self {
         match e {
             coffer_keyvault::VaultError::KeyUnusable(id, state) => Self::new(
-                ErrorKind::Unprocessable,
-                "KeyUnusable",
+                ErrorCode::KeyUnusable,
                 format!(
                     "key {id} is {state}: data under it cannot be read or written until it is usable again"
                 ),
@@ -132,15 +114,16 @@ impl From<coffer_keyvault::VaultError> for ServiceError {
 impl From<VolumeError> for ServiceError {
     fn from(e: VolumeError) -> Self {
         match e {
-            VolumeError::Closed => Self::conflict("DiskDetached", "the disk was detached"),
+            VolumeError::Closed => Self::new(ErrorCode::DiskDetached, "the disk was detached"),
             VolumeError::Fenced(m) => Self::new(
-                ErrorKind::Unavailable,
-                "NodeFenced",
+                ErrorCode::NodeFenced,
                 format!("this node no longer holds the disk ({m}); retry"),
             ),
-            VolumeError::Integrity { .. } => {
-                Self::new(ErrorKind::Internal, "IntegrityError", e.to_string())
-            }
+            VolumeError::Integrity { .. } => Self::hidden(
+                ErrorCode::IntegrityError,
+                "stored data failed authentication (tampering or corruption)",
+                e,
+            ),
             other => Self::internal(other),
         }
     }
@@ -148,3 +131,27 @@ impl From<VolumeError> for ServiceError {
 
 /// Result alias.
 pub type Result<T> = std::result::Result<T, ServiceError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_shows_a_correlation_id_and_not_the_detail() {
+        let e = ServiceError::internal("SELECT secret FROM deks WHERE id = 'dek-1'");
+        assert_eq!(e.code, ErrorCode::InternalError);
+        assert_eq!(e.status(), 500);
+        assert!(!e.message.contains("SELECT"), "{}", e.message);
+        assert!(!e.message.contains("dek-1"), "{}", e.message);
+        let id = e
+            .message
+            .split("correlation id ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap();
+        assert_eq!(id.len(), 16, "{}", e.message);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        let other = ServiceError::internal("x");
+        assert_ne!(e.message, other.message, "every error gets its own id");
+    }
+}

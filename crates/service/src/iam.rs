@@ -1,161 +1,53 @@
-//! Identity and access in the service: turning a caller and a resource into
-//! the policy engine's [`Subject`] and [`Target`] (loading role assignments
-//! and the chain of scopes above a resource from the metadata store), the
-//! one check every operation goes through ([`Service::check`]), and the
-//! organisation and IAM operations themselves: tenants, folders, accounts,
-//! principals, tokens, role assignments and `iam explain`.
-//!
-//! Errors follow the engine's rule: a target the caller may not see is
-//! answered exactly as a missing one (404); a visible one the caller may
-//! not act on is 403 `AuthorizationFailed`, naming the missing action.
-
-use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime};
-
-use coffer_crypto::{hash_token, new_token};
-use coffer_iam::{Action, Allowed, Decision, Grant, Role, Scope, Subject, Target, authorize};
-use coffer_meta::{AccountRow, FolderRow, PrincipalRow, RoleAssignmentRow, TenantRow, TokenRow};
-use coffer_types::{Id, Kind};
-
-use crate::model::{
-    Account, CreateAccount, CreateFolder, CreatePrincipal, CreateRoleAssignment, CreateTenant,
-    CreateToken, ExplainRequest, Explanation, Folder, NewToken, Principal, RoleAssignment,
-    RoleDefinition, Tenant, Token,
-};
-use crate::{Caller, ErrorKind, Result, Service, ServiceError, check_name, parse_id};
-
-/// Folders nest at most this deep (as AWS organisational units do).
-pub const MAX_FOLDER_DEPTH: usize = 5;
+//! Identity and access management: the built-in roles, principals, API
+//! tokens, role assignments, and `iam explain`.
 
 /// The longest token lifetime `expires_in` accepts.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
-/// A tenant's folder tree in memory, for building many chains at once.
-struct Tree {
-    tenant: Id,
-    parents: HashMap<Id, Option<Id>>,
-}
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
 
-impl Tree {
-    fn new(tenant: Id, folders: Vec<FolderRow>) -> Self {
-        Self {
-            tenant,
-            parents: folders.into_iter().map(|f| (f.id, f.parent_id)).collect(),
-        }
-    }
+use coffer_crypto::{hash_token, new_token};
+use coffer_iam::{Action, Allowed, Decision, Role, Scope, Target, authorize};
+use coffer_meta::{PrincipalRow, RoleAssignmentRow, TokenRow};
+use coffer_types::{Id, Kind};
 
-    /// The scopes from `folder` (or the tenant's root) up to the tenant.
-    fn chain(&self, folder: Option<Id>) -> Vec<Scope> {
-        let mut chain = vec![];
-        let mut cur = folder;
-        while let Some(f) = cur {
-            if chain.len() > 64 {
-                break;
-            }
-            chain.push(Scope::Id(f));
-            cur = self.parents.get(&f).copied().flatten();
-        }
-        chain.push(Scope::Id(self.tenant));
-        chain
-    }
-}
+use crate::access::*;
+use crate::error::ErrorCode;
+use crate::list;
+use crate::model::*;
+use crate::*;
+use coffer_types::{PrincipalKind, TokenState};
+use coffer_wire::{ListParams, Page};
 
-/// What a caller may read of one kind, across the deployment.
-#[derive(Debug, Default)]
-pub(crate) struct Readable {
-    /// Everything (a grant at the deployment).
-    pub all: bool,
-    /// Every resource of these accounts.
-    pub accounts: HashSet<Id>,
-    /// These single resources.
-    pub resources: HashSet<Id>,
-}
-
-fn forbidden(principal: Id, d: &coffer_iam::Denied) -> ServiceError {
-    ServiceError::new(
-        ErrorKind::Forbidden,
-        "AuthorizationFailed",
-        d.reason(principal),
-    )
-}
-
-fn not_found_of(scope: Scope) -> ServiceError {
-    match scope {
-        Scope::Deployment => ServiceError::internal("the deployment cannot be missing"),
-        Scope::Id(id) => {
-            let code = match id.kind() {
-                Kind::Disk => "DiskNotFound",
-                Kind::Snapshot => "SnapshotNotFound",
-                Kind::Tenant => "TenantNotFound",
-                Kind::Folder => "FolderNotFound",
-                Kind::Account => "AccountNotFound",
-                Kind::Principal => "PrincipalNotFound",
-                Kind::RoleAssignment => "RoleAssignmentNotFound",
-                Kind::Token => "TokenNotFound",
-                Kind::Key => "KeyNotFound",
-                _ => "NotFound",
-            };
-            ServiceError::not_found(code, id.kind().noun(), id)
-        }
-    }
-}
-
-fn tenant_dto(t: &TenantRow) -> Tenant {
-    Tenant {
-        id: t.id.to_string(),
-        name: t.name.clone(),
-        created_at: t.created_at.clone(),
-    }
-}
-
-fn folder_dto(f: &FolderRow) -> Folder {
-    Folder {
-        id: f.id.to_string(),
-        name: f.name.clone(),
-        tenant_id: f.tenant_id.to_string(),
-        parent_id: f.parent_id.map(|p| p.to_string()),
-        created_at: f.created_at.clone(),
-    }
-}
-
-fn account_dto(a: &AccountRow) -> Account {
-    Account {
-        id: a.id.to_string(),
-        name: a.name.clone(),
-        tenant_id: a.tenant_id.to_string(),
-        folder_id: a.folder_id.map(|f| f.to_string()),
-        created_at: a.created_at.clone(),
-    }
-}
-
-fn principal_dto(p: &PrincipalRow) -> Principal {
+pub(crate) fn principal_dto(p: &PrincipalRow) -> Principal {
     Principal {
         id: p.id.to_string(),
         name: p.name.clone(),
-        kind: p.kind.clone(),
+        kind: p.kind,
         account_id: p.account_id.to_string(),
         tenant_id: p.tenant_id.to_string(),
         created_at: p.created_at.clone(),
     }
 }
 
-fn token_dto(t: &TokenRow) -> Token {
+pub(crate) fn token_dto(t: &TokenRow) -> Token {
     let expired = t
         .expires_at
         .as_deref()
         .is_some_and(|e| humantime::parse_rfc3339(e).map_or(true, |at| at <= SystemTime::now()));
     let state = if t.revoked_at.is_some() {
-        "revoked"
+        TokenState::Revoked
     } else if expired {
-        "expired"
+        TokenState::Expired
     } else {
-        "active"
+        TokenState::Active
     };
     Token {
         id: t.id.to_string(),
         principal_id: t.principal_id.to_string(),
         name: t.name.clone(),
-        state: state.into(),
+        state,
         created_at: t.created_at.clone(),
         expires_at: t.expires_at.clone(),
         revoked_at: t.revoked_at.clone(),
@@ -173,225 +65,7 @@ pub(crate) fn assignment_dto(r: &RoleAssignmentRow) -> RoleAssignment {
     }
 }
 
-fn grant_of(r: &RoleAssignmentRow) -> Result<Grant> {
-    let role: Role = r
-        .role
-        .parse()
-        .map_err(|e| ServiceError::internal(format!("stored role assignment {}: {e}", r.id)))?;
-    let scope: Scope = r
-        .scope
-        .parse()
-        .map_err(|e| ServiceError::internal(format!("stored role assignment {}: {e}", r.id)))?;
-    Ok(Grant {
-        id: r.id,
-        role,
-        scope,
-    })
-}
-
-fn parse_scope(s: &str) -> Result<Scope> {
-    s.parse()
-        .map_err(|e: coffer_iam::BadScope| ServiceError::invalid("InvalidScope", e.to_string()))
-}
-
 impl Service {
-    /// The policy engine's view of a principal: its home and every role
-    /// assignment it holds.
-    pub(crate) async fn subject_of(&self, p: &PrincipalRow) -> Result<Subject> {
-        let grants = self
-            .meta
-            .role_assignments_of(p.id)
-            .await?
-            .iter()
-            .map(grant_of)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Subject {
-            principal: p.id,
-            home_account: p.account_id,
-            home_tenant: p.tenant_id,
-            grants,
-        })
-    }
-
-    /// The scopes from a folder up: the folder, its ancestors, the tenant.
-    async fn folder_chain(&self, f: &FolderRow) -> Result<Vec<Scope>> {
-        let mut chain: Vec<Scope> = self
-            .meta
-            .ancestors_of_folder(f.id)
-            .await?
-            .into_iter()
-            .map(Scope::Id)
-            .collect();
-        chain.push(Scope::Id(f.tenant_id));
-        Ok(chain)
-    }
-
-    /// The scopes from an account up: the account, its folders, the tenant.
-    pub(crate) async fn account_chain(&self, account: Id) -> Result<Vec<Scope>> {
-        let a = self
-            .meta
-            .account(account)
-            .await?
-            .ok_or_else(|| ServiceError::internal(format!("account {account} vanished")))?;
-        self.account_row_chain(&a).await
-    }
-
-    async fn account_row_chain(&self, a: &AccountRow) -> Result<Vec<Scope>> {
-        let mut chain = vec![Scope::Id(a.id)];
-        if let Some(f) = a.folder_id {
-            let folders = self.meta.ancestors_of_folder(f).await?;
-            chain.extend(folders.into_iter().map(Scope::Id));
-        }
-        chain.push(Scope::Id(a.tenant_id));
-        Ok(chain)
-    }
-
-    /// A resource owned by `account`, as a target.
-    pub(crate) async fn resource_target(&self, id: Id, account: Id) -> Result<Target> {
-        let mut chain = vec![Scope::Id(id)];
-        chain.extend(self.account_chain(account).await?);
-        Ok(Target::new(chain))
-    }
-
-    /// The target a scope names, or `None` if nothing has that id.
-    pub(crate) async fn resolve(&self, scope: Scope) -> Result<Option<Target>> {
-        let Scope::Id(id) = scope else {
-            return Ok(Some(Target::deployment()));
-        };
-        let chain = match id.kind() {
-            Kind::Tenant => self.meta.tenant(id).await?.map(|_| vec![scope]),
-            Kind::Folder => match self.meta.folder(id).await? {
-                Some(f) => Some(self.folder_chain(&f).await?),
-                None => None,
-            },
-            Kind::Account => match self.meta.account(id).await? {
-                Some(a) => Some(self.account_row_chain(&a).await?),
-                None => None,
-            },
-            Kind::Disk | Kind::Snapshot | Kind::Principal => {
-                let owner = match id.kind() {
-                    Kind::Disk => self.meta.disk(id).await?.map(|d| d.account_id),
-                    Kind::Snapshot => self.meta.snapshot(id).await?.map(|s| s.account_id),
-                    _ => self.meta.principal(id).await?.map(|p| p.account_id),
-                };
-                match owner {
-                    Some(account) => {
-                        Some(self.resource_target(id, account).await?.chain().to_vec())
-                    }
-                    None => None,
-                }
-            }
-            Kind::RoleAssignment => match self.meta.role_assignment(id).await? {
-                Some(r) => {
-                    let inner = Box::pin(self.resolve(parse_scope(&r.scope)?)).await?;
-                    inner.map(|t| {
-                        let mut c = vec![scope];
-                        c.extend(t.chain().iter().copied());
-                        c
-                    })
-                }
-                None => None,
-            },
-            _ => None,
-        };
-        Ok(chain.map(Target::new))
-    }
-
-    /// The one authorization check: allowed, or 403 naming what is missing,
-    /// or (target hidden from the caller) 404 exactly as if it did not exist.
-    pub(crate) fn check(
-        &self,
-        caller: &Caller,
-        action: Action,
-        target: &Target,
-    ) -> Result<Allowed> {
-        match authorize(&caller.subject, action, target) {
-            Decision::Allow(why) => Ok(why),
-            Decision::Deny(d) if d.visible => {
-                tracing::info!(principal = %caller.principal.id, action = %action, target = %target.scope(), "denied");
-                Err(forbidden(caller.principal.id, &d))
-            }
-            Decision::Deny(_) => Err(not_found_of(target.scope())),
-        }
-    }
-
-    /// Resolve `scope` and check `action` on it (404 if missing or hidden).
-    pub(crate) async fn check_scope(
-        &self,
-        caller: &Caller,
-        action: Action,
-        scope: Scope,
-    ) -> Result<Target> {
-        let target = self
-            .resolve(scope)
-            .await?
-            .ok_or_else(|| not_found_of(scope))?;
-        self.check(caller, action, &target)?;
-        Ok(target)
-    }
-
-    /// The accounts under a tenant or folder scope.
-    async fn accounts_under(&self, scope: Scope) -> Result<Vec<Id>> {
-        let Scope::Id(id) = scope else {
-            return Ok(self
-                .meta
-                .list_accounts(None)
-                .await?
-                .into_iter()
-                .map(|a| a.id)
-                .collect());
-        };
-        match id.kind() {
-            Kind::Tenant => Ok(self
-                .meta
-                .list_accounts(Some(id))
-                .await?
-                .into_iter()
-                .map(|a| a.id)
-                .collect()),
-            Kind::Folder => {
-                let Some(f) = self.meta.folder(id).await? else {
-                    return Ok(vec![]);
-                };
-                let tree = Tree::new(f.tenant_id, self.meta.list_folders(f.tenant_id).await?);
-                Ok(self
-                    .meta
-                    .list_accounts(Some(f.tenant_id))
-                    .await?
-                    .into_iter()
-                    .filter(|a| tree.chain(a.folder_id).contains(&scope))
-                    .map(|a| a.id)
-                    .collect())
-            }
-            Kind::Account => Ok(vec![id]),
-            _ => Ok(vec![]),
-        }
-    }
-
-    /// Where the caller may do `action` (a read), for listing.
-    pub(crate) async fn readable(&self, caller: &Caller, action: Action) -> Result<Readable> {
-        let mut r = Readable::default();
-        for g in &caller.subject.grants {
-            if !g.role.grants(action) {
-                continue;
-            }
-            match g.scope {
-                Scope::Deployment => r.all = true,
-                Scope::Id(id) => match id.kind() {
-                    Kind::Tenant | Kind::Folder | Kind::Account => {
-                        r.accounts.extend(self.accounts_under(g.scope).await?);
-                    }
-                    _ => {
-                        r.resources.insert(id);
-                    }
-                },
-            }
-        }
-        Ok(r)
-    }
-
-    // ---- roles -------------------------------------------------------
-
     /// The built-in roles and what they grant.
     pub fn roles(&self) -> Vec<RoleDefinition> {
         Role::ALL
@@ -404,287 +78,6 @@ impl Service {
             .collect()
     }
 
-    // ---- tenants -----------------------------------------------------
-
-    /// Create a tenant (deployment Owners).
-    pub async fn create_tenant(&self, caller: &Caller, req: CreateTenant) -> Result<Tenant> {
-        let name = check_name(&req.name)?;
-        self.check(caller, Action::OrgWrite, &Target::deployment())?;
-        let t = self.meta.create_tenant(name.as_str()).await?;
-        tracing::info!(tenant = %t.id, by = %caller.principal.id, "tenant created");
-        Ok(tenant_dto(&t))
-    }
-
-    /// The tenants the caller may see.
-    pub async fn list_tenants(&self, caller: &Caller) -> Result<Vec<Tenant>> {
-        let mut out = vec![];
-        for t in self.meta.list_tenants().await? {
-            let target = Target::new(vec![Scope::Id(t.id)]);
-            if authorize(&caller.subject, Action::OrgRead, &target).is_allowed() {
-                out.push(tenant_dto(&t));
-            }
-        }
-        Ok(out)
-    }
-
-    /// One tenant.
-    pub async fn get_tenant(&self, caller: &Caller, id: &str) -> Result<Tenant> {
-        let id = parse_id(id, Kind::Tenant)?;
-        self.check_scope(caller, Action::OrgRead, Scope::Id(id))
-            .await?;
-        let t = self
-            .meta
-            .tenant(id)
-            .await?
-            .ok_or_else(|| not_found_of(Scope::Id(id)))?;
-        Ok(tenant_dto(&t))
-    }
-
-    // ---- folders -----------------------------------------------------
-
-    /// Create a folder at a tenant's root or under a folder.
-    pub async fn create_folder(&self, caller: &Caller, req: CreateFolder) -> Result<Folder> {
-        let name = check_name(&req.name)?;
-        let (tenant, parent) = self
-            .place(
-                caller,
-                req.tenant_id.as_deref(),
-                req.parent_id.as_deref(),
-                "parent_id",
-            )
-            .await?;
-        if let Some(p) = parent {
-            let depth = self.meta.ancestors_of_folder(p).await?.len();
-            if depth >= MAX_FOLDER_DEPTH {
-                return Err(ServiceError::invalid(
-                    "FolderTooDeep",
-                    format!(
-                        "folders nest at most {MAX_FOLDER_DEPTH} deep: folder {p} is already at depth {depth}"
-                    ),
-                ));
-            }
-        }
-        let f = self
-            .meta
-            .create_folder(tenant, parent, name.as_str())
-            .await?;
-        tracing::info!(folder = %f.id, tenant = %tenant, by = %caller.principal.id, "folder created");
-        Ok(folder_dto(&f))
-    }
-
-    /// Resolve where a folder or account goes (a tenant's root, or a folder
-    /// of it), checking `org/write` there.
-    async fn place(
-        &self,
-        caller: &Caller,
-        tenant: Option<&str>,
-        folder: Option<&str>,
-        folder_field: &str,
-    ) -> Result<(Id, Option<Id>)> {
-        let tenant = tenant.map(|t| parse_id(t, Kind::Tenant)).transpose()?;
-        match folder {
-            Some(f) => {
-                let f = parse_id(f, Kind::Folder)?;
-                self.check_scope(caller, Action::OrgWrite, Scope::Id(f))
-                    .await?;
-                let row = self
-                    .meta
-                    .folder(f)
-                    .await?
-                    .ok_or_else(|| not_found_of(Scope::Id(f)))?;
-                if let Some(t) = tenant
-                    && t != row.tenant_id
-                {
-                    return Err(ServiceError::invalid(
-                        "TenantMismatch",
-                        format!(
-                            "{folder_field} {f} belongs to tenant {}, not {t}: leave tenant_id out or pick a folder of that tenant",
-                            row.tenant_id
-                        ),
-                    ));
-                }
-                Ok((row.tenant_id, Some(f)))
-            }
-            None => {
-                let t = tenant.unwrap_or(caller.principal.tenant_id);
-                self.check_scope(caller, Action::OrgWrite, Scope::Id(t))
-                    .await?;
-                Ok((t, None))
-            }
-        }
-    }
-
-    /// The folders the caller may see, of one tenant (default: home).
-    pub async fn list_folders(&self, caller: &Caller, tenant: Option<&str>) -> Result<Vec<Folder>> {
-        let tenant = match tenant {
-            Some(t) => parse_id(t, Kind::Tenant)?,
-            None => caller.principal.tenant_id,
-        };
-        self.check_scope(caller, Action::OrgRead, Scope::Id(tenant))
-            .await?;
-        let folders = self.meta.list_folders(tenant).await?;
-        let tree = Tree::new(tenant, folders.clone());
-        Ok(folders
-            .iter()
-            .filter(|f| {
-                let target = Target::new(tree.chain(Some(f.id)));
-                authorize(&caller.subject, Action::OrgRead, &target).is_allowed()
-            })
-            .map(folder_dto)
-            .collect())
-    }
-
-    /// One folder.
-    pub async fn get_folder(&self, caller: &Caller, id: &str) -> Result<Folder> {
-        let id = parse_id(id, Kind::Folder)?;
-        self.check_scope(caller, Action::OrgRead, Scope::Id(id))
-            .await?;
-        let f = self
-            .meta
-            .folder(id)
-            .await?
-            .ok_or_else(|| not_found_of(Scope::Id(id)))?;
-        Ok(folder_dto(&f))
-    }
-
-    /// Delete an empty folder.
-    pub async fn delete_folder(&self, caller: &Caller, id: &str) -> Result<Folder> {
-        let id = parse_id(id, Kind::Folder)?;
-        self.check_scope(caller, Action::OrgWrite, Scope::Id(id))
-            .await?;
-        let f = self
-            .meta
-            .folder(id)
-            .await?
-            .ok_or_else(|| not_found_of(Scope::Id(id)))?;
-        self.meta.delete_folder(id).await.map_err(|e| match e {
-            coffer_meta::MetaError::Conflict(m) => ServiceError::conflict("FolderNotEmpty", m),
-            other => other.into(),
-        })?;
-        tracing::info!(folder = %id, by = %caller.principal.id, "folder deleted");
-        Ok(folder_dto(&f))
-    }
-
-    // ---- accounts ----------------------------------------------------
-
-    /// Create an account at a tenant's root or in a folder.
-    pub async fn create_account(&self, caller: &Caller, req: CreateAccount) -> Result<Account> {
-        let name = check_name(&req.name)?;
-        let (tenant, folder) = self
-            .place(
-                caller,
-                req.tenant_id.as_deref(),
-                req.folder_id.as_deref(),
-                "folder_id",
-            )
-            .await?;
-        let a = self
-            .meta
-            .create_account(tenant, folder, name.as_str())
-            .await?;
-        tracing::info!(account = %a.id, tenant = %tenant, by = %caller.principal.id, "account created");
-        Ok(account_dto(&a))
-    }
-
-    /// The accounts the caller may see, of one tenant (default: all).
-    pub async fn list_accounts(
-        &self,
-        caller: &Caller,
-        tenant: Option<&str>,
-    ) -> Result<Vec<Account>> {
-        let tenant = tenant.map(|t| parse_id(t, Kind::Tenant)).transpose()?;
-        // One folder query per tenant, chains built in memory: a list costs
-        // two queries per tenant, not several per account.
-        let mut trees: HashMap<Id, Tree> = HashMap::new();
-        let mut out = vec![];
-        for a in self.meta.list_accounts(tenant).await? {
-            let tree = match trees.entry(a.tenant_id) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(Tree::new(
-                    a.tenant_id,
-                    self.meta.list_folders(a.tenant_id).await?,
-                )),
-            };
-            let mut chain = vec![Scope::Id(a.id)];
-            chain.extend(tree.chain(a.folder_id));
-            if authorize(&caller.subject, Action::OrgRead, &Target::new(chain)).is_allowed() {
-                let mut dto = account_dto(&a);
-                let folder_seen = a
-                    .folder_id
-                    .is_none_or(|f| self.sees(&caller.subject, &Target::new(tree.chain(Some(f)))));
-                if !folder_seen {
-                    dto.folder_id = None;
-                }
-                out.push(dto);
-            }
-        }
-        Ok(out)
-    }
-
-    /// One account.
-    pub async fn get_account(&self, caller: &Caller, id: &str) -> Result<Account> {
-        let id = parse_id(id, Kind::Account)?;
-        self.check_scope(caller, Action::OrgRead, Scope::Id(id))
-            .await?;
-        let a = self
-            .meta
-            .account(id)
-            .await?
-            .ok_or_else(|| not_found_of(Scope::Id(id)))?;
-        self.account_view(caller, &a).await
-    }
-
-    /// Move an account to another folder of its tenant (or its root). The
-    /// roles it inherited from the old place stop applying; those of the new
-    /// place start.
-    pub async fn move_account(
-        &self,
-        caller: &Caller,
-        id: &str,
-        folder: Option<&str>,
-    ) -> Result<Account> {
-        let id = parse_id(id, Kind::Account)?;
-        self.check_scope(caller, Action::OrgWrite, Scope::Id(id))
-            .await?;
-        let a = self
-            .meta
-            .account(id)
-            .await?
-            .ok_or_else(|| not_found_of(Scope::Id(id)))?;
-        // Moving an account out of a folder takes it away from everyone
-        // holding roles there: it needs `org/write` at its current place too.
-        let from = Scope::Id(a.folder_id.unwrap_or(a.tenant_id));
-        let from_target = self.resolve(from).await?.unwrap_or_else(Target::deployment);
-        if !authorize(&caller.subject, Action::OrgWrite, &from_target).is_allowed() {
-            let named = if authorize(&caller.subject, Action::OrgRead, &from_target).is_allowed() {
-                from.describe()
-            } else {
-                "its current folder".to_string()
-            };
-            return Err(ServiceError::new(
-                ErrorKind::Forbidden,
-                "AuthorizationFailed",
-                format!(
-                    "moving account {id} needs 'org/write' where it is now ({named}) as well as where it goes: ask an Owner of {named}"
-                ),
-            ));
-        }
-        let tenant = a.tenant_id.to_string();
-        let (_, dest) = self
-            .place(caller, Some(&tenant), folder, "folder_id")
-            .await?;
-        self.meta.move_account(id, dest).await?;
-        tracing::info!(account = %id, folder = ?dest, by = %caller.principal.id, "account moved");
-        let a = self
-            .meta
-            .account(id)
-            .await?
-            .ok_or_else(|| not_found_of(Scope::Id(id)))?;
-        self.account_view(caller, &a).await
-    }
-
-    // ---- principals --------------------------------------------------
-
     /// Create a user or service principal in an account (default: the
     /// caller's). It holds no role until one is assigned.
     pub async fn create_principal(
@@ -693,22 +86,30 @@ impl Service {
         req: CreatePrincipal,
     ) -> Result<Principal> {
         let name = check_name(&req.name)?;
-        let kind = req.kind.as_deref().unwrap_or("user");
-        match kind {
-            "user" | "service" => {}
-            "managed" => {
-                return Err(ServiceError::invalid(
-                    "ManagedIdentity",
-                    "managed identities are created by the platform with the resource that uses them (a disk encryption set): create a `user` or `service` principal",
-                ));
-            }
-            other => {
-                return Err(ServiceError::invalid(
-                    "InvalidKind",
+        let kind = match req.kind.as_deref().map(str::parse::<PrincipalKind>) {
+            None => PrincipalKind::User,
+            Some(Ok(k)) => k,
+            Some(Err(_)) => {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidKind,
                     format!(
                         "unknown principal kind '{}': use user or service",
-                        other.chars().take(40).collect::<String>()
+                        req.kind
+                            .as_deref()
+                            .unwrap_or_default()
+                            .chars()
+                            .take(40)
+                            .collect::<String>()
                     ),
+                ));
+            }
+        };
+        match kind {
+            PrincipalKind::User | PrincipalKind::Service => {}
+            PrincipalKind::Managed => {
+                return Err(ServiceError::new(
+                    ErrorCode::ManagedIdentity,
+                    "managed identities are created by the platform with the resource that uses them (a disk encryption set): create a `user` or `service` principal",
                 ));
             }
         }
@@ -729,12 +130,8 @@ impl Service {
     }
 
     /// The principals of an account (default: the caller's) the caller may see.
-    pub async fn list_principals(
-        &self,
-        caller: &Caller,
-        account: Option<&str>,
-    ) -> Result<Vec<Principal>> {
-        let account = match account {
+    pub async fn list_principals(&self, caller: &Caller, q: ListParams) -> Result<Page<Principal>> {
+        let account = match q.account.as_deref() {
             Some(a) => parse_id(a, Kind::Account)?,
             None => caller.principal.account_id,
         };
@@ -751,7 +148,7 @@ impl Service {
                 out.push(principal_dto(&p));
             }
         }
-        Ok(out)
+        list::page_in_memory(out, &q, |p| &p.name)
     }
 
     async fn visible_principal(
@@ -805,8 +202,7 @@ impl Service {
                 "a role at a scope you cannot see".to_string()
             };
             return Err(ServiceError::new(
-                ErrorKind::Forbidden,
-                "AuthorizationFailed",
+                ErrorCode::AuthorizationFailed,
                 format!(
                     "'{action}' on principal {} needs 'iam/write' wherever it holds a role, and it holds {what}: only a principal that could grant every role of {} may manage its tokens or delete it; ask an Owner of that scope",
                     p.id, p.id
@@ -827,8 +223,8 @@ impl Service {
     pub async fn delete_principal(&self, caller: &Caller, id: &str) -> Result<Principal> {
         let p = self.visible_principal(caller, id, Action::IamWrite).await?;
         if p.id == caller.principal.id {
-            return Err(ServiceError::conflict(
-                "CannotDeleteSelf",
+            return Err(ServiceError::new(
+                ErrorCode::CannotDeleteSelf,
                 "a principal cannot delete itself: ask another Owner, or revoke your tokens with `coffer token revoke`",
             ));
         }
@@ -836,8 +232,6 @@ impl Service {
         tracing::info!(principal = %p.id, by = %caller.principal.id, "principal deleted");
         Ok(principal_dto(&p))
     }
-
-    // ---- tokens ------------------------------------------------------
 
     /// Create an API token for a principal (itself, or one the caller may
     /// manage). The secret is returned once; only its hash is stored.
@@ -850,9 +244,9 @@ impl Service {
         let p = self
             .visible_principal(caller, principal, Action::TokensWrite)
             .await?;
-        if p.kind == "managed" {
-            return Err(ServiceError::invalid(
-                "ManagedIdentity",
+        if p.kind == PrincipalKind::Managed {
+            return Err(ServiceError::new(
+                ErrorCode::ManagedIdentity,
                 format!(
                     "principal {} is a managed identity: the platform authenticates it, it has no API tokens",
                     p.id
@@ -867,8 +261,8 @@ impl Service {
             None => None,
             Some(s) => {
                 let d = humantime::parse_duration(s.trim()).map_err(|e| {
-                    ServiceError::invalid(
-                        "InvalidDuration",
+                    ServiceError::new(
+                        ErrorCode::InvalidDuration,
                         format!(
                             "expires_in '{}' is not a duration ({e}): use e.g. 30d, 12h or 90m",
                             s.chars().take(40).collect::<String>()
@@ -876,8 +270,8 @@ impl Service {
                     )
                 })?;
                 if d.is_zero() || d > MAX_TOKEN_LIFETIME {
-                    return Err(ServiceError::invalid(
-                        "InvalidDuration",
+                    return Err(ServiceError::new(
+                        ErrorCode::InvalidDuration,
                         "expires_in must be more than 0 and at most 10 years",
                     ));
                 }
@@ -893,8 +287,8 @@ impl Service {
                     None => Some(cap.clone()),
                     Some(w) if at(&w)? <= at(cap)? => Some(w),
                     Some(_) => {
-                        return Err(ServiceError::invalid(
-                            "TokenOutlivesCaller",
+                        return Err(ServiceError::new(
+                            ErrorCode::TokenOutlivesCaller,
                             format!(
                                 "the token you call with expires at {cap}, and a token you create for yourself cannot outlive it: ask for a shorter expires_in, or leave it out to expire with this one"
                             ),
@@ -917,17 +311,17 @@ impl Service {
     }
 
     /// The tokens of a principal (public facts only).
-    pub async fn list_tokens(&self, caller: &Caller, principal: &str) -> Result<Vec<Token>> {
+    pub async fn list_tokens(
+        &self,
+        caller: &Caller,
+        principal: &str,
+        q: ListParams,
+    ) -> Result<Page<Token>> {
         let p = self
             .visible_principal(caller, principal, Action::IamRead)
             .await?;
-        Ok(self
-            .meta
-            .list_tokens(p.id)
-            .await?
-            .iter()
-            .map(token_dto)
-            .collect())
+        let tokens = self.meta.list_tokens(p.id).await?;
+        list::page_in_memory(tokens.iter().map(token_dto).collect(), &q, |t| &t.name)
     }
 
     /// Revoke a token: it stops working at once.
@@ -942,7 +336,7 @@ impl Service {
         self.visible_principal(caller, &owner, Action::TokensWrite)
             .await
             .map_err(|e| {
-                if e.kind == ErrorKind::NotFound {
+                if e.status() == 404 {
                     not_found_of(Scope::Id(id))
                 } else {
                     e
@@ -958,8 +352,6 @@ impl Service {
         Ok(token_dto(&t))
     }
 
-    // ---- role assignments ----------------------------------------------
-
     /// Assign a role at a scope to a principal of any account or tenant.
     /// The caller needs `iam/write` at the scope.
     pub async fn create_role_assignment(
@@ -968,14 +360,14 @@ impl Service {
         req: CreateRoleAssignment,
     ) -> Result<RoleAssignment> {
         let role: Role = req.role.parse().map_err(|e: coffer_iam::UnknownRole| {
-            ServiceError::invalid("UnknownRole", e.to_string())
+            ServiceError::new(ErrorCode::UnknownRole, e.to_string())
         })?;
         let scope = parse_scope(&req.scope)?;
         if let Scope::Id(id) = scope
             && matches!(id.kind(), Kind::RoleAssignment | Kind::Principal)
         {
-            return Err(ServiceError::invalid(
-                "InvalidScope",
+            return Err(ServiceError::new(
+                ErrorCode::InvalidScope,
                 format!(
                     "a role cannot be assigned at a {}: assign it at '/', a tenant, folder, account, disk, snapshot or key",
                     id.kind().noun()
@@ -1000,7 +392,7 @@ impl Service {
             .await
             .map_err(|e| match e {
                 coffer_meta::MetaError::Conflict(m) => {
-                    ServiceError::conflict("RoleAssignmentExists", m)
+                    ServiceError::new(ErrorCode::RoleAssignmentExists, m)
                 }
                 other => other.into(),
             })?;
@@ -1014,15 +406,14 @@ impl Service {
     pub async fn list_role_assignments(
         &self,
         caller: &Caller,
-        principal: Option<&str>,
-        scope: Option<&str>,
-    ) -> Result<Vec<RoleAssignment>> {
-        let rows = match (principal, scope) {
+        q: ListParams,
+    ) -> Result<Page<RoleAssignment>> {
+        let rows = match (q.principal.as_deref(), q.scope.as_deref()) {
             (_, Some(s)) => {
                 let scope = parse_scope(s)?;
                 self.check_scope(caller, Action::IamRead, scope).await?;
                 let mut rows = self.meta.role_assignments_at(&scope.to_string()).await?;
-                if let Some(p) = principal {
+                if let Some(p) = q.principal.as_deref() {
                     let p = parse_id(p, Kind::Principal)?;
                     rows.retain(|r| r.principal_id == p);
                 }
@@ -1047,7 +438,7 @@ impl Service {
             }
             (None, None) => self.meta.role_assignments_of(caller.principal.id).await?,
         };
-        Ok(rows.iter().map(assignment_dto).collect())
+        list::page_in_memory(rows.iter().map(assignment_dto).collect(), &q, |r| &r.role)
     }
 
     /// Delete a role assignment (caller needs `iam/write` at its scope).
@@ -1084,18 +475,12 @@ impl Service {
                     "removing role assignment {id} needs 'iam/write' at its scope, which you cannot see: ask an Owner of that scope"
                 )
             };
-            return Err(ServiceError::new(
-                ErrorKind::Forbidden,
-                "AuthorizationFailed",
-                reason,
-            ));
+            return Err(ServiceError::new(ErrorCode::AuthorizationFailed, reason));
         }
         self.meta.delete_role_assignment(id).await?;
         tracing::info!(assignment = %id, by = %caller.principal.id, "role assignment deleted");
         Ok(assignment_dto(&row))
     }
-
-    // ---- explain -----------------------------------------------------
 
     /// Why a principal may or may not do an action on a resource. The
     /// caller needs `iam/read` on the resource, unless it asks about
@@ -1103,7 +488,7 @@ impl Service {
     /// or not.
     pub async fn explain(&self, caller: &Caller, req: ExplainRequest) -> Result<Explanation> {
         let action: Action = req.action.parse().map_err(|e: coffer_iam::UnknownAction| {
-            ServiceError::invalid("UnknownAction", e.to_string())
+            ServiceError::new(ErrorCode::UnknownAction, e.to_string())
         })?;
         let scope = parse_scope(&req.resource_id)?;
         let principal = match &req.principal_id {
@@ -1112,12 +497,15 @@ impl Service {
         };
         let myself = principal == caller.principal.id;
         let target = self.resolve(scope).await?;
-        let base = |decision: &str, status: u16, reasons: Vec<String>, assignment: Option<Id>| {
+        let base = |decision: coffer_types::Decision,
+                    status: u16,
+                    reasons: Vec<String>,
+                    assignment: Option<Id>| {
             Explanation {
                 principal_id: principal.to_string(),
                 action: action.to_string(),
                 resource_id: scope.to_string(),
-                decision: decision.into(),
+                decision,
                 status,
                 reasons,
                 assignment_id: assignment.map(|a| a.to_string()),
@@ -1131,7 +519,7 @@ impl Service {
                 .is_some_and(|t| self.sees(&caller.subject, t));
             if !visible {
                 return Ok(base(
-                    "deny",
+                    coffer_types::Decision::Deny,
                     404,
                     vec![format!(
                         "no {} {scope} is visible to principal {principal}: it does not exist, or no role of {principal} lets it see it",
@@ -1164,6 +552,17 @@ impl Service {
                 shown.insert(g.id);
             }
         }
+        // A principal the caller may not see, and none of whose assignments
+        // it may read, is answered exactly as an id that names nobody.
+        if !myself && shown.is_empty() {
+            let seen = match self.resolve(Scope::Id(principal)).await? {
+                Some(t) => self.sees(&caller.subject, &t),
+                None => false,
+            };
+            if !seen {
+                return Err(not_found_of(Scope::Id(principal)));
+            }
+        }
         Ok(match authorize(&subject, action, &target) {
             Decision::Allow(why) => {
                 let (why, assignment) = match &why {
@@ -1189,7 +588,7 @@ impl Service {
                     })
                     .collect();
                 base(
-                    "allow",
+                    coffer_types::Decision::Allow,
                     200,
                     vec![
                         format!("allowed: {why}"),
@@ -1209,33 +608,8 @@ impl Service {
                         before - d.held.len()
                     ));
                 }
-                base("deny", status, vec![reason], None)
+                base(coffer_types::Decision::Deny, status, vec![reason], None)
             }
         })
-    }
-
-    /// An account as `caller` may see it: its folder only if the caller may
-    /// see that folder (the tree above an account is not its owner's to
-    /// know).
-    async fn account_view(&self, caller: &Caller, a: &AccountRow) -> Result<Account> {
-        let mut dto = account_dto(a);
-        if let Some(f) = a.folder_id {
-            let seen = self
-                .resolve(Scope::Id(f))
-                .await?
-                .is_some_and(|t| self.sees(&caller.subject, &t));
-            if !seen {
-                dto.folder_id = None;
-            }
-        }
-        Ok(dto)
-    }
-
-    /// Whether `subject` may see `target` at all (else it is "not found").
-    fn sees(&self, subject: &Subject, target: &Target) -> bool {
-        match authorize(subject, Action::read_of(target.scope().kind()), target) {
-            Decision::Allow(_) => true,
-            Decision::Deny(d) => d.visible,
-        }
     }
 }

@@ -172,7 +172,7 @@ async fn a_paused_holder_is_fenced_once_another_node_takes_over() {
         )
         .await;
     assert_eq!(
-        snap.map(|s| s.id).map_err(|e| e.code),
+        snap.map(|s| s.id).map_err(|e| e.code.as_str()),
         Err("HeldByOtherNode"),
         "a snapshot asked of the old holder goes to the new one"
     );

@@ -130,7 +130,10 @@ async fn nbd_access_ends_when_the_attaching_principal_loses_its_role() {
             "{disk}: a connection must be refused once the attaching principal may not attach"
         );
         // The attachment stays; an Owner detaches it.
-        assert_eq!(svc.get_disk(&admin, disk).await.unwrap().state, "attached");
+        assert_eq!(
+            svc.get_disk(&admin, disk).await.unwrap().state.as_str(),
+            "attached"
+        );
         svc.detach_disk(&admin, disk).await.unwrap();
     }
     // The role back: a new attachment works again.
@@ -225,9 +228,10 @@ async fn moving_an_account_changes_what_it_inherits() {
     let sees = |svc: Arc<Service>, secret: String, disk: String| async move {
         let me = svc.authenticate(&secret).await.unwrap();
         let listed = svc
-            .list_disks(&me)
+            .list_disks(&me, Default::default())
             .await
             .unwrap()
+            .items
             .iter()
             .any(|d| d.id == disk);
         let shown = svc.get_disk(&me, &disk).await;
@@ -345,7 +349,11 @@ async fn no_escalation_through_principals_tokens_moves_or_explain() {
             "{e:?}"
         );
     }
-    let admin_token = svc.list_tokens(&admin, &admin_id).await.unwrap()[0]
+    let admin_token = svc
+        .list_tokens(&admin, &admin_id, Default::default())
+        .await
+        .unwrap()
+        .items[0]
         .id
         .clone();
     let e = svc.revoke_token(&ops, &admin_token).await.unwrap_err();
@@ -471,11 +479,19 @@ async fn no_escalation_through_principals_tokens_moves_or_explain() {
     // Her own account shows no folder she may not see.
     let shown = svc.get_account(&carol, &acct.id).await.unwrap();
     assert_eq!(shown.folder_id, None);
-    let listed = svc.list_accounts(&carol, None).await.unwrap();
+    let listed = svc
+        .list_accounts(&carol, Default::default())
+        .await
+        .unwrap()
+        .items;
     let ids: Vec<&str> = listed.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, [acct.id.as_str()], "only her account");
     assert_eq!(listed[0].folder_id, None);
-    let folders = svc.list_folders(&carol, None).await.unwrap();
+    let folders = svc
+        .list_folders(&carol, Default::default())
+        .await
+        .unwrap()
+        .items;
     let names: Vec<&str> = folders.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["sandbox"], "only the folder she owns");
     assert_eq!(
@@ -534,7 +550,7 @@ async fn no_escalation_through_principals_tokens_moves_or_explain() {
         )
         .await
         .unwrap();
-    assert_eq!(e.decision, "allow");
+    assert_eq!(e.decision.as_str(), "allow");
     assert_eq!(e.assignment_id, None, "{e:?}");
     let all = e.reasons.join(" ");
     // (Its home tenant it may see; the folder above its account it may not.)
@@ -545,9 +561,16 @@ async fn no_escalation_through_principals_tokens_moves_or_explain() {
     assert!(!all.contains("ra-"), "{all}");
     // And an assignment it cannot read does not exist for it.
     let ra = svc
-        .list_role_assignments(&admin, Some(&admin_id), None)
+        .list_role_assignments(
+            &admin,
+            coffer_wire::ListParams {
+                principal: Some(admin_id.clone()),
+                ..Default::default()
+            },
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     let e = svc
         .delete_role_assignment(&auditor, &ra[0].id)
         .await

@@ -491,7 +491,13 @@ async fn a_failing_store_loses_no_acknowledged_write() {
         .await
         .unwrap();
     d.data.copy_from_slice(&first);
-    let snaps_before = w.svc.list_snapshots(&w.caller).await.unwrap().len();
+    let snaps_before = w
+        .svc
+        .list_snapshots(&w.caller, Default::default())
+        .await
+        .unwrap()
+        .items
+        .len();
 
     // Every put fails from now on.
     w.faulty.fail_puts_after(1);
@@ -548,7 +554,12 @@ async fn a_failing_store_loses_no_acknowledged_write() {
         "a snapshot must fail while its data cannot be stored"
     );
     assert_eq!(
-        w.svc.list_snapshots(&w.caller).await.unwrap().len(),
+        w.svc
+            .list_snapshots(&w.caller, Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
         snaps_before,
         "a failed snapshot leaves no snapshot behind"
     );

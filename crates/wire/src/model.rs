@@ -1,7 +1,9 @@
 //! The resources as the API shows them and the requests that create them.
 //! These types are the wire format of the HTTP API (and so of the CLI); the
-//! OpenAPI document is generated from them.
+//! OpenAPI document is generated from them. States and kinds are the
+//! enums of `coffer_types::state`, so the document lists their values.
 
+use coffer_types::{Decision, DiskState, EncryptionType, PrincipalKind, SnapshotState, TokenState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -11,7 +13,7 @@ pub struct Encryption {
     /// `platform` (a platform-managed key of the region), later also
     /// `customer` and `double`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EncryptionType,
     /// The key-encryption key that wraps the data key.
     pub key_id: String,
 }
@@ -34,7 +36,7 @@ pub struct Disk {
     /// Size for people, e.g. `10GiB`.
     pub size: String,
     /// `available` or `attached`.
-    pub state: String,
+    pub state: DiskState,
     /// Encryption at rest.
     pub encryption: Encryption,
     /// Snapshot the disk was created from.
@@ -61,7 +63,7 @@ pub struct Snapshot {
     /// Size for people.
     pub size: String,
     /// `completed` (snapshots are complete when the call returns).
-    pub state: String,
+    pub state: SnapshotState,
     /// Encryption at rest.
     pub encryption: Encryption,
     /// Creation time (RFC 3339).
@@ -151,7 +153,7 @@ pub struct WhoAmI {
     /// Home tenant's name.
     pub tenant_name: String,
     /// `user`, `service` or `managed`.
-    pub kind: String,
+    pub kind: PrincipalKind,
     /// Owner of the whole deployment (an Owner assignment at `/`).
     pub is_admin: bool,
     /// The principal's role assignments.
@@ -268,7 +270,7 @@ pub struct Principal {
     /// Name.
     pub name: String,
     /// `user`, `service` or `managed` (created by the platform).
-    pub kind: String,
+    pub kind: PrincipalKind,
     /// Home account.
     pub account_id: String,
     /// Home tenant.
@@ -287,7 +289,7 @@ pub struct Token {
     /// Label.
     pub name: String,
     /// `active`, `expired` or `revoked`.
-    pub state: String,
+    pub state: TokenState,
     /// Creation time.
     pub created_at: String,
     /// Expiry, if any.
@@ -436,7 +438,7 @@ pub struct Explanation {
     /// The resource.
     pub resource_id: String,
     /// `allow` or `deny`.
-    pub decision: String,
+    pub decision: Decision,
     /// The HTTP status the principal gets for this action: 200 (allowed),
     /// 403 (it may see the resource, not do this) or 404 (hidden).
     pub status: u16,

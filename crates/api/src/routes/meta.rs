@@ -1,0 +1,60 @@
+//! The service itself: health, the OpenAPI document, the caller, regions
+//! and the built-in roles.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use coffer_service::Service;
+use coffer_service::model::{Region, RoleDefinition, WhoAmI};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{ApiResult, Auth};
+
+/// Path of the OpenAPI document.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The answer of `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` while the server answers.
+    pub status: String,
+}
+
+/// Whether the server answers (no token needed).
+#[utoipa::path(get, path = "/healthz", tag = "service", security(()),
+    responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// This document (no token needed).
+#[utoipa::path(get, path = "/openapi.json", tag = "service", security(()),
+    responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(crate::openapi())
+}
+
+/// The calling principal.
+#[utoipa::path(get, path = "/v1/whoami", tag = "iam", responses((status = 200, body = WhoAmI)))]
+pub async fn whoami(State(s): State<Arc<Service>>, Auth(c): Auth) -> ApiResult<Json<WhoAmI>> {
+    Ok(Json(s.whoami(&c).await?))
+}
+
+/// Regions and zones of this deployment.
+#[utoipa::path(get, path = "/v1/regions", tag = "service", responses((status = 200, body = [Region])))]
+pub async fn regions(State(s): State<Arc<Service>>, Auth(_c): Auth) -> Json<Vec<Region>> {
+    Json(s.regions())
+}
+
+/// The built-in roles and the actions each grants.
+#[utoipa::path(get, path = "/v1/roles", tag = "iam", responses((status = 200, body = [RoleDefinition])))]
+pub async fn list_roles(
+    State(s): State<Arc<Service>>,
+    Auth(_c): Auth,
+) -> Json<Vec<RoleDefinition>> {
+    Json(s.roles())
+}

@@ -1,0 +1,284 @@
+//! The handlers, one module per resource kind, and [`table`]: the list of
+//! every route with its policy and error codes (see [`crate::table`]).
+
+pub mod admin;
+pub mod disks;
+pub mod iam;
+pub mod meta;
+pub mod org;
+pub mod snapshots;
+
+use coffer_iam::Action as A;
+use coffer_wire::ErrorCode as E;
+use utoipa_axum::routes;
+
+use crate::table::Policy::{Action as Act, Authenticated, Public};
+use crate::table::RouteTable;
+use admin::*;
+use disks::*;
+use iam::*;
+use meta::*;
+use org::*;
+use snapshots::*;
+
+/// Every route: policy, error codes beyond the common ones, handler.
+pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
+    RouteTable::new(doc)
+        // The service itself.
+        .add(Public, &[], routes!(healthz))
+        .add(Public, &[], routes!(openapi_json))
+        .add(Authenticated, &[], routes!(whoami))
+        .add(Authenticated, &[], routes!(regions))
+        .add(Authenticated, &[], routes!(list_roles))
+        // Disks.
+        .add(
+            Act(A::DisksWrite),
+            &[
+                E::InvalidName,
+                E::InvalidSize,
+                E::MissingSize,
+                E::UnknownZone,
+                E::InvalidId,
+                E::NameTaken,
+                E::AccountNotFound,
+                E::SnapshotNotFound,
+                E::RegionMismatch,
+                E::KeyUnusable,
+            ],
+            routes!(create_disk),
+        )
+        .add(
+            Authenticated,
+            &[E::InvalidPage, E::InvalidFilter],
+            routes!(list_disks),
+        )
+        .add(Act(A::DisksRead), &[E::DiskNotFound], routes!(get_disk))
+        .add(
+            Act(A::DisksDelete),
+            &[E::DiskNotFound, E::DiskAttached],
+            routes!(delete_disk),
+        )
+        .add(
+            Act(A::DisksWrite),
+            &[
+                E::DiskNotFound,
+                E::DiskAttached,
+                E::InvalidSize,
+                E::ShrinkNotAllowed,
+            ],
+            routes!(resize_disk),
+        )
+        .add(
+            Act(A::DisksAttach),
+            &[
+                E::DiskNotFound,
+                E::DiskAttached,
+                E::NbdUnavailable,
+                E::Conflict,
+            ],
+            routes!(attach_disk),
+        )
+        .add(
+            Act(A::DisksAttach),
+            &[
+                E::DiskNotFound,
+                E::DiskNotAttached,
+                E::HeldByOtherNode,
+                E::DiskMoved,
+                E::NodeFenced,
+                E::KeyUnusable,
+                E::IntegrityError,
+            ],
+            routes!(detach_disk),
+        )
+        // Snapshots.
+        .add(
+            Act(A::SnapshotsWrite),
+            &[
+                E::InvalidName,
+                E::DiskNotFound,
+                E::NameTaken,
+                E::HeldByOtherNode,
+                E::NodeFenced,
+                E::DiskDetached,
+                E::KeyUnusable,
+                E::Conflict,
+            ],
+            routes!(create_snapshot),
+        )
+        .add(
+            Authenticated,
+            &[E::InvalidPage, E::InvalidFilter],
+            routes!(list_snapshots),
+        )
+        .add(
+            Act(A::SnapshotsRead),
+            &[E::SnapshotNotFound],
+            routes!(get_snapshot),
+        )
+        .add(
+            Act(A::SnapshotsDelete),
+            &[E::SnapshotNotFound],
+            routes!(delete_snapshot),
+        )
+        // The organisation.
+        .add(
+            Act(A::OrgWrite),
+            &[E::InvalidName, E::NameTaken],
+            routes!(create_tenant),
+        )
+        .add(Authenticated, &[E::InvalidPage], routes!(list_tenants))
+        .add(Act(A::OrgRead), &[E::TenantNotFound], routes!(get_tenant))
+        .add(
+            Act(A::OrgWrite),
+            &[
+                E::InvalidName,
+                E::NameTaken,
+                E::TenantNotFound,
+                E::FolderNotFound,
+                E::TenantMismatch,
+                E::FolderTooDeep,
+            ],
+            routes!(create_folder),
+        )
+        .add(
+            Act(A::OrgRead),
+            &[E::InvalidPage, E::TenantNotFound],
+            routes!(list_folders),
+        )
+        .add(Act(A::OrgRead), &[E::FolderNotFound], routes!(get_folder))
+        .add(
+            Act(A::OrgWrite),
+            &[E::FolderNotFound, E::FolderNotEmpty],
+            routes!(delete_folder),
+        )
+        .add(
+            Act(A::OrgWrite),
+            &[
+                E::InvalidName,
+                E::NameTaken,
+                E::TenantNotFound,
+                E::FolderNotFound,
+                E::TenantMismatch,
+            ],
+            routes!(create_account),
+        )
+        .add(
+            Authenticated,
+            &[E::InvalidPage, E::TenantNotFound],
+            routes!(list_accounts),
+        )
+        .add(Act(A::OrgRead), &[E::AccountNotFound], routes!(get_account))
+        .add(
+            Act(A::OrgWrite),
+            &[E::AccountNotFound, E::FolderNotFound, E::TenantMismatch],
+            routes!(move_account),
+        )
+        // Identity and access.
+        .add(
+            Act(A::IamWrite),
+            &[
+                E::InvalidName,
+                E::NameTaken,
+                E::AccountNotFound,
+                E::InvalidKind,
+                E::ManagedIdentity,
+            ],
+            routes!(create_principal),
+        )
+        .add(
+            Act(A::OrgRead),
+            &[E::InvalidPage, E::AccountNotFound],
+            routes!(list_principals),
+        )
+        .add(
+            Act(A::IamRead),
+            &[E::PrincipalNotFound],
+            routes!(get_principal),
+        )
+        .add(
+            Act(A::IamWrite),
+            &[E::PrincipalNotFound, E::CannotDeleteSelf, E::LastOwner],
+            routes!(delete_principal),
+        )
+        .add(
+            Act(A::TokensWrite),
+            &[
+                E::PrincipalNotFound,
+                E::InvalidName,
+                E::InvalidDuration,
+                E::TokenOutlivesCaller,
+                E::ManagedIdentity,
+            ],
+            routes!(create_token),
+        )
+        .add(
+            Act(A::IamRead),
+            &[E::InvalidPage, E::PrincipalNotFound],
+            routes!(list_tokens),
+        )
+        .add(
+            Act(A::TokensWrite),
+            &[E::TokenNotFound, E::LastOwner],
+            routes!(revoke_token),
+        )
+        .add(
+            Act(A::IamWrite),
+            &[
+                E::PrincipalNotFound,
+                E::UnknownRole,
+                E::InvalidScope,
+                E::InvalidId,
+                E::RoleAssignmentExists,
+                E::TenantNotFound,
+                E::FolderNotFound,
+                E::AccountNotFound,
+                E::DiskNotFound,
+                E::SnapshotNotFound,
+                E::KeyNotFound,
+                E::RoleAssignmentNotFound,
+            ],
+            routes!(create_role_assignment),
+        )
+        .add(
+            Authenticated,
+            &[
+                E::InvalidPage,
+                E::InvalidScope,
+                E::PrincipalNotFound,
+                E::TenantNotFound,
+                E::FolderNotFound,
+                E::AccountNotFound,
+                E::DiskNotFound,
+                E::SnapshotNotFound,
+                E::KeyNotFound,
+                E::RoleAssignmentNotFound,
+            ],
+            routes!(list_role_assignments),
+        )
+        .add(
+            Act(A::IamWrite),
+            &[E::RoleAssignmentNotFound, E::LastOwner],
+            routes!(delete_role_assignment),
+        )
+        .add(
+            Authenticated,
+            &[
+                E::UnknownAction,
+                E::InvalidScope,
+                E::PrincipalNotFound,
+                E::TenantNotFound,
+                E::FolderNotFound,
+                E::AccountNotFound,
+                E::DiskNotFound,
+                E::SnapshotNotFound,
+                E::KeyNotFound,
+                E::RoleAssignmentNotFound,
+            ],
+            routes!(explain),
+        )
+        // Administration.
+        .add(Act(A::DeploymentOperate), &[], routes!(fsck))
+        .add(Act(A::DeploymentOperate), &[], routes!(admin_gc))
+        .add(Act(A::DeploymentOperate), &[], routes!(list_nodes))
+}

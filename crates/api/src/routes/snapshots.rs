@@ -1,0 +1,56 @@
+//! Snapshots.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use coffer_service::Service;
+use coffer_service::model::{CreateSnapshot, Snapshot};
+use coffer_wire::{Page, SnapshotQuery};
+
+use crate::{ApiJson, ApiQuery, ApiResult, Auth};
+
+/// Take a crash-consistent snapshot of a disk (attached or not).
+#[utoipa::path(post, path = "/v1/snapshots", tag = "snapshots", request_body = CreateSnapshot,
+    responses((status = 201, body = Snapshot)))]
+pub async fn create_snapshot(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    ApiJson(req): ApiJson<CreateSnapshot>,
+) -> ApiResult<(StatusCode, Json<Snapshot>)> {
+    Ok((StatusCode::CREATED, Json(s.create_snapshot(&c, req).await?)))
+}
+
+/// Snapshots the caller can see (shared ones too), a page at a time.
+#[utoipa::path(get, path = "/v1/snapshots", tag = "snapshots", params(SnapshotQuery),
+    responses((status = 200, body = Page<Snapshot>)))]
+pub async fn list_snapshots(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    ApiQuery(q): ApiQuery<SnapshotQuery>,
+) -> ApiResult<Json<Page<Snapshot>>> {
+    Ok(Json(s.list_snapshots(&c, q.into()).await?))
+}
+
+/// One snapshot.
+#[utoipa::path(get, path = "/v1/snapshots/{id}", tag = "snapshots", params(("id" = String, Path, description = "snapshot id")),
+    responses((status = 200, body = Snapshot)))]
+pub async fn get_snapshot(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Snapshot>> {
+    Ok(Json(s.get_snapshot(&c, &id).await?))
+}
+
+/// Delete a snapshot (disks created from it are unaffected).
+#[utoipa::path(delete, path = "/v1/snapshots/{id}", tag = "snapshots", params(("id" = String, Path, description = "snapshot id")),
+    responses((status = 200, body = Snapshot, description = "the snapshot as it was")))]
+pub async fn delete_snapshot(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Snapshot>> {
+    Ok(Json(s.delete_snapshot(&c, &id).await?))
+}

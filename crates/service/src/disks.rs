@@ -1,0 +1,287 @@
+//! Disks: create (empty or from a snapshot), list, show, resize, delete.
+
+use coffer_iam::{Action, Scope};
+use coffer_meta::{DiskRow, MetaError, VolumeRow};
+use coffer_types::{ByteSize, Id, Kind};
+
+use crate::error::ErrorCode;
+use crate::list;
+use crate::model::*;
+use crate::*;
+use coffer_meta::ListFilter;
+use coffer_types::{DiskState, EncryptionType};
+use coffer_wire::{ListParams, Page};
+
+pub(crate) fn disk_dto(d: &DiskRow, attached: bool) -> Disk {
+    Disk {
+        id: d.id.to_string(),
+        name: d.name.clone(),
+        account_id: d.account_id.to_string(),
+        region: d.region.clone(),
+        zone: d.zone.clone(),
+        size_bytes: d.size,
+        size: ByteSize(d.size).to_string(),
+        state: if attached {
+            DiskState::Attached
+        } else {
+            DiskState::Available
+        },
+        encryption: Encryption {
+            kind: d.encryption,
+            key_id: d.kek_id.to_string(),
+        },
+        source_snapshot_id: d.source_snapshot_id.map(|s| s.to_string()),
+        created_at: d.created_at.clone(),
+    }
+}
+
+pub(crate) fn check_size(size: u64) -> Result<()> {
+    if size < MIN_DISK {
+        return Err(ServiceError::new(
+            ErrorCode::InvalidSize,
+            format!("size {} is too small: the minimum is 1MiB", ByteSize(size)),
+        ));
+    }
+    if size > MAX_DISK {
+        return Err(ServiceError::new(
+            ErrorCode::InvalidSize,
+            format!("size {} is too large: the maximum is 64TiB", ByteSize(size)),
+        ));
+    }
+    if !size.is_multiple_of(MIB) {
+        return Err(ServiceError::new(
+            ErrorCode::InvalidSize,
+            format!("size {size} bytes is not a whole number of MiB: use e.g. 512MiB or 10GiB"),
+        ));
+    }
+    Ok(())
+}
+
+impl Service {
+    /// The disk `id` if the caller may do `action` on it (404 if missing or
+    /// hidden from the caller, 403 if visible but not allowed).
+    pub(crate) async fn authorized_disk(
+        &self,
+        caller: &Caller,
+        id: &str,
+        action: Action,
+    ) -> Result<DiskRow> {
+        let id = parse_id(id, Kind::Disk)?;
+        let d = self
+            .meta
+            .disk(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(ErrorCode::DiskNotFound, "disk", id))?;
+        let target = self.resource_target(d.id, d.account_id).await?;
+        self.check(caller, action, &target)?;
+        Ok(d)
+    }
+
+    pub(crate) async fn is_attached(&self, disk: Id) -> Result<bool> {
+        Ok(self.meta.attachment_of_disk(disk).await?.is_some())
+    }
+
+    /// Create a disk, empty or from a snapshot.
+    pub async fn create_disk(&self, caller: &Caller, req: CreateDisk) -> Result<Disk> {
+        let name = check_name(&req.name)?;
+        let account = match &req.account_id {
+            Some(a) => parse_id(a, Kind::Account)?,
+            None => caller.principal.account_id,
+        };
+        self.check_scope(caller, Action::DisksWrite, Scope::Id(account))
+            .await?;
+        let region = self
+            .config
+            .regions
+            .region_of_zone(&req.zone)
+            .map_err(|e| ServiceError::new(ErrorCode::UnknownZone, e.to_string()))?
+            .to_string();
+        let source = match &req.source_snapshot_id {
+            Some(s) => Some(
+                self.authorized_snapshot(caller, s, Action::SnapshotsRead)
+                    .await?,
+            ),
+            None => None,
+        };
+        let size = match (&req.size, &source) {
+            (Some(s), _) => s.bytes(),
+            (None, Some(snap)) => snap.size,
+            (None, None) => {
+                return Err(ServiceError::new(
+                    ErrorCode::MissingSize,
+                    "an empty disk needs a size, e.g. --size 10GiB (or give --from-snapshot)",
+                ));
+            }
+        };
+        check_size(size)?;
+        let id = Id::random(Kind::Disk);
+        let now = coffer_meta::now();
+        let (volume, kek_id, encryption) = match &source {
+            Some(snap) => {
+                if snap.region != region {
+                    return Err(ServiceError::new(
+                        ErrorCode::RegionMismatch,
+                        format!(
+                            "snapshot {} is in region '{}' but zone '{}' is in region '{region}': copy the snapshot to that region first",
+                            snap.id, snap.region, req.zone
+                        ),
+                    ));
+                }
+                if size < snap.size {
+                    return Err(ServiceError::new(
+                        ErrorCode::InvalidSize,
+                        format!(
+                            "size {} is smaller than the snapshot's {}: a disk from a snapshot is at least as large",
+                            ByteSize(size),
+                            ByteSize(snap.size)
+                        ),
+                    ));
+                }
+                let parent = self.meta.volume(snap.volume_id).await?;
+                let vol = VolumeRow {
+                    id: Id::random(Kind::Volume),
+                    dek_id: parent.dek_id,
+                    chunk_size: parent.chunk_size,
+                    size,
+                    parent: Some((snap.volume_id, snap.generation)),
+                    head_generation: 0,
+                    live: true,
+                };
+                (vol, snap.kek_id, snap.encryption)
+            }
+            None => {
+                let kek = self.vault.platform_key(&region).await?;
+                let (dek_id, _dek) = self.vault.new_dek(&kek).await?;
+                let vol = VolumeRow {
+                    id: Id::random(Kind::Volume),
+                    dek_id,
+                    chunk_size: self.config.chunk_size,
+                    size,
+                    parent: None,
+                    head_generation: 0,
+                    live: true,
+                };
+                (vol, kek.id, EncryptionType::Platform)
+            }
+        };
+        self.check_name_free(Kind::Disk, account, name.as_str())
+            .await?;
+        let row = DiskRow {
+            id,
+            account_id: account,
+            name: name.to_string(),
+            region,
+            zone: req.zone.clone(),
+            size,
+            volume_id: volume.id,
+            encryption,
+            kek_id,
+            source_snapshot_id: source.as_ref().map(|s| s.id),
+            created_at: now,
+        };
+        match &source {
+            Some(snap) => self
+                .meta
+                .create_disk_from_snapshot(&row, &volume, snap.id)
+                .await
+                .map_err(|e| match e {
+                    MetaError::NotFound(_) => {
+                        ServiceError::not_found(ErrorCode::SnapshotNotFound, "snapshot", snap.id)
+                    }
+                    other => other.into(),
+                })?,
+            None => self.meta.create_disk(&row, &volume).await?,
+        }
+        tracing::info!(disk = %id, size, zone = %row.zone, "disk created");
+        Ok(disk_dto(&row, false))
+    }
+
+    /// A page of the disks the caller may read, in every account (one
+    /// query per page).
+    pub async fn list_disks(&self, caller: &Caller, q: ListParams) -> Result<Page<Disk>> {
+        let p = list::paging(&q)?;
+        let attached = match q.state.as_deref() {
+            None => None,
+            Some(s) => Some(
+                s.parse::<DiskState>()
+                    .map_err(|e| ServiceError::new(ErrorCode::InvalidFilter, e.to_string()))?
+                    == DiskState::Attached,
+            ),
+        };
+        let filter = ListFilter {
+            visible: self.visible(caller, Action::DisksRead, Kind::Disk).await?,
+            name: q.name.clone(),
+            account: self.account_filter(caller, q.account.as_deref()).await?,
+            zone: q.zone.clone(),
+            attached,
+            after: p.after,
+            limit: p.size + 1,
+        };
+        let rows = self.meta.list_disks_page(&filter).await?;
+        Ok(list::finish(
+            rows.iter().map(|(d, a)| disk_dto(d, *a)).collect(),
+            p.size,
+        ))
+    }
+
+    /// One disk.
+    pub async fn get_disk(&self, caller: &Caller, id: &str) -> Result<Disk> {
+        let d = self.authorized_disk(caller, id, Action::DisksRead).await?;
+        let attached = self.is_attached(d.id).await?;
+        Ok(disk_dto(&d, attached))
+    }
+
+    /// Delete a detached disk. Its snapshots, and disks made from them, stay.
+    pub async fn delete_disk(&self, caller: &Caller, id: &str) -> Result<Disk> {
+        let d = self
+            .authorized_disk(caller, id, Action::DisksDelete)
+            .await?;
+        if self.is_attached(d.id).await? {
+            return Err(ServiceError::new(
+                ErrorCode::DiskAttached,
+                format!(
+                    "disk {} is attached: run `coffer disk detach {}` first",
+                    d.id, d.id
+                ),
+            ));
+        }
+        self.meta.delete_disk(d.id).await?;
+        self.meta
+            .delete_role_assignments_at(&d.id.to_string())
+            .await?;
+        self.gc_wake.notify_one();
+        tracing::info!(disk = %d.id, "disk deleted");
+        Ok(disk_dto(&d, false))
+    }
+
+    /// Grow a detached disk.
+    pub async fn resize_disk(&self, caller: &Caller, id: &str, size: ByteSize) -> Result<Disk> {
+        let mut d = self.authorized_disk(caller, id, Action::DisksWrite).await?;
+        let size = size.bytes();
+        check_size(size)?;
+        if size < d.size {
+            return Err(ServiceError::new(
+                ErrorCode::ShrinkNotAllowed,
+                format!(
+                    "disk {} is {}; disks only grow (shrinking would destroy data). To get a smaller disk, create one and copy what you need",
+                    d.id,
+                    ByteSize(d.size)
+                ),
+            ));
+        }
+        if self.is_attached(d.id).await? {
+            return Err(ServiceError::new(
+                ErrorCode::DiskAttached,
+                format!(
+                    "disk {} is attached: detach it, resize, and attach again",
+                    d.id
+                ),
+            ));
+        }
+        if size != d.size {
+            self.meta.resize_disk(d.id, size).await?;
+            d.size = size;
+        }
+        Ok(disk_dto(&d, false))
+    }
+}

@@ -1,0 +1,118 @@
+//! Garbage: the deletion queue, the orphan sweep (objects a crash left
+//! behind), start-up recovery, the background collector, and shutdown.
+
+use std::sync::Arc;
+
+use coffer_meta::now_ms;
+use coffer_store::{chunk_key, parse_chunk_key};
+use coffer_volume::Volume;
+
+use crate::*;
+
+impl Service {
+    /// Flush and close every open volume, then leave the deployment: this
+    /// node's attachments lose their holder, so any node (or this one,
+    /// restarted) can reopen them at once.
+    pub async fn shutdown(&self) {
+        let vols: Vec<Arc<Volume>> = self.open.lock().await.drain().map(|(_, v)| v).collect();
+        for v in vols {
+            if let Err(e) = v.close().await {
+                tracing::warn!(volume = %v.id(), error = %e, "flush at shutdown failed");
+            }
+        }
+        if let Some(n) = self.node.write().await.take()
+            && let Err(e) = self.meta.deregister_node(n.id).await
+        {
+            tracing::warn!(error = %e, "could not leave the deployment; its lease will pass");
+        }
+    }
+
+    /// Delete the objects queued for deletion; returns how many.
+    pub async fn collect_garbage(&self) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let batch = self.meta.gc_queue_peek(512).await?;
+            if batch.is_empty() {
+                return Ok(total);
+            }
+            for (dek, counter) in &batch {
+                self.store
+                    .delete(&chunk_key(dek.value(), *counter))
+                    .await
+                    .map_err(ServiceError::internal)?;
+            }
+            self.meta.gc_queue_done(&batch).await?;
+            total += batch.len() as u64;
+        }
+    }
+
+    /// Start-up recovery: finish queued deletions, then sweep orphans.
+    /// Returns (collected, orphans).
+    pub async fn recover(&self) -> Result<(u64, u64)> {
+        let collected = self.collect_garbage().await?;
+        let orphans = self.sweep_orphans().await?;
+        Ok((collected, orphans))
+    }
+
+    /// Delete objects no metadata names and no live writer may still name:
+    /// left by a write-back that a crash (of any node) interrupted before
+    /// its commit, or by a node fenced mid-write. Safe while other nodes
+    /// write: nodes whose lease passed are fenced first, the store is
+    /// listed before the metadata is read, and objects in counter ranges
+    /// reserved by a live holder are kept. Returns how many were deleted.
+    pub async fn sweep_orphans(&self) -> Result<u64> {
+        self.meta
+            .fence_expired_nodes(now_ms(), self.my_node_id().await)
+            .await?;
+        let listed = self
+            .store
+            .list("chunks/")
+            .await
+            .map_err(ServiceError::internal)?;
+        let keep = self.meta.sweep_view().await?;
+        let mut orphans = 0;
+        for key in listed {
+            if let Some((dek, counter)) = parse_chunk_key(&key)
+                && keep.keeps(dek, counter)
+            {
+                continue;
+            }
+            self.store
+                .delete(&key)
+                .await
+                .map_err(ServiceError::internal)?;
+            orphans += 1;
+        }
+        self.meta.drop_dead_reservations().await?;
+        Ok(orphans)
+    }
+
+    /// Run the garbage collector until the process ends: woken by deletes,
+    /// and every 30 s; the orphan sweep runs every `sweep_interval`.
+    pub fn spawn_gc(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut last_sweep = std::time::Instant::now();
+            loop {
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(30), me.gc_wake.notified())
+                        .await;
+                match me.collect_garbage().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(objects = n, "garbage collected"),
+                    Err(e) => tracing::warn!(error = %e, "garbage collection failed; will retry"),
+                }
+                if last_sweep.elapsed() >= me.config.sweep_interval {
+                    last_sweep = std::time::Instant::now();
+                    match me.sweep_orphans().await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(objects = n, "orphan sweep deleted unreferenced objects")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "orphan sweep failed; will retry"),
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,220 @@
+//! Every error code the API can return, in one place: its HTTP status and
+//! what it means. The server builds errors only from these codes, the API
+//! maps each to its status here (nowhere else), the OpenAPI document lists
+//! them per operation, and the CLI decodes them.
+//!
+//! A code is part of the API's contract: never rename or reuse one; add new
+//! ones at the end of their status group.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The error body of every failed request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A stable code and a human message.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine code, e.g. `DiskNotFound`.
+    pub code: ErrorCode,
+    /// What went wrong and what to do next.
+    pub message: String,
+}
+
+macro_rules! codes {
+    ($($(#[doc = $doc:literal])+ $name:ident = $status:literal,)+) => {
+        /// A stable, machine-readable error code. Each has one HTTP status.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])+ $name,)+
+        }
+
+        impl ErrorCode {
+            /// Every code.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$name),+];
+
+            /// The HTTP status of this code.
+            pub fn status(self) -> u16 {
+                match self {
+                    $(ErrorCode::$name => $status,)+
+                }
+            }
+
+            /// The code as sent, e.g. `DiskNotFound`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => stringify!($name),)+
+                }
+            }
+
+            /// What the code means (its doc line).
+            pub fn doc(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => concat!($($doc),+).trim_ascii(),)+
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    // 400: the request is malformed or invalid; nothing changed.
+    /// A request body that does not match the operation's schema.
+    InvalidBody = 400,
+    /// A request body that is not JSON.
+    MalformedJson = 400,
+    /// A body without `Content-Type: application/json`.
+    UnsupportedMediaType = 400,
+    /// A request body over the size limit.
+    BodyTooLarge = 400,
+    /// A query string the operation does not take.
+    InvalidQuery = 400,
+    /// A malformed id, or an id of the wrong kind.
+    InvalidId = 400,
+    /// A name that breaks the naming rule (1-80 letters, digits, `.`, `_`, `-`).
+    InvalidName = 400,
+    /// A size out of range or not a whole number of MiB.
+    InvalidSize = 400,
+    /// A disk from nothing needs a size.
+    MissingSize = 400,
+    /// Disks only grow.
+    ShrinkNotAllowed = 400,
+    /// No such zone in this deployment.
+    UnknownZone = 400,
+    /// No such built-in role.
+    UnknownRole = 400,
+    /// No such action.
+    UnknownAction = 400,
+    /// A scope that is not `/` or an id of a tenant, folder, account or resource.
+    InvalidScope = 400,
+    /// A principal kind that cannot be created this way.
+    InvalidKind = 400,
+    /// Managed identities are created by the platform, not by callers.
+    ManagedIdentity = 400,
+    /// The tenant named does not match the folder's or account's.
+    TenantMismatch = 400,
+    /// Folders nest at most a few levels deep.
+    FolderTooDeep = 400,
+    /// A duration that does not parse, or is not positive.
+    InvalidDuration = 400,
+    /// A token may not outlive the token that creates it.
+    TokenOutlivesCaller = 400,
+    /// A `limit` out of range, or a `next` token this list did not issue.
+    InvalidPage = 400,
+    /// A list filter this resource kind does not have, or a bad filter value.
+    InvalidFilter = 400,
+    /// A name that matches several resources: use the id.
+    AmbiguousName = 400,
+    // 401
+    /// No token, or a token that is unknown, expired or revoked.
+    Unauthenticated = 401,
+    // 403
+    /// The caller may see the resource but not do this to it.
+    AuthorizationFailed = 403,
+    // 404: absent, or hidden from the caller (the two look the same).
+    /// No such API route.
+    RouteNotFound = 404,
+    /// No such disk (or you may not see it).
+    DiskNotFound = 404,
+    /// No such snapshot (or you may not see it).
+    SnapshotNotFound = 404,
+    /// No such tenant (or you may not see it).
+    TenantNotFound = 404,
+    /// No such folder (or you may not see it).
+    FolderNotFound = 404,
+    /// No such account (or you may not see it).
+    AccountNotFound = 404,
+    /// No such principal (or you may not see it).
+    PrincipalNotFound = 404,
+    /// No such token (or you may not see it).
+    TokenNotFound = 404,
+    /// No such role assignment (or you may not see it).
+    RoleAssignmentNotFound = 404,
+    /// No such key (or you may not see it).
+    KeyNotFound = 404,
+    /// No such attachment (or you may not see it).
+    AttachmentNotFound = 404,
+    /// No such node.
+    NodeNotFound = 404,
+    // 405
+    /// The route does not take that method.
+    MethodNotAllowed = 405,
+    // 409: the resource's state forbids the operation now.
+    /// The disk is attached: detach it first.
+    DiskAttached = 409,
+    /// The disk is not attached.
+    DiskNotAttached = 409,
+    /// The disk was detached while the operation ran.
+    DiskDetached = 409,
+    /// A folder with folders or accounts in it cannot be deleted.
+    FolderNotEmpty = 409,
+    /// The principal already holds that role at that scope.
+    RoleAssignmentExists = 409,
+    /// A principal cannot delete itself.
+    CannotDeleteSelf = 409,
+    /// A resource of this kind with that name already exists in the account.
+    NameTaken = 409,
+    /// A concurrent change won: retry.
+    Conflict = 409,
+    /// The operation would leave the deployment without an Owner.
+    LastOwner = 409,
+    // 422
+    /// A snapshot of another region: copy it there first.
+    RegionMismatch = 422,
+    /// The key protecting the data is disabled or deleted.
+    KeyUnusable = 422,
+    // 500
+    /// A bug or an unexpected failure: the message carries a correlation id
+    /// to find the detail in the server's log.
+    InternalError = 500,
+    /// Stored data failed authentication (tampering or corruption).
+    IntegrityError = 500,
+    // 503: retry later.
+    /// The disk is open on another node that could not be reached.
+    HeldByOtherNode = 503,
+    /// This server has no NBD listener.
+    NbdUnavailable = 503,
+    /// The disk moved to another node during the operation: retry.
+    DiskMoved = 503,
+    /// This node lost the disk to another (its lease passed): attach again.
+    NodeFenced = 503,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_status_an_http_client_understands_and_a_doc() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(seen.insert(c.as_str()), "{c} twice");
+            assert!(
+                matches!(c.status(), 400..=599),
+                "{c}: {} is not an error status",
+                c.status()
+            );
+            assert!(!c.doc().is_empty(), "{c} has no doc");
+            let json = serde_json::to_string(c).unwrap();
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+        }
+        assert_eq!(ErrorCode::DiskNotFound.status(), 404);
+        assert_eq!(ErrorCode::DiskAttached.status(), 409);
+    }
+}

@@ -1,0 +1,20 @@
+//! The HTTP API's wire format, shared by the server (`coffer-api`, which
+//! derives the OpenAPI document from these types) and the client (the
+//! `coffer` CLI, which decodes responses into them): the resources and the
+//! requests that create them ([`model`]), the one list of error codes with
+//! their HTTP statuses ([`error`]), and the page every list returns
+//! ([`page`]).
+//!
+//! This crate sits beside `coffer-types` at the bottom of the workspace: it
+//! knows nothing of storage, keys or HTTP servers, so a client can use it
+//! without pulling in the server.
+
+pub mod error;
+pub mod model;
+pub mod page;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use page::{
+    AccountQuery, AssignmentQuery, DiskQuery, FolderQuery, ListParams, MAX_PAGE, Page,
+    PrincipalQuery, SnapshotQuery, TenantQuery, TokenQuery,
+};

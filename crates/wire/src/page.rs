@@ -1,0 +1,178 @@
+//! Paginated lists. Every `GET` of a collection answers one [`Page`] of at
+//! most `limit` items in a stable order (creation time, then id) with a
+//! `next` token while more remain; pass it back as `next=` to get the
+//! following page. Tokens are opaque to clients: today they encode the last
+//! item's sort key, so a page never repeats or skips an item that existed
+//! when the listing began, whatever is created or deleted in between.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The most items one page holds (and the default).
+pub const MAX_PAGE: u32 = 1000;
+
+/// The default page size.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    /// The items of this page, in creation order.
+    pub items: Vec<T>,
+    /// Pass as `next=` to get the following page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page holding all of `items` (a list that is never long).
+    pub fn all(items: Vec<T>) -> Self {
+        Self { items, next: None }
+    }
+}
+
+/// The query of every paginated list, as the service takes it: paging and
+/// the union of every kind's filters. Each route declares (and the API
+/// decodes) only the filters its kind has: see [`list_query!`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListParams {
+    /// Items per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` token of the previous page.
+    pub next: Option<String>,
+    /// Only items with this exact name.
+    pub name: Option<String>,
+    /// Only items of this account.
+    pub account: Option<String>,
+    /// Only items in this zone.
+    pub zone: Option<String>,
+    /// Only items in this state.
+    pub state: Option<String>,
+    /// Only items of this tenant.
+    pub tenant: Option<String>,
+    /// Only items of this principal.
+    pub principal: Option<String>,
+    /// Only items at this scope.
+    pub scope: Option<String>,
+}
+
+impl ListParams {
+    /// The page size asked for (default 100), or `None` if out of range.
+    pub fn page_size(&self) -> Option<u32> {
+        match self.limit {
+            None => Some(DEFAULT_PAGE),
+            Some(n) if (1..=MAX_PAGE).contains(&n) => Some(n),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Declare the query of one kind's list: `limit`, `next` and the named
+/// filters (each an optional string of [`ListParams`]), decoded with
+/// unknown parameters refused, documented as query parameters, and
+/// converted into [`ListParams`].
+#[macro_export]
+macro_rules! list_query {
+    ($(#[$m:meta])* $name:ident { $($(#[doc = $doc:literal])* $field:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            /// Items per page, 1 to 1000 (default 100).
+            #[param(minimum = 1, maximum = 1000)]
+            pub limit: Option<u32>,
+            /// The `next` token of the previous page.
+            pub next: Option<String>,
+            $($(#[doc = $doc])* pub $field: Option<String>,)*
+        }
+
+        impl From<$name> for $crate::ListParams {
+            fn from(q: $name) -> Self {
+                $crate::ListParams {
+                    limit: q.limit,
+                    next: q.next,
+                    $($field: q.$field,)*
+                    ..Default::default()
+                }
+            }
+        }
+    };
+}
+
+list_query! {
+    /// Query of `GET /v1/disks`.
+    DiskQuery {
+        /// Only disks with this exact name.
+        name,
+        /// Only disks of this account.
+        account,
+        /// Only disks in this zone.
+        zone,
+        /// Only disks in this state: `available` or `attached`.
+        state,
+    }
+}
+
+list_query! {
+    /// Query of `GET /v1/snapshots`.
+    SnapshotQuery {
+        /// Only snapshots with this exact name.
+        name,
+        /// Only snapshots of this account.
+        account,
+    }
+}
+
+list_query! {
+    /// Query of `GET /v1/tenants`.
+    TenantQuery {
+        /// Only the tenant with this exact name.
+        name,
+    }
+}
+
+list_query! {
+    /// Query of `GET /v1/folders`.
+    FolderQuery {
+        /// The tenant (default: the caller's).
+        tenant,
+        /// Only folders with this exact name.
+        name,
+    }
+}
+
+list_query! {
+    /// Query of `GET /v1/accounts`.
+    AccountQuery {
+        /// Only accounts of this tenant (default: every tenant the caller sees).
+        tenant,
+        /// Only the account with this exact name.
+        name,
+    }
+}
+
+list_query! {
+    /// Query of `GET /v1/principals`.
+    PrincipalQuery {
+        /// The account (default: the caller's).
+        account,
+        /// Only principals with this exact name.
+        name,
+    }
+}
+
+list_query! {
+    /// Query of `GET /v1/role-assignments`.
+    AssignmentQuery {
+        /// Only this principal's.
+        principal,
+        /// Only those made at this scope (`/` or an id).
+        scope,
+    }
+}
+
+list_query! {
+    /// Query of `GET /v1/principals/{id}/tokens`.
+    TokenQuery {}
+}
