@@ -25,6 +25,14 @@ use coffer_store::{LocalStore, ObjectStore};
 use coffer_testkit::TestMetadata;
 use serde_json::{Value, json};
 
+/// A fresh name: disk and snapshot names are unique per account, and the
+/// matrix creates many.
+fn uniq(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}{n}")
+}
+
 /// The callers, in the column order of [`expected`].
 const CALLERS: [&str; 9] = [
     "admin",
@@ -148,7 +156,7 @@ impl World {
             .admin(
                 "POST",
                 "/v1/disks",
-                Some(json!({"name": "d", "zone": "local-a", "size": "1MiB"})),
+                Some(json!({"name": uniq("d"), "zone": "local-a", "size": "1MiB"})),
             )
             .await["id"]
             .as_str()
@@ -158,7 +166,7 @@ impl World {
             .admin(
                 "POST",
                 "/v1/disks",
-                Some(json!({"name": "a", "zone": "local-a", "size": "1MiB"})),
+                Some(json!({"name": uniq("a"), "zone": "local-a", "size": "1MiB"})),
             )
             .await["id"]
             .as_str()
@@ -170,7 +178,7 @@ impl World {
             .admin(
                 "POST",
                 "/v1/snapshots",
-                Some(json!({"name": "s", "disk_id": disk})),
+                Some(json!({"name": uniq("s"), "disk_id": disk})),
             )
             .await["id"]
             .as_str()
@@ -410,13 +418,13 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
     let (path, body, target) = match (spec.method, spec.path.as_str()) {
         ("POST", "/v1/disks") => (
             path,
-            Some(json!({"name": "n", "zone": "local-a", "size": "1MiB", "account_id": w.account})),
+            Some(json!({"name": uniq("n"), "zone": "local-a", "size": "1MiB", "account_id": w.account})),
             Some(w.account.clone()),
         ),
         ("POST", "/v1/disks/{id}/resize") => (path, Some(json!({"size": "2MiB"})), Some(id)),
         ("POST", "/v1/snapshots") => (
             path,
-            Some(json!({"name": "n", "disk_id": fx.disk})),
+            Some(json!({"name": uniq("n"), "disk_id": fx.disk})),
             Some(fx.disk.clone()),
         ),
         ("POST", "/v1/tenants") => (path, Some(json!({"name": "n"})), Some("/".into())),
@@ -631,7 +639,14 @@ async fn authorization_matrix() {
     assert!(explained > 100, "only {explained} outcomes explained");
 
     // Lists show each caller exactly what it may read.
-    let sees = |v: &Value, id: &str| v.as_array().unwrap().iter().any(|x| x["id"] == id);
+    // Lists answer a page: `{"items": [...], "next": ...}`.
+    let sees = |v: &Value, id: &str| {
+        v["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("not a page: {v}"))
+            .iter()
+            .any(|x| x["id"] == id)
+    };
     for (c, caller) in CALLERS.iter().enumerate().take(6) {
         let (_, disks) = w
             .call(w.tokens[c].as_deref(), "GET", "/v1/disks", None)
@@ -675,7 +690,7 @@ async fn authorization_matrix() {
             None,
         )
         .await;
-    assert_eq!(tokens[0]["state"], "active", "{tokens}");
+    assert_eq!(tokens["items"][0]["state"], "active", "{tokens}");
     let d = w
         .admin("GET", &format!("/v1/disks/{}", shared.disk), None)
         .await;

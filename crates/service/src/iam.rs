@@ -552,9 +552,11 @@ impl Service {
                 shown.insert(g.id);
             }
         }
-        // A principal the caller may not see, and none of whose assignments
-        // it may read, is answered exactly as an id that names nobody.
-        if !myself && shown.is_empty() {
+        // A principal the caller may not see, none of whose assignments it
+        // may read, and who cannot see the resource either, is answered
+        // exactly as an id that names nobody: explain tells who has access
+        // to what the caller may inspect, not who exists elsewhere.
+        if !myself && shown.is_empty() && !self.sees(&subject, &target) {
             let seen = match self.resolve(Scope::Id(principal)).await? {
                 Some(t) => self.sees(&caller.subject, &t),
                 None => false,
