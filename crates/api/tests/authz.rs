@@ -418,7 +418,9 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
     let (path, body, target) = match (spec.method, spec.path.as_str()) {
         ("POST", "/v1/disks") => (
             path,
-            Some(json!({"name": uniq("n"), "zone": "local-a", "size": "1MiB", "account_id": w.account})),
+            Some(
+                json!({"name": uniq("n"), "zone": "local-a", "size": "1MiB", "account_id": w.account}),
+            ),
             Some(w.account.clone()),
         ),
         ("POST", "/v1/disks/{id}/resize") => (path, Some(json!({"size": "2MiB"})), Some(id)),

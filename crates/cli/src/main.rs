@@ -243,11 +243,18 @@ impl Client {
         let Some(Value::Array(mut items)) = first.get("items").cloned() else {
             return Ok(first);
         };
-        let mut next = first.get("next").and_then(Value::as_str).map(str::to_string);
+        let mut next = first
+            .get("next")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         while let Some(token) = next {
             let sep = if path.contains('?') { '&' } else { '?' };
             let page = self
-                .call_once(reqwest::Method::GET, &format!("{path}{sep}next={token}"), None)
+                .call_once(
+                    reqwest::Method::GET,
+                    &format!("{path}{sep}next={token}"),
+                    None,
+                )
                 .await?;
             if let Some(Value::Array(more)) = page.get("items") {
                 items.extend(more.iter().cloned());

@@ -15,9 +15,19 @@ use common::{Server, require};
 /// and revokes what it finds, its own roles and tokens included.
 fn owner_token(s: &Server, name: &str) -> String {
     let p = s.cli(&[
-        "principal", "create", "--name", name, "--role", "Owner", "--scope", "/",
+        "principal",
+        "create",
+        "--name",
+        name,
+        "--role",
+        "Owner",
+        "--scope",
+        "/",
     ]);
-    let id = p["principal"]["id"].as_str().expect("principal id").to_string();
+    let id = p["principal"]["id"]
+        .as_str()
+        .expect("principal id")
+        .to_string();
     s.cli(&["token", "create", "--principal", &id, "--expires-in", "1d"])["secret"]
         .as_str()
         .expect("secret")
@@ -70,7 +80,10 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
 
 #[test]
 fn a_generated_python_client_lists_creates_and_pages_through_250_disks() {
-    require("openapi-python-client", "pip install openapi-python-client (.ci/run does)");
+    require(
+        "openapi-python-client",
+        "pip install openapi-python-client (.ci/run does)",
+    );
     let s = Server::start();
     let token = owner_token(&s, "generated-client");
     let work = s.scratch();

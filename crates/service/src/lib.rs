@@ -30,6 +30,7 @@ mod attach;
 mod auth;
 mod disks;
 mod error;
+mod explain;
 mod export;
 mod fsck;
 mod gc;
@@ -37,6 +38,7 @@ mod iam;
 mod list;
 mod node;
 mod org;
+mod owners;
 mod snapshots;
 
 /// The API's resources and requests (the wire format, shared with clients).
