@@ -277,10 +277,10 @@ pub fn seed() -> u64 {
         .ok()
         .map(|s| s.parse().expect("COFFER_TEST_SEED is a u64"))
         .unwrap_or_else(|| {
-            std::time::SystemTime::now()
+            let d = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
+                .unwrap();
+            d.as_secs().wrapping_mul(1_000_000_007) ^ u64::from(d.subsec_nanos())
         });
     println!("seed {s} (replay with COFFER_TEST_SEED={s})");
     s
@@ -299,7 +299,7 @@ impl Rng {
         self.next() % n
     }
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() >> 32) as u8).collect()
+        (0..n).map(|_| self.next().to_be_bytes()[3]).collect()
     }
 }
 
