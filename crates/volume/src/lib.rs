@@ -8,7 +8,9 @@
 //!    opening its object) and patches it. The result goes to the **dirty
 //!    set**, in memory only: plaintext never touches persistent storage.
 //!    Writes to one chunk are serialised by a striped lock, so overlapping
-//!    partial writes never lose each other's bytes.
+//!    partial writes never lose each other's bytes. A request's chunks
+//!    enter the dirty set together, so a write-back (and a snapshot) takes
+//!    all of a request or none of it.
 //! 2. Write-back moves the dirty set to the **flushing set**, reserves nonce
 //!    counters from the metadata store (durably, before use), seals each
 //!    chunk with AES-256-GCM under the lineage DEK, and puts it in the object
@@ -398,16 +400,20 @@ impl Volume {
         guards
     }
 
-    fn put_dirty(&self, idx: u64, slot: Slot) {
+    /// Put a request's new chunks in the dirty set, all under one lock: a
+    /// write-back (and so a snapshot) takes all of a request or none of it.
+    fn put_dirty(&self, slots: Vec<(u64, Slot)>) {
         let mut st = lock(&self.state);
-        let add = match &slot {
-            Slot::Data(b) => b.len(),
-            Slot::Zero => 0,
-        };
-        if let Some(Slot::Data(old)) = st.dirty.insert(idx, slot) {
-            st.dirty_bytes -= old.len();
+        for (idx, slot) in slots {
+            let add = match &slot {
+                Slot::Data(b) => b.len(),
+                Slot::Zero => 0,
+            };
+            if let Some(Slot::Data(old)) = st.dirty.insert(idx, slot) {
+                st.dirty_bytes -= old.len();
+            }
+            st.dirty_bytes += add;
         }
-        st.dirty_bytes += add;
     }
 
     /// Write `data` at `offset`; with `fua`, durable on return.
@@ -419,6 +425,11 @@ impl Volume {
         {
             let _g = self.lock_stripes(&pieces).await;
             let cs = to_usize(self.cs());
+            // Build every chunk of the request first (partial ones read
+            // their chunk, which may wait on the store), then apply them at
+            // once: a snapshot never sees half a request, and a request
+            // that fails changes nothing.
+            let mut slots = Vec::with_capacity(pieces.len());
             for &(idx, in_chunk, n, at) in &pieces {
                 let piece = data.slice(at..at + n);
                 let slot = if n == cs {
@@ -431,8 +442,9 @@ impl Volume {
                     buf[in_chunk..in_chunk + n].copy_from_slice(&piece);
                     Slot::Data(Bytes::from(buf))
                 };
-                self.put_dirty(idx, slot);
+                slots.push((idx, slot));
             }
+            self.put_dirty(slots);
         }
         self.after_write(fua).await
     }
@@ -446,6 +458,8 @@ impl Volume {
         {
             let _g = self.lock_stripes(&pieces).await;
             let cs = to_usize(self.cs());
+            // All at once, as in `write`.
+            let mut slots = Vec::with_capacity(pieces.len());
             for &(idx, in_chunk, n, _) in &pieces {
                 let slot = if n == cs {
                     Slot::Zero
@@ -459,8 +473,9 @@ impl Volume {
                         }
                     }
                 };
-                self.put_dirty(idx, slot);
+                slots.push((idx, slot));
             }
+            self.put_dirty(slots);
         }
         self.after_write(fua).await
     }
