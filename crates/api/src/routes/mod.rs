@@ -243,6 +243,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
         .add(
             Authenticated,
             &[
+                E::AuthorizationFailed,
                 E::InvalidPage,
                 E::InvalidScope,
                 E::PrincipalNotFound,
@@ -264,6 +265,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
         .add(
             Authenticated,
             &[
+                E::AuthorizationFailed,
                 E::UnknownAction,
                 E::InvalidScope,
                 E::PrincipalNotFound,
