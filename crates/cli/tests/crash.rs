@@ -1,96 +1,684 @@
 //! Durability: a write acknowledged by a flush survives `kill -9` of the
-//! server, again and again, at pseudo-random points while other (unflushed)
-//! writes are in flight.
+//! server, again and again: while other (unflushed) writes are in flight,
+//! and in the middle of a flush, a snapshot, garbage collection and a large
+//! metadata commit. After each kill the server restarts on the same data,
+//! every flushed write reads back, nothing is torn, and fsck is clean.
+//!
+//! Kill points are random: each run draws a seed and prints it; set
+//! `COFFER_CRASH_SEED` to that value to replay the same kill points.
+//! Every kill is checked to have landed where it was meant to: the server
+//! was running and had acknowledged writes just before, `kill -9` is what
+//! ended it, and the operation it was meant to interrupt had not finished
+//! (each test needs at least one such kill, retrying with shorter delays).
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use common::*;
 
 const BLOCK: u64 = 64 * 1024;
+const MIB: u64 = 1 << 20;
+
+/// A small, seedable generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform-ish in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// This run's seed for `test`: `COFFER_CRASH_SEED` if set, else fresh from
+/// the OS. Printed (the test's output is shown when it fails) so the run
+/// can be replayed.
+fn seeded(test: &str) -> (u64, Rng) {
+    let seed = match std::env::var("COFFER_CRASH_SEED") {
+        Ok(v) => {
+            let v = v.trim();
+            match v.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => v.parse(),
+            }
+            .unwrap_or_else(|e| panic!("COFFER_CRASH_SEED={v}: not a number ({e})"))
+        }
+        Err(_) => {
+            let mut b = [0u8; 8];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut b))
+                .expect("read /dev/urandom");
+            u64::from_le_bytes(b)
+        }
+    };
+    println!(
+        "{test}: seed {seed} (replay: COFFER_CRASH_SEED={seed} cargo test -p coffer-cli --test crash {test})"
+    );
+    // Each test its own stream from the one seed; never zero.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in test.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (seed, Rng((seed ^ h) | 1))
+}
 
 fn export_of(uri: &str) -> String {
     uri.rsplit('/').next().unwrap().to_string()
 }
 
+fn uri_of(s: &Server, export: &str) -> String {
+    format!("nbd://{}/{export}", s.nbd)
+}
+
+/// The whole disk behind `uri`, read with qemu-img.
+fn read_disk(s: &Server, uri: &str) -> Vec<u8> {
+    let path = s.scratch().join("read.raw");
+    qemu_img_out(uri, &path);
+    let data = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    data
+}
+
+fn range(data: &[u8], off: u64, len: u64) -> &[u8] {
+    let a = usize::try_from(off).unwrap();
+    &data[a..a + usize::try_from(len).unwrap()]
+}
+
+/// The one byte `data` is made of, if it is uniform.
+fn uniform(data: &[u8]) -> Option<u8> {
+    let first = *data.first()?;
+    data.iter().all(|&b| b == first).then_some(first)
+}
+
+/// fsck (deep: every named object fetched and authenticated) is clean.
+fn assert_fsck_clean(s: &Server, when: &str) {
+    let report = s.cli(&["admin", "fsck", "--deep"]);
+    assert_eq!(report["ok"], true, "{when}: fsck: {report}");
+    assert_eq!(report["objects_missing"], 0, "{when}: fsck: {report}");
+}
+
+/// Check that the server is running, kill -9 it (the harness checks that
+/// the kill is what ended it and that its log shows no panic), and return
+/// the instant of the kill.
+fn kill_now(s: &mut Server, when: &str) -> Instant {
+    assert!(
+        s.is_running(),
+        "{when}: the server was not running just before the kill"
+    );
+    let at = Instant::now();
+    s.kill9();
+    at
+}
+
+fn sleep_us(us: u64) {
+    std::thread::sleep(Duration::from_micros(us));
+}
+
 #[test]
 fn flushed_writes_survive_kill_9_twenty_times() {
+    const TEST: &str = "flushed_writes_survive_kill_9_twenty_times";
     require("qemu-io", "qemu-utils");
+    require("qemu-img", "qemu-utils");
+    let (seed, mut rng) = seeded(TEST);
     let mut s = Server::start();
-    let disk = s.create_disk("durable", "64MiB", "local-a");
+    let size = 32 * MIB;
+    let blocks = size / BLOCK;
+    let disk = s.create_disk("durable", "32MiB", "local-a");
     let export = export_of(&s.attach(&disk));
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut rand = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
     let rounds = 20u64;
+    let mut survived = 0usize;
     for round in 0..rounds {
-        let uri = format!("nbd://{}/{export}", s.nbd);
-        // The acknowledged write: block `round` at its own offset, pattern round+1.
-        let off = round * 2 * BLOCK;
-        run(Command::new("qemu-io").args([
-            "-f",
-            "raw",
-            "-c",
-            &format!("write -P {} {off} {BLOCK}", round + 1),
-            "-c",
-            "flush",
-            &uri,
-        ]));
-        // Unflushed noise elsewhere (odd blocks), killed mid-way.
-        let mut noise = vec!["-f".to_string(), "raw".to_string()];
-        for k in 0..200u64 {
-            noise.push("-c".into());
-            noise.push(format!(
-                "write -P 0xee {} {BLOCK}",
-                (2 * ((rand() + k) % 256) + 1) * BLOCK
-            ));
+        let when = format!("seed {seed}, round {round}");
+        let mut io = QemuIo::open(&uri_of(&s, &export));
+        // The acknowledged write: even block 2*round, pattern round+1,
+        // flushed.
+        io.run(&format!(
+            "write -P {} {} {BLOCK}",
+            round + 1,
+            round * 2 * BLOCK
+        ));
+        io.run("flush");
+        // Unflushed writes to odd blocks, all queued at once; the kill comes
+        // once `acked` of them are acknowledged, with at least 16 to go.
+        let n = 40 + rng.below(160);
+        let acked = 1 + rng.below(n - 16);
+        let first = io.sent;
+        for _ in 0..n {
+            let block = 2 * rng.below(blocks / 2) + 1;
+            io.send(&format!("write -P 0xee {} {BLOCK}", block * BLOCK));
         }
-        noise.push(uri.clone());
-        let mut bg = Command::new("qemu-io")
-            .args(&noise)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rand() % 300));
-        s.kill9();
-        let _ = bg.kill();
-        let _ = bg.wait();
-        s.launch(&[]);
-
-        let shown = s.cli(&["disk", "show", &disk]);
-        assert_eq!(
-            shown["size_bytes"],
-            64 << 20,
-            "disk metadata after restart {round}"
+        io.wait_for(first + usize::try_from(acked).unwrap());
+        // Up to 2 ms more, so the kill lands anywhere in the next write's
+        // round trip (a write takes about that long here).
+        sleep_us(rng.below(2000));
+        io.poll();
+        let acked_before_kill = io.done.len() - first;
+        assert!(
+            io.done[first..].iter().all(|d| d.output.contains("wrote")),
+            "{when}: a write before the kill failed: {:?}",
+            io.done.last()
         );
+        kill_now(&mut s, &when);
+
+        // The writer: its writes up to the kill were acknowledged, the rest
+        // failed (none hung), and it reports the failure.
+        let status = io.finish(Duration::from_secs(60));
+        let status = status.unwrap_or_else(|| panic!("{when}: qemu-io hung after the kill"));
+        let n_writes = usize::try_from(n).unwrap();
+        assert!(
+            io.done.len() >= first + n_writes,
+            "{when}: only {} of {n} writes were answered: {:?}",
+            io.done.len() - first,
+            io.done.last()
+        );
+        let results = &io.done[first..first + n_writes];
+        let ok = results
+            .iter()
+            .filter(|d| d.output.contains("wrote 65536/65536"))
+            .count();
+        let failed = results.iter().filter(|d| d.failed()).count();
+        assert!(
+            ok >= acked_before_kill,
+            "{when}: {ok} writes acknowledged, {acked_before_kill} seen before the kill"
+        );
+        assert!(
+            ok < n_writes && failed > 0,
+            "{when}: the writer finished ({ok} of {n} written, {failed} failed): the kill did not land mid-write"
+        );
+        assert_eq!(
+            ok + failed,
+            n_writes,
+            "{when}: every write either acknowledged or failed: {results:?}"
+        );
+        assert!(
+            !status.success(),
+            "{when}: qemu-io exited {status} though its writes failed"
+        );
+
+        s.launch(&[]);
+        let shown = s.cli(&["disk", "show", &disk]);
+        assert_eq!(shown["size_bytes"], size, "{when}: disk metadata");
         assert_eq!(
             shown["state"], "attached",
-            "the attachment survives a restart"
+            "{when}: the attachment survives a restart"
         );
-        let uri = format!("nbd://{}/{export}", s.nbd);
-        let mut check = vec!["-f".to_string(), "raw".to_string()];
-        for r in 0..=round {
-            check.push("-c".into());
-            check.push(format!("read -P {} {} {BLOCK}", r + 1, r * 2 * BLOCK));
+        let data = read_disk(&s, &uri_of(&s, &export));
+        for b in 0..blocks {
+            let got = range(&data, b * BLOCK, BLOCK);
+            if b % 2 == 0 {
+                let r = b / 2;
+                let want = if r <= round { r + 1 } else { 0 };
+                assert_eq!(
+                    uniform(got),
+                    Some(u8::try_from(want).unwrap()),
+                    "{when}: block {b} (flushed in round {r}) lost or torn"
+                );
+            } else {
+                match uniform(got) {
+                    Some(0) => {}
+                    Some(0xee) => survived += 1,
+                    _ => panic!("{when}: unflushed block {b} is torn: neither old nor new"),
+                }
+            }
         }
-        check.push(uri);
-        let out = run(Command::new("qemu-io").args(&check));
+        assert_fsck_clean(&s, &when);
+    }
+    println!(
+        "{rounds} kill -9 rounds mid-write: every flushed write present, no block torn \
+         ({survived} unflushed blocks survived)"
+    );
+}
+
+/// A disk written through one long qemu-io session, killed and restarted
+/// around it: region A is written and flushed once and must never change;
+/// region B is rewritten whole, with a new pattern, before each kill.
+struct Scene {
+    s: Server,
+    disk: String,
+    export: String,
+    io: QemuIo,
+    seed: u64,
+}
+
+const REGION_A: (u64, u64) = (0, 4 * MIB);
+const REGION_B: (u64, u64) = (8 * MIB, 16 * MIB);
+
+impl Scene {
+    fn new(s: Server, name: &str, seed: u64) -> Self {
+        let disk = s.create_disk(name, "32MiB", "local-a");
+        let export = export_of(&s.attach(&disk));
+        let mut io = QemuIo::open(&uri_of(&s, &export));
+        io.run(&format!("write -P 0x11 {} {}", REGION_A.0, REGION_A.1));
+        io.run("flush");
+        Scene {
+            s,
+            disk,
+            export,
+            io,
+            seed,
+        }
+    }
+
+    /// Rewrite region B with `pattern`, 1 MiB per write, unflushed; wait
+    /// until every write is acknowledged.
+    fn dirty_region_b(&mut self, pattern: u8) {
+        let first = self.io.sent;
+        for m in 0..REGION_B.1 / MIB {
+            self.io
+                .send(&format!("write -P {pattern} {} 1M", REGION_B.0 + m * MIB));
+        }
+        self.io.wait_for(self.io.sent);
         assert!(
-            !out.contains("Pattern verification failed"),
-            "round {round}: a flushed write was lost:\n{out}"
-        );
-        assert_eq!(
-            out.matches("read 65536/65536 bytes").count() as u64,
-            round + 1,
-            "round {round}:\n{out}"
+            self.io.done[first..]
+                .iter()
+                .all(|d| d.output.contains("wrote")),
+            "seed {}: a write of region B failed: {:?}",
+            self.seed,
+            self.io.done.last()
         );
     }
-    println!("{rounds} kill -9 rounds: every flushed write present");
+
+    /// After a kill: the qemu-io session ends without hanging, the server
+    /// restarts, a new session opens. Returns the ended session.
+    fn restart(&mut self, when: &str) -> QemuIo {
+        let status = self.io.finish(Duration::from_secs(60));
+        assert!(status.is_some(), "{when}: qemu-io hung after the kill");
+        self.s.launch(&[]);
+        std::mem::replace(&mut self.io, QemuIo::open(&uri_of(&self.s, &self.export)))
+    }
+
+    /// Region A intact; region B uniformly one of `allowed`; returns which.
+    fn check(&self, when: &str, allowed: &[u8]) -> u8 {
+        check_regions(&self.s, &uri_of(&self.s, &self.export), when, allowed)
+    }
+}
+
+fn check_regions(s: &Server, uri: &str, when: &str, allowed: &[u8]) -> u8 {
+    let data = read_disk(s, uri);
+    assert_eq!(
+        uniform(range(&data, REGION_A.0, REGION_A.1)),
+        Some(0x11),
+        "{when}: region A, flushed before everything, lost or changed"
+    );
+    let b = uniform(range(&data, REGION_B.0, REGION_B.1));
+    match b {
+        Some(p) if allowed.contains(&p) => p,
+        _ => panic!(
+            "{when}: region B is {b:?} (None: mixed), expected all of one of {allowed:?}: \
+             a flush commits whole or not at all"
+        ),
+    }
+}
+
+/// The kill delay for the next attempt: random below `window` (at least
+/// 1 us).
+fn delay_below(rng: &mut Rng, window: Duration) -> u64 {
+    rng.below(u64::try_from(window.as_micros()).unwrap().max(1))
+}
+
+/// Flush region B's dirty data, kill -9 the server at a random point of the
+/// flush, restart, and check: what was flushed before is intact, region B
+/// is wholly as committed before or wholly new (new if the flush was
+/// acknowledged), fsck is clean. `dirty(scene, committed)` makes the data
+/// to flush from region B's committed pattern; it returns the pattern the
+/// flush commits and region B's committed pattern before the flush.
+/// Returns how many kills cut a flush short.
+fn kill_during_flushes(
+    sc: &mut Scene,
+    rng: &mut Rng,
+    test: &str,
+    mut dirty: impl FnMut(&mut Scene, u8) -> (u8, u8),
+) -> usize {
+    // How long one such flush takes here, to aim the kills.
+    let committed = sc.check("start", &[0]);
+    let (pattern, _) = dirty(sc, committed);
+    let t = Instant::now();
+    sc.io.run("flush");
+    let mut window = t.elapsed();
+    let mut committed = sc.check("calibration", &[pattern]);
+    println!("{test}: the flush takes {window:?}");
+
+    let (mut cut, mut attempts) = (0, 0);
+    while attempts < 8 && cut < 3 {
+        attempts += 1;
+        let when = format!("seed {}, attempt {attempts}", sc.seed);
+        let (pattern, before) = dirty(sc, committed);
+        let flush = sc.io.sent;
+        sc.io.send("flush");
+        let delay = delay_below(rng, window);
+        sleep_us(delay);
+        let kill_at = kill_now(&mut sc.s, &when);
+        let old = sc.restart(&when);
+        // qemu-io prints nothing for a flush, failed or not: whether it was
+        // acknowledged before the kill is told by when it completed.
+        let acked = old.done.get(flush).is_some_and(|d| d.at < kill_at);
+        let allowed: &[u8] = if acked {
+            &[pattern]
+        } else {
+            &[pattern, before]
+        };
+        committed = sc.check(&when, allowed);
+        assert_fsck_clean(&sc.s, &when);
+        println!(
+            "{test}: attempt {attempts}: killed {delay} us into the flush; flush {}, region B {}",
+            if acked { "acknowledged" } else { "cut short" },
+            if committed == pattern {
+                "committed"
+            } else {
+                "as before"
+            }
+        );
+        if acked {
+            // The flush beat the kill: aim earlier.
+            window /= 2;
+        } else {
+            cut += 1;
+        }
+    }
+    cut
+}
+
+#[test]
+fn kill_9_during_a_flush_keeps_every_flushed_write() {
+    const TEST: &str = "kill_9_during_a_flush_keeps_every_flushed_write";
+    require("qemu-io", "qemu-utils");
+    let (seed, mut rng) = seeded(TEST);
+    let mut sc = Scene::new(Server::start(), "flushing", seed);
+    // 16 MiB of new data in 64 chunks: the flush seals and puts them, syncs
+    // and commits.
+    let cut = kill_during_flushes(&mut sc, &mut rng, TEST, |sc, committed| {
+        let pattern = committed % 200 + 1;
+        sc.dirty_region_b(pattern);
+        (pattern, committed)
+    });
+    assert!(
+        cut > 0,
+        "seed {seed}: no kill landed before its flush was acknowledged"
+    );
+}
+
+/// A server whose new disks have 4 KiB chunks: 16 MiB is 4096 objects and
+/// 4096 chunk-map rows, so collecting or committing them takes a while.
+fn small_chunk_server() -> (Server, tempfile::TempDir) {
+    let cfg = tempfile::tempdir().unwrap();
+    let path = cfg.path().join("coffer.toml");
+    std::fs::write(&path, "chunk_size = \"4KiB\"\n").unwrap();
+    let s = Server::start_with(&["--config", path.to_str().unwrap()], &[]);
+    (s, cfg)
+}
+
+#[test]
+fn kill_9_during_a_large_metadata_commit_commits_all_or_nothing() {
+    const TEST: &str = "kill_9_during_a_large_metadata_commit_commits_all_or_nothing";
+    require("qemu-io", "qemu-utils");
+    let (seed, mut rng) = seeded(TEST);
+    let (s, _cfg) = small_chunk_server();
+    let mut sc = Scene::new(s, "committing", seed);
+    // Each flush below zeroes region B when it holds data (4096 objects):
+    // no object to seal or put, one commit that rewrites 4096 chunk-map rows
+    // and queues 4096 objects for deletion. When a commit landed, region B
+    // is filled again (and flushed) first.
+    let cut = kill_during_flushes(&mut sc, &mut rng, TEST, |sc, committed| {
+        let before = if committed == 0 {
+            let pattern = 0x41;
+            sc.dirty_region_b(pattern);
+            sc.io.run("flush");
+            pattern
+        } else {
+            committed
+        };
+        sc.io
+            .run(&format!("write -z {} {}", REGION_B.0, REGION_B.1));
+        (0, before)
+    });
+    assert!(
+        cut > 0,
+        "seed {seed}: no kill landed before its commit was acknowledged"
+    );
+}
+
+fn admin_token(s: &Server) -> String {
+    std::fs::read_to_string(s.data_dir().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Send an HTTP request and wait for its answer on another thread: the
+/// request is written before this returns; the thread returns the status
+/// (or why none came) and when it came.
+fn request_in_background(
+    s: &Server,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::thread::JoinHandle<(Result<u16, String>, Instant)> {
+    let addr = s.api.trim_start_matches("http://").to_string();
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        admin_token(s),
+        body.len()
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    std::thread::spawn(move || {
+        let mut resp = Vec::new();
+        let r = c.read_to_end(&mut resp);
+        let at = Instant::now();
+        let text = String::from_utf8_lossy(&resp);
+        let status = match r {
+            Err(e) => Err(format!("{e} after {} bytes", resp.len())),
+            Ok(_) => text
+                .get(9..12)
+                .and_then(|st| st.parse().ok())
+                .ok_or_else(|| format!("no answer ({} bytes)", resp.len())),
+        };
+        (status, at)
+    })
+}
+
+#[test]
+fn kill_9_during_a_snapshot_keeps_every_flushed_write() {
+    const TEST: &str = "kill_9_during_a_snapshot_keeps_every_flushed_write";
+    require("qemu-io", "qemu-utils");
+    require("qemu-img", "qemu-utils");
+    let (seed, mut rng) = seeded(TEST);
+    let mut sc = Scene::new(Server::start(), "snapping", seed);
+    let snapshot = |sc: &Scene, name: &str| {
+        request_in_background(
+            &sc.s,
+            "POST",
+            "/v1/snapshots",
+            &format!(r#"{{"disk_id":"{}","name":"{name}"}}"#, sc.disk),
+        )
+    };
+
+    // How long a snapshot of a disk with 16 MiB unflushed takes here (it
+    // writes them back and commits them first).
+    sc.dirty_region_b(0x20);
+    let t = Instant::now();
+    let (status, _) = snapshot(&sc, "calibration").join().unwrap();
+    assert_eq!(status, Ok(201), "calibration snapshot");
+    let mut window = t.elapsed();
+    let mut committed = sc.check("calibration", &[0x20]);
+    println!("{TEST}: the snapshot takes {window:?}");
+
+    let (mut cut, mut attempts, mut between) = (0, 0, 0);
+    while attempts < 8 && cut < 3 {
+        attempts += 1;
+        let when = format!("seed {seed}, attempt {attempts}");
+        let pattern = 0x30 + u8::try_from(attempts).unwrap();
+        sc.dirty_region_b(pattern);
+        let name = format!("crash-{attempts}");
+        let answer = snapshot(&sc, &name);
+        let delay = delay_below(&mut rng, window);
+        sleep_us(delay);
+        let kill_at = kill_now(&mut sc.s, &when);
+        let (status, answered_at) = answer.join().unwrap();
+        let answered = status.is_ok() && answered_at < kill_at;
+        if answered {
+            assert_eq!(status, Ok(201), "{when}: the snapshot call failed");
+        }
+        sc.restart(&when);
+
+        // The disk: its write-back committed whole or not at all.
+        let allowed: &[u8] = if answered {
+            &[pattern]
+        } else {
+            &[pattern, committed]
+        };
+        committed = sc.check(&when, allowed);
+        // The snapshot: there if it was answered; if there, it holds every
+        // write acknowledged before it was asked for.
+        let snaps = sc.s.cli(&["snapshot", "list"]);
+        let snap = snaps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name.as_str())
+            .map(|v| v["id"].as_str().unwrap().to_string());
+        assert!(
+            snap.is_some() || !answered,
+            "{when}: snapshot {name} was acknowledged but is gone after the restart"
+        );
+        if let Some(snap) = &snap {
+            let copy = sc.s.cli(&[
+                "disk",
+                "create",
+                "--name",
+                &format!("restored-{attempts}"),
+                "--from-snapshot",
+                snap,
+                "--zone",
+                "local-b",
+            ]);
+            let copy = copy["id"].as_str().unwrap().to_string();
+            let uri = sc.s.attach(&copy);
+            check_regions(&sc.s, &uri, &format!("{when}: snapshot {name}"), &[pattern]);
+            sc.s.cli(&["disk", "detach", &copy]);
+            sc.s.cli(&["disk", "delete", &copy]);
+        }
+        assert_fsck_clean(&sc.s, &when);
+        if !answered && snap.is_none() && committed == pattern {
+            // Killed after the write-back committed, before the snapshot row.
+            between += 1;
+        }
+        println!(
+            "{TEST}: attempt {attempts}: killed {delay} us into the snapshot; {}, region B {}, snapshot {}",
+            if answered { "answered" } else { "unanswered" },
+            if committed == pattern {
+                "committed"
+            } else {
+                "as before"
+            },
+            if snap.is_some() { "present" } else { "absent" }
+        );
+        if answered {
+            window /= 2;
+        } else {
+            cut += 1;
+        }
+    }
+    println!("{TEST}: {cut} snapshots cut short, {between} between write-back and record");
+    assert!(
+        cut > 0,
+        "seed {seed}: no kill landed before its snapshot was answered"
+    );
+}
+
+/// How many chunk objects the store holds.
+fn objects_stored(s: &Server) -> usize {
+    let store = s.object_store();
+    block_on(async move { store.list("chunks/").await.unwrap().len() })
+}
+
+#[test]
+fn kill_9_during_garbage_collection_loses_and_leaks_nothing() {
+    const TEST: &str = "kill_9_during_garbage_collection_loses_and_leaks_nothing";
+    require("qemu-io", "qemu-utils");
+    require("qemu-img", "qemu-utils");
+    let (seed, mut rng) = seeded(TEST);
+    let (s, _cfg) = small_chunk_server();
+    let mut sc = Scene::new(s, "keeper", seed);
+    sc.dirty_region_b(0x22);
+    sc.io.run("flush");
+
+    // Each attempt deletes a detached 16 MiB disk of 4096 objects; the
+    // delete wakes the collector, which deletes them from the store in
+    // batches, and the kill comes at a random point after the delete.
+    let mut window = Duration::from_millis(200);
+    let (mut cut, mut attempts) = (0, 0);
+    while attempts < 8 && cut < 3 {
+        attempts += 1;
+        let when = format!("seed {seed}, attempt {attempts}");
+        let victim =
+            sc.s.create_disk(&format!("victim-{attempts}"), "16MiB", "local-a");
+        let uri = sc.s.attach(&victim);
+        let mut io = QemuIo::open(&uri);
+        io.run("write -P 0x77 0 16M");
+        io.run("flush");
+        assert!(
+            io.finish(Duration::from_secs(60))
+                .is_some_and(|st| st.success())
+        );
+        sc.s.cli(&["disk", "detach", &victim]);
+        let before = objects_stored(&sc.s);
+        let after = before - 4096;
+
+        let answer = request_in_background(&sc.s, "DELETE", &format!("/v1/disks/{victim}"), "");
+        let (status, _) = answer.join().unwrap();
+        assert_eq!(status, Ok(200), "{when}: delete {victim}");
+        let delay = delay_below(&mut rng, window);
+        sleep_us(delay);
+        kill_now(&mut sc.s, &when);
+        let at_kill = objects_stored(&sc.s);
+        sc.restart(&when);
+
+        sc.check(&when, &[0x22]);
+        assert_fsck_clean(&sc.s, &when);
+        // Collection resumes (at start-up, or now): every object of the
+        // deleted disk goes, nothing else does.
+        sc.s.cli(&["admin", "gc"]);
+        let report = sc.s.cli(&["admin", "fsck", "--deep"]);
+        assert_eq!(report["ok"], true, "{when}: {report}");
+        assert_eq!(report["objects_queued"], 0, "{when}: {report}");
+        assert_eq!(report["objects_unreferenced"], 0, "{when}: {report}");
+        assert_eq!(
+            report["objects_stored"], report["objects_named"],
+            "{when}: {report}"
+        );
+        assert_eq!(objects_stored(&sc.s), after, "{when}: {report}");
+        println!(
+            "{TEST}: attempt {attempts}: killed {delay} us after the delete, \
+             {} of 4096 objects collected",
+            before - at_kill
+        );
+        match at_kill {
+            n if n == before => window *= 2,
+            n if n == after => window /= 2,
+            n => {
+                assert!(
+                    (after..before).contains(&n),
+                    "{when}: {n} objects at the kill, not between {after} and {before}"
+                );
+                cut += 1;
+            }
+        }
+    }
+    assert!(
+        cut > 0,
+        "seed {seed}: no kill in {attempts} attempts landed while the collection ran"
+    );
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
@@ -333,9 +333,40 @@ fn reply(c: &mut TcpStream) -> (u32, u64) {
     )
 }
 
+/// Whether the server closed the connection: EOF or a reset within 5 s.
+/// Silence for 5 s is a connection left open (a hung one), not a closed one.
 fn closed(c: &mut TcpStream) -> bool {
+    closed_within(c, Duration::from_secs(5))
+}
+
+fn closed_within(c: &mut TcpStream, wait: Duration) -> bool {
+    c.set_read_timeout(Some(wait)).unwrap();
     let mut b = [0u8; 1];
-    matches!(c.read(&mut b), Ok(0) | Err(_))
+    match c.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        // A read timeout shows as WouldBlock on Unix, TimedOut elsewhere.
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn closed_tells_a_silent_connection_from_a_closed_one() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut silent = TcpStream::connect(addr).unwrap();
+    let (held, _) = listener.accept().unwrap();
+    assert!(
+        !closed_within(&mut silent, Duration::from_millis(300)),
+        "a peer that holds the connection open and says nothing has not closed it"
+    );
+    drop(held);
+    assert!(closed_within(&mut silent, Duration::from_secs(5)));
+    let mut chatty = TcpStream::connect(addr).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.write_all(b"x").unwrap();
+    assert!(!closed_within(&mut chatty, Duration::from_secs(5)));
 }
 
 #[test]

@@ -216,7 +216,13 @@ fn a_dead_nodes_disk_is_taken_over_after_its_lease() {
 /// Losing a race (the other node deleted the snapshot first) is a clean
 /// 404; anything else must succeed. Returns the copies still alive and the
 /// pattern each must read as.
-fn race(n: &Server, source: &str, me: &str, rounds: usize) -> Vec<String> {
+fn race(
+    n: &Server,
+    source: &str,
+    me: &str,
+    rounds: usize,
+    taken: &std::sync::atomic::AtomicUsize,
+) -> Vec<String> {
     let mut copies = Vec::new();
     for i in 0..rounds {
         let snap = n.cli(&[
@@ -228,6 +234,7 @@ fn race(n: &Server, source: &str, me: &str, rounds: usize) -> Vec<String> {
             &format!("{me}-{i}"),
         ]);
         let snap = snap["id"].as_str().unwrap().to_string();
+        taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let snaps = n.cli(&["snapshot", "list"]);
         let all: Vec<String> = snaps
             .as_array()
@@ -276,30 +283,125 @@ fn race(n: &Server, source: &str, me: &str, rounds: usize) -> Vec<String> {
     copies
 }
 
+/// The source disk of the race: 16 MiB of 0x41, then the holder rewrites
+/// one chunk (256 KiB) per round, in order, round `r` at MiB `r` with
+/// pattern `0x50 + r`.
+const ROUNDS: u64 = 8;
+const UNIT: u64 = 256 << 10;
+
+fn round_pattern(r: u64) -> u8 {
+    0x50 + u8::try_from(r).unwrap()
+}
+
+/// How many of the rounds' writes `data` (a whole copy of the source)
+/// holds, checking that it is the source at one instant: every write up to
+/// some round and none after it (a snapshot that mixed chunks of two
+/// moments would show a later write without an earlier one), and 0x41
+/// everywhere else.
+fn rounds_in(data: &[u8], what: &str) -> u64 {
+    let mut k = None;
+    for r in 0..ROUNDS {
+        let at = usize::try_from(r << 20).unwrap();
+        let unit = &data[at..at + usize::try_from(UNIT).unwrap()];
+        let new = unit.iter().all(|&b| b == round_pattern(r));
+        let old = unit.iter().all(|&b| b == 0x41);
+        assert!(
+            new || old,
+            "{what}: round {r}'s chunk is neither before nor after its write"
+        );
+        match (new, k) {
+            (true, Some(k)) => panic!(
+                "{what}: holds round {r}'s write but not round {k}'s, written before it: \
+                 not the disk at one instant"
+            ),
+            (false, None) => k = Some(r),
+            _ => {}
+        }
+    }
+    for (i, &b) in data.iter().enumerate() {
+        let off = i as u64;
+        if off >> 20 >= ROUNDS || off % (1 << 20) >= UNIT {
+            assert_eq!(b, 0x41, "{what}: byte {off} changed, no round wrote it");
+        }
+    }
+    k.unwrap_or(ROUNDS)
+}
+
+/// A whole disk read through `n`'s NBD port.
+fn read_all(n: &Server, disk: &str) -> Vec<u8> {
+    let uri = n.attach(disk);
+    let path = n.scratch().join(format!("{disk}.raw"));
+    common::qemu_img_out(&uri, &path);
+    n.cli(&["disk", "detach", disk]);
+    let data = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    data
+}
+
 #[test]
 fn racing_snapshots_copies_and_deletes_on_two_nodes_stay_exact() {
+    require("qemu-img", "qemu-utils");
     let (n1, n2) = two_nodes();
     let source = n1.create_disk("source", "16MiB", "local-a");
     let uri = n1.attach(&source);
     write(&uri, 0, 16 << 20, 0x41);
 
+    let taken = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        let a = scope.spawn(|| race(&n1, &source, "one", 8));
-        let b = scope.spawn(|| race(&n2, &source, "two", 8));
-        // Meanwhile the holder keeps writing the source (new generations
-        // under the snapshots being taken, copied and deleted).
-        for round in 0..6u64 {
-            write(&uri, round << 20, 1 << 20, 0x41);
+        let a = scope.spawn(|| race(&n1, &source, "one", 8, &taken));
+        let b = scope.spawn(|| race(&n2, &source, "two", 8, &taken));
+        // Meanwhile the holder writes the source, one chunk per round, each
+        // flushed, round r once 2r snapshots are taken (of the 16): new
+        // generations under the snapshots being taken, copied and deleted,
+        // the snapshots spread over the rounds.
+        for r in 0..ROUNDS {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while taken.load(std::sync::atomic::Ordering::SeqCst) < usize::try_from(2 * r).unwrap()
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the racers took no snapshot in 120 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            write(&uri, r << 20, UNIT, round_pattern(r));
         }
         let mut copies = a.join().unwrap();
         copies.extend(b.join().unwrap());
-        // Every copy reads the source's content: no chunk was lost.
+        // Every copy is the source at one instant: no chunk lost, none from
+        // another moment.
+        assert!(
+            !copies.is_empty(),
+            "the race left no copy to check (every copy lost its snapshot)"
+        );
+        let mut seen = Vec::new();
         for c in &copies {
-            let curi = n2.attach(c);
-            check(&curi, 0, 16 << 20, 0x41);
-            n2.cli(&["disk", "detach", c]);
+            seen.push(rounds_in(&read_all(&n2, c), &format!("copy {c}")));
         }
+        println!(
+            "{} copies checked, holding the first {seen:?} of {ROUNDS} rounds",
+            copies.len()
+        );
     });
+
+    // A snapshot asked of the node that does not hold the source, after the
+    // last write: it holds every round.
+    let last = n2.cli(&["snapshot", "create", "--disk", &source, "--name", "last"]);
+    let copy = n2.cli(&[
+        "disk",
+        "create",
+        "--name",
+        "last-copy",
+        "--zone",
+        "local-b",
+        "--from-snapshot",
+        last["id"].as_str().unwrap(),
+    ]);
+    let copy = copy["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        rounds_in(&read_all(&n2, &copy), "the last snapshot's copy"),
+        ROUNDS
+    );
 
     let report = n1.cli(&["admin", "fsck", "--deep"]);
     assert_eq!(report["ok"], true, "{report}");
@@ -316,8 +418,8 @@ fn racing_snapshots_copies_and_deletes_on_two_nodes_stay_exact() {
             n1.cli(&["disk", "delete", id]);
         }
     }
-    check(&uri, 0, 16 << 20, 0x41);
     n1.cli(&["disk", "detach", &source]);
+    assert_eq!(rounds_in(&read_all(&n1, &source), "the source"), ROUNDS);
     n1.cli(&["admin", "gc"]);
     let report = n2.cli(&["admin", "fsck", "--deep"]);
     assert_eq!(report["ok"], true, "{report}");

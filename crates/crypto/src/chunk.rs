@@ -266,10 +266,22 @@ mod tests {
     }
 
     #[test]
-    fn counter_limit_enforced() {
+    fn a_dek_seals_at_most_2_pow_32_objects() {
+        // docs/SECURITY.md and NIST SP 800-38D: at most 2^32 invocations of
+        // one key, so counters 0 ..= 2^32 - 1 and no more.
+        let k = key();
+        let last = (1u64 << 32) - 1;
+        let sealed = seal_chunk(&k, last, 0, b"x").unwrap();
         assert_eq!(
-            seal_chunk(&key(), MAX_COUNTER, 0, b"x"),
-            Err(CryptoError::NonceExhausted)
+            &open_chunk(&k, last, 0, BytesMut::from(&sealed[..])).unwrap()[..],
+            b"x"
         );
+        for counter in [1u64 << 32, (1 << 32) + 1, u64::MAX] {
+            assert_eq!(
+                seal_chunk(&k, counter, 0, b"x"),
+                Err(CryptoError::NonceExhausted),
+                "counter {counter}"
+            );
+        }
     }
 }

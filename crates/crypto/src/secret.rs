@@ -108,22 +108,113 @@ mod tests {
         assert_ne!(*a, *b);
         assert!(a.starts_with(TOKEN_PREFIX));
         assert!(a.len() >= TOKEN_PREFIX.len() + 43);
-        assert_eq!(hash_token(&a), hash_token(&a));
         assert_ne!(hash_token(&a), hash_token(&b));
         assert!(!hash_token(&a).contains(&a[TOKEN_PREFIX.len()..]));
     }
 
     #[test]
-    fn debug_hides_key() {
-        let k = SecretKey::from_bytes([0xab; 32]);
-        assert!(!format!("{k:?}").contains("ab"));
+    fn token_hash_is_hex_sha256_of_the_whole_token() {
+        // FIPS 180-2, appendix B.1: SHA-256("abc").
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // The whole token, prefix included (from `printf %s ... | sha256sum`).
+        assert_eq!(
+            hash_token("coffer_k3Zy-token-under-test"),
+            "e53b4f763f83f32bc1b1d341c44bf1eb74b15a12cef654be96e18d0f8144d633"
+        );
+    }
+
+    /// Every way `key`'s bytes could show in text: decimal lists (what a
+    /// derived `Debug` prints, `[171, 171, ...]`, one per line with `{:#?}`),
+    /// hex in either case, with or without separators or `0x`, and base64
+    /// (standard and URL-safe). Windows of 3 consecutive bytes, so a partial
+    /// leak is caught too. The text is compared with all whitespace removed.
+    fn leaks(text: &str, key: &[u8; 32]) -> Vec<String> {
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let lower = text.to_lowercase();
+        let mut found = Vec::new();
+        for w in key.windows(3) {
+            let dec = w.iter().map(u8::to_string).collect::<Vec<_>>();
+            let hex = w.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>();
+            for (form, hay) in [
+                (dec.join(","), &text),
+                (dec.join(""), &text),
+                (hex.join(""), &lower),
+                (hex.join(","), &lower),
+                (hex.join(":"), &lower),
+                (format!("0x{}", hex.join(",0x")), &lower),
+            ] {
+                if hay.contains(&form) {
+                    found.push(form);
+                }
+            }
+        }
+        for b64 in [STANDARD_NO_PAD.encode(key), URL_SAFE_NO_PAD.encode(key)] {
+            let b64: Vec<char> = b64.chars().collect();
+            for w in b64.windows(6) {
+                let form: String = w.iter().collect();
+                if text.contains(&form) {
+                    found.push(form);
+                }
+            }
+        }
+        found
     }
 
     #[test]
-    fn passphrase_derivation_depends_on_salt() {
-        let a = SecretKey::from_passphrase(b"pw", b"salt-one-16bytes");
-        let b = SecretKey::from_passphrase(b"pw", b"salt-two-16bytes");
-        assert_ne!(a, b);
-        assert_eq!(a, SecretKey::from_passphrase(b"pw", b"salt-one-16bytes"));
+    fn debug_shows_no_representation_of_the_key() {
+        // The leak check itself: it finds what a derived Debug, hex and
+        // base64 would print.
+        let bytes = [0xab; 32];
+        assert!(!leaks(&format!("SecretKey({bytes:?})"), &bytes).is_empty());
+        assert!(!leaks(&format!("SecretKey({bytes:#?})"), &bytes).is_empty());
+        assert!(!leaks(&hex::encode(bytes), &bytes).is_empty());
+        assert!(!leaks(&format!("{:X?}", bytes), &bytes).is_empty());
+        assert!(
+            !leaks(
+                &base64::engine::general_purpose::STANDARD.encode(bytes),
+                &bytes
+            )
+            .is_empty()
+        );
+
+        let mut counting = [0u8; 32];
+        for (i, b) in counting.iter_mut().enumerate() {
+            *b = 100 + u8::try_from(i).unwrap();
+        }
+        let mut random = [0u8; 32];
+        random_bytes(&mut random);
+        for bytes in [[0xab; 32], counting, random] {
+            let k = SecretKey::from_bytes(bytes);
+            for shown in [format!("{k:?}"), format!("{k:#?}")] {
+                let found = leaks(&shown, &bytes);
+                assert!(
+                    found.is_empty(),
+                    "Debug shows the key as {found:?}: {shown}"
+                );
+                assert!(shown.contains("SecretKey"), "{shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn passphrase_derivation_is_pbkdf2_sha256_600k_and_depends_on_salt() {
+        // From Python's hashlib.pbkdf2_hmac("sha256", passphrase, salt,
+        // 600000): an independent implementation of the same function.
+        let k = SecretKey::from_passphrase(b"correct horse battery staple", b"coffer-salt-0001");
+        assert_eq!(
+            hex::encode(k.expose()),
+            "27078186cc58cdd45f331cc7ea7e99e9695793ca7e4c239f74d36fa9897ef52a"
+        );
+        let other =
+            SecretKey::from_passphrase(b"correct horse battery staple", b"coffer-salt-0002");
+        assert_ne!(k, other);
     }
 }

@@ -11,10 +11,23 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use coffer_nbd::server::{IHAVEOPT, NBDMAGIC, REPLY_MAGIC, REQUEST_MAGIC, SIMPLE_REPLY_MAGIC};
 use coffer_nbd::{BlockDevice, DeviceError, ExportResolver, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+// The protocol's magic numbers, as doc/proto.md of the NBD project states
+// them (never taken from the server under test, so a wrong constant there
+// fails here).
+/// "NBDMAGIC", the first 8 bytes the server sends.
+const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
+/// "IHAVEOPT": after NBDMAGIC, and before every option the client sends.
+const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
+/// Magic of every option reply (fixed newstyle).
+const REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
+/// `NBD_REQUEST_MAGIC`.
+const REQUEST_MAGIC: u32 = 0x2560_9513;
+/// `NBD_SIMPLE_REPLY_MAGIC`.
+const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
 
 const EXPORT: &str = "secret-export-token";
 const MAX_REQUEST: u32 = 1 << 20;

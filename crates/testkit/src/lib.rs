@@ -191,6 +191,60 @@ impl TestMetadata {
     }
 }
 
+impl TestMetadata {
+    /// How many rows each table holds now (SQLite or PostgreSQL alike): for
+    /// tests that measure an operation's work in rows written.
+    ///
+    /// # Panics
+    /// If the store cannot be read.
+    pub fn row_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let url = self.url.clone();
+        on_own_runtime(async move {
+            let mut out = std::collections::BTreeMap::new();
+            if url.starts_with("sqlite:") {
+                let mut c = sqlx::SqliteConnection::connect(&format!("{url}?mode=ro"))
+                    .await
+                    .expect("open the SQLite metadata read-only");
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .expect("list tables");
+                for t in tables {
+                    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT count(*) FROM \"{t}\""
+                    )))
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("count rows");
+                    out.insert(t, u64::try_from(n).expect("a count is not negative"));
+                }
+            } else {
+                let mut c = PgConnection::connect(&url)
+                    .await
+                    .expect("connect test database");
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .expect("list tables");
+                for t in tables {
+                    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT count(*) FROM \"{t}\""
+                    )))
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("count rows");
+                    out.insert(t, u64::try_from(n).expect("a count is not negative"));
+                }
+            }
+            out
+        })
+    }
+}
+
 impl Drop for TestMetadata {
     fn drop(&mut self) {
         if let Some(name) = self.database.take() {

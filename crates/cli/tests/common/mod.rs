@@ -200,6 +200,10 @@ impl Server {
 
     /// (Re)start the server process on the same data dir.
     pub fn launch(&mut self, extra: &[&str]) {
+        assert!(
+            self.child.is_none(),
+            "launch: the previous server process is still running; stop() or kill9() it first"
+        );
         let mut cmd = self.serve_command(extra);
         cmd.stdout(Stdio::piped()).stderr(Stdio::from(
             std::fs::OpenOptions::new()
@@ -282,12 +286,58 @@ impl Server {
                 .any(|(k, _)| k == "COFFER_ROOT_KEY_URI")
     }
 
-    /// kill -9 the server.
+    /// kill -9 the server, and check that the kill is what ended it: the
+    /// process was still running when the signal came (it had not exited or
+    /// crashed on its own), and its log holds no panic.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        let mut c = self
+            .child
+            .take()
+            .expect("kill9: no server process is running");
+        // A process that already exited is a zombie until waited for: the
+        // signal then changes nothing and `wait` reports its own exit.
+        c.kill().expect("send SIGKILL to the server");
+        let status = c.wait().expect("wait for the killed server");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "the server was not running when it was killed: it had exited with {status}; log:\n{}",
+            self.log_tail()
+        );
+        self.assert_no_panic();
+    }
+
+    /// Whether the server process is still running (not exited).
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().expect("poll the server process").is_none(),
+            None => false,
         }
+    }
+
+    /// The server's log (its stderr, across every launch).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The last lines of the server's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Fail the test if the server's log shows a panic (a task that
+    /// panicked leaves the process running, so only its log tells).
+    pub fn assert_no_panic(&self) {
+        let log = self.log();
+        let panics: Vec<&str> = log.lines().filter(|l| l.contains("panicked")).collect();
+        assert!(
+            panics.is_empty(),
+            "the server panicked:\n{}\nlog:\n{}",
+            panics.join("\n"),
+            self.log_tail()
+        );
     }
 
     /// Run the CLI with the test's HOME; returns the output.
@@ -419,30 +469,62 @@ impl Server {
     }
 }
 
+/// How long a server may take to exit after SIGTERM (it flushes every open
+/// disk first) before the test fails.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl Server {
-    /// Stop the server as an operator would (SIGTERM, then wait up to 10s;
-    /// SIGKILL after that).
+    /// Stop the server as an operator would (SIGTERM), and check it: it must
+    /// exit within [`STOP_TIMEOUT`] with status 0, and its log must hold no
+    /// panic. Any of these failing fails the test.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            let status = terminate(&mut c, STOP_TIMEOUT);
+            assert!(
+                status.is_some(),
+                "the server did not exit within {STOP_TIMEOUT:?} of SIGTERM (killed); log:\n{}",
+                self.log_tail()
+            );
+            let status = status.unwrap();
+            assert!(
+                status.success(),
+                "the server exited with {status} on SIGTERM, not 0; log:\n{}",
+                self.log_tail()
+            );
         }
+        self.assert_no_panic();
     }
+}
+
+/// SIGTERM `c` and wait up to `within` for it to exit; SIGKILL it after
+/// that. Returns its exit status, or `None` if it had to be killed.
+fn terminate(c: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(c.id().to_string())
+        .status();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = c.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    None
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test already failed: just end the process (a second
+            // panic here would abort and hide the first).
+            if let Some(mut c) = self.child.take() {
+                terminate(&mut c, Duration::from_secs(10));
+            }
+            return;
+        }
         self.stop();
     }
 }
@@ -561,4 +643,221 @@ pub fn http(
         _ => Value::String(body.into()),
     };
     (status, json)
+}
+
+/// One command's completion in a [`QemuIo`] session.
+#[derive(Debug, Clone)]
+pub struct Done {
+    /// What qemu-io printed for it (empty for a successful `flush`).
+    pub output: String,
+    /// When the test saw it complete.
+    pub at: Instant,
+}
+
+impl Done {
+    /// Whether qemu-io reported the command failed (`write failed: ...`),
+    /// or ended without finishing it.
+    pub fn failed(&self) -> bool {
+        let o = self.output.to_lowercase();
+        o.contains("failed") || o.starts_with("(qemu-io ended)")
+    }
+}
+
+/// An interactive `qemu-io` on an NBD URI (write cache on: writes are
+/// durable only once flushed), fed one command at a time: one
+/// NBD connection that lives across commands, so writes can be left
+/// unflushed, and the test sees each command complete when it does (qemu-io
+/// prints its prompt after every command, and runs them in order).
+///
+/// Commands sent are queued and written to qemu-io's input one by one, each
+/// once the one before has completed: qemu-io reads its input through stdio
+/// and only looks again when the descriptor is readable, so lines written
+/// ahead would sit in its buffer unread.
+pub struct QemuIo {
+    child: Child,
+    feed: Option<std::sync::mpsc::Sender<String>>,
+    rx: std::sync::mpsc::Receiver<Done>,
+    /// Commands sent so far.
+    pub sent: usize,
+    /// Commands seen complete so far, in order.
+    pub done: Vec<Done>,
+}
+
+const PROMPT: &str = "qemu-io> ";
+
+/// How many commands qemu-io has completed, and whether it has ended.
+type Progress = std::sync::Arc<(std::sync::Mutex<(usize, bool)>, std::sync::Condvar)>;
+
+impl QemuIo {
+    /// Open `uri` (raw) in a new qemu-io.
+    pub fn open(uri: &str) -> Self {
+        // stderr joins stdout, so an error lands in its command's output.
+        // `-t writeback`: qemu-io's default cache mode is writethrough,
+        // which makes every write durable before it is acknowledged (FUA or
+        // a flush after it); here writes stay unflushed until a `flush`.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("exec qemu-io -t writeback -f raw \"$0\" 2>&1")
+            .arg(uri)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn qemu-io");
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let progress: Progress = std::sync::Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader_progress = progress.clone();
+        std::thread::spawn(move || {
+            let mark = |completed: usize, ended: bool| {
+                let (m, cv) = &*reader_progress;
+                *m.lock().unwrap() = (completed, ended);
+                cv.notify_all();
+            };
+            let mut text = String::new();
+            let mut prompts = 0usize;
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                // Everything between two prompts is one command's output;
+                // what precedes the first prompt is start-up noise.
+                while let Some(at) = text.find(PROMPT) {
+                    let output: String = text[..at].to_string();
+                    text.drain(..at + PROMPT.len());
+                    prompts += 1;
+                    if prompts > 1 {
+                        let _ = tx.send(Done {
+                            output,
+                            at: Instant::now(),
+                        });
+                        mark(prompts - 1, false);
+                    }
+                }
+            }
+            // Output after the last prompt: a command qemu-io did not finish
+            // (or start-up failed).
+            if !text.trim().is_empty() {
+                let _ = tx.send(Done {
+                    output: format!("(qemu-io ended) {text}"),
+                    at: Instant::now(),
+                });
+            }
+            mark(prompts.saturating_sub(1), true);
+        });
+        let (feed, commands) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let (m, cv) = &*progress;
+            for (i, cmd) in commands.iter().enumerate() {
+                // Wait until command i-1 has completed (or qemu-io ended).
+                let mut g = m.lock().unwrap();
+                while g.0 < i && !g.1 {
+                    g = cv.wait(g).unwrap();
+                }
+                if g.1 {
+                    return;
+                }
+                drop(g);
+                if writeln!(stdin, "{cmd}")
+                    .and_then(|()| stdin.flush())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // Every command written and the sender dropped: dropping stdin
+            // ends qemu-io's input (it reads the EOF after its last command).
+        });
+        QemuIo {
+            child,
+            feed: Some(feed),
+            rx,
+            sent: 0,
+            done: Vec::new(),
+        }
+    }
+
+    /// Queue a command without waiting for it.
+    pub fn send(&mut self, cmd: &str) {
+        self.feed
+            .as_ref()
+            .expect("qemu-io input still open")
+            .send(cmd.to_string())
+            .expect("qemu-io's feeder ended");
+        self.sent += 1;
+    }
+
+    /// Wait up to `timeout` for the next command to complete.
+    pub fn next(&mut self, timeout: Duration) -> Option<&Done> {
+        let d = self.rx.recv_timeout(timeout).ok()?;
+        self.done.push(d);
+        self.done.last()
+    }
+
+    /// Take whatever completions have arrived, without waiting.
+    pub fn poll(&mut self) {
+        while let Ok(d) = self.rx.try_recv() {
+            self.done.push(d);
+        }
+    }
+
+    /// Wait (up to 60 s) until `n` commands have completed.
+    pub fn wait_for(&mut self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.done.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                self.next(left).is_some(),
+                "qemu-io: only {} of {n} commands completed within 60 s: {:?}",
+                self.done.len(),
+                self.done.last()
+            );
+        }
+    }
+
+    /// Send a command, wait for it, and expect it to succeed; returns its
+    /// output.
+    pub fn run(&mut self, cmd: &str) -> String {
+        self.send(cmd);
+        self.wait_for(self.sent);
+        let d = &self.done[self.sent - 1];
+        assert!(!d.failed(), "qemu-io `{cmd}` failed: {}", d.output);
+        d.output.clone()
+    }
+
+    /// Close its input and wait (up to `timeout`) for qemu-io to exit,
+    /// collecting every remaining completion. Returns its exit status, or
+    /// `None` if it had to be killed (it hung).
+    pub fn finish(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        drop(self.feed.take());
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("poll qemu-io") {
+                break Some(st);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader ends at EOF, which follows the exit.
+        while let Ok(d) = self.rx.recv_timeout(Duration::from_secs(5)) {
+            self.done.push(d);
+        }
+        status
+    }
+}
+
+impl Drop for QemuIo {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
