@@ -27,6 +27,9 @@
 # (hyperfine --prepare), so one server's background deletes never overlap
 # the next measurement.
 #
+# Output: markdown tables for docs/PERFORMANCE.md under one line naming this
+# script and the commit measured (bench/lib.sh: a dirty tree is refused).
+#
 # Usage: bench/backends.sh [SIZE]   (default 256M; RUNS=3, SNAP_RUNS=20 by
 # default; the default run takes ~1-2 minutes after the build)
 # Needs: hyperfine, qemu-img (apt-get install hyperfine qemu-utils), psql
@@ -45,6 +48,8 @@ PG=${COFFER_BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 S3_ENDPOINT=${COFFER_BENCH_S3_ENDPOINT:-}
 S3_REGION=${COFFER_BENCH_S3_REGION:-us-east-1}
 cd "$(dirname "$0")/.."
+. bench/lib.sh
+bench_start backends.sh
 
 need() { command -v "$1" >/dev/null || { echo "backends.sh: need $1 ($2)" >&2; exit 1; }; }
 need hyperfine "apt-get install hyperfine"
@@ -59,9 +64,7 @@ psql "$PG/postgres" -Atqc 'SELECT 1' >/dev/null ||
 bytes=$(numfmt --from=iec "${SIZE%B}")
 [ $((bytes % 1048576)) -eq 0 ] || { echo "backends.sh: SIZE must be a whole number of MiB" >&2; exit 1; }
 
-cargo build --release --locked -p coffer-cli >&2
-COFFER=$PWD/target/release/coffer
-commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
+bench_cargo_build
 
 work=$(mktemp -d /tmp/coffer-bench-backends.XXXXXX)
 out=/dev/shm/coffer-bench-backends-out.$$
@@ -272,8 +275,10 @@ for s in "${servers[@]}"; do
   [ "$n" -eq $((SNAP_RUNS + 2)) ] || { echo "backends.sh: $s has $n snapshots, expected $((SNAP_RUNS + 2))" >&2; exit 1; }
 done
 
+bench_finish
+
 echo
-echo "## Coffer backends: $SIZE image, qemu-img convert, $RUNS runs each ($(date -u +%F), $(nproc) cores, $commit)"
+bench_provenance "$SIZE image, qemu-img convert, $RUNS runs each ($SNAP_RUNS for the CLI commands)"
 echo
 cat "$work/write.md"; echo; cat "$work/read.md"; echo; cat "$work/snap.md"; echo
 python3 - "$work" "$bytes" "$RUNS" <<'PY'

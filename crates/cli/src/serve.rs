@@ -180,7 +180,7 @@ async fn root_key(
             data_dir.display()
         );
     }
-    Ok(Arc::new(FileRootKey::load_or_create(file)?))
+    Ok(Arc::new(FileRootKey::open_for(file, meta).await?))
 }
 
 /// Run the server until Ctrl-C or SIGTERM.

@@ -128,7 +128,9 @@ pub struct KeyVault {
     manager: Arc<dyn KeyManager>,
 }
 
-const ROOT_CHECK: &str = "root_key_check";
+/// The setting holding the root key check value; its presence marks a
+/// deployment whose keys a root key already protects.
+pub(crate) const ROOT_CHECK: &str = "root_key_check";
 
 impl KeyVault {
     /// Open the vault. The first open with a metadata store records a check

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use coffer_crypto::{SecretKey, unwrap_key, wrap_key};
+use coffer_meta::Meta;
 
 use crate::{Result, VaultError};
 
@@ -33,6 +34,37 @@ pub struct FileRootKey {
 }
 
 impl FileRootKey {
+    /// The root key file of the deployment whose metadata is `meta`: loaded
+    /// if it exists; created (as [`FileRootKey::load_or_create`]) only for a
+    /// new deployment, one whose metadata holds no root key check value yet
+    /// (the vault records it the first time it opens, see
+    /// [`crate::KeyVault::open`]). A missing file of an existing deployment
+    /// is refused, saying so and where it looked: a new key cannot read that
+    /// deployment's keys, and a key file written there would only hide the
+    /// missing one.
+    pub async fn open_for(path: &Path, meta: &Meta) -> Result<Self> {
+        let exists = path.try_exists().map_err(|e| {
+            VaultError::Root(format!(
+                "cannot look for root key file {}: {e}",
+                path.display()
+            ))
+        })?;
+        if !exists && meta.setting(crate::ROOT_CHECK).await?.is_some() {
+            let at = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            return Err(VaultError::Root(format!(
+                "the root key file {at} is missing, but this deployment already has keys \
+                 protected by a root key (its metadata holds the root key's check value), so \
+                 no new key is created: a new one could not read them. Restore the key file \
+                 from your backup to {at}, or point --root-key-file (COFFER_ROOT_KEY_FILE, \
+                 root_key_file in the config file) at where it is; if this deployment's root \
+                 key is a passphrase or in an HSM, give COFFER_ROOT_PASSPHRASE or \
+                 --root-key-uri instead",
+                at = at.display()
+            )));
+        }
+        Self::load_or_create(path)
+    }
+
     /// Load the key at `path`, or create one there (mode 0600, parent
     /// directories 0700) if the file does not exist. Refuses a key file that
     /// others can read.
@@ -152,5 +184,43 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = FileRootKey::load_or_create(&p).err().unwrap().to_string();
         assert!(e.contains("chmod 600"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn key_file_is_created_only_for_a_new_deployment() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(&format!(
+            "sqlite://{}",
+            dir.path().join("meta.sqlite").display()
+        ))
+        .await
+        .unwrap();
+        let p = dir.path().join("keys/root.key");
+        // A new deployment: the key is created, and the vault records its
+        // check value.
+        let key = FileRootKey::open_for(&p, &meta).await.unwrap();
+        assert!(p.exists());
+        crate::KeyVault::open(meta.clone(), std::sync::Arc::new(key))
+            .await
+            .unwrap();
+        // Present: loaded, the same key.
+        let again = FileRootKey::open_for(&p, &meta).await.unwrap();
+        assert_eq!(again.key, FileRootKey::load_or_create(&p).unwrap().key);
+        // Missing for that deployment: refused, naming the file; none made.
+        std::fs::remove_file(&p).unwrap();
+        let e = FileRootKey::open_for(&p, &meta)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains(&format!("root key file {} is missing", p.display()))
+                && e.contains("Restore the key file from your backup"),
+            "{e}"
+        );
+        assert!(
+            !p.exists(),
+            "a key file was created for an existing deployment"
+        );
     }
 }
