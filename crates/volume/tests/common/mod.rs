@@ -251,7 +251,7 @@ impl Fixture {
             volume_id: self.vol,
             generation: 0,
             size: self.size,
-            encryption: "platform".into(),
+            encryption: coffer_types::EncryptionType::Platform,
             kek_id: self.kek,
             created_at: coffer_meta::now(),
         }
