@@ -314,15 +314,18 @@ fn check_regions(s: &Server, uri: &str, when: &str, allowed: &[u8]) -> u8 {
         Some(p) if allowed.contains(&p) => p,
         _ => panic!(
             "{when}: region B is {b:?} (None: mixed), expected all of one of {allowed:?}: \
-             a flush commits whole or not at all"
+             what a flush acknowledged before the kill committed is there, and what one cut \
+             short commits, it commits whole or not at all"
         ),
     }
 }
 
-/// The kill delay for the next attempt: random below `window` (at least
-/// 1 us).
+/// The kill delay for the next attempt, in microseconds: random below twice
+/// `window` (the operation's measured length) plus 20 ms, so most kills land
+/// inside the operation and some after its acknowledgement, where one
+/// acknowledged too early (before the work it stands for) shows.
 fn delay_below(rng: &mut Rng, window: Duration) -> u64 {
-    rng.below(u64::try_from(window.as_micros()).unwrap().max(1))
+    rng.below(2 * u64::try_from(window.as_micros()).unwrap() + 20_000)
 }
 
 /// Flush region B's dirty data, kill -9 the server at a random point of the
