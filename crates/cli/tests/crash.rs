@@ -314,15 +314,18 @@ fn check_regions(s: &Server, uri: &str, when: &str, allowed: &[u8]) -> u8 {
         Some(p) if allowed.contains(&p) => p,
         _ => panic!(
             "{when}: region B is {b:?} (None: mixed), expected all of one of {allowed:?}: \
-             a flush commits whole or not at all"
+             what a flush acknowledged before the kill committed is there, and what one cut \
+             short commits, it commits whole or not at all"
         ),
     }
 }
 
-/// The kill delay for the next attempt: random below `window` (at least
-/// 1 us).
+/// The kill delay for the next attempt, in microseconds: random below twice
+/// `window` (the operation's measured length) plus 20 ms, so most kills land
+/// inside the operation and some after its acknowledgement, where one
+/// acknowledged too early (before the work it stands for) shows.
 fn delay_below(rng: &mut Rng, window: Duration) -> u64 {
-    rng.below(u64::try_from(window.as_micros()).unwrap().max(1))
+    rng.below(2 * u64::try_from(window.as_micros()).unwrap() + 20_000)
 }
 
 /// Flush region B's dirty data, kill -9 the server at a random point of the
@@ -406,14 +409,22 @@ fn kill_9_during_a_flush_keeps_every_flushed_write() {
     );
 }
 
-/// A server whose new disks have 4 KiB chunks: 16 MiB is 4096 objects and
-/// 4096 chunk-map rows, so collecting or committing them takes a while.
-fn small_chunk_server() -> (Server, tempfile::TempDir) {
+/// A server whose new disks have small chunks, so 16 MiB is many objects
+/// and chunk-map rows and collecting or committing them takes a while:
+/// 4 KiB (4096 per 16 MiB) on a local store; `s3_chunk` on S3, where every
+/// object is a request to a slow test server. Returns the server, its
+/// config's directory, and the chunk size.
+fn small_chunk_server(s3_chunk: u64) -> (Server, tempfile::TempDir, u64) {
+    let chunk = if coffer_testkit::store_is_s3() {
+        s3_chunk
+    } else {
+        4 << 10
+    };
     let cfg = tempfile::tempdir().unwrap();
     let path = cfg.path().join("coffer.toml");
-    std::fs::write(&path, "chunk_size = \"4KiB\"\n").unwrap();
+    std::fs::write(&path, format!("chunk_size = \"{}KiB\"\n", chunk >> 10)).unwrap();
     let s = Server::start_with(&["--config", path.to_str().unwrap()], &[]);
-    (s, cfg)
+    (s, cfg, chunk)
 }
 
 #[test]
@@ -421,11 +432,12 @@ fn kill_9_during_a_large_metadata_commit_commits_all_or_nothing() {
     const TEST: &str = "kill_9_during_a_large_metadata_commit_commits_all_or_nothing";
     require("qemu-io", "qemu-utils");
     let (seed, mut rng) = seeded(TEST);
-    let (s, _cfg) = small_chunk_server();
+    let (s, _cfg, chunk) = small_chunk_server(16 << 10);
+    println!("{TEST}: {} chunk-map rows per commit", REGION_B.1 / chunk);
     let mut sc = Scene::new(s, "committing", seed);
-    // Each flush below zeroes region B when it holds data (4096 objects):
-    // no object to seal or put, one commit that rewrites 4096 chunk-map rows
-    // and queues 4096 objects for deletion. When a commit landed, region B
+    // Each flush below zeroes region B when it holds data (4096 objects on
+    // a local store): no object to seal or put, one commit that rewrites as
+    // many chunk-map rows and queues as many objects for deletion. When a commit landed, region B
     // is filled again (and flushed) first.
     let cut = kill_during_flushes(&mut sc, &mut rng, TEST, |sc, committed| {
         let before = if committed == 0 {
@@ -610,12 +622,14 @@ fn kill_9_during_garbage_collection_loses_and_leaks_nothing() {
     require("qemu-io", "qemu-utils");
     require("qemu-img", "qemu-utils");
     let (seed, mut rng) = seeded(TEST);
-    let (s, _cfg) = small_chunk_server();
+    let (s, _cfg, chunk) = small_chunk_server(64 << 10);
+    let victim_objects = usize::try_from(16 * MIB / chunk).unwrap();
     let mut sc = Scene::new(s, "keeper", seed);
     sc.dirty_region_b(0x22);
     sc.io.run("flush");
 
-    // Each attempt deletes a detached 16 MiB disk of 4096 objects; the
+    // Each attempt deletes a detached 16 MiB disk (4096 objects on a local
+    // store); the
     // delete wakes the collector, which deletes them from the store in
     // batches, and the kill comes at a random point after the delete.
     let mut window = Duration::from_millis(200);
@@ -635,7 +649,7 @@ fn kill_9_during_garbage_collection_loses_and_leaks_nothing() {
         );
         sc.s.cli(&["disk", "detach", &victim]);
         let before = objects_stored(&sc.s);
-        let after = before - 4096;
+        let after = before - victim_objects;
 
         let answer = request_in_background(&sc.s, "DELETE", &format!("/v1/disks/{victim}"), "");
         let (status, _) = answer.join().unwrap();
@@ -662,8 +676,8 @@ fn kill_9_during_garbage_collection_loses_and_leaks_nothing() {
         assert_eq!(objects_stored(&sc.s), after, "{when}: {report}");
         println!(
             "{TEST}: attempt {attempts}: killed {delay} us after the delete, \
-             {} of 4096 objects collected",
-            before - at_kill
+             {} of {victim_objects} objects collected",
+            before.saturating_sub(at_kill)
         );
         match at_kill {
             n if n == before => window *= 2,

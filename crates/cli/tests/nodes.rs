@@ -356,7 +356,9 @@ fn racing_snapshots_copies_and_deletes_on_two_nodes_stay_exact() {
         // the snapshots spread over the rounds.
         for r in 0..ROUNDS {
             let deadline = Instant::now() + Duration::from_secs(120);
+            // (Unless both racers have ended: one that failed takes no more.)
             while taken.load(std::sync::atomic::Ordering::SeqCst) < usize::try_from(2 * r).unwrap()
+                && !(a.is_finished() && b.is_finished())
             {
                 assert!(
                     Instant::now() < deadline,
@@ -433,4 +435,29 @@ fn racing_snapshots_copies_and_deletes_on_two_nodes_stay_exact() {
         report["objects_named"], 64,
         "16 MiB in 256 KiB chunks: {report}"
     );
+}
+
+/// The instant check itself: a copy holding a later round's write without
+/// an earlier one's is refused, and so is a torn chunk.
+#[test]
+fn the_one_instant_check_refuses_a_mix_of_moments() {
+    let mut data = vec![0x41u8; 16 << 20];
+    let fill = |data: &mut Vec<u8>, r: u64, b: u8| {
+        let at = usize::try_from(r << 20).unwrap();
+        data[at..at + usize::try_from(UNIT).unwrap()].fill(b);
+    };
+    for r in 0..3 {
+        fill(&mut data, r, round_pattern(r));
+    }
+    assert_eq!(rounds_in(&data, "a prefix"), 3);
+    let mut mixed = data.clone();
+    fill(&mut mixed, 5, round_pattern(5));
+    let refused = |d: Vec<u8>| std::panic::catch_unwind(move || rounds_in(&d, "bad")).is_err();
+    assert!(refused(mixed), "round 5 without rounds 3 and 4");
+    let mut torn = data.clone();
+    torn[(3 << 20) + 10] = round_pattern(3);
+    assert!(refused(torn), "a chunk half old, half new");
+    let mut stray = data;
+    stray[(12 << 20) + 7] = 0;
+    assert!(refused(stray), "a byte no round wrote");
 }
