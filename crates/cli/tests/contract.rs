@@ -52,9 +52,12 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             "--phases",
             "examples,coverage,fuzzing",
             "--max-time",
-            "120",
+            "100",
+            // One worker: hypothesis's lambda-source cache is not thread
+            // safe on this Python ("AST constructor recursion depth
+            // mismatch" as a schemathesis runtime error with two).
             "--workers",
-            "2",
+            "1",
             "--header",
             &format!("Authorization: Bearer {token}"),
             "--report-dir",
