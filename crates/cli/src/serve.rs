@@ -360,6 +360,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // Catch SIGTERM and SIGINT before saying we are ready: a signal that
+    // arrives after the banner must shut down cleanly, not kill.
+    let signals = ShutdownSignals::register()?;
     println!("Coffer API listening on {endpoint}");
     println!("NBD listening on {nbd_addr}");
     println!("Data dir: {}  Root key: {root_banner}", data_dir.display());
@@ -390,7 +393,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = rx.changed().await;
     });
     let http_task = tokio::spawn(async move { http.await });
-    shutdown_signal().await;
+    signals.wait().await;
     println!("Shutting down: flushing open disks...");
     let _ = stop_tx.send(true);
     service.shutdown().await;
@@ -400,12 +403,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are registered.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn register() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 
