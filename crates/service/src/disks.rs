@@ -245,7 +245,12 @@ impl Service {
                 ),
             ));
         }
-        self.meta.delete_disk(d.id).await?;
+        self.meta.delete_disk(d.id).await.map_err(|e| match e {
+            coffer_meta::MetaError::NotFound(_) => {
+                ServiceError::not_found(ErrorCode::DiskNotFound, "disk", d.id)
+            }
+            other => other.into(),
+        })?;
         self.meta
             .delete_role_assignments_at(&d.id.to_string())
             .await?;

@@ -135,7 +135,14 @@ impl Service {
         let s = self
             .authorized_snapshot(caller, id, Action::SnapshotsDelete)
             .await?;
-        self.meta.delete_snapshot(s.id).await?;
+        // A delete that another caller (or node) won answers as that
+        // snapshot being gone, not as an internal error.
+        self.meta.delete_snapshot(s.id).await.map_err(|e| match e {
+            coffer_meta::MetaError::NotFound(_) => {
+                ServiceError::not_found(ErrorCode::SnapshotNotFound, "snapshot", s.id)
+            }
+            other => other.into(),
+        })?;
         self.meta
             .delete_role_assignments_at(&s.id.to_string())
             .await?;
