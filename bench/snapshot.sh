@@ -85,7 +85,7 @@ hyperfine --shell bash --runs "$RUNS" --warmup 2 --export-markdown "$work/qcow2.
   -n "qemu-img snapshot -c, 1 GiB qcow2 written" "qemu-img snapshot -c q-\${EPOCHREALTIME/./} $work/img.qcow2" >&2
 check_log
 # Every timed snapshot exists: 2 warm-ups + RUNS per command, CLI and curl.
-n=$("$COFFER" snapshot list --query id | wc -l)
+n=$("$COFFER" snapshot list --query '[].id' | wc -l)
 [ "$n" -eq $((4 * (RUNS + 2))) ] || { echo "expected $((4 * (RUNS + 2))) snapshots, found $n" >&2; exit 1; }
 
 echo "== incremental storage: 1% of the 1 GiB disk rewritten" >&2

@@ -59,7 +59,7 @@ pub fn save(cfg: &ConfigFile) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let p = config_path();
     let tmp = dir.join(".config.toml.tmp");
-    crate::serve::write_private(&tmp, toml::to_string(cfg)?.as_bytes())?;
+    crate::files::write_private(&tmp, toml::to_string(cfg)?.as_bytes())?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     std::fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))?;
     Ok(())
@@ -107,4 +107,30 @@ pub fn resolve(profile: Option<&str>) -> anyhow::Result<(String, String)> {
         )
     })?;
     Ok((endpoint.trim_end_matches('/').to_string(), token))
+}
+
+/// `coffer configure`: set a profile's endpoint and/or token (read from a
+/// file, never from the command line).
+pub fn configure(
+    profile: Option<&str>,
+    endpoint: Option<&str>,
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let name = profile
+        .map(str::to_string)
+        .or_else(|| std::env::var("COFFER_PROFILE").ok())
+        .unwrap_or_else(|| "default".into());
+    let mut cfg = load()?;
+    let p = cfg.profiles.entry(name.clone()).or_default();
+    if let Some(e) = endpoint {
+        p.endpoint = Some(e.trim_end_matches('/').to_string());
+    }
+    if let Some(f) = token_file {
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read token file {}", f.display()))?;
+        p.token = Some(t.trim().to_string());
+    }
+    save(&cfg)?;
+    println!("Profile '{name}' saved in {}", config_path().display());
+    Ok(())
 }

@@ -15,17 +15,24 @@ use coffer_meta::Meta;
 use coffer_service::{ExportResolverImpl, Service, ServiceConfig};
 use coffer_store::{LocalStore, ObjectStore, S3Location, S3Store};
 use coffer_types::{ByteSize, RegionConfig, Regions};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::files::{set_private, write_private};
 use crate::profile;
 
-/// Options of `coffer serve`.
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
+/// Options of `coffer serve`: the same fields on the command line and in
+/// the configuration file (TOML, `--config`), so each is declared once. A
+/// field given on the command line (or by its environment variable) wins
+/// over the file. A few are command-line only (`#[serde(skip)]`) or file
+/// only (`#[arg(skip)]`).
+#[derive(Debug, Default, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeOptions {
     /// Configuration file (TOML); command-line options override it.
     #[arg(long, env = "COFFER_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Data directory (metadata, sealed objects, admin token).
+    /// Data directory (metadata, sealed objects, node name).
     #[arg(long, env = "COFFER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// HTTP API address (port 0 picks a free port).
@@ -57,6 +64,7 @@ pub struct ServeArgs {
     pub store: Option<String>,
     /// Do not write the `default` CLI profile.
     #[arg(long)]
+    #[serde(skip)]
     pub no_profile: bool,
     /// This node's lasting name among the nodes of a deployment (default:
     /// the one kept in the data dir, made from the host name at first start).
@@ -72,43 +80,55 @@ pub struct ServeArgs {
     pub advertise_nbd: Option<String>,
     /// How long this node's lease lasts (e.g. 15s): if it dies, other nodes
     /// may take its disks over this long after its last renewal.
-    #[arg(long, env = "COFFER_LEASE_TTL", value_parser = humantime::parse_duration)]
-    pub lease_ttl: Option<std::time::Duration>,
-}
-
-/// The configuration file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    /// HTTP API address.
-    pub listen: Option<SocketAddr>,
-    /// NBD address.
-    pub nbd_listen: Option<SocketAddr>,
-    /// Data directory.
-    pub data_dir: Option<PathBuf>,
-    /// Root key file.
-    pub root_key_file: Option<PathBuf>,
-    /// Root key in an HSM: a `pkcs11:` URI (no PIN in it).
-    pub root_key_uri: Option<String>,
-    /// Metadata URL.
-    pub metadata: Option<String>,
-    /// Object store (directory or s3:// URL).
-    pub store: Option<String>,
-    /// Chunk size of new disks (e.g. "256KiB"): a power of two from 4KiB to 4MiB.
+    #[arg(long, env = "COFFER_LEASE_TTL", value_parser = check_duration)]
+    pub lease_ttl: Option<String>,
+    /// Chunk size of new disks (e.g. "256KiB"): a power of two from 4KiB
+    /// to 4MiB. Configuration file only.
+    #[arg(skip)]
     pub chunk_size: Option<ByteSize>,
     /// Write back once this much data is cached per disk (e.g. "64MiB").
+    /// Configuration file only.
+    #[arg(skip)]
     pub dirty_high_water: Option<ByteSize>,
     /// Regions and zones; default: region `local`, zones `local-a/b/c`.
-    #[serde(default)]
+    /// Configuration file only.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<RegionConfig>,
-    /// This node's name (see `--node-name`).
-    pub node_name: Option<String>,
-    /// Advertised API URL (see `--advertise-api`).
-    pub advertise_api: Option<String>,
-    /// Advertised NBD `host:port` (see `--advertise-nbd`).
-    pub advertise_nbd: Option<String>,
-    /// Lease length, e.g. "15s" (see `--lease-ttl`).
-    pub lease_ttl: Option<String>,
+}
+
+fn check_duration(s: &str) -> Result<String, String> {
+    humantime::parse_duration(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{e}: use e.g. 15s or 1m"))
+}
+
+impl ServeOptions {
+    /// These options (the command line) over those of `--config`'s file.
+    fn with_file(self) -> anyhow::Result<Self> {
+        let Some(path) = &self.config else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let file: ServeOptions = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        let mut merged = serde_json::to_value(&file)?;
+        if let (serde_json::Value::Object(m), serde_json::Value::Object(cli)) =
+            (&mut merged, serde_json::to_value(&self)?)
+        {
+            for (k, v) in cli {
+                if !v.is_null() {
+                    m.insert(k, v);
+                }
+            }
+        }
+        let mut out: ServeOptions = serde_json::from_value(merged)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        out.config = self.config;
+        out.no_profile = self.no_profile;
+        Ok(out)
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -184,31 +204,16 @@ async fn root_key(
 }
 
 /// Run the server until Ctrl-C or SIGTERM.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let file: ConfigFile = match &args.config {
-        Some(p) => toml::from_str(
-            &std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read config file {}", p.display()))?,
-        )
-        .with_context(|| format!("invalid config file {}", p.display()))?,
-        None => ConfigFile::default(),
-    };
-    let data_dir = args
-        .data_dir
-        .or(file.data_dir)
-        .unwrap_or_else(default_data_dir);
-    let listen = args
+pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
+    let o = args.with_file()?;
+    let data_dir = o.data_dir.clone().unwrap_or_else(default_data_dir);
+    let listen = o
         .listen
-        .or(file.listen)
         .unwrap_or_else(|| "127.0.0.1:8787".parse().expect("addr"));
-    let nbd_listen = args
+    let nbd_listen = o
         .nbd_listen
-        .or(file.nbd_listen)
         .unwrap_or_else(|| "127.0.0.1:10809".parse().expect("addr"));
-    let root_source = match (
-        args.root_key_uri.or(file.root_key_uri),
-        args.root_key_file.or(file.root_key_file),
-    ) {
+    let root_source = match (o.root_key_uri.clone(), o.root_key_file.clone()) {
         (Some(_), Some(key_file)) => bail!(
             "both a PKCS#11 root key URI (--root-key-uri) and a root key file ({}) are given: \
              use one. With an HSM, drop --root-key-file, COFFER_ROOT_KEY_FILE or root_key_file \
@@ -218,12 +223,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(uri), None) => RootSource::Pkcs11(uri),
         (None, key_file) => RootSource::File(key_file.unwrap_or_else(default_root_key)),
     };
-    let regions = if file.regions.is_empty() {
+    let regions = if o.regions.is_empty() {
         Regions::default()
     } else {
-        Regions::new(file.regions)?
+        Regions::new(o.regions.clone())?
     };
-    let chunk_size = match file.chunk_size {
+    let chunk_size = match o.chunk_size {
         Some(c) => {
             let c = c.bytes();
             if !c.is_power_of_two() || !(4096..=4 << 20).contains(&c) {
@@ -234,16 +239,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => coffer_volume::DEFAULT_CHUNK_SIZE,
     };
     let mut volume = coffer_volume::VolumeConfig::default();
-    if let Some(h) = file.dirty_high_water {
+    if let Some(h) = o.dirty_high_water {
         volume.dirty_high_water = usize::try_from(h.bytes())?;
     }
-
-    let lease_ttl = match (args.lease_ttl, &file.lease_ttl) {
-        (Some(d), _) => d,
-        (None, Some(t)) => humantime::parse_duration(t).with_context(|| {
-            format!("invalid lease_ttl '{t}' in the config file: use e.g. \"15s\"")
-        })?,
-        (None, None) => ServiceConfig::default().lease_ttl,
+    let lease_ttl = match &o.lease_ttl {
+        Some(t) => humantime::parse_duration(t)
+            .with_context(|| format!("invalid lease_ttl '{t}': use e.g. \"15s\""))?,
+        None => ServiceConfig::default().lease_ttl,
     };
     if lease_ttl < std::time::Duration::from_secs(1) {
         bail!("the lease must last at least 1s (got {lease_ttl:?})");
@@ -253,18 +255,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     set_private(&data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
-    let node_name = match args.node_name.or(file.node_name) {
+    let node_name = match o.node_name.clone() {
         Some(n) => check_node_name(&n)?,
         None => node_name(&data_dir)?,
     };
-    let url = args
+    let url = o
         .metadata
-        .or(file.metadata)
+        .clone()
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("meta.sqlite").display()));
     let meta = Meta::open(&url)
         .await
         .with_context(|| "cannot open the metadata store")?;
-    let store: Arc<dyn ObjectStore> = match args.store.or(file.store) {
+    let store: Arc<dyn ObjectStore> = match o.store.clone() {
         Some(url) if url.starts_with("s3://") => {
             let loc = S3Location::parse(&url)?;
             Arc::new(S3Store::open(loc).with_context(|| format!("cannot use object store {url}"))?)
@@ -309,11 +311,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let api_addr = api.local_addr()?;
     let nbd_addr = nbd.local_addr()?;
     let endpoint = format!("http://{api_addr}");
-    let api_url = match args.advertise_api.or(file.advertise_api) {
+    let api_url = match o.advertise_api.clone() {
         Some(u) => check_advertise_api(&u)?,
         None => endpoint.clone(),
     };
-    let nbd_endpoint = match args.advertise_nbd.or(file.advertise_nbd) {
+    let nbd_endpoint = match o.advertise_nbd.clone() {
         Some(e) => check_advertise_nbd(&e)?,
         None => nbd_addr.to_string(),
     };
@@ -346,7 +348,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "Created the admin principal; its token is in {} (mode 0600).",
             path.display()
         );
-        if !args.no_profile {
+        if !o.no_profile {
             match profile::write_default_if_absent(&endpoint, &token) {
                 Ok(true) => println!(
                     "Wrote the `default` CLI profile ({}).",
@@ -518,28 +520,6 @@ fn node_name(dir: &Path) -> anyhow::Result<String> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-}
-
-fn set_private(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot set permissions of {}", dir.display()))
-}
-
-/// Write `data` to a new file readable only by its owner.
-pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    Ok(())
 }
 
 #[cfg(test)]

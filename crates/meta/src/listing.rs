@@ -39,6 +39,8 @@ pub struct ListFilter {
     pub zone: Option<String>,
     /// Only disks that are (or are not) attached.
     pub attached: Option<bool>,
+    /// Only disks made from this snapshot, or snapshots taken from this disk.
+    pub source: Option<Id>,
     /// Only rows after this (created_at, id) key.
     pub after: Option<(String, String)>,
     /// At most this many rows.
@@ -78,6 +80,13 @@ fn clause(f: &ListFilter, binds: &mut Vec<String>) -> Option<String> {
     }
     if let Some(z) = &f.zone {
         terms.push(format!("t.zone = {}", bind(z.clone(), binds)));
+    }
+    if let Some(src) = f.source {
+        let col = match src.kind() {
+            coffer_types::Kind::Snapshot => "t.source_snapshot_id",
+            _ => "t.source_disk_id",
+        };
+        terms.push(format!("{col} = {}", bind(src.to_string(), binds)));
     }
     if let Some(att) = f.attached {
         let not = if att { "" } else { "NOT " };

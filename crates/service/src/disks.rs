@@ -214,6 +214,11 @@ impl Service {
             account: self.account_filter(caller, q.account.as_deref()).await?,
             zone: q.zone.clone(),
             attached,
+            source: list::id_filter(
+                "source_snapshot",
+                q.source_snapshot.as_deref(),
+                Kind::Snapshot,
+            )?,
             after: p.after,
             limit: p.size + 1,
         };

@@ -19,6 +19,20 @@ use coffer_types::{Id, Kind};
 
 use crate::{Result, Service, ServiceError};
 
+/// A filter naming a resource by id: 400 `InvalidFilter` unless it is an
+/// id of `kind`.
+pub(crate) fn id_filter(param: &str, v: Option<&str>, kind: Kind) -> Result<Option<Id>> {
+    v.map(|s| {
+        Id::parse_kind(s.trim(), kind).map_err(|e| {
+            ServiceError::new(
+                ErrorCode::InvalidFilter,
+                format!("invalid {param} filter: {e}"),
+            )
+        })
+    })
+    .transpose()
+}
+
 impl Service {
     /// Names are unique per account and kind, so a name can stand for an
     /// id: 409 `NameTaken` if `account` already has a `kind` named `name`.
@@ -29,6 +43,7 @@ impl Service {
             account: Some(account),
             zone: None,
             attached: None,
+            source: None,
             after: None,
             limit: 1,
         };

@@ -114,6 +114,7 @@ impl Service {
             account: self.account_filter(caller, q.account.as_deref()).await?,
             zone: None,
             attached: None,
+            source: list::id_filter("source_disk", q.source_disk.as_deref(), Kind::Disk)?,
             after: p.after,
             limit: p.size + 1,
         };

@@ -24,10 +24,22 @@ pub enum SizeError {
     )]
     Malformed(String),
     /// The unit is not one we know.
-    #[error(
-        "unknown size unit '{0}': use B, KiB, MiB, GiB or TiB (KB/MB/GB/TB are read as powers of 1024 too)"
-    )]
+    #[error("unknown size unit '{0}': use B, KiB, MiB, GiB or TiB (or K, M, G, T for the same)")]
     UnknownUnit(String),
+    /// A decimal unit (KB, MB, GB, TB): refused, because tools disagree on
+    /// whether `1GB` is 10^9 or 2^30 bytes and a disk size must not be a
+    /// guess.
+    #[error(
+        "'{given}' is ambiguous: some tools read {unit} as powers of 1000, others as powers of 1024. Write {suggestion} (binary units: KiB, MiB, GiB, TiB, or K, M, G, T as qemu-img does) or a number of bytes"
+    )]
+    DecimalUnit {
+        /// What was given.
+        given: String,
+        /// The unit, e.g. `GB`.
+        unit: String,
+        /// The binary spelling of the same number, e.g. `10GiB`.
+        suggestion: String,
+    },
     /// The number overflows 64 bits.
     #[error("size '{0}' is too large")]
     Overflow(String),
@@ -59,10 +71,18 @@ impl FromStr for ByteSize {
             .map_err(|_| SizeError::Overflow(s.chars().take(40).collect()))?;
         let mult = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
-            "k" | "kb" | "kib" => KIB,
-            "m" | "mb" | "mib" => MIB,
-            "g" | "gb" | "gib" => GIB,
-            "t" | "tb" | "tib" => TIB,
+            "k" | "kib" => KIB,
+            "m" | "mib" => MIB,
+            "g" | "gib" => GIB,
+            "t" | "tib" => TIB,
+            "kb" | "mb" | "gb" | "tb" => {
+                let unit = unit.trim().to_ascii_uppercase();
+                return Err(SizeError::DecimalUnit {
+                    given: t.chars().take(40).collect(),
+                    suggestion: format!("{num}{}iB", &unit[..1]),
+                    unit,
+                });
+            }
             other => {
                 if other.starts_with('.') || other.starts_with(',') {
                     return Err(SizeError::Malformed(s.chars().take(40).collect()));
@@ -127,6 +147,22 @@ mod tests {
         assert_eq!("1 TiB".parse::<ByteSize>().unwrap().bytes(), TIB);
         assert_eq!("4096".parse::<ByteSize>().unwrap().bytes(), 4096);
         assert_eq!("2G".parse::<ByteSize>().unwrap().bytes(), 2 * GIB);
+        assert_eq!("3k".parse::<ByteSize>().unwrap().bytes(), 3 * KIB);
+    }
+
+    #[test]
+    fn decimal_units_are_refused_with_the_binary_spelling() {
+        for (given, hint) in [
+            ("1GB", "1GiB"),
+            ("10 mb", "10MiB"),
+            ("2TB", "2TiB"),
+            ("4kB", "4KiB"),
+        ] {
+            let e = given.parse::<ByteSize>().unwrap_err();
+            assert!(matches!(e, SizeError::DecimalUnit { .. }), "{given}: {e:?}");
+            let m = e.to_string();
+            assert!(m.contains(hint) && m.contains("ambiguous"), "{given}: {m}");
+        }
     }
 
     #[test]

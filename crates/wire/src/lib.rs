@@ -14,6 +14,7 @@ pub mod model;
 pub mod page;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use model::*;
 pub use page::{
     AccountQuery, AssignmentQuery, DiskQuery, FolderQuery, ListParams, MAX_PAGE, Page,
     PrincipalQuery, SnapshotQuery, TenantQuery, TokenQuery,

@@ -54,6 +54,10 @@ pub struct ListParams {
     pub principal: Option<String>,
     /// Only items at this scope.
     pub scope: Option<String>,
+    /// Only disks made from this snapshot.
+    pub source_snapshot: Option<String>,
+    /// Only snapshots taken from this disk.
+    pub source_disk: Option<String>,
 }
 
 impl ListParams {
@@ -111,6 +115,8 @@ list_query! {
         zone,
         /// Only disks in this state: `available` or `attached`.
         state,
+        /// Only disks made from this snapshot.
+        source_snapshot,
     }
 }
 
@@ -121,6 +127,8 @@ list_query! {
         name,
         /// Only snapshots of this account.
         account,
+        /// Only snapshots taken from this disk (also after it was deleted).
+        source_disk,
     }
 }
 

@@ -1,0 +1,216 @@
+//! `coffer disk …`: create, list, show, resize, attach, detach, delete.
+
+use clap::Subcommand;
+use coffer_types::{ByteSize, Kind};
+use coffer_wire::{
+    AssignmentQuery, Attachment, CreateDisk, Disk, DiskQuery, ResizeDisk, RoleAssignment,
+};
+
+use super::{Confirm, confirm_delete, count_of};
+use crate::client::{Client, Paging, seg};
+use crate::output::{Output, View, at};
+use crate::resolve;
+
+/// A disk's table columns.
+pub const COLUMNS: &[(&str, &str)] = &[
+    ("ID", "/id"),
+    ("NAME", "/name"),
+    ("ZONE", "/zone"),
+    ("SIZE", "/size"),
+    ("STATE", "/state"),
+    ("ENCRYPTION", "/encryption/type"),
+    ("CREATED", "/created_at"),
+];
+
+#[derive(Debug, Subcommand)]
+pub enum DiskCmd {
+    /// Create a disk, empty (--size) or from a snapshot (--from-snapshot).
+    Create {
+        /// Name (unique among the account's disks).
+        #[arg(long)]
+        name: String,
+        /// Size, e.g. 10GiB or 10G (binary units: K/M/G/T = KiB/MiB/GiB/TiB;
+        /// a multiple of 1MiB).
+        #[arg(long)]
+        size: Option<ByteSize>,
+        /// Zone, e.g. local-a.
+        #[arg(long)]
+        zone: String,
+        /// Snapshot (id or name) to create the disk from (it may belong to
+        /// another account or tenant that gave you `snapshots/read` on it).
+        #[arg(long)]
+        from_snapshot: Option<String>,
+        /// Account (id or name) that will own the disk (default: your home
+        /// account).
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// List the disks you may see.
+    List {
+        /// Only disks with this exact name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only disks of this account (id or name).
+        #[arg(long)]
+        account: Option<String>,
+        /// Only disks in this zone.
+        #[arg(long)]
+        zone: Option<String>,
+        /// Only disks in this state: available or attached.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only disks made from this snapshot (id or name).
+        #[arg(long)]
+        source_snapshot: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a disk.
+    Show {
+        /// Disk id or name.
+        disk: String,
+    },
+    /// Grow a detached disk.
+    Resize {
+        /// Disk id or name.
+        disk: String,
+        /// New size, e.g. 20GiB.
+        #[arg(long)]
+        size: ByteSize,
+    },
+    /// Attach a disk: prints its NBD URI (a secret: it grants read-write access).
+    Attach {
+        /// Disk id or name.
+        disk: String,
+    },
+    /// Detach a disk: flushes it and revokes its NBD URI.
+    Detach {
+        /// Disk id or name.
+        disk: String,
+    },
+    /// Delete a detached disk and its data. Snapshots taken from it stay;
+    /// role assignments at it go with it (asks first, unless --yes).
+    Delete {
+        /// Disk id or name.
+        disk: String,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+}
+
+/// Run a disk command.
+pub async fn run(c: &Client, out: &Output, cmd: DiskCmd) -> anyhow::Result<()> {
+    match cmd {
+        DiskCmd::Create {
+            name,
+            size,
+            zone,
+            from_snapshot,
+            account,
+        } => {
+            let body = CreateDisk {
+                name,
+                zone,
+                size,
+                source_snapshot_id: resolve::opt(c, Kind::Snapshot, from_snapshot.as_deref())
+                    .await?,
+                account_id: resolve::opt(c, Kind::Account, account.as_deref()).await?,
+            };
+            let d: Disk = c.post("/v1/disks", &body).await?;
+            out.show(&d, View::Fields)
+        }
+        DiskCmd::List {
+            name,
+            account,
+            zone,
+            state,
+            source_snapshot,
+            paging,
+        } => {
+            let q = DiskQuery {
+                name,
+                account: resolve::opt(c, Kind::Account, account.as_deref()).await?,
+                zone,
+                state,
+                source_snapshot: resolve::opt(c, Kind::Snapshot, source_snapshot.as_deref())
+                    .await?,
+                ..DiskQuery::default()
+            };
+            let l = c.list::<_, Disk>("/v1/disks", &q, &paging).await?;
+            out.show_list(&l, View::Columns(COLUMNS))
+        }
+        DiskCmd::Show { disk } => {
+            let id = resolve::id(c, Kind::Disk, &disk).await?;
+            let d: Disk = c.get(&format!("/v1/disks/{}", seg(&id))).await?;
+            out.show(&d, View::Fields)
+        }
+        DiskCmd::Resize { disk, size } => {
+            let id = resolve::id(c, Kind::Disk, &disk).await?;
+            let d: Disk = c
+                .post(
+                    &format!("/v1/disks/{}/resize", seg(&id)),
+                    &ResizeDisk { size },
+                )
+                .await?;
+            out.show(&d, View::Fields)
+        }
+        DiskCmd::Attach { disk } => {
+            let id = resolve::id(c, Kind::Disk, &disk).await?;
+            let a: Attachment = c.action(&format!("/v1/disks/{}/attach", seg(&id))).await?;
+            let text = |v: &serde_json::Value| {
+                let uri = at(v, "/uri");
+                format!(
+                    "{uri}\n\nThe URI above grants read-write access to the disk until `coffer disk detach {}`.\nExample: qemu-img convert -n -O raw image.raw '{uri}'",
+                    at(v, "/disk_id"),
+                )
+            };
+            out.show(&a, View::Text(&text))
+        }
+        DiskCmd::Detach { disk } => {
+            let id = resolve::id(c, Kind::Disk, &disk).await?;
+            let d: Disk = c.action(&format!("/v1/disks/{}/detach", seg(&id))).await?;
+            out.show(&d, View::Fields)
+        }
+        DiskCmd::Delete { disk, confirm } => {
+            let id = resolve::id(c, Kind::Disk, &disk).await?;
+            if !confirm.yes {
+                let d: Disk = c.get(&format!("/v1/disks/{}", seg(&id))).await?;
+                let deps = scope_dependants(c, &id).await;
+                confirm_delete(
+                    c,
+                    confirm,
+                    "disks/delete",
+                    &id,
+                    &format!("disk {} ({id})", d.name),
+                    deps,
+                )
+                .await?;
+            }
+            let d: Disk = c.delete(&format!("/v1/disks/{}", seg(&id))).await?;
+            out.show(&d, View::Fields)
+        }
+    }
+}
+
+/// Role assignments at a disk or snapshot (they are deleted with it), as a
+/// line for a confirmation; none if the caller may not list them.
+pub async fn scope_dependants(c: &Client, id: &str) -> Vec<String> {
+    let q = AssignmentQuery {
+        scope: Some(id.to_string()),
+        ..AssignmentQuery::default()
+    };
+    match c
+        .list::<_, RoleAssignment>("/v1/role-assignments", &q, &Paging::default())
+        .await
+    {
+        Ok(l) if !l.items.is_empty() => vec![count_of(
+            l.items.len(),
+            "role assignment",
+            "at it, deleted with it (whoever it was shared with loses access)",
+            l.items
+                .iter()
+                .map(|r| format!("{} to {} ({})", r.role, r.principal_id, r.id)),
+        )],
+        _ => vec![],
+    }
+}

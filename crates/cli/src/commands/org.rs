@@ -1,0 +1,257 @@
+//! The organisation: `coffer tenant …`, `coffer folder …`, `coffer account …`.
+
+use clap::Subcommand;
+use coffer_types::Kind;
+use coffer_wire::{
+    Account, AccountQuery, CreateAccount, CreateFolder, CreateTenant, Folder, FolderQuery,
+    MoveAccount, Tenant, TenantQuery,
+};
+
+use crate::client::{Client, Paging, seg};
+use crate::output::{Output, View};
+use crate::resolve;
+
+const TENANT_COLUMNS: &[(&str, &str)] =
+    &[("ID", "/id"), ("NAME", "/name"), ("CREATED", "/created_at")];
+
+const FOLDER_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "/id"),
+    ("NAME", "/name"),
+    ("TENANT", "/tenant_id"),
+    ("PARENT", "/parent_id"),
+    ("CREATED", "/created_at"),
+];
+
+const ACCOUNT_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "/id"),
+    ("NAME", "/name"),
+    ("TENANT", "/tenant_id"),
+    ("FOLDER", "/folder_id"),
+    ("CREATED", "/created_at"),
+];
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant (Owners of the deployment).
+    Create {
+        /// Name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the tenants you may see.
+    List {
+        /// Only the tenant with this exact name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a tenant.
+    Show {
+        /// Tenant id or name.
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FolderCmd {
+    /// Create a folder at a tenant's root or in a folder.
+    Create {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Tenant id or name (default: yours, or the parent folder's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Parent folder id or name (default: the tenant's root).
+        #[arg(long)]
+        parent: Option<String>,
+    },
+    /// List the folders of a tenant.
+    List {
+        /// Tenant id or name (default: yours).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only folders with this exact name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a folder.
+    Show {
+        /// Folder id or name.
+        folder: String,
+    },
+    /// Delete an empty folder.
+    Delete {
+        /// Folder id or name.
+        folder: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// Create an account at a tenant's root or in a folder.
+    Create {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Tenant id or name (default: yours, or the folder's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Folder id or name (default: the tenant's root).
+        #[arg(long)]
+        folder: Option<String>,
+    },
+    /// List the accounts you may see.
+    List {
+        /// Only this tenant's (id or name).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only the account with this exact name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show an account.
+    Show {
+        /// Account id or name.
+        account: String,
+    },
+    /// Move an account to another folder of its tenant, or to its root.
+    #[command(group(clap::ArgGroup::new("destination").required(true).args(["folder", "root"])))]
+    Move {
+        /// Account id or name.
+        account: String,
+        /// Destination folder (id or name).
+        #[arg(long)]
+        folder: Option<String>,
+        /// Move to the tenant's root.
+        #[arg(long)]
+        root: bool,
+    },
+}
+
+/// Run a tenant command.
+pub async fn tenant(c: &Client, out: &Output, cmd: TenantCmd) -> anyhow::Result<()> {
+    match cmd {
+        TenantCmd::Create { name } => {
+            let t: Tenant = c.post("/v1/tenants", &CreateTenant { name }).await?;
+            out.show(&t, View::Fields)
+        }
+        TenantCmd::List { name, paging } => {
+            let q = TenantQuery {
+                name,
+                ..TenantQuery::default()
+            };
+            let l = c.list::<_, Tenant>("/v1/tenants", &q, &paging).await?;
+            out.show_list(&l, View::Columns(TENANT_COLUMNS))
+        }
+        TenantCmd::Show { tenant } => {
+            let id = resolve::id(c, Kind::Tenant, &tenant).await?;
+            let t: Tenant = c.get(&format!("/v1/tenants/{}", seg(&id))).await?;
+            out.show(&t, View::Fields)
+        }
+    }
+}
+
+/// Run a folder command.
+pub async fn folder(c: &Client, out: &Output, cmd: FolderCmd) -> anyhow::Result<()> {
+    match cmd {
+        FolderCmd::Create {
+            name,
+            tenant,
+            parent,
+        } => {
+            let body = CreateFolder {
+                name,
+                tenant_id: resolve::opt(c, Kind::Tenant, tenant.as_deref()).await?,
+                parent_id: resolve::opt(c, Kind::Folder, parent.as_deref()).await?,
+            };
+            let f: Folder = c.post("/v1/folders", &body).await?;
+            out.show(&f, View::Fields)
+        }
+        FolderCmd::List {
+            tenant,
+            name,
+            paging,
+        } => {
+            let q = FolderQuery {
+                tenant: resolve::opt(c, Kind::Tenant, tenant.as_deref()).await?,
+                name,
+                ..FolderQuery::default()
+            };
+            let l = c.list::<_, Folder>("/v1/folders", &q, &paging).await?;
+            out.show_list(&l, View::Columns(FOLDER_COLUMNS))
+        }
+        FolderCmd::Show { folder } => {
+            let id = resolve::id(c, Kind::Folder, &folder).await?;
+            let f: Folder = c.get(&format!("/v1/folders/{}", seg(&id))).await?;
+            out.show(&f, View::Fields)
+        }
+        FolderCmd::Delete { folder } => {
+            let id = resolve::id(c, Kind::Folder, &folder).await?;
+            let f: Folder = c.delete(&format!("/v1/folders/{}", seg(&id))).await?;
+            out.show(&f, View::Fields)
+        }
+    }
+}
+
+/// Run an account command.
+pub async fn account(c: &Client, out: &Output, cmd: AccountCmd) -> anyhow::Result<()> {
+    match cmd {
+        AccountCmd::Create {
+            name,
+            tenant,
+            folder,
+        } => {
+            let body = CreateAccount {
+                name,
+                tenant_id: resolve::opt(c, Kind::Tenant, tenant.as_deref()).await?,
+                folder_id: resolve::opt(c, Kind::Folder, folder.as_deref()).await?,
+            };
+            let a: Account = c.post("/v1/accounts", &body).await?;
+            out.show(&a, View::Fields)
+        }
+        AccountCmd::List {
+            tenant,
+            name,
+            paging,
+        } => {
+            let q = AccountQuery {
+                tenant: resolve::opt(c, Kind::Tenant, tenant.as_deref()).await?,
+                name,
+                ..AccountQuery::default()
+            };
+            let l = c.list::<_, Account>("/v1/accounts", &q, &paging).await?;
+            out.show_list(&l, View::Columns(ACCOUNT_COLUMNS))
+        }
+        AccountCmd::Show { account } => {
+            let id = resolve::id(c, Kind::Account, &account).await?;
+            let a: Account = c.get(&format!("/v1/accounts/{}", seg(&id))).await?;
+            out.show(&a, View::Fields)
+        }
+        AccountCmd::Move {
+            account,
+            folder,
+            root,
+        } => {
+            let id = resolve::id(c, Kind::Account, &account).await?;
+            // clap's group makes exactly one of --folder and --root present.
+            let folder_id = if root {
+                None
+            } else {
+                resolve::opt(c, Kind::Folder, folder.as_deref()).await?
+            };
+            let a: Account = c
+                .post(
+                    &format!("/v1/accounts/{}/move", seg(&id)),
+                    &MoveAccount { folder_id },
+                )
+                .await?;
+            out.show(&a, View::Fields)
+        }
+    }
+}
