@@ -37,6 +37,24 @@ pub(crate) async fn forward(
     let method = req.method().clone();
     let uri = req.uri().clone();
     let headers = req.headers().clone();
+    // A body announced over the limit is refused before any of it is read
+    // (or buffered), and the connection is closed rather than drained.
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        let mut resp = ApiError(ServiceError::new(
+            ErrorCode::BodyTooLarge,
+            format!("the request body is over {MAX_BODY} bytes"),
+        ))
+        .into_response();
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return resp;
+    }
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return ApiError(ServiceError::new(

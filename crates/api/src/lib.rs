@@ -95,6 +95,10 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
                             e.body_text()
                         ),
                     ),
+                    other if other.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => (
+                        ErrorCode::BodyTooLarge,
+                        "the request body is over the API's size limit: no request of this API needs that much".to_string(),
+                    ),
                     other => (ErrorCode::InvalidBody, other.body_text()),
                 };
                 Err(ApiError(ServiceError::new(code, msg)))

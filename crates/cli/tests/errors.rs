@@ -14,10 +14,7 @@ use std::time::Duration;
 use common::*;
 
 fn token(s: &Server) -> String {
-    std::fs::read_to_string(s.data_dir().join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string()
+    s.admin_token()
 }
 
 fn expect(
@@ -444,4 +441,60 @@ fn nbd_protocol_violations_are_refused_and_data_survives() {
     let out = s.scratch().join("after.raw");
     qemu_img_out(&uri, &out);
     assert_eq!(sha256(&out), before, "protocol violations changed the data");
+}
+
+/// Send `head` (request line and headers, no body) and read the answer.
+fn raw(s: &Server, head: &str) -> (u16, serde_json::Value) {
+    let addr = s.api.trim_start_matches("http://");
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(head.replace("HOST", addr).as_bytes()).unwrap();
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).unwrap();
+    let status: u16 = resp[9..12].parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    let json = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) => serde_json::from_str(&body[a..=b]).unwrap(),
+        _ => serde_json::Value::String(body.into()),
+    };
+    (status, json)
+}
+
+#[test]
+fn wrong_media_types_and_oversized_bodies_get_415_and_413() {
+    let s = Server::start();
+    let t = token(&s);
+    let body = r#"{"name":"x","zone":"local-a","size":"1MiB"}"#;
+    let (st, v) = raw(
+        &s,
+        &format!(
+            "POST /v1/disks HTTP/1.1\r\nHost: HOST\r\nConnection: close\r\nAuthorization: Bearer {t}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (415, Some("UnsupportedMediaType")),
+        "{v}"
+    );
+    // A body announced over the limit is refused before it is read.
+    let (st, v) = raw(
+        &s,
+        &format!(
+            "POST /v1/disks HTTP/1.1\r\nHost: HOST\r\nConnection: close\r\nAuthorization: Bearer {t}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            64 << 20
+        ),
+    );
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (413, Some("BodyTooLarge")),
+        "{v}"
+    );
+    // Nothing was created by either.
+    let (st, v) = http(&s, "GET", "/v1/disks", Some(&t), None);
+    assert_eq!(
+        (st, v["items"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{v}"
+    );
 }

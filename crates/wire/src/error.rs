@@ -67,10 +67,10 @@ codes! {
     InvalidBody = 400,
     /// A request body that is not JSON.
     MalformedJson = 400,
-    /// A body without `Content-Type: application/json`.
-    UnsupportedMediaType = 400,
-    /// A request body over the size limit.
-    BodyTooLarge = 400,
+    /// A body without `Content-Type: application/json` (415).
+    UnsupportedMediaType = 415,
+    /// A request body over the size limit (413).
+    BodyTooLarge = 413,
     /// A query string the operation does not take.
     InvalidQuery = 400,
     /// A malformed id, or an id of the wrong kind.
