@@ -151,7 +151,9 @@ start() {
     sleep 0.1
   done
   grep -q "NBD listening" "$work/$s.out" || { echo "backends.sh: server $s did not start" >&2; exit 1; }
-  "$COFFER" configure --profile "$s" --token-file "$work/$s/admin.token" \
+  # With --no-profile the server prints its new admin token once, on the
+  # line after "shown only now:" (passed on through a pipe, not a file).
+  "$COFFER" configure --profile "$s" --token-file <(sed -n '/shown only now:/{n;p;q}' "$work/$s.out") \
     --endpoint "$(sed -n 's/^Coffer API listening on \(http[^ ]*\).*/\1/p' "$work/$s.out" | head -1)" >/dev/null
 }
 

@@ -46,7 +46,7 @@ for _ in $(seq 300); do grep -q "NBD listening" "$work/serve.out" 2>/dev/null &&
 grep -q "NBD listening" "$work/serve.out" || { echo "coffer did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
 api=$(sed -n 's/^Coffer API listening on \(http[^ ]*\).*/\1/p' "$work/serve.out" | head -1)
 # The bench's own throwaway server: its admin token, for curl.
-token=$(cat "$work/coffer/admin.token")
+token=$(sed -n 's/^token = "\(.*\)"$/\1/p' "$HOME/.config/coffer/config.toml" | head -1)
 check_log() {
   if grep -E "block I/O failed|write-back failed| ERROR " "$work/serve.log" >&2; then
     echo "coffer reported failed I/O (above): the figures are void" >&2

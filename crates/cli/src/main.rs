@@ -8,13 +8,15 @@
 //! Modules: [`client`] (typed HTTP calls with the API's wire types),
 //! [`output`] (every format and `--query`), [`resolve`] (names to ids),
 //! [`commands`] (one module per resource group), [`profile`] (profiles),
-//! [`serve`] (the server), [`files`] (private files).
+//! [`serve`] (the server), [`recover`] (break-glass, offline), [`files`]
+//! (private files).
 
 mod client;
 mod commands;
 mod files;
 mod output;
 mod profile;
+mod recover;
 mod resolve;
 mod serve;
 
@@ -134,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let _ = std::io::stdout().write_all(&script);
             return Ok(());
         }
+        Command::Admin(AdminCmd::Recover(args)) => return recover::run(args, &out).await,
         ref _client_command => client::Client::new(cli.profile.as_deref())?,
     };
     match cli.command {

@@ -65,21 +65,25 @@ pub fn save(cfg: &ConfigFile) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Write profile `default` unless it exists; returns whether it wrote.
-pub fn write_default_if_absent(endpoint: &str, token: &str) -> anyhow::Result<bool> {
+/// Save a new deployment's admin token in a profile: `default` if there is
+/// none yet, else the first free one of `admin`, `admin-2`, `admin-3`, …;
+/// returns its name. The token is kept nowhere else.
+pub fn save_admin(endpoint: &str, token: &str) -> anyhow::Result<String> {
     let mut cfg = load()?;
-    if cfg.profiles.contains_key("default") {
-        return Ok(false);
-    }
+    let name = std::iter::once("default".to_string())
+        .chain(std::iter::once("admin".to_string()))
+        .chain((2..).map(|n| format!("admin-{n}")))
+        .find(|n| !cfg.profiles.contains_key(n))
+        .expect("an unbounded list of names has a free one");
     cfg.profiles.insert(
-        "default".into(),
+        name.clone(),
         Profile {
             endpoint: Some(endpoint.to_string()),
             token: Some(token.to_string()),
         },
     );
     save(&cfg)?;
-    Ok(true)
+    Ok(name)
 }
 
 /// The endpoint and token to use.
@@ -103,7 +107,7 @@ pub fn resolve(profile: Option<&str>) -> anyhow::Result<(String, String)> {
         .unwrap_or_else(|| "http://127.0.0.1:8787".into());
     let token = std::env::var("COFFER_TOKEN").ok().or(p.token).ok_or_else(|| {
         anyhow::anyhow!(
-            "no token: start `coffer serve` (it writes the `default` profile), or run `coffer configure --token-file <data-dir>/admin.token`, or set COFFER_TOKEN"
+            "no token: a new deployment's `coffer serve` writes its admin token to the `default` profile; otherwise run `coffer configure --token-file FILE` with a token an Owner made for you (`coffer token create`), or set COFFER_TOKEN. Locked out? See `coffer admin recover --help`"
         )
     })?;
     Ok((endpoint.trim_end_matches('/').to_string(), token))

@@ -17,7 +17,7 @@ use coffer_store::{LocalStore, ObjectStore, S3Location, S3Store};
 use coffer_types::{ByteSize, RegionConfig, Regions};
 use serde::{Deserialize, Serialize};
 
-use crate::files::{set_private, write_private};
+use crate::files::set_private;
 use crate::profile;
 
 /// Options of `coffer serve`: the same fields on the command line and in
@@ -105,7 +105,7 @@ fn check_duration(s: &str) -> Result<String, String> {
 
 impl ServeOptions {
     /// These options (the command line) over those of `--config`'s file.
-    fn with_file(self) -> anyhow::Result<Self> {
+    pub(crate) fn with_file(self) -> anyhow::Result<Self> {
         let Some(path) = &self.config else {
             return Ok(self);
         };
@@ -143,14 +143,14 @@ fn default_root_key() -> PathBuf {
 
 /// Where the root key comes from, unless COFFER_ROOT_PASSPHRASE is set
 /// (which takes precedence over both).
-enum RootSource {
+pub(crate) enum RootSource {
     /// A key file (explicit or the default one).
     File(PathBuf),
     /// A key in a PKCS#11 token, named by a `pkcs11:` URI.
     Pkcs11(String),
 }
 
-async fn root_key(
+pub(crate) async fn root_key(
     meta: &Meta,
     source: &RootSource,
     data_dir: &Path,
@@ -203,17 +203,9 @@ async fn root_key(
     Ok(Arc::new(FileRootKey::open_for(file, meta).await?))
 }
 
-/// Run the server until Ctrl-C or SIGTERM.
-pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
-    let o = args.with_file()?;
-    let data_dir = o.data_dir.clone().unwrap_or_else(default_data_dir);
-    let listen = o
-        .listen
-        .unwrap_or_else(|| "127.0.0.1:8787".parse().expect("addr"));
-    let nbd_listen = o
-        .nbd_listen
-        .unwrap_or_else(|| "127.0.0.1:10809".parse().expect("addr"));
-    let root_source = match (o.root_key_uri.clone(), o.root_key_file.clone()) {
+/// Where the root key comes from, by the options.
+pub(crate) fn root_source(o: &ServeOptions) -> anyhow::Result<RootSource> {
+    Ok(match (o.root_key_uri.clone(), o.root_key_file.clone()) {
         (Some(_), Some(key_file)) => bail!(
             "both a PKCS#11 root key URI (--root-key-uri) and a root key file ({}) are given: \
              use one. With an HSM, drop --root-key-file, COFFER_ROOT_KEY_FILE or root_key_file \
@@ -222,7 +214,53 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         ),
         (Some(uri), None) => RootSource::Pkcs11(uri),
         (None, key_file) => RootSource::File(key_file.unwrap_or_else(default_root_key)),
-    };
+    })
+}
+
+/// The data dir the options name (or the default one).
+pub(crate) fn data_dir_of(o: &ServeOptions) -> PathBuf {
+    o.data_dir.clone().unwrap_or_else(default_data_dir)
+}
+
+/// Open (migrating if needed) the metadata store the options name.
+pub(crate) async fn open_meta(o: &ServeOptions, data_dir: &Path) -> anyhow::Result<Meta> {
+    let url = o
+        .metadata
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("meta.sqlite").display()));
+    Meta::open(&url)
+        .await
+        .with_context(|| "cannot open the metadata store")
+}
+
+/// Open the object store the options name.
+pub(crate) fn open_store(
+    o: &ServeOptions,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match o.store.clone() {
+        Some(url) if url.starts_with("s3://") => {
+            let loc = S3Location::parse(&url)?;
+            Arc::new(S3Store::open(loc).with_context(|| format!("cannot use object store {url}"))?)
+        }
+        Some(dir) => Arc::new(LocalStore::open(PathBuf::from(
+            dir.trim_start_matches("file://"),
+        ))?),
+        None => Arc::new(LocalStore::open(data_dir.join("objects"))?),
+    })
+}
+
+/// Run the server until Ctrl-C or SIGTERM.
+pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
+    let o = args.with_file()?;
+    let data_dir = data_dir_of(&o);
+    let listen = o
+        .listen
+        .unwrap_or_else(|| "127.0.0.1:8787".parse().expect("addr"));
+    let nbd_listen = o
+        .nbd_listen
+        .unwrap_or_else(|| "127.0.0.1:10809".parse().expect("addr"));
+    let root_source = root_source(&o)?;
     let regions = if o.regions.is_empty() {
         Regions::default()
     } else {
@@ -259,23 +297,8 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         Some(n) => check_node_name(&n)?,
         None => node_name(&data_dir)?,
     };
-    let url = o
-        .metadata
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("meta.sqlite").display()));
-    let meta = Meta::open(&url)
-        .await
-        .with_context(|| "cannot open the metadata store")?;
-    let store: Arc<dyn ObjectStore> = match o.store.clone() {
-        Some(url) if url.starts_with("s3://") => {
-            let loc = S3Location::parse(&url)?;
-            Arc::new(S3Store::open(loc).with_context(|| format!("cannot use object store {url}"))?)
-        }
-        Some(dir) => Arc::new(LocalStore::open(PathBuf::from(
-            dir.trim_start_matches("file://"),
-        ))?),
-        None => Arc::new(LocalStore::open(data_dir.join("objects"))?),
-    };
+    let meta = open_meta(&o, &data_dir).await?;
+    let store = open_store(&o, &data_dir)?;
     tracing::info!(store = %store.describe(), "object store");
     let root = root_key(&meta, &root_source, &data_dir).await?;
     let root_banner = match &root_source {
@@ -342,23 +365,33 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     }
 
     if let Some(token) = service.bootstrap().await? {
-        let path = data_dir.join("admin.token");
-        write_private(&path, token.as_bytes())?;
-        println!(
-            "Created the admin principal; its token is in {} (mode 0600).",
-            path.display()
-        );
-        if !o.no_profile {
-            match profile::write_default_if_absent(&endpoint, &token) {
-                Ok(true) => println!(
-                    "Wrote the `default` CLI profile ({}).",
-                    profile::config_path().display()
-                ),
-                Ok(false) => println!(
-                    "A `default` CLI profile exists already: use `coffer configure --endpoint {endpoint} --token-file {}` to point it here.",
-                    path.display()
-                ),
-                Err(e) => eprintln!("warning: could not write the CLI profile: {e:#}"),
+        // The token goes to the operator's CLI profile (outside the data
+        // dir) and nowhere else: a copy of the data dir or a backup holds
+        // no credential.
+        let saved = if o.no_profile {
+            None
+        } else {
+            match profile::save_admin(&endpoint, &token) {
+                Ok(name) => Some(name),
+                Err(e) => {
+                    eprintln!("warning: could not write the CLI profile: {e:#}");
+                    None
+                }
+            }
+        };
+        match saved {
+            Some(name) => println!(
+                "Created the admin principal (Owner of the deployment); its token is in the CLI profile '{name}' ({}) and nowhere else.",
+                profile::config_path().display()
+            ),
+            None => {
+                println!(
+                    "Created the admin principal (Owner of the deployment). Its token, shown only now:"
+                );
+                println!("{}", token.as_str());
+                eprintln!(
+                    "warning: keep the admin token above safe (e.g. in a file for `coffer configure --token-file`); Coffer keeps only its hash"
+                );
             }
         }
     }

@@ -290,7 +290,7 @@ fn sizes_follow_one_rule() {
         (64u64 << 20).to_string()
     );
     // The API applies the same rule.
-    let t = std::fs::read_to_string(s.data_dir().join("admin.token")).unwrap();
+    let t = s.admin_token();
     let (st, v) = http(
         &s,
         "POST",

@@ -318,7 +318,7 @@ fn snapshot_work_does_not_grow_with_disk_size() {
         let store = s.object_store();
         block_on(async move { store.list("chunks/").await.unwrap().len() })
     };
-    let token = std::fs::read_to_string(s.data_dir().join("admin.token")).unwrap();
+    let token = s.admin_token();
     let mut rows = vec![s.meta.row_counts()];
     let mut stored = vec![objects(&s)];
     let mut times = Vec::new();

@@ -32,6 +32,47 @@ impl Service {
         Ok(Some(token))
     }
 
+    /// Break-glass access (`coffer admin recover`), for an operator who
+    /// holds the root key and the metadata but no working Owner token: a
+    /// new principal `recovery-<UTC time>` in a tenant of its own, Owner at
+    /// `/`, with one token that expires after `ttl` (1 minute to 24 hours).
+    /// The caller has proved possession of the root key by opening the
+    /// vault before this runs, and checked that the metadata holds a
+    /// deployment (a wrong metadata URL must not become a new one).
+    pub async fn break_glass(
+        &self,
+        ttl: std::time::Duration,
+    ) -> Result<(PrincipalRow, zeroize::Zeroizing<String>, String)> {
+        if !(60..=86_400).contains(&ttl.as_secs()) {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidDuration,
+                "a recovery token lasts from 1 minute to 24 hours: create lasting Owners with it, then let it expire",
+            ));
+        }
+        let now = std::time::SystemTime::now();
+        let stamp: String = humantime::format_rfc3339_seconds(now)
+            .to_string()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let name = format!("recovery-{stamp}");
+        let p = self
+            .meta
+            .create_tenant_with_principal(&name, &name, &name, true)
+            .await?;
+        let token = new_token();
+        let expires_at = humantime::format_rfc3339_millis(now + ttl).to_string();
+        self.meta
+            .insert_token(p.id, &hash_token(&token), "break-glass", Some(&expires_at))
+            .await?;
+        tracing::warn!(
+            principal = %p.id,
+            expires_at = %expires_at,
+            "break-glass: a recovery Owner of the deployment was created"
+        );
+        Ok((p, token, expires_at))
+    }
+
     /// Create a principal in a new tenant and account of its own, Owner of
     /// that tenant (and of the deployment if `is_admin`), with a token.
     /// For tests and tools.

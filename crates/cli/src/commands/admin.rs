@@ -22,6 +22,11 @@ pub enum AdminCmd {
     Gc,
     /// List the nodes serving this deployment and their leases.
     Nodes,
+    /// Break-glass: mint a short-lived token for a new Owner of the
+    /// deployment, without the API, for an operator locked out (no Owner
+    /// token left). Needs the root key and the metadata (the node's data
+    /// dir, or --metadata); the server may be stopped or running.
+    Recover(crate::recover::RecoverArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +90,7 @@ pub async fn run(c: &Client, out: &Output, cmd: AdminCmd) -> anyhow::Result<()> 
             let r: GcReport = c.action("/v1/admin/gc").await?;
             out.show(&r, View::Fields)
         }
+        AdminCmd::Recover(_) => unreachable!("runs without a client: see main"),
         AdminCmd::Nodes => {
             let n: Vec<Node> = c.get("/v1/admin/nodes").await?;
             out.show(&n, View::Columns(NODE_COLUMNS))

@@ -31,10 +31,12 @@ pub fn require(tool: &str, package: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(
-        ok,
-        "`{tool}` is required by this test: apt-get install {package}"
-    );
+    let how = if package.starts_with("pip ") {
+        package.to_string()
+    } else {
+        format!("apt-get install {package}")
+    };
+    assert!(ok, "`{tool}` is required by this test: {how}");
 }
 
 /// A running server and the environment to talk to it.
@@ -104,11 +106,11 @@ impl Server {
         std::fs::create_dir_all(dir.path().join("keys")).unwrap();
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
         std::fs::copy(self.root_key(), dir.path().join("keys/root.key")).unwrap();
-        // The admin token, for this node's CLI profile (the harness's need;
-        // the server itself never reads it).
+        // The admin token, for this node's CLI profile (the harness's own
+        // copy, kept beside the data dir, never in it).
         std::fs::copy(
-            self.data_dir().join("admin.token"),
-            data.join("admin.token"),
+            self.dir.path().join("admin.token"),
+            dir.path().join("admin.token"),
         )
         .unwrap();
         let store = match self.store.url() {
@@ -257,10 +259,23 @@ impl Server {
         self.api = api;
         self.nbd = nbd;
         self.child = Some(child);
-        // Point the default profile at this (possibly new) port.
-        let token =
-            std::fs::read_to_string(self.data_dir().join("admin.token")).expect("admin token");
+        // A new deployment's server saves its admin token in a CLI profile
+        // and nowhere else: the harness keeps its own copy beside the data
+        // dir, then points the default profile at this (possibly new) port.
         let cfg = self.home().join(".config/coffer/config.toml");
+        let out = std::fs::read_to_string(self.dir.path().join("server.out")).unwrap_or_default();
+        if let Some(profile) = out
+            .lines()
+            .rev()
+            .find_map(|l| l.split("its token is in the CLI profile '").nth(1))
+            .and_then(|rest| rest.split('\'').next())
+        {
+            let text = std::fs::read_to_string(&cfg).expect("the CLI profiles the server wrote");
+            let profiles: toml::Table = toml::from_str(&text).unwrap();
+            let token = profiles["profiles"][profile]["token"].as_str().unwrap();
+            std::fs::write(self.dir.path().join("admin.token"), token).unwrap();
+        }
+        let token = self.admin_token();
         std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
         std::fs::write(
             &cfg,
@@ -338,6 +353,15 @@ impl Server {
             panics.join("\n"),
             self.log_tail()
         );
+    }
+
+    /// The deployment admin's token (the harness's copy of what the server
+    /// saved in the CLI profile at its first start).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("admin.token"))
+            .expect("the admin token: the server's first start announces the profile holding it")
+            .trim()
+            .to_string()
     }
 
     /// Run the CLI with the test's HOME; returns the output.
