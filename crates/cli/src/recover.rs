@@ -72,10 +72,7 @@ pub async fn run(args: RecoverArgs, out: &Output) -> anyhow::Result<()> {
         .context("the root key does not open this deployment, so no recovery token was made")?;
     let store = serve::open_store(&o, &data_dir)?;
     let service = Service::new(meta, store, vault, ServiceConfig::default());
-    let (p, token, expires_at) = service
-        .break_glass(args.expires_in)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (p, token, expires_at) = service.break_glass(args.expires_in).await?;
     service.meta().close().await;
     let v = json!({
         "principal_id": p.id.to_string(),
