@@ -61,6 +61,17 @@ pub enum MetaError {
     /// A uniqueness or state rule would be broken (e.g. a second attachment).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The account already has a resource of this kind with this name
+    /// (names are unique per account and kind; the database enforces it).
+    #[error("account {account} already has a {} named '{name}'", kind.noun())]
+    NameTaken {
+        /// The kind of resource.
+        kind: coffer_types::Kind,
+        /// The account.
+        account: coffer_types::Id,
+        /// The name.
+        name: String,
+    },
     /// A write on behalf of an attachment holder that no longer holds it
     /// (its lease passed, or the disk was detached or taken over).
     #[error("fenced: {0}")]

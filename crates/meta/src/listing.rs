@@ -9,7 +9,9 @@ use sqlx::any::AnyArguments;
 use sqlx::query::QueryAs;
 use sqlx::{Any, AssertSqlSafe};
 
-use crate::resources::{DISK_COLS, DiskTuple, SNAP_COLS, SnapTuple, disk_row, snap_row};
+use crate::resources::{
+    DISK_FROM, DISK_SELECT, DiskTuple, SNAP_FROM, SNAP_SELECT, SnapTuple, disk_row, snap_row,
+};
 use crate::{DiskRow, Meta, Result, SnapshotRow};
 
 /// Which rows a caller may see.
@@ -118,13 +120,6 @@ fn bound<'q, O>(
     q
 }
 
-fn cols(list: &str) -> String {
-    list.split(", ")
-        .map(|c| format!("t.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// A disk row's columns and whether it is attached.
 type DiskWithFlag = (
     String,
@@ -149,9 +144,8 @@ impl Meta {
             return Ok(vec![]);
         };
         let sql = format!(
-            "SELECT {}, CAST(CASE WHEN EXISTS (SELECT 1 FROM attachments a WHERE a.disk_id = t.id) THEN 1 ELSE 0 END AS BIGINT) AS attached \
-             FROM disks t {clause} ORDER BY t.created_at, t.id LIMIT {}",
-            cols(DISK_COLS),
+            "SELECT {DISK_SELECT}, CAST(CASE WHEN EXISTS (SELECT 1 FROM attachments a WHERE a.disk_id = t.id) THEN 1 ELSE 0 END AS BIGINT) AS attached \
+             FROM {DISK_FROM} {clause} ORDER BY t.created_at, t.id LIMIT {}",
             f.limit
         );
         let rows: Vec<DiskWithFlag> = bound(sqlx::query_as(AssertSqlSafe(sql)), &binds)
@@ -172,8 +166,7 @@ impl Meta {
             return Ok(vec![]);
         };
         let sql = format!(
-            "SELECT {} FROM snapshots t {clause} ORDER BY t.created_at, t.id LIMIT {}",
-            cols(SNAP_COLS),
+            "SELECT {SNAP_SELECT} FROM {SNAP_FROM} {clause} ORDER BY t.created_at, t.id LIMIT {}",
             f.limit
         );
         let rows: Vec<SnapTuple> = bound(sqlx::query_as(AssertSqlSafe(sql)), &binds)

@@ -26,7 +26,9 @@ pub struct DiskRow {
     pub volume_id: Id,
     /// Encryption type (`platform`).
     pub encryption: coffer_types::EncryptionType,
-    /// The KEK that wraps its DEK.
+    /// The KEK that wraps its volume's DEK. Not stored with the disk: read
+    /// through the DEK in the same `SELECT` (one fact, one place), and
+    /// ignored on insert.
     pub kek_id: Id,
     /// Snapshot it was created from.
     pub source_snapshot_id: Option<Id>,
@@ -55,7 +57,8 @@ pub struct SnapshotRow {
     pub size: u64,
     /// Encryption type.
     pub encryption: coffer_types::EncryptionType,
-    /// KEK wrapping the lineage DEK.
+    /// KEK wrapping the lineage DEK: read through the DEK like
+    /// [`DiskRow::kek_id`], ignored on insert.
     pub kek_id: Id,
     /// Creation time.
     pub created_at: String,
@@ -121,7 +124,13 @@ pub(crate) type DiskTuple = (
     Option<String>,
     String,
 );
-pub(crate) const DISK_COLS: &str = "id, account_id, name, region, zone, size, volume_id, encryption, kek_id, source_snapshot_id, created_at";
+/// The stored columns of a disk, in [`DiskTuple`] order without `kek_id`.
+const DISK_STORED: &str = "id, account_id, name, region, zone, size, volume_id, encryption, source_snapshot_id, created_at";
+/// A [`DiskTuple`] selected from [`DISK_FROM`].
+pub(crate) const DISK_SELECT: &str = "t.id, t.account_id, t.name, t.region, t.zone, t.size, t.volume_id, t.encryption, k.kek_id, t.source_snapshot_id, t.created_at";
+/// Disks `t` with the DEK `k` of their volume (whose `kek_id` they report).
+pub(crate) const DISK_FROM: &str =
+    "disks t JOIN volumes v ON v.id = t.volume_id JOIN deks k ON k.id = v.dek_id";
 
 pub(crate) fn disk_row(t: DiskTuple) -> Result<DiskRow> {
     Ok(DiskRow {
@@ -152,7 +161,13 @@ pub(crate) type SnapTuple = (
     String,
     String,
 );
-pub(crate) const SNAP_COLS: &str = "id, account_id, name, region, source_disk_id, volume_id, generation, size, encryption, kek_id, created_at";
+/// The stored columns of a snapshot, in [`SnapTuple`] order without `kek_id`.
+const SNAP_STORED: &str = "id, account_id, name, region, source_disk_id, volume_id, generation, size, encryption, created_at";
+/// A [`SnapTuple`] selected from [`SNAP_FROM`].
+pub(crate) const SNAP_SELECT: &str = "t.id, t.account_id, t.name, t.region, t.source_disk_id, t.volume_id, t.generation, t.size, t.encryption, k.kek_id, t.created_at";
+/// Snapshots `t` with the DEK `k` of their volume.
+pub(crate) const SNAP_FROM: &str =
+    "snapshots t JOIN volumes v ON v.id = t.volume_id JOIN deks k ON k.id = v.dek_id";
 
 pub(crate) fn snap_row(t: SnapTuple) -> Result<SnapshotRow> {
     Ok(SnapshotRow {
@@ -195,9 +210,24 @@ fn att_row(t: AttTuple) -> Result<AttachmentRow> {
     })
 }
 
+/// [`MetaError::NameTaken`] unless an insert guarded by `ON CONFLICT DO
+/// NOTHING` added its row: the only unique key a random id can meet is
+/// (account_id, name).
+fn inserted(done: sqlx::any::AnyQueryResult, kind: Kind, account: Id, name: &str) -> Result<()> {
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(MetaError::NameTaken {
+            kind,
+            account,
+            name: name.to_string(),
+        })
+    }
+}
+
 async fn insert_disk_tx(tx: &mut sqlx::Transaction<'_, sqlx::Any>, disk: &DiskRow) -> Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO disks ({DISK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO disks ({DISK_STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
     )))
     .bind(disk.id.to_string())
     .bind(disk.account_id.to_string())
@@ -207,12 +237,11 @@ async fn insert_disk_tx(tx: &mut sqlx::Transaction<'_, sqlx::Any>, disk: &DiskRo
     .bind(to_i64(disk.size)?)
     .bind(disk.volume_id.to_string())
     .bind(disk.encryption.as_str())
-    .bind(disk.kek_id.to_string())
     .bind(disk.source_snapshot_id.map(|s| s.to_string()))
     .bind(&disk.created_at)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    inserted(done, Kind::Disk, disk.account_id, &disk.name)
 }
 
 impl Meta {
@@ -228,7 +257,7 @@ impl Meta {
     /// A disk by id.
     pub async fn disk(&self, id: Id) -> Result<Option<DiskRow>> {
         let row: Option<DiskTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {DISK_COLS} FROM disks WHERE id = $1"
+            "SELECT {DISK_SELECT} FROM {DISK_FROM} WHERE t.id = $1"
         )))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -241,14 +270,14 @@ impl Meta {
         let rows: Vec<DiskTuple> =
             match account {
                 Some(a) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {DISK_COLS} FROM disks WHERE account_id = $1 ORDER BY created_at, id"
+                    "SELECT {DISK_SELECT} FROM {DISK_FROM} WHERE t.account_id = $1 ORDER BY t.created_at, t.id"
                 )))
                 .bind(a.to_string())
                 .fetch_all(&self.pool)
                 .await?,
                 None => {
                     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                        "SELECT {DISK_COLS} FROM disks ORDER BY created_at, id"
+                        "SELECT {DISK_SELECT} FROM {DISK_FROM} ORDER BY t.created_at, t.id"
                     )))
                     .fetch_all(&self.pool)
                     .await?
@@ -353,8 +382,8 @@ impl Meta {
                 v.id, v.head_generation, snap.generation
             )));
         }
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO snapshots ({SNAP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO snapshots ({SNAP_STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
         )))
         .bind(snap.id.to_string())
         .bind(snap.account_id.to_string())
@@ -365,10 +394,10 @@ impl Meta {
         .bind(to_i64(snap.generation)?)
         .bind(to_i64(snap.size)?)
         .bind(snap.encryption.as_str())
-        .bind(snap.kek_id.to_string())
         .bind(&snap.created_at)
         .execute(&mut *tx)
         .await?;
+        inserted(done, Kind::Snapshot, snap.account_id, &snap.name)?;
         sqlx::query("UPDATE volumes SET head_generation = $1 WHERE id = $2")
             .bind(to_i64(snap.generation + 1)?)
             .bind(snap.volume_id.to_string())
@@ -381,7 +410,7 @@ impl Meta {
     /// A snapshot by id.
     pub async fn snapshot(&self, id: Id) -> Result<Option<SnapshotRow>> {
         let row: Option<SnapTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SNAP_COLS} FROM snapshots WHERE id = $1"
+            "SELECT {SNAP_SELECT} FROM {SNAP_FROM} WHERE t.id = $1"
         )))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -393,14 +422,14 @@ impl Meta {
     pub async fn list_snapshots(&self, account: Option<Id>) -> Result<Vec<SnapshotRow>> {
         let rows: Vec<SnapTuple> = match account {
             Some(a) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {SNAP_COLS} FROM snapshots WHERE account_id = $1 ORDER BY created_at, id"
+                "SELECT {SNAP_SELECT} FROM {SNAP_FROM} WHERE t.account_id = $1 ORDER BY t.created_at, t.id"
             )))
             .bind(a.to_string())
             .fetch_all(&self.pool)
             .await?,
             None => {
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {SNAP_COLS} FROM snapshots ORDER BY created_at, id"
+                    "SELECT {SNAP_SELECT} FROM {SNAP_FROM} ORDER BY t.created_at, t.id"
                 )))
                 .fetch_all(&self.pool)
                 .await?

@@ -10,12 +10,17 @@ const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_nodes.sql")),
     (3, include_str!("../migrations/sqlite/0003_iam.sql")),
     (4, include_str!("../migrations/sqlite/0004_lists.sql")),
+    (5, include_str!("../migrations/sqlite/0005_names_keys.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_nodes.sql")),
     (3, include_str!("../migrations/postgres/0003_iam.sql")),
     (4, include_str!("../migrations/postgres/0004_lists.sql")),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_names_keys.sql"),
+    ),
 ];
 
 /// The statements of a migration file: split on `;`, `--` comment lines

@@ -90,6 +90,8 @@ impl Service {
         };
         self.check_scope(caller, Action::DisksWrite, Scope::Id(account))
             .await?;
+        self.check_name_free(Kind::Disk, account, name.as_str())
+            .await?;
         let region = self
             .config
             .regions
@@ -164,8 +166,6 @@ impl Service {
                 (vol, kek.id, EncryptionType::Platform)
             }
         };
-        self.check_name_free(Kind::Disk, account, name.as_str())
-            .await?;
         let row = DiskRow {
             id,
             account_id: account,

@@ -60,6 +60,17 @@ impl ServiceError {
         )
     }
 
+    /// 409 `NameTaken`: `account` already has a `kind` named `name`.
+    pub fn name_taken(kind: coffer_types::Kind, account: impl std::fmt::Display, name: &str) -> Self {
+        let noun = kind.noun();
+        Self::new(
+            ErrorCode::NameTaken,
+            format!(
+                "account {account} already has a {noun} named '{name}': names are unique per account and kind, so that `coffer {noun} show {name}` is unambiguous; pick another name, or delete that {noun} first"
+            ),
+        )
+    }
+
     /// 500: the detail goes to the log under a fresh correlation id, and
     /// the caller sees only that id.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
@@ -86,6 +97,11 @@ impl From<MetaError> for ServiceError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::Conflict(m) => Self::new(ErrorCode::Conflict, m),
+            MetaError::NameTaken {
+                kind,
+                account,
+                name,
+            } => Self::name_taken(kind, account, &name),
             MetaError::Fenced(m) => Self::new(
                 ErrorCode::NodeFenced,
                 format!(
@@ -114,6 +130,7 @@ impl From<coffer_keyvault::VaultError> for ServiceError {
 impl From<VolumeError> for ServiceError {
     fn from(e: VolumeError) -> Self {
         match e {
+            VolumeError::Meta(m @ MetaError::NameTaken { .. }) => m.into(),
             VolumeError::Closed => Self::new(ErrorCode::DiskDetached, "the disk was detached"),
             VolumeError::Fenced(m) => Self::new(
                 ErrorCode::NodeFenced,

@@ -36,6 +36,9 @@ pub(crate) fn id_filter(param: &str, v: Option<&str>, kind: Kind) -> Result<Opti
 impl Service {
     /// Names are unique per account and kind, so a name can stand for an
     /// id: 409 `NameTaken` if `account` already has a `kind` named `name`.
+    /// A check before the work of a create, so a taken name costs nothing;
+    /// the database's unique index decides between racing creates (the
+    /// insert then fails with the same error).
     pub(crate) async fn check_name_free(&self, kind: Kind, account: Id, name: &str) -> Result<()> {
         let f = ListFilter {
             visible: Visible::All,
@@ -57,14 +60,7 @@ impl Service {
             }
         };
         if taken {
-            return Err(ServiceError::new(
-                ErrorCode::NameTaken,
-                format!(
-                    "account {account} already has a {} named '{name}': names are unique per account and kind, so that `coffer {} show {name}` is unambiguous; pick another name",
-                    kind.noun(),
-                    kind.noun()
-                ),
-            ));
+            return Err(ServiceError::name_taken(kind, account, name));
         }
         Ok(())
     }
