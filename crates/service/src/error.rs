@@ -61,7 +61,11 @@ impl ServiceError {
     }
 
     /// 409 `NameTaken`: `account` already has a `kind` named `name`.
-    pub fn name_taken(kind: coffer_types::Kind, account: impl std::fmt::Display, name: &str) -> Self {
+    pub fn name_taken(
+        kind: coffer_types::Kind,
+        account: impl std::fmt::Display,
+        name: &str,
+    ) -> Self {
         let noun = kind.noun();
         Self::new(
             ErrorCode::NameTaken,
