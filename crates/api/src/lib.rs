@@ -9,6 +9,7 @@
 //! module per resource kind.
 
 mod forward;
+pub mod listener;
 pub mod routes;
 pub mod table;
 
@@ -22,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use coffer_service::{Caller, ErrorCode, Service, ServiceError};
 pub use coffer_wire::{ErrorBody, ErrorDetail};
+pub use listener::{Limits, serve};
 pub use table::{Policy, RouteSpec};
 use utoipa::OpenApi;
 
@@ -137,7 +139,7 @@ pub struct Auth(pub Caller);
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is
 /// case-insensitive (RFC 9110 §11.1).
-fn bearer(value: &str) -> Option<&str> {
+pub(crate) fn bearer(value: &str) -> Option<&str> {
     let (scheme, rest) = value.trim_start().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
 }
@@ -149,6 +151,9 @@ impl FromRequestParts<Arc<Service>> for Auth {
         parts: &mut Parts,
         service: &Arc<Service>,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(forward::Authenticated(done)) = parts.extensions.remove() {
+            return Ok(Self(done?));
+        }
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -193,8 +198,9 @@ pub fn routes() -> Vec<RouteSpec> {
     routes::table(ApiDoc::openapi()).finish().2
 }
 
-/// The API's router over `service`.
-pub fn router(service: Arc<Service>) -> Router {
+/// The API's router over `service`; `limits` gives its body timeout (the
+/// listener, [`serve`], applies the rest).
+pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
     let (router, _, _) = routes::table(ApiDoc::openapi()).finish();
     router
         .fallback(|| async {
@@ -210,14 +216,18 @@ pub fn router(service: Arc<Service>) -> Router {
             ))
         })
         .layer(axum::middleware::from_fn_with_state(
-            // Callers' tokens go only to the node itself: no proxy, no
-            // redirects.
-            reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(std::time::Duration::from_secs(600))
-                .build()
-                .expect("HTTP client"),
+            forward::Forwarder {
+                // Callers' tokens go only to the node itself: no proxy, no
+                // redirects.
+                client: reqwest::Client::builder()
+                    .no_proxy()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(std::time::Duration::from_secs(600))
+                    .build()
+                    .expect("HTTP client"),
+                service: service.clone(),
+                body_timeout: limits.body_timeout,
+            },
             forward::forward,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -293,8 +293,14 @@ async fn world() -> (World, Vec<String>) {
         .await
         .unwrap();
     let admin = svc.bootstrap().await.unwrap().unwrap().to_string();
-    let app = router(svc);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let limits = coffer_api::Limits::default();
+    let app = router(svc, &limits);
+    tokio::spawn(coffer_api::serve(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
     let mut w = World {
         _dir: dir,
         _db: db,

@@ -18,6 +18,15 @@
 //! it, then calls the device's flush. So a flush covers every write completed
 //! before it was received (what the protocol requires), and more.
 //!
+//! Limits: the handshake must end within [`ServerConfig::handshake_timeout`]
+//! (a client that connects and says nothing, or haggles forever, is cut
+//! off) and uses small buffers (the 256 KiB transmission buffers are made
+//! only once an export is open); at most [`ServerConfig::max_connections`]
+//! connections are open at once (more are closed on accept: the protocol
+//! has no way to say why before the handshake) and at most
+//! [`ServerConfig::max_per_export`] to one export (more get
+//! `NBD_REP_ERR_POLICY` to `GO`, or are closed after `EXPORT_NAME`).
+//!
 //! Bad input never panics and never corrupts data: bad request magic, an
 //! oversized option or a write payload beyond [`HARD_PAYLOAD_CAP`] closes the
 //! connection; a read or trim out of range, a request larger than the
@@ -26,8 +35,10 @@
 //! write's payload is still consumed, so the stream stays in step); a write
 //! to a read-only export gets `EPERM`.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -64,6 +75,7 @@ const REP_INFO: u32 = 3;
 const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
 const REP_ERR_INVALID: u32 = (1 << 31) + 3;
 const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
+const REP_ERR_POLICY: u32 = (1 << 31) + 2;
 
 const INFO_EXPORT: u16 = 0;
 const INFO_BLOCK_SIZE: u16 = 3;
@@ -105,13 +117,22 @@ pub const MAX_OPTION_LEN: u32 = 64 * 1024;
 /// payload discarded and gets `EINVAL`; a longer one closes the connection.
 pub const HARD_PAYLOAD_CAP: u32 = 64 << 20;
 
-/// Server tuning.
+/// Server tuning and limits.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Largest request payload accepted (advertised as the maximum block size).
     pub max_request: u32,
     /// Requests processed concurrently per connection.
     pub max_in_flight: usize,
+    /// Time from accept to the end of the handshake.
+    pub handshake_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Connections open at once to one export.
+    pub max_per_export: usize,
+    /// Connections per export, shared by every connection served with
+    /// (clones of) this configuration.
+    pub exports: ExportCounts,
 }
 
 impl Default for ServerConfig {
@@ -119,6 +140,47 @@ impl Default for ServerConfig {
         Self {
             max_request: 32 << 20,
             max_in_flight: 64,
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_per_export: 16,
+            exports: ExportCounts::default(),
+        }
+    }
+}
+
+/// Open connections per export name.
+#[derive(Debug, Clone, Default)]
+pub struct ExportCounts(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One connection's place in [`ExportCounts`], given back on drop.
+struct ExportSlot {
+    counts: ExportCounts,
+    name: String,
+}
+
+impl ExportCounts {
+    fn enter(&self, name: &str, max: usize) -> Option<ExportSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(name.to_string()).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ExportSlot {
+            counts: self.clone(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.name) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.name);
+            }
         }
     }
 }
@@ -142,6 +204,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
+    let open = Arc::new(Semaphore::new(config.max_connections));
     loop {
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
@@ -154,10 +217,15 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let Ok(permit) = open.clone().try_acquire_owned() else {
+                    tracing::info!(%peer, max = config.max_connections, "NBD connection refused: the listener is full");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let resolver = resolver.clone();
                 let config = config.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match handle_connection(stream, resolver, config).await {
                         Ok(()) => tracing::debug!(%peer, "NBD connection closed"),
                         Err(e) => tracing::info!(%peer, error = %e, "NBD connection ended"),
@@ -217,11 +285,31 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (r, w) = tokio::io::split(stream);
-    let mut r = BufReader::with_capacity(256 * 1024, r);
-    let mut w = BufWriter::with_capacity(256 * 1024, w);
-    let Some(dev) = handshake(&mut r, &mut w, &*resolver, &config).await? else {
+    // Small buffers until an export is open: an idle or hostile client
+    // holds a few KiB, not the transmission phase's half MiB.
+    let mut hr = BufReader::with_capacity(4096, r);
+    let mut hw = BufWriter::with_capacity(4096, w);
+    let opened = tokio::time::timeout(
+        config.handshake_timeout,
+        handshake(&mut hr, &mut hw, &*resolver, &config),
+    )
+    .await
+    .map_err(|_| {
+        NbdError::Protocol(format!(
+            "the handshake did not end within {:?}",
+            config.handshake_timeout
+        ))
+    })??;
+    let Some((dev, _slot)) = opened else {
         return Ok(());
     };
+    // The client waits for the handshake's last reply before it sends a
+    // request, so nothing it sent is left in the small buffer; keep any
+    // byte that is, in front of the new one.
+    let early = hr.buffer().to_vec();
+    let r = std::io::Cursor::new(early).chain(hr.into_inner());
+    let r = BufReader::with_capacity(256 * 1024, r);
+    let w = BufWriter::with_capacity(256 * 1024, hw.into_inner());
     transmission(r, w, dev, config).await
 }
 
@@ -230,7 +318,7 @@ async fn handshake<R, W>(
     w: &mut W,
     resolver: &dyn ExportResolver,
     config: &ServerConfig,
-) -> Result<Option<Arc<dyn BlockDevice>>, NbdError>
+) -> Result<Option<(Arc<dyn BlockDevice>, ExportSlot)>, NbdError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -270,8 +358,11 @@ where
         match opt {
             OPT_EXPORT_NAME => {
                 let name = String::from_utf8_lossy(&data).to_string();
+                // No error channel for EXPORT_NAME: close.
+                let Some(slot) = config.exports.enter(&name, config.max_per_export) else {
+                    return Ok(None);
+                };
                 let Some(dev) = resolver.open(&name).await else {
-                    // No error channel for EXPORT_NAME: close.
                     return Ok(None);
                 };
                 let mut b = BytesMut::with_capacity(10 + 124);
@@ -282,7 +373,7 @@ where
                 }
                 w.write_all(&b).await?;
                 w.flush().await?;
-                return Ok(Some(dev));
+                return Ok(Some((dev, slot)));
             }
             OPT_ABORT => {
                 let _ = opt_reply(w, opt, REP_ACK, &[]).await;
@@ -314,6 +405,22 @@ where
                     w.flush().await?;
                     continue;
                 };
+                let slot = if opt == OPT_GO {
+                    match config.exports.enter(&name, config.max_per_export) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            let msg = format!(
+                                "this export has {} connections open, the most it takes",
+                                config.max_per_export
+                            );
+                            opt_reply(w, opt, REP_ERR_POLICY, msg.as_bytes()).await?;
+                            w.flush().await?;
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
                 match resolver.open(&name).await {
                     None => {
                         opt_reply(
@@ -339,9 +446,9 @@ where
                             opt_reply(w, opt, REP_INFO, &d).await?;
                         }
                         opt_reply(w, opt, REP_ACK, &[]).await?;
-                        if opt == OPT_GO {
+                        if let Some(slot) = slot {
                             w.flush().await?;
-                            return Ok(Some(dev));
+                            return Ok(Some((dev, slot)));
                         }
                     }
                 }

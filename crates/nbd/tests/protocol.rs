@@ -42,6 +42,7 @@ const REP_INFO: u32 = 3;
 const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
 const REP_ERR_INVALID: u32 = (1 << 31) + 3;
 const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
+const REP_ERR_POLICY: u32 = (1 << 31) + 2;
 
 const CMD_READ: u16 = 0;
 const CMD_WRITE: u16 = 1;
@@ -163,12 +164,21 @@ impl ExportResolver for OneExport {
 
 /// Serve `dev` as [`EXPORT`] on a loopback port; returns the address.
 async fn start(dev: Arc<MemDevice>) -> std::net::SocketAddr {
+    start_with(
+        dev,
+        ServerConfig {
+            max_request: MAX_REQUEST,
+            max_in_flight: 16,
+            ..ServerConfig::default()
+        },
+    )
+    .await
+}
+
+/// Serve `dev` as [`EXPORT`] with `config`; returns the address.
+async fn start_with(dev: Arc<MemDevice>, config: ServerConfig) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = ServerConfig {
-        max_request: MAX_REQUEST,
-        max_in_flight: 16,
-    };
     tokio::spawn(coffer_nbd::serve(
         listener,
         Arc::new(OneExport(dev)),
@@ -705,4 +715,69 @@ async fn real_clients_agree_with_the_server() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_or_endless_handshake_is_cut_off() {
+    let dev = Arc::new(MemDevice::new(1 << 20));
+    let addr = start_with(
+        dev,
+        ServerConfig {
+            handshake_timeout: Duration::from_millis(500),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    // Connects and says nothing after the greeting.
+    let mut silent = Client::connect(addr, 3).await;
+    // Haggles forever (an unsupported option, again and again).
+    let mut endless = Client::connect(addr, 3).await;
+    let t0 = std::time::Instant::now();
+    let mut cut = false;
+    while t0.elapsed() < Duration::from_secs(5) {
+        endless.option(99, &[]).await;
+        let mut b = [0u8; 64];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(100), endless.s.read(&mut b)).await
+        {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "a client haggling forever was never cut off");
+    assert!(silent.closed().await, "a silent client was never cut off");
+}
+
+#[tokio::test]
+async fn connections_over_the_caps_are_refused() {
+    let dev = Arc::new(MemDevice::new(1 << 20));
+    let addr = start_with(
+        dev,
+        ServerConfig {
+            max_connections: 3,
+            max_per_export: 2,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let a = Client::transmission(addr).await;
+    let _b = Client::transmission(addr).await;
+    // A third connection to the export: GO is refused by policy, with a
+    // message, and the connection stays usable for other options.
+    let mut c = Client::connect(addr, 3).await;
+    let (_, last) = c.info_or_go(OPT_GO, EXPORT, &[]).await;
+    assert_eq!(last, REP_ERR_POLICY);
+    // A fourth connection to the listener is closed at once.
+    let mut d = TcpStream::connect(addr).await.unwrap();
+    let mut b = [0u8; 8];
+    let n = tokio::time::timeout(Duration::from_secs(5), d.read(&mut b))
+        .await
+        .expect("closed, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the listener was full: no greeting");
+    // Giving a connection back makes room for the export again.
+    drop(a);
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _e = Client::transmission(addr).await;
 }

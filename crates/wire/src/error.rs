@@ -71,6 +71,14 @@ codes! {
     UnsupportedMediaType = 415,
     /// A request body over the size limit (413).
     BodyTooLarge = 413,
+    /// A request target (path and query) over the length limit (414).
+    UriTooLong = 414,
+    /// The request's body did not arrive within the body timeout (408); the
+    /// connection is closed.
+    RequestTimeout = 408,
+    /// This client address has as many connections open as the server
+    /// allows one address (429); the connection is closed.
+    TooManyConnections = 429,
     /// A query string the operation does not take.
     InvalidQuery = 400,
     /// A malformed id, or an id of the wrong kind.
@@ -182,6 +190,8 @@ codes! {
     DiskMoved = 503,
     /// This node lost the disk to another (its lease passed): attach again.
     NodeFenced = 503,
+    /// The listener has as many connections open as it allows: retry later.
+    ServerBusy = 503,
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -3,7 +3,6 @@
 //! its root key kept outside the data dir, the HTTP API and the NBD listener
 //! on loopback.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,122 +13,13 @@ use coffer_keyvault::{
 use coffer_meta::Meta;
 use coffer_service::{ExportResolverImpl, Service, ServiceConfig};
 use coffer_store::{LocalStore, ObjectStore, S3Location, S3Store};
-use coffer_types::{ByteSize, RegionConfig, Regions};
-use serde::{Deserialize, Serialize};
+use coffer_types::Regions;
 
 use crate::files::set_private;
 use crate::profile;
 
-/// Options of `coffer serve`: the same fields on the command line and in
-/// the configuration file (TOML, `--config`), so each is declared once. A
-/// field given on the command line (or by its environment variable) wins
-/// over the file. A few are command-line only (`#[serde(skip)]`) or file
-/// only (`#[arg(skip)]`).
-#[derive(Debug, Default, clap::Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServeOptions {
-    /// Configuration file (TOML); command-line options override it.
-    #[arg(long, env = "COFFER_CONFIG")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-    /// Data directory (metadata, sealed objects, node name).
-    #[arg(long, env = "COFFER_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// HTTP API address (port 0 picks a free port).
-    #[arg(long, env = "COFFER_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// NBD address (port 0 picks a free port).
-    #[arg(long, env = "COFFER_NBD_LISTEN")]
-    pub nbd_listen: Option<SocketAddr>,
-    /// Root key file (64 hex digits, mode 0600), created if missing. Keep it
-    /// outside the data dir. Default: ~/.config/coffer/root.key. Ignored
-    /// when COFFER_ROOT_PASSPHRASE is set; not combinable with --root-key-uri.
-    #[arg(long, env = "COFFER_ROOT_KEY_FILE")]
-    pub root_key_file: Option<PathBuf>,
-    /// Root key held in an HSM: a PKCS#11 URI (RFC 7512), e.g.
-    /// `pkcs11:token=coffer;object=coffer-root?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/coffer/hsm.pin`.
-    /// The key is generated in the token on first start. The PIN comes from
-    /// the `pin-source` file (mode 0600) or COFFER_PKCS11_PIN, never from the
-    /// URI. Ignored when COFFER_ROOT_PASSPHRASE is set.
-    #[arg(long, env = "COFFER_ROOT_KEY_URI")]
-    pub root_key_uri: Option<String>,
-    /// Metadata database URL (default: sqlite in the data dir).
-    #[arg(long, env = "COFFER_METADATA")]
-    pub metadata: Option<String>,
-    /// Object store for sealed chunks: a directory path, or
-    /// `s3://BUCKET[/PREFIX]?endpoint=URL&region=R` for any S3-compatible
-    /// service (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
-    /// or the usual AWS sources). Default: `objects` in the data dir.
-    #[arg(long, env = "COFFER_STORE")]
-    pub store: Option<String>,
-    /// Do not write the `default` CLI profile.
-    #[arg(long)]
-    #[serde(skip)]
-    pub no_profile: bool,
-    /// This node's lasting name among the nodes of a deployment (default:
-    /// the one kept in the data dir, made from the host name at first start).
-    #[arg(long, env = "COFFER_NODE_NAME")]
-    pub node_name: Option<String>,
-    /// The URL other nodes reach this node's API at (default: http:// and
-    /// the API address). Needed when several nodes listen on 0.0.0.0.
-    #[arg(long, env = "COFFER_ADVERTISE_API")]
-    pub advertise_api: Option<String>,
-    /// The `host:port` clients reach this node's NBD listener at, named in
-    /// attach URIs (default: the NBD address).
-    #[arg(long, env = "COFFER_ADVERTISE_NBD")]
-    pub advertise_nbd: Option<String>,
-    /// How long this node's lease lasts (e.g. 15s): if it dies, other nodes
-    /// may take its disks over this long after its last renewal.
-    #[arg(long, env = "COFFER_LEASE_TTL", value_parser = check_duration)]
-    pub lease_ttl: Option<String>,
-    /// Chunk size of new disks (e.g. "256KiB"): a power of two from 4KiB
-    /// to 4MiB. Configuration file only.
-    #[arg(skip)]
-    pub chunk_size: Option<ByteSize>,
-    /// Write back once this much data is cached per disk (e.g. "64MiB").
-    /// Configuration file only.
-    #[arg(skip)]
-    pub dirty_high_water: Option<ByteSize>,
-    /// Regions and zones; default: region `local`, zones `local-a/b/c`.
-    /// Configuration file only.
-    #[arg(skip)]
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub regions: Vec<RegionConfig>,
-}
-
-fn check_duration(s: &str) -> Result<String, String> {
-    humantime::parse_duration(s)
-        .map(|_| s.to_string())
-        .map_err(|e| format!("{e}: use e.g. 15s or 1m"))
-}
-
-impl ServeOptions {
-    /// These options (the command line) over those of `--config`'s file.
-    pub(crate) fn with_file(self) -> anyhow::Result<Self> {
-        let Some(path) = &self.config else {
-            return Ok(self);
-        };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let file: ServeOptions = toml::from_str(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
-        let mut merged = serde_json::to_value(&file)?;
-        if let (serde_json::Value::Object(m), serde_json::Value::Object(cli)) =
-            (&mut merged, serde_json::to_value(&self)?)
-        {
-            for (k, v) in cli {
-                if !v.is_null() {
-                    m.insert(k, v);
-                }
-            }
-        }
-        let mut out: ServeOptions = serde_json::from_value(merged)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
-        out.config = self.config;
-        out.no_profile = self.no_profile;
-        Ok(out)
-    }
-}
+mod options;
+pub use options::ServeOptions;
 
 fn default_data_dir() -> PathBuf {
     dirs::data_dir()
@@ -422,12 +312,12 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
             },
         ))
     };
-    let app = coffer_api::router(service.clone());
+    let limits = o.http_limits();
+    let app = coffer_api::router(service.clone(), &limits);
     let mut rx = stop_rx.clone();
-    let http = axum::serve(api, app).with_graceful_shutdown(async move {
+    let http_task = tokio::spawn(coffer_api::serve(api, app, limits, async move {
         let _ = rx.changed().await;
-    });
-    let http_task = tokio::spawn(async move { http.await });
+    }));
     signals.wait().await;
     println!("Shutting down: flushing open disks...");
     let _ = stop_tx.send(true);
