@@ -357,16 +357,23 @@ async fn world() -> (World, Vec<String>) {
         .unwrap()
         .to_string();
     let (other_tenant, other_tenant_t) = member(&w, "foreigner", &b1, Some(("Owner", &t2))).await;
-    let expired = w
+    // A token lives at least a minute: make one, then put its expiry in
+    // the past in the database, as if the minute had passed.
+    let expiring = w
         .admin(
             "POST",
             &format!("/v1/principals/{owner}/tokens"),
-            Some(json!({"expires_in": "1s"})),
+            Some(json!({"expires_in": "1m"})),
         )
-        .await["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .await;
+    let expired = expiring["secret"].as_str().unwrap().to_string();
+    assert_eq!(
+        w._db.execute(&format!(
+            "UPDATE tokens SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = '{}'",
+            expiring["id"].as_str().unwrap()
+        )),
+        1
+    );
     let revoked = w
         .admin(
             "POST",
@@ -380,7 +387,6 @@ async fn world() -> (World, Vec<String>) {
         None,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     let admin_id = who["principal_id"].as_str().unwrap().to_string();
     w.tokens = vec![
         Some(admin),

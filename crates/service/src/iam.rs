@@ -3,6 +3,8 @@
 
 /// The longest token lifetime `expires_in` accepts.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+/// The shortest: a token must be usable by the one it is made for.
+const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
 use std::time::{Duration, SystemTime};
 
@@ -270,19 +272,20 @@ impl Service {
                         ),
                     )
                 })?;
-                if d.is_zero() || d > MAX_TOKEN_LIFETIME {
+                if d < MIN_TOKEN_LIFETIME || d > MAX_TOKEN_LIFETIME {
                     return Err(ServiceError::new(
                         ErrorCode::InvalidDuration,
-                        "expires_in must be more than 0 and at most 10 years",
+                        "expires_in must be at least 1 minute (1m) and at most 10 years (3650d)",
                     ));
                 }
                 Some(humantime::format_rfc3339_millis(SystemTime::now() + d).to_string())
             }
         };
-        // A token never begets one of its own principal that outlives it: a
-        // leaked short-lived token must not become a lasting one.
+        // A token never begets one, for any principal, that outlives it: a
+        // leaked short-lived token must not become a lasting credential,
+        // directly or through a principal it creates and mints a token for.
         let expires_at = match (&caller.token_expires_at, expires_at) {
-            (Some(cap), wanted) if p.id == caller.principal.id => {
+            (Some(cap), wanted) => {
                 let at = |t: &str| humantime::parse_rfc3339(t).map_err(ServiceError::internal);
                 match wanted {
                     None => Some(cap.clone()),
@@ -291,13 +294,13 @@ impl Service {
                         return Err(ServiceError::new(
                             ErrorCode::TokenOutlivesCaller,
                             format!(
-                                "the token you call with expires at {cap}, and a token you create for yourself cannot outlive it: ask for a shorter expires_in, or leave it out to expire with this one"
+                                "the token you call with expires at {cap}, and a token it creates (for any principal) cannot outlive it: ask for a shorter expires_in, or leave it out to expire with this one"
                             ),
                         ));
                     }
                 }
             }
-            (_, wanted) => wanted,
+            (None, wanted) => wanted,
         };
         let secret = new_token();
         let row = self

@@ -414,6 +414,64 @@ async fn no_escalation_through_principals_tokens_moves_or_explain() {
         .await
         .unwrap();
     assert!(t.token.expires_at < short.token_expires_at);
+    // Nor, for any other principal, one that outlives it: a short-lived
+    // Owner token that creates a principal mints it nothing lasting.
+    let (boss, _) = member(
+        &svc,
+        &admin,
+        "boss",
+        &home,
+        Some(("Owner", &home)),
+        Some("5m"),
+    )
+    .await;
+    let minion = svc
+        .create_principal(
+            &boss,
+            CreatePrincipal {
+                name: "minion".into(),
+                account_id: Some(home.clone()),
+                kind: None,
+            },
+        )
+        .await
+        .unwrap();
+    let e = svc
+        .create_token(
+            &boss,
+            &minion.id,
+            CreateToken {
+                name: None,
+                expires_in: Some("1h".into()),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "TokenOutlivesCaller", "{e:?}");
+    let t = svc
+        .create_token(&boss, &minion.id, CreateToken::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        t.token.expires_at, boss.token_expires_at,
+        "a token for another principal inherits the expiry too"
+    );
+    // A token's life is at least a minute.
+    for short in ["1ns", "1s", "59s"] {
+        let e = svc
+            .create_token(
+                &admin,
+                &minion.id,
+                CreateToken {
+                    name: None,
+                    expires_in: Some(short.into()),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidDuration", "{short}: {e:?}");
+        assert!(e.message.contains("at least 1 minute"), "{e:?}");
+    }
 
     // Moving an account out of a folder needs org/write where it is.
     let tenant = admin.principal.tenant_id.to_string();

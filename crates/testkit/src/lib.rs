@@ -192,6 +192,38 @@ impl TestMetadata {
 }
 
 impl TestMetadata {
+    /// Run one SQL statement on the store, as an operator with database
+    /// access would (e.g. to put a token's expiry in the past, which the
+    /// API refuses to do); returns the rows it changed.
+    ///
+    /// # Panics
+    /// If the statement fails.
+    pub fn execute(&self, sql: &str) -> u64 {
+        let url = self.url.clone();
+        let sql = sql.to_string();
+        on_own_runtime(async move {
+            if url.starts_with("sqlite:") {
+                let mut c = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("open the SQLite metadata");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .expect("run the statement")
+                    .rows_affected()
+            } else {
+                let mut c = PgConnection::connect(&url)
+                    .await
+                    .expect("connect test database");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .expect("run the statement")
+                    .rows_affected()
+            }
+        })
+    }
+
     /// How many rows each table holds now (SQLite or PostgreSQL alike): for
     /// tests that measure an operation's work in rows written.
     ///

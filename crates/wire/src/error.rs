@@ -107,9 +107,10 @@ codes! {
     TenantMismatch = 400,
     /// Folders nest at most a few levels deep.
     FolderTooDeep = 400,
-    /// A duration that does not parse, or is not positive.
+    /// A duration that does not parse, or is out of range (a token lives
+    /// 1 minute to 10 years).
     InvalidDuration = 400,
-    /// A token may not outlive the token that creates it.
+    /// A token may not outlive the token that creates it (for any principal).
     TokenOutlivesCaller = 400,
     /// A `limit` out of range, or a `next` token this list did not issue.
     InvalidPage = 400,
