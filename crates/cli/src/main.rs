@@ -18,6 +18,7 @@ mod output;
 mod profile;
 mod recover;
 mod resolve;
+mod secrets;
 mod serve;
 
 use std::io::IsTerminal;
@@ -159,6 +160,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: secrets out of the environment.
+    secrets::take_from_env();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if matches!(cli.command, Command::Serve(_)) {

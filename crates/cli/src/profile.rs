@@ -105,7 +105,10 @@ pub fn resolve(profile: Option<&str>) -> anyhow::Result<(String, String)> {
         .ok()
         .or(p.endpoint)
         .unwrap_or_else(|| "http://127.0.0.1:8787".into());
-    let token = std::env::var("COFFER_TOKEN").ok().or(p.token).ok_or_else(|| {
+    let token = crate::secrets::get("COFFER_TOKEN")
+        .map(|t| t.to_string())
+        .or(p.token)
+        .ok_or_else(|| {
         anyhow::anyhow!(
             "no token: a new deployment's `coffer serve` writes its admin token to the `default` profile; otherwise run `coffer configure --token-file FILE` with a token an Owner made for you (`coffer token create`), or set COFFER_TOKEN. Locked out? See `coffer admin recover --help`"
         )

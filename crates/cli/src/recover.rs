@@ -42,6 +42,8 @@ pub struct RecoverArgs {
 
 /// Mint a recovery Owner and print its token once.
 pub async fn run(args: RecoverArgs, out: &Output) -> anyhow::Result<()> {
+    crate::secrets::harden_process()
+        .context("cannot turn core dumps off for a process that holds the root key")?;
     let o = ServeOptions {
         config: args.config,
         data_dir: args.data_dir,

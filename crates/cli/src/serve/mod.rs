@@ -45,13 +45,12 @@ pub(crate) async fn root_key(
     source: &RootSource,
     data_dir: &Path,
 ) -> anyhow::Result<Arc<dyn RootKey>> {
-    if let Ok(pass) = std::env::var("COFFER_ROOT_PASSPHRASE") {
+    if let Some(pass) = crate::secrets::get("COFFER_ROOT_PASSPHRASE") {
         if matches!(source, RootSource::Pkcs11(_)) {
             tracing::warn!(
                 "COFFER_ROOT_PASSPHRASE is set: it takes precedence over --root-key-uri, whose HSM key is not used"
             );
         }
-        let pass = zeroize::Zeroizing::new(pass);
         if pass.len() < 12 {
             bail!("COFFER_ROOT_PASSPHRASE is too short: use at least 12 characters");
         }
@@ -67,9 +66,7 @@ pub(crate) async fn root_key(
         RootSource::Pkcs11(uri) => {
             // Never echo the URI in an error: it might hold a PIN (refused).
             let uri = Pkcs11Uri::parse(uri).context("bad --root-key-uri")?;
-            let pin = std::env::var("COFFER_PKCS11_PIN")
-                .ok()
-                .map(zeroize::Zeroizing::new);
+            let pin = crate::secrets::get("COFFER_PKCS11_PIN");
             let key = Pkcs11RootKey::open(uri, pin)
                 .await
                 .context("cannot open the root key in the HSM (--root-key-uri)")?;
@@ -142,6 +139,9 @@ pub(crate) fn open_store(
 
 /// Run the server until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
+    crate::secrets::harden_process()
+        .context("cannot turn core dumps off for a process that holds the root key")?;
+    tracing::info!("process hardened: not dumpable, core dumps off");
     let o = args.with_file()?;
     let data_dir = data_dir_of(&o);
     let listen = o
@@ -192,7 +192,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     tracing::info!(store = %store.describe(), "object store");
     let root = root_key(&meta, &root_source, &data_dir).await?;
     let root_banner = match &root_source {
-        RootSource::File(path) if std::env::var("COFFER_ROOT_PASSPHRASE").is_err() => {
+        RootSource::File(path) if !crate::secrets::is_set("COFFER_ROOT_PASSPHRASE") => {
             path.display().to_string()
         }
         _ => root.describe(),
