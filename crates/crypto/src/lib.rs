@@ -10,6 +10,8 @@
 //! All primitives come from aws-lc-rs; nothing here implements a cipher.
 
 pub mod chunk;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod secret;
 pub mod wrap;
 

@@ -5,6 +5,8 @@
 //! layer implements the two traits.
 
 pub mod device;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod server;
 
 pub use device::*;

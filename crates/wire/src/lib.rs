@@ -10,6 +10,8 @@
 //! without pulling in the server.
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod model;
 pub mod page;
 
