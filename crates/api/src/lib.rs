@@ -199,8 +199,17 @@ pub fn routes() -> Vec<RouteSpec> {
 }
 
 /// The API's router over `service`; `limits` gives its body timeout (the
-/// listener, [`serve`], applies the rest).
-pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
+/// listener, [`serve`], applies the rest). Requests forwarded to other
+/// nodes over TLS verify them against `peer_ca` (PEM, the deployment CA)
+/// when given, else against the system's roots.
+pub fn router(service: Arc<Service>, limits: &Limits, peer_ca: Option<&str>) -> Router {
+    let mut client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(600));
+    if let Some(ca) = peer_ca.and_then(|pem| reqwest::Certificate::from_pem(pem.as_bytes()).ok()) {
+        client = client.tls_certs_only([ca]);
+    }
     let (router, _, _) = routes::table(ApiDoc::openapi()).finish();
     router
         .fallback(|| async {
@@ -219,12 +228,7 @@ pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
             forward::Forwarder {
                 // Callers' tokens go only to the node itself: no proxy, no
                 // redirects.
-                client: reqwest::Client::builder()
-                    .no_proxy()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .timeout(std::time::Duration::from_secs(600))
-                    .build()
-                    .expect("HTTP client"),
+                client: client.build().expect("HTTP client"),
                 service: service.clone(),
                 body_timeout: limits.body_timeout,
             },

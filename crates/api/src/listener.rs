@@ -10,6 +10,8 @@
 //!   [`Limits::body_timeout`] of its head (enforced where it is read, in
 //!   the forwarding layer), else `408 RequestTimeout` and the connection
 //!   closes.
+//! - **TLS** (rustls), when configured: the handshake must end within the
+//!   header timeout too.
 //! - **Errors the HTTP parser answers itself** (a request target over the
 //!   http crate's 64 KiB, a head over hyper's buffer, a malformed request
 //!   line) would go out as a bare status with no body. [`JsonErrors`]
@@ -155,12 +157,38 @@ async fn refuse(mut stream: TcpStream, code: ErrorCode, limits: &Limits) {
     .await;
 }
 
-/// Serve `app` on `listener` within `limits` until `shutdown` completes;
-/// then stop accepting and give open requests up to 5 s to finish.
+/// HTTP/1.1 on one connection (plain TCP or TLS) until it ends.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    limits: &Limits,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        // A request head (and read-ahead) of at most 64 KiB: no route
+        // needs more, and it bounds what one connection holds.
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(
+            TokioIo::new(JsonErrors::new(stream)),
+            TowerToHyperService::new(app),
+        );
+    watcher.watch(conn).await.map_err(|e| e.to_string())
+}
+
+/// Serve `app` on `listener` within `limits` (over TLS with `tls`) until
+/// `shutdown` completes; then stop accepting and give open requests up to
+/// 5 s to finish. Under TLS, a connection over a limit is closed without an
+/// answer (answering would cost a TLS handshake).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let counts = Arc::new(Mutex::new(Counts::default()));
@@ -185,25 +213,31 @@ pub async fn serve(
             Ok(s) => s,
             Err(code) => {
                 tracing::info!(%peer, %code, "HTTP connection refused");
-                let limits = limits.clone();
-                tokio::spawn(async move { refuse(stream, code, &limits).await });
+                if tls.is_none() {
+                    let limits = limits.clone();
+                    tokio::spawn(async move { refuse(stream, code, &limits).await });
+                }
                 continue;
             }
         };
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            // A request head (and read-ahead) of at most 64 KiB: no route
-            // needs more, and it bounds what one connection holds.
-            .max_buf_size(MAX_HEAD)
-            .serve_connection(
-                TokioIo::new(JsonErrors::new(stream)),
-                TowerToHyperService::new(app.clone()),
-            );
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let app = app.clone();
+        let limits = limits.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => serve_connection(stream, app, &limits, watcher).await,
+                Some(cfg) => {
+                    let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
+                    match tokio::time::timeout(limits.header_timeout, accept).await {
+                        Ok(Ok(s)) => serve_connection(s, app, &limits, watcher).await,
+                        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                        Err(_) => Err("TLS handshake timed out".to_string()),
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended");
             }
         });

@@ -294,11 +294,12 @@ async fn world() -> (World, Vec<String>) {
         .unwrap();
     let admin = svc.bootstrap().await.unwrap().unwrap().to_string();
     let limits = coffer_api::Limits::default();
-    let app = router(svc, &limits);
+    let app = router(svc, &limits, None);
     tokio::spawn(coffer_api::serve(
         listener,
         app,
         limits,
+        None,
         std::future::pending(),
     ));
     let mut w = World {

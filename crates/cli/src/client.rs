@@ -63,11 +63,17 @@ pub struct Client {
 impl Client {
     /// A client for `profile` (see [`profile::resolve`]).
     pub fn new(profile: Option<&str>) -> anyhow::Result<Self> {
-        let (endpoint, token) = profile::resolve(profile)?;
+        let r = profile::resolve(profile)?;
+        let mut http = reqwest::Client::builder();
+        if let Some(pem) = &r.ca_cert {
+            let ca = reqwest::Certificate::from_pem(pem.as_bytes())
+                .context("the profile's CA certificate is not valid PEM")?;
+            http = http.tls_certs_only([ca]);
+        }
         Ok(Self {
-            http: reqwest::Client::new(),
-            endpoint,
-            token: zeroize::Zeroizing::new(token),
+            http: http.build().context("cannot set up the HTTP client")?,
+            endpoint: r.endpoint,
+            token: zeroize::Zeroizing::new(r.token),
         })
     }
 

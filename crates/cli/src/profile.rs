@@ -17,6 +17,11 @@ pub struct Profile {
     pub endpoint: Option<String>,
     /// API token.
     pub token: Option<String>,
+    /// The CA certificate (PEM) that the endpoint's TLS certificate must
+    /// chain to (the deployment CA that `coffer serve` made); when set, the
+    /// system's roots are not trusted for this profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
 }
 
 /// The config file.
@@ -68,7 +73,7 @@ pub fn save(cfg: &ConfigFile) -> anyhow::Result<()> {
 /// Save a new deployment's admin token in a profile: `default` if there is
 /// none yet, else the first free one of `admin`, `admin-2`, `admin-3`, …;
 /// returns its name. The token is kept nowhere else.
-pub fn save_admin(endpoint: &str, token: &str) -> anyhow::Result<String> {
+pub fn save_admin(endpoint: &str, token: &str, ca_cert: Option<&str>) -> anyhow::Result<String> {
     let mut cfg = load()?;
     let name = std::iter::once("default".to_string())
         .chain(std::iter::once("admin".to_string()))
@@ -80,14 +85,26 @@ pub fn save_admin(endpoint: &str, token: &str) -> anyhow::Result<String> {
         Profile {
             endpoint: Some(endpoint.to_string()),
             token: Some(token.to_string()),
+            ca_cert: ca_cert.map(str::to_string),
         },
     );
     save(&cfg)?;
     Ok(name)
 }
 
-/// The endpoint and token to use.
-pub fn resolve(profile: Option<&str>) -> anyhow::Result<(String, String)> {
+/// Where and how to reach the API: from a profile and the environment.
+pub struct Resolved {
+    /// The API endpoint.
+    pub endpoint: String,
+    /// The token.
+    pub token: String,
+    /// The CA certificate (PEM) to trust, if the profile or COFFER_CA_CERT
+    /// (a file) names one.
+    pub ca_cert: Option<String>,
+}
+
+/// The endpoint, token and CA to use.
+pub fn resolve(profile: Option<&str>) -> anyhow::Result<Resolved> {
     let cfg = load()?;
     let name = profile
         .map(str::to_string)
@@ -113,7 +130,20 @@ pub fn resolve(profile: Option<&str>) -> anyhow::Result<(String, String)> {
             "no token: a new deployment's `coffer serve` writes its admin token to the `default` profile; otherwise run `coffer configure --token-file FILE` with a token an Owner made for you (`coffer token create`), or set COFFER_TOKEN. Locked out? See `coffer admin recover --help`"
         )
     })?;
-    Ok((endpoint.trim_end_matches('/').to_string(), token))
+    let ca_cert = match std::env::var_os("COFFER_CA_CERT") {
+        Some(f) => Some(std::fs::read_to_string(&f).with_context(|| {
+            format!(
+                "cannot read COFFER_CA_CERT {}",
+                std::path::Path::new(&f).display()
+            )
+        })?),
+        None => p.ca_cert,
+    };
+    Ok(Resolved {
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        token,
+        ca_cert,
+    })
 }
 
 /// `coffer configure`: set a profile's endpoint and/or token (read from a

@@ -15,6 +15,7 @@
 
 mod pkcs11;
 mod root;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use tokio::sync::Mutex;
 
 pub use pkcs11::{Pkcs11RootKey, Pkcs11Uri};
 pub use root::{FileRootKey, PassphraseRootKey, RootKey};
+pub use tls::DeploymentCa;
 
 /// Errors of the key vault.
 #[derive(Debug, thiserror::Error)]

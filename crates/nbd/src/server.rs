@@ -68,6 +68,7 @@ const OPT_ABORT: u32 = 2;
 const OPT_LIST: u32 = 3;
 const OPT_INFO: u32 = 6;
 const OPT_GO: u32 = 7;
+const OPT_STARTTLS: u32 = 5;
 
 const REP_ACK: u32 = 1;
 const REP_SERVER: u32 = 2;
@@ -76,6 +77,7 @@ const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
 const REP_ERR_INVALID: u32 = (1 << 31) + 3;
 const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
 const REP_ERR_POLICY: u32 = (1 << 31) + 2;
+const REP_ERR_TLS_REQD: u32 = (1 << 31) + 5;
 
 const INFO_EXPORT: u16 = 0;
 const INFO_BLOCK_SIZE: u16 = 3;
@@ -133,6 +135,8 @@ pub struct ServerConfig {
     /// Connections per export, shared by every connection served with
     /// (clones of) this configuration.
     pub exports: ExportCounts,
+    /// TLS, required of every client when set (`NBD_OPT_STARTTLS` first).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -144,6 +148,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_per_export: 16,
             exports: ExportCounts::default(),
+            tls: None,
         }
     }
 }
@@ -275,7 +280,8 @@ fn transmission_flags(dev: &dyn BlockDevice) -> u16 {
     f
 }
 
-/// Serve one client connection: handshake, then transmission.
+/// Serve one client connection: handshake (with STARTTLS first when the
+/// server has TLS), then transmission.
 pub async fn handle_connection<S>(
     stream: S,
     resolver: Arc<dyn ExportResolver>,
@@ -284,22 +290,146 @@ pub async fn handle_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    let Some(tls) = config.tls.clone() else {
+        return session(stream, resolver, config, deadline, None).await;
+    };
+    // TLS is required: until the client has sent STARTTLS, every option but
+    // ABORT is refused with NBD_REP_ERR_TLS_REQD (read unbuffered, so that
+    // the TLS handshake's first bytes stay in the socket).
+    let mut stream = stream;
+    let started = tokio::time::timeout_at(deadline, async {
+        let no_zeroes = greet(&mut stream).await?;
+        Ok::<_, NbdError>(before_tls(&mut stream).await?.then_some(no_zeroes))
+    })
+    .await
+    .map_err(|_| handshake_timeout(&config))??;
+    let Some(no_zeroes) = started else {
+        return Ok(());
+    };
+    let tls = tokio::time::timeout_at(
+        deadline,
+        tokio_rustls::TlsAcceptor::from(tls).accept(stream),
+    )
+    .await
+    .map_err(|_| handshake_timeout(&config))??;
+    session(tls, resolver, config, deadline, Some(no_zeroes)).await
+}
+
+fn handshake_timeout(config: &ServerConfig) -> NbdError {
+    NbdError::Protocol(format!(
+        "the handshake did not end within {:?}",
+        config.handshake_timeout
+    ))
+}
+
+/// Send the greeting and read the client's flags; whether the client asked
+/// for no zeroes.
+async fn greet<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> Result<bool, NbdError> {
+    let mut b = BytesMut::with_capacity(18);
+    b.put_u64(NBDMAGIC);
+    b.put_u64(IHAVEOPT);
+    b.put_u16(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
+    s.write_all(&b).await?;
+    s.flush().await?;
+    let cflags = s.read_u32().await?;
+    if cflags & CFLAG_FIXED_NEWSTYLE == 0 {
+        return Err(NbdError::Protocol(
+            "client does not support fixed newstyle".into(),
+        ));
+    }
+    if cflags & !(CFLAG_FIXED_NEWSTYLE | CFLAG_NO_ZEROES) != 0 {
+        return Err(NbdError::Protocol(format!(
+            "unknown client flags {cflags:#x}"
+        )));
+    }
+    Ok(cflags & CFLAG_NO_ZEROES != 0)
+}
+
+/// Read one option: (option, data).
+async fn read_option<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u32, Vec<u8>), NbdError> {
+    let magic = r.read_u64().await?;
+    if magic != IHAVEOPT {
+        return Err(NbdError::Protocol(format!("bad option magic {magic:#x}")));
+    }
+    let opt = r.read_u32().await?;
+    let len = r.read_u32().await?;
+    if len > MAX_OPTION_LEN {
+        return Err(NbdError::Protocol(format!(
+            "option {opt} of {len} bytes is too long"
+        )));
+    }
+    let mut data = vec![0u8; len as usize];
+    r.read_exact(&mut data).await?;
+    Ok((opt, data))
+}
+
+/// Options before TLS on a server that requires it: true once STARTTLS is
+/// acknowledged, false if the client gave up.
+async fn before_tls<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> Result<bool, NbdError> {
+    loop {
+        let (opt, data) = read_option(s).await?;
+        match opt {
+            OPT_STARTTLS if data.is_empty() => {
+                opt_reply(s, opt, REP_ACK, &[]).await?;
+                s.flush().await?;
+                return Ok(true);
+            }
+            OPT_STARTTLS => {
+                opt_reply(s, opt, REP_ERR_INVALID, b"NBD_OPT_STARTTLS takes no data").await?;
+            }
+            OPT_ABORT => {
+                let _ = opt_reply(s, opt, REP_ACK, &[]).await;
+                let _ = s.flush().await;
+                return Ok(false);
+            }
+            // No error channel for EXPORT_NAME: close.
+            OPT_EXPORT_NAME => return Ok(false),
+            _ => {
+                opt_reply(
+                    s,
+                    opt,
+                    REP_ERR_TLS_REQD,
+                    b"this server requires TLS: connect with nbds:// (NBD_OPT_STARTTLS)",
+                )
+                .await?;
+            }
+        }
+        s.flush().await?;
+    }
+}
+
+/// The handshake's options (after the greeting, and after TLS if any),
+/// then transmission.
+async fn session<S>(
+    stream: S,
+    resolver: Arc<dyn ExportResolver>,
+    config: ServerConfig,
+    deadline: tokio::time::Instant,
+    greeted: Option<bool>,
+) -> Result<(), NbdError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut stream = stream;
+    let tls = greeted.is_some();
+    let no_zeroes = match greeted {
+        Some(nz) => nz,
+        None => tokio::time::timeout_at(deadline, greet(&mut stream))
+            .await
+            .map_err(|_| handshake_timeout(&config))??,
+    };
     let (r, w) = tokio::io::split(stream);
     // Small buffers until an export is open: an idle or hostile client
     // holds a few KiB, not the transmission phase's half MiB.
     let mut hr = BufReader::with_capacity(4096, r);
     let mut hw = BufWriter::with_capacity(4096, w);
-    let opened = tokio::time::timeout(
-        config.handshake_timeout,
-        handshake(&mut hr, &mut hw, &*resolver, &config),
+    let opened = tokio::time::timeout_at(
+        deadline,
+        handshake(&mut hr, &mut hw, &*resolver, &config, no_zeroes, tls),
     )
     .await
-    .map_err(|_| {
-        NbdError::Protocol(format!(
-            "the handshake did not end within {:?}",
-            config.handshake_timeout
-        ))
-    })??;
+    .map_err(|_| handshake_timeout(&config))??;
     let Some((dev, _slot)) = opened else {
         return Ok(());
     };
@@ -318,44 +448,20 @@ async fn handshake<R, W>(
     w: &mut W,
     resolver: &dyn ExportResolver,
     config: &ServerConfig,
+    no_zeroes: bool,
+    tls: bool,
 ) -> Result<Option<(Arc<dyn BlockDevice>, ExportSlot)>, NbdError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut b = BytesMut::with_capacity(18);
-    b.put_u64(NBDMAGIC);
-    b.put_u64(IHAVEOPT);
-    b.put_u16(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
-    w.write_all(&b).await?;
-    w.flush().await?;
-    let cflags = r.read_u32().await?;
-    if cflags & CFLAG_FIXED_NEWSTYLE == 0 {
-        return Err(NbdError::Protocol(
-            "client does not support fixed newstyle".into(),
-        ));
-    }
-    if cflags & !(CFLAG_FIXED_NEWSTYLE | CFLAG_NO_ZEROES) != 0 {
-        return Err(NbdError::Protocol(format!(
-            "unknown client flags {cflags:#x}"
-        )));
-    }
-    let no_zeroes = cflags & CFLAG_NO_ZEROES != 0;
     loop {
-        let magic = r.read_u64().await?;
-        if magic != IHAVEOPT {
-            return Err(NbdError::Protocol(format!("bad option magic {magic:#x}")));
-        }
-        let opt = r.read_u32().await?;
-        let len = r.read_u32().await?;
-        if len > MAX_OPTION_LEN {
-            return Err(NbdError::Protocol(format!(
-                "option {opt} of {len} bytes is too long"
-            )));
-        }
-        let mut data = vec![0u8; len as usize];
-        r.read_exact(&mut data).await?;
+        let (opt, data) = read_option(r).await?;
+        let len = data.len();
         match opt {
+            OPT_STARTTLS if tls => {
+                opt_reply(w, opt, REP_ERR_INVALID, b"TLS is already on").await?;
+            }
             OPT_EXPORT_NAME => {
                 let name = String::from_utf8_lossy(&data).to_string();
                 // No error channel for EXPORT_NAME: close.

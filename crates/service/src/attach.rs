@@ -75,7 +75,12 @@ impl Service {
         Ok(Attachment {
             id: row.id.to_string(),
             disk_id: d.id.to_string(),
-            uri: Some(format!("nbd://{}/{}", node.nbd_endpoint, token.as_str())),
+            uri: Some(format!(
+                "{}://{}/{}",
+                if self.config.nbd_tls { "nbds" } else { "nbd" },
+                node.nbd_endpoint,
+                token.as_str()
+            )),
             mode: row.mode,
             created_at: row.created_at,
         })

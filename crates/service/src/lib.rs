@@ -79,6 +79,9 @@ pub struct ServiceConfig {
     pub lease_ttl: std::time::Duration,
     /// How often the orphan sweep runs after the one at start.
     pub sweep_interval: std::time::Duration,
+    /// Whether NBD clients must use TLS (attach URIs are then `nbds://`).
+    /// Every node of a deployment serves NBD the same way.
+    pub nbd_tls: bool,
 }
 
 impl Default for ServiceConfig {
@@ -89,6 +92,7 @@ impl Default for ServiceConfig {
             volume: VolumeConfig::default(),
             lease_ttl: std::time::Duration::from_secs(15),
             sweep_interval: std::time::Duration::from_secs(600),
+            nbd_tls: false,
         }
     }
 }

@@ -77,7 +77,8 @@ pub struct Attachment {
     pub id: String,
     /// The disk.
     pub disk_id: String,
-    /// `nbd://HOST:PORT/EXPORT`: give it to qemu, qemu-img or an NBD client.
+    /// `nbd://HOST:PORT/EXPORT` (`nbds://` when the deployment's NBD
+    /// requires TLS): give it to qemu, qemu-img or an NBD client.
     /// The export name is a secret: whoever has it can read and write the
     /// disk until it is detached. Shown only in the attach response.
     pub uri: Option<String>,

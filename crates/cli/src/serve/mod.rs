@@ -19,6 +19,7 @@ use crate::files::set_private;
 use crate::profile;
 
 mod options;
+mod tls;
 pub use options::ServeOptions;
 
 fn default_data_dir() -> PathBuf {
@@ -197,6 +198,11 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         }
         _ => root.describe(),
     };
+    let tls = if tls::wanted(&o, listen, nbd_listen) {
+        Some(tls::setup(&o, &meta, &*root, [listen, nbd_listen], &data_dir).await?)
+    } else {
+        None
+    };
     let vault = KeyVault::open(meta.clone(), root).await?;
     let service = Service::new(
         meta,
@@ -207,6 +213,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
             chunk_size,
             volume,
             lease_ttl,
+            nbd_tls: tls.is_some(),
             ..ServiceConfig::default()
         },
     );
@@ -223,7 +230,8 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         })?;
     let api_addr = api.local_addr()?;
     let nbd_addr = nbd.local_addr()?;
-    let endpoint = format!("http://{api_addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{api_addr}");
     let api_url = match o.advertise_api.clone() {
         Some(u) => check_advertise_api(&u)?,
         None => endpoint.clone(),
@@ -261,7 +269,8 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         let saved = if o.no_profile {
             None
         } else {
-            match profile::save_admin(&endpoint, &token) {
+            let ca = tls.as_ref().and_then(|t| t.ca_pem.as_deref());
+            match profile::save_admin(&endpoint, &token, ca) {
                 Ok(name) => Some(name),
                 Err(e) => {
                     eprintln!("warning: could not write the CLI profile: {e:#}");
@@ -306,16 +315,24 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         tokio::spawn(coffer_nbd::serve(
             nbd,
             resolver,
-            coffer_nbd::ServerConfig::default(),
+            coffer_nbd::ServerConfig {
+                tls: tls.as_ref().map(|t| t.nbd.clone()),
+                ..coffer_nbd::ServerConfig::default()
+            },
             async move {
                 let _ = rx.changed().await;
             },
         ))
     };
     let limits = o.http_limits();
-    let app = coffer_api::router(service.clone(), &limits);
+    let app = coffer_api::router(
+        service.clone(),
+        &limits,
+        tls.as_ref().and_then(|t| t.ca_pem.as_deref()),
+    );
     let mut rx = stop_rx.clone();
-    let http_task = tokio::spawn(coffer_api::serve(api, app, limits, async move {
+    let api_tls = tls.as_ref().map(|t| t.api.clone());
+    let http_task = tokio::spawn(coffer_api::serve(api, app, limits, api_tls, async move {
         let _ = rx.changed().await;
     }));
     signals.wait().await;

@@ -80,6 +80,27 @@ pub struct ServeOptions {
     /// Configuration file only.
     #[arg(skip)]
     pub dirty_high_water: Option<ByteSize>,
+    /// Serve the API and NBD over TLS even on loopback (TLS is on by
+    /// default whenever a listener is not on loopback). Without
+    /// --tls-cert, the certificate is issued at each start from the
+    /// deployment's CA, which is made on the first start that needs it (its
+    /// key kept wrapped by the root key) and written to the CLI profile and
+    /// `<data dir>/tls/ca.pem`.
+    #[arg(long)]
+    #[serde(skip)]
+    pub tls: bool,
+    /// The operator's certificate chain (PEM) for both listeners, instead of
+    /// one from the deployment CA (turns TLS on).
+    #[arg(long, env = "COFFER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "COFFER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow a listener off loopback without TLS (warned at every start):
+    /// tokens, export names and disk data then cross the network in clear.
+    #[arg(long)]
+    #[serde(skip)]
+    pub insecure_plaintext: bool,
     /// Time a client has to send a request's headers, and how long an idle
     /// keep-alive connection stays open (default 10s).
     #[arg(long, env = "COFFER_HEADER_TIMEOUT", value_parser = check_duration)]
@@ -151,6 +172,8 @@ impl ServeOptions {
             .with_context(|| format!("invalid config file {}", path.display()))?;
         out.config = self.config;
         out.no_profile = self.no_profile;
+        out.tls = self.tls;
+        out.insecure_plaintext = self.insecure_plaintext;
         Ok(out)
     }
 }

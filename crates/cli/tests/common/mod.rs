@@ -274,18 +274,24 @@ impl Server {
             let profiles: toml::Table = toml::from_str(&text).unwrap();
             let token = profiles["profiles"][profile]["token"].as_str().unwrap();
             std::fs::write(self.dir.path().join("admin.token"), token).unwrap();
+            // The deployment CA the server trusts its CLI with (under TLS).
+            if let Some(ca) = profiles["profiles"][profile].get("ca_cert") {
+                std::fs::write(self.dir.path().join("ca.pem"), ca.as_str().unwrap()).unwrap();
+            }
         }
         let token = self.admin_token();
         std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
-        std::fs::write(
-            &cfg,
-            format!(
-                "[profiles.default]\nendpoint = \"{}\"\ntoken = \"{}\"\n",
-                self.api,
-                token.trim()
-            ),
-        )
-        .unwrap();
+        let mut default = toml::Table::new();
+        default.insert("endpoint".into(), self.api.clone().into());
+        default.insert("token".into(), token.trim().into());
+        if let Ok(ca) = std::fs::read_to_string(self.dir.path().join("ca.pem")) {
+            default.insert("ca_cert".into(), ca.into());
+        }
+        let mut profiles = toml::Table::new();
+        profiles.insert("default".into(), default.into());
+        let mut top = toml::Table::new();
+        top.insert("profiles".into(), profiles.into());
+        std::fs::write(&cfg, toml::to_string(&top).unwrap()).unwrap();
     }
 
     /// Whether this launch names its root key by a PKCS#11 URI.
@@ -366,6 +372,11 @@ impl Server {
 
     /// Run the CLI with the test's HOME; returns the output.
     pub fn cli_raw(&self, args: &[&str]) -> Output {
+        self.cli_raw_env(args, &[])
+    }
+
+    /// Run the CLI with the test's HOME and `env`; returns the output.
+    pub fn cli_raw_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_coffer"))
             .args(args)
             .env("HOME", self.home())
@@ -373,6 +384,8 @@ impl Server {
             .env_remove("COFFER_PROFILE")
             .env_remove("COFFER_TOKEN")
             .env_remove("COFFER_ENDPOINT")
+            .env_remove("COFFER_CA_CERT")
+            .envs(env.iter().copied())
             .output()
             .expect("run coffer")
     }
