@@ -11,7 +11,10 @@ cd "$(dirname "$0")"
 secs=${1:-30}
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_QUIET=1
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$PWD/target}
-cargo afl build --release --locked -q
+# Not --locked: the committed Cargo.lock is the base, and a dependency the
+# fuzzed crates gained since is added to it (the main workspace's lock,
+# checked with --locked, is the one that pins them).
+cargo afl build --release -q
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 fail=0
