@@ -127,3 +127,37 @@ async fn the_last_owner_who_can_sign_in_cannot_be_removed_by_one_call() {
     let e = svc.delete_principal(&bob_caller, &me).await;
     assert!(e.is_ok(), "deleting a principal that is no Owner: {e:?}");
 }
+
+/// Moving the account the last Owner lives in (into a folder, and back to
+/// the tenant's root) cannot take the deployment from it: its Owner role
+/// is at `/`, which no move touches, and it keeps signing in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_last_owners_account_keeps_it_owner() {
+    use coffer_service::model::CreateFolder;
+    let (_dir, _db, svc, admin) = world().await;
+    let ra = root_owner_assignment(&svc, &admin).await;
+    let account = admin.principal.account_id.to_string();
+    let folder = svc
+        .create_folder(
+            &admin,
+            CreateFolder {
+                name: "elsewhere".into(),
+                tenant_id: None,
+                parent_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let moved = svc
+        .move_account(&admin, &account, Some(&folder.id))
+        .await
+        .unwrap();
+    assert_eq!(moved.folder_id.as_deref(), Some(folder.id.as_str()));
+    svc.whoami(&admin).await.expect("the Owner still signs in");
+    assert_eq!(root_owner_assignment(&svc, &admin).await, ra);
+    // Still Owner of everything: it can move the account back and delete
+    // the folder.
+    svc.move_account(&admin, &account, None).await.unwrap();
+    svc.delete_folder(&admin, &folder.id).await.unwrap();
+    assert_eq!(root_owner_assignment(&svc, &admin).await, ra);
+}
