@@ -252,9 +252,13 @@ fn ci_runs_the_readme_test_command_on_both_backend_passes() {
         "**Test it**:\n\n```sh\nenv | grep '^COFFER_TEST' | sort > test-env.txt\n```\n",
     )
     .unwrap();
+    // The bounded fuzz run is stubbed too.
+    std::fs::create_dir_all(root.join("fuzz")).unwrap();
+    write_script(&root.join("fuzz/run.sh"), "exit 0");
     let stubs = tmp.path().join("bin");
     std::fs::create_dir_all(&stubs).unwrap();
     for tool in [
+        "cargo-afl",
         "dpkg",
         "apt-get",
         "qemu-img",
