@@ -60,8 +60,11 @@ impl Default for Limits {
     }
 }
 
-/// The largest request head read (request line and headers).
-pub const MAX_HEAD: usize = 64 * 1024;
+/// The largest request head read (request line and headers). Above the
+/// http crate's 64 KiB limit on a request target, so that a target too long
+/// for it is always refused as 414 (the whole line is read), never as a
+/// head over the buffer (431), whatever sizes the reads come in.
+pub const MAX_HEAD: usize = 128 * 1024;
 
 #[derive(Default)]
 struct Counts {
@@ -170,7 +173,7 @@ where
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        // A request head (and read-ahead) of at most 64 KiB: no route
+        // A request head (and read-ahead) of at most 128 KiB: no route
         // needs more, and it bounds what one connection holds.
         .max_buf_size(MAX_HEAD)
         .serve_connection(

@@ -83,10 +83,15 @@ fn probe(s: &Server, token: &str) -> (u16, Duration) {
 #[test]
 fn requests_the_parser_refuses_get_json_errors() {
     let s = Server::start();
-    // A 100k-character path: 414 with the API's JSON body.
+    // A 100k-character path: 414 with the API's JSON body, however the
+    // bytes arrive (here in small pieces, as from a slow network).
     let mut c = connect_from(&s, [127, 0, 0, 1]);
     let path = format!("/v1/disks/{}", "a".repeat(100_000));
-    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    for piece in req.as_bytes().chunks(1500) {
+        c.write_all(piece).unwrap();
+        c.flush().unwrap();
+    }
     let (st, v) = response(c);
     assert_eq!((st, code(&v)), (414, "UriTooLong"), "{v}");
     // A malformed request line: 400, JSON.
