@@ -41,29 +41,20 @@ async fn upgrade(url: &str, open_url: &str, migrations: [&str; 2]) {
     sqlx::any::install_default_drivers();
     let admin = Id::random(Kind::Principal);
     let user = Id::random(Kind::Principal);
-    {
-        let pool = sqlx::AnyPool::connect(url).await.unwrap();
-        pool.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
-            .await
-            .unwrap();
-        for sql in migrations {
-            for stmt in coffer_meta::schema::statements(sql) {
-                pool.execute(sqlx::AssertSqlSafe(stmt)).await.unwrap();
-            }
-        }
-        let t = Id::random(Kind::Tenant);
-        let a = Id::random(Kind::Account);
-        for stmt in [
+    let t = Id::random(Kind::Tenant);
+    let a = Id::random(Kind::Account);
+    old_database(
+        url,
+        &migrations,
+        vec![
             "INSERT INTO schema_version VALUES (2)".to_string(),
             format!("INSERT INTO tenants VALUES ('{t}', 'default', 'x')"),
             format!("INSERT INTO accounts VALUES ('{a}', '{t}', 'default', 'x')"),
             format!("INSERT INTO principals VALUES ('{admin}', '{a}', 'admin', 'user', 1, 'x')"),
             format!("INSERT INTO principals VALUES ('{user}', '{a}', 'user', 'user', 0, 'x')"),
-        ] {
-            pool.execute(sqlx::AssertSqlSafe(stmt)).await.unwrap();
-        }
-        pool.close().await;
-    }
+        ],
+    )
+    .await;
     let meta = Meta::open(open_url).await.unwrap();
     let ra = meta.role_assignments_of(admin).await.unwrap();
     assert_eq!(ra.len(), 1, "{ra:?}");
@@ -133,49 +124,35 @@ async fn upgrade_v4(url: &str, open_url: &str, migrations: [&str; 4]) {
     let snaps: Vec<Id> = (0..2).map(|_| Id::random(Kind::Snapshot)).collect();
     // A name of 80 characters, the limit: the renamed copies keep 80.
     let long = format!("n{}", "x".repeat(79));
-    {
-        let pool = sqlx::AnyPool::connect(url).await.unwrap();
-        pool.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
-            .await
-            .unwrap();
-        for sql in migrations {
-            for stmt in coffer_meta::schema::statements(sql) {
-                pool.execute(sqlx::AssertSqlSafe(stmt)).await.unwrap();
-            }
-        }
-        let mut stmts = vec![
-            "INSERT INTO schema_version VALUES (4)".to_string(),
-            format!("INSERT INTO tenants (id, name, created_at) VALUES ('{t}', 'default', 'x')"),
-            format!(
-                "INSERT INTO accounts (id, tenant_id, name, created_at) VALUES ('{a}', '{t}', 'default', 'x')"
-            ),
-            format!(
-                "INSERT INTO vault_keys (id, region, purpose, account_id, name, state, current_version, created_at) VALUES ('{kek}', 'local', 'platform', NULL, 'platform', 'enabled', 1, 'x')"
-            ),
-            format!(
-                "INSERT INTO deks (id, kek_id, kek_version, wrapped, next_counter, created_at) VALUES ('{dek}', '{kek}', 1, X'00', 0, 'x')"
-            ),
-        ];
-        if url.starts_with("postgres") {
-            let last = stmts.len() - 1;
-            stmts[last] = stmts[last].replace("X'00'", "'\\x00'::bytea");
-        }
-        // Disks 0 and 1 are both "web", created in the same millisecond (the
-        // id orders them); disks 2 and 3 both have the long name, 3 later.
-        for (i, (v, d)) in vols.iter().zip(&disks).enumerate() {
-            let name = if i < 2 { "web" } else { long.as_str() };
-            let at = if i == 3 { "2026-01-02" } else { "2026-01-01" };
-            stmts.push(format!("INSERT INTO volumes (id, dek_id, chunk_size, size, parent_id, parent_generation, head_generation, live, created_at) VALUES ('{v}', '{dek}', 65536, 65536, NULL, NULL, 1, 1, 'x')"));
-            stmts.push(format!("INSERT INTO disks (id, account_id, name, region, zone, size, volume_id, encryption, kek_id, source_snapshot_id, created_at) VALUES ('{d}', '{a}', '{name}', 'local', 'local-a', 65536, '{v}', 'platform', '{stale}', NULL, '{at}')"));
-        }
-        for (i, s) in snaps.iter().enumerate() {
-            stmts.push(format!("INSERT INTO snapshots (id, account_id, name, region, source_disk_id, volume_id, generation, size, encryption, kek_id, created_at) VALUES ('{s}', '{a}', 'nightly', 'local', '{}', '{}', 0, 65536, 'platform', '{stale}', '2026-01-0{}')", disks[0], vols[0], 3 + i));
-        }
-        for stmt in stmts {
-            pool.execute(sqlx::AssertSqlSafe(stmt)).await.unwrap();
-        }
-        pool.close().await;
+    let mut stmts = vec![
+        "INSERT INTO schema_version VALUES (4)".to_string(),
+        format!("INSERT INTO tenants (id, name, created_at) VALUES ('{t}', 'default', 'x')"),
+        format!(
+            "INSERT INTO accounts (id, tenant_id, name, created_at) VALUES ('{a}', '{t}', 'default', 'x')"
+        ),
+        format!(
+            "INSERT INTO vault_keys (id, region, purpose, account_id, name, state, current_version, created_at) VALUES ('{kek}', 'local', 'platform', NULL, 'platform', 'enabled', 1, 'x')"
+        ),
+        format!(
+            "INSERT INTO deks (id, kek_id, kek_version, wrapped, next_counter, created_at) VALUES ('{dek}', '{kek}', 1, X'00', 0, 'x')"
+        ),
+    ];
+    if url.starts_with("postgres") {
+        let last = stmts.len() - 1;
+        stmts[last] = stmts[last].replace("X'00'", "'\\x00'::bytea");
     }
+    // Disks 0 and 1 are both "web", created in the same millisecond (the
+    // id orders them); disks 2 and 3 both have the long name, 3 later.
+    for (i, (v, d)) in vols.iter().zip(&disks).enumerate() {
+        let name = if i < 2 { "web" } else { long.as_str() };
+        let at = if i == 3 { "2026-01-02" } else { "2026-01-01" };
+        stmts.push(format!("INSERT INTO volumes (id, dek_id, chunk_size, size, parent_id, parent_generation, head_generation, live, created_at) VALUES ('{v}', '{dek}', 65536, 65536, NULL, NULL, 1, 1, 'x')"));
+        stmts.push(format!("INSERT INTO disks (id, account_id, name, region, zone, size, volume_id, encryption, kek_id, source_snapshot_id, created_at) VALUES ('{d}', '{a}', '{name}', 'local', 'local-a', 65536, '{v}', 'platform', '{stale}', NULL, '{at}')"));
+    }
+    for (i, s) in snaps.iter().enumerate() {
+        stmts.push(format!("INSERT INTO snapshots (id, account_id, name, region, source_disk_id, volume_id, generation, size, encryption, kek_id, created_at) VALUES ('{s}', '{a}', 'nightly', 'local', '{}', '{}', 0, 65536, 'platform', '{stale}', '2026-01-0{}')", disks[0], vols[0], 3 + i));
+    }
+    old_database(url, &migrations, stmts).await;
     let meta = Meta::open(open_url).await.unwrap();
     let suffix = |id: &Id| {
         let s = id.to_string();
@@ -227,4 +204,22 @@ async fn upgrade_v4(url: &str, open_url: &str, migrations: [&str; 4]) {
         meta.create_disk(&again, &vol).await,
         Err(coffer_meta::MetaError::NameTaken { .. })
     ));
+}
+
+/// A database of an earlier schema at `url`: `migrations` applied by hand,
+/// then `rows` (which record the schema version).
+async fn old_database(url: &str, migrations: &[&str], rows: Vec<String>) {
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    pool.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    for sql in migrations {
+        for stmt in coffer_meta::schema::statements(sql) {
+            pool.execute(sqlx::AssertSqlSafe(stmt)).await.unwrap();
+        }
+    }
+    for stmt in rows {
+        pool.execute(sqlx::AssertSqlSafe(stmt)).await.unwrap();
+    }
+    pool.close().await;
 }
