@@ -8,7 +8,11 @@
 #      and objects in S3 (a fresh bucket per test on $COFFER_TEST_S3_ENDPOINT,
 #      else on a moto_server this script starts on a loopback port).
 # Set COFFER_TEST_METADATA (sqlite|postgres) and/or COFFER_TEST_STORE
-# (local|s3) to run one pass only. Extra arguments go to `cargo test`.
+# (local|s3) to run one pass only. Extra arguments go to `cargo nextest run`
+# (which schedules the tests of every binary together, .config/nextest.toml),
+# or to `cargo test` where cargo-nextest is not installed. Doc tests run once
+# first (when no arguments narrow the run):
+# they do not touch a backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,8 +37,19 @@ start_s3() {
 pass() {
   echo "== tests with $1 metadata and $2 objects" >&2
   if [ "$2" = s3 ]; then start_s3; fi
-  COFFER_TEST_METADATA=$1 COFFER_TEST_STORE=$2 cargo test --workspace --locked "${@:3}"
+  COFFER_TEST_METADATA=$1 COFFER_TEST_STORE=$2 "${runner[@]}" "${@:3}"
 }
+
+if cargo nextest --version >/dev/null 2>&1; then
+  runner=(cargo nextest run --workspace --locked)
+  if [ $# -eq 0 ]; then
+    echo "== doc tests" >&2
+    cargo test --workspace --locked --doc
+  fi
+else
+  echo "test.sh: cargo-nextest not installed (cargo install cargo-nextest --locked); running cargo test" >&2
+  runner=(cargo test --workspace --locked)
+fi
 
 if [ -n "${COFFER_TEST_METADATA:-}${COFFER_TEST_STORE:-}" ]; then
   pass "${COFFER_TEST_METADATA:-sqlite}" "${COFFER_TEST_STORE:-local}" "$@"
