@@ -6,11 +6,71 @@
 //! `(position hi, position lo, xor)` flips bits, and a final odd byte count
 //! truncates. The rule checked: an object opens only if it is exactly the
 //! object sealed, and then gives back exactly the plaintext sealed; every
-//! other object is refused with an error, never a panic.
+//! other object is refused with an error, never a panic. A first byte of 3
+//! mod 4 does the same to a v2 object (a two-slot segment, double encrypted
+//! when the second byte is odd); raw inputs are also tried as v2 objects.
 
 use bytes::BytesMut;
 
+use crate::object::{Dek, Kind, ObjectHeader, ObjectKeys, SLOT, Target};
 use crate::{ChunkHeader, ChunkKey, SecretKey, open_chunk, seal_chunk, unwrap_key};
+
+/// Apply `edits` as in [`open`] to a sealed v2 segment of two slots (double
+/// encryption when `layers` is odd); it opens only if unchanged.
+fn edit_v2(dek: &SecretKey, layers: u8, edits: &[u8]) {
+    let h = ObjectHeader {
+        kind: Kind::Segment,
+        deks: (42, (layers % 2 == 1).then_some(43)),
+        object_id: [9; 16],
+        index: 1,
+        slots: 2,
+    };
+    let d2 = Dek { id: 43, key: dek };
+    let keys =
+        ObjectKeys::derive(h, &Dek { id: 42, key: dek }, h.deks.1.map(|_| &d2)).expect("keys");
+    let plain: Vec<u8> = (0..SLOT)
+        .map(|i| u8::try_from(i % 253).expect("< 253"))
+        .collect();
+    let t = [
+        (
+            Target {
+                chunk: 5,
+                sector: 1,
+            },
+            &plain[..],
+        ),
+        (
+            Target {
+                chunk: 2,
+                sector: 0,
+            },
+            &plain[..],
+        ),
+    ];
+    let sealed = keys.seal_object(&t).expect("seal");
+    let mut object = sealed.clone();
+    let mut triples = edits.chunks_exact(3);
+    for e in triples.by_ref() {
+        let pos = usize::from(u16::from_be_bytes([e[0], e[1]]));
+        if let Some(b) = object.get_mut(pos) {
+            *b ^= e[2];
+        } else {
+            object.push(e[2]);
+        }
+    }
+    if let [cut] = triples.remainder() {
+        object.truncate(usize::from(*cut) * 37);
+    }
+    let edited = object.clone();
+    match keys.open_object(&mut object) {
+        Ok(got) => {
+            assert_eq!(edited, sealed, "an edited v2 object opened");
+            assert_eq!(got[1].0, t[1].0);
+            assert_eq!(got[1].1, plain);
+        }
+        Err(_) => assert_ne!(edited, sealed, "the sealed v2 object did not open"),
+    }
+}
 
 /// Decode and open `input` (see the module docs). Panics only on a bug.
 pub fn open(input: &[u8]) {
@@ -29,11 +89,32 @@ pub fn open(input: &[u8]) {
         );
         // The same bytes as a wrapped key: refused, never a panic.
         let _ = unwrap_key(&dek, rest);
+        // And as a v2 object, opened under keys of the DEK ids it names.
+        if let Ok(h) = ObjectHeader::decode(rest) {
+            let d2 = h.deks.1.map(|id| Dek { id, key: &dek });
+            let keys = ObjectKeys::derive(
+                h,
+                &Dek {
+                    id: h.deks.0,
+                    key: &dek,
+                },
+                d2.as_ref(),
+            )
+            .expect("the header's own DEK ids");
+            let mut obj = rest.to_vec();
+            assert!(
+                keys.open_object(&mut obj).is_err(),
+                "a v2 object nobody sealed opened"
+            );
+        }
         return;
     }
     let Some((&len, edits)) = rest.split_first() else {
         return;
     };
+    if mode % 4 == 3 {
+        return edit_v2(&dek, len, edits);
+    }
     let plain: Vec<u8> = (0..len).map(|i| i.wrapping_mul(31)).collect();
     let sealed = seal_chunk(&key, 9, 3, &plain).expect("seal");
     let mut object = sealed.clone();

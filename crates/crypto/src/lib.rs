@@ -3,6 +3,9 @@
 //!
 //! - [`chunk`]: the sealed chunk object format (AES-256-GCM, header as
 //!   associated data, nonce from a never-reused counter);
+//! - [`object`]: the sealed object format v2 (4 KiB slots under
+//!   per-object keys from HKDF, optional second layer; not used by the
+//!   volume yet: docs/design/format-v2-and-keys.md);
 //! - [`wrap`]: key wrapping of DEKs and key material (AES-KWP, RFC 5649);
 //! - [`secret`]: secret key types that zeroize on drop, random bytes, API
 //!   token generation and hashing, passphrase key derivation.
@@ -12,6 +15,7 @@
 pub mod chunk;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod object;
 pub mod secret;
 pub mod wrap;
 
