@@ -1,7 +1,8 @@
 //! What another process can learn from a running `coffer serve`: it is not
 //! dumpable and may not dump core, and a secret given in its environment
 //! (here the root passphrase) is gone from `/proc/PID/environ` once it has
-//! started, while the server works with it.
+//! started, while the server works with it; its key bytes are locked in
+//! memory.
 
 mod common;
 
@@ -38,6 +39,19 @@ fn serve_is_not_dumpable_and_its_environment_holds_no_secret() {
         .unwrap();
     let fields: Vec<&str> = core.split_whitespace().collect();
     assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+    // Its keys' bytes are locked out of swap (the test runs where mlock is
+    // allowed: as root, or under a large enough RLIMIT_MEMLOCK).
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let locked_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        locked_kb >= 4,
+        "no key page is locked: VmLck {locked_kb} kB"
+    );
     // PR_SET_DUMPABLE 0, as the kernel reported it back to the server.
     assert!(
         s.log().contains("process hardened: not dumpable"),

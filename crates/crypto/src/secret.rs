@@ -10,29 +10,84 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::CryptoError;
 
-/// A 256-bit secret key. Zeroized on drop; `Debug` never prints it.
-#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
-pub struct SecretKey([u8; 32]);
+/// A 256-bit secret key. Zeroized on drop; `Debug` never prints it. Its
+/// bytes live in a heap cell of their own whose page is locked in memory
+/// (`mlock`, so never written to swap) where the system allows: see
+/// [`locked_pages`].
+#[derive(PartialEq, Eq)]
+pub struct SecretKey(Box<[u8; 32]>);
+
+/// Pages locked for key bytes so far, and locks the system refused (e.g.
+/// past `RLIMIT_MEMLOCK`). A page stays locked once locked: unlocking it
+/// when one key is dropped would unlock every other key on that page.
+static LOCKED: std::sync::Mutex<(std::collections::BTreeSet<usize>, u64)> =
+    std::sync::Mutex::new((std::collections::BTreeSet::new(), 0));
+
+/// (pages locked for key bytes, locks refused) in this process.
+pub fn locked_pages() -> (usize, u64) {
+    let l = LOCKED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    (l.0.len(), l.1)
+}
+
+/// Lock the page(s) under `cell` in memory, once per page.
+fn lock_cell(cell: &[u8; 32]) {
+    let page = region::page::size();
+    let start = cell.as_ptr() as usize;
+    let first = start / page;
+    let last = (start + cell.len() - 1) / page;
+    let mut l = LOCKED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for p in first..=last {
+        if l.0.contains(&p) {
+            continue;
+        }
+        match region::lock((p * page) as *const u8, page) {
+            Ok(guard) => {
+                // Kept locked for the life of the process (see LOCKED).
+                std::mem::forget(guard);
+                l.0.insert(p);
+            }
+            Err(_) => l.1 += 1,
+        }
+    }
+}
 
 impl SecretKey {
+    fn new_cell() -> Box<[u8; 32]> {
+        let cell = Box::new([0u8; 32]);
+        lock_cell(&cell);
+        cell
+    }
+
     /// A fresh random key.
     pub fn generate() -> Self {
-        let mut k = [0u8; 32];
-        random_bytes(&mut k);
-        Self(k)
+        let mut cell = Self::new_cell();
+        random_bytes(&mut cell[..]);
+        Self(cell)
     }
 
     /// Take ownership of key bytes (the caller zeroizes its copy).
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+    pub fn from_bytes(mut bytes: [u8; 32]) -> Self {
+        let mut cell = Self::new_cell();
+        cell.copy_from_slice(&bytes);
+        bytes.zeroize();
+        Self(cell)
     }
 
     /// Copy key bytes from a slice of exactly 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| {
-            CryptoError::Malformed(format!("key is {} bytes, expected 32", bytes.len()))
-        })?;
-        Ok(Self(arr))
+        if bytes.len() != 32 {
+            return Err(CryptoError::Malformed(format!(
+                "key is {} bytes, expected 32",
+                bytes.len()
+            )));
+        }
+        let mut cell = Self::new_cell();
+        cell.copy_from_slice(bytes);
+        Ok(Self(cell))
     }
 
     /// The key bytes. Keep the borrow short.
@@ -44,17 +99,39 @@ impl SecretKey {
     /// iterations, OWASP 2023) and a 16-byte random salt stored beside the
     /// data it protects.
     pub fn from_passphrase(passphrase: &[u8], salt: &[u8]) -> Self {
-        let mut k = [0u8; 32];
+        let mut cell = Self::new_cell();
         aws_lc_rs::pbkdf2::derive(
             aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256,
             NonZeroU32::new(600_000).expect("non-zero"),
             salt,
             passphrase,
-            &mut k,
+            &mut cell[..],
         );
-        Self(k)
+        Self(cell)
     }
 }
+
+impl Clone for SecretKey {
+    fn clone(&self) -> Self {
+        let mut cell = Self::new_cell();
+        cell.copy_from_slice(&self.0[..]);
+        Self(cell)
+    }
+}
+
+impl Zeroize for SecretKey {
+    fn zeroize(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for SecretKey {}
 
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,6 +177,28 @@ pub fn sha256_hex(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_bytes_are_locked_in_memory() {
+        let k = SecretKey::generate();
+        let (pages, refused) = locked_pages();
+        assert!(
+            pages + usize::try_from(refused).unwrap() >= 1,
+            "no lock was even tried"
+        );
+        if refused == 0 {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let kb: u64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmLck:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap();
+            assert!(kb >= 4, "VmLck is {kb} kB with {pages} pages locked");
+        }
+        let c = k.clone();
+        assert_eq!(c.expose(), k.expose());
+    }
 
     #[test]
     fn tokens_are_long_random_and_hash_stably() {

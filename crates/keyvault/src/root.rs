@@ -72,7 +72,7 @@ impl FileRootKey {
         let err = |what: &str, e: std::io::Error| {
             VaultError::Root(format!("{what} {}: {e}", path.display()))
         };
-        match std::fs::read_to_string(path) {
+        match std::fs::read_to_string(path).map(zeroize::Zeroizing::new) {
             Ok(text) => {
                 let mode = std::fs::metadata(path)
                     .map_err(|e| err("cannot stat", e))?
