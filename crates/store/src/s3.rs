@@ -24,7 +24,7 @@ use object_store::{ObjectStore as _, ObjectStoreExt as _, PutMode, PutOptions, P
 use crate::{ObjectStore, StoreError, validate_key};
 
 /// Where an [`S3Store`] keeps its objects, parsed from
-/// `s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION`.
+/// `s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION&ca_cert=PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Location {
     /// Bucket name.
@@ -40,6 +40,10 @@ pub struct S3Location {
     /// a private cloud has no such service, and a clear "no credentials"
     /// error beats a request to a link-local address.
     pub instance_credentials: bool,
+    /// A PEM file of CA certificates that an `https://` endpoint's
+    /// certificate must chain to (a private CA), instead of the system's
+    /// roots (`ca_cert=PATH`).
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl S3Location {
@@ -63,15 +67,17 @@ impl S3Location {
             endpoint: None,
             region: "us-east-1".into(),
             instance_credentials: false,
+            ca_cert: None,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("endpoint", v)) => loc.endpoint = Some(v.to_string()),
                 Some(("region", v)) => loc.region = v.to_string(),
                 Some(("credentials", "instance")) => loc.instance_credentials = true,
+                Some(("ca_cert", v)) if !v.is_empty() => loc.ca_cert = Some(v.into()),
                 _ => {
                     return Err(bad(
-                        "unknown parameter (use endpoint=URL, region=NAME, credentials=instance)",
+                        "unknown parameter (use endpoint=URL, region=NAME, credentials=instance, ca_cert=PATH)",
                     ));
                 }
             }
@@ -153,6 +159,23 @@ impl S3Store {
         }
         if let Some(e) = &loc.endpoint {
             b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        }
+        if let Some(path) = &loc.ca_cert {
+            let unusable = |why: String| StoreError::Io {
+                key: format!("s3://{}", loc.bucket),
+                cause: std::io::Error::other(format!("ca_cert {}: {why}", path.display())),
+            };
+            let pem = std::fs::read(path).map_err(|e| unusable(e.to_string()))?;
+            let certs = object_store::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| unusable(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(unusable("no certificate in it".into()));
+            }
+            let mut options = object_store::ClientOptions::new().with_no_system_certificates(true);
+            for c in certs {
+                options = options.with_root_certificate(c);
+            }
+            b = b.with_client_options(options);
         }
         let s3 = b.build().map_err(|e| io(&loc.bucket, e))?;
         Ok(Self { s3, loc })
