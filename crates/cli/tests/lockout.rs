@@ -81,7 +81,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn recover_mints_a_short_lived_owner_with_the_root_key_only() {
-    let s = Server::start();
+    let mut s = Server::start();
     let before = s.meta.row_counts();
 
     // A wrong root key: refused, and nothing written.
@@ -177,6 +177,50 @@ fn recover_mints_a_short_lived_owner_with_the_root_key_only() {
             .any(|a| a["principal_id"] == id.as_str() && a["role"] == "Owner"),
         "{at_root}"
     );
-    s.assert_no_panic();
     assert!(!s.log().contains(&token));
+
+    // Again at once (most likely in the same second): another recovery
+    // Owner, not a name clash.
+    let again = recover(
+        &s,
+        &[
+            "--root-key-file",
+            s.root_key().to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_ne!(again["name"], v["name"]);
+
+    // With the server stopped: the token minted then works once it is back.
+    s.stop();
+    let out = recover(
+        &s,
+        &[
+            "--root-key-file",
+            s.root_key().to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    s.launch(&[]);
+    let who = as_token(&s, stopped["token"].as_str().unwrap(), &["whoami"]);
+    assert!(
+        who.status.success(),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
+    s.assert_no_panic();
 }

@@ -55,7 +55,10 @@ impl Service {
             .chars()
             .filter(char::is_ascii_digit)
             .collect();
-        let name = format!("recovery-{stamp}");
+        // A random tail: two recoveries in the same second get two names.
+        let mut tail = [0u8; 3];
+        coffer_crypto::random_bytes(&mut tail);
+        let name = format!("recovery-{stamp}-{}", hex::encode(tail));
         let p = self
             .meta
             .create_tenant_with_principal(&name, &name, &name, true)
