@@ -58,6 +58,7 @@ pub struct Client {
     http: reqwest::Client,
     endpoint: String,
     token: zeroize::Zeroizing<String>,
+    ca_cert: Option<String>,
 }
 
 impl Client {
@@ -73,8 +74,15 @@ impl Client {
         Ok(Self {
             http: http.build().context("cannot set up the HTTP client")?,
             endpoint: r.endpoint,
-            token: zeroize::Zeroizing::new(r.token),
+            token: r.token,
+            ca_cert: r.ca_cert,
         })
+    }
+
+    /// The CA certificate (PEM) this client trusts for the endpoint, if its
+    /// profile names one (the deployment CA).
+    pub fn ca_cert(&self) -> Option<&str> {
+        self.ca_cert.as_deref()
     }
 
     /// The API endpoint.

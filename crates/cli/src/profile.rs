@@ -8,20 +8,32 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 /// One profile.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// API endpoint, e.g. `http://127.0.0.1:8787`.
     pub endpoint: Option<String>,
-    /// API token.
-    pub token: Option<String>,
+    /// API token (wiped from memory when dropped).
+    pub token: Option<Zeroizing<String>>,
     /// The CA certificate (PEM) that the endpoint's TLS certificate must
     /// chain to (the deployment CA that `coffer serve` made); when set, the
     /// system's roots are not trusted for this profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<String>,
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| coffer_wire::REDACTED))
+            .field("ca_cert", &self.ca_cert.is_some())
+            .finish()
+    }
 }
 
 /// The config file.
@@ -48,7 +60,7 @@ pub fn config_path() -> PathBuf {
 /// Read the profiles file (empty if missing).
 pub fn load() -> anyhow::Result<ConfigFile> {
     let p = config_path();
-    match std::fs::read_to_string(&p) {
+    match std::fs::read_to_string(&p).map(Zeroizing::new) {
         Ok(s) => {
             toml::from_str(&s).with_context(|| format!("invalid profiles file {}", p.display()))
         }
@@ -64,7 +76,8 @@ pub fn save(cfg: &ConfigFile) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let p = config_path();
     let tmp = dir.join(".config.toml.tmp");
-    crate::files::write_private(&tmp, toml::to_string(cfg)?.as_bytes())?;
+    let text = Zeroizing::new(toml::to_string(cfg)?);
+    crate::files::write_private(&tmp, text.as_bytes())?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     std::fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))?;
     Ok(())
@@ -84,7 +97,7 @@ pub fn save_admin(endpoint: &str, token: &str, ca_cert: Option<&str>) -> anyhow:
         name.clone(),
         Profile {
             endpoint: Some(endpoint.to_string()),
-            token: Some(token.to_string()),
+            token: Some(Zeroizing::new(token.to_string())),
             ca_cert: ca_cert.map(str::to_string),
         },
     );
@@ -97,7 +110,7 @@ pub struct Resolved {
     /// The API endpoint.
     pub endpoint: String,
     /// The token.
-    pub token: String,
+    pub token: Zeroizing<String>,
     /// The CA certificate (PEM) to trust, if the profile or COFFER_CA_CERT
     /// (a file) names one.
     pub ca_cert: Option<String>,
@@ -123,7 +136,7 @@ pub fn resolve(profile: Option<&str>) -> anyhow::Result<Resolved> {
         .or(p.endpoint)
         .unwrap_or_else(|| "http://127.0.0.1:8787".into());
     let token = crate::secrets::get("COFFER_TOKEN")
-        .map(|t| t.to_string())
+        .map(|t| Zeroizing::new(t.to_string()))
         .or(p.token)
         .ok_or_else(|| {
         anyhow::anyhow!(
@@ -163,9 +176,11 @@ pub fn configure(
         p.endpoint = Some(e.trim_end_matches('/').to_string());
     }
     if let Some(f) = token_file {
-        let t = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read token file {}", f.display()))?;
-        p.token = Some(t.trim().to_string());
+        let t = Zeroizing::new(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read token file {}", f.display()))?,
+        );
+        p.token = Some(Zeroizing::new(t.trim().to_string()));
     }
     save(&cfg)?;
     println!("Profile '{name}' saved in {}", config_path().display());

@@ -150,20 +150,55 @@ impl DeploymentCa {
 
 /// A rustls server configuration serving `chain` with `key`, offering the
 /// ALPN protocols `alpn` (none for NBD; `http/1.1` for the API).
+///
+/// With `client_cas`, every client must present a certificate chaining to
+/// one of them (mutual TLS); without, clients are not asked for one.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     alpn: &[&[u8]],
+    client_cas: Option<Vec<CertificateDer<'static>>>,
 ) -> Result<std::sync::Arc<rustls::ServerConfig>> {
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut c = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| err("configuration", e))?
-        .with_no_client_auth()
+        .map_err(|e| err("configuration", e))?;
+    let builder = match client_cas {
+        None => builder.with_no_client_auth(),
+        Some(cas) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in cas {
+                roots.add(ca).map_err(|e| err("client CA certificate", e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| err("client CA certificates", e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut c = builder
         .with_single_cert(chain, key)
         .map_err(|e| err("certificate and key", e))?;
     c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(std::sync::Arc::new(c))
+}
+
+/// The certificates of a PEM file (at least one), e.g. CAs to trust.
+pub fn load_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| err(&format!("certificate file {}", path.display()), e))?;
+    if certs.is_empty() {
+        return Err(err(
+            &format!("certificate file {}", path.display()),
+            "no certificate in it",
+        ));
+    }
+    Ok(certs)
 }
 
 /// An operator's certificate chain and private key, from PEM files.

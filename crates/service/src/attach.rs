@@ -72,15 +72,17 @@ impl Service {
             tracing::warn!(disk = %d.id, old = %old, "took over the attachment of a node whose lease passed");
         }
         tracing::info!(disk = %d.id, attachment = %row.id, "disk attached");
+        let tls = self.config.nbd_tls;
         Ok(Attachment {
             id: row.id.to_string(),
             disk_id: d.id.to_string(),
             uri: Some(format!(
                 "{}://{}/{}",
-                if self.config.nbd_tls { "nbds" } else { "nbd" },
+                if tls { "nbds" } else { "nbd" },
                 node.nbd_endpoint,
                 token.as_str()
             )),
+            image_opts: Some(image_opts(&node.nbd_endpoint, token.as_str(), tls)),
             mode: row.mode,
             created_at: row.created_at,
         })
@@ -230,5 +232,36 @@ impl Service {
         let subject = self.subject_of(&p).await?;
         let target: Target = self.resource_target(disk.id, disk.account_id).await?;
         Ok(coffer_iam::authorize(&subject, Action::DisksAttach, &target).is_allowed())
+    }
+}
+
+/// qemu's `--image-opts` for an NBD export at `endpoint` (`HOST:PORT` or
+/// `[V6]:PORT`); under TLS they name the client's `tls0` credentials object.
+fn image_opts(endpoint: &str, export: &str, tls: bool) -> String {
+    let (host, port) = endpoint.rsplit_once(':').unwrap_or((endpoint, "10809"));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut s = format!(
+        "driver=nbd,server.type=inet,server.host={host},server.port={port},export={export}"
+    );
+    if tls {
+        s.push_str(",tls-creds=tls0");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_opts;
+
+    #[test]
+    fn image_opts_name_host_port_export_and_tls() {
+        assert_eq!(
+            image_opts("127.0.0.1:10809", "tok", false),
+            "driver=nbd,server.type=inet,server.host=127.0.0.1,server.port=10809,export=tok"
+        );
+        assert_eq!(
+            image_opts("[fd00::5]:1234", "tok", true),
+            "driver=nbd,server.type=inet,server.host=fd00::5,server.port=1234,export=tok,tls-creds=tls0"
+        );
     }
 }

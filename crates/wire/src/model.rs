@@ -71,7 +71,7 @@ pub struct Snapshot {
 }
 
 /// An attachment: how a block client reaches a disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Attachment {
     /// Attachment id.
     pub id: String,
@@ -82,11 +82,35 @@ pub struct Attachment {
     /// The export name is a secret: whoever has it can read and write the
     /// disk until it is detached. Shown only in the attach response.
     pub uri: Option<String>,
+    /// The same export as qemu's `--image-opts` (or `-drive`) options:
+    /// `driver=nbd,server.type=inet,server.host=H,server.port=P,export=E`,
+    /// and `,tls-creds=tls0` under TLS, for a client object
+    /// `--object tls-creds-x509,id=tls0,dir=DIR,endpoint=client` whose
+    /// DIR holds the deployment CA as `ca-cert.pem`. A secret, as `uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_opts: Option<String>,
     /// `rw`.
     pub mode: String,
     /// When.
     pub created_at: String,
 }
+
+/// Never prints the export name (a credential): logs and panics stay clean.
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("id", &self.id)
+            .field("disk_id", &self.disk_id)
+            .field("uri", &self.uri.as_ref().map(|_| REDACTED))
+            .field("image_opts", &self.image_opts.as_ref().map(|_| REDACTED))
+            .field("mode", &self.mode)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// What a redacting `Debug` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
 
 /// Create a disk: empty (`size` required) or from a snapshot.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -300,7 +324,7 @@ pub struct Token {
 }
 
 /// A token just created: the only time its secret is shown.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct NewToken {
     /// The token's public facts.
     #[serde(flatten)]
@@ -310,6 +334,16 @@ pub struct NewToken {
     /// value is dropped.
     #[schema(value_type = String)]
     pub secret: zeroize::Zeroizing<String>,
+}
+
+/// Never prints the secret.
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("token", &self.token)
+            .field("secret", &REDACTED)
+            .finish()
+    }
 }
 
 /// A role assignment: principal + role + scope.

@@ -8,7 +8,7 @@ use coffer_wire::{
 
 use super::{Confirm, confirm_delete, count_of};
 use crate::client::{Client, Paging, seg};
-use crate::output::{Output, View, at};
+use crate::output::{Output, View};
 use crate::resolve;
 
 /// A disk's table columns.
@@ -78,10 +78,16 @@ pub enum DiskCmd {
         #[arg(long)]
         size: ByteSize,
     },
-    /// Attach a disk: prints its NBD URI (a secret: it grants read-write access).
+    /// Attach a disk: prints its NBD URI (a secret: it grants read-write
+    /// access) and the qemu and nbdinfo arguments that use it.
     Attach {
         /// Disk id or name.
         disk: String,
+        /// Write the URI and qemu's image options to this file (created
+        /// with mode 0600) instead of printing them, so the secret stays
+        /// off the terminal and out of shell history.
+        #[arg(long, value_name = "FILE")]
+        uri_file: Option<std::path::PathBuf>,
     },
     /// Detach a disk: flushes it and revokes its NBD URI.
     Detach {
@@ -154,17 +160,10 @@ pub async fn run(c: &Client, out: &Output, cmd: DiskCmd) -> anyhow::Result<()> {
                 .await?;
             out.show(&d, View::Fields)
         }
-        DiskCmd::Attach { disk } => {
+        DiskCmd::Attach { disk, uri_file } => {
             let id = resolve::id(c, Kind::Disk, &disk).await?;
             let a: Attachment = c.action(&format!("/v1/disks/{}/attach", seg(&id))).await?;
-            let text = |v: &serde_json::Value| {
-                let uri = at(v, "/uri");
-                format!(
-                    "{uri}\n\nThe URI above grants read-write access to the disk until `coffer disk detach {}`.\nExample: qemu-img convert -n -O raw image.raw '{uri}'",
-                    at(v, "/disk_id"),
-                )
-            };
-            out.show(&a, View::Text(&text))
+            super::attach::show(c, out, a, uri_file.as_deref())
         }
         DiskCmd::Detach { disk } => {
             let id = resolve::id(c, Kind::Disk, &disk).await?;

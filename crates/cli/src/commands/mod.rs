@@ -3,6 +3,7 @@
 //! API's wire types; printing goes through [`crate::output`].
 
 pub mod admin;
+mod attach;
 pub mod disk;
 pub mod iam;
 pub mod org;

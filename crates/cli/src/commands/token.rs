@@ -91,7 +91,7 @@ pub async fn run(c: &Client, out: &Output, cmd: TokenCmd) -> anyhow::Result<()> 
                     let mut cfg = profile::load()?;
                     let p = cfg.profiles.entry(name.clone()).or_default();
                     p.endpoint = Some(c.endpoint().to_string());
-                    p.token = Some(new.secret.to_string());
+                    p.token = Some(new.secret.clone());
                     if let Err(e) = profile::save(&cfg) {
                         // The token exists now: do not lose its secret.
                         out.show(&new, View::Fields)?;

@@ -145,6 +145,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     tracing::info!("process hardened: not dumpable, core dumps off");
     let o = args.with_file()?;
     let data_dir = data_dir_of(&o);
+    let limits = o.http_limits()?;
     let listen = o
         .listen
         .unwrap_or_else(|| "127.0.0.1:8787".parse().expect("addr"));
@@ -324,7 +325,6 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
             },
         ))
     };
-    let limits = o.http_limits();
     let app = coffer_api::router(
         service.clone(),
         &limits,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// field given on the command line (or by its environment variable) wins
 /// over the file. A few are command-line only (`#[serde(skip)]`) or file
 /// only (`#[arg(skip)]`).
-#[derive(Debug, Default, clap::Args, Serialize, Deserialize)]
+#[derive(Default, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeOptions {
     /// Configuration file (TOML); command-line options override it.
@@ -96,6 +96,11 @@ pub struct ServeOptions {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "COFFER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Require NBD clients to present a certificate issued by one of the
+    /// CAs in this PEM file (mutual TLS: the export name alone is then not
+    /// enough to reach a disk). Turns TLS on.
+    #[arg(long, env = "COFFER_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Allow a listener off loopback without TLS (warned at every start):
     /// tokens, export names and disk data then cross the network in clear.
     #[arg(long)]
@@ -110,17 +115,81 @@ pub struct ServeOptions {
     #[arg(long, env = "COFFER_BODY_TIMEOUT", value_parser = check_duration)]
     pub body_timeout: Option<String>,
     /// HTTP connections open at once (default 1024); more get 503.
-    #[arg(long, env = "COFFER_MAX_CONNECTIONS")]
+    #[arg(long, env = "COFFER_MAX_CONNECTIONS", value_parser = at_least_one)]
     pub max_connections: Option<usize>,
     /// HTTP connections open at once from one client address (default
     /// 128); more get 429.
-    #[arg(long, env = "COFFER_MAX_CONNECTIONS_PER_ADDRESS")]
+    #[arg(long, env = "COFFER_MAX_CONNECTIONS_PER_ADDRESS", value_parser = at_least_one)]
     pub max_connections_per_address: Option<usize>,
     /// Regions and zones; default: region `local`, zones `local-a/b/c`.
     /// Configuration file only.
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<RegionConfig>,
+}
+
+/// Prints the options with the passwords of the metadata and store URLs
+/// left out.
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        for key in ["metadata", "store"] {
+            if let Some(serde_json::Value::String(url)) = v.get_mut(key) {
+                *url = redact_url(url);
+            }
+        }
+        write!(f, "ServeOptions {v}")
+    }
+}
+
+/// `url` without a password: neither in its user info
+/// (`postgres://user:PASSWORD@host`) nor in a query parameter whose name
+/// says it is one (`?password=…`, `sslpassword`, `secret…`).
+pub(crate) fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let (authority, path) = before_query.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:{}@{host}", coffer_wire::REDACTED),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let mut out = format!("{scheme}{authority}{path}");
+    if let Some(q) = query {
+        let q: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _))
+                    if ["password", "secret", "token"]
+                        .iter()
+                        .any(|w| k.to_ascii_lowercase().contains(w)) =>
+                {
+                    format!("{k}={}", coffer_wire::REDACTED)
+                }
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&q.join("&"));
+    }
+    out
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}: give a whole number, e.g. 1024")),
+    }
 }
 
 pub(crate) fn check_duration(s: &str) -> Result<String, String> {
@@ -131,22 +200,27 @@ pub(crate) fn check_duration(s: &str) -> Result<String, String> {
 
 impl ServeOptions {
     /// The HTTP listener's limits: these options over the defaults.
-    pub(crate) fn http_limits(&self) -> coffer_api::Limits {
+    pub(crate) fn http_limits(&self) -> anyhow::Result<coffer_api::Limits> {
         let d = coffer_api::Limits::default();
         let dur = |s: &Option<String>, def: Duration| {
             s.as_deref()
                 .and_then(|s| humantime::parse_duration(s).ok())
                 .unwrap_or(def)
         };
-        coffer_api::Limits {
+        let positive = |v: Option<usize>, def: usize, name: &str| match v {
+            Some(0) => anyhow::bail!("{name} must be at least 1"),
+            v => Ok(v.unwrap_or(def)),
+        };
+        Ok(coffer_api::Limits {
             header_timeout: dur(&self.header_timeout, d.header_timeout),
             body_timeout: dur(&self.body_timeout, d.body_timeout),
-            max_connections: self.max_connections.unwrap_or(d.max_connections).max(1),
-            max_per_address: self
-                .max_connections_per_address
-                .unwrap_or(d.max_per_address)
-                .max(1),
-        }
+            max_connections: positive(self.max_connections, d.max_connections, "max_connections")?,
+            max_per_address: positive(
+                self.max_connections_per_address,
+                d.max_per_address,
+                "max_connections_per_address",
+            )?,
+        })
     }
 
     /// These options (the command line) over those of `--config`'s file.
@@ -175,5 +249,38 @@ impl ServeOptions {
         out.tls = self.tls;
         out.insecure_plaintext = self.insecure_plaintext;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(
+            redact_url("postgres://coffer:hunter2@db:5432/coffer?sslmode=verify-full"),
+            "postgres://coffer:<redacted>@db:5432/coffer?sslmode=verify-full"
+        );
+        assert_eq!(
+            redact_url("postgres://db/coffer?user=c&password=hunter2"),
+            "postgres://db/coffer?user=c&password=<redacted>"
+        );
+        assert_eq!(redact_url("/var/lib/coffer"), "/var/lib/coffer");
+        assert_eq!(
+            redact_url("s3://bucket/p?endpoint=http://127.0.0.1:9000"),
+            "s3://bucket/p?endpoint=http://127.0.0.1:9000"
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_password() {
+        let o = ServeOptions {
+            metadata: Some("postgres://coffer:hunter2@db/coffer".into()),
+            ..ServeOptions::default()
+        };
+        let d = format!("{o:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        assert!(d.contains("postgres://coffer:<redacted>@db/coffer"), "{d}");
     }
 }

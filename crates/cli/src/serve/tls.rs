@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use coffer_keyvault::tls::{load_pem, server_config};
+use coffer_keyvault::tls::{load_certs, load_pem, server_config};
 use coffer_keyvault::{DeploymentCa, RootKey};
 use coffer_meta::Meta;
 
@@ -26,7 +26,10 @@ pub(crate) struct Tls {
 /// allowed off loopback.
 pub(crate) fn wanted(o: &ServeOptions, api: SocketAddr, nbd: SocketAddr) -> bool {
     let off_loopback = !api.ip().is_loopback() || !nbd.ip().is_loopback();
-    let tls = o.tls || o.tls_cert.is_some() || (off_loopback && !o.insecure_plaintext);
+    let tls = o.tls
+        || o.tls_cert.is_some()
+        || o.tls_client_ca.is_some()
+        || (off_loopback && !o.insecure_plaintext);
     if off_loopback && !tls {
         eprintln!(
             "warning: --insecure-plaintext: the API ({api}) or NBD ({nbd}) listens off loopback without TLS; bearer tokens, export names and disk data cross the network in clear"
@@ -106,9 +109,15 @@ pub(crate) async fn setup(
         }
         _ => anyhow::bail!("give both --tls-cert and --tls-key, or neither"),
     };
+    let client_cas = o
+        .tls_client_ca
+        .as_deref()
+        .map(load_certs)
+        .transpose()
+        .context("--tls-client-ca")?;
     Ok(Tls {
-        api: server_config(chain.clone(), key.clone_key(), &[b"http/1.1"])?,
-        nbd: server_config(chain, key, &[])?,
+        api: server_config(chain.clone(), key.clone_key(), &[b"http/1.1"], None)?,
+        nbd: server_config(chain, key, &[], client_cas)?,
         ca_pem,
     })
 }

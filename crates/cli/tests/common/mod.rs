@@ -113,6 +113,10 @@ impl Server {
             dir.path().join("admin.token"),
         )
         .unwrap();
+        // And the deployment CA its profile trusts, under TLS.
+        if let Ok(ca) = std::fs::read(self.dir.path().join("ca.pem")) {
+            std::fs::write(dir.path().join("ca.pem"), ca).unwrap();
+        }
         let store = match self.store.url() {
             Some(url) => url.to_string(),
             None => self.data_dir().join("objects").display().to_string(),
