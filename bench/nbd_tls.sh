@@ -73,7 +73,7 @@ mkdir -p "$work/qclient" && cp "$work/qtls/ca-cert.pem" "$work/qclient/"
 qemu-img create -q -f raw "$work/plain.img" "$SIZE"
 qemu-img create -q -f raw "$work/tls.img" "$SIZE"
 qemu-nbd -f raw -x plain -b 127.0.0.1 -p 10941 -t --cache=writeback "$work/plain.img" & pids+=($!)
-qemu-nbd --object "tls-creds-x509,id=tls0,dir=$work/qtls,endpoint=server" --tls-creds tls0 \
+qemu-nbd --object "tls-creds-x509,id=tls0,dir=$work/qtls,endpoint=server,verify-peer=off" --tls-creds tls0 \
   -f raw -x tls -b 127.0.0.1 -p 10942 -t --cache=writeback "$work/tls.img" & pids+=($!)
 qtls="--object tls-creds-x509,id=tls0,dir=$work/qclient,endpoint=client"
 qopts="driver=nbd,server.type=inet,server.host=127.0.0.1,server.port=10942,export=tls,tls-creds=tls0"
