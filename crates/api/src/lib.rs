@@ -3,9 +3,9 @@
 //! error codes to HTTP statuses, and the OpenAPI document served at
 //! `/openapi.json`. Every rule lives in the service layer; handlers only
 //! translate. Requests about a disk another node holds are forwarded to it
-//! ([`forward`]).
+//! (`forward`).
 //!
-//! Routes are declared once, in [`table`]; handlers live in [`routes`], one
+//! Routes are declared once, in [`table`]; handlers live in [`routes`](mod@routes), one
 //! module per resource kind.
 
 mod forward;

@@ -14,7 +14,7 @@
 //!   header timeout too.
 //! - **Errors the HTTP parser answers itself** (a request target over the
 //!   http crate's 64 KiB, a head over hyper's buffer, a malformed request
-//!   line) would go out as a bare status with no body. [`JsonErrors`]
+//!   line) would go out as a bare status with no body. `JsonErrors`
 //!   replaces such a response, which hyper writes only as the last thing on
 //!   a connection, by the same status with the API's JSON error body.
 

@@ -4,7 +4,7 @@
 //! the method, the path, the parameters, the request body and the success
 //! response. From this table come the router (so no route is served that is
 //! not in it), the OpenAPI document (each operation lists its policy as
-//! `x-coffer-policy` and its error codes per status), and [`routes`], which
+//! `x-coffer-policy` and its error codes per status), and `routes`, which
 //! the authorization matrix test walks.
 //!
 //! A route cannot be added without a policy: [`RouteTable::add`] takes one.

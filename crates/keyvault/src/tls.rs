@@ -91,7 +91,10 @@ impl DeploymentCa {
         };
         let wrapped = hex::decode(field("key")?).map_err(|e| err("stored CA key", e))?;
         let pkcs8 = root.unwrap(&wrapped).await?;
-        let der = PrivatePkcs8KeyDer::from(pkcs8.to_vec());
+        // Borrowed from the zeroizing buffer: no loose copy here. (rcgen's
+        // KeyPair keeps one DER copy of its own while the CA is in memory,
+        // at start-up; it is freed, not wiped: docs/SECURITY.md.)
+        let der = PrivatePkcs8KeyDer::from(&pkcs8[..]);
         let key = KeyPair::try_from(&der).map_err(|e| err("stored CA key", e))?;
         Ok(Self {
             cn: field("cn")?,

@@ -3,7 +3,7 @@
 //! built-in vault's wrapped keys, DEKs and their nonce counters, volumes and
 //! their chunk maps, disks, snapshots, attachments, and the queue of objects
 //! awaiting deletion, and the nodes sharing the deployment with their leases
-//! (see [`nodes`] for how several nodes are kept from writing one disk).
+//! (see `nodes` for how several nodes are kept from writing one disk).
 //!
 //! One implementation, [`Meta`], speaks portable SQL through sqlx's `Any`
 //! driver to SQLite (the embedded default) or PostgreSQL (scale-out); only

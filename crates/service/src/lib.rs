@@ -2,11 +2,11 @@
 //! over the lower layers (metadata, object store, key vault, block engine).
 //! The HTTP API and the NBD server call into it; it knows nothing of HTTP.
 //!
-//! One module per resource kind owns that kind's operations ([`disks`],
-//! [`snapshots`], [`attach`], [`org`] for tenants, folders and accounts,
-//! [`iam`] for principals, tokens and role assignments, [`fsck`] and [`gc`]
-//! for administration); [`access`] holds the one authorization check they
-//! all call, and [`node`] this node's lease. This file holds only the
+//! One module per resource kind owns that kind's operations (`disks`,
+//! `snapshots`, `attach`, `org` for tenants, folders and accounts,
+//! `iam` for principals, tokens and role assignments, `fsck` and `gc`
+//! for administration); `access` holds the one authorization check they
+//! all call, and `node` this node's lease. This file holds only the
 //! [`Service`] value they share.
 //!
 //! It owns:

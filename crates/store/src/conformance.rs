@@ -1,4 +1,4 @@
-//! The contract of [`ObjectStore`](crate::ObjectStore) as a test suite that
+//! The contract of [`ObjectStore`] as a test suite that
 //! every backend runs (the local and memory ones here, S3 in its own crate).
 
 use bytes::Bytes;

@@ -33,7 +33,7 @@ impl<T> Page<T> {
 
 /// The query of every paginated list, as the service takes it: paging and
 /// the union of every kind's filters. Each route declares (and the API
-/// decodes) only the filters its kind has: see [`list_query!`].
+/// decodes) only the filters its kind has: see the `list_query!` macro below.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListParams {
     /// Items per page, 1 to 1000 (default 100).
