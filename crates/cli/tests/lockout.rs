@@ -28,6 +28,25 @@ fn recover(s: &Server, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A recovery with the deployment's root key that must succeed: its JSON.
+fn recovered(s: &Server) -> serde_json::Value {
+    let out = recover(
+        s,
+        &[
+            "--root-key-file",
+            s.root_key().to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn as_token(s: &Server, token: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args(args)
@@ -181,40 +200,12 @@ fn recover_mints_a_short_lived_owner_with_the_root_key_only() {
 
     // Again at once (most likely in the same second): another recovery
     // Owner, not a name clash.
-    let again = recover(
-        &s,
-        &[
-            "--root-key-file",
-            s.root_key().to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    );
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
-    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    let again = recovered(&s);
     assert_ne!(again["name"], v["name"]);
 
     // With the server stopped: the token minted then works once it is back.
     s.stop();
-    let out = recover(
-        &s,
-        &[
-            "--root-key-file",
-            s.root_key().to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stopped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stopped = recovered(&s);
     s.launch(&[]);
     let who = as_token(&s, stopped["token"].as_str().unwrap(), &["whoami"]);
     assert!(

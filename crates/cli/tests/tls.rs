@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use coffer_testkit::tls::TestCa;
 use common::{Server, require, run};
 
 /// (host:port, export) of an `nbds://HOST:PORT/EXPORT` URI.
@@ -30,11 +31,7 @@ fn ca_dir(dir: &Path, pem: &str) -> PathBuf {
 
 /// A CA (and nothing else) of nobody's deployment.
 fn stranger_ca(dir: &Path) -> PathBuf {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let cert = p.self_signed(&key).unwrap();
-    ca_dir(dir, &cert.pem())
+    ca_dir(dir, TestCa::new("stranger").pem())
 }
 
 fn qemu_io(ca: &Path, hostport: &str, export: &str, cmd: &str) -> std::process::Output {
@@ -137,24 +134,16 @@ fn api_and_nbd_over_tls_with_the_deployment_ca() {
 #[test]
 fn an_operator_certificate_serves_instead() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
+    let ca = TestCa::new("operator");
+    let (cert, key) = ca.issue(&["localhost", "127.0.0.1"]);
     let (cert_f, key_f, ca_f) = (
         dir.path().join("server.pem"),
         dir.path().join("server.key"),
         dir.path().join("ca.pem"),
     );
-    std::fs::write(&cert_f, cert.pem()).unwrap();
-    std::fs::write(&key_f, key.serialize_pem()).unwrap();
-    std::fs::write(&ca_f, ca_cert.pem()).unwrap();
+    std::fs::write(&cert_f, cert).unwrap();
+    std::fs::write(&key_f, key).unwrap();
+    std::fs::write(&ca_f, ca.pem()).unwrap();
     let s = Server::start_with(
         &[
             "--tls-cert",
@@ -283,17 +272,9 @@ fn nbd_client_certificates_when_required() {
     require("qemu-io", "qemu-utils");
     let dir = tempfile::tempdir().unwrap();
     let client_ca = |name: &str| {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = p.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(p, ca_key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![format!("{name}.client")])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        (ca.pem(), cert.pem(), key.serialize_pem())
+        let ca = TestCa::new(name);
+        let (cert, key) = ca.issue(&[&format!("{name}.client")]);
+        (ca.pem().to_string(), cert, key)
     };
     let (ca_pem, cert_pem, key_pem) = client_ca("good");
     let (stranger_ca, stranger_cert, stranger_key) = client_ca("stranger");

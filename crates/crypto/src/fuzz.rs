@@ -15,6 +15,26 @@ use bytes::BytesMut;
 use crate::object::{Dek, Kind, ObjectHeader, ObjectKeys, SLOT, Target};
 use crate::{ChunkHeader, ChunkKey, SecretKey, open_chunk, seal_chunk, unwrap_key};
 
+/// `sealed` with `edits` applied: each triple `(position hi, position lo,
+/// xor)` flips bits (or appends past the end), and a final odd byte
+/// truncates to that many `cut_step`s.
+fn edited(sealed: &[u8], edits: &[u8], cut_step: usize) -> Vec<u8> {
+    let mut object = sealed.to_vec();
+    let mut triples = edits.chunks_exact(3);
+    for t in triples.by_ref() {
+        let pos = usize::from(u16::from_be_bytes([t[0], t[1]]));
+        if let Some(b) = object.get_mut(pos) {
+            *b ^= t[2];
+        } else {
+            object.push(t[2]);
+        }
+    }
+    if let [cut] = triples.remainder() {
+        object.truncate(usize::from(*cut) * cut_step);
+    }
+    object
+}
+
 /// Apply `edits` as in [`open`] to a sealed v2 segment of two slots (double
 /// encryption when `layers` is odd); it opens only if unchanged.
 fn edit_v2(dek: &SecretKey, layers: u8, edits: &[u8]) {
@@ -48,27 +68,16 @@ fn edit_v2(dek: &SecretKey, layers: u8, edits: &[u8]) {
         ),
     ];
     let sealed = keys.seal_object(&t).expect("seal");
-    let mut object = sealed.clone();
-    let mut triples = edits.chunks_exact(3);
-    for e in triples.by_ref() {
-        let pos = usize::from(u16::from_be_bytes([e[0], e[1]]));
-        if let Some(b) = object.get_mut(pos) {
-            *b ^= e[2];
-        } else {
-            object.push(e[2]);
-        }
-    }
-    if let [cut] = triples.remainder() {
-        object.truncate(usize::from(*cut) * 37);
-    }
-    let edited = object.clone();
+    // A v2 object is over 8 KiB: a cut byte counts 37-byte steps.
+    let changed = edited(&sealed, edits, 37);
+    let mut object = changed.clone();
     match keys.open_object(&mut object) {
         Ok(got) => {
-            assert_eq!(edited, sealed, "an edited v2 object opened");
+            assert_eq!(changed, sealed, "an edited v2 object opened");
             assert_eq!(got[1].0, t[1].0);
             assert_eq!(got[1].1, plain);
         }
-        Err(_) => assert_ne!(edited, sealed, "the sealed v2 object did not open"),
+        Err(_) => assert_ne!(changed, sealed, "the sealed v2 object did not open"),
     }
 }
 
@@ -117,19 +126,7 @@ pub fn open(input: &[u8]) {
     }
     let plain: Vec<u8> = (0..len).map(|i| i.wrapping_mul(31)).collect();
     let sealed = seal_chunk(&key, 9, 3, &plain).expect("seal");
-    let mut object = sealed.clone();
-    let mut triples = edits.chunks_exact(3);
-    for t in triples.by_ref() {
-        let pos = usize::from(u16::from_be_bytes([t[0], t[1]]));
-        if let Some(b) = object.get_mut(pos) {
-            *b ^= t[2];
-        } else {
-            object.push(t[2]);
-        }
-    }
-    if let [cut] = triples.remainder() {
-        object.truncate(usize::from(*cut));
-    }
+    let object = edited(&sealed, edits, 1);
     match open_chunk(&key, 9, 3, BytesMut::from(&object[..])) {
         Ok(got) => {
             assert_eq!(object, sealed, "an edited object opened");

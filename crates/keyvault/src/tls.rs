@@ -210,15 +210,7 @@ pub fn load_pem(
     key: &std::path::Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     use rustls::pki_types::pem::PemObject;
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| err(&format!("certificate file {}", cert.display()), e))?;
-    if chain.is_empty() {
-        return Err(err(
-            &format!("certificate file {}", cert.display()),
-            "no certificate in it",
-        ));
-    }
+    let chain = load_certs(cert)?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| err(&format!("key file {}", key.display()), e))?;
     Ok((chain, key))

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use coffer_meta::Meta;
+use coffer_testkit::tls::TestCa;
 
 /// The PostgreSQL server programs (Debian's layout).
 fn pg_bin(name: &str) -> PathBuf {
@@ -49,18 +50,10 @@ fn rustix_is_root() -> bool {
         .unwrap()
 }
 
-fn private_ca() -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = p.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(p, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
+fn private_ca(name: &str) -> (String, String, String) {
+    let ca = TestCa::new(name);
+    let (cert, key) = ca.issue(&["127.0.0.1", "localhost"]);
+    (ca.pem().to_string(), cert, key)
 }
 
 /// A running private cluster; stopped on drop.
@@ -132,8 +125,8 @@ fn start_cluster(cert: &str, key: &str, port: u16) -> Cluster {
 
 #[tokio::test]
 async fn metadata_over_verified_tls_only() {
-    let (ca, cert, key) = private_ca();
-    let (stranger, _, _) = private_ca();
+    let (ca, cert, key) = private_ca("postgres");
+    let (stranger, _, _) = private_ca("stranger");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()

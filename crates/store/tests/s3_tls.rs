@@ -5,25 +5,13 @@
 use bytes::Bytes;
 use coffer_store::{ObjectStore, S3Location, S3Store};
 use coffer_testkit::S3_TEST_KEY;
+use coffer_testkit::tls::TestCa;
 
 /// A CA and a certificate it issued for 127.0.0.1: (CA PEM, cert PEM, key PEM).
-fn private_ca() -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    // Names of their own: OpenSSL (curl, moto) takes a leaf whose subject
-    // equals its issuer for a self-signed certificate.
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "coffer test S3 CA");
-    let ca = p.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(p, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut leaf =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    leaf.distinguished_name
-        .push(rcgen::DnType::CommonName, "127.0.0.1");
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
+fn private_ca(name: &str) -> (String, String, String) {
+    let ca = TestCa::new(name);
+    let (cert, key) = ca.issue(&["127.0.0.1", "localhost"]);
+    (ca.pem().to_string(), cert, key)
 }
 
 struct Moto(std::process::Child);
@@ -38,8 +26,8 @@ impl Drop for Moto {
 #[tokio::test]
 async fn https_endpoint_verified_against_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = private_ca();
-    let (stranger, _, _) = private_ca();
+    let (ca, cert, key) = private_ca("s3");
+    let (stranger, _, _) = private_ca("stranger");
     let f = |name: &str, pem: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, pem).unwrap();

@@ -471,6 +471,61 @@ fn http_status(endpoint: &str, method: &str, path: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// Certificate authorities of nobody's deployment, for TLS tests: a CA and
+/// the certificates it issues, as PEM.
+pub mod tls {
+    /// A private CA.
+    pub struct TestCa {
+        issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+        pem: String,
+    }
+
+    impl TestCa {
+        /// A new CA named `name` (its common name: OpenSSL clients take a
+        /// leaf whose subject equals its issuer for a self-signed
+        /// certificate, so CA and leaves get names of their own).
+        ///
+        /// # Panics
+        /// If rcgen fails.
+        pub fn new(name: &str) -> Self {
+            let key = rcgen::KeyPair::generate().expect("CA key");
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+            let pem = p.self_signed(&key).expect("CA certificate").pem();
+            Self {
+                issuer: rcgen::Issuer::new(p, key),
+                pem,
+            }
+        }
+
+        /// The CA certificate.
+        pub fn pem(&self) -> &str {
+            &self.pem
+        }
+
+        /// A certificate for `names` (DNS names or IP addresses; the first
+        /// is also its common name) and its private key: (cert, key) PEM.
+        ///
+        /// # Panics
+        /// If rcgen fails.
+        pub fn issue(&self, names: &[&str]) -> (String, String) {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let mut p = rcgen::CertificateParams::new(
+                names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>(),
+            )
+            .expect("params");
+            p.distinguished_name.push(
+                rcgen::DnType::CommonName,
+                names.first().copied().unwrap_or("leaf"),
+            );
+            let cert = p.signed_by(&key, &self.issuer).expect("certificate");
+            (cert.pem(), key.serialize_pem())
+        }
+    }
+}
+
 /// SoftHSM2, a software PKCS#11 token, for tests of the HSM root key.
 pub mod softhsm {
     use std::path::{Path, PathBuf};
