@@ -222,8 +222,12 @@ fn attach_prints_commands_that_work_over_tls() {
     );
     s.cli(&["disk", "detach", &disk]);
 
-    // With --uri-file the secret goes to a 0600 file, not to the terminal.
+    // With --uri-file the secret goes to a 0600 file, not to the terminal;
+    // a file that was there, readable by all, is made private first.
+    use std::os::unix::fs::PermissionsExt;
     let file = s.scratch().join("attach.env");
+    std::fs::write(&file, "old").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = s.cli_raw(&[
         "disk",
         "attach",
@@ -250,7 +254,6 @@ fn attach_prints_commands_that_work_over_tls() {
         !printed.contains(&export),
         "the secret was printed:\n{printed}"
     );
-    use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the URI file is private");
     let f = file.display();
