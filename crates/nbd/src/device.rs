@@ -67,6 +67,16 @@ pub trait BlockDevice: Send + Sync + 'static {
     /// Discard `len` bytes at `offset`; they read back as zeroes afterwards.
     async fn trim(&self, offset: u64, len: u32, fua: bool) -> Result<(), DeviceError>;
 
+    /// How `len` bytes at `offset` are allocated: consecutive runs of
+    /// `(length, hole)` covering the range in order, where a hole reads as
+    /// zeroes and holds no stored data. Answers NBD_CMD_BLOCK_STATUS for
+    /// `base:allocation`; must not read data. The default reports one run
+    /// of data, which is always correct.
+    async fn extents(&self, offset: u64, len: u32) -> Result<Vec<(u32, bool)>, DeviceError> {
+        let _ = offset;
+        Ok(vec![(len, false)])
+    }
+
     /// Write zeroes over `len` bytes at `offset`. `may_trim` is false when the
     /// client sent NBD_CMD_FLAG_NO_HOLE.
     async fn write_zeroes(

@@ -8,6 +8,7 @@ pub mod device;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod server;
+mod structured;
 
 pub use device::*;
 pub use server::{NbdError, ServerConfig, handle_connection, serve};

@@ -46,6 +46,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{RwLock, Semaphore, mpsc};
 
 use crate::device::{BlockDevice, DeviceError, ExportResolver};
+use crate::structured::{
+    self as st, CMD_BLOCK_STATUS, CMD_FLAG_REQ_ONE, OPT_LIST_META_CONTEXT, OPT_SET_META_CONTEXT,
+    OPT_STRUCTURED_REPLY, REP_META_CONTEXT,
+};
 
 /// `NBDMAGIC`.
 pub const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
@@ -88,6 +92,7 @@ const TFLAG_SEND_FLUSH: u16 = 4;
 const TFLAG_SEND_FUA: u16 = 8;
 const TFLAG_SEND_TRIM: u16 = 32;
 const TFLAG_SEND_WRITE_ZEROES: u16 = 64;
+const TFLAG_SEND_DF: u16 = 128;
 
 const CMD_READ: u16 = 0;
 const CMD_WRITE: u16 = 1;
@@ -268,12 +273,17 @@ async fn opt_reply<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-fn transmission_flags(dev: &dyn BlockDevice) -> u16 {
+fn transmission_flags(dev: &dyn BlockDevice, structured: bool) -> u16 {
     let mut f = TFLAG_HAS_FLAGS
         | TFLAG_SEND_FLUSH
         | TFLAG_SEND_FUA
         | TFLAG_SEND_TRIM
         | TFLAG_SEND_WRITE_ZEROES;
+    if structured {
+        // Every read is answered with one data chunk: "don't fragment"
+        // always holds.
+        f |= TFLAG_SEND_DF;
+    }
     if dev.read_only() {
         f |= TFLAG_READ_ONLY;
     }
@@ -430,7 +440,7 @@ where
     )
     .await
     .map_err(|_| handshake_timeout(&config))??;
-    let Some((dev, _slot)) = opened else {
+    let Some((dev, _slot, negotiated)) = opened else {
         return Ok(());
     };
     // The client waits for the handshake's last reply before it sends a
@@ -440,7 +450,16 @@ where
     let r = std::io::Cursor::new(early).chain(hr.into_inner());
     let r = BufReader::with_capacity(256 * 1024, r);
     let w = BufWriter::with_capacity(256 * 1024, hw.into_inner());
-    transmission(r, w, dev, config).await
+    transmission(r, w, dev, config, negotiated).await
+}
+
+/// What the handshake turned on for the transmission phase.
+#[derive(Debug, Clone, Copy, Default)]
+struct Negotiated {
+    /// Structured replies (`NBD_OPT_STRUCTURED_REPLY`).
+    structured: bool,
+    /// The `base:allocation` metadata context, for NBD_CMD_BLOCK_STATUS.
+    allocation: bool,
 }
 
 async fn handshake<R, W>(
@@ -450,15 +469,66 @@ async fn handshake<R, W>(
     config: &ServerConfig,
     no_zeroes: bool,
     tls: bool,
-) -> Result<Option<(Arc<dyn BlockDevice>, ExportSlot)>, NbdError>
+) -> Result<Option<(Arc<dyn BlockDevice>, ExportSlot, Negotiated)>, NbdError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let mut structured = false;
+    // The export `base:allocation` was selected for (SET_META_CONTEXT).
+    let mut allocation_for: Option<String> = None;
     loop {
         let (opt, data) = read_option(r).await?;
         let len = data.len();
         match opt {
+            OPT_STRUCTURED_REPLY => {
+                if len != 0 {
+                    opt_reply(
+                        w,
+                        opt,
+                        REP_ERR_INVALID,
+                        b"NBD_OPT_STRUCTURED_REPLY takes no data",
+                    )
+                    .await?;
+                } else {
+                    structured = true;
+                    opt_reply(w, opt, REP_ACK, &[]).await?;
+                }
+            }
+            OPT_LIST_META_CONTEXT | OPT_SET_META_CONTEXT => {
+                let set = opt == OPT_SET_META_CONTEXT;
+                match st::parse_meta_request(&data) {
+                    None => {
+                        opt_reply(w, opt, REP_ERR_INVALID, b"malformed meta context request")
+                            .await?;
+                    }
+                    Some(_) if set && !structured => {
+                        opt_reply(
+                            w,
+                            opt,
+                            REP_ERR_INVALID,
+                            b"negotiate NBD_OPT_STRUCTURED_REPLY before setting meta contexts",
+                        )
+                        .await?;
+                    }
+                    Some((name, queries)) => {
+                        // Listing with no query lists every context;
+                        // setting with none selects none.
+                        let chosen = if queries.is_empty() {
+                            !set
+                        } else {
+                            queries.iter().any(|q| st::selects_allocation(q, !set))
+                        };
+                        if set {
+                            allocation_for = chosen.then_some(name);
+                        }
+                        if chosen {
+                            opt_reply(w, opt, REP_META_CONTEXT, &st::meta_context_reply()).await?;
+                        }
+                        opt_reply(w, opt, REP_ACK, &[]).await?;
+                    }
+                }
+            }
             OPT_STARTTLS if tls => {
                 opt_reply(w, opt, REP_ERR_INVALID, b"TLS is already on").await?;
             }
@@ -473,13 +543,17 @@ where
                 };
                 let mut b = BytesMut::with_capacity(10 + 124);
                 b.put_u64(dev.size());
-                b.put_u16(transmission_flags(&*dev));
+                b.put_u16(transmission_flags(&*dev, structured));
                 if !no_zeroes {
                     b.put_bytes(0, 124);
                 }
                 w.write_all(&b).await?;
                 w.flush().await?;
-                return Ok(Some((dev, slot)));
+                let negotiated = Negotiated {
+                    structured,
+                    allocation: allocation_for.as_deref() == Some(name.as_str()),
+                };
+                return Ok(Some((dev, slot, negotiated)));
             }
             OPT_ABORT => {
                 let _ = opt_reply(w, opt, REP_ACK, &[]).await;
@@ -541,7 +615,7 @@ where
                         let mut d = BytesMut::with_capacity(12);
                         d.put_u16(INFO_EXPORT);
                         d.put_u64(dev.size());
-                        d.put_u16(transmission_flags(&*dev));
+                        d.put_u16(transmission_flags(&*dev, structured));
                         opt_reply(w, opt, REP_INFO, &d).await?;
                         if requests.contains(&INFO_BLOCK_SIZE) {
                             let mut d = BytesMut::with_capacity(14);
@@ -554,7 +628,13 @@ where
                         opt_reply(w, opt, REP_ACK, &[]).await?;
                         if let Some(slot) = slot {
                             w.flush().await?;
-                            return Ok(Some((dev, slot)));
+                            // Contexts set for another export name do not
+                            // carry over to this one.
+                            let negotiated = Negotiated {
+                                structured,
+                                allocation: allocation_for.as_deref() == Some(name.as_str()),
+                            };
+                            return Ok(Some((dev, slot, negotiated)));
                         }
                     }
                 }
@@ -588,6 +668,8 @@ struct Reply {
     error: u32,
     data: Option<Bytes>,
     close: bool,
+    /// A structured reply, sent as these bytes instead of a simple one.
+    chunks: Vec<Bytes>,
 }
 
 async fn writer_task<W: AsyncWrite + Unpin>(
@@ -598,13 +680,18 @@ async fn writer_task<W: AsyncWrite + Unpin>(
         let mut next = Some(first);
         let mut close = false;
         while let Some(rep) = next.take() {
-            let mut h = [0u8; 16];
-            h[0..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
-            h[4..8].copy_from_slice(&rep.error.to_be_bytes());
-            h[8..16].copy_from_slice(&rep.cookie.to_be_bytes());
-            w.write_all(&h).await?;
-            if let Some(d) = &rep.data {
-                w.write_all(d).await?;
+            if rep.chunks.is_empty() {
+                let mut h = [0u8; 16];
+                h[0..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+                h[4..8].copy_from_slice(&rep.error.to_be_bytes());
+                h[8..16].copy_from_slice(&rep.cookie.to_be_bytes());
+                w.write_all(&h).await?;
+                if let Some(d) = &rep.data {
+                    w.write_all(d).await?;
+                }
+            }
+            for c in &rep.chunks {
+                w.write_all(c).await?;
             }
             close |= rep.close;
             next = rx.try_recv().ok();
@@ -634,6 +721,7 @@ async fn transmission<R, W>(
     w: BufWriter<W>,
     dev: Arc<dyn BlockDevice>,
     config: ServerConfig,
+    neg: Negotiated,
 ) -> Result<(), NbdError>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -670,11 +758,15 @@ where
             .is_some_and(|end| end <= size);
         let fua = flags & CMD_FLAG_FUA != 0;
 
-        let reply_now = |error: u32| Reply {
-            cookie,
-            error,
-            data: None,
-            close: false,
+        let reply_now = |error: u32| Reply::simple(cookie, error);
+        // Reads and block status answer errors in a structured chunk once
+        // structured replies are on.
+        let error_now = |error: u32, why: &str| {
+            if neg.structured {
+                Reply::structured(cookie, st::error_reply(cookie, error, why), false)
+            } else {
+                Reply::simple(cookie, error)
+            }
         };
         if kind == CMD_DISC {
             break Ok(());
@@ -686,35 +778,80 @@ where
         match kind {
             CMD_READ => {
                 if len > config.max_request || !in_range {
-                    let _ = tx.send(reply_now(errno::EINVAL)).await;
+                    let _ = tx
+                        .send(error_now(errno::EINVAL, "read beyond the end or too long"))
+                        .await;
                     continue;
                 }
                 let (dev, tx) = (dev.clone(), tx.clone());
                 tokio::spawn(async move {
                     let _p = permit;
-                    let rep = if len == 0 {
-                        Reply {
-                            cookie,
-                            error: 0,
-                            data: Some(Bytes::new()),
-                            close: false,
-                        }
+                    let res = if len == 0 {
+                        Ok(Bytes::new())
                     } else {
                         match dev.read(offset, len).await {
-                            Ok(d) if d.len() == len as usize => Reply {
-                                cookie,
-                                error: 0,
-                                data: Some(d),
-                                close: false,
-                            },
-                            Ok(_) => Reply {
-                                cookie,
-                                error: errno::EIO,
-                                data: None,
-                                close: false,
-                            },
-                            Err(e) => result_reply(cookie, Err(e)),
+                            Ok(d) if d.len() == len as usize => Ok(d),
+                            Ok(_) => Err(DeviceError::Io("short read".into())),
+                            Err(e) => Err(e),
                         }
+                    };
+                    let rep = match (res, neg.structured) {
+                        (Ok(d), false) => Reply {
+                            data: Some(d),
+                            ..Reply::simple(cookie, 0)
+                        },
+                        (Ok(d), true) => {
+                            Reply::structured(cookie, st::read_reply(cookie, offset, d), false)
+                        }
+                        (Err(e), false) => result_reply(cookie, Err(e)),
+                        (Err(e), true) => Reply::structured(
+                            cookie,
+                            st::error_reply(cookie, errno_of(&e), &e.to_string()),
+                            matches!(e, DeviceError::Shutdown(_)),
+                        ),
+                    };
+                    let _ = tx.send(rep).await;
+                });
+            }
+            CMD_BLOCK_STATUS => {
+                if !neg.allocation {
+                    let _ = tx
+                        .send(error_now(
+                            errno::EINVAL,
+                            "no metadata context: set base:allocation first",
+                        ))
+                        .await;
+                    continue;
+                }
+                if !in_range || len == 0 {
+                    let _ = tx
+                        .send(error_now(
+                            errno::EINVAL,
+                            "block status beyond the end or empty",
+                        ))
+                        .await;
+                    continue;
+                }
+                let (dev, tx) = (dev.clone(), tx.clone());
+                let req_one = flags & CMD_FLAG_REQ_ONE != 0;
+                tokio::spawn(async move {
+                    let _p = permit;
+                    let rep = match dev.extents(offset, len).await {
+                        Ok(runs) if !runs.is_empty() => Reply::structured(
+                            cookie,
+                            st::block_status_reply(cookie, &runs, req_one),
+                            false,
+                        ),
+                        Ok(_) => Reply::structured(
+                            cookie,
+                            st::error_reply(cookie, errno::EIO, "no extents"),
+                            false,
+                        ),
+                        Err(e) => Reply::structured(
+                            cookie,
+                            st::error_reply(cookie, errno_of(&e), &e.to_string()),
+                            matches!(e, DeviceError::Shutdown(_)),
+                        ),
                     };
                     let _ = tx.send(rep).await;
                 });
@@ -803,19 +940,32 @@ where
     result
 }
 
-fn result_reply(cookie: u64, res: Result<(), DeviceError>) -> Reply {
-    match res {
-        Ok(()) => Reply {
+impl Reply {
+    fn simple(cookie: u64, error: u32) -> Self {
+        Self {
             cookie,
-            error: 0,
+            error,
             data: None,
             close: false,
-        },
+            chunks: Vec::new(),
+        }
+    }
+
+    fn structured(cookie: u64, chunks: Vec<Bytes>, close: bool) -> Self {
+        Self {
+            close,
+            chunks,
+            ..Self::simple(cookie, 0)
+        }
+    }
+}
+
+fn result_reply(cookie: u64, res: Result<(), DeviceError>) -> Reply {
+    match res {
+        Ok(()) => Reply::simple(cookie, 0),
         Err(e) => Reply {
-            cookie,
-            error: errno_of(&e),
-            data: None,
             close: matches!(e, DeviceError::Shutdown(_)),
+            ..Reply::simple(cookie, errno_of(&e))
         },
     }
 }

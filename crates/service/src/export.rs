@@ -84,6 +84,18 @@ impl BlockDevice for DiskDevice {
         self.vol.write(offset, data, fua).await.map_err(dev_err)
     }
 
+    async fn extents(&self, offset: u64, len: u32) -> Result<Vec<(u32, bool)>, DeviceError> {
+        let runs = self
+            .vol
+            .allocation(offset, u64::from(len))
+            .map_err(dev_err)?;
+        // Each run is part of a range of `len` bytes, so it fits in u32.
+        Ok(runs
+            .into_iter()
+            .map(|(n, hole)| (u32::try_from(n).unwrap_or(len), hole))
+            .collect())
+    }
+
     async fn flush(&self) -> Result<(), DeviceError> {
         self.vol.flush().await.map_err(dev_err)
     }

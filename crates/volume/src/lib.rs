@@ -353,6 +353,28 @@ impl Volume {
         }
     }
 
+    /// How `len` bytes at `offset` are allocated, as consecutive runs of
+    /// `(length, hole)`: a hole is a chunk that reads as zeroes without an
+    /// object (never written, trimmed, or written as zeroes). Answered
+    /// from the in-memory map and dirty set: no object is read.
+    ///
+    /// # Errors
+    /// Out of range, or the volume is closed.
+    pub fn allocation(&self, offset: u64, len: u64) -> Result<Vec<(u64, bool)>> {
+        self.check(offset, len)?;
+        let pieces = self.pieces(offset, len);
+        let st = lock(&self.state);
+        let mut out: Vec<(u64, bool)> = Vec::new();
+        for (idx, _, n, _) in pieces {
+            let hole = matches!(st.source(idx), Source::Zero);
+            match out.last_mut() {
+                Some((l, h)) if *h == hole => *l += n as u64,
+                _ => out.push((n as u64, hole)),
+            }
+        }
+        Ok(out)
+    }
+
     /// Read `len` bytes at `offset`.
     pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes> {
         self.check(offset, len)?;
