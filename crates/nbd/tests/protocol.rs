@@ -11,51 +11,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use coffer_nbd::{BlockDevice, DeviceError, ExportResolver, ServerConfig};
+use coffer_nbd::{BlockDevice, DeviceError, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-// The protocol's magic numbers, as doc/proto.md of the NBD project states
-// them (never taken from the server under test, so a wrong constant there
-// fails here).
-/// "NBDMAGIC", the first 8 bytes the server sends.
-const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
-/// "IHAVEOPT": after NBDMAGIC, and before every option the client sends.
-const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
-/// Magic of every option reply (fixed newstyle).
-const REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
-/// `NBD_REQUEST_MAGIC`.
-const REQUEST_MAGIC: u32 = 0x2560_9513;
-/// `NBD_SIMPLE_REPLY_MAGIC`.
-const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+mod common;
 
-const EXPORT: &str = "secret-export-token";
-const MAX_REQUEST: u32 = 1 << 20;
-
-const OPT_EXPORT_NAME: u32 = 1;
-const OPT_ABORT: u32 = 2;
-const OPT_LIST: u32 = 3;
-const OPT_INFO: u32 = 6;
-const OPT_GO: u32 = 7;
-const REP_ACK: u32 = 1;
-const REP_INFO: u32 = 3;
-const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
-const REP_ERR_INVALID: u32 = (1 << 31) + 3;
-const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
-const REP_ERR_POLICY: u32 = (1 << 31) + 2;
-
-const CMD_READ: u16 = 0;
-const CMD_WRITE: u16 = 1;
-const CMD_DISC: u16 = 2;
-const CMD_FLUSH: u16 = 3;
-const CMD_TRIM: u16 = 4;
-const CMD_WRITE_ZEROES: u16 = 6;
-const FLAG_FUA: u16 = 1;
-
-const EPERM: u32 = 1;
-const EINVAL: u32 = 22;
-const ENOSPC: u32 = 28;
-const ESHUTDOWN: u32 = 108;
+use common::*;
 
 /// A device in memory that logs what it does and can be made slow or broken.
 #[derive(Default)]
@@ -153,18 +115,9 @@ impl BlockDevice for MemDevice {
     }
 }
 
-struct OneExport(Arc<MemDevice>);
-
-#[async_trait]
-impl ExportResolver for OneExport {
-    async fn open(&self, name: &str) -> Option<Arc<dyn BlockDevice>> {
-        (name == EXPORT).then(|| self.0.clone() as Arc<dyn BlockDevice>)
-    }
-}
-
 /// Serve `dev` as [`EXPORT`] on a loopback port; returns the address.
 async fn start(dev: Arc<MemDevice>) -> std::net::SocketAddr {
-    start_with(
+    serve_one(
         dev,
         ServerConfig {
             max_request: MAX_REQUEST,
@@ -177,124 +130,7 @@ async fn start(dev: Arc<MemDevice>) -> std::net::SocketAddr {
 
 /// Serve `dev` as [`EXPORT`] with `config`; returns the address.
 async fn start_with(dev: Arc<MemDevice>, config: ServerConfig) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(coffer_nbd::serve(
-        listener,
-        Arc::new(OneExport(dev)),
-        config,
-        std::future::pending(),
-    ));
-    addr
-}
-
-/// A client speaking the protocol byte by byte.
-struct Client {
-    s: TcpStream,
-}
-
-impl Client {
-    /// Connect and check the server's greeting; send `cflags`.
-    async fn connect(addr: std::net::SocketAddr, cflags: u32) -> Self {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        assert_eq!(s.read_u64().await.unwrap(), NBDMAGIC);
-        assert_eq!(s.read_u64().await.unwrap(), IHAVEOPT);
-        let hflags = s.read_u16().await.unwrap();
-        assert_eq!(hflags, 3, "fixed newstyle and no zeroes advertised");
-        s.write_u32(cflags).await.unwrap();
-        Self { s }
-    }
-
-    async fn option(&mut self, opt: u32, data: &[u8]) {
-        let mut m = IHAVEOPT.to_be_bytes().to_vec();
-        m.extend_from_slice(&opt.to_be_bytes());
-        m.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
-        m.extend_from_slice(data);
-        self.s.write_all(&m).await.unwrap();
-    }
-
-    /// One option reply: (option, type, data).
-    async fn opt_reply(&mut self) -> (u32, u32, Vec<u8>) {
-        assert_eq!(self.s.read_u64().await.unwrap(), REPLY_MAGIC);
-        let opt = self.s.read_u32().await.unwrap();
-        let kind = self.s.read_u32().await.unwrap();
-        let len = self.s.read_u32().await.unwrap();
-        let mut d = vec![0; usize::try_from(len).unwrap()];
-        self.s.read_exact(&mut d).await.unwrap();
-        (opt, kind, d)
-    }
-
-    /// Send INFO or GO for `name` asking for `infos`; collect replies until
-    /// the final one. Returns (the INFO payloads, the final reply type).
-    async fn info_or_go(&mut self, opt: u32, name: &str, infos: &[u16]) -> (Vec<Vec<u8>>, u32) {
-        let mut d = u32::try_from(name.len()).unwrap().to_be_bytes().to_vec();
-        d.extend_from_slice(name.as_bytes());
-        d.extend_from_slice(&u16::try_from(infos.len()).unwrap().to_be_bytes());
-        for i in infos {
-            d.extend_from_slice(&i.to_be_bytes());
-        }
-        self.option(opt, &d).await;
-        let mut got = Vec::new();
-        loop {
-            let (o, kind, data) = self.opt_reply().await;
-            assert_eq!(o, opt);
-            if kind == REP_INFO {
-                got.push(data);
-            } else {
-                return (got, kind);
-            }
-        }
-    }
-
-    /// Connect with no-zeroes and enter transmission with GO.
-    async fn transmission(addr: std::net::SocketAddr) -> Self {
-        let mut c = Self::connect(addr, 3).await;
-        let (_, last) = c.info_or_go(OPT_GO, EXPORT, &[]).await;
-        assert_eq!(last, REP_ACK);
-        c
-    }
-
-    async fn request(
-        &mut self,
-        cmd: u16,
-        flags: u16,
-        cookie: u64,
-        offset: u64,
-        len: u32,
-        payload: &[u8],
-    ) {
-        let mut m = REQUEST_MAGIC.to_be_bytes().to_vec();
-        m.extend_from_slice(&flags.to_be_bytes());
-        m.extend_from_slice(&cmd.to_be_bytes());
-        m.extend_from_slice(&cookie.to_be_bytes());
-        m.extend_from_slice(&offset.to_be_bytes());
-        m.extend_from_slice(&len.to_be_bytes());
-        m.extend_from_slice(payload);
-        self.s.write_all(&m).await.unwrap();
-    }
-
-    /// One simple reply's header: (error, cookie).
-    async fn reply(&mut self) -> (u32, u64) {
-        assert_eq!(self.s.read_u32().await.unwrap(), SIMPLE_REPLY_MAGIC);
-        let error = self.s.read_u32().await.unwrap();
-        let cookie = self.s.read_u64().await.unwrap();
-        (error, cookie)
-    }
-
-    async fn read_payload(&mut self, len: usize) -> Vec<u8> {
-        let mut d = vec![0; len];
-        self.s.read_exact(&mut d).await.unwrap();
-        d
-    }
-
-    /// Whether the server closed the connection (EOF or reset within 5 s).
-    async fn closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        match tokio::time::timeout(Duration::from_secs(5), self.s.read(&mut b)).await {
-            Ok(Ok(0) | Err(_)) => true,
-            Ok(Ok(_)) | Err(_) => false,
-        }
-    }
+    serve_one(dev, config).await
 }
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
