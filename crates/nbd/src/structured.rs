@@ -87,7 +87,12 @@ pub(crate) fn read_reply(cookie: u64, offset: u64, data: Bytes) -> Vec<Bytes> {
 
 /// A final error chunk.
 pub(crate) fn error_reply(cookie: u64, errno: u32, message: &str) -> Vec<Bytes> {
-    let msg = &message.as_bytes()[..message.len().min(4096)];
+    // At most 4096 bytes, cut on a character boundary: the message is UTF-8.
+    let mut n = message.len().min(4096);
+    while !message.is_char_boundary(n) {
+        n -= 1;
+    }
+    let msg = &message.as_bytes()[..n];
     let mut b = BytesMut::with_capacity(26 + msg.len());
     chunk(&mut b, TYPE_ERROR, cookie, 6 + msg.len());
     b.put_u32(errno);
@@ -161,5 +166,15 @@ mod tests {
         assert_eq!(&b[32..40], &[0, 0, 32, 0, 0, 0, 0, 3]);
         let one = block_status_reply(7, &[(4096, false), (8192, true)], true);
         assert_eq!(one[0].len(), 20 + 4 + 8);
+    }
+
+    #[test]
+    fn long_error_messages_are_cut_on_a_character_boundary() {
+        // "a" then two-byte characters: byte 4096 falls inside one.
+        let long = format!("a{}", "é".repeat(3000));
+        let r = error_reply(1, 5, &long);
+        let msg_len = usize::from(u16::from_be_bytes([r[0][24], r[0][25]]));
+        assert_eq!(msg_len, 4095);
+        assert!(std::str::from_utf8(&r[0][26..26 + msg_len]).is_ok());
     }
 }
