@@ -59,3 +59,29 @@ bench_finish() {
 bench_provenance() {
   echo "script: $BENCH_SCRIPT, commit: $BENCH_COMMIT, run: $BENCH_DATE, $(nproc) cores${1:+, $1}"
 }
+
+# bench_need "PACKAGES" TOOL...: fail, naming what to install, unless every
+# TOOL is on the PATH.
+bench_need() {
+  local pkgs=$1 t
+  shift
+  for t in "$@"; do
+    command -v "$t" >/dev/null || { echo "$BENCH_SCRIPT: need $t (apt-get install $pkgs)" >&2; exit 1; }
+  done
+}
+
+# bench_workdir: a scratch directory ($work), a tmpfs path for read-back
+# output ($out) and a list of server processes ($pids), all stopped and
+# removed when the script exits.
+bench_workdir() {
+  work=$(mktemp -d /tmp/coffer-bench.XXXXXX)
+  out=/dev/shm/coffer-bench-out.$$
+  pids=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work" "$out"
+}

@@ -27,15 +27,9 @@ RUNS=${RUNS:-3}
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 bench_start nbd_throughput.sh
-for t in hyperfine qemu-img qemu-nbd openssl python3; do
-  command -v $t >/dev/null || { echo "need $t (apt-get install hyperfine qemu-utils openssl python3)" >&2; exit 1; }
-done
+bench_need "hyperfine qemu-utils openssl python3" hyperfine qemu-img qemu-nbd openssl python3
 bench_cargo_build
-work=$(mktemp -d /tmp/coffer-bench.XXXXXX)
-out=/dev/shm/coffer-bench-out.$$
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work" "$out"; }
-trap cleanup EXIT
+bench_workdir
 
 bytes=$(numfmt --from=iec "${SIZE%B}")
 echo "== preparing a $SIZE random image" >&2

@@ -20,14 +20,9 @@ RUNS=${RUNS:-5}
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 bench_start sparse_readout.sh
-for t in hyperfine qemu-img qemu-nbd qemu-io python3; do
-  command -v $t >/dev/null || { echo "need $t (apt-get install hyperfine qemu-utils python3)" >&2; exit 1; }
-done
+bench_need "hyperfine qemu-utils python3" hyperfine qemu-img qemu-nbd qemu-io python3
 bench_cargo_build
-work=$(mktemp -d /tmp/coffer-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+bench_workdir
 
 bytes=$(numfmt --from=iec "${SIZE%B}")
 data=$(numfmt --from=iec "${DATA%B}")
