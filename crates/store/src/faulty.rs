@@ -1,6 +1,7 @@
 //! [`FaultyStore`]: wraps a store and injects failures, for tests that prove
 //! a failed put or get never loses or corrupts data.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,7 +37,7 @@ impl FaultyStore {
         self.fail_puts_from.store(n, Ordering::SeqCst);
     }
 
-    /// Make gets fail or succeed.
+    /// Make gets fail or succeed (whole and ranged ones alike).
     pub fn fail_gets(&self, on: bool) {
         self.fail_gets.store(u64::from(on), Ordering::SeqCst);
     }
@@ -65,8 +66,17 @@ impl ObjectStore for FaultyStore {
         }
         self.inner.get(key).await
     }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        if self.fail_gets.load(Ordering::SeqCst) == 1 {
+            return Err(Self::injected(key));
+        }
+        self.inner.get_range(key, range).await
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.inner.delete_many(keys).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.inner.list(prefix).await
@@ -76,5 +86,29 @@ impl ObjectStore for FaultyStore {
     }
     fn describe(&self) -> String {
         format!("faulty({})", self.inner.describe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[tokio::test]
+    async fn conformance() {
+        crate::conformance::run(&FaultyStore::new(Arc::new(MemoryStore::new()))).await;
+    }
+
+    #[tokio::test]
+    async fn failed_gets_fail_ranged_reads_too() {
+        let s = FaultyStore::new(Arc::new(MemoryStore::new()));
+        s.put("a/1", Bytes::from_static(b"sealed")).await.unwrap();
+        s.fail_gets(true);
+        assert!(matches!(
+            s.get_range("a/1", 0..3).await,
+            Err(StoreError::Io { .. })
+        ));
+        s.fail_gets(false);
+        assert_eq!(&s.get_range("a/1", 1..3).await.unwrap()[..], b"ea");
     }
 }

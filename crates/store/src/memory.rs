@@ -2,12 +2,13 @@
 //! production backend (nothing survives the process).
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use crate::{ObjectStore, StoreError, validate_key};
+use crate::{ObjectStore, StoreError, slice_clipped, validate_key};
 
 /// Objects in a map.
 #[derive(Debug, Default)]
@@ -62,9 +63,31 @@ impl ObjectStore for MemoryStore {
             .ok_or_else(|| StoreError::NotFound(key.to_string()))
     }
 
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        validate_key(key)?;
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let map = self.map.lock().expect("poisoned");
+        map.get(key)
+            .map(|b| slice_clipped(b, &range))
+            .ok_or_else(|| StoreError::NotFound(key.to_string()))
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         validate_key(key)?;
         self.map.lock().expect("poisoned").remove(key);
+        Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        let mut map = self.map.lock().expect("poisoned");
+        for key in keys {
+            map.remove(key);
+        }
         Ok(())
     }
 

@@ -14,9 +14,11 @@
 //! Chunk objects are at most a few MiB, below the size where multipart
 //! uploads pay off, so every put is one request.
 
+use std::ops::Range;
+
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::TryStreamExt;
+use futures::{StreamExt as _, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{ObjectStore as _, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
@@ -271,6 +273,30 @@ impl ObjectStore for S3Store {
         Ok(BytesMut::from(&b[..]))
     }
 
+    /// One ranged GET in the common case. S3 answers a range that starts
+    /// at or past the end of the object (every range of an empty object)
+    /// with 416 InvalidRange, which `object_store` reports as an untyped
+    /// error: on such an error a HEAD tells a range past the end (empty
+    /// bytes) from a real failure (the error).
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        validate_key(key)?;
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let path = self.path(key);
+        match self.s3.get_range(&path, range.clone()).await {
+            Ok(b) => Ok(b),
+            Err(e @ object_store::Error::Generic { .. }) => match self.s3.head(&path).await {
+                Ok(meta) if meta.size <= range.start => Ok(Bytes::new()),
+                Err(object_store::Error::NotFound { .. }) => {
+                    Err(StoreError::NotFound(key.to_string()))
+                }
+                _ => Err(io(key, e)),
+            },
+            Err(e) => Err(io(key, e)),
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         validate_key(key)?;
         match self.s3.delete(&self.path(key)).await {
@@ -278,6 +304,42 @@ impl ObjectStore for S3Store {
             Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(io(key, e)),
         }
+    }
+
+    /// DeleteObjects requests of up to 1000 keys each (`object_store`'s
+    /// `delete_stream`, up to 20 requests at a time). S3 reports a missing
+    /// key as deleted; a per-key `NoSuchKey` error, which some compatible
+    /// services send instead, counts as deleted too.
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        let Some(first_key) = keys.first() else {
+            return Ok(());
+        };
+        let paths: Vec<object_store::Result<Path>> =
+            keys.iter().map(|k| Ok(self.path(k))).collect();
+        let mut results = self.s3.delete_stream(futures::stream::iter(paths).boxed());
+        let what = if keys.len() == 1 {
+            first_key.clone()
+        } else {
+            format!("{first_key} and {} more", keys.len() - 1)
+        };
+        let mut first = None;
+        while let Some(r) = results.next().await {
+            let Err(e) = r else { continue };
+            if e.to_string().contains("(code: NoSuchKey)") {
+                continue;
+            }
+            // A missing bucket is an error (`io` says so), a missing key is not.
+            match io(&what, e) {
+                StoreError::NotFound(_) => {}
+                e => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
