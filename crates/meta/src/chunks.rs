@@ -2,10 +2,17 @@
 //! volumes, committing written chunks at the head generation, and garbage
 //! collection of rows no view sees (see the crate docs for the model).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use coffer_types::{Id, Kind};
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
+
+use crate::Backend;
+use crate::extents::{
+    ChunkMap, Col, EXTENT_COLS, Extent, ObjectRef, ExtentTuple, J, Loc, Row, RowReader, apply_rows,
+    data_only, dead_rows, extent_json, hex_id, parse_hex_id, json_list, json_rows, overlay, sectors_per_chunk,
+    v1_row,
+};
 
 use crate::nodes::{Holder, check_holder_tx, release_reservations_tx};
 use crate::{Meta, MetaError, Result, now, parse_id, to_i64, to_u64};
@@ -39,10 +46,6 @@ pub enum ChunkEntry {
 }
 
 impl ChunkEntry {
-    fn from_db(c: Option<i64>) -> Result<Self> {
-        c.map(|c| to_u64(c).map(ChunkEntry::Object))
-            .unwrap_or(Ok(ChunkEntry::Zero))
-    }
     fn to_db(self) -> Result<Option<i64>> {
         match self {
             ChunkEntry::Zero => Ok(None),
@@ -192,27 +195,24 @@ impl Meta {
     }
 
     /// The chunk map of view `(vol, generation)`, resolved through parent
-    /// volumes: chunk index → entry. Chunks absent from the map read as zeroes.
-    pub async fn resolve_view(&self, vol: Id, generation: u64) -> Result<HashMap<u64, ChunkEntry>> {
-        let mut chain = vec![(vol, generation)];
-        let mut cur = self.volume(vol).await?;
-        while let Some((p, g)) = cur.parent {
-            chain.push((p, g));
-            cur = self.volume(p).await?;
+    /// volumes: chunk index → its data extents. Sectors and chunks absent
+    /// from the map read as zeroes.
+    pub async fn resolve_view(&self, vol: Id, generation: u64) -> Result<ChunkMap> {
+        let mut chain = vec![(self.volume(vol).await?, generation)];
+        while let Some((p, g)) = chain.last().and_then(|c| c.0.parent) {
+            chain.push((self.volume(p).await?, g));
         }
-        let mut map = HashMap::new();
+        let mut conn = self.pool.acquire().await?;
+        let mut map: ChunkMap = HashMap::new();
         for (v, g) in chain.into_iter().rev() {
-            let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
-                "SELECT chunk_index, counter FROM chunks WHERE volume_id = $1 AND generation <= $2 ORDER BY chunk_index, generation",
-            )
-            .bind(v.to_string())
-            .bind(to_i64(g)?)
-            .fetch_all(&self.pool)
-            .await?;
-            for (idx, counter) in rows {
-                map.insert(to_u64(idx)?, ChunkEntry::from_db(counter)?);
+            for (idx, rows) in load_rows(&mut conn, self.backend, &v, None, Some(g)).await? {
+                apply_rows(map.entry(idx).or_default(), &rows, g);
             }
         }
+        map.retain(|_, stack| {
+            data_only(stack);
+            !stack.is_empty()
+        });
         Ok(map)
     }
 
@@ -322,6 +322,197 @@ impl Meta {
         Ok(stats)
     }
 
+    /// Record format v2 writes at the head of `vol`, whose head generation
+    /// the caller believes is `head`: per chunk, extents laid over its
+    /// head content in the order given (zero extents trim). Atomic, and a
+    /// constant number of round trips however many chunks change. Rows no
+    /// view sees any more are removed, and objects no row names any more
+    /// are queued for deletion. The objects named must already be durable.
+    ///
+    /// With `holder`, fails with [`MetaError::Fenced`] unless it still
+    /// holds its attachment.
+    pub async fn commit_extents(
+        &self,
+        vol: Id,
+        head: u64,
+        holder: Option<&Holder>,
+        changes: &[(u64, Vec<Extent>)],
+    ) -> Result<CommitStats> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(h) = holder {
+            check_holder_tx(&mut tx, h).await?;
+        }
+        let v = volume_tx(&mut tx, vol).await?;
+        if v.head_generation != head {
+            return Err(MetaError::Conflict(format!(
+                "volume {vol} head is at generation {}, not {head}",
+                v.head_generation
+            )));
+        }
+        let sectors = sectors_per_chunk(v.chunk_size);
+        if let Some((idx, e)) = changes
+            .iter()
+            .flat_map(|(i, es)| es.iter().map(move |e| (i, e)))
+            .find(|(_, e)| e.end() > sectors || e.count == 0)
+        {
+            return Err(MetaError::Conflict(format!(
+                "extent {}+{} of chunk {idx} does not fit a chunk of {sectors} sectors",
+                e.first, e.count
+            )));
+        }
+        let views = views_tx(&mut tx, &v).await?;
+        let chunks: Vec<u64> = changes.iter().map(|c| c.0).collect();
+        let mut rows = load_rows(&mut tx, self.backend, &v, Some(&chunks), None).await?;
+        let mut plan = Plan::default();
+        for (idx, news) in changes {
+            let old = rows.remove(idx).unwrap_or_default();
+            let is_head = |r: &Row| r.generation == head && r.layer == 1;
+            let old_head: Vec<Extent> = old
+                .iter()
+                .filter(|r| is_head(r))
+                .map(|r| r.extent.clone())
+                .collect();
+            let mut new_head = old_head.clone();
+            for e in news {
+                overlay(&mut new_head, e.clone());
+            }
+            if v.parent.is_none() && old.iter().all(is_head) {
+                // Zeroes over nothing: nothing to record.
+                new_head.retain(|e| e.loc != Loc::Zero);
+            }
+            if new_head == old_head {
+                continue;
+            }
+            let mut all: Vec<Row> = old.iter().filter(|r| !is_head(r)).cloned().collect();
+            all.extend(new_head.iter().map(|e| Row {
+                generation: head,
+                layer: 1,
+                extent: e.clone(),
+            }));
+            all.sort_by_key(|r| (r.generation, r.layer, r.extent.first));
+            let dead = dead_rows(&all, &views);
+            // Old head extents not kept as they are go; new ones not
+            // already stored (and not dead on arrival) come.
+            for e in &old_head {
+                let kept = new_head.contains(e)
+                    && !dead
+                        .iter()
+                        .any(|&i| is_head(&all[i]) && all[i].extent == *e);
+                if !kept {
+                    plan.remove(
+                        *idx,
+                        &Row {
+                            generation: head,
+                            layer: 1,
+                            extent: e.clone(),
+                        },
+                    );
+                }
+            }
+            for (i, r) in all.iter().enumerate() {
+                let is_dead = dead.contains(&i);
+                if is_head(r) {
+                    if !is_dead && !old_head.contains(&r.extent) {
+                        plan.insert(*idx, head, r.extent.clone());
+                    }
+                } else if is_dead {
+                    plan.remove(*idx, r);
+                }
+            }
+        }
+        let (inserted, queued) = plan.apply(&mut tx, self.backend, vol).await?;
+        tx.commit().await?;
+        Ok(CommitStats {
+            inserted,
+            updated: 0,
+            queued_for_gc: queued,
+        })
+    }
+
+    /// Every v2 object some extent names, once each; for the consistency
+    /// checker, which opens each.
+    pub async fn named_v2_objects(&self) -> Result<Vec<ObjectRef>> {
+        type T = (String, String, i64, i64, i64, String, Option<String>);
+        let rows: Vec<T> = sqlx::query_as(
+            "SELECT DISTINCT object_id, object_volume, obj_kind, obj_index, obj_slots, dek_id, dek2_id \
+             FROM extents WHERE object_id IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let bad = |what: &str| MetaError::Corrupt(format!("extent row: bad {what}"));
+        rows.into_iter()
+            .map(|t| {
+                Ok(ObjectRef {
+                    id: parse_hex_id(&t.0).ok_or_else(|| bad("object id"))?,
+                    writer: parse_id(&t.1, Kind::Volume)?,
+                    kind: u8::try_from(t.2).map_err(|_| bad("kind"))?,
+                    index: to_u64(t.3)?,
+                    slots: u32::try_from(t.4).map_err(|_| bad("slots"))?,
+                    dek: parse_id(&t.5, Kind::Dek)?,
+                    dek2: t.6.as_deref().map(|d| parse_id(d, Kind::Dek)).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` v2 objects awaiting deletion, as `(writer volume, object id)`.
+    pub async fn gc_objects_peek(&self, limit: u32) -> Result<Vec<(Id, [u8; 16])>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT object_volume, object_id FROM gc_objects ORDER BY enqueued_at LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(w, o)| {
+                Ok((
+                    parse_id(&w, Kind::Volume)?,
+                    parse_hex_id(&o)
+                        .ok_or_else(|| MetaError::Corrupt(format!("bad object id '{o}'")))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Forget queued v2 objects once they are deleted from the store.
+    pub async fn gc_objects_done(&self, done: &[(Id, [u8; 16])]) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let list = json_list(
+            done.iter()
+                .map(|(w, id)| vec![J::S(w.to_string()), J::S(hex_id(id))]),
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM gc_objects WHERE (object_volume, object_id) IN (SELECT c0, c1 FROM ({}) AS j)",
+            json_rows(self.backend, 1, &[Col::Text, Col::Text])
+        )))
+        .bind(list)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every v2 object some extent names or the deletion queue holds, as
+    /// `(writer volume, object id)`; for the consistency checker.
+    pub async fn referenced_v2_objects(&self) -> Result<HashSet<(Id, [u8; 16])>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT object_volume, object_id FROM extents WHERE object_id IS NOT NULL \
+             UNION SELECT object_volume, object_id FROM gc_objects",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(w, o)| {
+                Ok((
+                    parse_id(&w, Kind::Volume)?,
+                    parse_hex_id(&o)
+                        .ok_or_else(|| MetaError::Corrupt(format!("bad object id '{o}'")))?,
+                ))
+            })
+            .collect()
+    }
+
     /// Remove rows of `vol` that no view sees any more, and the volume itself
     /// (then its parent, and so on) when nothing needs it. Their objects go
     /// to the GC queue. Returns the number of objects queued.
@@ -346,15 +537,21 @@ impl Meta {
 
     /// Forget queued objects once they are deleted from the store.
     pub async fn gc_queue_done(&self, done: &[(Id, u64)]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for (d, c) in done {
-            sqlx::query("DELETE FROM gc_queue WHERE dek_id = $1 AND counter = $2")
-                .bind(d.to_string())
-                .bind(to_i64(*c)?)
-                .execute(&mut *tx)
-                .await?;
+        if done.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
+        let list = json_list(
+            done.iter()
+                .map(|(d, c)| Ok(vec![J::S(d.to_string()), J::I(to_i64(*c)?)]))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM gc_queue WHERE (dek_id, counter) IN (SELECT c0, c1 FROM ({}) AS j)",
+            json_rows(self.backend, 1, &[Col::Text, Col::Int])
+        )))
+        .bind(list)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -389,56 +586,241 @@ impl Meta {
     }
 }
 
-/// The rows of one volume (sorted by chunk index, then generation) that no
-/// view in `views` sees: a row at generation `g` is seen by the views in
-/// `[g, next row's generation)`.
-pub(crate) fn dead_rows(
-    rows: &[(i64, i64, Option<i64>)],
-    views: &BTreeSet<u64>,
-) -> Result<Vec<(i64, i64, Option<i64>)>> {
-    let mut dead = Vec::new();
-    for (i, &(idx, g, counter)) in rows.iter().enumerate() {
-        let until = match rows.get(i + 1) {
-            Some(&(nidx, ng, _)) if nidx == idx => to_u64(ng)?,
-            _ => u64::MAX,
-        };
-        if !any_view_in(views, to_u64(g)?, until) {
-            dead.push((idx, g, counter));
+/// The backend a connection talks to.
+pub(crate) fn backend_of(conn: &AnyConnection) -> Backend {
+    if conn.backend_name() == "PostgreSQL" {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// The rows of `v` (its v1 rows and its extents) per chunk, each chunk's
+/// sorted by generation, layer and first sector; only the chunks in
+/// `only` and the generations up to `upto` when given. Two round trips.
+pub(crate) async fn load_rows(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    v: &VolumeRow,
+    only: Option<&[u64]>,
+    upto: Option<u64>,
+) -> Result<HashMap<u64, Vec<Row>>> {
+    let sectors = sectors_per_chunk(v.chunk_size);
+    let upto = upto.map_or(Ok(i64::MAX), to_i64)?;
+    let (filter, list) = match only {
+        Some(c) => (
+            format!(
+                " AND chunk_index IN (SELECT c0 FROM ({}) AS j)",
+                json_rows(backend, 3, &[Col::Int])
+            ),
+            json_list(
+                c.iter()
+                    .map(|&i| Ok(vec![J::I(to_i64(i)?)]))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let vid = v.id.to_string();
+    let q1 = format!(
+        "SELECT chunk_index, generation, counter FROM chunks WHERE volume_id = $1 AND generation <= $2{filter}"
+    );
+    let mut q = sqlx::query_as::<_, (i64, i64, Option<i64>)>(sqlx::AssertSqlSafe(q1))
+        .bind(&vid)
+        .bind(upto);
+    if only.is_some() {
+        q = q.bind(&list);
+    }
+    let v1 = q.fetch_all(&mut *conn).await?;
+    let q2 = format!(
+        "SELECT {EXTENT_COLS} FROM extents WHERE volume_id = $1 AND generation <= $2{filter}"
+    );
+    let mut q = sqlx::query_as::<_, ExtentTuple>(sqlx::AssertSqlSafe(q2))
+        .bind(&vid)
+        .bind(upto);
+    if only.is_some() {
+        q = q.bind(&list);
+    }
+    let v2 = q.fetch_all(&mut *conn).await?;
+    let mut out: HashMap<u64, Vec<Row>> = HashMap::new();
+    for (idx, g, counter) in v1 {
+        out.entry(to_u64(idx)?)
+            .or_default()
+            .push(v1_row(to_u64(g)?, counter, v.dek_id, sectors)?);
+    }
+    let mut reader = RowReader::default();
+    for t in v2 {
+        let (idx, row) = reader.extent(t)?;
+        if row.extent.end() > sectors || row.extent.count == 0 {
+            return Err(MetaError::Corrupt(format!(
+                "extent {}+{} of chunk {idx} of {} does not fit a chunk of {sectors} sectors",
+                row.extent.first, row.extent.count, v.id
+            )));
+        }
+        out.entry(idx).or_default().push(row);
+    }
+    for rows in out.values_mut() {
+        rows.sort_by_key(|r| (r.generation, r.layer, r.extent.first));
+    }
+    Ok(out)
+}
+
+/// Row changes of one transaction, applied in a constant number of
+/// statements whatever their count.
+#[derive(Default)]
+pub(crate) struct Plan {
+    del_ext: Vec<(u64, u64, u32)>,
+    del_v1: Vec<(u64, u64)>,
+    ins: Vec<(u64, u64, Extent)>,
+    gc_v1: Vec<(Id, u64)>,
+    candidates: Vec<(Id, [u8; 16])>,
+}
+
+impl Plan {
+    /// Delete `row` of chunk `idx`, queueing its object if nothing else
+    /// names it.
+    pub(crate) fn remove(&mut self, idx: u64, row: &Row) {
+        match (row.layer, &row.extent.loc) {
+            (0, loc) => {
+                self.del_v1.push((idx, row.generation));
+                if let Loc::V1 { dek, counter } = loc {
+                    self.gc_v1.push((*dek, *counter));
+                }
+            }
+            (_, loc) => {
+                self.del_ext.push((idx, row.generation, row.extent.first));
+                if let Loc::Obj { obj, .. } = loc {
+                    self.candidates.push((obj.writer, obj.id));
+                }
+            }
         }
     }
-    Ok(dead)
+
+    /// Insert extent `e` of chunk `idx` at `generation`.
+    pub(crate) fn insert(&mut self, idx: u64, generation: u64, e: Extent) {
+        self.ins.push((idx, generation, e));
+    }
+
+    /// Run it: deletes first, then inserts, then the deletion queue (an
+    /// object is queued only when no extent names it any more). Returns
+    /// `(rows inserted, objects queued)`.
+    pub(crate) async fn apply(
+        self,
+        conn: &mut AnyConnection,
+        backend: Backend,
+        vol: Id,
+    ) -> Result<(u64, u64)> {
+        let vid = vol.to_string();
+        let mut queued = 0;
+        if !self.del_ext.is_empty() {
+            let list = json_list(
+                self.del_ext
+                    .iter()
+                    .map(|&(c, g, f)| Ok(vec![J::I(to_i64(c)?), J::I(to_i64(g)?), J::I(i64::from(f))]))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM extents WHERE volume_id = $1 AND (chunk_index, generation, first_sector) IN (SELECT c0, c1, c2 FROM ({}) AS j)",
+                json_rows(backend, 2, &[Col::Int, Col::Int, Col::Int])
+            )))
+            .bind(&vid)
+            .bind(list)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.del_v1.is_empty() {
+            let list = json_list(
+                self.del_v1
+                    .iter()
+                    .map(|&(c, g)| Ok(vec![J::I(to_i64(c)?), J::I(to_i64(g)?)]))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM chunks WHERE volume_id = $1 AND (chunk_index, generation) IN (SELECT c0, c1 FROM ({}) AS j)",
+                json_rows(backend, 2, &[Col::Int, Col::Int])
+            )))
+            .bind(&vid)
+            .bind(list)
+            .execute(&mut *conn)
+            .await?;
+        }
+        let inserted = self.ins.len() as u64;
+        if !self.ins.is_empty() {
+            let list = json_list(
+                self.ins
+                    .iter()
+                    .map(|(c, g, e)| extent_json(*c, *g, e))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+            use Col::{Int, Text};
+            let cols = [
+                Int, Int, Int, Int, Text, Text, Int, Int, Int, Int, Text, Text,
+            ];
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO extents (volume_id, {EXTENT_COLS}) SELECT $1, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 FROM ({}) AS j",
+                json_rows(backend, 2, &cols)
+            )))
+            .bind(&vid)
+            .bind(list)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.gc_v1.is_empty() {
+            let list = json_list(
+                self.gc_v1
+                    .iter()
+                    .map(|(d, c)| Ok(vec![J::S(d.to_string()), J::I(to_i64(*c)?)]))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+            queued += sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO gc_queue (dek_id, counter, enqueued_at) SELECT c0, c1, $1 FROM ({}) AS j WHERE true ON CONFLICT DO NOTHING",
+                json_rows(backend, 2, &[Col::Text, Col::Int])
+            )))
+            .bind(now())
+            .bind(list)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        }
+        if !self.candidates.is_empty() {
+            let list = json_list(
+                self.candidates
+                    .iter()
+                    .map(|(w, id)| vec![J::S(w.to_string()), J::S(hex_id(id))]),
+            );
+            queued += sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO gc_objects (object_volume, object_id, enqueued_at) SELECT DISTINCT c0, c1, $1 FROM ({}) AS j \
+                 WHERE NOT EXISTS (SELECT 1 FROM extents x WHERE x.object_id = j.c1) ON CONFLICT DO NOTHING",
+                json_rows(backend, 2, &[Col::Text, Col::Text])
+            )))
+            .bind(now())
+            .bind(list)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        }
+        Ok((inserted, queued))
+    }
 }
 
 pub(crate) async fn gc_volume_tx(tx: &mut Transaction<'_, Any>, vol: Id) -> Result<u64> {
+    let backend = backend_of(tx);
     let mut queued = 0;
     let mut next = Some(vol);
     while let Some(vol) = next.take() {
         let v = volume_tx(tx, vol).await?;
         let views = views_tx(tx, &v).await?;
-        let vid = vol.to_string();
-        let rows: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT chunk_index, generation, counter FROM chunks WHERE volume_id = $1 ORDER BY chunk_index, generation",
-        )
-        .bind(&vid)
-        .fetch_all(&mut **tx)
-        .await?;
-        for (idx, g, counter) in dead_rows(&rows, &views)? {
-            sqlx::query(
-                "DELETE FROM chunks WHERE volume_id = $1 AND chunk_index = $2 AND generation = $3",
-            )
-            .bind(&vid)
-            .bind(idx)
-            .bind(g)
-            .execute(&mut **tx)
-            .await?;
-            if let Some(c) = counter {
-                enqueue_gc_tx(tx, v.dek_id, c).await?;
-                queued += 1;
+        let rows = load_rows(tx, backend, &v, None, None).await?;
+        let mut plan = Plan::default();
+        for (idx, rs) in &rows {
+            for i in dead_rows(rs, &views) {
+                plan.remove(*idx, &rs[i]);
             }
         }
+        queued += plan.apply(tx, backend, vol).await?.1;
         if views.is_empty() {
             sqlx::query("DELETE FROM volumes WHERE id = $1")
-                .bind(&vid)
+                .bind(vol.to_string())
                 .execute(&mut **tx)
                 .await?;
             next = v.parent.map(|p| p.0);

@@ -6,12 +6,15 @@
 //! - every named object's counter was reserved before use (else a GCM
 //!   nonce could repeat);
 //! - nothing queued for deletion is still named by a chunk row;
-//! - no chunk row lies beyond its volume's size;
+//! - no chunk row lies beyond its volume's size, and a chunk's extents at
+//!   one generation do not overlap;
+//! - nothing queued for deletion is still named by an extent;
 //! - every row and volume is seen by some view (else garbage collection
 //!   missed it: a leak);
 //! - disks use live volumes, and snapshots lie below their volume's head.
 
-use crate::chunks::{dead_rows, views_tx, volume_tx};
+use crate::chunks::{backend_of, load_rows, views_tx, volume_tx};
+use crate::extents::{Row, dead_rows};
 use crate::{Meta, Result, parse_id, to_u64};
 use coffer_types::Kind;
 
@@ -98,32 +101,65 @@ impl Meta {
                     format!("volume {id} is needed by no disk, snapshot or child"),
                 ));
             }
-            let rows: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
-                "SELECT chunk_index, generation, counter FROM chunks WHERE volume_id = $1 \
-                 ORDER BY chunk_index, generation",
-            )
-            .bind(&id)
-            .fetch_all(&mut *tx)
-            .await?;
-            let dead = dead_rows(&rows, &views)?;
-            if !dead.is_empty() && !views.is_empty() {
+            let backend = backend_of(&tx);
+            let rows = load_rows(&mut tx, backend, &v, None, None).await?;
+            let dead: usize = rows.values().map(|rs| dead_rows(rs, &views).len()).sum();
+            if dead > 0 && !views.is_empty() {
                 out.push(finding(
                     "RowsNotCollected",
-                    format!(
-                        "{} chunk rows of volume {id} are seen by no view",
-                        dead.len()
-                    ),
+                    format!("{dead} chunk rows of volume {id} are seen by no view"),
                 ));
             }
             if rows
-                .iter()
-                .any(|r| to_u64(r.1).is_ok_and(|g| g > v.head_generation))
+                .values()
+                .flatten()
+                .any(|r| r.generation > v.head_generation)
             {
                 out.push(finding(
                     "RowAboveHead",
                     format!("volume {id} has chunk rows above its head generation"),
                 ));
             }
+            let mut by_gen: std::collections::HashMap<(u64, u64), Vec<&Row>> =
+                std::collections::HashMap::new();
+            for (idx, rs) in &rows {
+                for r in rs.iter().filter(|r| r.layer == 1) {
+                    by_gen.entry((*idx, r.generation)).or_default().push(r);
+                }
+            }
+            if by_gen
+                .values()
+                .any(|rs| rs.windows(2).any(|w| w[0].extent.end() > w[1].extent.first))
+            {
+                out.push(finding(
+                    "ExtentsOverlap",
+                    format!("volume {id} has overlapping extents at one generation"),
+                ));
+            }
+        }
+
+        let queued_v2: Vec<String> = sqlx::query_scalar(
+            "SELECT q.object_id FROM gc_objects q WHERE EXISTS (SELECT 1 FROM extents x WHERE x.object_id = q.object_id)",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for o in queued_v2 {
+            out.push(finding(
+                "QueuedObjectInUse",
+                format!("object {o} is queued for deletion but still named"),
+            ));
+        }
+        let beyond_v2: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT DISTINCT x.volume_id, x.chunk_index FROM extents x JOIN volumes v ON v.id = x.volume_id \
+             WHERE x.chunk_index * v.chunk_size >= v.size",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (vol, idx) in beyond_v2 {
+            out.push(finding(
+                "ChunkBeyondSize",
+                format!("chunk {idx} of {vol} lies beyond the volume's size"),
+            ));
         }
 
         let dead_disks: Vec<String> = sqlx::query_scalar(

@@ -27,6 +27,7 @@
 //! removed by [`Meta::gc_volume`], its object queued in `gc_queue`.
 
 mod chunks;
+pub mod extents;
 mod fsck;
 mod listing;
 mod nodes;
@@ -42,6 +43,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use chunks::{ChunkEntry, CommitStats, VolumeRow};
+pub use extents::{ChunkMap, Extent, Loc, ObjectRef};
 pub use fsck::Finding;
 pub use listing::{ListFilter, Visible};
 pub use nodes::{Holder, NodeRow, SweepView, now_ms};

@@ -76,6 +76,11 @@ pub struct SweepView {
     /// Counter ranges, per DEK value, that a live holder may still be
     /// writing objects in.
     pub in_flight: HashMap<u64, Vec<Range<u64>>>,
+    /// v2 objects some extent names, by object id.
+    pub objects: HashSet<[u8; 16]>,
+    /// Volumes (by id value) that a live holder may be writing v2 objects
+    /// for: their disk is attached on a node.
+    pub held_volumes: HashSet<u64>,
 }
 
 impl SweepView {
@@ -86,6 +91,12 @@ impl SweepView {
                 .in_flight
                 .get(&dek)
                 .is_some_and(|rs| rs.iter().any(|r| r.contains(&counter)))
+    }
+
+    /// Whether v2 object `id`, written by volume `writer` (its id value),
+    /// must be kept.
+    pub fn keeps_object(&self, writer: u64, id: &[u8; 16]) -> bool {
+        self.objects.contains(id) || self.held_volumes.contains(&writer)
     }
 }
 
@@ -284,7 +295,8 @@ impl Meta {
     /// chunk rows name, and the counter ranges of reservations whose
     /// attachment has a holder. List the store *before* calling this: an
     /// object listed earlier was reserved earlier, so this snapshot shows it
-    /// either still reserved, or named, or dead.
+    /// either still reserved, or named, or dead. The same holds for v2
+    /// objects, kept while their writer volume's disk is attached on a node.
     pub async fn sweep_view(&self) -> Result<SweepView> {
         let mut tx = self.pool.begin().await?;
         if self.backend == crate::Backend::Postgres {
@@ -302,8 +314,26 @@ impl Meta {
         )
         .fetch_all(&mut *tx)
         .await?;
+        let objects: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT object_id FROM extents WHERE object_id IS NOT NULL")
+                .fetch_all(&mut *tx)
+                .await?;
+        let held: Vec<String> = sqlx::query_scalar(
+            "SELECT d.volume_id FROM attachments a JOIN disks d ON d.id = a.disk_id WHERE a.node_id IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         let mut view = SweepView::default();
+        for o in objects {
+            view.objects.insert(
+                crate::extents::parse_hex_id(&o)
+                    .ok_or_else(|| crate::MetaError::Corrupt(format!("bad object id '{o}'")))?,
+            );
+        }
+        for v in held {
+            view.held_volumes.insert(parse_id(&v, Kind::Volume)?.value());
+        }
         for (dek, c) in named {
             view.referenced
                 .insert((parse_id(&dek, Kind::Dek)?.value(), to_u64(c)?));

@@ -11,6 +11,7 @@ const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_iam.sql")),
     (4, include_str!("../migrations/sqlite/0004_lists.sql")),
     (5, include_str!("../migrations/sqlite/0005_names_keys.sql")),
+    (6, include_str!("../migrations/sqlite/0006_format_v2.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -20,6 +21,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         5,
         include_str!("../migrations/postgres/0005_names_keys.sql"),
+    ),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_format_v2.sql"),
     ),
 ];
 

@@ -210,12 +210,13 @@ impl Service {
             tracing::info!(disk = %disk.id, "took over an attachment no live node held");
         }
         let vol = self.meta.volume(disk.volume_id).await?;
-        let dek = self.vault.dek(vol.dek_id).await?;
+        // Fails here, with the vault's own error, if the key is unusable.
+        self.vault.dek(vol.dek_id).await?;
         let v = Volume::open(
             self.meta.clone(),
             self.store.clone(),
             disk.volume_id,
-            &dek,
+            Arc::new(VaultDeks(self.vault.clone())),
             self.config.volume.clone(),
             Some(holder),
         )
@@ -263,5 +264,15 @@ mod tests {
             image_opts("[fd00::5]:1234", "tok", true),
             "driver=nbd,server.type=inet,server.host=fd00::5,server.port=1234,export=tok,tls-creds=tls0"
         );
+    }
+}
+
+/// The vault as the source of an open volume's DEKs.
+struct VaultDeks(coffer_keyvault::KeyVault);
+
+#[async_trait::async_trait]
+impl coffer_volume::DekSource for VaultDeks {
+    async fn dek(&self, id: Id) -> std::result::Result<coffer_crypto::SecretKey, String> {
+        self.0.dek(id).await.map_err(|e| e.to_string())
     }
 }

@@ -5,8 +5,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use bytes::BytesMut;
 use coffer_crypto::{ChunkKey, open_chunk};
-use coffer_store::{StoreError, chunk_key, parse_chunk_key};
+use coffer_meta::ObjectRef;
+use coffer_store::{StoreError, chunk_key, object_key, parse_chunk_key, parse_object_key};
+use coffer_types::Id;
+use coffer_volume::object_keys;
 
 use crate::model::{FsckFinding, FsckReport, GcReport, Node};
 use coffer_iam::{Action, Target};
@@ -79,44 +83,52 @@ impl Service {
         // then merely unreferenced (counted, not an error). An object can
         // still look missing if it was overwritten and collected between
         // the two reads, so a candidate counts only if it is still named
-        // after the listing.
-        let named = self.meta.named_objects().await?;
-        let referenced = self.meta.referenced_objects().await?; // named + queued
-        let stored: HashSet<(u64, u64)> = self
-            .store
-            .list("chunks/")
-            .await
-            .map_err(ServiceError::internal)?
-            .iter()
-            .filter_map(|k| parse_chunk_key(k))
+        // after the listing. Objects are compared by store key: v1 chunk
+        // objects and v2 objects alike.
+        let named = self.named_keys().await?;
+        let mut referenced: HashSet<String> = self
+            .meta
+            .referenced_objects()
+            .await?
+            .into_iter()
+            .map(|(d, c)| chunk_key(d, c))
             .collect();
-        let named_set: HashSet<(u64, u64)> =
-            named.iter().map(|(d, c, _)| (d.value(), *c)).collect();
+        referenced.extend(
+            self.meta
+                .referenced_v2_objects()
+                .await?
+                .into_iter()
+                .map(|(w, id)| object_key(w.value(), &id)),
+        );
+        let mut stored: HashSet<String> = HashSet::new();
+        for prefix in ["chunks/", "objects/"] {
+            stored.extend(
+                self.store
+                    .list(prefix)
+                    .await
+                    .map_err(ServiceError::internal)?
+                    .into_iter()
+                    .filter(|k| parse_chunk_key(k).is_some() || parse_object_key(k).is_some()),
+            );
+        }
+        let named_set: HashSet<String> = named.keys().cloned().collect();
         let queued = referenced.difference(&named_set).count() as u64;
-        let still_named: HashSet<(u64, u64)> = if named_set.is_subset(&stored) {
+        let still_named: HashSet<String> = if named_set.is_subset(&stored) {
             HashSet::new()
         } else {
-            self.meta
-                .named_objects()
-                .await?
-                .iter()
-                .map(|(d, c, _)| (d.value(), *c))
-                .collect()
+            self.named_keys().await?.into_keys().collect()
         };
 
         let mut missing = 0usize;
         for key in named_set
             .difference(&stored)
-            .filter(|k| still_named.contains(k))
+            .filter(|k| still_named.contains(*k))
         {
             missing += 1;
             if missing <= MAX_PER_CODE {
                 findings.push(FsckFinding {
                     code: "ObjectMissing".into(),
-                    detail: format!(
-                        "{} is named by a chunk map but not in the store",
-                        chunk_key(key.0, key.1)
-                    ),
+                    detail: format!("{key} is named by a chunk map but not in the store"),
                 });
             }
         }
@@ -129,35 +141,28 @@ impl Service {
         let unreferenced = stored.difference(&referenced).count() as u64;
 
         let verified = if deep {
-            let mut keys: HashMap<coffer_types::Id, ChunkKey> = HashMap::new();
             let mut n = 0u64;
             let mut bad = 0usize;
-            for (dek, counter, idx) in &named {
-                if !stored.contains(&(dek.value(), *counter)) {
+            let mut sorted: Vec<(&String, &Named)> = named.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            for (name, what) in sorted {
+                if !stored.contains(name) {
                     continue; // already reported missing
                 }
-                if !keys.contains_key(dek) {
-                    let secret = self.vault.dek(*dek).await?;
-                    let k = ChunkKey::new(dek.value(), &secret).map_err(ServiceError::internal)?;
-                    keys.insert(*dek, k);
-                }
-                let key = &keys[dek];
-                let name = chunk_key(dek.value(), *counter);
-                let problem = match self.store.get(&name).await {
-                    Ok(obj) => open_chunk(key, *counter, *idx, obj)
-                        .err()
-                        .map(|e| e.to_string()),
+                let obj = match self.store.get(name).await {
+                    Ok(obj) => obj,
                     // Rewritten and collected since the listing: no longer named.
                     Err(StoreError::NotFound(_)) => continue,
                     Err(e) => return Err(ServiceError::internal(e)),
                 };
+                let problem = self.check_object(what, obj).await?;
                 n += 1;
                 if let Some(p) = problem {
                     bad += 1;
                     if bad <= MAX_PER_CODE {
                         findings.push(FsckFinding {
                             code: "ObjectNotAuthentic".into(),
-                            detail: format!("{name} (chunk {idx}) fails authentication: {p}"),
+                            detail: format!("{name} fails authentication: {p}"),
                         });
                     }
                 }
@@ -178,4 +183,63 @@ impl Service {
             findings,
         })
     }
+
+    /// Every object a chunk map names, by store key.
+    async fn named_keys(&self) -> Result<HashMap<String, Named>> {
+        let mut out: HashMap<String, Named> = self
+            .meta
+            .named_objects()
+            .await?
+            .into_iter()
+            .map(|(dek, counter, idx)| {
+                (
+                    chunk_key(dek.value(), counter),
+                    Named::V1 {
+                        dek,
+                        counter,
+                        chunk: idx,
+                    },
+                )
+            })
+            .collect();
+        for o in self.meta.named_v2_objects().await? {
+            out.insert(object_key(o.writer.value(), &o.id), Named::V2(o));
+        }
+        Ok(out)
+    }
+
+    /// Open a whole stored object as what the chunk map says it is; the
+    /// problem, if it fails.
+    async fn check_object(&self, what: &Named, mut obj: BytesMut) -> Result<Option<String>> {
+        Ok(match what {
+            Named::V1 {
+                dek,
+                counter,
+                chunk,
+            } => {
+                let secret = self.vault.dek(*dek).await?;
+                let k = ChunkKey::new(dek.value(), &secret).map_err(ServiceError::internal)?;
+                open_chunk(&k, *counter, *chunk, obj)
+                    .err()
+                    .map(|e| format!("chunk {chunk}: {e}"))
+            }
+            Named::V2(o) => {
+                let secret = self.vault.dek(o.dek).await?;
+                let secret2 = match o.dek2 {
+                    Some(d) => Some(self.vault.dek(d).await?),
+                    None => None,
+                };
+                match object_keys(o, &secret, secret2.as_ref()) {
+                    Ok(k) => k.open_object(&mut obj).err().map(|e| e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                }
+            }
+        })
+    }
+}
+
+/// What a chunk map says a stored object is.
+enum Named {
+    V1 { dek: Id, counter: u64, chunk: u64 },
+    V2(ObjectRef),
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use coffer_meta::now_ms;
-use coffer_store::{chunk_key, parse_chunk_key};
+use coffer_store::{chunk_key, object_key, parse_chunk_key, parse_object_key};
 use coffer_volume::Volume;
 
 use crate::*;
@@ -31,18 +31,23 @@ impl Service {
     pub async fn collect_garbage(&self) -> Result<u64> {
         let mut total = 0u64;
         loop {
-            let batch = self.meta.gc_queue_peek(512).await?;
-            if batch.is_empty() {
+            let v1 = self.meta.gc_queue_peek(1000).await?;
+            let v2 = self.meta.gc_objects_peek(1000).await?;
+            if v1.is_empty() && v2.is_empty() {
                 return Ok(total);
             }
-            for (dek, counter) in &batch {
-                self.store
-                    .delete(&chunk_key(dek.value(), *counter))
-                    .await
-                    .map_err(ServiceError::internal)?;
-            }
-            self.meta.gc_queue_done(&batch).await?;
-            total += batch.len() as u64;
+            let keys: Vec<String> = v1
+                .iter()
+                .map(|(dek, counter)| chunk_key(dek.value(), *counter))
+                .chain(v2.iter().map(|(w, id)| object_key(w.value(), id)))
+                .collect();
+            self.store
+                .delete_many(&keys)
+                .await
+                .map_err(ServiceError::internal)?;
+            self.meta.gc_queue_done(&v1).await?;
+            self.meta.gc_objects_done(&v2).await?;
+            total += keys.len() as u64;
         }
     }
 
@@ -64,25 +69,35 @@ impl Service {
         self.meta
             .fence_expired_nodes(now_ms(), self.my_node_id().await)
             .await?;
-        let listed = self
+        let mut listed = self
             .store
             .list("chunks/")
             .await
             .map_err(ServiceError::internal)?;
-        let keep = self.meta.sweep_view().await?;
-        let mut orphans = 0;
-        for key in listed {
-            if let Some((dek, counter)) = parse_chunk_key(&key)
-                && keep.keeps(dek, counter)
-            {
-                continue;
-            }
+        listed.extend(
             self.store
-                .delete(&key)
+                .list("objects/")
                 .await
-                .map_err(ServiceError::internal)?;
-            orphans += 1;
-        }
+                .map_err(ServiceError::internal)?,
+        );
+        let keep = self.meta.sweep_view().await?;
+        let doomed: Vec<String> = listed
+            .into_iter()
+            .filter(|key| {
+                if let Some((dek, counter)) = parse_chunk_key(key) {
+                    !keep.keeps(dek, counter)
+                } else if let Some((writer, id)) = parse_object_key(key) {
+                    !keep.keeps_object(writer, &id)
+                } else {
+                    true
+                }
+            })
+            .collect();
+        self.store
+            .delete_many(&doomed)
+            .await
+            .map_err(ServiceError::internal)?;
+        let orphans = doomed.len() as u64;
         self.meta.drop_dead_reservations().await?;
         Ok(orphans)
     }

@@ -46,7 +46,6 @@ async fn node(
         chunk_size: 64 * 1024,
         volume: VolumeConfig {
             dirty_high_water: 1 << 20,
-            counter_batch: 8,
             io_parallelism: 4,
             gc_notify: None,
         },

@@ -103,7 +103,6 @@ async fn open_world(
         chunk_size: 64 * 1024,
         volume: VolumeConfig {
             dirty_high_water: 256 * 1024,
-            counter_batch: 16,
             io_parallelism: 4,
             gc_notify: None,
         },

@@ -1,35 +1,45 @@
 //! The block engine. A [`Volume`] is an open disk: it turns byte-range reads
-//! and writes into sealed, immutable chunk objects and chunk-map rows.
+//! and writes into sealed, immutable format v2 objects and chunk-map
+//! extents (see docs/design/format-v2-and-keys.md).
 //!
 //! ## How one write becomes durable
 //! 1. `write` splits the range into chunks (`chunk_size`, 256 KiB by
-//!    default). A whole-chunk write keeps a slice of the caller's buffer; a
-//!    partial one reads the chunk's current content (from the cache or by
-//!    opening its object) and patches it. The result goes to the **dirty
-//!    set**, in memory only: plaintext never touches persistent storage.
-//!    Writes to one chunk are serialised by a striped lock, so overlapping
-//!    partial writes never lose each other's bytes. A request's chunks
-//!    enter the dirty set together, so a write-back (and a snapshot) takes
-//!    all of a request or none of it.
-//! 2. Write-back moves the dirty set to the **flushing set**, reserves nonce
-//!    counters from the metadata store (durably, before use), seals each
-//!    chunk with AES-256-GCM under the lineage DEK, and puts it in the object
-//!    store under a fresh, never reused key. The chunks become **pending**:
-//!    reads use their objects, but the chunk map does not name them yet.
-//!    All-zero chunks are recorded as zero and cost no object. This runs in
-//!    the background once the dirty set passes its high-water mark (writers
-//!    wait at twice that, before changing anything, and are refused if that
-//!    write-back fails), so memory stays bounded on long writes and while
-//!    the store is down.
+//!    default). A whole-chunk write keeps a slice of the caller's buffer;
+//!    any other write keeps its 4 KiB sectors, and a sector only partly
+//!    written is completed from its current content (one slot read, never
+//!    the whole chunk). The result goes to the **dirty set**, in memory
+//!    only: plaintext never touches persistent storage. Writes to one chunk
+//!    are serialised by a striped lock, so overlapping partial writes never
+//!    lose each other's bytes. A request's chunks enter the dirty set
+//!    together, so a write-back (and a snapshot) takes all of a request or
+//!    none of it. A chunk still stored in format v1 is rewritten whole on
+//!    its first write.
+//! 2. Write-back moves the dirty set to the **flushing set** and seals it:
+//!    chunks written whole become **chunk objects**, every other sector is
+//!    packed into **segments** (the small-write log, up to 1,024 sectors
+//!    each), all-zero sectors and chunks become zero extents and cost no
+//!    object. Each object gets a fresh random 128-bit id and keys derived
+//!    from it, so no nonce depends on any stored counter, and is put
+//!    create-only. Its extents become **pending**: reads use them, the chunk
+//!    map does not name them yet. This runs in the background once the
+//!    dirty set passes its high-water mark (writers wait at twice that,
+//!    before changing anything, and are refused if that write-back fails),
+//!    so memory stays bounded on long writes and while the store is down.
 //! 3. On `flush` (and FUA, snapshot, close), after a last write-back, one
 //!    `sync` makes every pending object durable, then one metadata
-//!    transaction points the chunk map at them (at the head generation) and
-//!    queues objects no view needs any more for deletion. Only then is the
-//!    flush acknowledged. So a long write costs one sync, like a file.
+//!    transaction (a constant number of round trips) lays the pending
+//!    extents over the head generation and queues objects no view needs any
+//!    more for deletion. Only then is the flush acknowledged.
 //!
 //! A crash before step 3 commits leaves unreferenced objects (garbage for the
 //! orphan sweep) and the previous, intact chunk map: a flushed write is never
 //! lost, an unflushed one may be, as for any disk.
+//!
+//! ## Reads
+//! A read looks up each 4 KiB sector through the layers (dirty, flushing,
+//! pending, committed map) and fetches runs of consecutive slots of one
+//! object with one ranged read, opening each slot on its own: a 4 KiB read
+//! reads and decrypts 4 KiB. A v1 chunk is read and opened whole.
 //!
 //! ## Snapshots
 //! `snapshot` writes back the dirty set and then records the head generation
@@ -39,19 +49,27 @@
 //! instant the dirty set was taken: every write acknowledged before then is
 //! in it, no write started after is.
 
-use std::collections::HashMap;
-use std::ops::Range;
+mod seal;
+mod state;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use coffer_crypto::chunk::ChunkKey;
-use coffer_crypto::{SecretKey, open_chunk, seal_chunk};
-use coffer_meta::{ChunkEntry, Holder, Meta, MetaError, SnapshotBy, SnapshotRow};
-use coffer_store::{ObjectStore, StoreError, chunk_key};
+use coffer_crypto::{SecretKey, open_chunk};
+use coffer_meta::{Extent, Holder, Meta, MetaError, ObjectRef, SnapshotBy, SnapshotRow};
+use coffer_store::{ObjectStore, StoreError, chunk_key, object_key};
 use coffer_types::Id;
 use futures::StreamExt;
-use futures::stream::FuturesOrdered;
+
+use state::{Dirty, SECTOR, Sec, Src, State};
+
+/// The keys of a v2 object the chunk map names, from its DEK(s) (for
+/// tools that open whole objects, such as `fsck`).
+pub use seal::keys as object_keys;
 
 /// Default chunk size: 256 KiB. Fixed per volume at creation.
 pub const DEFAULT_CHUNK_SIZE: u32 = 256 * 1024;
@@ -75,9 +93,18 @@ pub enum VolumeError {
         /// Why.
         reason: String,
     },
-    /// Encryption failed (e.g. nonce counter exhausted).
+    /// Encryption failed.
     #[error("encryption error: {0}")]
     Crypto(#[from] coffer_crypto::CryptoError),
+    /// A data key the volume needs cannot be had (its key is disabled,
+    /// deleted or unreachable).
+    #[error("data key {dek} is not usable: {reason}")]
+    Key {
+        /// The DEK.
+        dek: Id,
+        /// Why.
+        reason: String,
+    },
     /// A request beyond the end of the volume.
     #[error("range {offset}+{len} is outside the volume's {size} bytes")]
     OutOfRange {
@@ -101,14 +128,40 @@ pub enum VolumeError {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, VolumeError>;
 
+/// Where an open volume gets the plaintext of the DEKs its view names
+/// (its own write DEK, and those of the objects it reads from parents).
+#[async_trait]
+pub trait DekSource: Send + Sync + 'static {
+    /// The DEK `id`, unwrapped; an error says why it cannot be had.
+    async fn dek(&self, id: Id) -> std::result::Result<SecretKey, String>;
+}
+
+/// A fixed set of DEKs (tests, tools).
+pub struct StaticDeks(pub HashMap<Id, SecretKey>);
+
+impl StaticDeks {
+    /// One DEK.
+    pub fn one(id: Id, key: SecretKey) -> Arc<Self> {
+        Arc::new(Self([(id, key)].into()))
+    }
+}
+
+#[async_trait]
+impl DekSource for StaticDeks {
+    async fn dek(&self, id: Id) -> std::result::Result<SecretKey, String> {
+        self.0
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| "not among the keys given".to_string())
+    }
+}
+
 /// Tuning of an open volume.
 #[derive(Debug, Clone)]
 pub struct VolumeConfig {
     /// Write back in the background once this many dirty bytes are cached;
     /// writers wait (back-pressure) at twice this.
     pub dirty_high_water: usize,
-    /// Nonce counters reserved per metadata round trip.
-    pub counter_batch: u64,
     /// Objects put or fetched concurrently.
     pub io_parallelism: usize,
     /// Woken when a commit queues objects for deletion (the service's
@@ -120,49 +173,8 @@ impl Default for VolumeConfig {
     fn default() -> Self {
         Self {
             dirty_high_water: 64 << 20,
-            counter_batch: 2048,
             io_parallelism: 16,
             gc_notify: None,
-        }
-    }
-}
-
-/// Content of a cached chunk.
-#[derive(Clone)]
-enum Slot {
-    Data(Bytes),
-    Zero,
-}
-
-/// Where a chunk's current content is.
-enum Source {
-    Cached(Bytes),
-    Zero,
-    Object(u64),
-}
-
-struct State {
-    head: u64,
-    map: HashMap<u64, ChunkEntry>,
-    dirty: HashMap<u64, Slot>,
-    flushing: HashMap<u64, Slot>,
-    /// Sealed and put, not yet durable nor in the chunk map.
-    pending: HashMap<u64, ChunkEntry>,
-    /// Objects superseded while pending: delete after the next commit.
-    discard: Vec<u64>,
-    dirty_bytes: usize,
-}
-
-impl State {
-    fn source(&self, idx: u64) -> Source {
-        let slot = self.dirty.get(&idx).or_else(|| self.flushing.get(&idx));
-        match slot {
-            Some(Slot::Data(b)) => Source::Cached(b.clone()),
-            Some(Slot::Zero) => Source::Zero,
-            None => match self.pending.get(&idx).or_else(|| self.map.get(&idx)) {
-                Some(ChunkEntry::Object(c)) => Source::Object(*c),
-                Some(ChunkEntry::Zero) | None => Source::Zero,
-            },
         }
     }
 }
@@ -174,15 +186,15 @@ pub struct Volume {
     id: Id,
     meta: Meta,
     store: Arc<dyn ObjectStore>,
-    key: ChunkKey,
-    dek_id: Id,
+    deks: Arc<dyn DekSource>,
+    dek_cache: Mutex<HashMap<Id, Arc<SecretKey>>>,
+    write_dek: (Id, Arc<SecretKey>),
     chunk_size: u32,
     size: u64,
     config: VolumeConfig,
     state: Mutex<State>,
     stripes: Vec<tokio::sync::Mutex<()>>,
     flush_lock: Arc<tokio::sync::Mutex<()>>,
-    counters: tokio::sync::Mutex<Range<u64>>,
     closed: AtomicBool,
     holder: Option<Holder>,
 }
@@ -200,17 +212,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// One fetch of a read: a run of slots of one object, or a v1 chunk.
+enum Fetch {
+    Slots {
+        obj: Arc<ObjectRef>,
+        first_slot: u32,
+        n: u32,
+        /// Absolute sector of the first slot.
+        abs: u64,
+    },
+    V1 {
+        dek: Id,
+        counter: u64,
+        chunk: u64,
+        /// Absolute sectors wanted from it.
+        sectors: Vec<u64>,
+    },
+}
+
 impl Volume {
-    /// Open the head of volume `id` for I/O; `dek` is its lineage's
-    /// unwrapped DEK. With `holder`, every counter reservation, commit and
-    /// snapshot checks that it still holds the disk's attachment, and the
-    /// volume closes itself ([`VolumeError::Fenced`]) once it does not;
-    /// without, the caller guarantees it is the only writer.
+    /// Open the head of volume `id` for I/O, taking the DEKs its view
+    /// names from `deks` (its write DEK at once). With `holder`, every
+    /// commit and snapshot checks that it still holds the disk's
+    /// attachment, and the volume closes itself ([`VolumeError::Fenced`])
+    /// once it does not; without, the caller guarantees it is the only
+    /// writer.
     pub async fn open(
         meta: Meta,
         store: Arc<dyn ObjectStore>,
         id: Id,
-        dek: &SecretKey,
+        deks: Arc<dyn DekSource>,
         config: VolumeConfig,
         holder: Option<Holder>,
     ) -> Result<Arc<Self>> {
@@ -218,28 +249,27 @@ impl Volume {
         // first, so this head is current.
         let row = meta.volume_for_open(id).await?;
         let map = meta.resolve_view(id, row.head_generation).await?;
-        let key = ChunkKey::new(row.dek_id.value(), dek)?;
+        let write = deks
+            .dek(row.dek_id)
+            .await
+            .map_err(|reason| VolumeError::Key {
+                dek: row.dek_id,
+                reason,
+            })?;
+        let write = Arc::new(write);
         Ok(Arc::new(Self {
             id,
             meta,
             store,
-            key,
-            dek_id: row.dek_id,
+            deks,
+            dek_cache: Mutex::new([(row.dek_id, Arc::clone(&write))].into()),
+            write_dek: (row.dek_id, write),
             chunk_size: row.chunk_size,
             size: row.size,
             config,
-            state: Mutex::new(State {
-                head: row.head_generation,
-                map,
-                dirty: HashMap::new(),
-                flushing: HashMap::new(),
-                pending: HashMap::new(),
-                discard: Vec::new(),
-                dirty_bytes: 0,
-            }),
+            state: Mutex::new(State::new(row.head_generation, map)),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             flush_lock: Arc::new(tokio::sync::Mutex::new(())),
-            counters: tokio::sync::Mutex::new(0..0),
             closed: AtomicBool::new(false),
             holder,
         }))
@@ -274,6 +304,11 @@ impl Volume {
         u64::from(self.chunk_size)
     }
 
+    /// Sectors per chunk.
+    fn spc(&self) -> u32 {
+        (self.chunk_size as usize / SECTOR).max(1) as u32
+    }
+
     fn check(&self, offset: u64, len: u64) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(VolumeError::Closed);
@@ -305,68 +340,199 @@ impl Volume {
         out
     }
 
-    async fn fetch(&self, idx: u64, counter: u64) -> Result<Bytes> {
-        let obj = self
-            .store
-            .get(&chunk_key(self.dek_id.value(), counter))
-            .await?;
-        open_chunk(&self.key, counter, idx, obj).map_err(|e| VolumeError::Integrity {
-            volume: self.id,
-            chunk: idx,
-            reason: e.to_string(),
-        })
+    async fn dek(&self, id: Id) -> Result<Arc<SecretKey>> {
+        if let Some(k) = lock(&self.dek_cache).get(&id) {
+            return Ok(Arc::clone(k));
+        }
+        let k = Arc::new(
+            self.deks
+                .dek(id)
+                .await
+                .map_err(|reason| VolumeError::Key { dek: id, reason })?,
+        );
+        lock(&self.dek_cache).insert(id, Arc::clone(&k));
+        Ok(k)
     }
 
-    /// Current plaintext of chunk `idx` (`None` = zeroes). Retries if the
-    /// object it resolved to was replaced and collected meanwhile.
-    async fn chunk_content(&self, idx: u64) -> Result<Option<Bytes>> {
-        let mut attempts = 0;
-        loop {
-            let src = lock(&self.state).source(idx);
-            match src {
-                Source::Cached(b) => return Ok(Some(b)),
-                Source::Zero => return Ok(None),
-                Source::Object(c) => match self.fetch(idx, c).await {
-                    Ok(b) => return Ok(Some(b)),
-                    Err(e) => {
-                        // If the chunk was rewritten meanwhile, its old object
-                        // may have been deleted or recycled under us: read
-                        // the new content instead. Otherwise the error stands.
-                        let moved =
-                            !matches!(lock(&self.state).source(idx), Source::Object(c2) if c2 == c);
-                        if !moved || attempts >= 3 {
-                            return Err(match e {
-                                VolumeError::Store(StoreError::NotFound(_)) => {
-                                    VolumeError::Integrity {
-                                        volume: self.id,
-                                        chunk: idx,
-                                        reason: "its object is missing from the store".into(),
-                                    }
-                                }
-                                other => other,
-                            });
-                        }
-                        attempts += 1;
-                    }
-                },
+    fn integrity(&self, chunk: u64, e: impl std::fmt::Display) -> VolumeError {
+        VolumeError::Integrity {
+            volume: self.id,
+            chunk,
+            reason: e.to_string(),
+        }
+    }
+
+    /// Run one fetch: `(absolute sector, plaintext)` of each sector it covers.
+    async fn fetch(&self, f: &Fetch) -> Result<Vec<(u64, Bytes)>> {
+        let spc = u64::from(self.spc());
+        match f {
+            Fetch::Slots {
+                obj,
+                first_slot,
+                n,
+                abs,
+            } => {
+                let chunk = abs / spc;
+                let dek = self.dek(obj.dek).await?;
+                let dek2 = match obj.dek2 {
+                    Some(d) => Some(self.dek(d).await?),
+                    None => None,
+                };
+                let k = seal::keys(obj, &dek, dek2.as_deref())?;
+                let h = k.header();
+                let range = h.slot_offset(*first_slot)..h.slot_offset(first_slot + n);
+                let raw = self
+                    .store
+                    .get_range(&object_key(obj.writer.value(), &obj.id), range)
+                    .await?;
+                let plain = seal::open_run(&k, raw, *first_slot, *n, chunk, (abs % spc) as u32)
+                    .map_err(|e| self.integrity(chunk, e))?
+                    .freeze();
+                Ok((0..u64::from(*n))
+                    .map(|i| {
+                        let at = i as usize * SECTOR;
+                        (abs + i, plain.slice(at..at + SECTOR))
+                    })
+                    .collect())
             }
+            Fetch::V1 {
+                dek,
+                counter,
+                chunk,
+                sectors,
+            } => {
+                let secret = self.dek(*dek).await?;
+                let key = ChunkKey::new(dek.value(), &secret)?;
+                let obj = self.store.get(&chunk_key(dek.value(), *counter)).await?;
+                let plain =
+                    open_chunk(&key, *counter, *chunk, obj).map_err(|e| self.integrity(*chunk, e))?;
+                if plain.len() != self.chunk_size as usize {
+                    return Err(self.integrity(*chunk, "v1 chunk of the wrong size"));
+                }
+                Ok(sectors
+                    .iter()
+                    .map(|abs| {
+                        let at = (abs % spc) as usize * SECTOR;
+                        (*abs, plain.slice(at..at + SECTOR))
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The sources of absolute sectors `[first, end)`.
+    fn sources(&self, first: u64, end: u64) -> Vec<Src> {
+        let spc = u64::from(self.spc());
+        let st = lock(&self.state);
+        (first..end)
+            .map(|abs| st.source(abs / spc, (abs % spc) as u32))
+            .collect()
+    }
+
+    /// Read `len` bytes at `offset` (in range) from the current content.
+    /// Retries when an object it resolved to was replaced and collected
+    /// meanwhile.
+    async fn read_inner(&self, offset: u64, len: usize) -> Result<BytesMut> {
+        let sec = SECTOR as u64;
+        let first = offset / sec;
+        let end = (offset + len as u64).div_ceil(sec);
+        let spc = u64::from(self.spc());
+        let mut attempts = 0;
+        'again: loop {
+            let srcs = self.sources(first, end);
+            let mut out = BytesMut::zeroed(len);
+            let mut fetches: Vec<Fetch> = Vec::new();
+            let mut v1: HashMap<(Id, u64, u64), Vec<u64>> = HashMap::new();
+            for (i, src) in srcs.iter().enumerate() {
+                let abs = first + i as u64;
+                match src {
+                    Src::Zero => {}
+                    Src::Mem(b) => copy_sector(&mut out, offset, abs, b),
+                    Src::V1 { dek, counter } => {
+                        v1.entry((*dek, *counter, abs / spc)).or_default().push(abs);
+                    }
+                    Src::Obj { obj, slot } => {
+                        if let Some(Fetch::Slots {
+                            obj: o,
+                            first_slot,
+                            n,
+                            abs: a,
+                        }) = fetches.last_mut()
+                            && o.id == obj.id
+                            && *first_slot + *n == *slot
+                            && *a + u64::from(*n) == abs
+                            && abs % spc != 0
+                        {
+                            *n += 1;
+                            continue;
+                        }
+                        fetches.push(Fetch::Slots {
+                            obj: Arc::clone(obj),
+                            first_slot: *slot,
+                            n: 1,
+                            abs,
+                        });
+                    }
+                }
+            }
+            fetches.extend(
+                v1.into_iter()
+                    .map(|((dek, counter, chunk), sectors)| Fetch::V1 {
+                        dek,
+                        counter,
+                        chunk,
+                        sectors,
+                    }),
+            );
+            let futs: Vec<_> = fetches.iter().map(|f| self.fetch(f)).collect();
+            let mut results = futures::stream::iter(futs)
+                .buffer_unordered(self.config.io_parallelism);
+            while let Some(r) = results.next().await {
+                match r {
+                    Ok(sectors) => {
+                        for (abs, b) in sectors {
+                            copy_sector(&mut out, offset, abs, &b);
+                        }
+                    }
+                    Err(e) => {
+                        // If the content moved meanwhile (rewritten, its old
+                        // object collected), read the new content instead.
+                        let now = self.sources(first, end);
+                        let moved = now.iter().zip(&srcs).any(|(a, b)| !a.same(b));
+                        if moved && attempts < 3 {
+                            attempts += 1;
+                            continue 'again;
+                        }
+                        return Err(match e {
+                            e if seal::missing(&e) => VolumeError::Integrity {
+                                volume: self.id,
+                                chunk: offset / self.cs(),
+                                reason: "its object is missing from the store".into(),
+                            },
+                            other => other,
+                        });
+                    }
+                }
+            }
+            return Ok(out);
         }
     }
 
     /// How `len` bytes at `offset` are allocated, as consecutive runs of
     /// `(length, hole)`: a hole is a chunk that reads as zeroes without an
     /// object (never written, trimmed, or written as zeroes). Answered
-    /// from the in-memory map and dirty set: no object is read.
+    /// from memory: no object is read.
     ///
     /// # Errors
     /// Out of range, or the volume is closed.
     pub fn allocation(&self, offset: u64, len: u64) -> Result<Vec<(u64, bool)>> {
         self.check(offset, len)?;
         let pieces = self.pieces(offset, len);
+        let spc = self.spc();
         let st = lock(&self.state);
         let mut out: Vec<(u64, bool)> = Vec::new();
         for (idx, _, n, _) in pieces {
-            let hole = matches!(st.source(idx), Source::Zero);
+            let hole = st.is_hole(idx, spc);
             match out.last_mut() {
                 Some((l, h)) if *h == hole => *l += n as u64,
                 _ => out.push((n as u64, hole)),
@@ -378,31 +544,7 @@ impl Volume {
     /// Read `len` bytes at `offset`.
     pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes> {
         self.check(offset, len)?;
-        let pieces = self.pieces(offset, len);
-        if let [(idx, 0, n, 0)] = pieces[..]
-            && n == to_usize(self.cs())
-        {
-            // One whole chunk: hand out its plaintext without copying.
-            return Ok(self
-                .chunk_content(idx)
-                .await?
-                .unwrap_or_else(|| Bytes::from(vec![0u8; n])));
-        }
-        let mut out = BytesMut::zeroed(to_usize(len));
-        let mut fetches: FuturesOrdered<_> = pieces
-            .iter()
-            .map(|&(idx, in_chunk, n, at)| async move {
-                let content = self.chunk_content(idx).await?;
-                Ok::<_, VolumeError>((content, in_chunk, n, at))
-            })
-            .collect();
-        while let Some(r) = fetches.next().await {
-            let (content, in_chunk, n, at) = r?;
-            if let Some(c) = content {
-                out[at..at + n].copy_from_slice(&c[in_chunk..in_chunk + n]);
-            }
-        }
-        Ok(out.freeze())
+        Ok(self.read_inner(offset, to_usize(len)).await?.freeze())
     }
 
     async fn lock_stripes(
@@ -422,82 +564,114 @@ impl Volume {
         guards
     }
 
-    /// Put a request's new chunks in the dirty set, all under one lock: a
+    /// Put a request's new content in the dirty set, all under one lock: a
     /// write-back (and so a snapshot) takes all of a request or none of it.
-    fn put_dirty(&self, slots: Vec<(u64, Slot)>) {
+    fn put_dirty(&self, changes: Vec<(u64, Dirty)>) {
+        let spc = self.spc();
         let mut st = lock(&self.state);
-        for (idx, slot) in slots {
-            let add = match &slot {
-                Slot::Data(b) => b.len(),
-                Slot::Zero => 0,
+        for (idx, new) in changes {
+            let merged = match st.dirty.remove(&idx) {
+                Some(old) => {
+                    st.dirty_bytes -= old.bytes();
+                    old.then(new, spc)
+                }
+                None => new,
             };
-            if let Some(Slot::Data(old)) = st.dirty.insert(idx, slot) {
-                st.dirty_bytes -= old.len();
-            }
-            st.dirty_bytes += add;
+            st.dirty_bytes += merged.bytes();
+            st.dirty.insert(idx, merged);
         }
+    }
+
+    /// New content of one chunk for a write or zeroing of `n` bytes at
+    /// `in_chunk`; `data` is `None` for zeroes. Partial sectors are
+    /// completed from the current content; a v1 chunk is rewritten whole.
+    async fn chunk_change(
+        &self,
+        idx: u64,
+        in_chunk: usize,
+        n: usize,
+        data: Option<Bytes>,
+    ) -> Result<Option<Dirty>> {
+        let cs = to_usize(self.cs());
+        if n == cs {
+            return Ok(Some(data.map_or(Dirty::Zero, Dirty::Whole)));
+        }
+        let base = idx * self.cs();
+        let (hole, v1) = {
+            let st = lock(&self.state);
+            (st.is_hole(idx, self.spc()), st.has_v1(idx))
+        };
+        if data.is_none() && hole {
+            return Ok(None);
+        }
+        if v1 {
+            let mut buf = self.read_inner(base, cs).await?;
+            match &data {
+                Some(d) => buf[in_chunk..in_chunk + n].copy_from_slice(d),
+                None => buf[in_chunk..in_chunk + n].fill(0),
+            }
+            return Ok(Some(Dirty::Whole(buf.freeze())));
+        }
+        let mut m = std::collections::BTreeMap::new();
+        let first = in_chunk / SECTOR;
+        let end = (in_chunk + n).div_ceil(SECTOR);
+        for s in first..end {
+            let (a, b) = (s * SECTOR, (s + 1) * SECTOR);
+            let (lo, hi) = (a.max(in_chunk), b.min(in_chunk + n));
+            let sec = if lo == a && hi == b {
+                match &data {
+                    Some(d) => Sec::Data(d.slice(lo - in_chunk..hi - in_chunk)),
+                    None => Sec::Zero,
+                }
+            } else {
+                let mut cur = self.read_inner(base + a as u64, SECTOR).await?;
+                match &data {
+                    Some(d) => cur[lo - a..hi - a].copy_from_slice(&d[lo - in_chunk..hi - in_chunk]),
+                    None => cur[lo - a..hi - a].fill(0),
+                }
+                Sec::Data(cur.freeze())
+            };
+            m.insert(s as u32, sec);
+        }
+        Ok(Some(Dirty::Sectors(m)))
     }
 
     /// Write `data` at `offset`; with `fua`, durable on return.
     pub async fn write(self: &Arc<Self>, offset: u64, data: Bytes, fua: bool) -> Result<()> {
-        let len = data.len() as u64;
-        self.check(offset, len)?;
-        self.make_room().await?;
-        let pieces = self.pieces(offset, len);
-        {
-            let _g = self.lock_stripes(&pieces).await;
-            let cs = to_usize(self.cs());
-            // Build every chunk of the request first (partial ones read
-            // their chunk, which may wait on the store), then apply them at
-            // once: a snapshot never sees half a request, and a request
-            // that fails changes nothing.
-            let mut slots = Vec::with_capacity(pieces.len());
-            for &(idx, in_chunk, n, at) in &pieces {
-                let piece = data.slice(at..at + n);
-                let slot = if n == cs {
-                    Slot::Data(piece)
-                } else {
-                    let mut buf = match self.chunk_content(idx).await? {
-                        Some(b) => b.to_vec(),
-                        None => vec![0u8; cs],
-                    };
-                    buf[in_chunk..in_chunk + n].copy_from_slice(&piece);
-                    Slot::Data(Bytes::from(buf))
-                };
-                slots.push((idx, slot));
-            }
-            self.put_dirty(slots);
-        }
-        self.after_write(fua).await
+        self.write_or_zero(offset, data.len() as u64, Some(data), fua)
+            .await
     }
 
-    /// Make `len` bytes at `offset` read as zeroes; whole chunks become
-    /// zero entries and cost no storage.
+    /// Make `len` bytes at `offset` read as zeroes; whole sectors and
+    /// chunks become zero extents and cost no storage.
     pub async fn write_zeroes(self: &Arc<Self>, offset: u64, len: u64, fua: bool) -> Result<()> {
+        self.write_or_zero(offset, len, None, fua).await
+    }
+
+    async fn write_or_zero(
+        self: &Arc<Self>,
+        offset: u64,
+        len: u64,
+        data: Option<Bytes>,
+        fua: bool,
+    ) -> Result<()> {
         self.check(offset, len)?;
         self.make_room().await?;
         let pieces = self.pieces(offset, len);
         {
             let _g = self.lock_stripes(&pieces).await;
-            let cs = to_usize(self.cs());
-            // All at once, as in `write`.
-            let mut slots = Vec::with_capacity(pieces.len());
-            for &(idx, in_chunk, n, _) in &pieces {
-                let slot = if n == cs {
-                    Slot::Zero
-                } else {
-                    match self.chunk_content(idx).await? {
-                        None => continue,
-                        Some(b) => {
-                            let mut buf = b.to_vec();
-                            buf[in_chunk..in_chunk + n].fill(0);
-                            Slot::Data(Bytes::from(buf))
-                        }
-                    }
-                };
-                slots.push((idx, slot));
+            // Build every chunk of the request first (partial ones may read,
+            // which may wait on the store), then apply them at once: a
+            // snapshot never sees half a request, and a request that fails
+            // changes nothing.
+            let mut changes = Vec::with_capacity(pieces.len());
+            for &(idx, in_chunk, n, at) in &pieces {
+                let piece = data.as_ref().map(|d| d.slice(at..at + n));
+                if let Some(c) = self.chunk_change(idx, in_chunk, n, piece).await? {
+                    changes.push((idx, c));
+                }
             }
-            self.put_dirty(slots);
+            self.put_dirty(changes);
         }
         self.after_write(fua).await
     }
@@ -562,25 +736,6 @@ impl Volume {
         }
     }
 
-    async fn next_counters(&self, n: u64) -> Result<Range<u64>> {
-        let mut r = self.counters.lock().await;
-        if r.end - r.start < n {
-            let fresh = self.fenced(
-                self.meta
-                    .reserve_counters(
-                        self.dek_id,
-                        n.max(self.config.counter_batch),
-                        self.holder.as_ref(),
-                    )
-                    .await,
-            )?;
-            *r = fresh;
-        }
-        let out = r.start..r.start + n;
-        r.start += n;
-        Ok(out)
-    }
-
     /// Write back the dirty set; with `durable`, also make everything
     /// written back so far durable and commit it to the chunk map. Caller
     /// holds `flush_lock`.
@@ -593,10 +748,10 @@ impl Volume {
     }
 
     /// Phase 1: seal the dirty set and put its objects (not yet durable,
-    /// not yet in the chunk map); they become *pending* entries that reads
-    /// use. On failure the data goes back to the dirty set.
+    /// not yet in the chunk map); their extents become *pending*, which
+    /// reads use. On failure the data goes back to the dirty set.
     async fn seal_dirty(&self) -> Result<()> {
-        let entries: Vec<(u64, Slot)> = {
+        let entries: Vec<(u64, Dirty)> = {
             let mut st = lock(&self.state);
             if st.dirty.is_empty() {
                 return Ok(());
@@ -612,68 +767,105 @@ impl Volume {
         let n = entries.len();
         let res = self.seal_and_put(entries).await;
         tracing::debug!(volume = %self.id, chunks = n, elapsed = ?t0.elapsed(), "sealed and put");
+        let spc = self.spc();
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
         match res {
-            Ok(sealed) => {
-                let mut guard = lock(&self.state);
-                let st = &mut *guard;
-                for (idx, e) in sealed {
-                    if let Some(ChunkEntry::Object(old)) = st.pending.insert(idx, e) {
-                        // Superseded before it was ever committed: no view
-                        // can see it, delete it after the next commit.
-                        st.discard.push(old);
-                    }
+            Ok((extents, objects)) => {
+                for (idx, es) in seal::by_chunk(extents) {
+                    st.pending.entry(idx).or_default().extend(es);
                 }
+                st.uncommitted.extend(objects);
                 st.flushing.clear();
                 Ok(())
             }
             Err(e) => {
-                // Nothing of this batch is pending: put the data back so no
-                // acknowledged write is lost; a later flush retries.
-                let mut guard = lock(&self.state);
-                let st = &mut *guard;
-                for (idx, slot) in std::mem::take(&mut st.flushing) {
-                    if let std::collections::hash_map::Entry::Vacant(v) = st.dirty.entry(idx) {
-                        if let Slot::Data(b) = &slot {
-                            st.dirty_bytes += b.len();
+                // Nothing of this batch is pending: put the data back under
+                // what was written since, so no acknowledged write is lost;
+                // a later flush retries.
+                for (idx, old) in std::mem::take(&mut st.flushing) {
+                    let merged = match st.dirty.remove(&idx) {
+                        Some(newer) => {
+                            st.dirty_bytes -= newer.bytes();
+                            old.then(newer, spc)
                         }
-                        v.insert(slot);
-                    }
+                        None => old,
+                    };
+                    st.dirty_bytes += merged.bytes();
+                    st.dirty.insert(idx, merged);
                 }
                 Err(e)
             }
         }
     }
 
-    /// Phase 2: `sync` the store, then commit every pending entry to the
-    /// chunk map in one transaction. On failure the entries stay pending and
-    /// the next flush retries.
+    /// Seal and put `entries`; returns their extents and the objects put.
+    async fn seal_and_put(
+        &self,
+        entries: Vec<(u64, Dirty)>,
+    ) -> Result<(Vec<(u64, Extent)>, Vec<Arc<ObjectRef>>)> {
+        let serial = coffer_meta::now_ms().unsigned_abs();
+        let plan = seal::plan(entries, self.spc(), serial);
+        let mut extents = plan.zeroes;
+        let mut objects = Vec::with_capacity(plan.objects.len());
+        let futs: Vec<_> = plan.objects.iter().map(|p| self.put_object(p)).collect();
+        let puts = futures::stream::iter(futs)
+        .buffer_unordered(self.config.io_parallelism);
+        // Stop at the first failure (dropping the puts still in flight)
+        // rather than wait for every object to exhaust its retries: the
+        // caller keeps the data cached and a later flush retries. Objects
+        // already put are garbage for the orphan sweep.
+        futures::pin_mut!(puts);
+        while let Some(r) = puts.next().await {
+            let (es, obj) = r?;
+            extents.extend(es);
+            objects.push(obj);
+        }
+        Ok((extents, objects))
+    }
+
+    /// Seal and put one object; returns its extents and reference.
+    async fn put_object(&self, p: &seal::ObjectPlan) -> Result<(Vec<(u64, Extent)>, Arc<ObjectRef>)> {
+        let mut tries = 0;
+        loop {
+            let (obj, bytes) = seal::seal(p, self.id, (self.write_dek.0, &self.write_dek.1))?;
+            match self
+                .store
+                .put(&object_key(self.id.value(), &obj.id), bytes)
+                .await
+            {
+                // A 128-bit collision with a stored object: draw again.
+                Err(StoreError::AlreadyExists(_)) if tries < 3 => tries += 1,
+                Err(e) => return Err(e.into()),
+                Ok(()) => return Ok((seal::extents_of(p, &obj), obj)),
+            }
+        }
+    }
+
+    /// Phase 2: `sync` the store, then commit every pending extent to the
+    /// chunk map in one transaction. On failure the extents stay pending
+    /// and the next flush retries.
     async fn commit_pending(&self) -> Result<()> {
-        let (mut entries, head) = {
+        let (mut changes, head) = {
             let st = lock(&self.state);
             if st.pending.is_empty() {
                 return Ok(());
             }
             (
-                st.pending.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(),
+                st.pending
+                    .iter()
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect::<Vec<_>>(),
                 st.head,
             )
         };
-        entries.sort_unstable_by_key(|(i, _)| *i);
+        changes.sort_unstable_by_key(|(i, _)| *i);
         let t0 = std::time::Instant::now();
         self.store.sync().await?;
         let t1 = std::time::Instant::now();
-        // Every counter below the unused rest of the current reservation
-        // was used by a put that has finished (write-back holds the flush
-        // lock), so its object is now named or dead.
-        let resolved = self.counters.lock().await.start;
         let stats = self.fenced(
             self.meta
-                .commit_chunks(
-                    self.id,
-                    head,
-                    self.holder.as_ref().map(|h| (h, resolved)),
-                    &entries,
-                )
+                .commit_extents(self.id, head, self.holder.as_ref(), &changes)
                 .await,
         )?;
         if stats.queued_for_gc > 0
@@ -681,60 +873,38 @@ impl Volume {
         {
             n.notify_one();
         }
-        tracing::debug!(volume = %self.id, entries = entries.len(), sync = ?(t1 - t0), commit = ?t1.elapsed(), "committed");
-        let discard = {
+        tracing::debug!(volume = %self.id, chunks = changes.len(), sync = ?(t1 - t0), commit = ?t1.elapsed(), "committed");
+        let discard: Vec<Arc<ObjectRef>> = {
             let mut guard = lock(&self.state);
             let st = &mut *guard;
-            for (idx, e) in &entries {
-                st.map.insert(*idx, *e);
-            }
+            st.commit_into_map(&changes);
             st.pending.clear();
-            std::mem::take(&mut st.discard)
+            let named: HashSet<[u8; 16]> = changes
+                .iter()
+                .filter_map(|(idx, _)| st.map.get(idx))
+                .flatten()
+                .filter_map(|e| match &e.loc {
+                    coffer_meta::Loc::Obj { obj, .. } => Some(obj.id),
+                    _ => None,
+                })
+                .collect();
+            std::mem::take(&mut st.uncommitted)
+                .into_iter()
+                .filter(|o| !named.contains(&o.id))
+                .collect()
         };
-        for counter in discard {
-            if let Err(e) = self
-                .store
-                .delete(&chunk_key(self.dek_id.value(), counter))
-                .await
-            {
-                tracing::warn!(volume = %self.id, error = %e, "could not delete a superseded object; the orphan sweep will");
+        if !discard.is_empty() {
+            // Superseded before they were ever committed: no view can see
+            // them.
+            let keys: Vec<String> = discard
+                .iter()
+                .map(|o| object_key(o.writer.value(), &o.id))
+                .collect();
+            if let Err(e) = self.store.delete_many(&keys).await {
+                tracing::warn!(volume = %self.id, error = %e, "could not delete superseded objects; the orphan sweep will");
             }
         }
         Ok(())
-    }
-
-    async fn seal_and_put(&self, entries: Vec<(u64, Slot)>) -> Result<Vec<(u64, ChunkEntry)>> {
-        let mut results = Vec::with_capacity(entries.len());
-        let mut data = Vec::with_capacity(entries.len());
-        for (idx, slot) in entries {
-            match slot {
-                Slot::Data(b) if !is_zero(&b) => data.push((idx, b)),
-                _ => results.push((idx, ChunkEntry::Zero)),
-            }
-        }
-        let counters = self.next_counters(data.len() as u64).await?;
-        let puts = futures::stream::iter(data.into_iter().zip(counters).map(
-            |((idx, plain), counter)| async move {
-                let sealed = seal_chunk(&self.key, counter, idx, &plain)?;
-                self.store
-                    .put(
-                        &chunk_key(self.dek_id.value(), counter),
-                        Bytes::from(sealed),
-                    )
-                    .await?;
-                Ok::<_, VolumeError>((idx, ChunkEntry::Object(counter)))
-            },
-        ))
-        .buffer_unordered(self.config.io_parallelism);
-        // Stop at the first failure (dropping the puts still in flight)
-        // rather than wait for every chunk to exhaust its retries: the
-        // caller keeps the data cached and a later flush retries. Objects
-        // already put are garbage for the orphan sweep.
-        futures::pin_mut!(puts);
-        while let Some(r) = puts.next().await {
-            results.push(r?);
-        }
-        Ok(results)
     }
 
     /// Take a snapshot: write back, then record snapshot `row` at the head
@@ -774,11 +944,19 @@ impl Volume {
     }
 }
 
-fn to_usize(v: u64) -> usize {
-    usize::try_from(v).expect("request-sized value fits usize")
+/// Copy absolute sector `abs`'s plaintext `b` into `out`, which holds the
+/// bytes from `offset` on: only the part inside `out`.
+fn copy_sector(out: &mut [u8], offset: u64, abs: u64, b: &[u8]) {
+    let start = abs * SECTOR as u64;
+    let end = start + SECTOR as u64;
+    let lo = start.max(offset);
+    let hi = end.min(offset + out.len() as u64);
+    if lo < hi {
+        out[to_usize(lo - offset)..to_usize(hi - offset)]
+            .copy_from_slice(&b[to_usize(lo - start)..to_usize(hi - start)]);
+    }
 }
 
-/// Whether a buffer is all zeroes (folds 64-byte blocks, which vectorises).
-fn is_zero(b: &[u8]) -> bool {
-    b.chunks(64).all(|c| c.iter().fold(0u8, |a, &x| a | x) == 0)
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).expect("request-sized value fits usize")
 }

@@ -1,12 +1,15 @@
 //! Tampered objects give the specific error that names what was wrong, at
 //! the crypto layer (`open_chunk`, field by field of the header) and at the
-//! volume layer (`VolumeError::Integrity` naming the chunk), and never data.
+//! volume layer (`VolumeError::Integrity` naming the chunk), and never data;
+//! and a disk stored in format v1 still reads.
 
 mod common;
 
 use bytes::{Bytes, BytesMut};
 use coffer_crypto::chunk::MAGIC;
+use coffer_crypto::object::{self, ObjectHeader};
 use coffer_crypto::{ChunkKey, CryptoError, HEADER_LEN, SecretKey, open_chunk, seal_chunk};
+use coffer_meta::ChunkEntry;
 use coffer_store::{ObjectStore, chunk_key};
 use coffer_volume::VolumeError;
 use common::*;
@@ -106,13 +109,34 @@ fn each_header_field_flipped_gives_its_own_error() {
     );
 }
 
-/// One object per chunk of a volume, then each tampered a different way
-/// through the store: each read of a tampered chunk fails with
-/// `VolumeError::Integrity` naming that chunk and why; the others read back.
+const SLOT_MODIFIED: &str = "object slot was modified, moved, replayed or sealed under another key";
+const TRUNCATED: &str = "truncated";
+
+/// The store key of each chunk's v2 chunk object, read from the headers.
+async fn chunk_objects(store: &Rigged, chunks: u64, except: &str) -> Vec<String> {
+    let mut key_of = vec![String::new(); usz(chunks)];
+    for k in store.list("objects/").await.unwrap() {
+        if k == except {
+            continue;
+        }
+        let obj = store.get(&k).await.unwrap();
+        let h = ObjectHeader::decode(&obj).unwrap();
+        if h.kind == object::Kind::Chunk {
+            key_of[usz(h.index)] = k;
+        }
+    }
+    key_of
+}
+
+/// One v2 chunk object per chunk of a volume, then each tampered a
+/// different way through the store (flip, truncate, swap two objects,
+/// swap two sectors, replay an old object, move a sector, delete): each
+/// read of a tampered sector fails with `VolumeError::Integrity` naming
+/// the chunk and why; every other sector reads back.
 #[tokio::test]
 async fn a_volume_reports_which_chunk_was_tampered_and_how() {
-    const CS: u32 = 4096;
-    const CHUNKS: u64 = 8;
+    const CS: u32 = 16 * 1024; // four sectors a chunk
+    const CHUNKS: u64 = 10;
     let f = Fixture::new(CS, CHUNKS).await;
     let cs = f.chunk;
     let store = Rigged::new();
@@ -122,65 +146,83 @@ async fn a_volume_reports_which_chunk_was_tampered_and_how() {
             .await
             .unwrap();
     }
+    v.flush().await.unwrap();
+    let old_3 = chunk_objects(&store, CHUNKS, "").await[3].clone();
+    let old_3_bytes = store.get(&old_3).await.unwrap().to_vec();
+    // Chunk 3 rewritten: its old object is what a replay would bring back.
+    v.write(3 * cs, Bytes::from(content(3, usz(cs))), false)
+        .await
+        .unwrap();
     v.close().await.unwrap();
-    // Which counter holds which chunk: read the headers.
-    let mut key_of = vec![String::new(); usz(CHUNKS)];
-    for k in store.list("chunks/").await.unwrap() {
-        let obj = store.get(&k).await.unwrap();
-        let h = coffer_crypto::ChunkHeader::decode(&obj).unwrap();
-        assert_eq!(h.dek_id, f.dek_id.value());
-        assert_eq!(k, chunk_key(h.dek_id, h.counter));
-        key_of[usz(h.chunk_index)] = k;
-    }
+    // The old object is queued for deletion, not yet deleted (no collector runs here).
+    let key_of = chunk_objects(&store, CHUNKS, &old_3).await;
     assert!(key_of.iter().all(|k| !k.is_empty()), "one object per chunk");
+    assert_ne!(key_of[3], old_3);
+    let slot = |i: usize| object::HEADER_LEN + i * (object::SLOT + object::TAG_LEN);
     let get = |i: usize| {
         let store = store.clone();
         let k = key_of[i].clone();
         async move { store.get(&k).await.unwrap().to_vec() }
     };
     let (o1, o2) = (get(1).await, get(2).await);
-    // Swap chunks 1 and 2.
+    // Swap the objects of chunks 1 and 2.
     store.inner.tamper(&key_of[1], |b| *b = o2.clone());
     store.inner.tamper(&key_of[2], |b| *b = o1.clone());
-    // Truncate chunk 4 by one byte, chunk 5 to less than a header.
+    // Chunk 3: replay its old object in place of the current one.
+    store.inner.tamper(&key_of[3], |b| *b = old_3_bytes.clone());
+    // Truncate chunk 4 by one byte (its last sector), chunk 5 to less than a header.
     store.inner.tamper(&key_of[4], |b| {
         b.pop();
     });
     store.inner.tamper(&key_of[5], |b| b.truncate(10));
-    // Flip a reserved header byte of chunk 6.
-    store.inner.tamper(&key_of[6], |b| b[37] ^= 1);
+    // Flip a ciphertext bit of chunk 6's sector 1.
+    store.inner.tamper(&key_of[6], |b| b[slot(1) + 100] ^= 1);
     // Chunk 7's object is gone.
     store.inner.delete(&key_of[7]).await.unwrap();
+    // Chunk 8: swap sectors 0 and 1 inside the object.
+    store.inner.tamper(&key_of[8], |b| {
+        let s0 = b[slot(0)..slot(1)].to_vec();
+        let s1 = b[slot(1)..slot(2)].to_vec();
+        b[slot(0)..slot(1)].copy_from_slice(&s1);
+        b[slot(1)..slot(2)].copy_from_slice(&s0);
+    });
+    // Chunk 9: sector 3 moved over sector 2 (a sector replayed at another offset).
+    store.inner.tamper(&key_of[9], |b| {
+        let s3 = b[slot(3)..slot(4)].to_vec();
+        b[slot(2)..slot(3)].copy_from_slice(&s3);
+    });
 
     let v = f.open_fresh(&store).await;
-    let expect: [(u64, &str); 6] = [
-        (1, NOT_NAMED),
-        (2, NOT_NAMED),
-        (4, WRONG_LENGTH),
-        (5, "shorter than a header"),
-        (6, MODIFIED),
-        (7, "its object is missing from the store"),
+    // (chunk, sectors that fail, why)
+    let expect: [(u64, &[u64], &str); 9] = [
+        (1, &[0, 1, 2, 3], SLOT_MODIFIED),
+        (2, &[0, 1, 2, 3], SLOT_MODIFIED),
+        (3, &[0, 1, 2, 3], SLOT_MODIFIED),
+        (4, &[3], TRUNCATED),
+        (5, &[0, 1, 2, 3], TRUNCATED),
+        (6, &[1], SLOT_MODIFIED),
+        (7, &[0, 1, 2, 3], "its object is missing from the store"),
+        (8, &[0, 1], SLOT_MODIFIED),
+        (9, &[2], SLOT_MODIFIED),
     ];
+    let sec = 4096u64;
     for i in 0..CHUNKS {
-        // A whole-chunk read, an unaligned one inside the chunk, and one
-        // straddling into it from the chunk before if that one is intact.
-        let tampered = |c: u64| expect.iter().find(|(t, _)| *t == c);
-        let mut reads = vec![v.read(i * cs, cs).await, v.read(i * cs + 5, 100).await];
-        if i > 0 && tampered(i - 1).is_none() {
-            reads.push(v.read(i * cs - 10, 20).await);
-        }
-        match tampered(i) {
-            None => {
-                let want = content(i, usz(cs));
-                assert_eq!(&reads[0].as_ref().unwrap()[..], &want[..], "chunk {i}");
-                assert_eq!(&reads[1].as_ref().unwrap()[..], &want[5..105]);
-                if let Some(r) = reads.get(2) {
-                    assert_eq!(&r.as_ref().unwrap()[10..], &want[..10]);
-                }
-            }
-            Some((_, why)) => {
-                for r in reads {
-                    match r {
+        let want = content(i, usz(cs));
+        let bad = expect.iter().find(|(c, _, _)| *c == i);
+        for s in 0..cs / sec {
+            // The whole sector and an unaligned piece of it.
+            for (off, len) in [(0, sec), (5, 100)] {
+                let r = v.read(i * cs + s * sec + off, len).await;
+                match bad.filter(|(_, secs, _)| secs.contains(&s)) {
+                    None => {
+                        let at = usz(s * sec + off);
+                        assert_eq!(
+                            &r.unwrap()[..],
+                            &want[at..at + usz(len)],
+                            "chunk {i} sector {s}"
+                        );
+                    }
+                    Some((_, _, why)) => match r {
                         Err(VolumeError::Integrity {
                             volume,
                             chunk,
@@ -188,28 +230,89 @@ async fn a_volume_reports_which_chunk_was_tampered_and_how() {
                         }) => {
                             assert_eq!(volume, f.vol);
                             assert_eq!(chunk, i);
-                            assert!(reason.contains(why), "chunk {i}: {reason}");
+                            assert!(reason.contains(why), "chunk {i} sector {s}: {reason}");
                         }
-                        other => panic!("chunk {i}: expected an integrity error, got {other:?}"),
-                    }
+                        other => panic!(
+                            "chunk {i} sector {s}: expected an integrity error, got {other:?}"
+                        ),
+                    },
                 }
             }
         }
     }
-    // A partial write into a tampered chunk must read it to patch it: it
+    // A whole-chunk read of a chunk with one bad sector fails as a whole.
+    assert!(matches!(
+        v.read(6 * cs, cs).await,
+        Err(VolumeError::Integrity { chunk: 6, .. })
+    ));
+    // A partial write into a tampered sector must read it to patch it: it
     // fails too, rather than sealing a patch over garbage.
-    let r = v
-        .write(2 * cs + 100, Bytes::from(vec![1u8; 10]), false)
-        .await;
+    let r = v.write(2 * cs + 100, Bytes::from(vec![1u8; 10]), false).await;
     assert!(
         matches!(r, Err(VolumeError::Integrity { chunk: 2, .. })),
         "{r:?}"
     );
-    // A whole-chunk write needs nothing old: it replaces the tampered chunk.
-    let fresh = content(100, usz(cs));
-    v.write(2 * cs, Bytes::from(fresh.clone()), false)
+    // A whole-sector write needs nothing old: it replaces the tampered sector.
+    let fresh = content(100, usz(sec));
+    v.write(6 * cs + sec, Bytes::from(fresh.clone()), false)
         .await
         .unwrap();
     v.flush().await.unwrap();
-    assert_eq!(&v.read(2 * cs, cs).await.unwrap()[..], &fresh[..]);
+    assert_eq!(&v.read(6 * cs + sec, sec).await.unwrap()[..], &fresh[..]);
+    let want6 = content(6, usz(cs));
+    assert_eq!(
+        &v.read(6 * cs, sec).await.unwrap()[..],
+        &want6[..usz(sec)]
+    );
+}
+
+/// A disk written in format v1 (before chunk format v2) still reads, and
+/// the first write to a v1 chunk rewrites it whole as v2: its v1 row goes,
+/// its v1 object is queued for deletion, and the content is exact.
+#[tokio::test]
+async fn a_v1_disk_still_reads_and_a_write_converts_its_chunk() {
+    const CS: u32 = 16 * 1024;
+    const CHUNKS: u64 = 4;
+    let f = Fixture::new(CS, CHUNKS).await;
+    let cs = f.chunk;
+    let store = Rigged::new();
+    // Write chunks 0..3 as v1 objects, as the v1 write path did.
+    let key = ChunkKey::new(f.dek_id.value(), &f.dek).unwrap();
+    let counters = f.meta.reserve_counters(f.dek_id, 3, None).await.unwrap();
+    let mut entries = Vec::new();
+    for (i, c) in (0..3u64).zip(counters) {
+        let sealed = seal_chunk(&key, c, i, &content(i, usz(cs))).unwrap();
+        store
+            .put(&chunk_key(f.dek_id.value(), c), Bytes::from(sealed))
+            .await
+            .unwrap();
+        entries.push((i, ChunkEntry::Object(c)));
+    }
+    f.meta.commit_chunks(f.vol, 0, None, &entries).await.unwrap();
+    assert_eq!(f.meta.fsck().await.unwrap(), vec![]);
+
+    let v = f.open_fresh(&store).await;
+    for i in 0..CHUNKS {
+        let want = if i < 3 {
+            content(i, usz(cs))
+        } else {
+            vec![0; usz(cs)]
+        };
+        assert_eq!(&v.read(i * cs, cs).await.unwrap()[..], &want[..], "chunk {i}");
+        assert_eq!(&v.read(i * cs + 4095, 3).await.unwrap()[..], &want[4095..4098]);
+    }
+    // A 512-byte write into chunk 1 converts it; chunk 0 stays v1.
+    v.write(cs + 512, Bytes::from(vec![7u8; 512]), false)
+        .await
+        .unwrap();
+    v.flush().await.unwrap();
+    let mut want1 = content(1, usz(cs));
+    want1[512..1024].fill(7);
+    let v = f.open_fresh(&store).await;
+    assert_eq!(&v.read(cs, cs).await.unwrap()[..], &want1[..]);
+    assert_eq!(&v.read(0, cs).await.unwrap()[..], &content(0, usz(cs))[..]);
+    let queued = f.meta.gc_queue_peek(10).await.unwrap();
+    assert_eq!(queued.len(), 1, "chunk 1's v1 object is queued: {queued:?}");
+    assert_eq!(store.list("objects/").await.unwrap().len(), 1, "one v2 object");
+    assert_eq!(f.meta.fsck().await.unwrap(), vec![]);
 }

@@ -188,9 +188,14 @@ impl Fixture {
         }
     }
 
+    /// The DEKs the volume may need.
+    pub fn deks(&self) -> Arc<dyn coffer_volume::DekSource> {
+        coffer_volume::StaticDeks::one(self.dek_id, self.dek.clone())
+    }
+
     pub async fn open(&self, store: &Arc<Rigged>, config: VolumeConfig) -> Arc<Volume> {
         let store: Arc<dyn ObjectStore> = store.clone();
-        Volume::open(self.meta.clone(), store, self.vol, &self.dek, config, None)
+        Volume::open(self.meta.clone(), store, self.vol, self.deks(), config, None)
             .await
             .unwrap()
     }
@@ -204,7 +209,7 @@ impl Fixture {
             meta,
             store,
             self.vol,
-            &self.dek,
+            self.deks(),
             VolumeConfig::default(),
             None,
         )
@@ -233,7 +238,7 @@ impl Fixture {
             self.meta.clone(),
             store,
             child,
-            &self.dek,
+            self.deks(),
             VolumeConfig::default(),
             None,
         )
@@ -261,7 +266,6 @@ impl Fixture {
 pub fn config(high_water: u64) -> VolumeConfig {
     VolumeConfig {
         dirty_high_water: usize::try_from(high_water).unwrap(),
-        counter_batch: 16,
         io_parallelism: 4,
         gc_notify: None,
     }

@@ -1,0 +1,6 @@
+-- Coffer metadata schema, version 6 (SQLite): chunk format v2. A chunk's content is a stack of extents of 4 KiB sectors, each naming a slot range of a v2 object (a chunk object or a segment of the small-write log) or zeroes, v1 rows in chunks stay as they are and read as before. Keep in step with ../postgres/0006_format_v2.sql.
+-- object_id: 32 lowercase hex digits, NULL when the sectors read as zeroes, object_volume: the volume that wrote the object (its store key is under it), obj_kind, obj_index, obj_slots, dek_id, dek2_id: the object's identity, bound into its keys and associated data, so a reader opens one slot without reading the header.
+CREATE TABLE extents (volume_id TEXT NOT NULL REFERENCES volumes(id), chunk_index INTEGER NOT NULL, generation INTEGER NOT NULL, first_sector INTEGER NOT NULL, sectors INTEGER NOT NULL, object_id TEXT, object_volume TEXT, obj_kind INTEGER NOT NULL, obj_index INTEGER NOT NULL, obj_slots INTEGER NOT NULL, first_slot INTEGER NOT NULL, dek_id TEXT, dek2_id TEXT, PRIMARY KEY (volume_id, chunk_index, generation, first_sector));
+CREATE INDEX extents_object ON extents(object_id);
+-- v2 objects awaiting deletion, by writer volume and object id.
+CREATE TABLE gc_objects (object_volume TEXT NOT NULL, object_id TEXT NOT NULL, enqueued_at TEXT NOT NULL, PRIMARY KEY (object_volume, object_id));

@@ -1,0 +1,277 @@
+//! Write-back in format v2: the flushing set becomes chunk objects (for
+//! chunks written whole) and segments (every other sector, packed in
+//! chunk and sector order, up to 1,024 per object), sealed under the
+//! volume's write DEK with keys of their own, and the extents that name
+//! them. Also opening what the read path fetched.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use coffer_crypto::SecretKey;
+use coffer_crypto::object::{self, Dek, ObjectHeader, ObjectKeys, Target};
+use coffer_meta::{Extent, Loc, ObjectRef};
+use coffer_store::StoreError;
+use coffer_types::Id;
+
+use crate::state::{Dirty, SECTOR, Sec};
+use crate::{Result, VolumeError};
+
+/// What one object will hold before it is sealed.
+pub(crate) struct ObjectPlan {
+    pub kind: object::Kind,
+    pub index: u64,
+    pub slots: Vec<(Target, Bytes)>,
+}
+
+/// A write-back, planned: extents that need no object (zeroes), and the
+/// objects to seal with the sectors each holds.
+#[derive(Default)]
+pub(crate) struct WritePlan {
+    pub zeroes: Vec<(u64, Extent)>,
+    pub objects: Vec<ObjectPlan>,
+}
+
+fn is_zero(b: &[u8]) -> bool {
+    b.chunks(64).all(|c| c.iter().fold(0u8, |a, &x| a | x) == 0)
+}
+
+fn push_zero(zeroes: &mut Vec<(u64, Extent)>, idx: u64, s: u32) {
+    if let Some((i, e)) = zeroes.last_mut()
+        && *i == idx
+        && e.end() == s
+    {
+        e.count += 1;
+        return;
+    }
+    zeroes.push((
+        idx,
+        Extent {
+            first: s,
+            count: 1,
+            loc: Loc::Zero,
+        },
+    ));
+}
+
+/// Plan the write-back of `entries` (chunk → new content) for chunks of
+/// `spc` sectors; `serial` names this write-back's segments.
+pub(crate) fn plan(mut entries: Vec<(u64, Dirty)>, spc: u32, serial: u64) -> WritePlan {
+    entries.sort_unstable_by_key(|e| e.0);
+    let whole = |idx: u64, b: Bytes| ObjectPlan {
+        kind: object::Kind::Chunk,
+        index: idx,
+        slots: (0..spc)
+            .map(|s| {
+                let at = s as usize * SECTOR;
+                (
+                    Target {
+                        chunk: idx,
+                        sector: s as u16,
+                    },
+                    b.slice(at..at + SECTOR),
+                )
+            })
+            .collect(),
+    };
+    let mut p = WritePlan::default();
+    let mut loose: Vec<(Target, Bytes)> = Vec::new();
+    for (idx, d) in entries {
+        match d {
+            Dirty::Whole(b) if !is_zero(&b) => p.objects.push(whole(idx, b)),
+            Dirty::Whole(_) | Dirty::Zero => p.zeroes.push((
+                idx,
+                Extent {
+                    first: 0,
+                    count: spc,
+                    loc: Loc::Zero,
+                },
+            )),
+            Dirty::Sectors(m) => {
+                let data = m
+                    .values()
+                    .filter(|s| matches!(s, Sec::Data(b) if !is_zero(b)))
+                    .count();
+                if m.len() == spc as usize && data > 0 {
+                    let mut buf = BytesMut::zeroed(spc as usize * SECTOR);
+                    for (s, sec) in &m {
+                        if let Sec::Data(b) = sec {
+                            let at = *s as usize * SECTOR;
+                            buf[at..at + SECTOR].copy_from_slice(b);
+                        }
+                    }
+                    p.objects.push(whole(idx, buf.freeze()));
+                    continue;
+                }
+                for (s, sec) in m {
+                    match sec {
+                        Sec::Data(b) if !is_zero(&b) => loose.push((
+                            Target {
+                                chunk: idx,
+                                sector: s as u16,
+                            },
+                            b,
+                        )),
+                        _ => push_zero(&mut p.zeroes, idx, s),
+                    }
+                }
+            }
+        }
+    }
+    for (i, part) in loose.chunks(object::MAX_SLOTS as usize).enumerate() {
+        p.objects.push(ObjectPlan {
+            kind: object::Kind::Segment,
+            index: serial + i as u64,
+            slots: part.to_vec(),
+        });
+    }
+    p
+}
+
+/// The header of a stored object.
+pub(crate) fn header(obj: &ObjectRef) -> Result<ObjectHeader> {
+    let kind = match obj.kind {
+        1 => object::Kind::Chunk,
+        2 => object::Kind::Segment,
+        k => {
+            return Err(VolumeError::Integrity {
+                volume: obj.writer,
+                chunk: obj.index,
+                reason: format!("the chunk map names an object of unknown kind {k}"),
+            });
+        }
+    };
+    Ok(ObjectHeader {
+        kind,
+        deks: (obj.dek.value(), obj.dek2.map(|d| d.value())),
+        object_id: obj.id,
+        index: obj.index,
+        slots: obj.slots,
+    })
+}
+
+/// The keys of `obj`, from its DEK(s).
+///
+/// # Errors
+/// An object of unknown kind, or DEKs that are not its.
+pub fn keys(
+    obj: &ObjectRef,
+    dek: &SecretKey,
+    dek2: Option<&SecretKey>,
+) -> Result<ObjectKeys> {
+    let l2 = match (obj.dek2, dek2) {
+        (Some(id), Some(k)) => Some(Dek {
+            id: id.value(),
+            key: k,
+        }),
+        _ => None,
+    };
+    Ok(ObjectKeys::derive(
+        header(obj)?,
+        &Dek {
+            id: obj.dek.value(),
+            key: dek,
+        },
+        l2.as_ref(),
+    )?)
+}
+
+/// Seal `plan` as a fresh object of `writer` under `dek`, returning its
+/// reference and bytes. A fresh 128-bit id every call.
+pub(crate) fn seal(
+    plan: &ObjectPlan,
+    writer: Id,
+    dek: (Id, &SecretKey),
+) -> Result<(Arc<ObjectRef>, Bytes)> {
+    let obj = ObjectRef {
+        id: object::new_object_id(),
+        writer,
+        kind: plan.kind as u8,
+        index: plan.index,
+        slots: u32::try_from(plan.slots.len()).expect("at most MAX_SLOTS"),
+        dek: dek.0,
+        dek2: None,
+    };
+    let k = keys(&obj, dek.1, None)?;
+    let slots: Vec<(Target, &[u8])> = plan.slots.iter().map(|(t, b)| (*t, &b[..])).collect();
+    let sealed = k.seal_object(&slots)?;
+    Ok((Arc::new(obj), Bytes::from(sealed)))
+}
+
+/// The extents naming what `plan` sealed as `obj`: runs of consecutive
+/// sectors of one chunk in consecutive slots.
+pub(crate) fn extents_of(plan: &ObjectPlan, obj: &Arc<ObjectRef>) -> Vec<(u64, Extent)> {
+    let mut out: Vec<(u64, Extent)> = Vec::new();
+    for (slot, (t, _)) in plan.slots.iter().enumerate() {
+        let slot = slot as u32;
+        let s = u32::from(t.sector);
+        if let Some((c, e)) = out.last_mut()
+            && *c == t.chunk
+            && e.end() == s
+            && matches!(&e.loc, Loc::Obj { first_slot, .. } if first_slot + e.count == slot)
+        {
+            e.count += 1;
+            continue;
+        }
+        out.push((
+            t.chunk,
+            Extent {
+                first: s,
+                count: 1,
+                loc: Loc::Obj {
+                    obj: Arc::clone(obj),
+                    first_slot: slot,
+                },
+            },
+        ));
+    }
+    out
+}
+
+/// Group extents per chunk, keeping their order.
+pub(crate) fn by_chunk(list: Vec<(u64, Extent)>) -> HashMap<u64, Vec<Extent>> {
+    let mut m: HashMap<u64, Vec<Extent>> = HashMap::new();
+    for (idx, e) in list {
+        m.entry(idx).or_default().push(e);
+    }
+    m
+}
+
+/// Open `n` slots from `first` of `obj`, stored as `raw` (a ranged read),
+/// which hold sectors of chunk `chunk` from `first_sector` on; returns the
+/// plaintext, `n` × 4 KiB.
+pub(crate) fn open_run(
+    k: &ObjectKeys,
+    raw: Bytes,
+    first: u32,
+    n: u32,
+    chunk: u64,
+    first_sector: u32,
+) -> std::result::Result<BytesMut, coffer_crypto::CryptoError> {
+    let slot_len = k.header().slot_len();
+    if raw.len() != slot_len * n as usize {
+        return Err(coffer_crypto::CryptoError::Authentication(
+            "object is shorter than the chunk map says: truncated",
+        ));
+    }
+    let mut buf = raw.try_into_mut().unwrap_or_else(|b| BytesMut::from(&b[..]));
+    let mut out = BytesMut::with_capacity(n as usize * SECTOR);
+    for i in 0..n {
+        let at = i as usize * slot_len;
+        let plain = k.open_slot(
+            first + i,
+            Target {
+                chunk,
+                sector: u16::try_from(first_sector + i).unwrap_or(u16::MAX),
+            },
+            &mut buf[at..at + slot_len],
+        )?;
+        out.extend_from_slice(plain);
+    }
+    Ok(out)
+}
+
+/// Whether a store error means the object is gone.
+pub(crate) fn missing(e: &VolumeError) -> bool {
+    matches!(e, VolumeError::Store(StoreError::NotFound(_)))
+}

@@ -1,0 +1,221 @@
+//! The in-memory layers of an open volume, newest first: the dirty set
+//! (written, not yet written back), the flushing set (being sealed), the
+//! pending extents (sealed and put, not yet in the chunk map) and the
+//! committed chunk map; and the lookup of where a sector's content is now.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use coffer_meta::extents::{find, overlay};
+use coffer_meta::{ChunkMap, Extent, Loc, ObjectRef};
+use coffer_types::Id;
+
+/// Bytes per sector.
+pub(crate) const SECTOR: usize = 4096;
+
+/// One sector of new content.
+#[derive(Clone)]
+pub(crate) enum Sec {
+    Data(Bytes),
+    Zero,
+}
+
+/// New content of one chunk.
+#[derive(Clone)]
+pub(crate) enum Dirty {
+    /// The whole chunk.
+    Whole(Bytes),
+    /// The whole chunk reads as zeroes.
+    Zero,
+    /// Some sectors; the others are unchanged.
+    Sectors(BTreeMap<u32, Sec>),
+}
+
+impl Dirty {
+    /// Memory it holds (sector slices of one buffer counted each).
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Dirty::Whole(b) => b.len(),
+            Dirty::Zero => 0,
+            Dirty::Sectors(m) => m.values().filter(|s| matches!(s, Sec::Data(_))).count() * SECTOR,
+        }
+    }
+
+    /// Its sectors, `spc` of them (a whole chunk split without copying).
+    fn into_sectors(self, spc: u32) -> BTreeMap<u32, Sec> {
+        match self {
+            Dirty::Sectors(m) => m,
+            Dirty::Zero => (0..spc).map(|s| (s, Sec::Zero)).collect(),
+            Dirty::Whole(b) => (0..spc)
+                .map(|s| {
+                    let at = s as usize * SECTOR;
+                    (s, Sec::Data(b.slice(at..at + SECTOR)))
+                })
+                .collect(),
+        }
+    }
+
+    /// `newer` laid over `self`.
+    pub(crate) fn then(self, newer: Dirty, spc: u32) -> Dirty {
+        match newer {
+            Dirty::Sectors(new) => {
+                let mut m = self.into_sectors(spc);
+                m.extend(new);
+                Dirty::Sectors(m)
+            }
+            whole => whole,
+        }
+    }
+
+    /// Sector `s`, if this layer has it.
+    fn sector(&self, s: u32) -> Option<Sec> {
+        match self {
+            Dirty::Whole(b) => {
+                let at = s as usize * SECTOR;
+                Some(Sec::Data(b.slice(at..at + SECTOR)))
+            }
+            Dirty::Zero => Some(Sec::Zero),
+            Dirty::Sectors(m) => m.get(&s).cloned(),
+        }
+    }
+}
+
+/// Where a sector's current content is.
+#[derive(Clone)]
+pub(crate) enum Src {
+    Mem(Bytes),
+    Zero,
+    V1 { dek: Id, counter: u64 },
+    Obj { obj: Arc<ObjectRef>, slot: u32 },
+}
+
+impl Src {
+    fn of(e: &Extent, s: u32) -> Src {
+        match &e.loc {
+            Loc::Zero => Src::Zero,
+            Loc::V1 { dek, counter } => Src::V1 {
+                dek: *dek,
+                counter: *counter,
+            },
+            Loc::Obj { obj, first_slot } => Src::Obj {
+                obj: Arc::clone(obj),
+                slot: first_slot + (s - e.first),
+            },
+        }
+    }
+
+    /// Whether two sources name the same stored content.
+    pub(crate) fn same(&self, other: &Src) -> bool {
+        match (self, other) {
+            (Src::Zero, Src::Zero) => true,
+            (Src::Mem(a), Src::Mem(b)) => a.as_ptr() == b.as_ptr(),
+            (Src::V1 { dek, counter }, Src::V1 { dek: d, counter: c }) => dek == d && counter == c,
+            (Src::Obj { obj, slot }, Src::Obj { obj: o, slot: s }) => obj.id == o.id && slot == s,
+            _ => false,
+        }
+    }
+}
+
+pub(crate) struct State {
+    pub head: u64,
+    pub map: ChunkMap,
+    pub dirty: HashMap<u64, Dirty>,
+    pub flushing: HashMap<u64, Dirty>,
+    /// Sealed and put, not yet durable nor in the chunk map: per chunk,
+    /// extents to lay over the map, in order.
+    pub pending: HashMap<u64, Vec<Extent>>,
+    /// Objects put since the last commit (the pending extents' objects and
+    /// any they superseded): those no extent names after the commit are
+    /// deleted then.
+    pub uncommitted: Vec<Arc<ObjectRef>>,
+    pub dirty_bytes: usize,
+}
+
+impl State {
+    pub(crate) fn new(head: u64, map: ChunkMap) -> Self {
+        Self {
+            head,
+            map,
+            dirty: HashMap::new(),
+            flushing: HashMap::new(),
+            pending: HashMap::new(),
+            uncommitted: Vec::new(),
+            dirty_bytes: 0,
+        }
+    }
+
+    /// Where sector `s` of chunk `idx` is now.
+    pub(crate) fn source(&self, idx: u64, s: u32) -> Src {
+        for layer in [&self.dirty, &self.flushing] {
+            if let Some(sec) = layer.get(&idx).and_then(|d| d.sector(s)) {
+                return match sec {
+                    Sec::Data(b) => Src::Mem(b),
+                    Sec::Zero => Src::Zero,
+                };
+            }
+        }
+        if let Some(e) = self
+            .pending
+            .get(&idx)
+            .and_then(|es| es.iter().rev().find(|e| e.first <= s && s < e.end()))
+        {
+            return Src::of(e, s);
+        }
+        match self.map.get(&idx).and_then(|stack| find(stack, s)) {
+            Some(e) => Src::of(e, s),
+            None => Src::Zero,
+        }
+    }
+
+    /// Whether chunk `idx` surely reads as zeroes without an object (a
+    /// hole); `false` when unsure.
+    pub(crate) fn is_hole(&self, idx: u64, spc: u32) -> bool {
+        for layer in [&self.dirty, &self.flushing] {
+            match layer.get(&idx) {
+                None => {}
+                Some(Dirty::Zero) => return true,
+                Some(Dirty::Whole(_)) => return false,
+                Some(Dirty::Sectors(m)) => {
+                    if m.values().any(|s| matches!(s, Sec::Data(_))) {
+                        return false;
+                    }
+                    if m.len() == spc as usize {
+                        return true;
+                    }
+                }
+            }
+        }
+        if let Some(es) = self.pending.get(&idx) {
+            if es.iter().any(|e| e.loc != Loc::Zero) {
+                return false;
+            }
+            if es.iter().any(|e| e.first == 0 && e.count == spc) {
+                return true;
+            }
+        }
+        !self.map.contains_key(&idx)
+    }
+
+    /// Whether chunk `idx`'s committed content involves its v1 object (a
+    /// write to it then rewrites the whole chunk as format v2).
+    pub(crate) fn has_v1(&self, idx: u64) -> bool {
+        self.map
+            .get(&idx)
+            .is_some_and(|stack| stack.iter().any(|e| matches!(e.loc, Loc::V1 { .. })))
+    }
+
+    /// Lay committed extents over the map.
+    pub(crate) fn commit_into_map(&mut self, changes: &[(u64, Vec<Extent>)]) {
+        for (idx, es) in changes {
+            let stack = self.map.entry(*idx).or_default();
+            for e in es {
+                overlay(stack, e.clone());
+            }
+            stack.retain(|e| e.loc != Loc::Zero);
+            if stack.is_empty() {
+                self.map.remove(idx);
+            }
+        }
+    }
+}
