@@ -124,7 +124,9 @@ fn no_plaintext_or_token_at_rest() {
 
 /// Chunk index bound in a stored object's header (bytes 24..32, big endian).
 fn chunk_index(object: &[u8]) -> u64 {
-    u64::from_be_bytes(object[24..32].try_into().unwrap())
+    // A v2 chunk object: the chunk index is at 40 of the header.
+    assert_eq!(&object[..5], b"CFRC\x02", "a format v2 object");
+    u64::from_be_bytes(object[40..48].try_into().unwrap())
 }
 
 #[test]
@@ -188,13 +190,16 @@ fn a_flipped_byte_fails_that_chunk_only() {
             );
         }
     }
-    // A read that merely overlaps the tampered chunk fails too.
+    // A read that merely overlaps the tampered sector (from the sector
+    // before it) fails too.
+    let slot_len = 4096 + 16;
+    let sector = ((at - 64) / slot_len) as u64;
     let out = Command::new("qemu-io")
         .args([
             "-f",
             "raw",
             "-c",
-            &format!("read {} 8192", 6 * CHUNK - 4096),
+            &format!("read {} 8192", 5 * CHUNK + sector * 4096 - 2048),
             &uri,
         ])
         .output()

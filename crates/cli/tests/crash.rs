@@ -623,10 +623,12 @@ fn kill_9_during_a_snapshot_keeps_every_flushed_write() {
     );
 }
 
-/// How many chunk objects the store holds.
+/// How many data objects (v1 and v2) the store holds.
 fn objects_stored(s: &Server) -> usize {
     let store = s.object_store();
-    block_on(async move { store.list("chunks/").await.unwrap().len() })
+    block_on(async move {
+        store.list("chunks/").await.unwrap().len() + store.list("objects/").await.unwrap().len()
+    })
 }
 
 #[test]

@@ -3,53 +3,100 @@
 //! this run's object store (a directory, or an S3 bucket) and chunk-map
 //! references changed in this run's metadata store (SQLite or PostgreSQL).
 //!
-//! Stored objects swapped, replayed (an older version of the same chunk put
-//! back under the new key), truncated, and moved in from another disk (as
-//! is, and with its header rewritten to name the victim's key, counter and
-//! chunk); chunk-map entries pointed at another object of the same
-//! generation, at another generation's object of another chunk, and at an
-//! object that does not exist. Every read of a tampered chunk must fail with
-//! EIO, never return data, and the server's log must name the chunk, the
-//! volume and why; every other chunk must read back exactly.
+//! The disks are written a whole chunk at a time, so each chunk is one
+//! format v2 chunk object: 4 KiB slots, each sealed under the object's own
+//! key for its chunk, sector and slot. Whole objects swapped, replayed (an
+//! older version of the same chunk put back under the new key), truncated,
+//! deleted, and moved in from another disk (as is, and with its header
+//! rewritten to the victim's); slots flipped, swapped and moved inside an
+//! object; chunk-map extents pointed at another object of the same
+//! generation, at another generation's object of another chunk, at an
+//! object that does not exist, and at the right object from the wrong
+//! slot. Every read of a tampered sector must fail with EIO, never return
+//! data, and the server's log must name the chunk, the volume and why;
+//! every other sector must read back exactly.
 
 mod common;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::process::Command;
+use std::sync::Arc;
 
-use coffer_meta::{ChunkEntry, Meta};
-use coffer_store::chunk_key;
+use coffer_crypto::object::{self, HEADER_LEN, ObjectHeader};
+use coffer_meta::{ChunkMap, Extent, Loc, Meta, ObjectRef};
+use coffer_store::{object_key, parse_object_key};
 use coffer_types::Id;
 use common::*;
 
 const CHUNK: u64 = 256 * 1024;
 const CHUNKS: u64 = 16;
+const SECTOR: u64 = 4096;
+/// Sectors (and so slots of a chunk object) per chunk.
+const SECTORS: u32 = 64;
+const _: () = assert!(SECTORS as u64 * SECTOR == CHUNK);
 
-const NOT_NAMED: &str = "chunk object is not the one its reference names";
-const MODIFIED: &str = "chunk object was modified or sealed under another key";
-const WRONG_LENGTH: &str = "chunk object has the wrong length";
-const TOO_SHORT: &str = "shorter than a header";
+const MODIFIED: &str = "object slot was modified, moved, replayed or sealed under another key";
+const TRUNCATED: &str = "object is shorter than the chunk map says: truncated";
 const MISSING: &str = "its object is missing from the store";
 
-/// One stored object of a disk.
+/// One stored chunk object of a disk.
 #[derive(Clone)]
 struct Obj {
     key: String,
     bytes: Vec<u8>,
-    counter: u64,
+    reference: Arc<ObjectRef>,
+}
+
+impl Obj {
+    /// Where slot `i` lies in the object's bytes.
+    fn slot(&self, i: u32) -> Range<usize> {
+        let h = ObjectHeader::decode(&self.bytes).unwrap();
+        span(h.slot_offset(i), h.slot_offset(i + 1))
+    }
+}
+
+/// `(chunk, sectors, why)`: those sectors of the chunk were tampered with;
+/// every read touching one must fail, and the server's log must say why.
+type Tampered<'a> = (u64, Range<u32>, &'a str);
+
+/// All of chunk `chunk` tampered with, for `why`.
+fn whole(chunk: u64, why: &str) -> Tampered<'_> {
+    (chunk, 0..SECTORS, why)
 }
 
 /// Byte offsets `a..b` as a slice range.
-fn span(a: u64, b: u64) -> std::ops::Range<usize> {
+fn span(a: u64, b: u64) -> Range<usize> {
     usize::try_from(a).unwrap()..usize::try_from(b).unwrap()
 }
 
-fn be64(b: &[u8], at: usize) -> u64 {
-    u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
+/// The chunk object that holds chunk `idx` in view `map`. Written whole, a
+/// chunk is one extent: all its sectors, in order, in the slots of one
+/// chunk object of its own.
+fn chunk_object(map: &ChunkMap, idx: u64) -> Arc<ObjectRef> {
+    let extents = map
+        .get(&idx)
+        .unwrap_or_else(|| panic!("chunk {idx} holds random data, not zeroes"));
+    let [
+        Extent {
+            first: 0,
+            count: SECTORS,
+            loc: Loc::Obj { obj, first_slot: 0 },
+        },
+    ] = &extents[..]
+    else {
+        panic!("chunk {idx} is not one whole chunk object: {extents:?}");
+    };
+    assert!(
+        obj.kind == object::Kind::Chunk as u8 && obj.index == idx && obj.slots == SECTORS,
+        "chunk {idx} is not a chunk object of its own: {obj:?}"
+    );
+    Arc::clone(obj)
 }
 
 /// The disk's volume id and DEK id, and the objects its head names, by
-/// chunk index (read through the metadata store and the object store).
+/// chunk index (read through the metadata store and the object store;
+/// every stored object checked against its reference).
 fn current_objects(s: &Server, disk: &str) -> (Id, Id, HashMap<u64, Obj>) {
     let url = s.meta.url().to_string();
     let disk: Id = disk.parse().unwrap();
@@ -58,21 +105,37 @@ fn current_objects(s: &Server, disk: &str) -> (Id, Id, HashMap<u64, Obj>) {
         let meta = Meta::open(&url).await.unwrap();
         let vol = meta.disk(disk).await.unwrap().unwrap().volume_id;
         let row = meta.volume(vol).await.unwrap();
+        let map = meta.resolve_view(vol, row.head_generation).await.unwrap();
         let mut out = HashMap::new();
-        for (idx, entry) in meta.resolve_view(vol, row.head_generation).await.unwrap() {
-            if let ChunkEntry::Object(counter) = entry {
-                let key = chunk_key(row.dek_id.value(), counter);
-                let bytes = store.get(&key).await.unwrap().to_vec();
-                assert_eq!(be64(&bytes, 24), idx, "{key} holds chunk {idx}");
-                out.insert(
-                    idx,
-                    Obj {
-                        key,
-                        bytes,
-                        counter,
-                    },
-                );
-            }
+        for &idx in map.keys() {
+            let reference = chunk_object(&map, idx);
+            let key = object_key(reference.writer.value(), &reference.id);
+            assert_eq!(
+                parse_object_key(&key),
+                Some((reference.writer.value(), reference.id))
+            );
+            let bytes = store.get(&key).await.unwrap().to_vec();
+            let want = ObjectHeader {
+                kind: object::Kind::Chunk,
+                deks: (reference.dek.value(), reference.dek2.map(|d| d.value())),
+                object_id: reference.id,
+                index: idx,
+                slots: SECTORS,
+            };
+            assert_eq!(
+                ObjectHeader::decode(&bytes).unwrap(),
+                want,
+                "{key} is chunk {idx}'s object"
+            );
+            assert_eq!(bytes.len() as u64, want.object_len(), "{key} is whole");
+            out.insert(
+                idx,
+                Obj {
+                    key,
+                    bytes,
+                    reference,
+                },
+            );
         }
         meta.close().await;
         (vol, row.dek_id, out)
@@ -133,17 +196,15 @@ fn assert_tampered(s: &Server, uri: &str, cmd: &str, vol: Id, chunk: u64, why: &
     let log = log_since(s, from);
     let line = log
         .lines()
-        .find(|l| {
-            l.contains(&format!(
-                "chunk {chunk} of volume {vol} failed its integrity check"
-            ))
-        })
+        .find(|l| l.contains("integrity check failed"))
         .unwrap_or_else(|| {
-            panic!("the server's log does not name the integrity failure of chunk {chunk}:\n{log}")
+            panic!("`{cmd}`: the server's log names no integrity failure (chunk {chunk}):\n{log}")
         });
     assert!(
-        line.contains("integrity check failed") && line.contains(why),
-        "chunk {chunk}: expected '{why}' in: {line}"
+        line.contains(&format!(
+            "chunk {chunk} of volume {vol} failed its integrity check"
+        )) && line.contains(why),
+        "`{cmd}`: expected chunk {chunk} of volume {vol} to fail for '{why}' in: {line}"
     );
 }
 
@@ -155,7 +216,7 @@ fn random_bytes(s: &Server, len: u64, seed: u64) -> Vec<u8> {
     d
 }
 
-/// Write `data` at `offset` of `uri` with qemu-io.
+/// Write `data` at `offset` of `uri` with qemu-io (one request).
 fn write_at(s: &Server, uri: &str, offset: u64, data: &[u8]) {
     let p = s.scratch().join(format!("write-{offset}.raw"));
     std::fs::write(&p, data).unwrap();
@@ -179,30 +240,77 @@ fn disk_with(s: &Server, name: &str, image: &[u8]) -> String {
     disk
 }
 
-/// Read every chunk of `disk`: the chunks in `tampered` must fail as
-/// described, every other must read back as `image`.
-fn check_disk(s: &Server, disk: &str, vol: Id, image: &[u8], tampered: &[(u64, &str)]) {
+/// Read every sector of `disk`: each read touching a sector of `tampered`
+/// must fail as described (naming its chunk), every other sector must
+/// read back as `image`.
+fn check_disk(s: &Server, disk: &str, vol: Id, image: &[u8], tampered: &[Tampered<'_>]) {
+    // Whether absolute sector `abs` was tampered with.
+    let bad = |abs: u64| {
+        let (c, sec) = (abs / u64::from(SECTORS), abs % u64::from(SECTORS));
+        tampered
+            .iter()
+            .any(|(tc, r, _)| *tc == c && r.contains(&u32::try_from(sec).unwrap()))
+    };
     let uri = s.attach(disk);
     for i in 0..CHUNKS {
         let off = i * CHUNK;
-        match tampered.iter().find(|(c, _)| *c == i) {
-            Some((_, why)) => {
-                assert_tampered(s, &uri, &format!("read {off} {CHUNK}"), vol, i, why);
-                // A small unaligned read inside the chunk fails too, and so
-                // does one straddling into it from an intact chunk before it.
-                assert_tampered(s, &uri, &format!("read {} 1000", off + 1001), vol, i, why);
-                if i > 0 && !tampered.iter().any(|(c, _)| *c == i - 1) {
-                    let cmd = format!("read {} 1000", off - 509);
-                    assert_tampered(s, &uri, &cmd, vol, i, why);
-                }
+        let mine: Vec<&Tampered<'_>> = tampered.iter().filter(|t| t.0 == i).collect();
+        if mine.is_empty() {
+            let got = read_range(s, &uri, off, CHUNK);
+            assert!(
+                got[..] == image[span(off, off + CHUNK)],
+                "intact chunk {i} of {disk} did not read back"
+            );
+            continue;
+        }
+        let why = mine[0].2;
+        assert!(
+            mine.iter()
+                .all(|t| t.2 == why && !t.1.is_empty() && t.1.end <= SECTORS),
+            "chunk {i}: one reason, sectors in the chunk"
+        );
+        assert_tampered(s, &uri, &format!("read {off} {CHUNK}"), vol, i, why);
+        for (_, r, _) in mine {
+            let (a, b) = (
+                off + u64::from(r.start) * SECTOR,
+                off + u64::from(r.end) * SECTOR,
+            );
+            // All of it, a small unaligned read inside it, and reads
+            // straddling into it and out of it from intact sectors
+            // (of this chunk, or of the chunks either side).
+            assert_tampered(s, &uri, &format!("read {a} {}", b - a), vol, i, why);
+            assert_tampered(s, &uri, &format!("read {} 1000", a + 1001), vol, i, why);
+            let first = a / SECTOR;
+            if first > 0 && !bad(first - 1) {
+                let cmd = format!("read {} 1000", a - 509);
+                assert_tampered(s, &uri, &cmd, vol, i, why);
             }
-            None => {
-                let got = read_range(s, &uri, off, CHUNK);
-                assert!(
-                    got[..] == image[span(off, off + CHUNK)],
-                    "intact chunk {i} of {disk} did not read back"
-                );
+            let after = b / SECTOR;
+            if after < CHUNKS * u64::from(SECTORS) && !bad(after) {
+                let cmd = format!("read {} 1000", b - 491);
+                assert_tampered(s, &uri, &cmd, vol, i, why);
             }
+        }
+        // Every intact run of sectors of the chunk reads back.
+        let mut sec = 0;
+        while sec < SECTORS {
+            if bad(i * u64::from(SECTORS) + u64::from(sec)) {
+                sec += 1;
+                continue;
+            }
+            let start = sec;
+            while sec < SECTORS && !bad(i * u64::from(SECTORS) + u64::from(sec)) {
+                sec += 1;
+            }
+            let (a, b) = (
+                off + u64::from(start) * SECTOR,
+                off + u64::from(sec) * SECTOR,
+            );
+            let got = read_range(s, &uri, a, b - a);
+            assert!(
+                got[..] == image[span(a, b)],
+                "intact sectors {start}..{sec} of tampered chunk {i} of {disk} did not read back"
+            );
         }
     }
     s.cli(&["disk", "detach", disk]);
@@ -221,6 +329,13 @@ fn tampered_objects_fail_their_reads_and_nothing_else() {
     let (other_vol, other_dek, theirs) = current_objects(&s, &other);
     assert_ne!(dek, other_dek, "two disks, two DEKs");
     assert_eq!(first.len() as u64, CHUNKS, "one object per chunk");
+    assert_eq!(theirs.len() as u64, CHUNKS, "one object per chunk");
+    assert!(
+        first
+            .values()
+            .all(|o| o.reference.writer == vol && o.reference.dek == dek),
+        "the disk's own volume wrote its objects under its DEK"
+    );
 
     // A second version of chunk 4; keep the first version's object bytes
     // (the server collects that object once nothing names it).
@@ -235,48 +350,87 @@ fn tampered_objects_fail_their_reads_and_nothing_else() {
         now[&4].key, stale.key,
         "a rewritten chunk gets a new object"
     );
+    for i in (0..CHUNKS).filter(|i| *i != 4) {
+        assert_eq!(now[&i].key, first[&i].key, "chunk {i} was not rewritten");
+    }
 
-    // (a) swap chunks 1 and 2.
+    // Whole objects. (a) Swap chunks 1 and 2.
     s.overwrite_object(&now[&1].key, now[&2].bytes.clone());
     s.overwrite_object(&now[&2].key, now[&1].bytes.clone());
-    // (b) replay: chunk 4's first version under its current key.
+    // (b) Replay: chunk 4's first version under its current key.
     s.overwrite_object(&now[&4].key, stale.bytes);
-    // (c) truncate: chunk 6 loses its tag, chunk 7 all but 20 bytes.
+    // (c) Truncate: chunk 6 by one byte (only its last slot is short),
+    // chunk 7 to less than a header.
     let b6 = &now[&6].bytes;
-    s.overwrite_object(&now[&6].key, b6[..b6.len() - 16].to_vec());
+    s.overwrite_object(&now[&6].key, b6[..b6.len() - 1].to_vec());
     s.overwrite_object(&now[&7].key, now[&7].bytes[..20].to_vec());
-    // (d) moved in from the other disk (another DEK): chunk 9 as is; chunk
-    // 11 with its header rewritten to name this disk's DEK, the counter
-    // its key names and chunk 11.
+    // (d) Moved in from the other disk (another DEK): chunk 9 as is; chunk
+    // 11 with its header rewritten to be this disk's chunk 11's header.
     s.overwrite_object(&now[&9].key, theirs[&9].bytes.clone());
     let mut forged = theirs[&11].bytes.clone();
-    forged[8..16].copy_from_slice(&dek.value().to_be_bytes());
-    forged[16..24].copy_from_slice(&now[&11].counter.to_be_bytes());
-    forged[24..32].copy_from_slice(&11u64.to_be_bytes());
+    forged[..HEADER_LEN].copy_from_slice(&now[&11].bytes[..HEADER_LEN]);
     s.overwrite_object(&now[&11].key, forged);
+    // (e) Deleted: chunk 15.
+    s.delete_object(&now[&15].key);
 
-    let tampered: [(u64, &str); 7] = [
-        (1, NOT_NAMED),
-        (2, NOT_NAMED),
-        (4, NOT_NAMED),
-        (6, WRONG_LENGTH),
-        (7, TOO_SHORT),
-        (9, NOT_NAMED),
-        (11, MODIFIED),
+    // Slots inside an object. (f) Chunk 12: one ciphertext bit of slot 5.
+    let o = &now[&12];
+    let mut b = o.bytes.clone();
+    b[o.slot(5).start + 100] ^= 0x01;
+    s.overwrite_object(&o.key, b);
+    // (g) Chunk 13: slots 10 and 40 swapped.
+    let o = &now[&13];
+    let mut b = o.bytes.clone();
+    b[o.slot(10)].copy_from_slice(&o.bytes[o.slot(40)]);
+    b[o.slot(40)].copy_from_slice(&o.bytes[o.slot(10)]);
+    s.overwrite_object(&o.key, b);
+    // (h) Chunk 14: slot 20 copied over slot 21 (sector 20's data, sealed
+    // where sector 21's belongs).
+    let o = &now[&14];
+    let mut b = o.bytes.clone();
+    b[o.slot(21)].copy_from_slice(&o.bytes[o.slot(20)]);
+    s.overwrite_object(&o.key, b);
+
+    let mut tampered: Vec<Tampered<'_>> = vec![
+        whole(1, MODIFIED),
+        whole(2, MODIFIED),
+        whole(4, MODIFIED),
+        (6, SECTORS - 1..SECTORS, TRUNCATED),
+        whole(7, TRUNCATED),
+        whole(9, MODIFIED),
+        whole(11, MODIFIED),
+        (12, 5..6, MODIFIED),
+        (13, 10..11, MODIFIED),
+        (13, 40..41, MODIFIED),
+        (14, 21..22, MODIFIED),
+        whole(15, MISSING),
     ];
     check_disk(&s, &disk, vol, &image, &tampered);
 
-    // A partial write into a tampered chunk must read it to patch it: it
-    // fails too, and the chunk stays unreadable rather than half-replaced.
     let uri = s.attach(&disk);
+    // A write covering part of a tampered sector must read that sector to
+    // patch it: it fails too, and changes nothing.
     assert_tampered(
         &s,
         &uri,
         &format!("write -P 0x55 {} 4096", 2 * CHUNK + 512),
         vol,
         2,
-        NOT_NAMED,
+        MODIFIED,
     );
+    // One covering parts of intact sectors next to a tampered one reads
+    // only those, and succeeds.
+    let at = 12 * CHUNK + 6 * SECTOR + 512;
+    let patch = random_bytes(&s, SECTOR, 0x7a3e_0004);
+    write_at(&s, &uri, at, &patch);
+    image[span(at, at + SECTOR)].copy_from_slice(&patch);
+    // One covering a whole tampered sector needs nothing of it: the sector
+    // reads back as written from then on.
+    let at = 14 * CHUNK + 21 * SECTOR;
+    let patch = random_bytes(&s, SECTOR, 0x7a3e_0005);
+    write_at(&s, &uri, at, &patch);
+    image[span(at, at + SECTOR)].copy_from_slice(&patch);
+    tampered.retain(|t| t.0 != 14);
     s.cli(&["disk", "detach", &disk]);
     check_disk(&s, &disk, vol, &image, &tampered);
 
@@ -310,32 +464,89 @@ fn corrupted_chunk_map_references_fail_their_reads_and_nothing_else() {
         assert!(head > 0, "the snapshot moved the head on");
         let at_head = meta.resolve_view(vol, head).await.unwrap();
         let at_snap = meta.resolve_view(vol, head - 1).await.unwrap();
-        let obj = |m: &HashMap<u64, ChunkEntry>, i: u64| match m[&i] {
-            ChunkEntry::Object(c) => c,
-            ChunkEntry::Zero => panic!("chunk {i} holds random data"),
+        let obj = chunk_object;
+        for i in 0..CHUNKS {
+            assert_eq!(
+                obj(&at_head, i) != obj(&at_snap, i),
+                i < 4,
+                "chunk {i}: only chunks 0..4 have new objects"
+            );
+        }
+        let whole_chunk = |o: Arc<ObjectRef>| {
+            vec![Extent {
+                first: 0,
+                count: SECTORS,
+                loc: Loc::Obj {
+                    obj: o,
+                    first_slot: 0,
+                },
+            }]
         };
-        assert_ne!(obj(&at_head, 0), obj(&at_snap, 0));
-        // A counter never used for any object.
-        let unused = meta.reserve_counters(dek, 1, None).await.unwrap().start;
-        let entries = [
+        // An object that was never stored: a fresh id under this volume.
+        let nowhere = Arc::new(ObjectRef {
+            id: object::new_object_id(),
+            writer: vol,
+            kind: object::Kind::Chunk as u8,
+            index: 12,
+            slots: SECTORS,
+            dek,
+            dek2: None,
+        });
+        let changes = vec![
             // Another object of the same generation (chunk 2's).
-            (1, ChunkEntry::Object(obj(&at_head, 2))),
+            (1, whole_chunk(obj(&at_head, 2))),
             // Another generation's object of another chunk (chunk 0 as of
             // the snapshot).
-            (3, ChunkEntry::Object(obj(&at_snap, 0))),
+            (3, whole_chunk(obj(&at_snap, 0))),
             // Another chunk's object, for a chunk the head had no row of.
-            (8, ChunkEntry::Object(obj(&at_head, 9))),
+            (8, whole_chunk(obj(&at_head, 9))),
             // An object that does not exist.
-            (12, ChunkEntry::Object(unused)),
+            (12, whole_chunk(nowhere)),
+            // The right object from the wrong slot: chunk 0's sectors 1..
+            // one slot early, chunk 5's (no row at the head) 8..24 one late.
+            (
+                0,
+                vec![Extent {
+                    first: 1,
+                    count: SECTORS - 1,
+                    loc: Loc::Obj {
+                        obj: obj(&at_head, 0),
+                        first_slot: 0,
+                    },
+                }],
+            ),
+            (
+                5,
+                vec![Extent {
+                    first: 8,
+                    count: 16,
+                    loc: Loc::Obj {
+                        obj: obj(&at_head, 5),
+                        first_slot: 9,
+                    },
+                }],
+            ),
         ];
-        meta.commit_chunks(vol, head, None, &entries).await.unwrap();
+        meta.commit_extents(vol, head, None, &changes)
+            .await
+            .unwrap();
+        // The head names them now; the snapshot's view is as it was.
+        let now = meta.resolve_view(vol, head).await.unwrap();
+        for (i, es) in &changes {
+            if es[0].count == SECTORS {
+                assert_eq!(&now[i], es, "chunk {i} at the head");
+            }
+        }
+        assert_eq!(meta.resolve_view(vol, head - 1).await.unwrap(), at_snap);
         meta.close().await;
     });
-    let tampered: [(u64, &str); 4] = [
-        (1, NOT_NAMED),
-        (3, NOT_NAMED),
-        (8, NOT_NAMED),
-        (12, MISSING),
+    let tampered: [Tampered<'_>; 6] = [
+        (0, 1..SECTORS, MODIFIED),
+        whole(1, MODIFIED),
+        whole(3, MODIFIED),
+        (5, 8..24, MODIFIED),
+        whole(8, MODIFIED),
+        whole(12, MISSING),
     ];
     check_disk(&s, &disk, vol, &image, &tampered);
 
@@ -352,6 +563,11 @@ fn corrupted_chunk_map_references_fail_their_reads_and_nothing_else() {
         &snap,
     ]);
     let copy = copy["id"].as_str().unwrap().to_string();
-    let (copy_vol, _, _) = current_objects(&s, &copy);
+    let (copy_vol, _, theirs) = current_objects(&s, &copy);
+    assert_eq!(
+        theirs.len() as u64,
+        CHUNKS,
+        "the copy names every first object"
+    );
     check_disk(&s, &copy, copy_vol, &first, &[]);
 }

@@ -9,9 +9,9 @@ use sqlx::{Any, AnyConnection, Transaction};
 
 use crate::Backend;
 use crate::extents::{
-    ChunkMap, Col, EXTENT_COLS, Extent, ObjectRef, ExtentTuple, J, Loc, Row, RowReader, apply_rows,
-    data_only, dead_rows, extent_json, hex_id, parse_hex_id, json_list, json_rows, overlay, sectors_per_chunk,
-    v1_row,
+    ChunkMap, Col, EXTENT_COLS, Extent, ExtentTuple, J, Loc, ObjectRef, Row, RowReader, apply_rows,
+    data_only, dead_rows, extent_json, hex_id, json_list, json_rows, overlay, parse_hex_id,
+    sectors_per_chunk, v1_row,
 };
 
 use crate::nodes::{Holder, check_holder_tx, release_reservations_tx};
@@ -353,10 +353,14 @@ impl Meta {
         if let Some((idx, e)) = changes
             .iter()
             .flat_map(|(i, es)| es.iter().map(move |e| (i, e)))
-            .find(|(_, e)| e.end() > sectors || e.count == 0)
+            .find(|(_, e)| {
+                e.end() > sectors
+                    || e.count == 0
+                    || matches!(&e.loc, Loc::Obj { obj, first_slot } if first_slot + e.count > obj.slots)
+            })
         {
             return Err(MetaError::Conflict(format!(
-                "extent {}+{} of chunk {idx} does not fit a chunk of {sectors} sectors",
+                "extent {}+{} of chunk {idx} does not fit a chunk of {sectors} sectors or its object's slots",
                 e.first, e.count
             )));
         }
@@ -716,7 +720,9 @@ impl Plan {
             let list = json_list(
                 self.del_ext
                     .iter()
-                    .map(|&(c, g, f)| Ok(vec![J::I(to_i64(c)?), J::I(to_i64(g)?), J::I(i64::from(f))]))
+                    .map(|&(c, g, f)| {
+                        Ok(vec![J::I(to_i64(c)?), J::I(to_i64(g)?), J::I(i64::from(f))])
+                    })
                     .collect::<Result<Vec<_>>>()?,
             );
             sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -323,7 +323,11 @@ impl RowReader {
                             index: to_u64(t.7)?,
                             slots: u32::try_from(t.8).map_err(|_| bad("slots"))?,
                             dek: parse_id(t.10.as_deref().ok_or_else(|| bad("dek"))?, Kind::Dek)?,
-                            dek2: t.11.as_deref().map(|d| parse_id(d, Kind::Dek)).transpose()?,
+                            dek2: t
+                                .11
+                                .as_deref()
+                                .map(|d| parse_id(d, Kind::Dek))
+                                .transpose()?,
                         });
                         self.objects.insert(id, Arc::clone(&o));
                         o
@@ -396,7 +400,7 @@ pub(crate) fn extent_json(chunk: u64, generation: u64, e: &Extent) -> Result<Vec
 
 /// Sectors per chunk of a volume.
 pub(crate) fn sectors_per_chunk(chunk_size: u32) -> u32 {
-    (u64::from(chunk_size) / SECTOR).max(1) as u32
+    (chunk_size / 4096).max(1)
 }
 
 #[cfg(test)]

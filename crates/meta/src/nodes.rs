@@ -314,10 +314,11 @@ impl Meta {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let objects: Vec<String> =
-            sqlx::query_scalar("SELECT DISTINCT object_id FROM extents WHERE object_id IS NOT NULL")
-                .fetch_all(&mut *tx)
-                .await?;
+        let objects: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT object_id FROM extents WHERE object_id IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         let held: Vec<String> = sqlx::query_scalar(
             "SELECT d.volume_id FROM attachments a JOIN disks d ON d.id = a.disk_id WHERE a.node_id IS NOT NULL",
         )
@@ -332,7 +333,8 @@ impl Meta {
             );
         }
         for v in held {
-            view.held_volumes.insert(parse_id(&v, Kind::Volume)?.value());
+            view.held_volumes
+                .insert(parse_id(&v, Kind::Volume)?.value());
         }
         for (dek, c) in named {
             view.referenced

@@ -22,10 +22,7 @@ const POSTGRES: &[(i64, &str)] = &[
         5,
         include_str!("../migrations/postgres/0005_names_keys.sql"),
     ),
-    (
-        6,
-        include_str!("../migrations/postgres/0006_format_v2.sql"),
-    ),
+    (6, include_str!("../migrations/postgres/0006_format_v2.sql")),
 ];
 
 /// The statements of a migration file: split on `;`, `--` comment lines

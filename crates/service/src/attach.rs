@@ -250,6 +250,16 @@ fn image_opts(endpoint: &str, export: &str, tls: bool) -> String {
     s
 }
 
+/// The vault as the source of an open volume's DEKs.
+struct VaultDeks(coffer_keyvault::KeyVault);
+
+#[async_trait::async_trait]
+impl coffer_volume::DekSource for VaultDeks {
+    async fn dek(&self, id: Id) -> std::result::Result<coffer_crypto::SecretKey, String> {
+        self.0.dek(id).await.map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::image_opts;
@@ -264,15 +274,5 @@ mod tests {
             image_opts("[fd00::5]:1234", "tok", true),
             "driver=nbd,server.type=inet,server.host=fd00::5,server.port=1234,export=tok,tls-creds=tls0"
         );
-    }
-}
-
-/// The vault as the source of an open volume's DEKs.
-struct VaultDeks(coffer_keyvault::KeyVault);
-
-#[async_trait::async_trait]
-impl coffer_volume::DekSource for VaultDeks {
-    async fn dek(&self, id: Id) -> std::result::Result<coffer_crypto::SecretKey, String> {
-        self.0.dek(id).await.map_err(|e| e.to_string())
     }
 }

@@ -162,7 +162,7 @@ impl Service {
                     if bad <= MAX_PER_CODE {
                         findings.push(FsckFinding {
                             code: "ObjectNotAuthentic".into(),
-                            detail: format!("{name} fails authentication: {p}"),
+                            detail: format!("{name} ({}) fails authentication: {p}", what.label()),
                         });
                     }
                 }
@@ -221,7 +221,7 @@ impl Service {
                 let k = ChunkKey::new(dek.value(), &secret).map_err(ServiceError::internal)?;
                 open_chunk(&k, *counter, *chunk, obj)
                     .err()
-                    .map(|e| format!("chunk {chunk}: {e}"))
+                    .map(|e| e.to_string())
             }
             Named::V2(o) => {
                 let secret = self.vault.dek(o.dek).await?;
@@ -242,4 +242,15 @@ impl Service {
 enum Named {
     V1 { dek: Id, counter: u64, chunk: u64 },
     V2(ObjectRef),
+}
+
+impl Named {
+    /// What the object holds, for a finding.
+    fn label(&self) -> String {
+        match self {
+            Named::V1 { chunk, .. } => format!("chunk {chunk}"),
+            Named::V2(o) if o.kind == 1 => format!("chunk {}", o.index),
+            Named::V2(o) => format!("a segment of volume {}", o.writer),
+        }
+    }
 }

@@ -113,7 +113,7 @@ async fn a_paused_holder_is_fenced_once_another_node_takes_over() {
         .write(MIB, Bytes::from(vec![0xa2; M]), false)
         .await
         .unwrap();
-    let stored = || async { b.store().list("chunks/").await.unwrap().len() };
+    let stored = || async { b.store().list("objects/").await.unwrap().len() };
     for _ in 0..200 {
         if stored().await >= 32 {
             break;

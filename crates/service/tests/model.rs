@@ -221,15 +221,20 @@ impl World {
             .unwrap()
             .into_iter()
             .map(|(d, c)| chunk_key(d, c))
+            .chain(
+                self.svc
+                    .meta()
+                    .referenced_v2_objects()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(w, id)| coffer_store::object_key(w.value(), &id)),
+            )
             .collect();
-        let stored = self
-            .svc
-            .store()
-            .list("chunks/")
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+        let mut stored: HashSet<String> = HashSet::new();
+        for prefix in ["chunks/", "objects/"] {
+            stored.extend(self.svc.store().list(prefix).await.unwrap());
+        }
         (named, stored)
     }
 

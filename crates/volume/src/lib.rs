@@ -306,7 +306,7 @@ impl Volume {
 
     /// Sectors per chunk.
     fn spc(&self) -> u32 {
-        (self.chunk_size as usize / SECTOR).max(1) as u32
+        (self.chunk_size / 4096).max(1)
     }
 
     fn check(&self, offset: u64, len: u64) -> Result<()> {
@@ -362,8 +362,24 @@ impl Volume {
         }
     }
 
-    /// Run one fetch: `(absolute sector, plaintext)` of each sector it covers.
+    /// Run one fetch: `(absolute sector, plaintext)` of each sector it
+    /// covers. A missing or malformed object is an integrity error of the
+    /// chunk it holds.
     async fn fetch(&self, f: &Fetch) -> Result<Vec<(u64, Bytes)>> {
+        let chunk = match f {
+            Fetch::Slots { abs, .. } => abs / u64::from(self.spc()),
+            Fetch::V1 { chunk, .. } => *chunk,
+        };
+        self.fetch_inner(f).await.map_err(|e| match e {
+            VolumeError::Store(StoreError::NotFound(_)) => {
+                self.integrity(chunk, "its object is missing from the store")
+            }
+            VolumeError::Crypto(c) => self.integrity(chunk, c),
+            other => other,
+        })
+    }
+
+    async fn fetch_inner(&self, f: &Fetch) -> Result<Vec<(u64, Bytes)>> {
         let spc = u64::from(self.spc());
         match f {
             Fetch::Slots {
@@ -385,12 +401,12 @@ impl Volume {
                     .store
                     .get_range(&object_key(obj.writer.value(), &obj.id), range)
                     .await?;
-                let plain = seal::open_run(&k, raw, *first_slot, *n, chunk, (abs % spc) as u32)
+                let plain = seal::open_run(&k, raw, *first_slot, *n, chunk, in_chunk(*abs, spc))
                     .map_err(|e| self.integrity(chunk, e))?
                     .freeze();
                 Ok((0..u64::from(*n))
                     .map(|i| {
-                        let at = i as usize * SECTOR;
+                        let at = to_usize(i) * SECTOR;
                         (abs + i, plain.slice(at..at + SECTOR))
                     })
                     .collect())
@@ -404,15 +420,15 @@ impl Volume {
                 let secret = self.dek(*dek).await?;
                 let key = ChunkKey::new(dek.value(), &secret)?;
                 let obj = self.store.get(&chunk_key(dek.value(), *counter)).await?;
-                let plain =
-                    open_chunk(&key, *counter, *chunk, obj).map_err(|e| self.integrity(*chunk, e))?;
+                let plain = open_chunk(&key, *counter, *chunk, obj)
+                    .map_err(|e| self.integrity(*chunk, e))?;
                 if plain.len() != self.chunk_size as usize {
                     return Err(self.integrity(*chunk, "v1 chunk of the wrong size"));
                 }
                 Ok(sectors
                     .iter()
                     .map(|abs| {
-                        let at = (abs % spc) as usize * SECTOR;
+                        let at = to_usize(abs % spc) * SECTOR;
                         (*abs, plain.slice(at..at + SECTOR))
                     })
                     .collect())
@@ -425,7 +441,7 @@ impl Volume {
         let spc = u64::from(self.spc());
         let st = lock(&self.state);
         (first..end)
-            .map(|abs| st.source(abs / spc, (abs % spc) as u32))
+            .map(|abs| st.source(abs / spc, in_chunk(abs, spc)))
             .collect()
     }
 
@@ -461,7 +477,7 @@ impl Volume {
                             && o.id == obj.id
                             && *first_slot + *n == *slot
                             && *a + u64::from(*n) == abs
-                            && abs % spc != 0
+                            && !abs.is_multiple_of(spc)
                         {
                             *n += 1;
                             continue;
@@ -485,8 +501,8 @@ impl Volume {
                     }),
             );
             let futs: Vec<_> = fetches.iter().map(|f| self.fetch(f)).collect();
-            let mut results = futures::stream::iter(futs)
-                .buffer_unordered(self.config.io_parallelism);
+            let mut results =
+                futures::stream::iter(futs).buffer_unordered(self.config.io_parallelism);
             while let Some(r) = results.next().await {
                 match r {
                     Ok(sectors) => {
@@ -503,14 +519,7 @@ impl Volume {
                             attempts += 1;
                             continue 'again;
                         }
-                        return Err(match e {
-                            e if seal::missing(&e) => VolumeError::Integrity {
-                                volume: self.id,
-                                chunk: offset / self.cs(),
-                                reason: "its object is missing from the store".into(),
-                            },
-                            other => other,
-                        });
+                        return Err(e);
                     }
                 }
             }
@@ -626,12 +635,14 @@ impl Volume {
             } else {
                 let mut cur = self.read_inner(base + a as u64, SECTOR).await?;
                 match &data {
-                    Some(d) => cur[lo - a..hi - a].copy_from_slice(&d[lo - in_chunk..hi - in_chunk]),
+                    Some(d) => {
+                        cur[lo - a..hi - a].copy_from_slice(&d[lo - in_chunk..hi - in_chunk])
+                    }
                     None => cur[lo - a..hi - a].fill(0),
                 }
                 Sec::Data(cur.freeze())
             };
-            m.insert(s as u32, sec);
+            m.insert(u32::try_from(s).expect("sectors a chunk fit u32"), sec);
         }
         Ok(Some(Dirty::Sectors(m)))
     }
@@ -809,8 +820,7 @@ impl Volume {
         let mut extents = plan.zeroes;
         let mut objects = Vec::with_capacity(plan.objects.len());
         let futs: Vec<_> = plan.objects.iter().map(|p| self.put_object(p)).collect();
-        let puts = futures::stream::iter(futs)
-        .buffer_unordered(self.config.io_parallelism);
+        let puts = futures::stream::iter(futs).buffer_unordered(self.config.io_parallelism);
         // Stop at the first failure (dropping the puts still in flight)
         // rather than wait for every object to exhaust its retries: the
         // caller keeps the data cached and a later flush retries. Objects
@@ -825,7 +835,10 @@ impl Volume {
     }
 
     /// Seal and put one object; returns its extents and reference.
-    async fn put_object(&self, p: &seal::ObjectPlan) -> Result<(Vec<(u64, Extent)>, Arc<ObjectRef>)> {
+    async fn put_object(
+        &self,
+        p: &seal::ObjectPlan,
+    ) -> Result<(Vec<(u64, Extent)>, Arc<ObjectRef>)> {
         let mut tries = 0;
         loop {
             let (obj, bytes) = seal::seal(p, self.id, (self.write_dek.0, &self.write_dek.1))?;
@@ -955,6 +968,11 @@ fn copy_sector(out: &mut [u8], offset: u64, abs: u64, b: &[u8]) {
         out[to_usize(lo - offset)..to_usize(hi - offset)]
             .copy_from_slice(&b[to_usize(lo - start)..to_usize(hi - start)]);
     }
+}
+
+/// Sector `abs`'s index in its chunk of `spc` sectors.
+fn in_chunk(abs: u64, spc: u64) -> u32 {
+    u32::try_from(abs % spc).expect("sectors a chunk fit u32")
 }
 
 fn to_usize(v: u64) -> usize {

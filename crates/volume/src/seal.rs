@@ -11,7 +11,6 @@ use bytes::{Bytes, BytesMut};
 use coffer_crypto::SecretKey;
 use coffer_crypto::object::{self, Dek, ObjectHeader, ObjectKeys, Target};
 use coffer_meta::{Extent, Loc, ObjectRef};
-use coffer_store::StoreError;
 use coffer_types::Id;
 
 use crate::state::{Dirty, SECTOR, Sec};
@@ -67,7 +66,7 @@ pub(crate) fn plan(mut entries: Vec<(u64, Dirty)>, spc: u32, serial: u64) -> Wri
                 (
                     Target {
                         chunk: idx,
-                        sector: s as u16,
+                        sector: sector16(s),
                     },
                     b.slice(at..at + SECTOR),
                 )
@@ -108,7 +107,7 @@ pub(crate) fn plan(mut entries: Vec<(u64, Dirty)>, spc: u32, serial: u64) -> Wri
                         Sec::Data(b) if !is_zero(&b) => loose.push((
                             Target {
                                 chunk: idx,
-                                sector: s as u16,
+                                sector: sector16(s),
                             },
                             b,
                         )),
@@ -128,17 +127,20 @@ pub(crate) fn plan(mut entries: Vec<(u64, Dirty)>, spc: u32, serial: u64) -> Wri
     p
 }
 
+/// A sector index as the crypto layer's u16 (chunks have at most 1,024).
+pub(crate) fn sector16(s: u32) -> u16 {
+    u16::try_from(s).expect("at most 1,024 sectors a chunk")
+}
+
 /// The header of a stored object.
 pub(crate) fn header(obj: &ObjectRef) -> Result<ObjectHeader> {
     let kind = match obj.kind {
         1 => object::Kind::Chunk,
         2 => object::Kind::Segment,
         k => {
-            return Err(VolumeError::Integrity {
-                volume: obj.writer,
-                chunk: obj.index,
-                reason: format!("the chunk map names an object of unknown kind {k}"),
-            });
+            return Err(VolumeError::Crypto(coffer_crypto::CryptoError::Malformed(
+                format!("the chunk map names an object of unknown kind {k}"),
+            )));
         }
     };
     Ok(ObjectHeader {
@@ -154,11 +156,7 @@ pub(crate) fn header(obj: &ObjectRef) -> Result<ObjectHeader> {
 ///
 /// # Errors
 /// An object of unknown kind, or DEKs that are not its.
-pub fn keys(
-    obj: &ObjectRef,
-    dek: &SecretKey,
-    dek2: Option<&SecretKey>,
-) -> Result<ObjectKeys> {
+pub fn keys(obj: &ObjectRef, dek: &SecretKey, dek2: Option<&SecretKey>) -> Result<ObjectKeys> {
     let l2 = match (obj.dek2, dek2) {
         (Some(id), Some(k)) => Some(Dek {
             id: id.value(),
@@ -203,7 +201,7 @@ pub(crate) fn seal(
 pub(crate) fn extents_of(plan: &ObjectPlan, obj: &Arc<ObjectRef>) -> Vec<(u64, Extent)> {
     let mut out: Vec<(u64, Extent)> = Vec::new();
     for (slot, (t, _)) in plan.slots.iter().enumerate() {
-        let slot = slot as u32;
+        let slot = u32::try_from(slot).expect("at most MAX_SLOTS");
         let s = u32::from(t.sector);
         if let Some((c, e)) = out.last_mut()
             && *c == t.chunk
@@ -254,7 +252,9 @@ pub(crate) fn open_run(
             "object is shorter than the chunk map says: truncated",
         ));
     }
-    let mut buf = raw.try_into_mut().unwrap_or_else(|b| BytesMut::from(&b[..]));
+    let mut buf = raw
+        .try_into_mut()
+        .unwrap_or_else(|b| BytesMut::from(&b[..]));
     let mut out = BytesMut::with_capacity(n as usize * SECTOR);
     for i in 0..n {
         let at = i as usize * slot_len;
@@ -269,9 +269,4 @@ pub(crate) fn open_run(
         out.extend_from_slice(plain);
     }
     Ok(out)
-}
-
-/// Whether a store error means the object is gone.
-pub(crate) fn missing(e: &VolumeError) -> bool {
-    matches!(e, VolumeError::Store(StoreError::NotFound(_)))
 }

@@ -247,7 +247,9 @@ async fn a_volume_reports_which_chunk_was_tampered_and_how() {
     ));
     // A partial write into a tampered sector must read it to patch it: it
     // fails too, rather than sealing a patch over garbage.
-    let r = v.write(2 * cs + 100, Bytes::from(vec![1u8; 10]), false).await;
+    let r = v
+        .write(2 * cs + 100, Bytes::from(vec![1u8; 10]), false)
+        .await;
     assert!(
         matches!(r, Err(VolumeError::Integrity { chunk: 2, .. })),
         "{r:?}"
@@ -260,10 +262,7 @@ async fn a_volume_reports_which_chunk_was_tampered_and_how() {
     v.flush().await.unwrap();
     assert_eq!(&v.read(6 * cs + sec, sec).await.unwrap()[..], &fresh[..]);
     let want6 = content(6, usz(cs));
-    assert_eq!(
-        &v.read(6 * cs, sec).await.unwrap()[..],
-        &want6[..usz(sec)]
-    );
+    assert_eq!(&v.read(6 * cs, sec).await.unwrap()[..], &want6[..usz(sec)]);
 }
 
 /// A disk written in format v1 (before chunk format v2) still reads, and
@@ -288,7 +287,10 @@ async fn a_v1_disk_still_reads_and_a_write_converts_its_chunk() {
             .unwrap();
         entries.push((i, ChunkEntry::Object(c)));
     }
-    f.meta.commit_chunks(f.vol, 0, None, &entries).await.unwrap();
+    f.meta
+        .commit_chunks(f.vol, 0, None, &entries)
+        .await
+        .unwrap();
     assert_eq!(f.meta.fsck().await.unwrap(), vec![]);
 
     let v = f.open_fresh(&store).await;
@@ -298,8 +300,15 @@ async fn a_v1_disk_still_reads_and_a_write_converts_its_chunk() {
         } else {
             vec![0; usz(cs)]
         };
-        assert_eq!(&v.read(i * cs, cs).await.unwrap()[..], &want[..], "chunk {i}");
-        assert_eq!(&v.read(i * cs + 4095, 3).await.unwrap()[..], &want[4095..4098]);
+        assert_eq!(
+            &v.read(i * cs, cs).await.unwrap()[..],
+            &want[..],
+            "chunk {i}"
+        );
+        assert_eq!(
+            &v.read(i * cs + 4095, 3).await.unwrap()[..],
+            &want[4095..4098]
+        );
     }
     // A 512-byte write into chunk 1 converts it; chunk 0 stays v1.
     v.write(cs + 512, Bytes::from(vec![7u8; 512]), false)
@@ -313,6 +322,10 @@ async fn a_v1_disk_still_reads_and_a_write_converts_its_chunk() {
     assert_eq!(&v.read(0, cs).await.unwrap()[..], &content(0, usz(cs))[..]);
     let queued = f.meta.gc_queue_peek(10).await.unwrap();
     assert_eq!(queued.len(), 1, "chunk 1's v1 object is queued: {queued:?}");
-    assert_eq!(store.list("objects/").await.unwrap().len(), 1, "one v2 object");
+    assert_eq!(
+        store.list("objects/").await.unwrap().len(),
+        1,
+        "one v2 object"
+    );
     assert_eq!(f.meta.fsck().await.unwrap(), vec![]);
 }

@@ -461,7 +461,9 @@ impl Server {
         let store = self.object_store();
         block_on(async move {
             let mut out = Vec::new();
-            for k in store.list("chunks/").await.unwrap() {
+            let mut keys = store.list("chunks/").await.unwrap();
+            keys.extend(store.list("objects/").await.unwrap());
+            for k in keys {
                 let b = store.get(&k).await.unwrap();
                 out.push((k, b.to_vec()));
             }
@@ -472,8 +474,13 @@ impl Server {
     /// Total bytes of stored chunk objects.
     pub fn stored_bytes(&self) -> u64 {
         match self.s3() {
-            None => du(&self.data_dir().join("objects/chunks")),
-            Some(s3) => block_on(async move { s3.usage("chunks/").await.unwrap().1 }),
+            None => {
+                du(&self.data_dir().join("objects/chunks"))
+                    + du(&self.data_dir().join("objects/objects"))
+            }
+            Some(s3) => block_on(async move {
+                s3.usage("chunks/").await.unwrap().1 + s3.usage("objects/").await.unwrap().1
+            }),
         }
     }
 

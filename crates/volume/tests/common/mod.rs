@@ -195,9 +195,16 @@ impl Fixture {
 
     pub async fn open(&self, store: &Arc<Rigged>, config: VolumeConfig) -> Arc<Volume> {
         let store: Arc<dyn ObjectStore> = store.clone();
-        Volume::open(self.meta.clone(), store, self.vol, self.deks(), config, None)
-            .await
-            .unwrap()
+        Volume::open(
+            self.meta.clone(),
+            store,
+            self.vol,
+            self.deks(),
+            config,
+            None,
+        )
+        .await
+        .unwrap()
     }
 
     /// The head as a restarted server would see it: a new metadata
