@@ -184,10 +184,10 @@ for s in ("embedded", "pg-local", "pg-s3"):
             sys.exit(f"backends.sh: server {s} logged failed I/O (see below); stopping")
 def pending():
     con = sqlite3.connect(f"file:{sqlite_db}?mode=ro", uri=True, timeout=10)
-    n = con.execute("SELECT count(*) FROM gc_queue").fetchone()[0]
+    n = con.execute("SELECT (SELECT count(*) FROM gc_queue) + (SELECT count(*) FROM gc_objects)").fetchone()[0]
     con.close()
     for url in pg_urls:
-        n += int(subprocess.run(["psql", url, "-Atc", "SELECT count(*) FROM gc_queue"],
+        n += int(subprocess.run(["psql", url, "-Atc", "SELECT (SELECT count(*) FROM gc_queue) + (SELECT count(*) FROM gc_objects)"],
                                 check=True, capture_output=True, text=True).stdout)
     return n
 deadline = time.monotonic() + 600

@@ -14,17 +14,21 @@
 //! stored wrapped, tokens as SHA-256 hashes.
 //!
 //! ## Volumes, generations and views
-//! A volume is one node of a disk lineage. Its chunk map rows are
-//! `(chunk_index, generation, counter)`: chunk `chunk_index` holds the sealed
-//! object `counter` (or zeroes when `counter` is NULL) from `generation` on.
+//! A volume is one node of a disk lineage. Its chunk map is made of
+//! extents of 4 KiB sectors (format v2, see [`extents`]):
+//! `(chunk_index, generation, first_sector, sectors) → (object, first slot)`
+//! or zeroes, and of v1 rows `(chunk_index, generation, counter)` for
+//! chunks written before format v2, each covering its whole chunk.
 //! The head of a live volume is at `head_generation`; taking a snapshot
 //! records the head generation `G` in the snapshot and moves the head to
 //! `G + 1`, so a snapshot costs one row whatever the disk's size. A *view*
-//! `(volume, G)` sees, per chunk, the row with the highest generation `<= G`,
-//! falling back to the parent view `(parent_id, parent_generation)` when the
-//! volume has no row. Views of a volume are its live head, its snapshots and
-//! its child volumes' parent pointers; a row no view sees is garbage and is
-//! removed by [`Meta::gc_volume`], its object queued in `gc_queue`.
+//! `(volume, G)` sees, per sector, the row with the highest generation `<= G`
+//! covering it, falling back to the parent view `(parent_id,
+//! parent_generation)` when the volume has none. Views of a volume are its
+//! live head, its snapshots and its child volumes' parent pointers; a row no
+//! view sees is garbage and is removed (at commit, or by
+//! [`Meta::gc_volume`]), its object queued in `gc_objects` (v1: `gc_queue`)
+//! once nothing names it.
 
 mod chunks;
 pub mod extents;
