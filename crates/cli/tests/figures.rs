@@ -121,6 +121,11 @@ fn qemu_io_random_unaligned_io_matches_a_reference_file() {
         serde_json::from_str(&run(Command::new("nbdinfo").args(["--json", &uri]))).unwrap();
     assert_eq!(info["exports"][0]["export-size"], size, "{info}");
     assert_eq!(info["exports"][0]["is_read_only"], false, "{info}");
+    // What nbdinfo reads off the export's flags: several connections (a
+    // flush on one covers all), cache and fast zero.
+    for flag in ["can_multi_conn", "can_cache", "can_fast_zero", "can_df"] {
+        assert_eq!(info["exports"][0][flag], true, "{flag}: {info}");
+    }
 }
 
 #[test]

@@ -49,6 +49,14 @@ pub trait BlockDevice: Send + Sync + 'static {
         4096
     }
 
+    /// Whether several connections to this export see one another's
+    /// writes and a flush on any of them makes every connection's
+    /// acknowledged writes durable (NBD_FLAG_CAN_MULTI_CONN). Clients such
+    /// as nbdcopy and qemu then open connections in parallel.
+    fn multi_conn(&self) -> bool {
+        false
+    }
+
     /// Whether the export is read-only (NBD_FLAG_READ_ONLY).
     fn read_only(&self) -> bool {
         false

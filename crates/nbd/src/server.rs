@@ -93,6 +93,9 @@ const TFLAG_SEND_FUA: u16 = 8;
 const TFLAG_SEND_TRIM: u16 = 32;
 const TFLAG_SEND_WRITE_ZEROES: u16 = 64;
 const TFLAG_SEND_DF: u16 = 128;
+const TFLAG_CAN_MULTI_CONN: u16 = 256;
+const TFLAG_SEND_CACHE: u16 = 1024;
+const TFLAG_SEND_FAST_ZERO: u16 = 2048;
 
 const CMD_READ: u16 = 0;
 const CMD_WRITE: u16 = 1;
@@ -100,9 +103,11 @@ const CMD_DISC: u16 = 2;
 const CMD_FLUSH: u16 = 3;
 const CMD_TRIM: u16 = 4;
 const CMD_WRITE_ZEROES: u16 = 6;
+const CMD_CACHE: u16 = 5;
 
 const CMD_FLAG_FUA: u16 = 1;
 const CMD_FLAG_NO_HOLE: u16 = 2;
+const CMD_FLAG_FAST_ZERO: u16 = 16;
 
 /// NBD error numbers.
 pub mod errno {
@@ -278,7 +283,15 @@ fn transmission_flags(dev: &dyn BlockDevice, structured: bool) -> u16 {
         | TFLAG_SEND_FLUSH
         | TFLAG_SEND_FUA
         | TFLAG_SEND_TRIM
-        | TFLAG_SEND_WRITE_ZEROES;
+        | TFLAG_SEND_WRITE_ZEROES
+        // Cache is a hint this server needs nothing for (a success), and
+        // zeroing is never slow (zero extents are metadata, a partial
+        // sector one slot): a fast-zero request is always honoured.
+        | TFLAG_SEND_CACHE
+        | TFLAG_SEND_FAST_ZERO;
+    if dev.multi_conn() {
+        f |= TFLAG_CAN_MULTI_CONN;
+    }
     if structured {
         // Every read is answered with one data chunk: "don't fragment"
         // always holds.
@@ -771,6 +784,13 @@ where
         if kind == CMD_DISC {
             break Ok(());
         }
+        // FAST_ZERO is only meaningful on WRITE_ZEROES (the specification:
+        // EINVAL); a write's payload is read first, below.
+        let bad_fast_zero = flags & CMD_FLAG_FAST_ZERO != 0 && kind != CMD_WRITE_ZEROES;
+        if bad_fast_zero && kind != CMD_WRITE {
+            let _ = tx.send(reply_now(errno::EINVAL)).await;
+            continue;
+        }
         let permit = match permits.clone().acquire_owned().await {
             Ok(p) => p,
             Err(_) => break Ok(()),
@@ -862,9 +882,9 @@ where
                         "write of {len} bytes exceeds any acceptable size"
                     )));
                 }
-                if len > config.max_request || !in_range || dev.read_only() {
+                if len > config.max_request || !in_range || dev.read_only() || bad_fast_zero {
                     discard(&mut r, u64::from(len)).await?;
-                    let e = if len > config.max_request {
+                    let e = if len > config.max_request || bad_fast_zero {
                         errno::EINVAL
                     } else if !in_range {
                         errno::ENOSPC
@@ -928,6 +948,13 @@ where
                     drop(guard);
                     let _ = tx.send(result_reply(cookie, res)).await;
                 });
+            }
+            CMD_CACHE => {
+                // Nothing to prefetch into: data is read from the store
+                // per request. Range-checked like a read.
+                let _ = tx
+                    .send(reply_now(if in_range { 0 } else { errno::EINVAL }))
+                    .await;
             }
             _ => {
                 let _ = tx.send(reply_now(errno::EINVAL)).await;

@@ -179,8 +179,13 @@ async fn option_haggling_answers_each_option() {
     );
     let tflags = u16::from_be_bytes(export[10..12].try_into().unwrap());
     // HAS_FLAGS, SEND_FLUSH, SEND_FUA, SEND_TRIM, SEND_WRITE_ZEROES; not read-only.
-    assert_eq!(tflags & (1 | 4 | 8 | 32 | 64), 1 | 4 | 8 | 32 | 64);
-    assert_eq!(tflags & 2, 0);
+    // Also SEND_CACHE and SEND_FAST_ZERO; not CAN_MULTI_CONN (the test
+    // device does not share state between connections).
+    assert_eq!(
+        tflags & (1 | 4 | 8 | 32 | 64 | 1024 | 2048),
+        1 | 4 | 8 | 32 | 64 | 1024 | 2048
+    );
+    assert_eq!(tflags & (2 | 256), 0);
     let bs = &infos[1];
     assert_eq!(&bs[0..2], &3u16.to_be_bytes(), "NBD_INFO_BLOCK_SIZE");
     let min = u32::from_be_bytes(bs[2..6].try_into().unwrap());
@@ -616,4 +621,37 @@ async fn connections_over_the_caps_are_refused() {
     drop(c);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _e = Client::transmission(addr).await;
+}
+
+/// NBD_CMD_CACHE succeeds in range and is EINVAL past the end, changing
+/// nothing; NBD_CMD_FLAG_FAST_ZERO is honoured on WRITE_ZEROES and refused
+/// (EINVAL) on any other command.
+#[tokio::test]
+async fn cache_and_fast_zero() {
+    const CMD_CACHE: u16 = 5;
+    const FLAG_FAST_ZERO: u16 = 16;
+    let dev = Arc::new(MemDevice::new(1 << 20));
+    let size = 1u64 << 20;
+    let addr = start(dev.clone()).await;
+    let mut c = Client::transmission(addr).await;
+    let original = pattern(3, 8192);
+    c.request(CMD_WRITE, FLAG_FUA, 1, 0, 8192, &original).await;
+    assert_eq!(c.reply().await, (0, 1));
+    let before = dev.snapshot();
+    c.request(CMD_CACHE, 0, 2, 0, 8192, &[]).await;
+    assert_eq!(c.reply().await, (0, 2), "cache in range");
+    c.request(CMD_CACHE, 0, 3, size - 1, 2, &[]).await;
+    assert_eq!(c.reply().await, (EINVAL, 3), "cache past the end");
+    c.request(CMD_WRITE, FLAG_FAST_ZERO, 4, 0, 4096, &[0xee; 4096])
+        .await;
+    assert_eq!(c.reply().await, (EINVAL, 4), "fast zero on a write");
+    assert_eq!(dev.snapshot(), before, "refused requests change nothing");
+    c.request(CMD_WRITE_ZEROES, FLAG_FAST_ZERO, 5, 4096, 4096, &[])
+        .await;
+    assert_eq!(c.reply().await, (0, 5), "fast zero on write zeroes");
+    c.request(CMD_READ, 0, 6, 0, 8192, &[]).await;
+    assert_eq!(c.reply().await, (0, 6));
+    let mut want = original.clone();
+    want[4096..].fill(0);
+    assert_eq!(c.read_payload(8192).await, want);
 }

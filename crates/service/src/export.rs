@@ -76,6 +76,12 @@ impl BlockDevice for DiskDevice {
         self.vol.chunk_size().min(32 << 20)
     }
 
+    /// Every connection to one disk shares its one open volume (one dirty
+    /// set), and a flush commits that whole dirty set.
+    fn multi_conn(&self) -> bool {
+        true
+    }
+
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, DeviceError> {
         self.vol.read(offset, u64::from(len)).await.map_err(dev_err)
     }
