@@ -637,14 +637,17 @@ fn kill_9_during_garbage_collection_loses_and_leaks_nothing() {
     require("qemu-io", "qemu-utils");
     require("qemu-img", "qemu-utils");
     let (seed, mut rng) = seeded(TEST);
-    let (s, _cfg, chunk) = small_chunk_server(64 << 10);
-    let victim_objects = usize::try_from(16 * MIB / chunk).unwrap();
+    // 4,096 objects to collect, so the collection (in batches, with S3
+    // DeleteObjects of up to 1,000 keys) runs long enough for a kill to
+    // land in it.
+    let (s, _cfg, chunk) = small_chunk_server(16 << 10);
+    let victim_objects = 4096;
+    let victim_size = format!("{}KiB", victim_objects as u64 * chunk >> 10);
     let mut sc = Scene::new(s, "keeper", seed);
     sc.dirty_region_b(0x22);
     sc.io.run("flush");
 
-    // Each attempt deletes a detached 16 MiB disk (4096 objects on a local
-    // store); the
+    // Each attempt deletes a detached disk of 4,096 chunk objects; the
     // delete wakes the collector, which deletes them from the store in
     // batches, and the kill comes at a random point after the delete.
     let mut window = Duration::from_millis(200);
@@ -653,10 +656,13 @@ fn kill_9_during_garbage_collection_loses_and_leaks_nothing() {
         attempts += 1;
         let when = format!("seed {seed}, attempt {attempts}");
         let victim =
-            sc.s.create_disk(&format!("victim-{attempts}"), "16MiB", "local-a");
+            sc.s.create_disk(&format!("victim-{attempts}"), &victim_size, "local-a");
         let uri = sc.s.attach(&victim);
         let mut io = QemuIo::open(&uri);
-        io.run("write -P 0x77 0 16M");
+        io.run(&format!(
+            "write -P 0x77 0 {}",
+            victim_objects as u64 * chunk
+        ));
         io.run("flush");
         assert!(
             io.finish(Duration::from_secs(60))

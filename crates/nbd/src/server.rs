@@ -804,8 +804,15 @@ where
                     continue;
                 }
                 let (dev, tx) = (dev.clone(), tx.clone());
+                // With structured replies and without DF, a read that
+                // covers holes answers them as hole chunks, unread.
+                let sparse = neg.structured && flags & st::CMD_FLAG_DF == 0 && len > 0;
                 tokio::spawn(async move {
                     let _p = permit;
+                    if sparse && let Some(rep) = sparse_read(&*dev, cookie, offset, len).await {
+                        let _ = tx.send(rep).await;
+                        return;
+                    }
                     let res = if len == 0 {
                         Ok(Bytes::new())
                     } else {
@@ -965,6 +972,51 @@ where
     drop(tx);
     let _ = writer.await;
     result
+}
+
+/// A structured read reply with hole chunks for the holes of `len` bytes
+/// at `offset`, or `None` when the range has no hole (or the device's map
+/// does not add up), so the caller answers with one data chunk.
+async fn sparse_read(dev: &dyn BlockDevice, cookie: u64, offset: u64, len: u32) -> Option<Reply> {
+    let runs = dev.extents(offset, len).await.ok()?;
+    if !runs.iter().any(|r| r.1)
+        || runs.iter().map(|r| u64::from(r.0)).sum::<u64>() != u64::from(len)
+    {
+        return None;
+    }
+    let mut pieces = Vec::with_capacity(runs.len());
+    let mut at = offset;
+    for (n, hole) in runs {
+        if hole {
+            pieces.push(st::Piece::Hole(at, n));
+        } else {
+            match dev.read(at, n).await {
+                Ok(d) if d.len() == n as usize => pieces.push(st::Piece::Data(at, d)),
+                Ok(_) => {
+                    let e = DeviceError::Io("short read".into());
+                    return Some(Reply::structured(
+                        cookie,
+                        st::error_reply(cookie, errno_of(&e), &e.to_string()),
+                        false,
+                    ));
+                }
+                Err(e) => {
+                    let close = matches!(e, DeviceError::Shutdown(_));
+                    return Some(Reply::structured(
+                        cookie,
+                        st::error_reply(cookie, errno_of(&e), &e.to_string()),
+                        close,
+                    ));
+                }
+            }
+        }
+        at += u64::from(n);
+    }
+    Some(Reply::structured(
+        cookie,
+        st::sparse_read_reply(cookie, pieces),
+        false,
+    ))
 }
 
 impl Reply {

@@ -19,6 +19,9 @@ const STRUCTURED_REPLY_MAGIC: u32 = 0x668e_33ef;
 const REPLY_FLAG_DONE: u16 = 1;
 const TYPE_NONE: u16 = 0;
 const TYPE_OFFSET_DATA: u16 = 1;
+const TYPE_OFFSET_HOLE: u16 = 2;
+/// `NBD_CMD_FLAG_DF`: the client wants one data chunk, holes included.
+pub(crate) const CMD_FLAG_DF: u16 = 4;
 const TYPE_BLOCK_STATUS: u16 = 5;
 const TYPE_ERROR: u16 = (1 << 15) + 1;
 
@@ -65,8 +68,12 @@ pub(crate) fn meta_context_reply() -> Bytes {
 }
 
 fn chunk(buf: &mut BytesMut, ty: u16, cookie: u64, len: usize) {
+    chunk_flagged(buf, REPLY_FLAG_DONE, ty, cookie, len);
+}
+
+fn chunk_flagged(buf: &mut BytesMut, flags: u16, ty: u16, cookie: u64, len: usize) {
     buf.put_u32(STRUCTURED_REPLY_MAGIC);
-    buf.put_u16(REPLY_FLAG_DONE);
+    buf.put_u16(flags);
     buf.put_u16(ty);
     buf.put_u64(cookie);
     buf.put_u32(u32::try_from(len).expect("a chunk of at most a request's length"));
@@ -83,6 +90,39 @@ pub(crate) fn read_reply(cookie: u64, offset: u64, data: Bytes) -> Vec<Bytes> {
     chunk(&mut h, TYPE_OFFSET_DATA, cookie, 8 + data.len());
     h.put_u64(offset);
     vec![h.freeze(), data]
+}
+
+/// One piece of a sparse read: data read at an offset, or a hole of a length.
+pub(crate) enum Piece {
+    Data(u64, Bytes),
+    Hole(u64, u32),
+}
+
+/// The reply to a read as one chunk per piece (`NBD_REPLY_TYPE_OFFSET_DATA`
+/// or `NBD_REPLY_TYPE_OFFSET_HOLE`), the last flagged done. `pieces` is
+/// not empty.
+pub(crate) fn sparse_read_reply(cookie: u64, pieces: Vec<Piece>) -> Vec<Bytes> {
+    let n = pieces.len();
+    let mut out = Vec::with_capacity(2 * n);
+    for (i, p) in pieces.into_iter().enumerate() {
+        let flags = if i + 1 == n { REPLY_FLAG_DONE } else { 0 };
+        let mut h = BytesMut::with_capacity(32);
+        match p {
+            Piece::Data(offset, data) => {
+                chunk_flagged(&mut h, flags, TYPE_OFFSET_DATA, cookie, 8 + data.len());
+                h.put_u64(offset);
+                out.push(h.freeze());
+                out.push(data);
+            }
+            Piece::Hole(offset, len) => {
+                chunk_flagged(&mut h, flags, TYPE_OFFSET_HOLE, cookie, 12);
+                h.put_u64(offset);
+                h.put_u32(len);
+                out.push(h.freeze());
+            }
+        }
+    }
+    out
 }
 
 /// A final error chunk.

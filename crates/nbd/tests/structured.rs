@@ -16,6 +16,9 @@ use common::*;
 /// reads past 900 KiB fail.
 struct Sparse;
 
+const TYPE_OFFSET_HOLE: u16 = 2;
+const FLAG_DF: u16 = 4;
+
 fn byte_at(off: u64) -> u8 {
     if off < 65536 || (524_288..589_824).contains(&off) {
         0x5a
@@ -150,13 +153,43 @@ async fn negotiation_follows_the_rules() {
     c.request(CMD_READ, 0, 5, 0, 0, &[]).await;
     let (flags, ty, cookie, d) = c.chunk().await;
     assert_eq!((flags & 1, ty, cookie, d.len()), (1, TYPE_NONE, 5, 0));
-    // A failed read: an error chunk with a message.
-    c.request(CMD_READ, 0, 6, 950 * 1024, 4096, &[]).await;
+    // A failed read (with DF, so the hole there is read, not skipped): an
+    // error chunk with a message.
+    c.request(CMD_READ, FLAG_DF, 6, 950 * 1024, 4096, &[]).await;
     let (_, ty, cookie, d) = c.chunk().await;
     assert_eq!((ty, cookie), (TYPE_ERROR, 6));
     assert_eq!(u32_at(&d, 0), EIO);
     let msg_len = usize::from(u16::from_be_bytes([d[4], d[5]]));
     assert!(String::from_utf8_lossy(&d[6..6 + msg_len]).contains("bad sector"));
+
+    // A read over data and holes: a data chunk per data run, a hole chunk
+    // per hole (never read: the hole at 950 KiB would fail), the last done.
+    c.request(CMD_READ, 0, 7, 0, 1 << 20, &[]).await;
+    let want: [(u16, u64, u64); 4] = [
+        (TYPE_OFFSET_DATA, 0, 65_536),
+        (TYPE_OFFSET_HOLE, 65_536, 524_288 - 65_536),
+        (TYPE_OFFSET_DATA, 524_288, 65_536),
+        (TYPE_OFFSET_HOLE, 589_824, (1 << 20) - 589_824),
+    ];
+    for (i, (t, off, len)) in want.iter().enumerate() {
+        let (flags, ty, cookie, d) = c.chunk().await;
+        assert_eq!((ty, cookie), (*t, 7), "chunk {i}");
+        assert_eq!(flags & 1, u16::from(i == 3), "only the last chunk is done");
+        assert_eq!(u64::from_be_bytes(d[..8].try_into().unwrap()), *off);
+        if *t == TYPE_OFFSET_HOLE {
+            assert_eq!((d.len(), u64::from(u32_at(&d, 8))), (12, *len));
+        } else {
+            assert_eq!(d.len() as u64, 8 + len);
+            assert!(d[8..].iter().all(|b| *b == 0x5a));
+        }
+    }
+    // The same with DF: one data chunk, holes as zeroes.
+    c.request(CMD_READ, FLAG_DF, 8, 0, 589_824 + 4096, &[])
+        .await;
+    let (flags, ty, cookie, d) = c.chunk().await;
+    assert_eq!((flags & 1, ty, cookie), (1, TYPE_OFFSET_DATA, 8));
+    let expected: Vec<u8> = (0..589_824 + 4096).map(byte_at).collect();
+    assert_eq!(&d[8..], &expected[..]);
 }
 
 #[tokio::test]
