@@ -642,7 +642,7 @@ fn kill_9_during_garbage_collection_loses_and_leaks_nothing() {
     // land in it.
     let (s, _cfg, chunk) = small_chunk_server(16 << 10);
     let victim_objects = 4096;
-    let victim_size = format!("{}KiB", victim_objects as u64 * chunk >> 10);
+    let victim_size = format!("{}KiB", (victim_objects as u64 * chunk) >> 10);
     let mut sc = Scene::new(s, "keeper", seed);
     sc.dirty_region_b(0x22);
     sc.io.run("flush");
