@@ -468,13 +468,7 @@ impl Meta {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(w, o)| {
-                Ok((
-                    parse_id(&w, Kind::Volume)?,
-                    parse_hex_id(&o)
-                        .ok_or_else(|| MetaError::Corrupt(format!("bad object id '{o}'")))?,
-                ))
-            })
+            .map(|(w, o)| stored_object(&w, &o))
             .collect()
     }
 
@@ -507,13 +501,7 @@ impl Meta {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(w, o)| {
-                Ok((
-                    parse_id(&w, Kind::Volume)?,
-                    parse_hex_id(&o)
-                        .ok_or_else(|| MetaError::Corrupt(format!("bad object id '{o}'")))?,
-                ))
-            })
+            .map(|(w, o)| stored_object(&w, &o))
             .collect()
     }
 
@@ -588,6 +576,16 @@ impl Meta {
             .await?;
         to_u64(n)
     }
+}
+
+/// A stored `(writer volume, object id)` pair, parsed.
+fn stored_object(writer: &str, id: &str) -> Result<(Id, [u8; 16])> {
+    Ok((parse_id(writer, Kind::Volume)?, stored_hex_id(id)?))
+}
+
+/// A stored object id, parsed.
+pub(crate) fn stored_hex_id(id: &str) -> Result<[u8; 16]> {
+    parse_hex_id(id).ok_or_else(|| MetaError::Corrupt(format!("bad object id '{id}'")))
 }
 
 /// The backend a connection talks to.

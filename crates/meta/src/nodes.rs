@@ -327,10 +327,7 @@ impl Meta {
         tx.commit().await?;
         let mut view = SweepView::default();
         for o in objects {
-            view.objects.insert(
-                crate::extents::parse_hex_id(&o)
-                    .ok_or_else(|| crate::MetaError::Corrupt(format!("bad object id '{o}'")))?,
-            );
+            view.objects.insert(crate::chunks::stored_hex_id(&o)?);
         }
         for v in held {
             view.held_volumes
