@@ -53,7 +53,7 @@ mod seal;
 mod state;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -197,6 +197,11 @@ pub struct Volume {
     flush_lock: Arc<tokio::sync::Mutex<()>>,
     closed: AtomicBool,
     holder: Option<Holder>,
+    /// Held by whoever compacts (the background task or a caller of
+    /// `compact_due`), so a caller waits for a running compaction.
+    compact_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Chunks rewritten whole by compaction since open.
+    compacted: AtomicU64,
 }
 
 impl std::fmt::Debug for Volume {
@@ -272,6 +277,8 @@ impl Volume {
             flush_lock: Arc::new(tokio::sync::Mutex::new(())),
             closed: AtomicBool::new(false),
             holder,
+            compact_lock: Arc::new(tokio::sync::Mutex::new(())),
+            compacted: AtomicU64::new(0),
         }))
     }
 
@@ -700,6 +707,7 @@ impl Volume {
     }
 
     async fn after_write(self: &Arc<Self>, fua: bool) -> Result<()> {
+        self.kick_compaction();
         if fua {
             return self.flush().await;
         }
@@ -892,6 +900,11 @@ impl Volume {
             let st = &mut *guard;
             st.commit_into_map(&changes);
             st.pending.clear();
+            for (idx, _) in &changes {
+                if self.wants_compaction(st, *idx) {
+                    st.compact.insert(*idx);
+                }
+            }
             let named: HashSet<[u8; 16]> = changes
                 .iter()
                 .filter_map(|(idx, _)| st.map.get(idx))
@@ -918,6 +931,82 @@ impl Volume {
             }
         }
         Ok(())
+    }
+
+    /// Whether chunk `idx` is due for compaction: whole (not the short last
+    /// chunk of a disk), nothing newer in memory, and at least half its
+    /// sectors in segments.
+    fn wants_compaction(&self, st: &State, idx: u64) -> bool {
+        let spc = self.spc();
+        spc >= 2
+            && (idx + 1) * self.cs() <= self.size
+            && st
+                .segment_sectors(idx)
+                .is_some_and(|n| n > 0 && 2 * n >= spc)
+    }
+
+    /// Start the background compaction task if chunks are due and none
+    /// runs.
+    fn kick_compaction(self: &Arc<Self>) {
+        if lock(&self.state).compact.is_empty() || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(g) = Arc::clone(&self.compact_lock).try_lock_owned() else {
+            return;
+        };
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = me.compact_locked().await {
+                tracing::warn!(volume = %me.id, error = %e, "compaction stopped; it resumes after the next write");
+            }
+            drop(g);
+        });
+    }
+
+    /// Compaction: rewrite every chunk found due at commit time (at least
+    /// half its sectors in segments) as one chunk object, by reading it
+    /// whole and putting it in the dirty set as a whole-chunk write of the
+    /// same content; the next write-back seals it and its commit frees the
+    /// segment slots it held (a segment is deleted once no view names any
+    /// of its slots). Runs in the background after writes; returns how many
+    /// chunks it rewrote. Writes to a chunk wait while it is read (the
+    /// chunk's stripe lock), so compaction never puts back older content.
+    /// Rows a snapshot sees are not touched: the rewrite lands at the head
+    /// generation like any write, so a snapshot taken before keeps reading
+    /// its segments. Waits for a compaction already running.
+    pub async fn compact_due(&self) -> Result<usize> {
+        let _g = self.compact_lock.lock().await;
+        self.compact_locked().await
+    }
+
+    async fn compact_locked(&self) -> Result<usize> {
+        let cs = to_usize(self.cs());
+        let mut done = 0;
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(VolumeError::Closed);
+            }
+            let Some(idx) = lock(&self.state).compact.pop_first() else {
+                return Ok(done);
+            };
+            self.make_room().await?;
+            let piece = [(idx, 0, cs, 0)];
+            let _g = self.lock_stripes(&piece).await;
+            // Written or rewritten since it was found due: judged again
+            // after that commits.
+            if !self.wants_compaction(&lock(&self.state), idx) {
+                continue;
+            }
+            let buf = self.read_inner(idx * self.cs(), cs).await?;
+            self.put_dirty(vec![(idx, Dirty::Whole(buf.freeze()))]);
+            self.compacted.fetch_add(1, Ordering::Relaxed);
+            done += 1;
+        }
+    }
+
+    /// Chunks rewritten whole by compaction since the volume was opened.
+    pub fn compacted_chunks(&self) -> u64 {
+        self.compacted.load(Ordering::Relaxed)
     }
 
     /// Take a snapshot: write back, then record snapshot `row` at the head

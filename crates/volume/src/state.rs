@@ -3,13 +3,16 @@
 //! pending extents (sealed and put, not yet in the chunk map) and the
 //! committed chunk map; and the lookup of where a sector's content is now.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use coffer_meta::extents::{find, overlay};
 use coffer_meta::{ChunkMap, Extent, Loc, ObjectRef};
 use coffer_types::Id;
+
+/// `ObjectRef::kind` of a segment.
+pub(crate) const SEGMENT: u8 = coffer_crypto::object::Kind::Segment as u8;
 
 /// Bytes per sector.
 pub(crate) const SECTOR: usize = 4096;
@@ -130,6 +133,9 @@ pub(crate) struct State {
     /// deleted then.
     pub uncommitted: Vec<Arc<ObjectRef>>,
     pub dirty_bytes: usize,
+    /// Chunks to rewrite whole as one chunk object (compaction), found at
+    /// commit time: at least half their sectors are in segments.
+    pub compact: BTreeSet<u64>,
 }
 
 impl State {
@@ -142,6 +148,7 @@ impl State {
             pending: HashMap::new(),
             uncommitted: Vec::new(),
             dirty_bytes: 0,
+            compact: BTreeSet::new(),
         }
     }
 
@@ -203,6 +210,27 @@ impl State {
         self.map
             .get(&idx)
             .is_some_and(|stack| stack.iter().any(|e| matches!(e.loc, Loc::V1 { .. })))
+    }
+
+    /// How many sectors of chunk `idx` the chunk map has in segments, or
+    /// `None` while the chunk has newer content in memory or pending (it is
+    /// judged again after that commits).
+    pub(crate) fn segment_sectors(&self, idx: u64) -> Option<u32> {
+        if self.dirty.contains_key(&idx)
+            || self.flushing.contains_key(&idx)
+            || self.pending.contains_key(&idx)
+        {
+            return None;
+        }
+        Some(
+            self.map
+                .get(&idx)
+                .into_iter()
+                .flatten()
+                .filter(|e| matches!(&e.loc, Loc::Obj { obj, .. } if obj.kind == SEGMENT))
+                .map(|e| e.count)
+                .sum(),
+        )
     }
 
     /// Lay committed extents over the map.
