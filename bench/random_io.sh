@@ -123,6 +123,11 @@ for s in "${servers[@]}"; do
 done
 check_log
 for s in "${servers[@]}"; do awk '/VmHWM/ {print $2}' "/proc/${pid[$s]}/status" >"$work/rss.$s"; done
+# What each server stores for its one disk now (the disk was written over
+# and over: partly dead segments not yet compacted or collected count too).
+du -sb "$work/plain.img" | cut -f1 >"$work/stored.raw"
+du -sb "$work/luks.img" | cut -f1 >"$work/stored.luks"
+for s in embedded pg-local; do du -sb "$work/$s/objects" | cut -f1 >"$work/stored.$s"; done
 bench_finish
 
 echo
@@ -162,7 +167,9 @@ for mode in ("write", "read"):
           + f" | {v['embedded'] / v['luks']:.2f}x | {v['pg-local'] / v['luks']:.2f}x |")
 print()
 rss = {s: int(open(f"{work}/rss.{s}").read()) / 1024 for s in servers}
-print("| peak RSS over the run, MiB | " + " | ".join(servers) + " |")
+stored = {s: int(open(f"{work}/stored.{s}").read()) / 2**20 for s in servers}
+print("| at the end of the run, MiB | " + " | ".join(servers) + " |")
 print("|:---|" + "---:|" * len(servers))
-print("| VmHWM | " + " | ".join(f"{rss[s]:,.0f}" for s in servers) + " |")
+print("| peak RSS (VmHWM) | " + " | ".join(f"{rss[s]:,.0f}" for s in servers) + " |")
+print("| stored for the disk (image file; Coffer's objects) | " + " | ".join(f"{stored[s]:,.0f}" for s in servers) + " |")
 PY

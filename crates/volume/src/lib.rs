@@ -60,6 +60,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use coffer_crypto::chunk::ChunkKey;
 use coffer_crypto::{SecretKey, open_chunk};
+use coffer_meta::extents::overlay;
 use coffer_meta::{Extent, Holder, Meta, MetaError, ObjectRef, SnapshotBy, SnapshotRow};
 use coffer_store::{ObjectStore, StoreError, chunk_key, object_key};
 use coffer_types::Id;
@@ -183,6 +184,8 @@ const STRIPES: usize = 64;
 
 /// An open, writable volume (the head of a disk).
 pub struct Volume {
+    /// Itself, for the background tasks a commit starts.
+    me: std::sync::Weak<Volume>,
     id: Id,
     meta: Meta,
     store: Arc<dyn ObjectStore>,
@@ -262,7 +265,8 @@ impl Volume {
                 reason,
             })?;
         let write = Arc::new(write);
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             id,
             meta,
             store,
@@ -791,8 +795,14 @@ impl Volume {
         let st = &mut *guard;
         match res {
             Ok((extents, objects)) => {
+                // Laid over what is pending already, so the pending extents
+                // of a chunk stay one per run of sectors however many
+                // write-backs come before a flush.
                 for (idx, es) in seal::by_chunk(extents) {
-                    st.pending.entry(idx).or_default().extend(es);
+                    let stack = st.pending.entry(idx).or_default();
+                    for e in es {
+                        overlay(stack, e);
+                    }
                 }
                 st.uncommitted.extend(objects);
                 st.flushing.clear();
@@ -919,6 +929,7 @@ impl Volume {
                 .filter(|o| !named.contains(&o.id))
                 .collect()
         };
+        self.kick_compaction();
         if !discard.is_empty() {
             // Superseded before they were ever committed: no view can see
             // them.
@@ -947,14 +958,16 @@ impl Volume {
 
     /// Start the background compaction task if chunks are due and none
     /// runs.
-    fn kick_compaction(self: &Arc<Self>) {
+    fn kick_compaction(&self) {
         if lock(&self.state).compact.is_empty() || self.closed.load(Ordering::Acquire) {
             return;
         }
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
         let Ok(g) = Arc::clone(&self.compact_lock).try_lock_owned() else {
             return;
         };
-        let me = Arc::clone(self);
         tokio::spawn(async move {
             if let Err(e) = me.compact_locked().await {
                 tracing::warn!(volume = %me.id, error = %e, "compaction stopped; it resumes after the next write");
