@@ -125,10 +125,13 @@ measure() {
     python3 - "$PG/$db" >>"$work/$label.gc" <<'PY'
 import subprocess, sys, time
 url = sys.argv[1]
-q = ("SELECT (SELECT count(*) FROM gc_queue) + CASE WHEN to_regclass('gc_objects') IS NULL THEN 0 "
-     "ELSE (SELECT count(*) FROM gc_objects) END")
+def sql(q):
+    return subprocess.run(["psql", url, "-Atc", q], check=True, capture_output=True, text=True).stdout.strip()
+# The before commit has no gc_objects table (format v1 only).
+q = "SELECT (SELECT count(*) FROM gc_queue)" + (
+    " + (SELECT count(*) FROM gc_objects)" if sql("SELECT to_regclass('gc_objects')") else "")
 def n():
-    return int(subprocess.run(["psql", url, "-Atc", q], check=True, capture_output=True, text=True).stdout)
+    return int(sql(q))
 t0, first = time.monotonic(), n()
 if first == 0:
     sys.exit(0)
