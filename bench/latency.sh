@@ -13,9 +13,9 @@
 # with a flush): the flush's commit of every chunk's rows, and its store
 # sync, are read from the server's debug log; each round after the first
 # supersedes every chunk, so the collector then deletes as many objects as
-# the disk has chunks: its rate is the objects queued at the first look
-# over the time until the queue is empty (the queue read directly from
-# PostgreSQL every 20 ms, not through the proxy).
+# the disk has chunks: its rate is the objects its log says it deleted
+# after that flush's commit over the time from the commit's log line to its
+# last deletion's (the next round starts once the queue is empty).
 #
 # Output: markdown tables for docs/PERFORMANCE.md under one line naming this
 # script and the commit measured (bench/lib.sh: a dirty tree is refused).
@@ -121,8 +121,9 @@ measure() {
     if grep -E "block I/O failed|write-back failed| ERROR " "$work/$label.log" >&2; then
       echo "latency.sh: server $label reported failed I/O (above): the figures are void" >&2; exit 1
     fi
-    # The collector's rate: objects queued at the first look / time to empty.
-    python3 - "$PG/$db" >>"$work/$label.gc" <<'PY'
+    # Wait until the collector has emptied its queue (read directly from
+    # PostgreSQL, not through the proxy) before the next round.
+    python3 - "$PG/$db" <<'PY'
 import subprocess, sys, time
 url = sys.argv[1]
 def sql(q):
@@ -130,17 +131,11 @@ def sql(q):
 # The before commit has no gc_objects table (format v1 only).
 q = "SELECT (SELECT count(*) FROM gc_queue)" + (
     " + (SELECT count(*) FROM gc_objects)" if sql("SELECT to_regclass('gc_objects')") else "")
-def n():
-    return int(sql(q))
-t0, first = time.monotonic(), n()
-if first == 0:
-    sys.exit(0)
-deadline = t0 + 900
-while n() > 0:
+deadline = time.monotonic() + 900
+while int(sql(q)) > 0:
     if time.monotonic() > deadline:
         sys.exit("latency.sh: the collector did not empty its queue in 15 minutes")
     time.sleep(0.02)
-print(first, time.monotonic() - t0)
 PY
   done
 }
@@ -152,21 +147,27 @@ echo
 bench_provenance "$SIZE disk, PostgreSQL + S3 (moto_server) each behind a proxy adding $DELAY_MS ms per round trip (measured: +$rtt ms), $ROUNDS rounds${BEFORE:+; before = commit $before_commit}"
 echo
 python3 - "$work" "$bytes" "$DELAY_MS" ${BEFORE_BIN:+before} after <<'PY'
-import re, statistics, sys
+import datetime, re, statistics, sys
 work, size, delay, labels = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 def secs(v):
     m = re.fullmatch(r"([\d.]+)(ns|µs|us|ms|s)", v)
     return float(m[1]) * {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1}[m[2]]
 chunks = size // (256 * 1024)
+def ts(line):
+    return datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
 row = {}
 for l in labels:
-    commits, syncs = [], []
+    commits, syncs, rounds = [], [], []
     for line in open(f"{work}/{l}.log", encoding="utf-8", errors="replace"):
         line = re.sub(r"\x1b\[[0-9;]*m", "", line)
         if " committed" in line and (m := re.search(r"(?:chunks|entries)=(\d+)", line)) and int(m[1]) >= chunks // 2:
             commits.append(secs(re.search(r"commit=(\S+)", line)[1]))
             syncs.append(secs(re.search(r"sync=(\S+)", line)[1]))
-    gc = [tuple(map(float, x.split())) for x in open(f"{work}/{l}.gc") if x.strip()]
+            rounds.append([ts(line), 0, None])
+        elif "garbage collected" in line and rounds and (n := int(re.search(r"objects=(\d+)", line)[1])) > 0:
+            rounds[-1][1] += n
+            rounds[-1][2] = ts(line)
+    gc = [(n, end - t0) for t0, n, end in rounds if n > 0]
     rate = [n / t for n, t in gc]
     row[l] = (commits, syncs, rate, gc)
 print(f"| {size >> 20} MiB flush ({chunks:,} chunks), services {delay} ms away | " + " | ".join(labels) + " |")
@@ -176,5 +177,5 @@ print("| chunk-map commit of the flush, median ms | " + " | ".join(fmt(row[l][0]
 print("| store sync of the flush, median ms | " + " | ".join(fmt(row[l][1], lambda v: f"{v * 1e3:,.1f}") for l in labels) + " |")
 print("| flushes measured | " + " | ".join(str(len(row[l][0])) for l in labels) + " |")
 print("| garbage collection, objects/s (median of rounds) | " + " | ".join(fmt(row[l][2], lambda v: f"{v:,.0f}") for l in labels) + " |")
-print("| objects collected per round (first look) | " + " | ".join(", ".join(f"{int(n):,}" for n, _ in row[l][3]) or "n/a" for l in labels) + " |")
+print("| objects collected after each flush, and seconds | " + " | ".join("; ".join(f"{n:,} in {t:.2f}" for n, t in row[l][3]) or "n/a" for l in labels) + " |")
 PY
