@@ -49,9 +49,11 @@ run() {
     local jobs=() u
     for u in "${uris[@]}"; do jobs+=(--name="$name" --uri="$u"); done
     echo "== $n disk(s): $name" >&2
-    fio --ioengine=nbd --size="$bytes" --end_fsync=1 "$@" "${jobs[@]}" --output-format=terse >/dev/null
-    if grep -E "block I/O failed|write-back failed| ERROR " "$d.log" >&2; then
-      echo "memory.sh: the server reported failed I/O (above): the figures are void" >&2; exit 1
+    if ! fio --ioengine=nbd --size="$bytes" --end_fsync=1 "$@" "${jobs[@]}" --output-format=terse >/dev/null ||
+      grep -E "block I/O failed|write-back failed| ERROR " "$d.log" >&2; then
+      cp "$d.log" /tmp/coffer-memory-bench.log
+      echo "memory.sh: fio or the server failed (server log kept in /tmp/coffer-memory-bench.log)" >&2
+      exit 1
     fi
     awk '/VmHWM/ {printf "%s ", $2}' "/proc/$spid/status"
   }

@@ -48,6 +48,7 @@ async fn node(
             dirty_high_water: 1 << 20,
             io_parallelism: 4,
             gc_notify: None,
+            ..VolumeConfig::default()
         },
         lease_ttl: LEASE,
         ..ServiceConfig::default()

@@ -105,6 +105,7 @@ async fn open_world(
             dirty_high_water: 256 * 1024,
             io_parallelism: 4,
             gc_notify: None,
+            ..VolumeConfig::default()
         },
         // No lease loop runs here: a lease longer than the test keeps this
         // node alive (a restart below is a new run of the same node).

@@ -22,9 +22,11 @@
 //!    from it, so no nonce depends on any stored counter, and is put
 //!    create-only. Its extents become **pending**: reads use them, the chunk
 //!    map does not name them yet. This runs in the background once the
-//!    dirty set passes its high-water mark (writers wait at twice that,
-//!    before changing anything, and are refused if that write-back fails),
-//!    so memory stays bounded on long writes and while the store is down.
+//!    dirty set passes its high-water mark, or the unsealed data of all the
+//!    server's volumes passes their shared [`MemoryBudget`] (writers wait
+//!    at twice either, before changing anything, and are refused if that
+//!    write-back fails), so memory stays bounded on long writes, with many
+//!    busy disks, and while the store is down.
 //! 3. On `flush` (and FUA, snapshot, close), after a last write-back, one
 //!    `sync` makes every pending object durable, then one metadata
 //!    transaction (a constant number of round trips) lays the pending
@@ -34,6 +36,11 @@
 //! A crash before step 3 commits leaves unreferenced objects (garbage for the
 //! orphan sweep) and the previous, intact chunk map: a flushed write is never
 //! lost, an unflushed one may be, as for any disk.
+//!
+//! ## Compaction
+//! A commit that leaves a chunk with at least half its sectors in segments
+//! marks it due; a background task rewrites it whole as one chunk object
+//! (see [`Volume::compact_due`]), which frees its segment slots.
 //!
 //! ## Reads
 //! A read looks up each 4 KiB sector through the layers (dirty, flushing,
@@ -168,6 +175,9 @@ pub struct VolumeConfig {
     /// Woken when a commit queues objects for deletion (the service's
     /// garbage collector listens).
     pub gc_notify: Option<Arc<tokio::sync::Notify>>,
+    /// The memory every volume opened with (a clone of) this configuration
+    /// shares: written data not yet sealed, and sealed objects being put.
+    pub budget: Arc<MemoryBudget>,
 }
 
 impl Default for VolumeConfig {
@@ -176,9 +186,49 @@ impl Default for VolumeConfig {
             dirty_high_water: 64 << 20,
             io_parallelism: 16,
             gc_notify: None,
+            budget: Arc::new(MemoryBudget::new(128 << 20, 16)),
         }
     }
 }
+
+/// A bound on the memory the open volumes of one server hold together,
+/// whatever the number of busy disks: their written, not yet sealed data
+/// (dirty and flushing sets) and the sealed objects being put. Each volume
+/// writes back in the background once the total passes `high_water`, and
+/// its writers wait for a write-back of their own at twice that (as at
+/// twice a volume's own high-water mark). At most `puts` objects are sealed
+/// and in flight at once across the server (a segment is up to 4 MiB).
+#[derive(Debug)]
+pub struct MemoryBudget {
+    used: std::sync::atomic::AtomicUsize,
+    high_water: usize,
+    puts: tokio::sync::Semaphore,
+}
+
+impl MemoryBudget {
+    /// A budget whose volumes write back past `high_water` bytes of
+    /// unsealed data in total and put at most `puts` objects at once.
+    pub fn new(high_water: usize, puts: usize) -> Self {
+        Self {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            high_water,
+            puts: tokio::sync::Semaphore::new(puts.max(1)),
+        }
+    }
+
+    /// Unsealed bytes held by all its volumes now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn over(&self, times: usize) -> bool {
+        self.used() >= times * self.high_water
+    }
+}
+
+/// A volume's share of the budget is counted only past this many dirty
+/// bytes: a volume holding less is not made to write back for others.
+const BUDGET_MIN_SHARE: usize = 1 << 20;
 
 const STRIPES: usize = 64;
 
@@ -304,6 +354,25 @@ impl Volume {
     /// Chunk size in bytes.
     pub fn chunk_size(&self) -> u32 {
         self.chunk_size
+    }
+
+    /// Bring this volume's charge to the shared budget up to date with its
+    /// dirty and flushing sets (call after changing either).
+    fn settle(&self, st: &mut State) {
+        let now = st.dirty_bytes + st.flushing_bytes;
+        let b = &self.config.budget.used;
+        if now > st.charged {
+            b.fetch_add(now - st.charged, Ordering::Relaxed);
+        } else {
+            b.fetch_sub(st.charged - now, Ordering::Relaxed);
+        }
+        st.charged = now;
+    }
+
+    /// Whether this volume should write back for the shared budget's sake
+    /// (past `times` its high-water mark, and holding a share worth it).
+    fn over_budget(&self, times: usize) -> bool {
+        self.config.budget.over(times) && self.dirty_bytes() >= BUDGET_MIN_SHARE
     }
 
     /// Bytes written but not yet written back.
@@ -600,6 +669,7 @@ impl Volume {
             st.dirty_bytes += merged.bytes();
             st.dirty.insert(idx, merged);
         }
+        self.settle(&mut st);
     }
 
     /// New content of one chunk for a write or zeroing of `n` bytes at
@@ -703,7 +773,7 @@ impl Volume {
     /// and changes nothing, so the cache never grows without bound while the
     /// store is down.
     async fn make_room(&self) -> Result<()> {
-        if self.dirty_bytes() >= 2 * self.config.dirty_high_water {
+        if self.dirty_bytes() >= 2 * self.config.dirty_high_water || self.over_budget(2) {
             let _g = self.flush_lock.lock().await;
             self.writeback_locked(false).await?;
         }
@@ -715,7 +785,7 @@ impl Volume {
         if fua {
             return self.flush().await;
         }
-        if self.dirty_bytes() >= self.config.dirty_high_water
+        if (self.dirty_bytes() >= self.config.dirty_high_water || self.over_budget(1))
             && let Ok(g) = Arc::clone(&self.flush_lock).try_lock_owned()
         {
             let me = Arc::clone(self);
@@ -781,6 +851,7 @@ impl Volume {
             }
             debug_assert!(st.flushing.is_empty());
             let taken = std::mem::take(&mut st.dirty);
+            st.flushing_bytes = st.dirty_bytes;
             st.dirty_bytes = 0;
             let entries = taken.iter().map(|(k, v)| (*k, v.clone())).collect();
             st.flushing = taken;
@@ -806,6 +877,8 @@ impl Volume {
                 }
                 st.uncommitted.extend(objects);
                 st.flushing.clear();
+                st.flushing_bytes = 0;
+                self.settle(st);
                 Ok(())
             }
             Err(e) => {
@@ -823,6 +896,8 @@ impl Volume {
                     st.dirty_bytes += merged.bytes();
                     st.dirty.insert(idx, merged);
                 }
+                st.flushing_bytes = 0;
+                self.settle(st);
                 Err(e)
             }
         }
@@ -857,6 +932,14 @@ impl Volume {
         &self,
         p: &seal::ObjectPlan,
     ) -> Result<(Vec<(u64, Extent)>, Arc<ObjectRef>)> {
+        // Sealed bytes in flight count against the server's budget.
+        let _permit = self
+            .config
+            .budget
+            .puts
+            .acquire()
+            .await
+            .expect("the budget's semaphore is never closed");
         let mut tries = 0;
         loop {
             let (obj, bytes) = seal::seal(p, self.id, (self.write_dek.0, &self.write_dek.1))?;
@@ -1056,6 +1139,18 @@ impl Volume {
         self.writeback_locked(true).await?;
         self.closed.store(true, Ordering::Release);
         Ok(())
+    }
+}
+
+impl Drop for Volume {
+    /// Unsealed data dropped with the volume (fenced, or closed after a
+    /// failed flush) no longer counts against the budget.
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.config
+            .budget
+            .used
+            .fetch_sub(st.charged, Ordering::Relaxed);
     }
 }
 

@@ -133,6 +133,10 @@ pub(crate) struct State {
     /// deleted then.
     pub uncommitted: Vec<Arc<ObjectRef>>,
     pub dirty_bytes: usize,
+    /// Memory of the flushing set (what `dirty_bytes` was when taken).
+    pub flushing_bytes: usize,
+    /// What this volume counts against the shared memory budget now.
+    pub charged: usize,
     /// Chunks to rewrite whole as one chunk object (compaction), found at
     /// commit time: at least half their sectors are in segments.
     pub compact: BTreeSet<u64>,
@@ -148,6 +152,8 @@ impl State {
             pending: HashMap::new(),
             uncommitted: Vec::new(),
             dirty_bytes: 0,
+            flushing_bytes: 0,
+            charged: 0,
             compact: BTreeSet::new(),
         }
     }

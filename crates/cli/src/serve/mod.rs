@@ -172,6 +172,12 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     if let Some(h) = o.dirty_high_water {
         volume.dirty_high_water = usize::try_from(h.bytes())?;
     }
+    if let Some(b) = o.memory_budget {
+        volume.budget = std::sync::Arc::new(coffer_volume::MemoryBudget::new(
+            usize::try_from(b.bytes())?,
+            volume.io_parallelism,
+        ));
+    }
     let lease_ttl = match &o.lease_ttl {
         Some(t) => humantime::parse_duration(t)
             .with_context(|| format!("invalid lease_ttl '{t}': use e.g. \"15s\""))?,

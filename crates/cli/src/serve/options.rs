@@ -80,6 +80,10 @@ pub struct ServeOptions {
     /// Configuration file only.
     #[arg(skip)]
     pub dirty_high_water: Option<ByteSize>,
+    /// Write back once this much data is cached over all disks together
+    /// (e.g. "128MiB"; writers wait at twice it). Configuration file only.
+    #[arg(skip)]
+    pub memory_budget: Option<ByteSize>,
     /// Serve the API and NBD over TLS even on loopback (TLS is on by
     /// default whenever a listener is not on loopback). Without
     /// --tls-cert, the certificate is issued at each start from the

@@ -275,6 +275,7 @@ pub fn config(high_water: u64) -> VolumeConfig {
         dirty_high_water: usize::try_from(high_water).unwrap(),
         io_parallelism: 4,
         gc_notify: None,
+        ..VolumeConfig::default()
     }
 }
 
