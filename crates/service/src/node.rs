@@ -79,23 +79,40 @@ impl Service {
     /// cut off for longer than the lease, and another node may have taken
     /// its disks), every open disk here is fenced at once and the node
     /// joins again as a new run.
+    ///
+    /// A renewal that is only slow (a busy database: long commits of many
+    /// busy disks ahead of it, a full connection pool) is waited for until
+    /// one quarter of the lease before it would end, and the node fences
+    /// its disks only then, when another node could soon take them over —
+    /// not at the first slow renewal, which would drop every disk's
+    /// unflushed writes on a node that merely works hard. (Fencing is the
+    /// early stop; what guarantees that a node which lost its hold commits
+    /// nothing is the hold check inside every commit's transaction.)
     pub fn spawn_lease(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            let tick = me.config.lease_ttl / 4;
-            let mut last_ok = std::time::Instant::now();
+            let ttl = me.config.lease_ttl;
+            let tick = ttl / 4;
+            // When the lease last written ends, by this process's clock
+            // (measured from when that renewal was sent).
+            let mut expires = tokio::time::Instant::now() + ttl;
             loop {
                 tokio::time::sleep(tick).await;
                 let Some(node) = me.node().await else {
                     continue;
                 };
-                let renew = tokio::time::timeout(
-                    tick,
+                let sent = tokio::time::Instant::now();
+                let deadline = expires
+                    .checked_sub(tick)
+                    .unwrap_or(sent)
+                    .max(sent + tick / 4);
+                let renew = tokio::time::timeout_at(
+                    deadline,
                     me.meta.renew_node_lease(node.id, now_ms() + me.lease_ms()),
                 )
                 .await;
                 match renew {
-                    Ok(Ok(true)) => last_ok = std::time::Instant::now(),
+                    Ok(Ok(true)) => expires = sent + ttl,
                     Ok(Ok(false)) => {
                         tracing::error!(node = %node.id, "this node was reaped (its lease passed): fencing its open disks and joining again");
                         me.fence_all().await;
@@ -103,16 +120,19 @@ impl Service {
                         {
                             tracing::error!(error = %e, "cannot join again; will retry");
                         }
-                        last_ok = std::time::Instant::now();
+                        expires = tokio::time::Instant::now() + ttl;
                     }
                     failed => {
                         match failed {
                             Ok(Err(e)) => {
                                 tracing::warn!(error = %e, "cannot renew this node's lease");
                             }
-                            _ => tracing::warn!("renewing this node's lease timed out"),
+                            _ => tracing::warn!(
+                                waited = ?sent.elapsed(),
+                                "renewing this node's lease timed out"
+                            ),
                         }
-                        if last_ok.elapsed() > me.config.lease_ttl / 2 {
+                        if tokio::time::Instant::now() + tick >= expires {
                             // Others may soon take these disks over: stop
                             // writing them before they can.
                             me.fence_all().await;
