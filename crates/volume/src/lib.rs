@@ -33,6 +33,9 @@
 //!    extents over the head generation and queues objects no view needs any
 //!    more for deletion. Only then is the flush acknowledged.
 //!
+//! A long run of writes without a flush also commits, unasked, once 16,384
+//! extents are pending, so no commit transaction grows without bound.
+//!
 //! A crash before step 3 commits leaves unreferenced objects (garbage for the
 //! orphan sweep) and the previous, intact chunk map: a flushed write is never
 //! lost, an unflushed one may be, as for any disk.
@@ -225,6 +228,9 @@ impl MemoryBudget {
         self.used() >= times * self.high_water
     }
 }
+
+/// A write-back also commits once this many extents are pending.
+const PENDING_COMMIT: usize = 16 * 1024;
 
 /// A volume's share of the budget is counted only past this many dirty
 /// bytes: a volume holding less is not made to write back for others.
@@ -834,10 +840,20 @@ impl Volume {
     /// holds `flush_lock`.
     async fn writeback_locked(&self, durable: bool) -> Result<()> {
         self.seal_dirty().await?;
-        if durable {
+        // Also commit, unasked, once many extents are pending: a long run of
+        // small writes without a flush then commits in bounded
+        // transactions (each one short, so other disks' commits and this
+        // node's lease renewal are not held up behind one huge one, and the
+        // pending extents stay bounded in memory). The dirty set is taken
+        // whole, so what commits is the disk as of one instant.
+        if durable || self.pending_extents() >= PENDING_COMMIT {
             self.commit_pending().await?;
         }
         Ok(())
+    }
+
+    fn pending_extents(&self) -> usize {
+        lock(&self.state).pending.values().map(Vec::len).sum()
     }
 
     /// Phase 1: seal the dirty set and put its objects (not yet durable,
