@@ -65,14 +65,14 @@ run() {
   rm -rf "$d"
 }
 one=$(run 1)
-many=$(run "$DISKS")
 bench_finish
-
+fmt() { local a b c; read -r a b c <<<"$2"; echo "| $1 | $((a / 1024)) | $((b / 1024)) | $((c / 1024)) |"; }
 echo
 bench_provenance "$SIZE disks, embedded defaults, fio nbd engine, each busy phase ${RUNTIME} s"
 echo
 echo "| peak RSS of the server, MiB | after the fill | after 4 KiB random writes QD 32 | after 1 MiB sequential writes QD 8 |"
 echo "|:---|---:|---:|---:|"
-fmt() { local a b c; read -r a b c <<<"$2"; echo "| $1 | $((a / 1024)) | $((b / 1024)) | $((c / 1024)) |"; }
 fmt "1 busy disk" "$one"
+many=$(run "$DISKS")
+bench_finish
 fmt "$DISKS busy disks" "$many"

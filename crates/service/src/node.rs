@@ -82,7 +82,7 @@ impl Service {
     ///
     /// A renewal that is only slow (a busy database: long commits of many
     /// busy disks ahead of it, a full connection pool) is waited for until
-    /// one quarter of the lease before it would end, and the node fences
+    /// a sixteenth of the lease before it would end, and the node fences
     /// its disks only then, when another node could soon take them over —
     /// not at the first slow renewal, which would drop every disk's
     /// unflushed writes on a node that merely works hard. (Fencing is the
@@ -102,10 +102,11 @@ impl Service {
                     continue;
                 };
                 let sent = tokio::time::Instant::now();
+                let margin = tick / 4;
                 let deadline = expires
-                    .checked_sub(tick)
+                    .checked_sub(margin)
                     .unwrap_or(sent)
-                    .max(sent + tick / 4);
+                    .max(sent + margin);
                 let renew = tokio::time::timeout_at(
                     deadline,
                     me.meta.renew_node_lease(node.id, now_ms() + me.lease_ms()),
@@ -132,7 +133,7 @@ impl Service {
                                 "renewing this node's lease timed out"
                             ),
                         }
-                        if tokio::time::Instant::now() + tick >= expires {
+                        if tokio::time::Instant::now() + margin >= expires {
                             // Others may soon take these disks over: stop
                             // writing them before they can.
                             me.fence_all().await;
