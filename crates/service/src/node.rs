@@ -96,12 +96,16 @@ impl Service {
             // When the lease last written ends, by this process's clock
             // (measured from when that renewal was sent).
             let mut expires = tokio::time::Instant::now() + ttl;
+            // Renewals start a tick apart, counted from the start of the
+            // last one: after a slow renewal the next starts at once.
+            let mut next = tokio::time::Instant::now() + tick;
             loop {
-                tokio::time::sleep(tick).await;
+                tokio::time::sleep_until(next).await;
+                let sent = tokio::time::Instant::now();
+                next = sent + tick;
                 let Some(node) = me.node().await else {
                     continue;
                 };
-                let sent = tokio::time::Instant::now();
                 let margin = tick / 4;
                 let deadline = expires
                     .checked_sub(margin)
