@@ -107,6 +107,66 @@ pub enum Backend {
 pub struct Meta {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite only: the node lease's own connection (see [`LeaseLane`]).
+    lease: Option<LeaseLane>,
+}
+
+/// A priority lane for node-lease renewals on SQLite. The main pool has one
+/// connection that every disk's commits queue for, in turn; with many busy
+/// disks a renewal queued there waited seconds, and a node whose renewal
+/// does not land in time fences its own disks. The lane is a second
+/// connection used only for the renewal (one autocommit UPDATE, for which
+/// SQLite's busy handler waits out a writer, snapshot included), and a gate
+/// the main pool's `before_acquire` waits at while a renewal is pending: a
+/// renewal waits for at most the one main transaction in progress, never
+/// for the queue behind it.
+#[derive(Clone, Debug)]
+struct LeaseLane {
+    pool: AnyPool,
+    gate: std::sync::Arc<LeaseGate>,
+}
+
+#[derive(Debug, Default)]
+struct LeaseGate {
+    pending: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+impl LeaseGate {
+    /// Wait while a renewal is pending (the main pool's `before_acquire`).
+    async fn pass(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.pending.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+/// Marks a renewal pending for as long as it lives (also when the renewal
+/// is cancelled by its caller's timeout).
+struct LeasePending<'a>(&'a LeaseGate);
+
+impl<'a> LeasePending<'a> {
+    fn new(gate: &'a LeaseGate) -> Self {
+        gate.pending
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(gate)
+    }
+}
+
+impl Drop for LeasePending<'_> {
+    fn drop(&mut self) {
+        self.0
+            .pending
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.done.notify_waiters();
+    }
 }
 
 /// Now, as RFC 3339 UTC with milliseconds.
@@ -126,39 +186,47 @@ impl Meta {
         } else {
             return Err(MetaError::BadUrl(url.chars().take(60).collect()));
         };
-        let pool = match backend {
+        let (pool, lease) = match backend {
             Backend::Sqlite => {
                 let url = if url.contains('?') {
                     url.to_string()
                 } else {
                     format!("{url}?mode=rwc")
                 };
+                let gate = std::sync::Arc::new(LeaseGate::default());
+                let at_gate = gate.clone();
                 // One connection: SQLite serialises writers anyway, and one
                 // connection makes every transaction see the last commit
-                // without BUSY retries. Durability: WAL + synchronous=FULL.
-                AnyPoolOptions::new()
-                    .max_connections(1)
-                    .after_connect(|conn, _| {
+                // without BUSY retries (the lease lane's single statements
+                // are the exception). Durability: WAL + synchronous=FULL.
+                let pool = sqlite_options()
+                    .before_acquire(move |_, _| {
+                        let gate = at_gate.clone();
                         Box::pin(async move {
-                            conn.execute("PRAGMA journal_mode=WAL").await?;
-                            conn.execute("PRAGMA synchronous=FULL").await?;
-                            conn.execute("PRAGMA foreign_keys=ON").await?;
-                            conn.execute("PRAGMA busy_timeout=10000").await?;
-                            conn.execute("PRAGMA secure_delete=ON").await?;
-                            Ok(())
+                            gate.pass().await;
+                            Ok(true)
                         })
                     })
                     .connect(&url)
-                    .await?
+                    .await?;
+                // The lane opens after the main pool, which created the
+                // file and set WAL mode.
+                let lane = sqlite_options().connect(&url).await?;
+                (pool, Some(LeaseLane { pool: lane, gate }))
             }
-            Backend::Postgres => {
+            Backend::Postgres => (
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .connect(url)
-                    .await?
-            }
+                    .await?,
+                None,
+            ),
         };
-        let meta = Self { pool, backend };
+        let meta = Self {
+            pool,
+            backend,
+            lease,
+        };
         schema::migrate(&meta).await?;
         Ok(meta)
     }
@@ -195,7 +263,28 @@ impl Meta {
     /// Close the pool (waits for connections to finish).
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(lane) = &self.lease {
+            lane.pool.close().await;
+        }
     }
+}
+
+/// One SQLite connection with Coffer's settings.
+fn sqlite_options() -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(1)
+        // A local file's connection does not drop: no ping per acquire.
+        .test_before_acquire(false)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode=WAL").await?;
+                conn.execute("PRAGMA synchronous=FULL").await?;
+                conn.execute("PRAGMA foreign_keys=ON").await?;
+                conn.execute("PRAGMA busy_timeout=10000").await?;
+                conn.execute("PRAGMA secure_delete=ON").await?;
+                Ok(())
+            })
+        })
 }
 
 /// A stored word (a state or kind) parsed, or a corruption error.

@@ -161,13 +161,20 @@ impl Meta {
     /// was reaped: it must then stop using every attachment it held. (A
     /// node whose lease passed but that nobody reaped yet may renew: any
     /// takeover of its disks meanwhile is fenced by the holds.)
+    /// On SQLite the renewal takes the lease lane: it waits for the main
+    /// connection's transaction in progress, not for the queue behind it.
     pub async fn renew_node_lease(&self, id: Id, until_ms: i64) -> Result<bool> {
-        let n = sqlx::query("UPDATE nodes SET lease_expires_ms = $1 WHERE id = $2")
+        let update = sqlx::query("UPDATE nodes SET lease_expires_ms = $1 WHERE id = $2")
             .bind(until_ms)
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+            .bind(id.to_string());
+        let n = match &self.lease {
+            Some(lane) => {
+                let _pending = crate::LeasePending::new(&lane.gate);
+                update.execute(&lane.pool).await?
+            }
+            None => update.execute(&self.pool).await?,
+        }
+        .rows_affected();
         Ok(n == 1)
     }
 
@@ -417,4 +424,83 @@ pub(crate) async fn release_reservations_tx(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use coffer_types::{Id, Kind};
+
+    use super::*;
+
+    /// A renewal on SQLite waits for the main connection's transaction in
+    /// progress, not for the queue of transactions behind it.
+    #[tokio::test]
+    async fn a_renewal_overtakes_the_queue_for_the_sqlite_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+        let meta = Meta::open(&url).await.unwrap();
+        let node = Id::random(Kind::Node);
+        meta.register_node(&NodeRow {
+            id: node,
+            name: "n1".into(),
+            api_url: "http://127.0.0.1:1".into(),
+            nbd_endpoint: "127.0.0.1:2".into(),
+            started_at: crate::now(),
+            lease_expires_ms: 1,
+        })
+        .await
+        .unwrap();
+        meta.setting_init("lane-test", "x").await.unwrap();
+
+        // A write transaction in progress on the main connection...
+        let mut tx = meta.pool.begin().await.unwrap();
+        sqlx::query("UPDATE settings SET value = value")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        // ...eight more queued behind it, each holding the write lock a while...
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut queued = Vec::new();
+        for i in 0..8 {
+            let (meta, order) = (meta.clone(), order.clone());
+            queued.push(tokio::spawn(async move {
+                let mut tx = meta.pool.begin().await.unwrap();
+                sqlx::query("UPDATE settings SET value = value")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                tx.commit().await.unwrap();
+                order.lock().unwrap().push(format!("queued {i}"));
+            }));
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ...and a renewal asked for now.
+        let renewal = {
+            let (meta, order) = (meta.clone(), order.clone());
+            tokio::spawn(async move {
+                let renewed = meta.renew_node_lease(node, 42).await.unwrap();
+                order.lock().unwrap().push("renewal".to_string());
+                renewed
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tx.commit().await.unwrap();
+        assert!(renewal.await.unwrap(), "the node's row is there");
+        for q in queued {
+            q.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(
+            order.first().map(String::as_str),
+            Some("renewal"),
+            "the renewal came after queued transactions: {order:?}"
+        );
+        assert_eq!(order.len(), 9);
+        assert_eq!(meta.node(node).await.unwrap().unwrap().lease_expires_ms, 42);
+    }
 }
