@@ -181,6 +181,9 @@ pub struct VolumeConfig {
     /// The memory every volume opened with (a clone of) this configuration
     /// shares: written data not yet sealed, and sealed objects being put.
     pub budget: Arc<MemoryBudget>,
+    /// The pace of background compaction, shared by every volume opened
+    /// with (a clone of) this configuration.
+    pub compaction: Arc<Pace>,
 }
 
 impl Default for VolumeConfig {
@@ -190,7 +193,41 @@ impl Default for VolumeConfig {
             io_parallelism: 16,
             gc_notify: None,
             budget: Arc::new(MemoryBudget::new(128 << 20, 16)),
+            compaction: Arc::new(Pace::new(64 << 20)),
         }
+    }
+}
+
+/// A rate in bytes per second that background work of all the volumes of
+/// a server shares (compaction: each chunk rewritten counts its size), so
+/// it takes a bounded share of the CPU and the store away from the
+/// clients' I/O however many chunks or disks are due. Work waits its turn:
+/// the next start is at least `bytes / rate` after the last one.
+#[derive(Debug)]
+pub struct Pace {
+    bytes_per_second: f64,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl Pace {
+    /// A pace of `bytes_per_second` (at least 1 MiB/s).
+    pub fn new(bytes_per_second: u64) -> Self {
+        Self {
+            bytes_per_second: bytes_per_second.max(1 << 20) as f64,
+            next: Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Wait for the turn of `bytes` of work.
+    pub async fn take(&self, bytes: usize) {
+        let at = {
+            let mut next = lock(&self.next);
+            let now = tokio::time::Instant::now();
+            let at = (*next).max(now);
+            *next = at + std::time::Duration::from_secs_f64(bytes as f64 / self.bytes_per_second);
+            at
+        };
+        tokio::time::sleep_until(at).await;
     }
 }
 
@@ -1068,7 +1105,7 @@ impl Volume {
             return;
         };
         tokio::spawn(async move {
-            if let Err(e) = me.compact_locked().await {
+            if let Err(e) = me.compact_locked(true).await {
                 tracing::warn!(volume = %me.id, error = %e, "compaction stopped; it resumes after the next write");
             }
             drop(g);
@@ -1088,15 +1125,20 @@ impl Volume {
     /// its segments. Waits for a compaction already running.
     pub async fn compact_due(&self) -> Result<usize> {
         let _g = self.compact_lock.lock().await;
-        self.compact_locked().await
+        self.compact_locked(false).await
     }
 
-    async fn compact_locked(&self) -> Result<usize> {
+    /// Compact; `paced`: each chunk waits its turn at the configured pace
+    /// (the background task; a caller of `compact_due` asked for it now).
+    async fn compact_locked(&self, paced: bool) -> Result<usize> {
         let cs = to_usize(self.cs());
         let mut done = 0;
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(VolumeError::Closed);
+            }
+            if paced && !lock(&self.state).compact.is_empty() {
+                self.config.compaction.take(cs).await;
             }
             let Some(idx) = lock(&self.state).compact.pop_first() else {
                 return Ok(done);

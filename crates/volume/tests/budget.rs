@@ -1,13 +1,14 @@
 //! The memory budget the volumes of one server share: however many disks
 //! are busy, their unsealed data stays near twice the budget's high-water
 //! mark, and the accounting balances when volumes flush, close or are
-//! fenced with data still unsealed.
+//! fenced with data still unsealed. And the pace background compaction
+//! shares.
 
 mod common;
 
 use std::sync::Arc;
 
-use coffer_volume::{MemoryBudget, VolumeConfig};
+use coffer_volume::{MemoryBudget, Pace, VolumeConfig};
 use common::{Fixture, Rigged, Rng, read_all, usz};
 
 const CHUNK: u32 = 64 * 1024;
@@ -100,4 +101,24 @@ async fn a_fenced_volume_dropped_with_unsealed_data_gives_its_share_back() {
         0,
         "a dropped volume's unsealed data is no longer counted"
     );
+}
+
+/// Work taken from a pace starts `bytes / rate` after the work before it,
+/// and the pace is never faster than 1 MiB/s (the clock is tokio's paused
+/// test clock: no time passes but what the pace waits).
+#[tokio::test(start_paused = true)]
+async fn a_pace_spaces_work_by_its_size_over_the_rate() {
+    let pace = Pace::new(4 * MIB as u64);
+    let t = tokio::time::Instant::now();
+    for _ in 0..8 {
+        pace.take(MIB).await;
+    }
+    // The first starts at once, the eighth 7 MiB / 4 MiB/s later.
+    assert_eq!(t.elapsed().as_millis(), 1750);
+    // A rate below the floor is the floor.
+    let slow = Pace::new(1);
+    let t = tokio::time::Instant::now();
+    slow.take(MIB).await;
+    slow.take(MIB).await;
+    assert_eq!(t.elapsed().as_millis(), 1000);
 }

@@ -178,6 +178,9 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
             volume.io_parallelism,
         ));
     }
+    if let Some(r) = o.compaction_rate {
+        volume.compaction = std::sync::Arc::new(coffer_volume::Pace::new(r.bytes()));
+    }
     let lease_ttl = match &o.lease_ttl {
         Some(t) => humantime::parse_duration(t)
             .with_context(|| format!("invalid lease_ttl '{t}': use e.g. \"15s\""))?,

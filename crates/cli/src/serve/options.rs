@@ -84,6 +84,11 @@ pub struct ServeOptions {
     /// (e.g. "128MiB"; writers wait at twice it). Configuration file only.
     #[arg(skip)]
     pub memory_budget: Option<ByteSize>,
+    /// How much background compaction may rewrite per second over all
+    /// disks together (e.g. "64MiB", the default; at least 1MiB).
+    /// Configuration file only.
+    #[arg(skip)]
+    pub compaction_rate: Option<ByteSize>,
     /// Serve the API and NBD over TLS even on loopback (TLS is on by
     /// default whenever a listener is not on loopback). Without
     /// --tls-cert, the certificate is issued at each start from the
