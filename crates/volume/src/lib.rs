@@ -33,12 +33,8 @@
 //!    extents over the head generation and queues objects no view needs any
 //!    more for deletion. Only then is the flush acknowledged.
 //!
-//! A long run of writes without a flush also commits, unasked, once
-//! 262,144 extents are pending (a quarter million, about 8 MiB of memory),
-//! so neither the pending extents nor a commit transaction grow without
-//! bound. Not sooner: a commit reads the rows of every chunk it touches,
-//! so scattered small writes cost about the whole map per commit, and
-//! commits every 16,384 extents cut 4 KiB random writes to a fifth.
+//! A long run of writes without a flush also commits, unasked, once 16,384
+//! extents are pending, so no commit transaction grows without bound.
 //!
 //! A crash before step 3 commits leaves unreferenced objects (garbage for the
 //! orphan sweep) and the previous, intact chunk map: a flushed write is never
@@ -271,7 +267,7 @@ impl MemoryBudget {
 }
 
 /// A write-back also commits once this many extents are pending.
-const PENDING_COMMIT: usize = 256 * 1024;
+const PENDING_COMMIT: usize = 16 * 1024;
 
 /// A volume's share of the budget is counted only past this many dirty
 /// bytes: a volume holding less is not made to write back for others.
