@@ -140,9 +140,20 @@ impl Service {
                     ));
                 }
                 let parent = self.meta.volume(snap.volume_id).await?;
+                // The new disk writes under a DEK of its own, wrapped by
+                // the key that wraps its parent's: it reads what it shares
+                // with the snapshot under the DEK each extent names, and
+                // never writes under a DEK another volume uses (one nonce
+                // budget per volume, and a DEK that can move or be
+                // re-wrapped without touching the snapshot's).
+                let kek = self
+                    .meta
+                    .vault_key(self.meta.dek(parent.dek_id).await?.kek_id)
+                    .await?;
+                let (dek_id, _dek) = self.vault.new_dek(&kek).await?;
                 let vol = VolumeRow {
                     id: Id::random(Kind::Volume),
-                    dek_id: parent.dek_id,
+                    dek_id,
                     chunk_size: parent.chunk_size,
                     size,
                     parent: Some((snap.volume_id, snap.generation)),

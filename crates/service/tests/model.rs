@@ -175,6 +175,16 @@ impl World {
             )
             .await
             .unwrap();
+        // Every volume writes under a DEK of its own, also one made from a
+        // snapshot (the snapshot's volume keeps its DEK).
+        let meta = self.svc.meta();
+        let row = meta.disk(d.id.parse().unwrap()).await.unwrap().unwrap();
+        let dek = meta.volume(row.volume_id).await.unwrap().dek_id;
+        if let Some(s) = source {
+            let snap = meta.snapshot(s.id.parse().unwrap()).await.unwrap().unwrap();
+            let parent = meta.volume(snap.volume_id).await.unwrap();
+            assert_ne!(dek, parent.dek_id, "a disk from a snapshot has a DEK of its own");
+        }
         let (export, dev) = self.attach(&d.id).await;
         let data = source.map_or_else(|| vec![0; us(DISK)], |s| s.data.clone());
         ModelDisk {
