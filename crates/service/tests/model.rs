@@ -183,7 +183,10 @@ impl World {
         if let Some(s) = source {
             let snap = meta.snapshot(s.id.parse().unwrap()).await.unwrap().unwrap();
             let parent = meta.volume(snap.volume_id).await.unwrap();
-            assert_ne!(dek, parent.dek_id, "a disk from a snapshot has a DEK of its own");
+            assert_ne!(
+                dek, parent.dek_id,
+                "a disk from a snapshot has a DEK of its own"
+            );
         }
         let (export, dev) = self.attach(&d.id).await;
         let data = source.map_or_else(|| vec![0; us(DISK)], |s| s.data.clone());
