@@ -63,6 +63,10 @@ pub struct CommitStats {
     pub updated: u64,
     /// Objects queued for deletion.
     pub queued_for_gc: u64,
+    /// Rows read to plan the commit: of format v2 commits, the rows the new
+    /// extents overlap (and, rarely, whole chunks; see
+    /// [`Meta::commit_extents`]), not the volume's map.
+    pub read: u64,
 }
 
 type VolTuple = (
@@ -329,6 +333,12 @@ impl Meta {
     /// view sees any more are removed, and objects no row names any more
     /// are queued for deletion. The objects named must already be durable.
     ///
+    /// It reads only the rows the new extents overlap: a row no new extent
+    /// overlaps is neither cut nor newly hidden. A row below the head that
+    /// no view but the head sees (left by a deleted snapshot) may die of
+    /// rows that do not overlap a new extent, so the chunks holding such a
+    /// row are read whole; so are chunks with a format v1 row at the head.
+    ///
     /// With `holder`, fails with [`MetaError::Fenced`] unless it still
     /// holds its attachment.
     pub async fn commit_extents(
@@ -365,12 +375,27 @@ impl Meta {
             )));
         }
         let views = views_tx(&mut tx, &v).await?;
-        let chunks: Vec<u64> = changes.iter().map(|c| c.0).collect();
-        let mut rows = load_rows(&mut tx, self.backend, &v, Some(&chunks), None).await?;
+        // The last view below the head: rows at or below it are seen by it,
+        // and what a commit at the head does cannot hide them from it.
+        let floor = views.range(..head).next_back().copied();
+        let is_head = |r: &Row| r.generation == head && r.layer == 1;
+        let mut rows =
+            load_overlapping(&mut tx, self.backend, &v, &covered_ranges(changes)).await?;
+        let whole: Vec<u64> = rows
+            .iter()
+            .filter(|(_, rs)| {
+                rs.iter()
+                    .any(|r| !is_head(r) && floor.is_none_or(|f| r.generation > f))
+            })
+            .map(|(idx, _)| *idx)
+            .collect();
+        if !whole.is_empty() {
+            rows.extend(load_rows(&mut tx, self.backend, &v, Some(&whole), None).await?);
+        }
+        let read = rows.values().map(|rs| rs.len() as u64).sum();
         let mut plan = Plan::default();
         for (idx, news) in changes {
             let old = rows.remove(idx).unwrap_or_default();
-            let is_head = |r: &Row| r.generation == head && r.layer == 1;
             let old_head: Vec<Extent> = old
                 .iter()
                 .filter(|r| is_head(r))
@@ -379,10 +404,12 @@ impl Meta {
             let mut new_head = old_head.clone();
             for e in news {
                 overlay(&mut new_head, e.clone());
-            }
-            if v.parent.is_none() && old.iter().all(is_head) {
-                // Zeroes over nothing: nothing to record.
-                new_head.retain(|e| e.loc != Loc::Zero);
+                let below =
+                    |r: &Row| !is_head(r) && r.extent.first < e.end() && e.first < r.extent.end();
+                if e.loc == Loc::Zero && v.parent.is_none() && !old.iter().any(below) {
+                    // Zeroes over nothing: nothing to record.
+                    new_head.retain(|x| x != e);
+                }
             }
             if new_head == old_head {
                 continue;
@@ -430,6 +457,7 @@ impl Meta {
             inserted,
             updated: 0,
             queued_for_gc: queued,
+            read,
         })
     }
 
@@ -597,6 +625,111 @@ pub(crate) fn backend_of(conn: &AnyConnection) -> Backend {
     }
 }
 
+/// Per chunk, the sector ranges `changes` cover, merged: `(chunk, first,
+/// end)`, sorted.
+fn covered_ranges(changes: &[(u64, Vec<Extent>)]) -> Vec<(u64, u32, u32)> {
+    let mut all: Vec<(u64, u32, u32)> = changes
+        .iter()
+        .flat_map(|(idx, es)| es.iter().map(move |e| (*idx, e.first, e.end())))
+        .collect();
+    all.sort_unstable();
+    let mut out: Vec<(u64, u32, u32)> = Vec::with_capacity(all.len());
+    for (idx, a, b) in all {
+        match out.last_mut() {
+            Some(last) if last.0 == idx && a <= last.2 => last.2 = last.2.max(b),
+            _ => out.push((idx, a, b)),
+        }
+    }
+    out
+}
+
+/// The rows of `v` that overlap `ranges` (`(chunk, first, end)`, disjoint
+/// within a chunk), per chunk, sorted as [`load_rows`] sorts them: the v1
+/// rows of every chunk named (a v1 row covers its chunk) and the extents
+/// that overlap a range, each once. Two round trips.
+pub(crate) async fn load_overlapping(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    v: &VolumeRow,
+    ranges: &[(u64, u32, u32)],
+) -> Result<HashMap<u64, Vec<Row>>> {
+    let mut out: HashMap<u64, Vec<Row>> = HashMap::new();
+    if ranges.is_empty() {
+        return Ok(out);
+    }
+    let sectors = sectors_per_chunk(v.chunk_size);
+    let vid = v.id.to_string();
+    let mut chunks: Vec<u64> = ranges.iter().map(|r| r.0).collect();
+    chunks.dedup();
+    let list = json_list(
+        chunks
+            .iter()
+            .map(|&i| Ok(vec![J::I(to_i64(i)?)]))
+            .collect::<Result<Vec<_>>>()?,
+    );
+    let v1: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT chunk_index, generation, counter FROM chunks WHERE volume_id = $1 AND chunk_index IN (SELECT c0 FROM ({}) AS j)",
+        json_rows(backend, 2, &[Col::Int])
+    )))
+    .bind(&vid)
+    .bind(list)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (idx, g, counter) in v1 {
+        out.entry(to_u64(idx)?)
+            .or_default()
+            .push(v1_row(to_u64(g)?, counter, v.dek_id, sectors)?);
+    }
+    let list = json_list(
+        ranges
+            .iter()
+            .map(|&(c, a, b)| {
+                Ok(vec![
+                    J::I(to_i64(c)?),
+                    J::I(i64::from(a)),
+                    J::I(i64::from(b)),
+                ])
+            })
+            .collect::<Result<Vec<_>>>()?,
+    );
+    // The JSON list drives the join (CROSS JOIN keeps it the outer loop on
+    // SQLite); each range then reads one chunk's rows by the primary key.
+    let v2: Vec<ExtentTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {EXTENT_COLS} FROM ({}) AS j CROSS JOIN extents \
+         WHERE volume_id = $1 AND chunk_index = j.c0 AND first_sector < j.c2 AND first_sector + sectors > j.c1",
+        json_rows(backend, 2, &[Col::Int, Col::Int, Col::Int])
+    )))
+    .bind(&vid)
+    .bind(list)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut seen = HashSet::new();
+    let mut reader = RowReader::default();
+    for t in v2 {
+        if !seen.insert((t.0, t.1, t.2)) {
+            continue;
+        }
+        let (idx, row) = reader.extent(t)?;
+        check_fits(&row, idx, v, sectors)?;
+        out.entry(idx).or_default().push(row);
+    }
+    for rows in out.values_mut() {
+        rows.sort_by_key(|r| (r.generation, r.layer, r.extent.first));
+    }
+    Ok(out)
+}
+
+/// A stored extent must lie within its chunk.
+fn check_fits(row: &Row, idx: u64, v: &VolumeRow, sectors: u32) -> Result<()> {
+    if row.extent.end() > sectors || row.extent.count == 0 {
+        return Err(MetaError::Corrupt(format!(
+            "extent {}+{} of chunk {idx} of {} does not fit a chunk of {sectors} sectors",
+            row.extent.first, row.extent.count, v.id
+        )));
+    }
+    Ok(())
+}
+
 /// The rows of `v` (its v1 rows and its extents) per chunk, each chunk's
 /// sorted by generation, layer and first sector; only the chunks in
 /// `only` and the generations up to `upto` when given. Two round trips.
@@ -653,12 +786,7 @@ pub(crate) async fn load_rows(
     let mut reader = RowReader::default();
     for t in v2 {
         let (idx, row) = reader.extent(t)?;
-        if row.extent.end() > sectors || row.extent.count == 0 {
-            return Err(MetaError::Corrupt(format!(
-                "extent {}+{} of chunk {idx} of {} does not fit a chunk of {sectors} sectors",
-                row.extent.first, row.extent.count, v.id
-            )));
-        }
+        check_fits(&row, idx, v, sectors)?;
         out.entry(idx).or_default().push(row);
     }
     for rows in out.values_mut() {
