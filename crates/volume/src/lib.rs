@@ -202,20 +202,52 @@ impl Default for VolumeConfig {
 /// a server shares (compaction: each chunk rewritten counts its size), so
 /// it takes a bounded share of the CPU and the store away from the
 /// clients' I/O however many chunks or disks are due. Work waits its turn:
-/// the next start is at least `bytes / rate` after the last one.
+/// the next start is at least `bytes / rate` after the last one. While
+/// clients are busy (a read or write of any volume of the server within
+/// the last [`Pace::BUSY_WINDOW`]) work yields to them: it runs at an
+/// eighth of the rate, so it still progresses under constant load but
+/// takes little from a client's reads (each chunk compaction rewrites
+/// costs as many store reads as its live slots).
 #[derive(Debug)]
 pub struct Pace {
     bytes_per_second: f64,
     next: Mutex<tokio::time::Instant>,
+    origin: tokio::time::Instant,
+    /// Milliseconds from `origin` to the last client I/O, plus one (0:
+    /// none yet).
+    client: std::sync::atomic::AtomicU64,
 }
 
 impl Pace {
+    /// How recent a client's I/O makes the pace yield.
+    pub const BUSY_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
+
     /// A pace of `bytes_per_second` (at least 1 MiB/s).
     pub fn new(bytes_per_second: u64) -> Self {
+        let now = tokio::time::Instant::now();
         Self {
             bytes_per_second: bytes_per_second.max(1 << 20) as f64,
-            next: Mutex::new(tokio::time::Instant::now()),
+            next: Mutex::new(now),
+            origin: now,
+            client: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    fn since_origin_ms(&self, at: tokio::time::Instant) -> u64 {
+        u64::try_from(at.duration_since(self.origin).as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Note a client's read or write (cheap: one clock read and one store).
+    pub fn client_io(&self) {
+        let ms = self.since_origin_ms(tokio::time::Instant::now());
+        self.client.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether a client's I/O happened within [`Self::BUSY_WINDOW`] of `now`.
+    fn clients_busy(&self, now: tokio::time::Instant) -> bool {
+        let last = self.client.load(Ordering::Relaxed);
+        let window = u64::try_from(Self::BUSY_WINDOW.as_millis()).unwrap_or(u64::MAX);
+        last != 0 && self.since_origin_ms(now).saturating_sub(last) < window
     }
 
     /// Wait for the turn of `bytes` of work.
@@ -224,7 +256,12 @@ impl Pace {
             let mut next = lock(&self.next);
             let now = tokio::time::Instant::now();
             let at = (*next).max(now);
-            *next = at + std::time::Duration::from_secs_f64(bytes as f64 / self.bytes_per_second);
+            let rate = if self.clients_busy(now) {
+                self.bytes_per_second / 8.0
+            } else {
+                self.bytes_per_second
+            };
+            *next = at + std::time::Duration::from_secs_f64(bytes as f64 / rate);
             at
         };
         tokio::time::sleep_until(at).await;
@@ -676,6 +713,7 @@ impl Volume {
     /// Read `len` bytes at `offset`.
     pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes> {
         self.check(offset, len)?;
+        self.config.compaction.client_io();
         Ok(self.read_inner(offset, to_usize(len)).await?.freeze())
     }
 
@@ -791,6 +829,7 @@ impl Volume {
         fua: bool,
     ) -> Result<()> {
         self.check(offset, len)?;
+        self.config.compaction.client_io();
         self.make_room().await?;
         let pieces = self.pieces(offset, len);
         {

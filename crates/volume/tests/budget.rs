@@ -122,3 +122,33 @@ async fn a_pace_spaces_work_by_its_size_over_the_rate() {
     slow.take(MIB).await;
     assert_eq!(t.elapsed().as_millis(), 1000);
 }
+
+/// While clients are busy the pace yields: work runs at an eighth of the
+/// rate until no client I/O has been seen for the busy window, then at the
+/// full rate again (paused test clock, as above).
+#[tokio::test(start_paused = true)]
+async fn a_pace_yields_to_client_io() {
+    let pace = Pace::new(8 * MIB as u64);
+    pace.client_io();
+    let t = tokio::time::Instant::now();
+    pace.take(MIB).await;
+    pace.take(MIB).await;
+    // The first starts at once; a client was busy, so the second waits
+    // 1 MiB at 1 MiB/s.
+    assert_eq!(t.elapsed().as_millis(), 1000);
+    // The second's work done, and no client I/O for a second: the full
+    // rate again.
+    tokio::time::advance(std::time::Duration::from_secs(1)).await;
+    let t = tokio::time::Instant::now();
+    pace.take(MIB).await;
+    pace.take(MIB).await;
+    assert_eq!(t.elapsed().as_millis(), 125);
+    // A client again, just inside the window.
+    tokio::time::advance(std::time::Duration::from_millis(500)).await;
+    pace.client_io();
+    tokio::time::advance(Pace::BUSY_WINDOW - std::time::Duration::from_millis(1)).await;
+    let t = tokio::time::Instant::now();
+    pace.take(MIB).await;
+    pace.take(MIB).await;
+    assert_eq!(t.elapsed().as_millis(), 1000);
+}
