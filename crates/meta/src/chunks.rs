@@ -647,17 +647,15 @@ fn covered_ranges(changes: &[(u64, Vec<Extent>)]) -> Vec<(u64, u32, u32)> {
 /// within a chunk), per chunk, sorted as [`load_rows`] sorts them: the v1
 /// rows of every chunk named (a v1 row covers its chunk) and the extents
 /// that overlap a range, each once. Two round trips.
-pub(crate) async fn load_overlapping(
+async fn load_overlapping(
     conn: &mut AnyConnection,
     backend: Backend,
     v: &VolumeRow,
     ranges: &[(u64, u32, u32)],
 ) -> Result<HashMap<u64, Vec<Row>>> {
-    let mut out: HashMap<u64, Vec<Row>> = HashMap::new();
     if ranges.is_empty() {
-        return Ok(out);
+        return Ok(HashMap::new());
     }
-    let sectors = sectors_per_chunk(v.chunk_size);
     let vid = v.id.to_string();
     let mut chunks: Vec<u64> = ranges.iter().map(|r| r.0).collect();
     chunks.dedup();
@@ -675,11 +673,6 @@ pub(crate) async fn load_overlapping(
     .bind(list)
     .fetch_all(&mut *conn)
     .await?;
-    for (idx, g, counter) in v1 {
-        out.entry(to_u64(idx)?)
-            .or_default()
-            .push(v1_row(to_u64(g)?, counter, v.dek_id, sectors)?);
-    }
     let list = json_list(
         ranges
             .iter()
@@ -703,6 +696,24 @@ pub(crate) async fn load_overlapping(
     .bind(list)
     .fetch_all(&mut *conn)
     .await?;
+    rows_by_chunk(v, v1, v2)
+}
+
+/// Stored v1 rows and extents of `v` as rows per chunk, each chunk's
+/// sorted by generation, layer and first sector; an extent met twice (a
+/// join may return one per range it overlaps) is kept once.
+fn rows_by_chunk(
+    v: &VolumeRow,
+    v1: Vec<(i64, i64, Option<i64>)>,
+    v2: Vec<ExtentTuple>,
+) -> Result<HashMap<u64, Vec<Row>>> {
+    let sectors = sectors_per_chunk(v.chunk_size);
+    let mut out: HashMap<u64, Vec<Row>> = HashMap::new();
+    for (idx, g, counter) in v1 {
+        out.entry(to_u64(idx)?)
+            .or_default()
+            .push(v1_row(to_u64(g)?, counter, v.dek_id, sectors)?);
+    }
     let mut seen = HashSet::new();
     let mut reader = RowReader::default();
     for t in v2 {
@@ -710,24 +721,18 @@ pub(crate) async fn load_overlapping(
             continue;
         }
         let (idx, row) = reader.extent(t)?;
-        check_fits(&row, idx, v, sectors)?;
+        if row.extent.end() > sectors || row.extent.count == 0 {
+            return Err(MetaError::Corrupt(format!(
+                "extent {}+{} of chunk {idx} of {} does not fit a chunk of {sectors} sectors",
+                row.extent.first, row.extent.count, v.id
+            )));
+        }
         out.entry(idx).or_default().push(row);
     }
     for rows in out.values_mut() {
         rows.sort_by_key(|r| (r.generation, r.layer, r.extent.first));
     }
     Ok(out)
-}
-
-/// A stored extent must lie within its chunk.
-fn check_fits(row: &Row, idx: u64, v: &VolumeRow, sectors: u32) -> Result<()> {
-    if row.extent.end() > sectors || row.extent.count == 0 {
-        return Err(MetaError::Corrupt(format!(
-            "extent {}+{} of chunk {idx} of {} does not fit a chunk of {sectors} sectors",
-            row.extent.first, row.extent.count, v.id
-        )));
-    }
-    Ok(())
 }
 
 /// The rows of `v` (its v1 rows and its extents) per chunk, each chunk's
@@ -740,7 +745,6 @@ pub(crate) async fn load_rows(
     only: Option<&[u64]>,
     upto: Option<u64>,
 ) -> Result<HashMap<u64, Vec<Row>>> {
-    let sectors = sectors_per_chunk(v.chunk_size);
     let upto = upto.map_or(Ok(i64::MAX), to_i64)?;
     let (filter, list) = match only {
         Some(c) => (
@@ -777,22 +781,7 @@ pub(crate) async fn load_rows(
         q = q.bind(&list);
     }
     let v2 = q.fetch_all(&mut *conn).await?;
-    let mut out: HashMap<u64, Vec<Row>> = HashMap::new();
-    for (idx, g, counter) in v1 {
-        out.entry(to_u64(idx)?)
-            .or_default()
-            .push(v1_row(to_u64(g)?, counter, v.dek_id, sectors)?);
-    }
-    let mut reader = RowReader::default();
-    for t in v2 {
-        let (idx, row) = reader.extent(t)?;
-        check_fits(&row, idx, v, sectors)?;
-        out.entry(idx).or_default().push(row);
-    }
-    for rows in out.values_mut() {
-        rows.sort_by_key(|r| (r.generation, r.layer, r.extent.first));
-    }
-    Ok(out)
+    rows_by_chunk(v, v1, v2)
 }
 
 /// Row changes of one transaction, applied in a constant number of
