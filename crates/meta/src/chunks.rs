@@ -685,17 +685,60 @@ async fn load_overlapping(
             })
             .collect::<Result<Vec<_>>>()?,
     );
-    // The JSON list drives the join (CROSS JOIN keeps it the outer loop on
-    // SQLite); each range then reads one chunk's rows by the primary key.
-    let v2: Vec<ExtentTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {EXTENT_COLS} FROM ({}) AS j CROSS JOIN extents \
-         WHERE volume_id = $1 AND chunk_index = j.c0 AND first_sector < j.c2 AND first_sector + sectors > j.c1",
-        json_rows(backend, 2, &[Col::Int, Col::Int, Col::Int])
-    )))
-    .bind(&vid)
-    .bind(list)
-    .fetch_all(&mut *conn)
-    .await?;
+    let cols = [Col::Int, Col::Int, Col::Int];
+    let v2: Vec<ExtentTuple> = match backend {
+        // The JSON list drives the join; each range then reads its chunk's
+        // rows by the primary key.
+        Backend::Postgres => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {EXTENT_COLS} FROM ({}) AS j CROSS JOIN extents \
+                 WHERE volume_id = $1 AND chunk_index = j.c0 AND first_sector < j.c2 AND first_sector + sectors > j.c1",
+                json_rows(backend, 2, &cols)
+            )))
+            .bind(&vid)
+            .bind(list)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        // SQLite would evaluate the JSON of a range once per row of its
+        // chunk, and visit a chunk's rows once per range: with tens of
+        // thousands of ranges that is seconds. So the ranges go to an
+        // indexed temporary table (in memory) once, each chunk's rows are
+        // visited once, and a row is kept when the last range starting
+        // before its end ends after its start (the ranges of a chunk are
+        // disjoint and sorted, so that range is the only one to check).
+        Backend::Sqlite => {
+            sqlx::query(
+                "CREATE TEMP TABLE IF NOT EXISTS commit_ranges (c0 INTEGER NOT NULL, \
+                 c1 INTEGER NOT NULL, c2 INTEGER NOT NULL, PRIMARY KEY (c0, c1)) WITHOUT ROWID",
+            )
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("DELETE FROM temp.commit_ranges")
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO temp.commit_ranges (c0, c1, c2) SELECT c0, c1, c2 FROM ({}) AS j",
+                json_rows(backend, 1, &cols)
+            )))
+            .bind(list)
+            .execute(&mut *conn)
+            .await?;
+            let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {EXTENT_COLS} FROM (SELECT DISTINCT c0 FROM temp.commit_ranges) AS c \
+                 CROSS JOIN extents AS e WHERE e.volume_id = $1 AND e.chunk_index = c.c0 \
+                 AND (SELECT r.c2 FROM temp.commit_ranges AS r WHERE r.c0 = e.chunk_index \
+                      AND r.c1 < e.first_sector + e.sectors ORDER BY r.c1 DESC LIMIT 1) > e.first_sector"
+            )))
+            .bind(&vid)
+            .fetch_all(&mut *conn)
+            .await?;
+            sqlx::query("DELETE FROM temp.commit_ranges")
+                .execute(&mut *conn)
+                .await?;
+            rows
+        }
+    };
     rows_by_chunk(v, v1, v2)
 }
 
@@ -821,16 +864,28 @@ impl Plan {
     }
 
     /// Run it: deletes first, then inserts, then the deletion queue (an
-    /// object is queued only when no extent names it any more). Returns
-    /// `(rows inserted, objects queued)`.
+    /// object is queued only when no extent names it any more; an object
+    /// named by an inserted row is no candidate, and each candidate is
+    /// checked once). Returns `(rows inserted, objects queued)`.
     pub(crate) async fn apply(
-        self,
+        mut self,
         conn: &mut AnyConnection,
         backend: Backend,
         vol: Id,
     ) -> Result<(u64, u64)> {
         let vid = vol.to_string();
         let mut queued = 0;
+        let named: HashSet<[u8; 16]> = self
+            .ins
+            .iter()
+            .filter_map(|(_, _, e)| match &e.loc {
+                Loc::Obj { obj, .. } => Some(obj.id),
+                _ => None,
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        self.candidates
+            .retain(|c| !named.contains(&c.1) && seen.insert(*c));
         if !self.del_ext.is_empty() {
             let list = json_list(
                 self.del_ext

@@ -282,6 +282,8 @@ fn sqlite_options() -> AnyPoolOptions {
                 conn.execute("PRAGMA foreign_keys=ON").await?;
                 conn.execute("PRAGMA busy_timeout=10000").await?;
                 conn.execute("PRAGMA secure_delete=ON").await?;
+                // Temporary tables (a commit's ranges) stay in memory.
+                conn.execute("PRAGMA temp_store=MEMORY").await?;
                 Ok(())
             })
         })
