@@ -34,7 +34,12 @@
 //!    more for deletion. Only then is the flush acknowledged.
 //!
 //! A long run of writes without a flush also commits, unasked, once 16,384
-//! extents are pending, so no commit transaction grows without bound.
+//! extents are pending, so no commit transaction grows without bound. That
+//! commit runs in the background: its extents are **committing** (reads use
+//! them) while writers go on sealing new ones above them, and only past
+//! 65,536 pending extents does a write-back wait for it (back-pressure).
+//! Commits apply one at a time, in order; a failed one puts its extents back
+//! under the newer pending ones.
 //!
 //! A crash before step 3 commits leaves unreferenced objects (garbage for the
 //! orphan sweep) and the previous, intact chunk map: a flushed write is never
@@ -303,8 +308,14 @@ impl MemoryBudget {
     }
 }
 
-/// A write-back also commits once this many extents are pending.
+/// A write-back also starts a commit, in the background, once this many
+/// extents are pending.
 const PENDING_COMMIT: usize = 16 * 1024;
+
+/// While a commit runs, a write-back that leaves more extents than this
+/// pending waits for it and commits them itself: back-pressure, so pending
+/// extents (memory) and the next transaction stay bounded.
+const PENDING_MAX: usize = 4 * PENDING_COMMIT;
 
 /// A volume's share of the budget is counted only past this many dirty
 /// bytes: a volume holding less is not made to write back for others.
@@ -327,7 +338,14 @@ pub struct Volume {
     config: VolumeConfig,
     state: Mutex<State>,
     stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Held while sealing the dirty set (write-back), so one write-back
+    /// runs at a time.
     flush_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Held while committing pending extents to the chunk map (and while
+    /// a snapshot records the head), so commits apply in order. Taken
+    /// after `flush_lock` when both are held; a background commit holds
+    /// only this one, so writers keep sealing while it runs.
+    commit_lock: Arc<tokio::sync::Mutex<()>>,
     closed: AtomicBool,
     holder: Option<Holder>,
     /// Held by whoever compacts (the background task or a caller of
@@ -409,6 +427,7 @@ impl Volume {
             state: Mutex::new(State::new(row.head_generation, map)),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             flush_lock: Arc::new(tokio::sync::Mutex::new(())),
+            commit_lock: Arc::new(tokio::sync::Mutex::new(())),
             closed: AtomicBool::new(false),
             holder,
             compact_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -857,7 +876,7 @@ impl Volume {
     async fn make_room(&self) -> Result<()> {
         if self.dirty_bytes() >= 2 * self.config.dirty_high_water || self.over_budget(2) {
             let _g = self.flush_lock.lock().await;
-            self.writeback_locked(false).await?;
+            self.writeback_locked().await?;
         }
         Ok(())
     }
@@ -873,7 +892,7 @@ impl Volume {
             let me = Arc::clone(self);
             tokio::spawn(async move {
                 let _g = g;
-                if let Err(e) = me.writeback_locked(false).await {
+                if let Err(e) = me.writeback_locked().await {
                     tracing::warn!(volume = %me.id, error = %e, "background write-back failed; data stays cached and the next flush retries");
                 }
             });
@@ -887,7 +906,7 @@ impl Volume {
             return Err(VolumeError::Closed);
         }
         let _g = self.flush_lock.lock().await;
-        self.writeback_locked(true).await
+        self.writeback_durable().await.map(drop)
     }
 
     /// Close at once, without writing anything back: this node may no
@@ -911,21 +930,55 @@ impl Volume {
         }
     }
 
-    /// Write back the dirty set; with `durable`, also make everything
-    /// written back so far durable and commit it to the chunk map. Caller
-    /// holds `flush_lock`.
-    async fn writeback_locked(&self, durable: bool) -> Result<()> {
+    /// Write back the dirty set (not durable yet). Caller holds
+    /// `flush_lock`.
+    ///
+    /// Also commits, unasked, once many extents are pending: a long run of
+    /// small writes without a flush then commits in bounded transactions
+    /// (each one short, so other disks' commits and this node's lease
+    /// renewal are not held up behind one huge one, and the pending extents
+    /// stay bounded in memory). That commit runs in the background, holding
+    /// only `commit_lock`, so writers go on writing back meanwhile; only
+    /// past [`PENDING_MAX`] does a write-back wait for it. Each commit takes
+    /// the pending extents whole, so what commits is the disk as of one
+    /// instant.
+    async fn writeback_locked(&self) -> Result<()> {
         self.seal_dirty().await?;
-        // Also commit, unasked, once many extents are pending: a long run of
-        // small writes without a flush then commits in bounded
-        // transactions (each one short, so other disks' commits and this
-        // node's lease renewal are not held up behind one huge one, and the
-        // pending extents stay bounded in memory). The dirty set is taken
-        // whole, so what commits is the disk as of one instant.
-        if durable || self.pending_extents() >= PENDING_COMMIT {
-            self.commit_pending().await?;
+        let pending = self.pending_extents();
+        if pending < PENDING_COMMIT {
+            return Ok(());
+        }
+        match (
+            Arc::clone(&self.commit_lock).try_lock_owned(),
+            self.me.upgrade(),
+        ) {
+            (Ok(g), Some(me)) => {
+                tokio::spawn(async move {
+                    if let Err(e) = me.commit_pending().await {
+                        tracing::warn!(volume = %me.id, error = %e, "background commit failed; its extents stay pending and the next flush retries");
+                    }
+                    drop(g);
+                });
+            }
+            (Ok(_g), None) => self.commit_pending().await?,
+            (Err(_), _) if pending >= PENDING_MAX => {
+                let _c = self.commit_lock.lock().await;
+                self.commit_pending().await?;
+            }
+            (Err(_), _) => {}
         }
         Ok(())
+    }
+
+    /// Write back the dirty set and make everything written back so far
+    /// durable and committed to the chunk map. Caller holds `flush_lock`;
+    /// returns holding `commit_lock`, so no commit runs until the caller
+    /// drops it.
+    async fn writeback_durable(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+        self.seal_dirty().await?;
+        let c = self.commit_lock.lock().await;
+        self.commit_pending().await?;
+        Ok(c)
     }
 
     fn pending_extents(&self) -> usize {
@@ -1049,31 +1102,36 @@ impl Volume {
     }
 
     /// Phase 2: `sync` the store, then commit every pending extent to the
-    /// chunk map in one transaction. On failure the extents stay pending
-    /// and the next flush retries.
+    /// chunk map in one transaction. They are *committing* meanwhile (reads
+    /// use them, new write-backs pend above them); on failure they go back
+    /// to pending and the next flush retries. Caller holds `commit_lock`.
     async fn commit_pending(&self) -> Result<()> {
-        let (mut changes, head) = {
-            let st = lock(&self.state);
+        let (changes, head) = {
+            let mut st = lock(&self.state);
             if st.pending.is_empty() {
                 return Ok(());
             }
-            (
-                st.pending
-                    .iter()
-                    .map(|(k, v)| (*k, v.clone()))
-                    .collect::<Vec<_>>(),
-                st.head,
-            )
+            (st.take_pending(), st.head)
         };
-        changes.sort_unstable_by_key(|(i, _)| *i);
         let t0 = std::time::Instant::now();
-        self.store.sync().await?;
-        let t1 = std::time::Instant::now();
-        let stats = self.fenced(
-            self.meta
-                .commit_extents(self.id, head, self.holder.as_ref(), &changes)
-                .await,
-        )?;
+        let mut t1 = t0;
+        let res = async {
+            self.store.sync().await?;
+            t1 = std::time::Instant::now();
+            self.fenced(
+                self.meta
+                    .commit_extents(self.id, head, self.holder.as_ref(), &changes)
+                    .await,
+            )
+        }
+        .await;
+        let stats = match res {
+            Ok(s) => s,
+            Err(e) => {
+                lock(&self.state).restore_committing();
+                return Err(e);
+            }
+        };
         if stats.queued_for_gc > 0
             && let Some(n) = &self.config.gc_notify
         {
@@ -1084,7 +1142,7 @@ impl Volume {
             let mut guard = lock(&self.state);
             let st = &mut *guard;
             st.commit_into_map(&changes);
-            st.pending.clear();
+            st.committing.clear();
             for (idx, _) in &changes {
                 if self.wants_compaction(st, *idx) {
                     st.compact.insert(*idx);
@@ -1099,7 +1157,7 @@ impl Volume {
                     _ => None,
                 })
                 .collect();
-            std::mem::take(&mut st.uncommitted)
+            std::mem::take(&mut st.committing_objects)
                 .into_iter()
                 .filter(|o| !named.contains(&o.id))
                 .collect()
@@ -1209,7 +1267,8 @@ impl Volume {
             return Err(VolumeError::Closed);
         }
         let _g = self.flush_lock.lock().await;
-        self.writeback_locked(true).await?;
+        // Held until the head has moved: no commit lands in between.
+        let _c = self.writeback_durable().await?;
         let head = lock(&self.state).head;
         row.generation = head;
         row.volume_id = self.id;
@@ -1233,7 +1292,7 @@ impl Volume {
         if self.closed.load(Ordering::Acquire) {
             return Err(VolumeError::Closed);
         }
-        self.writeback_locked(true).await?;
+        drop(self.writeback_durable().await?);
         self.closed.store(true, Ordering::Release);
         Ok(())
     }

@@ -1,7 +1,9 @@
 //! The in-memory layers of an open volume, newest first: the dirty set
 //! (written, not yet written back), the flushing set (being sealed), the
-//! pending extents (sealed and put, not yet in the chunk map) and the
-//! committed chunk map; and the lookup of where a sector's content is now.
+//! pending extents (sealed and put, not yet in the chunk map), the
+//! committing extents (pending extents a commit transaction is writing to
+//! the chunk map now) and the committed chunk map; and the lookup of where
+//! a sector's content is now.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -132,6 +134,11 @@ pub(crate) struct State {
     /// any they superseded): those no extent names after the commit are
     /// deleted then.
     pub uncommitted: Vec<Arc<ObjectRef>>,
+    /// The pending extents a commit took (older than `pending`): in the
+    /// chunk map once it succeeds, back under `pending` if it fails.
+    pub committing: HashMap<u64, Vec<Extent>>,
+    /// The objects that commit took from `uncommitted`.
+    pub committing_objects: Vec<Arc<ObjectRef>>,
     pub dirty_bytes: usize,
     /// Memory of the flushing set (what `dirty_bytes` was when taken).
     pub flushing_bytes: usize,
@@ -151,6 +158,8 @@ impl State {
             flushing: HashMap::new(),
             pending: HashMap::new(),
             uncommitted: Vec::new(),
+            committing: HashMap::new(),
+            committing_objects: Vec::new(),
             dirty_bytes: 0,
             flushing_bytes: 0,
             charged: 0,
@@ -168,12 +177,13 @@ impl State {
                 };
             }
         }
-        if let Some(e) = self
-            .pending
-            .get(&idx)
-            .and_then(|es| es.iter().rev().find(|e| e.first <= s && s < e.end()))
-        {
-            return Src::of(e, s);
+        for layer in [&self.pending, &self.committing] {
+            if let Some(e) = layer
+                .get(&idx)
+                .and_then(|es| es.iter().rev().find(|e| e.first <= s && s < e.end()))
+            {
+                return Src::of(e, s);
+            }
         }
         match self.map.get(&idx).and_then(|stack| find(stack, s)) {
             Some(e) => Src::of(e, s),
@@ -199,12 +209,14 @@ impl State {
                 }
             }
         }
-        if let Some(es) = self.pending.get(&idx) {
-            if es.iter().any(|e| e.loc != Loc::Zero) {
-                return false;
-            }
-            if es.iter().any(|e| e.first == 0 && e.count == spc) {
-                return true;
+        for layer in [&self.pending, &self.committing] {
+            if let Some(es) = layer.get(&idx) {
+                if es.iter().any(|e| e.loc != Loc::Zero) {
+                    return false;
+                }
+                if es.iter().any(|e| e.first == 0 && e.count == spc) {
+                    return true;
+                }
             }
         }
         !self.map.contains_key(&idx)
@@ -225,6 +237,7 @@ impl State {
         if self.dirty.contains_key(&idx)
             || self.flushing.contains_key(&idx)
             || self.pending.contains_key(&idx)
+            || self.committing.contains_key(&idx)
         {
             return None;
         }
@@ -237,6 +250,38 @@ impl State {
                 .map(|e| e.count)
                 .sum(),
         )
+    }
+
+    /// Start a commit: the pending extents and their objects become the
+    /// committing ones; returns the extents by chunk, in chunk order.
+    /// Nothing may be committing already (one commit at a time).
+    pub(crate) fn take_pending(&mut self) -> Vec<(u64, Vec<Extent>)> {
+        debug_assert!(self.committing.is_empty() && self.committing_objects.is_empty());
+        self.committing = std::mem::take(&mut self.pending);
+        self.committing_objects = std::mem::take(&mut self.uncommitted);
+        let mut changes: Vec<_> = self
+            .committing
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        changes.sort_unstable_by_key(|(i, _)| *i);
+        changes
+    }
+
+    /// A commit failed: its extents go back to pending, under what was
+    /// sealed since, and its objects back to the uncommitted ones.
+    pub(crate) fn restore_committing(&mut self) {
+        for (idx, older) in std::mem::take(&mut self.committing) {
+            let newer = self.pending.remove(&idx).unwrap_or_default();
+            let mut stack = older;
+            for e in newer {
+                overlay(&mut stack, e);
+            }
+            self.pending.insert(idx, stack);
+        }
+        let mut objects = std::mem::take(&mut self.committing_objects);
+        objects.append(&mut self.uncommitted);
+        self.uncommitted = objects;
     }
 
     /// Lay committed extents over the map.

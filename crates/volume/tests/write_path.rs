@@ -14,6 +14,9 @@
 //! - flush: a fresh open sees flushed data and never unflushed data; a failed
 //!   put or sync makes flush fail, loses nothing, commits nothing, and a retry
 //!   commits everything;
+//! - commits off the writers' path: while a commit waits (its `sync`
+//!   stalled), writers go on writing back; when it fails its extents go
+//!   back to pending under newer ones, and the next flush commits all;
 //! - snapshot races: a snapshot taken while requests spanning several chunks
 //!   are in flight holds each request wholly or not at all, holds every
 //!   request acknowledged before it started and none started after it
@@ -432,6 +435,74 @@ async fn a_failed_sync_fails_flush_commits_nothing_and_a_retry_succeeds() {
     store.fail_sync.store(false, Ordering::SeqCst);
     v.flush().await.unwrap();
     assert!(read_all(&*f.open_fresh(&store).await).await == want);
+}
+
+// ---------------------------------------------------------------------------
+// Commits off the writers' path.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_go_on_while_a_commit_waits_and_a_failed_commit_loses_nothing() {
+    // One-sector chunks: every write is an extent of its own, so 20,000
+    // writes pass the 16,384 pending extents that start a commit.
+    const CS: u32 = 4096;
+    const N: u64 = 20_000;
+    let f = Fixture::new(CS, N).await;
+    let cs = f.chunk;
+    let store = Rigged::new();
+    // A small high-water mark: a write-back every 16 writes, and writers
+    // wait for one at 32.
+    let v = f.open(&store, config(64 << 10)).await;
+    store.sync_gate.send_replace(false);
+    let writes = async {
+        for i in 0..N {
+            v.write(i * cs, Bytes::from(content(i, usz(cs))), false)
+                .await
+                .unwrap();
+        }
+    };
+    // A hang guard, not a timed assertion: before commits ran beside
+    // writers, the first write-back after the commit started waited for it.
+    tokio::time::timeout(std::time::Duration::from_secs(120), writes)
+        .await
+        .expect("writers were held behind a commit waiting at its sync");
+    wait_until("a background commit waiting at sync", || {
+        store.syncs_held.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(v.dirty_bytes() < 2 * (64 << 10), "writes were written back");
+    // The commit fails; newer writes land over the sectors it held.
+    store.fail_sync.store(true, Ordering::SeqCst);
+    store.sync_gate.send_replace(true);
+    wait_until("the failed commit to end", || {
+        store.syncs_held.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    for i in (0..N).step_by(7) {
+        v.write(i * cs, Bytes::from(content(N + i, usz(cs))), false)
+            .await
+            .unwrap();
+    }
+    let want = |i: u64| content(if i.is_multiple_of(7) { N + i } else { i }, usz(cs));
+    for i in (0..N).step_by(97) {
+        assert!(
+            v.read(i * cs, cs).await.unwrap()[..] == want(i)[..],
+            "sector {i} reads its last write"
+        );
+    }
+    let fresh = f.open_fresh(&store).await;
+    assert!(
+        fresh.read(0, cs).await.unwrap().iter().all(|b| *b == 0),
+        "nothing is committed while sync fails"
+    );
+    store.fail_sync.store(false, Ordering::SeqCst);
+    v.flush().await.unwrap();
+    let fresh = f.open_fresh(&store).await;
+    for i in (0..N).step_by(13) {
+        assert!(
+            fresh.read(i * cs, cs).await.unwrap()[..] == want(i)[..],
+            "sector {i} committed with its last write"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -38,6 +38,10 @@ pub struct Rigged {
     pub gate: tokio::sync::watch::Sender<bool>,
     /// Puts currently waiting at the gate.
     pub held: AtomicU64,
+    /// Syncs wait while this is false.
+    pub sync_gate: tokio::sync::watch::Sender<bool>,
+    /// Syncs currently waiting at their gate.
+    pub syncs_held: AtomicU64,
 }
 
 impl Rigged {
@@ -53,6 +57,8 @@ impl Rigged {
             get_delay_us: AtomicU64::new(0),
             gate: tokio::sync::watch::channel(true).0,
             held: AtomicU64::new(0),
+            sync_gate: tokio::sync::watch::channel(true).0,
+            syncs_held: AtomicU64::new(0),
         })
     }
 
@@ -111,6 +117,12 @@ impl ObjectStore for Rigged {
         self.inner.list(prefix).await
     }
     async fn sync(&self) -> Result<(), StoreError> {
+        let mut rx = self.sync_gate.subscribe();
+        if !*rx.borrow() {
+            self.syncs_held.fetch_add(1, Ordering::SeqCst);
+            let _ = rx.wait_for(|open| *open).await;
+            self.syncs_held.fetch_sub(1, Ordering::SeqCst);
+        }
         if self.fail_sync.load(Ordering::SeqCst) {
             return Err(Self::injected("(sync)", "sync"));
         }
