@@ -646,7 +646,8 @@ fn covered_ranges(changes: &[(u64, Vec<Extent>)]) -> Vec<(u64, u32, u32)> {
 /// The rows of `v` that overlap `ranges` (`(chunk, first, end)`, disjoint
 /// within a chunk), per chunk, sorted as [`load_rows`] sorts them: the v1
 /// rows of every chunk named (a v1 row covers its chunk) and the extents
-/// that overlap a range, each once. Two round trips.
+/// that overlap a range, each once. Two round trips on PostgreSQL; six
+/// statements on SQLite (in process, no round trips).
 async fn load_overlapping(
     conn: &mut AnyConnection,
     backend: Backend,

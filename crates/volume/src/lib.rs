@@ -1113,6 +1113,9 @@ impl Volume {
             }
             (st.take_pending(), st.head)
         };
+        // Until the map has them, a failure or a cancelled caller (a
+        // snapshot request whose client went away) puts them back.
+        let mut undo = RestoreOnDrop(Some(self));
         let t0 = std::time::Instant::now();
         let mut t1 = t0;
         let res = async {
@@ -1125,13 +1128,7 @@ impl Volume {
             )
         }
         .await;
-        let stats = match res {
-            Ok(s) => s,
-            Err(e) => {
-                lock(&self.state).restore_committing();
-                return Err(e);
-            }
-        };
+        let stats = res?;
         if stats.queued_for_gc > 0
             && let Some(n) = &self.config.gc_notify
         {
@@ -1143,6 +1140,7 @@ impl Volume {
             let st = &mut *guard;
             st.commit_into_map(&changes);
             st.committing.clear();
+            undo.0 = None;
             for (idx, _) in &changes {
                 if self.wants_compaction(st, *idx) {
                     st.compact.insert(*idx);
@@ -1295,6 +1293,18 @@ impl Volume {
         drop(self.writeback_durable().await?);
         self.closed.store(true, Ordering::Release);
         Ok(())
+    }
+}
+
+/// Puts a commit's extents back to pending when dropped armed: the commit
+/// failed, or its future was dropped before the map had them.
+struct RestoreOnDrop<'a>(Option<&'a Volume>);
+
+impl Drop for RestoreOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(v) = self.0 {
+            lock(&v.state).restore_committing();
+        }
     }
 }
 

@@ -137,7 +137,8 @@ pub(crate) struct State {
     /// The pending extents a commit took (older than `pending`): in the
     /// chunk map once it succeeds, back under `pending` if it fails.
     pub committing: HashMap<u64, Vec<Extent>>,
-    /// The objects that commit took from `uncommitted`.
+    /// The objects that commit took from `uncommitted` (back there if it
+    /// fails).
     pub committing_objects: Vec<Arc<ObjectRef>>,
     pub dirty_bytes: usize,
     /// Memory of the flushing set (what `dirty_bytes` was when taken).

@@ -505,6 +505,28 @@ async fn writers_go_on_while_a_commit_waits_and_a_failed_commit_loses_nothing() 
     }
 }
 
+#[tokio::test]
+async fn a_flush_dropped_while_it_commits_loses_nothing() {
+    const CS: u32 = 4096;
+    let f = Fixture::new(CS, 8).await;
+    let cs = f.chunk;
+    let store = Rigged::new();
+    let v = f.open(&store, config(1 << 20)).await;
+    write_version(&v, 1, cs).await;
+    store.sync_gate.send_replace(false);
+    // The caller goes away (a client disconnects) while the commit waits.
+    tokio::select! {
+        _ = v.flush() => panic!("the flush passed a closed sync gate"),
+        () = wait_until("the commit at sync", || store.syncs_held.load(Ordering::SeqCst) == 1) => {}
+    }
+    store.sync_gate.send_replace(true);
+    v.flush().await.unwrap();
+    assert!(
+        read_all(&*f.open_fresh(&store).await).await == version(1, cs),
+        "the next flush commits what the dropped one had taken"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Snapshot races.
 
