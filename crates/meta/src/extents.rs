@@ -232,7 +232,7 @@ pub(crate) fn json_rows(backend: Backend, param: usize, cols: &[Col]) -> String 
     match backend {
         Backend::Sqlite => format!("SELECT {} FROM json_each(${param})", fields.join(", ")),
         Backend::Postgres => format!(
-            "SELECT {} FROM json_array_elements(${param}::json) AS e",
+            "SELECT {} FROM jsonb_array_elements(${param}::jsonb) AS e",
             fields.join(", ")
         ),
     }
