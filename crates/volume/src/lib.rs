@@ -1228,6 +1228,8 @@ impl Volume {
     async fn compact_locked(&self, paced: bool) -> Result<usize> {
         let cs = to_usize(self.cs());
         let mut done = 0;
+        let due = lock(&self.state).compact.len();
+        tracing::debug!(volume = %self.id, due, "compaction started");
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(VolumeError::Closed);
@@ -1236,6 +1238,7 @@ impl Volume {
                 self.config.compaction.take(cs).await;
             }
             let Some(idx) = lock(&self.state).compact.pop_first() else {
+                tracing::debug!(volume = %self.id, chunks = done, "compaction finished");
                 return Ok(done);
             };
             self.make_room().await?;
@@ -1248,6 +1251,7 @@ impl Volume {
             }
             let buf = self.read_inner(idx * self.cs(), cs).await?;
             self.put_dirty(vec![(idx, Dirty::Whole(buf.freeze()))]);
+            tracing::trace!(volume = %self.id, chunk = idx, "chunk rewritten by compaction");
             self.compacted.fetch_add(1, Ordering::Relaxed);
             done += 1;
         }
