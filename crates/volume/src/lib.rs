@@ -176,7 +176,8 @@ impl DekSource for StaticDeks {
 #[derive(Debug, Clone)]
 pub struct VolumeConfig {
     /// Write back in the background once this many dirty bytes are cached;
-    /// writers wait (back-pressure) at twice this.
+    /// writers wait (back-pressure) once twice this is unsealed (dirty, or
+    /// being sealed by a write-back).
     pub dirty_high_water: usize,
     /// Objects put or fetched concurrently.
     pub io_parallelism: usize,
@@ -477,6 +478,12 @@ impl Volume {
     /// Bytes written but not yet written back.
     pub fn dirty_bytes(&self) -> usize {
         lock(&self.state).dirty_bytes
+    }
+
+    /// Bytes written and not yet sealed: dirty, and being sealed.
+    fn unsealed_bytes(&self) -> usize {
+        let st = lock(&self.state);
+        st.dirty_bytes + st.flushing_bytes
     }
 
     fn cs(&self) -> u64 {
@@ -869,12 +876,16 @@ impl Volume {
         self.after_write(fua).await
     }
 
-    /// Back-pressure, before a write changes anything: past twice the
-    /// high-water mark, write back first. If that fails the write is refused
-    /// and changes nothing, so the cache never grows without bound while the
-    /// store is down.
+    /// Back-pressure, before a write changes anything: once the unsealed
+    /// data (dirty plus what a write-back is sealing) reaches twice the
+    /// high-water mark, write back first. Counting the sealing data too
+    /// keeps a volume's unsealed data within twice the mark: writers that
+    /// outrun a write-back wait for it rather than fill a second dirty set
+    /// as large beside it. If the write-back fails the write is refused
+    /// and changes nothing, so the cache never grows without bound while
+    /// the store is down.
     async fn make_room(&self) -> Result<()> {
-        if self.dirty_bytes() >= 2 * self.config.dirty_high_water || self.over_budget(2) {
+        if self.unsealed_bytes() >= 2 * self.config.dirty_high_water || self.over_budget(2) {
             let _g = self.flush_lock.lock().await;
             self.writeback_locked().await?;
         }

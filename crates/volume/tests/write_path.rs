@@ -205,10 +205,10 @@ async fn a_stalled_store_makes_writers_wait_and_loses_nothing() {
         }));
     }
     // With every put held, one write-back is stuck holding what the dirty
-    // set had when it started (under 2 * hw, plus one request per writer
-    // passing the check at once), and the dirty set may grow to as much
-    // again. Beyond that every writer must wait.
-    let bound = 2 * (2 * hw / cs + WRITERS);
+    // set had when it started, and the dirty set may grow only while the
+    // two together stay under 2 * hw (plus one request per writer passing
+    // the check at once). Beyond that every writer must wait.
+    let bound = 2 * hw / cs + WRITERS;
     let total = WRITERS * PER_WRITER;
     let mut polls = 0;
     while polls < 100 {
