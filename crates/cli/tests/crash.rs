@@ -740,9 +740,9 @@ impl Cmd {
     }
 }
 
-/// A write of the mix a booted guest makes: half 512 B, four in ten 4 KiB,
-/// one in ten 8-32 KiB (crossing chunks); all at random 512-byte-aligned
-/// offsets of a disk of `size` bytes.
+/// A small write: half 512 B, four in ten 4 KiB, one in ten 8-32 KiB
+/// (crossing chunks); all at random 512-byte-aligned offsets of a disk of
+/// `size` bytes.
 fn small_write(rng: &mut Rng, size: u64, pattern: u8) -> Cmd {
     let len = match rng.below(10) {
         0..=4 => SECTOR,
