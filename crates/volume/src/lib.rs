@@ -885,9 +885,16 @@ impl Volume {
     /// and changes nothing, so the cache never grows without bound while
     /// the store is down.
     async fn make_room(&self) -> Result<()> {
-        if self.unsealed_bytes() >= 2 * self.config.dirty_high_water || self.over_budget(2) {
+        let over =
+            || self.unsealed_bytes() >= 2 * self.config.dirty_high_water || self.over_budget(2);
+        if over() {
             let _g = self.flush_lock.lock().await;
-            self.writeback_locked().await?;
+            // The write-back waited for may have made room, or failed and
+            // put its data back in the dirty set (then nothing is being
+            // sealed): write back only if still over.
+            if over() {
+                self.writeback_locked().await?;
+            }
         }
         Ok(())
     }
