@@ -7,12 +7,22 @@
 //! file under its final name, but only for an object that no metadata names
 //! yet (callers record an object in metadata only after `sync`), so such a
 //! file is garbage for the orphan sweep, never data.
+//!
+//! With [`LocalStore::with_direct_io`], puts bypass the page cache
+//! (`O_DIRECT`) for every whole 4 KiB block of an object and write only its
+//! last partial block through the cache. That spares the copy of each put
+//! into page-cache pages and leaves a flush's `syncfs` little to write, at
+//! the price of reads of recently written objects going to the disk (see
+//! docs/PERFORMANCE.md for both sides measured); it is off by default. File
+//! systems without `O_DIRECT` (tmpfs on older kernels, some FUSE) get plain
+//! buffered writes either way.
 
 use std::fs::OpenOptions;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -28,6 +38,98 @@ const FREE_DIR: &str = ".free";
 pub struct LocalStore {
     root: Arc<PathBuf>,
     free: Arc<FreePool>,
+    direct: Arc<Direct>,
+}
+
+/// Alignment of `O_DIRECT` writes (offset, length and memory): the largest
+/// logical block size of the disks and file systems Coffer runs on.
+const ALIGN: usize = 4096;
+/// Bytes staged per direct write when the caller's buffer is not aligned.
+const PIECE: usize = 1 << 20;
+/// Staging buffers kept for reuse.
+const MAX_BUFS: usize = 8;
+
+/// State of the direct (page-cache-bypassing) write path.
+#[derive(Debug)]
+struct Direct {
+    /// Cleared the first time the file system refuses `O_DIRECT`.
+    on: AtomicBool,
+    /// Staging buffers of `PIECE + ALIGN` bytes, each used from its first
+    /// `ALIGN`-aligned byte; they hold ciphertext only.
+    bufs: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl Direct {
+    fn take(&self) -> Vec<u8> {
+        self.bufs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_else(|| vec![0u8; PIECE + ALIGN])
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        let mut bufs = self
+            .bufs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if bufs.len() < MAX_BUFS {
+            bufs.push(buf);
+        }
+    }
+}
+
+/// Write `data` as the whole content of `f` from offset 0: its whole
+/// blocks with `O_DIRECT` when the file system allows it, the rest (and
+/// everything, when it does not) through the page cache.
+fn write_object(f: &std::fs::File, data: &[u8], direct: &Direct) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let head = if direct.on.load(Ordering::Relaxed) {
+        data.len() / ALIGN * ALIGN
+    } else {
+        0
+    };
+    let mut done = 0;
+    if head > 0 {
+        match write_direct(f, &data[..head], direct) {
+            Ok(()) => done = head,
+            // The file system does not do direct I/O: write it all
+            // through the cache, from now on too.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                direct.on.store(false, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    f.write_all_at(&data[done..], done as u64)
+}
+
+/// Write `data` (a whole number of blocks) at offset 0 of `f` with
+/// `O_DIRECT` set for the duration, from `data` itself when it is aligned
+/// in memory or else through a staging buffer.
+fn write_direct(f: &std::fs::File, data: &[u8], direct: &Direct) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let flags = rustix::fs::fcntl_getfl(f)?;
+    rustix::fs::fcntl_setfl(f, flags | rustix::fs::OFlags::DIRECT)?;
+    let res = if data.as_ptr().align_offset(ALIGN) == 0 {
+        f.write_all_at(data, 0)
+    } else {
+        let mut buf = direct.take();
+        let o = buf.as_ptr().align_offset(ALIGN);
+        let mut res = Ok(());
+        for (i, piece) in data.chunks(PIECE).enumerate() {
+            let staged = &mut buf[o..o + piece.len()];
+            staged.copy_from_slice(piece);
+            res = f.write_all_at(staged, (i * PIECE) as u64);
+            if res.is_err() {
+                break;
+            }
+        }
+        direct.give(buf);
+        res
+    };
+    rustix::fs::fcntl_setfl(f, flags)?;
+    res
 }
 
 /// Files of deleted objects kept for reuse: overwriting an allocated,
@@ -77,7 +179,20 @@ impl LocalStore {
                 cap,
                 seq: std::sync::atomic::AtomicU64::new(seq),
             }),
+            direct: Arc::new(Direct {
+                on: AtomicBool::new(false),
+                bufs: std::sync::Mutex::new(Vec::new()),
+            }),
         })
+    }
+
+    /// Write objects' whole blocks with `O_DIRECT` (`on`) or through the
+    /// page cache (the default). Where the file system refuses `O_DIRECT`,
+    /// the store falls back to the page cache at the first put.
+    #[must_use]
+    pub fn with_direct_io(self, on: bool) -> Self {
+        self.direct.on.store(on, Ordering::Relaxed);
+        self
     }
 
     fn take_free(&self) -> Option<PathBuf> {
@@ -101,10 +216,9 @@ impl LocalStore {
 
 /// Overwrite the reusable file `free` with `data` and move it to `path`
 /// without replacing anything there (`RENAME_NOREPLACE`).
-fn reuse(free: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
+fn reuse(free: &Path, path: &Path, data: &[u8], direct: &Direct) -> std::io::Result<()> {
     let f = OpenOptions::new().write(true).open(free)?;
-    f.write_all_at(data, 0)?;
+    write_object(&f, data, direct)?;
     f.set_len(data.len() as u64)?;
     drop(f);
     let rename = || {
@@ -167,9 +281,10 @@ impl ObjectStore for LocalStore {
         let path = self.path(key)?;
         let key = key.to_string();
         let recycled = self.take_free();
+        let direct = self.direct.clone();
         blocking(move || {
             if let Some(free) = recycled {
-                match reuse(&free, &path, &data) {
+                match reuse(&free, &path, &data, &direct) {
                     Ok(()) => return Ok(()),
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                         let _ = std::fs::remove_file(&free);
@@ -182,7 +297,7 @@ impl ObjectStore for LocalStore {
                 }
             }
             let open = || OpenOptions::new().write(true).create_new(true).open(&path);
-            let mut f = match open() {
+            let f = match open() {
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     if let Some(dir) = path.parent() {
                         std::fs::create_dir_all(dir).map_err(io(&key))?;
@@ -201,7 +316,7 @@ impl ObjectStore for LocalStore {
                     }
                 }
             })?;
-            f.write_all(&data).map_err(io(&key))
+            write_object(&f, &data, &direct).map_err(io(&key))
         })
         .await
     }
@@ -366,6 +481,10 @@ mod tests {
         crate::conformance::run(&s).await;
         let s = LocalStore::open_with_pool(dir.path().join("nopool"), 0).unwrap();
         crate::conformance::run(&s).await;
+        let s = LocalStore::open(dir.path().join("direct"))
+            .unwrap()
+            .with_direct_io(true);
+        crate::conformance::run(&s).await;
     }
 
     #[tokio::test]
@@ -396,6 +515,67 @@ mod tests {
         s.delete("a/4").await.unwrap();
         let s2 = LocalStore::open(dir.path().join("o")).unwrap();
         assert_eq!(s2.free.files.lock().unwrap().len(), 1);
+    }
+
+    /// Whether the file system under `dir` takes `O_DIRECT` writes.
+    fn takes_direct_io(dir: &Path) -> bool {
+        use std::os::unix::fs::OpenOptionsExt;
+        let flag = i32::try_from(rustix::fs::OFlags::DIRECT.bits()).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(flag)
+            .open(dir.join("probe"))
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn objects_of_every_size_and_alignment_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path().join("o"))
+            .unwrap()
+            .with_direct_io(true);
+        // A source buffer one byte off any alignment, and patterned so a
+        // block written at the wrong offset shows.
+        let big: Vec<u8> = (0..(3 * PIECE + 2 * ALIGN + 7))
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let big = Bytes::from(big);
+        let sizes = [
+            0,
+            1,
+            ALIGN - 1,
+            ALIGN,
+            ALIGN + 1,
+            PIECE,
+            PIECE + 5,
+            3 * PIECE + 2 * ALIGN + 6,
+        ];
+        for (n, &len) in sizes.iter().enumerate() {
+            let data = big.slice(1..1 + len);
+            s.put(&format!("a/{n}"), data.clone()).await.unwrap();
+            assert_eq!(s.get(&format!("a/{n}")).await.unwrap(), data, "{len} bytes");
+        }
+        // Recycle the largest file for a smaller object and the smallest
+        // for a larger one: exactly the new bytes either way.
+        s.delete("a/7").await.unwrap();
+        let data = big.slice(3..3 + PIECE + 100);
+        s.put("b/1", data.clone()).await.unwrap();
+        assert_eq!(s.get("b/1").await.unwrap(), data);
+        s.delete("a/1").await.unwrap();
+        let data = big.slice(0..2 * ALIGN + 9);
+        s.put("b/2", data.clone()).await.unwrap();
+        assert_eq!(s.get("b/2").await.unwrap(), data);
+        assert_eq!(
+            &s.get_range("b/2", 4090..4100).await.unwrap()[..],
+            &data[4090..4100]
+        );
+        // Where the file system takes direct I/O, the store kept using it.
+        assert_eq!(
+            s.direct.on.load(Ordering::Relaxed),
+            takes_direct_io(dir.path()),
+            "direct writes are used exactly where the file system has them"
+        );
     }
 
     #[tokio::test]

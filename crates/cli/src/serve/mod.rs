@@ -131,10 +131,14 @@ pub(crate) fn open_store(
             let loc = S3Location::parse(&url)?;
             Arc::new(S3Store::open(loc).with_context(|| format!("cannot use object store {url}"))?)
         }
-        Some(dir) => Arc::new(LocalStore::open(PathBuf::from(
-            dir.trim_start_matches("file://"),
-        ))?),
-        None => Arc::new(LocalStore::open(data_dir.join("objects"))?),
+        Some(dir) => Arc::new(
+            LocalStore::open(PathBuf::from(dir.trim_start_matches("file://")))?
+                .with_direct_io(o.direct_io.unwrap_or(false)),
+        ),
+        None => Arc::new(
+            LocalStore::open(data_dir.join("objects"))?
+                .with_direct_io(o.direct_io.unwrap_or(false)),
+        ),
     })
 }
 

@@ -89,6 +89,11 @@ pub struct ServeOptions {
     /// Configuration file only.
     #[arg(skip)]
     pub compaction_rate: Option<ByteSize>,
+    /// Write a local object store's objects with `O_DIRECT`, bypassing
+    /// the page cache (default false): faster sequential writes and flushes,
+    /// slower reads of recently written data. Configuration file only.
+    #[arg(skip)]
+    pub direct_io: Option<bool>,
     /// Serve the API and NBD over TLS even on loopback (TLS is on by
     /// default whenever a listener is not on loopback). Without
     /// --tls-cert, the certificate is issued at each start from the
