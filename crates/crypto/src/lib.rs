@@ -4,9 +4,12 @@
 //! - [`chunk`]: the sealed chunk object format (AES-256-GCM, header as
 //!   associated data, nonce from a never-reused counter);
 //! - [`object`]: the sealed object format v2 (4 KiB slots under
-//!   per-object keys from HKDF, optional second layer; not used by the
-//!   volume yet: docs/design/format-v2-and-keys.md);
+//!   per-object keys from HKDF, optional second layer), which every
+//!   volume write produces (docs/design/format-v2-and-keys.md);
 //! - [`wrap`]: key wrapping of DEKs and key material (AES-KWP, RFC 5649);
+//! - [`keys`]: key-vault key material (AES-256, RSA) and its operations
+//!   (wrap/unwrap, encrypt/decrypt, BYOK import), every blob tagged with
+//!   its format;
 //! - [`secret`]: secret key types that zeroize on drop, random bytes, API
 //!   token generation and hashing, passphrase key derivation.
 //!
@@ -15,12 +18,15 @@
 pub mod chunk;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod keys;
 pub mod object;
 pub mod secret;
 pub mod wrap;
 
 pub use chunk::{ChunkHeader, ChunkKey, HEADER_LEN, OVERHEAD, TAG_LEN, open_chunk, seal_chunk};
-pub use secret::{SecretKey, hash_token, new_token, random_bytes};
+pub use secret::{
+    SecretKey, hash_token, hmac_sha256_hex, hmac_sha256_verify, new_token, random_bytes, sha256_hex,
+};
 pub use wrap::{unwrap_key, wrap_key};
 
 /// Errors of cryptographic operations. Messages never include key material.

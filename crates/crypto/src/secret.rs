@@ -174,6 +174,22 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data))
 }
 
+/// HMAC-SHA-256 of `data` under `key`, hex.
+pub fn hmac_sha256_hex(key: &SecretKey, data: &[u8]) -> String {
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose());
+    hex::encode(aws_lc_rs::hmac::sign(&k, data))
+}
+
+/// Whether `mac_hex` is the HMAC-SHA-256 of `data` under `key`, compared in
+/// constant time.
+pub fn hmac_sha256_verify(key: &SecretKey, data: &[u8], mac_hex: &str) -> bool {
+    let Ok(mac) = hex::decode(mac_hex) else {
+        return false;
+    };
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose());
+    aws_lc_rs::hmac::verify(&k, data, &mac).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
