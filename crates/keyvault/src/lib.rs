@@ -9,10 +9,13 @@
 //!   metadata store wrapped by the root key, and unwraps it only in memory;
 //! - **platform keys**, one per region, created on first use;
 //! - **DEKs**: one random 256-bit key per disk lineage, stored only wrapped
-//!   by a KEK version.
+//!   by a KEK version;
+//! - the **audit log** of key use ([`AuditLog`]): a hash chain with a head
+//!   MAC'd under a key the root key protects, and its verification.
 //!
 //! Plaintext keys live only in memory, in types that zeroize on drop.
 
+pub mod audit;
 mod pkcs11;
 mod root;
 pub mod tls;
@@ -26,6 +29,7 @@ use coffer_meta::{DekRow, Meta, MetaError, VaultKeyRow};
 use coffer_types::{Id, Kind};
 use tokio::sync::Mutex;
 
+pub use audit::{AuditLog, AuditProblem, AuditReport};
 pub use pkcs11::{Pkcs11RootKey, Pkcs11Uri};
 pub use root::{FileRootKey, PassphraseRootKey, RootKey};
 pub use tls::DeploymentCa;

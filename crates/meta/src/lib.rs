@@ -1,8 +1,9 @@
 //! Coffer's metadata store. It owns every durable fact that is not sealed
 //! data: the organisation (tenants, accounts, principals, token hashes), the
 //! built-in vault's wrapped keys, DEKs and their nonce counters, volumes and
-//! their chunk maps, disks, snapshots, attachments, and the queue of objects
-//! awaiting deletion, and the nodes sharing the deployment with their leases
+//! their chunk maps, disks, snapshots, attachments, the queue of objects
+//! awaiting deletion, the audit log of key use (a hash chain whose hashes
+//! the key vault computes) with the key-state epoch, and the nodes sharing the deployment with their leases
 //! (see `nodes` for how several nodes are kept from writing one disk).
 //!
 //! One implementation, [`Meta`], speaks portable SQL through sqlx's `Any`
@@ -30,6 +31,7 @@
 //! [`Meta::gc_volume`]), its object queued in `gc_objects` (v1: `gc_queue`)
 //! once nothing names it.
 
+mod audit;
 mod chunks;
 pub mod extents;
 mod fsck;
@@ -46,6 +48,7 @@ use std::time::SystemTime;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use audit::{AuditEntry, AuditFilter, AuditHead, AuditRecord};
 pub use chunks::{ChunkEntry, CommitStats, VolumeRow};
 pub use extents::{ChunkMap, Extent, Loc, ObjectRef};
 pub use fsck::Finding;

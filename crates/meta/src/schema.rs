@@ -12,6 +12,7 @@ const SQLITE: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_lists.sql")),
     (5, include_str!("../migrations/sqlite/0005_names_keys.sql")),
     (6, include_str!("../migrations/sqlite/0006_format_v2.sql")),
+    (7, include_str!("../migrations/sqlite/0007_audit.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -23,6 +24,7 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0005_names_keys.sql"),
     ),
     (6, include_str!("../migrations/postgres/0006_format_v2.sql")),
+    (7, include_str!("../migrations/postgres/0007_audit.sql")),
 ];
 
 /// The statements of a migration file: split on `;`, `--` comment lines
