@@ -92,6 +92,22 @@ fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
         ("POST", "/v1/iam/explain") => [200, 200, 200, 404, 404, 404],
         ("GET", "/v1/admin/fsck" | "/v1/admin/nodes") => [200, 403, 403, 403, 403, 403],
         ("POST", "/v1/admin/gc") => [200, 403, 403, 403, 403, 403],
+        ("POST", "/v1/vaults") => [201, 201, 403, 403, 404, 404],
+        ("GET", "/v1/vaults") => [200; 6],
+        ("GET", "/v1/vaults/{id}" | "/v1/vaults/{id}/keys") => [200, 200, 200, 404, 404, 404],
+        ("PATCH" | "DELETE", "/v1/vaults/{id}") => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/vaults/{id}/recover" | "/v1/vaults/{id}/purge") => {
+            [200, 200, 403, 404, 404, 404]
+        }
+        ("GET", "/v1/vaults/{id}/import-key") => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/vaults/{id}/keys") => [201, 201, 403, 404, 404, 404],
+        ("GET", "/v1/keys/{id}" | "/v1/keys/{id}/versions") => [200, 200, 200, 404, 404, 404],
+        ("PATCH" | "DELETE", "/v1/keys/{id}") => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/keys/{id}/rotate" | "/v1/keys/{id}/recover" | "/v1/keys/{id}/purge") => {
+            [200, 200, 403, 404, 404, 404]
+        }
+        // The whole audit log is the deployment's operators' (no key named).
+        ("GET", "/v1/audit") | ("POST", "/v1/audit/verify") => [200, 403, 403, 403, 403, 403],
         _ => return None,
     })
 }
@@ -106,6 +122,10 @@ struct Fixtures {
     principal: String,
     token: String,
     assignment: String,
+    vault: String,
+    deleted_vault: String,
+    key: String,
+    deleted_key: String,
 }
 
 struct World {
@@ -224,6 +244,36 @@ impl World {
             .as_str()
             .unwrap()
             .to_string();
+        let new_vault = |name: String| async move {
+            self.admin(
+                "POST",
+                "/v1/vaults",
+                Some(json!({"name": name, "account_id": self.account, "retention_days": 7})),
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let vault = new_vault(uniq("v")).await;
+        let deleted_vault = new_vault(uniq("v")).await;
+        self.admin("DELETE", &format!("/v1/vaults/{deleted_vault}"), None)
+            .await;
+        let new_key = || async {
+            self.admin(
+                "POST",
+                &format!("/v1/vaults/{vault}/keys"),
+                Some(json!({"name": uniq("k")})),
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let key = new_key().await;
+        let deleted_key = new_key().await;
+        self.admin("DELETE", &format!("/v1/keys/{deleted_key}"), None)
+            .await;
         Fixtures {
             disk,
             attached_disk,
@@ -232,6 +282,10 @@ impl World {
             principal,
             token,
             assignment,
+            vault,
+            deleted_vault,
+            key,
+            deleted_key,
         }
     }
 }
@@ -425,6 +479,10 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
         p if p.starts_with("/v1/principals/{id}") => fx.principal.clone(),
         p if p.starts_with("/v1/tokens/{id}") => fx.token.clone(),
         p if p.starts_with("/v1/role-assignments/{id}") => fx.assignment.clone(),
+        "/v1/vaults/{id}/recover" | "/v1/vaults/{id}/purge" => fx.deleted_vault.clone(),
+        p if p.starts_with("/v1/vaults/{id}") => fx.vault.clone(),
+        "/v1/keys/{id}/recover" | "/v1/keys/{id}/purge" => fx.deleted_key.clone(),
+        p if p.starts_with("/v1/keys/{id}") => fx.key.clone(),
         _ => String::new(),
     };
     let path = spec.path.replace("{id}", &id);
@@ -487,6 +545,16 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
             None,
         ),
         ("GET" | "POST", p) if p.starts_with("/v1/admin/") => (path, None, Some("/".into())),
+        ("POST", "/v1/vaults") => (
+            path,
+            Some(json!({"name": uniq("v"), "account_id": w.account})),
+            Some(w.account.clone()),
+        ),
+        ("PATCH", "/v1/vaults/{id}") => (path, Some(json!({"retention_days": 30})), Some(id)),
+        ("POST", "/v1/vaults/{id}/keys") => (path, Some(json!({"name": uniq("k")})), Some(id)),
+        ("PATCH", "/v1/keys/{id}") => (path, Some(json!({"enabled": true})), Some(id)),
+        ("POST", "/v1/keys/{id}/rotate") => (path, Some(json!({})), Some(id)),
+        ("POST", "/v1/audit/verify") => (path, None, Some("/".into())),
         (_, p) if p.contains("{id}") => (path, None, Some(id)),
         _ => (path, None, None),
     };

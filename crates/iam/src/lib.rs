@@ -60,11 +60,17 @@ pub enum Action {
     IamWrite,
     /// Create and revoke API tokens of principals.
     TokensWrite,
+    /// See key vaults.
+    VaultsRead,
+    /// Create key vaults and change their settings.
+    VaultsWrite,
+    /// Delete, recover and purge key vaults.
+    VaultsDelete,
     /// See keys and their versions (never their material).
     KeysRead,
     /// Create, import and rotate keys; change their state.
     KeysWrite,
-    /// Delete and purge keys.
+    /// Delete, recover and purge keys.
     KeysDelete,
     /// Encrypt with a key.
     KeysEncrypt,
@@ -81,7 +87,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order of the docs.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 23] = [
         Action::DisksRead,
         Action::DisksWrite,
         Action::DisksDelete,
@@ -94,6 +100,9 @@ impl Action {
         Action::IamRead,
         Action::IamWrite,
         Action::TokensWrite,
+        Action::VaultsRead,
+        Action::VaultsWrite,
+        Action::VaultsDelete,
         Action::KeysRead,
         Action::KeysWrite,
         Action::KeysDelete,
@@ -119,6 +128,9 @@ impl Action {
             Action::IamRead => "iam/read",
             Action::IamWrite => "iam/write",
             Action::TokensWrite => "tokens/write",
+            Action::VaultsRead => "vaults/read",
+            Action::VaultsWrite => "vaults/write",
+            Action::VaultsDelete => "vaults/delete",
             Action::KeysRead => "keys/read",
             Action::KeysWrite => "keys/write",
             Action::KeysDelete => "keys/delete",
@@ -137,6 +149,7 @@ impl Action {
             TargetKind::Snapshot => Action::SnapshotsRead,
             TargetKind::Tenant | TargetKind::Folder | TargetKind::Account => Action::OrgRead,
             TargetKind::Principal | TargetKind::RoleAssignment => Action::IamRead,
+            TargetKind::Vault => Action::VaultsRead,
             TargetKind::Key => Action::KeysRead,
             TargetKind::Deployment => Action::DeploymentOperate,
         }
@@ -169,8 +182,9 @@ impl FromStr for Action {
 pub enum Role {
     /// Everything, including assigning roles.
     Owner,
-    /// Manage disks and snapshots; see everything else; no role
-    /// assignments, no organisation changes, no key operations.
+    /// Manage disks, snapshots and key vaults (not the keys in them); see
+    /// everything else; no role assignments, no organisation changes, no
+    /// key operations.
     Contributor,
     /// See everything, change nothing.
     Reader,
@@ -195,6 +209,9 @@ const CONTRIBUTOR: &[Action] = &[
     A::SnapshotsDelete,
     A::OrgRead,
     A::IamRead,
+    A::VaultsRead,
+    A::VaultsWrite,
+    A::VaultsDelete,
     A::KeysRead,
 ];
 const READER: &[Action] = &[
@@ -202,9 +219,11 @@ const READER: &[Action] = &[
     A::SnapshotsRead,
     A::OrgRead,
     A::IamRead,
+    A::VaultsRead,
     A::KeysRead,
 ];
 const KEY_ADMIN: &[Action] = &[
+    A::VaultsRead,
     A::KeysRead,
     A::KeysWrite,
     A::KeysDelete,
@@ -250,7 +269,7 @@ impl Role {
         match self {
             Role::Owner => "full access, including assigning roles and changing the organisation",
             Role::Contributor => {
-                "manage disks and snapshots; see the rest; no role assignments, organisation changes or key operations"
+                "manage disks, snapshots and key vaults; see the rest; no role assignments, organisation changes or key operations"
             }
             Role::Reader => "see everything, change nothing",
             Role::KeyVaultAdministrator => "manage keys and perform every key operation",
@@ -360,6 +379,8 @@ pub enum TargetKind {
     Principal,
     /// A role assignment.
     RoleAssignment,
+    /// A key vault.
+    Vault,
     /// A key.
     Key,
 }
@@ -378,6 +399,7 @@ impl TargetKind {
             Kind::Principal => Some(TargetKind::Principal),
             Kind::RoleAssignment => Some(TargetKind::RoleAssignment),
             Kind::Key => Some(TargetKind::Key),
+            Kind::Vault => Some(TargetKind::Vault),
             Kind::Volume | Kind::Dek | Kind::Token | Kind::Attachment | Kind::Node => None,
         }
     }
@@ -386,7 +408,7 @@ impl TargetKind {
 /// An id that cannot be a scope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "'{0}' is not a scope: a scope is '/' (the deployment) or the id of a tenant, folder, account, disk, snapshot, key or principal"
+    "'{0}' is not a scope: a scope is '/' (the deployment) or the id of a tenant, folder, account, disk, snapshot, key vault, key or principal"
 )]
 pub struct BadScope(pub String);
 

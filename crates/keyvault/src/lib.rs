@@ -16,6 +16,7 @@
 //! Plaintext keys live only in memory, in types that zeroize on drop.
 
 pub mod audit;
+pub mod customer;
 mod pkcs11;
 mod root;
 pub mod tls;
@@ -127,11 +128,18 @@ impl KeyManager for BuiltinKeyManager {
     }
 }
 
-/// The vault: platform keys and DEKs, over a metadata store and a key manager.
+/// Unwrapped customer key material by (key, version).
+type Materials = HashMap<(Id, u32), Arc<coffer_crypto::keys::KeyMaterial>>;
+
+/// The vault: platform keys, customer keys and DEKs, over a metadata store,
+/// a key manager and the root key; and the audit log of their use.
 #[derive(Clone)]
 pub struct KeyVault {
     meta: Meta,
     manager: Arc<dyn KeyManager>,
+    root: Arc<dyn RootKey>,
+    materials: Arc<Mutex<Materials>>,
+    audit: AuditLog,
 }
 
 /// The setting holding the root key check value; its presence marks a
@@ -160,8 +168,20 @@ impl KeyVault {
                 )));
             }
         }
-        let manager = Arc::new(BuiltinKeyManager::new(root));
-        Ok(Self { meta, manager })
+        let audit = AuditLog::open(meta.clone(), root.as_ref()).await?;
+        let manager = Arc::new(BuiltinKeyManager::new(root.clone()));
+        Ok(Self {
+            meta,
+            manager,
+            root,
+            materials: Arc::new(Mutex::new(HashMap::new())),
+            audit,
+        })
+    }
+
+    /// The audit log of key use.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The platform key of `region`, created on first use.

@@ -41,6 +41,7 @@ mod org;
 mod resources;
 pub mod schema;
 mod vault;
+mod vaults;
 
 use std::str::FromStr;
 use std::time::SystemTime;
@@ -57,6 +58,7 @@ pub use nodes::{Holder, NodeRow, SweepView, now_ms};
 pub use org::{AccountRow, FolderRow, PrincipalRow, RoleAssignmentRow, TenantRow, TokenRow};
 pub use resources::{AttachmentRow, DetachIf, DiskRow, SnapshotBy, SnapshotRow};
 pub use vault::{DekRow, VaultKeyRow};
+pub use vaults::{KeyVersionRow, VaultRow};
 
 /// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]

@@ -50,7 +50,7 @@ pub struct ListFilter {
 }
 
 /// The WHERE clause for `f` over a table aliased `t`, pushing its binds.
-fn clause(f: &ListFilter, binds: &mut Vec<String>) -> Option<String> {
+pub(crate) fn clause(f: &ListFilter, binds: &mut Vec<String>) -> Option<String> {
     let bind = |v: String, binds: &mut Vec<String>| {
         binds.push(v);
         format!("${}", binds.len())
@@ -110,7 +110,7 @@ fn clause(f: &ListFilter, binds: &mut Vec<String>) -> Option<String> {
     })
 }
 
-fn bound<'q, O>(
+pub(crate) fn bound<'q, O>(
     mut q: QueryAs<'q, Any, O, AnyArguments>,
     binds: &'q [String],
 ) -> QueryAs<'q, Any, O, AnyArguments> {

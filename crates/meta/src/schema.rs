@@ -13,6 +13,7 @@ const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_names_keys.sql")),
     (6, include_str!("../migrations/sqlite/0006_format_v2.sql")),
     (7, include_str!("../migrations/sqlite/0007_audit.sql")),
+    (8, include_str!("../migrations/sqlite/0008_vaults.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -25,6 +26,7 @@ const POSTGRES: &[(i64, &str)] = &[
     ),
     (6, include_str!("../migrations/postgres/0006_format_v2.sql")),
     (7, include_str!("../migrations/postgres/0007_audit.sql")),
+    (8, include_str!("../migrations/postgres/0008_vaults.sql")),
 ];
 
 /// The statements of a migration file: split on `;`, `--` comment lines

@@ -8,8 +8,8 @@ use coffer_types::{Id, Kind};
 use crate::nodes::{Holder, check_holder_tx, insert_reservation_tx};
 use crate::{Meta, MetaError, Result, now, parse_id, to_i64, to_u64};
 
-/// A vault key.
-#[derive(Debug, Clone)]
+/// A vault key: a platform key (no vault) or a customer key of a vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultKeyRow {
     /// Id.
     pub id: Id,
@@ -17,12 +17,32 @@ pub struct VaultKeyRow {
     pub region: String,
     /// `platform` or `customer`.
     pub purpose: String,
+    /// The owning account (customer keys).
+    pub account_id: Option<Id>,
+    /// The vault (customer keys).
+    pub vault_id: Option<Id>,
     /// Name.
     pub name: String,
+    /// `AES256`, `RSA2048`, `RSA3072` or `RSA4096`.
+    pub key_type: String,
     /// `enabled` or `disabled`.
     pub state: coffer_types::KeyState,
     /// Version used for new wraps.
     pub current_version: u32,
+    /// Not usable before this time (RFC 3339).
+    pub not_before: Option<String>,
+    /// Not usable from this time (RFC 3339).
+    pub expires_at: Option<String>,
+    /// Rotate this many days after the newest version.
+    pub rotation_days: Option<u32>,
+    /// When it was soft-deleted.
+    pub deleted_at: Option<String>,
+    /// When a soft-deleted key may be purged (and is, at the latest).
+    pub purge_after: Option<String>,
+    /// When it was purged (its material is gone).
+    pub purged_at: Option<String>,
+    /// Created.
+    pub created_at: String,
 }
 
 /// A DEK: its wrapped bytes and the KEK version that wraps them.
@@ -38,26 +58,58 @@ pub struct DekRow {
     pub wrapped: Vec<u8>,
 }
 
-type KeyTuple = (String, String, String, String, String, i64);
+pub(crate) const KEY_COLS: &str = "id, region, purpose, account_id, vault_id, name, key_type, state, current_version, not_before, expires_at, rotation_days, deleted_at, purge_after, purged_at, created_at";
 
-fn key_row(t: KeyTuple) -> Result<VaultKeyRow> {
+pub(crate) type KeyTuple = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+fn to_u32(v: i64, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| MetaError::Corrupt(format!("stored {what} {v}")))
+}
+
+pub(crate) fn key_row(t: KeyTuple) -> Result<VaultKeyRow> {
     Ok(VaultKeyRow {
         id: parse_id(&t.0, Kind::Key)?,
         region: t.1,
         purpose: t.2,
-        name: t.3,
-        state: crate::parse_word(&t.4)?,
-        current_version: u32::try_from(t.5)
-            .map_err(|_| MetaError::Corrupt("key version".into()))?,
+        account_id: t.3.map(|a| parse_id(&a, Kind::Account)).transpose()?,
+        vault_id: t.4.map(|v| parse_id(&v, Kind::Vault)).transpose()?,
+        name: t.5,
+        key_type: t.6,
+        state: crate::parse_word(&t.7)?,
+        current_version: to_u32(t.8, "key version")?,
+        not_before: t.9,
+        expires_at: t.10,
+        rotation_days: t.11.map(|d| to_u32(d, "rotation period")).transpose()?,
+        deleted_at: t.12,
+        purge_after: t.13,
+        purged_at: t.14,
+        created_at: t.15,
     })
 }
 
 impl Meta {
     /// The platform key of `region`, if created.
     pub async fn platform_key(&self, region: &str) -> Result<Option<VaultKeyRow>> {
-        let row: Option<KeyTuple> = sqlx::query_as(
-            "SELECT id, region, purpose, name, state, current_version FROM vault_keys WHERE region = $1 AND purpose = 'platform'",
-        )
+        let row: Option<KeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLS} FROM vault_keys WHERE region = $1 AND purpose = 'platform'"
+        )))
         .bind(region)
         .fetch_optional(&self.pool)
         .await?;
@@ -66,11 +118,12 @@ impl Meta {
 
     /// A vault key by id.
     pub async fn vault_key(&self, id: Id) -> Result<VaultKeyRow> {
-        let row: Option<KeyTuple> =
-            sqlx::query_as("SELECT id, region, purpose, name, state, current_version FROM vault_keys WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<KeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLS} FROM vault_keys WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(key_row)
             .transpose()?
             .ok_or_else(|| MetaError::NotFound(format!("key {id}")))

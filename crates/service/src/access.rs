@@ -77,6 +77,7 @@ pub(crate) fn not_found_of(scope: Scope) -> ServiceError {
                 Kind::RoleAssignment => ErrorCode::RoleAssignmentNotFound,
                 Kind::Token => ErrorCode::TokenNotFound,
                 Kind::Key => ErrorCode::KeyNotFound,
+                Kind::Vault => ErrorCode::VaultNotFound,
                 Kind::Attachment => ErrorCode::AttachmentNotFound,
                 Kind::Node => ErrorCode::NodeNotFound,
                 // Never scopes (`Scope::of` refuses them); exhaustive so a
@@ -197,6 +198,22 @@ impl Service {
                     None => None,
                 }
             }
+            Kind::Vault => match self.meta.vault(id).await? {
+                Some(v) if v.purged_at.is_none() => Some(
+                    self.resource_target(v.id, v.account_id)
+                        .await?
+                        .chain()
+                        .to_vec(),
+                ),
+                _ => None,
+            },
+            Kind::Key => match self.meta.vault_key(id).await {
+                Ok(k) if k.vault_id.is_some() && k.purged_at.is_none() => {
+                    Some(self.key_target(&k).await?.chain().to_vec())
+                }
+                Ok(_) | Err(coffer_meta::MetaError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
             Kind::RoleAssignment => match self.meta.role_assignment(id).await? {
                 Some(r) => {
                     let inner = Box::pin(self.resolve(parse_scope(&r.scope)?)).await?;

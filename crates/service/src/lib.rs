@@ -4,8 +4,9 @@
 //!
 //! One module per resource kind owns that kind's operations (`disks`,
 //! `snapshots`, `attach`, `org` for tenants, folders and accounts,
-//! `iam` for principals, tokens and role assignments, `fsck` and `gc`
-//! for administration); `access` holds the one authorization check they
+//! `iam` for principals, tokens and role assignments, `vaults` for key
+//! vaults, customer keys and the audit log, `fsck` and `gc` for
+//! administration); `access` holds the one authorization check they
 //! all call, and `node` this node's lease. This file holds only the
 //! [`Service`] value they share.
 //!
@@ -40,6 +41,7 @@ mod node;
 mod org;
 mod owners;
 mod snapshots;
+mod vaults;
 
 /// The API's resources and requests (the wire format, shared with clients).
 pub use coffer_wire::model;

@@ -10,7 +10,7 @@
 //! with the kind's not-found code.
 
 use coffer_wire::model::{
-    Account, Disk, Folder, Principal, RoleAssignment, Snapshot, Tenant, Token,
+    Account, Disk, Folder, Key, Principal, RoleAssignment, Snapshot, Tenant, Token, Vault,
 };
 use coffer_wire::{ErrorCode, ListParams, Page};
 
@@ -89,7 +89,9 @@ listed!(
     Account,
     Principal,
     Token,
-    RoleAssignment
+    RoleAssignment,
+    Vault,
+    Key
 );
 
 /// Where a page starts and how long it is.

@@ -23,6 +23,8 @@ pub enum Kind {
     Dek,
     /// A key in a key vault (`key-`).
     Key,
+    /// A key vault (`kv-`).
+    Vault,
     /// A principal (`prn-`).
     Principal,
     /// An account (`acct-`).
@@ -50,6 +52,7 @@ impl Kind {
             Kind::Volume => "vol",
             Kind::Dek => "dek",
             Kind::Key => "key",
+            Kind::Vault => "kv",
             Kind::Principal => "prn",
             Kind::Account => "acct",
             Kind::Tenant => "tnt",
@@ -69,6 +72,7 @@ impl Kind {
             Kind::Volume => "volume",
             Kind::Dek => "data key",
             Kind::Key => "key",
+            Kind::Vault => "key vault",
             Kind::Principal => "principal",
             Kind::Account => "account",
             Kind::Tenant => "tenant",
@@ -80,12 +84,13 @@ impl Kind {
         }
     }
 
-    const ALL: [Kind; 13] = [
+    const ALL: [Kind; 14] = [
         Kind::Disk,
         Kind::Snapshot,
         Kind::Volume,
         Kind::Dek,
         Kind::Key,
+        Kind::Vault,
         Kind::Principal,
         Kind::Account,
         Kind::Tenant,

@@ -17,6 +17,6 @@ pub use name::{Name, NameError};
 pub use region::{RegionConfig, RegionError, Regions};
 pub use size::{ByteSize, SizeError};
 pub use state::{
-    Decision, DiskState, EncryptionType, KeyState, PrincipalKind, SnapshotState, TokenState,
-    UnknownWord,
+    Decision, DiskState, EncryptionType, KeyState, Lifecycle, PrincipalKind, SnapshotState,
+    TokenState, UnknownWord,
 };

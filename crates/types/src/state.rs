@@ -60,6 +60,19 @@ macro_rules! words {
 }
 
 words! {
+    /// Whether a key vault or key is in use or soft-deleted (purged ones
+    /// are not shown).
+    Lifecycle ("lifecycle state") {
+        /// In use.
+        Active = "active",
+        /// Soft-deleted: recoverable until its purge date.
+        Deleted = "deleted",
+        /// Purged: a tombstone; its material is destroyed.
+        Purged = "purged",
+    }
+}
+
+words! {
     /// How a disk, snapshot or image is encrypted at rest.
     EncryptionType ("encryption type") {
         /// Under a platform-managed key of the region.

@@ -118,6 +118,20 @@ codes! {
     InvalidFilter = 400,
     /// A name that matches several resources: use the id.
     AmbiguousName = 400,
+    /// A soft-delete retention outside 7-90 days.
+    InvalidRetention = 400,
+    /// A key type other than AES256, RSA2048, RSA3072 or RSA4096.
+    InvalidKeyType = 400,
+    /// Imported key material that is not a key of the type given.
+    InvalidKeyMaterial = 400,
+    /// A ciphertext or wrapped key that this key did not make, was
+    /// modified, or was made with another context.
+    InvalidCiphertext = 400,
+    /// A key operation this key type does not do, or a bad time or
+    /// period setting.
+    InvalidKeyOperation = 400,
+    /// No such region in this deployment.
+    UnknownRegion = 400,
     // 401
     /// No token, or a token that is unknown, expired or revoked.
     Unauthenticated = 401,
@@ -149,6 +163,8 @@ codes! {
     AttachmentNotFound = 404,
     /// No such node.
     NodeNotFound = 404,
+    /// No such key vault (or you may not see it).
+    VaultNotFound = 404,
     // 405
     /// The route does not take that method.
     MethodNotAllowed = 405,
@@ -171,6 +187,14 @@ codes! {
     Conflict = 409,
     /// The operation would leave the deployment without an Owner.
     LastOwner = 409,
+    /// The vault or key is soft-deleted: recover it first.
+    ResourceDeleted = 409,
+    /// Only a soft-deleted vault or key can be recovered or purged.
+    NotDeleted = 409,
+    /// Purge protection forbids purging before the retention period ends.
+    PurgeProtected = 409,
+    /// Soft delete and purge protection, once on, stay on.
+    Irreversible = 409,
     // 422
     /// A snapshot of another region: copy it there first.
     RegionMismatch = 422,

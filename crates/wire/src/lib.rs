@@ -18,6 +18,6 @@ pub mod page;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use model::*;
 pub use page::{
-    AccountQuery, AssignmentQuery, DiskQuery, FolderQuery, ListParams, MAX_PAGE, Page,
-    PrincipalQuery, SnapshotQuery, TenantQuery, TokenQuery,
+    AccountQuery, AssignmentQuery, AuditQuery, DiskQuery, FolderQuery, KeyQuery, ListParams,
+    MAX_PAGE, Page, PrincipalQuery, SnapshotQuery, TenantQuery, TokenQuery, VaultQuery,
 };

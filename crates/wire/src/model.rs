@@ -3,7 +3,10 @@
 //! OpenAPI document is generated from them. States and kinds are the
 //! enums of `coffer_types::state`, so the document lists their values.
 
-use coffer_types::{Decision, DiskState, EncryptionType, PrincipalKind, SnapshotState, TokenState};
+use coffer_types::{
+    Decision, DiskState, EncryptionType, KeyState, Lifecycle, PrincipalKind, SnapshotState,
+    TokenState,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -481,4 +484,258 @@ pub struct Explanation {
     pub reasons: Vec<String>,
     /// The assignment that allows it, if one does.
     pub assignment_id: Option<String>,
+}
+
+/// A key vault: keys of one account and region, with its delete rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Vault {
+    /// Id, e.g. `kv-0123456789abcdef`.
+    pub id: String,
+    /// Name, unique in the account until purged.
+    pub name: String,
+    /// Owner account.
+    pub account_id: String,
+    /// Region (a vault's keys are used in its region only).
+    pub region: String,
+    /// Deletes of the vault and its keys are soft (recoverable).
+    pub soft_delete: bool,
+    /// Days a deleted vault or key stays recoverable.
+    pub retention_days: u32,
+    /// No purge before the retention period ends.
+    pub purge_protection: bool,
+    /// `active`, `deleted` (recoverable) or `purged`.
+    pub state: Lifecycle,
+    /// When it was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    /// When a deleted vault may be (and will at the latest be) purged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_after: Option<String>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
+
+/// Body of `POST /v1/vaults`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVault {
+    /// Name (1-80 letters, digits, `.`, `_`, `-`).
+    pub name: String,
+    /// Region (default: the deployment's first region).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The owning account (default: the caller's home account).
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// Soft delete (default true). Required for disk encryption.
+    #[serde(default)]
+    pub soft_delete: Option<bool>,
+    /// Days a deleted vault or key stays recoverable, 7-90 (default 90).
+    #[serde(default)]
+    #[schema(minimum = 7, maximum = 90)]
+    pub retention_days: Option<u32>,
+    /// Purge protection (default false; once on, it stays on). Required
+    /// for disk encryption.
+    #[serde(default)]
+    pub purge_protection: Option<bool>,
+}
+
+/// Body of `PATCH /v1/vaults/{id}`: soft delete and purge protection can
+/// only be turned on.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVault {
+    /// Turn soft delete on.
+    #[serde(default)]
+    pub soft_delete: Option<bool>,
+    /// Days a deleted vault or key stays recoverable, 7-90.
+    #[serde(default)]
+    #[schema(minimum = 7, maximum = 90)]
+    pub retention_days: Option<u32>,
+    /// Turn purge protection on.
+    #[serde(default)]
+    pub purge_protection: Option<bool>,
+}
+
+/// A key in a vault (never its material).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Key {
+    /// Id, e.g. `key-0123456789abcdef`.
+    pub id: String,
+    /// Name, unique in the vault until purged.
+    pub name: String,
+    /// The vault.
+    pub vault_id: String,
+    /// Owner account.
+    pub account_id: String,
+    /// Region.
+    pub region: String,
+    /// `AES256`, `RSA2048`, `RSA3072` or `RSA4096`.
+    pub key_type: String,
+    /// `enabled` or `disabled`.
+    pub enabled: KeyState,
+    /// `active`, `deleted` (recoverable) or `purged`.
+    pub state: Lifecycle,
+    /// The version new wraps and encryptions use.
+    pub current_version: u32,
+    /// Not usable before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// Not usable from this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Rotated automatically this many days after its newest version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_days: Option<u32>,
+    /// When it was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    /// When a deleted key may be (and will at the latest be) purged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_after: Option<String>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
+
+/// One version of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyVersion {
+    /// Version number, from 1.
+    pub version: u32,
+    /// `generated` (in the vault) or `imported`.
+    pub origin: String,
+    /// The public key (PEM) of an RSA version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
+
+/// Body of `POST /v1/vaults/{id}/keys`: generate a key in the vault, or
+/// import one (`material`, or `wrapped_material` under the vault's import
+/// key).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// Name (1-80 letters, digits, `.`, `_`, `-`).
+    pub name: String,
+    /// `AES256` (default), `RSA2048`, `RSA3072` or `RSA4096`.
+    #[serde(default)]
+    pub key_type: Option<String>,
+    /// Key material to import, base64: 32 raw bytes for AES256, an RSA
+    /// private key as PKCS#8 DER (or its PEM text) for RSA.
+    #[serde(default)]
+    pub material: Option<String>,
+    /// Key material wrapped under the vault's import key (see `GET
+    /// /v1/vaults/{id}/import-key`), base64.
+    #[serde(default)]
+    pub wrapped_material: Option<String>,
+    /// Create it disabled.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    /// Not usable before this time (RFC 3339).
+    #[serde(default)]
+    pub not_before: Option<String>,
+    /// Not usable from this time (RFC 3339).
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Rotate automatically this many days after the newest version
+    /// (1-3650).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
+    pub rotation_days: Option<u32>,
+}
+
+/// Body of `PATCH /v1/keys/{id}`; an empty string clears a time or period.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    /// Enable (true) or disable (false) the key: a disabled key wraps,
+    /// unwraps, encrypts and decrypts nothing.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Not usable before this time (RFC 3339, or "" to clear).
+    #[serde(default)]
+    pub not_before: Option<String>,
+    /// Not usable from this time (RFC 3339, or "" to clear).
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Rotation period in days (1-3650, or 0 to turn automatic rotation off).
+    #[serde(default)]
+    #[schema(maximum = 3650)]
+    pub rotation_days: Option<u32>,
+}
+
+/// Body of `POST /v1/keys/{id}/rotate`: a new version, generated or
+/// imported.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// Material of the new version to import (as for creating a key).
+    #[serde(default)]
+    pub material: Option<String>,
+    /// Material of the new version wrapped under the vault's import key.
+    #[serde(default)]
+    pub wrapped_material: Option<String>,
+}
+
+/// The public part of a vault's import key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImportKey {
+    /// The vault.
+    pub vault_id: String,
+    /// `RSA3072`.
+    pub key_type: String,
+    /// The public key (PEM). Wrap material for import as a random AES-256
+    /// key under RSA-OAEP-SHA-256 followed by the material under that key
+    /// with AES-KWP (RFC 5649), the whole prefixed `rsa-aes-kwp1:`
+    /// (`coffer key import --wrap` does this for you).
+    pub public_key: String,
+}
+
+/// One entry of the audit log of key use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// Place in the log's hash chain, from 1.
+    pub seq: u64,
+    /// Time (RFC 3339).
+    pub at: String,
+    /// The principal that used the key.
+    pub principal_id: String,
+    /// Whose request it was (the principal itself, a human behind a
+    /// managed identity, or a node).
+    pub acting_for: String,
+    /// What was done: `create`, `rotate`, `wrap`, `unwrap`, ...
+    pub action: String,
+    /// The key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// The key version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
+    /// What it was for.
+    pub resource: String,
+    /// `allowed`, `denied` or `failed`.
+    pub outcome: String,
+    /// Why, for a denial or failure.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The entry's hash in the chain (hex).
+    pub hash: String,
+}
+
+/// The answer of `POST /v1/audit/verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditVerification {
+    /// Whether the whole chain verifies.
+    pub ok: bool,
+    /// Entries checked (up to the first problem).
+    pub entries: u64,
+    /// The head's seq.
+    pub head_seq: u64,
+    /// The head's hash: keep it elsewhere to detect a rollback later.
+    pub head_hash: String,
+    /// The first problem found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }

@@ -184,3 +184,45 @@ list_query! {
     /// Query of `GET /v1/principals/{id}/tokens`.
     TokenQuery {}
 }
+
+list_query! {
+    /// Query of `GET /v1/vaults`.
+    VaultQuery {
+        /// Only vaults with this exact name.
+        name,
+        /// Only vaults of this account.
+        account,
+        /// `active` (default) or `deleted` (soft-deleted, recoverable).
+        state,
+    }
+}
+
+list_query! {
+    /// Query of `GET /v1/vaults/{id}/keys`.
+    KeyQuery {
+        /// `active` (default) or `deleted` (soft-deleted, recoverable).
+        state,
+    }
+}
+
+/// Query of `GET /v1/audit`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Entries per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The `next` token of the previous page.
+    pub next: Option<String>,
+    /// Only entries about this key.
+    pub key: Option<String>,
+    /// Only entries by, or on behalf of, this principal.
+    pub principal: Option<String>,
+    /// Only entries about this resource id.
+    pub resource: Option<String>,
+    /// Only entries at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only entries before this time (RFC 3339).
+    pub until: Option<String>,
+}

@@ -7,6 +7,7 @@ pub mod iam;
 pub mod meta;
 pub mod org;
 pub mod snapshots;
+pub mod vaults;
 
 use coffer_iam::Action as A;
 use coffer_wire::ErrorCode as E;
@@ -20,6 +21,7 @@ use iam::*;
 use meta::*;
 use org::*;
 use snapshots::*;
+use vaults::*;
 
 /// Every route: policy, error codes beyond the common ones, handler.
 pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
@@ -121,6 +123,148 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
             &[E::SnapshotNotFound],
             routes!(delete_snapshot),
         )
+        // Key vaults, keys, the audit log.
+        .add(
+            Act(A::VaultsWrite),
+            &[
+                E::InvalidName,
+                E::InvalidId,
+                E::NameTaken,
+                E::AccountNotFound,
+                E::UnknownRegion,
+                E::InvalidRetention,
+                E::Irreversible,
+            ],
+            routes!(create_vault),
+        )
+        .add(
+            Authenticated,
+            &[
+                E::InvalidPage,
+                E::InvalidFilter,
+                E::InvalidId,
+                E::AccountNotFound,
+            ],
+            routes!(list_vaults),
+        )
+        .add(Act(A::VaultsRead), &[E::VaultNotFound], routes!(get_vault))
+        .add(
+            Act(A::VaultsWrite),
+            &[
+                E::VaultNotFound,
+                E::InvalidRetention,
+                E::Irreversible,
+                E::ResourceDeleted,
+            ],
+            routes!(update_vault),
+        )
+        .add(
+            Act(A::VaultsDelete),
+            &[E::VaultNotFound, E::ResourceDeleted],
+            routes!(delete_vault),
+        )
+        .add(
+            Act(A::VaultsDelete),
+            &[E::VaultNotFound, E::NotDeleted],
+            routes!(recover_vault),
+        )
+        .add(
+            Act(A::VaultsDelete),
+            &[E::VaultNotFound, E::NotDeleted, E::PurgeProtected],
+            routes!(purge_vault),
+        )
+        .add(
+            Act(A::KeysWrite),
+            &[E::VaultNotFound, E::ResourceDeleted],
+            routes!(get_import_key),
+        )
+        .add(
+            Act(A::KeysWrite),
+            &[
+                E::VaultNotFound,
+                E::InvalidName,
+                E::NameTaken,
+                E::ResourceDeleted,
+                E::InvalidKeyType,
+                E::InvalidKeyMaterial,
+                E::InvalidKeyOperation,
+            ],
+            routes!(create_key),
+        )
+        .add(
+            Act(A::KeysRead),
+            &[E::VaultNotFound, E::InvalidPage, E::InvalidFilter],
+            routes!(list_keys),
+        )
+        .add(
+            Act(A::KeysRead),
+            &[E::KeyNotFound, E::KeyUnusable],
+            routes!(get_key),
+        )
+        .add(
+            Act(A::KeysWrite),
+            &[
+                E::KeyNotFound,
+                E::KeyUnusable,
+                E::ResourceDeleted,
+                E::InvalidKeyOperation,
+            ],
+            routes!(update_key),
+        )
+        .add(
+            Act(A::KeysRead),
+            &[E::KeyNotFound],
+            routes!(list_key_versions),
+        )
+        .add(
+            Act(A::KeysWrite),
+            &[
+                E::KeyNotFound,
+                E::KeyUnusable,
+                E::ResourceDeleted,
+                E::InvalidKeyType,
+                E::InvalidKeyMaterial,
+            ],
+            routes!(rotate_key),
+        )
+        .add(
+            Act(A::KeysDelete),
+            &[E::KeyNotFound, E::KeyUnusable, E::ResourceDeleted],
+            routes!(delete_key),
+        )
+        .add(
+            Act(A::KeysDelete),
+            &[
+                E::KeyNotFound,
+                E::KeyUnusable,
+                E::NotDeleted,
+                E::ResourceDeleted,
+            ],
+            routes!(recover_key),
+        )
+        .add(
+            Act(A::KeysDelete),
+            &[
+                E::KeyNotFound,
+                E::NotDeleted,
+                E::PurgeProtected,
+                E::KeyUnusable,
+            ],
+            routes!(purge_key),
+        )
+        .add(
+            Authenticated,
+            &[
+                E::AuthorizationFailed,
+                E::InvalidPage,
+                E::InvalidId,
+                E::InvalidFilter,
+                E::KeyNotFound,
+                E::InvalidKeyOperation,
+            ],
+            routes!(list_audit),
+        )
+        .add(Act(A::DeploymentOperate), &[], routes!(verify_audit))
         // The organisation.
         .add(
             Act(A::OrgWrite),

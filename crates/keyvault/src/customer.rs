@@ -1,0 +1,196 @@
+//! Customer keys of the built-in backend: their material made or imported,
+//! kept only wrapped by the root key, unwrapped in memory when used (and
+//! cached there per version), and the operations a key does with it. Who
+//! may do what, and whether a key is usable now, is decided before these
+//! are called (the service layer); every use is recorded in the audit log
+//! by the caller, which knows the principal.
+
+use std::sync::Arc;
+
+use coffer_crypto::keys::{KeyAlgorithm, KeyMaterial};
+use coffer_meta::{KeyVersionRow, VaultKeyRow, VaultRow};
+use coffer_types::Id;
+use zeroize::Zeroizing;
+
+use crate::{KeyVault, Result, VaultError};
+
+/// Why a key cannot be used now, or `None` if it can. `now` is RFC 3339.
+pub fn unusable(key: &VaultKeyRow, vault: Option<&VaultRow>, now: &str) -> Option<String> {
+    if key.purged_at.is_some() {
+        return Some("purged: its material was destroyed and cannot be recovered".into());
+    }
+    if let Some(v) = vault {
+        if v.purged_at.is_some() {
+            return Some(format!("in purged key vault {}", v.id));
+        }
+        if v.deleted_at.is_some() {
+            return Some(format!(
+                "in deleted key vault {}: recover the vault first",
+                v.id
+            ));
+        }
+    }
+    if key.deleted_at.is_some() {
+        return Some("deleted: recover it to use it again".into());
+    }
+    if key.state != coffer_types::KeyState::Enabled {
+        return Some(format!("{}: enable it to use it again", key.state));
+    }
+    if let Some(nb) = &key.not_before
+        && now < nb.as_str()
+    {
+        return Some(format!("not valid before {nb}"));
+    }
+    if let Some(exp) = &key.expires_at
+        && now >= exp.as_str()
+    {
+        return Some(format!("expired at {exp}"));
+    }
+    None
+}
+
+/// New material and what is stored of it: the material wrapped by the root
+/// key, and the version row (public key for RSA).
+pub struct NewVersion {
+    /// The material wrapped by the root key.
+    pub wrapped: Vec<u8>,
+    /// The version's row (number filled in by the store).
+    pub row: KeyVersionRow,
+}
+
+impl KeyVault {
+    async fn store_form(&self, m: &KeyMaterial, origin: &str) -> Result<NewVersion> {
+        let secret = m.to_secret_bytes()?;
+        Ok(NewVersion {
+            wrapped: self.root.wrap(&secret).await?,
+            row: KeyVersionRow {
+                version: 0,
+                origin: origin.into(),
+                public_key: m.public_key_der()?,
+                created_at: coffer_meta::now(),
+            },
+        })
+    }
+
+    /// Fresh material of `alg`, generated inside the vault.
+    pub async fn generate_version(&self, alg: KeyAlgorithm) -> Result<NewVersion> {
+        let m = tokio::task::spawn_blocking(move || KeyMaterial::generate(alg))
+            .await
+            .map_err(|_| VaultError::Root("key generation task failed".into()))??;
+        self.store_form(&m, "generated").await
+    }
+
+    /// Material brought by the customer: raw AES-256 bytes or an RSA
+    /// private key (PKCS#8 DER or PEM), checked to be of type `alg`.
+    pub async fn import_version(&self, alg: KeyAlgorithm, material: &[u8]) -> Result<NewVersion> {
+        let m = match alg {
+            KeyAlgorithm::Aes256 => KeyMaterial::import_aes(material)?,
+            _ => KeyMaterial::import_rsa(material)?,
+        };
+        if m.algorithm() != alg {
+            return Err(VaultError::Crypto(coffer_crypto::CryptoError::Malformed(
+                format!("the material is an {} key, not {alg}", m.algorithm()),
+            )));
+        }
+        self.store_form(&m, "imported").await
+    }
+
+    /// Material sent wrapped under `vault`'s import key (see
+    /// [`KeyVault::import_public_key`]).
+    pub async fn import_wrapped_version(
+        &self,
+        vault: Id,
+        alg: KeyAlgorithm,
+        blob: &[u8],
+    ) -> Result<NewVersion> {
+        let import = self.import_key(vault).await?;
+        let m = import.unwrap_import(blob, alg)?;
+        self.store_form(&m, "imported").await
+    }
+
+    async fn import_key(&self, vault: Id) -> Result<Arc<KeyMaterial>> {
+        let fresh = tokio::task::spawn_blocking(|| KeyMaterial::generate(KeyAlgorithm::Rsa3072))
+            .await
+            .map_err(|_| VaultError::Root("key generation task failed".into()))??;
+        let wrapped = self.root.wrap(&fresh.to_secret_bytes()?).await?;
+        let stored = self.meta.vault_import_key(vault, &wrapped).await?;
+        let plain = self.root.unwrap(&stored).await?;
+        Ok(Arc::new(KeyMaterial::from_secret_bytes(&plain)?))
+    }
+
+    /// The public part (PEM) of `vault`'s RSA-3072 import key, made on
+    /// first use: wrap key material for import under it with
+    /// `coffer_crypto::keys::wrap_for_import`.
+    pub async fn import_public_key(&self, vault: Id) -> Result<String> {
+        let k = self.import_key(vault).await?;
+        k.public_key_pem()?
+            .ok_or_else(|| VaultError::Root("the import key has no public part".into()))
+    }
+
+    /// The material of one version of a key, unwrapped (and cached).
+    pub async fn key_material(&self, key: Id, version: u32) -> Result<Arc<KeyMaterial>> {
+        if let Some(m) = self.materials.lock().await.get(&(key, version)) {
+            return Ok(m.clone());
+        }
+        let stored = self.meta.key_version_material(key, version).await?;
+        if stored.is_empty() {
+            return Err(VaultError::KeyUnusable(
+                key,
+                "purged: its material was destroyed".into(),
+            ));
+        }
+        let plain = self.root.unwrap(&stored).await?;
+        let m = Arc::new(KeyMaterial::from_secret_bytes(&plain)?);
+        self.materials
+            .lock()
+            .await
+            .insert((key, version), m.clone());
+        Ok(m)
+    }
+
+    /// Forget every cached material of `key` (after a purge).
+    pub async fn forget_key(&self, key: Id) {
+        self.materials.lock().await.retain(|(k, _), _| *k != key);
+    }
+
+    /// Encrypt `plaintext` under the key's current version, bound to
+    /// `context`. Returns the version used and the blob.
+    pub async fn encrypt(
+        &self,
+        key: &VaultKeyRow,
+        plaintext: &[u8],
+        context: &[u8],
+    ) -> Result<Vec<u8>> {
+        let m = self.key_material(key.id, key.current_version).await?;
+        Ok(m.encrypt(plaintext, context)?)
+    }
+
+    /// Decrypt a blob made by [`KeyVault::encrypt`] with `version`.
+    pub async fn decrypt(
+        &self,
+        key: &VaultKeyRow,
+        version: u32,
+        blob: &[u8],
+        context: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let m = self.key_material(key.id, version).await?;
+        Ok(m.decrypt(blob, context)?)
+    }
+
+    /// Wrap a key under the key's current version.
+    pub async fn wrap_with(&self, key: &VaultKeyRow, plain: &[u8]) -> Result<Vec<u8>> {
+        let m = self.key_material(key.id, key.current_version).await?;
+        Ok(m.wrap(plain)?)
+    }
+
+    /// Unwrap a blob wrapped by `version` of the key.
+    pub async fn unwrap_with(
+        &self,
+        key: &VaultKeyRow,
+        version: u32,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let m = self.key_material(key.id, version).await?;
+        Ok(m.unwrap(blob)?)
+    }
+}

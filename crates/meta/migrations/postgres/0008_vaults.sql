@@ -1,0 +1,17 @@
+-- Coffer metadata schema, version 8 (PostgreSQL): key vaults of accounts and the customer keys in them, with versions, soft delete and purge. Keep in step with ../sqlite/0008_vaults.sql.
+-- soft_delete, purge_protection: 0 or 1, each only ever turned on, retention_days: 7 to 90, deleted_at, purge_after: set while soft-deleted, purged_at: set once purged (the row stays as a tombstone, its name free again), import_key: the vault's RSA key for BYOK import blobs, wrapped by the root key, made on first use.
+CREATE TABLE vaults (id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(id), name TEXT NOT NULL, region TEXT NOT NULL, soft_delete BIGINT NOT NULL, retention_days BIGINT NOT NULL, purge_protection BIGINT NOT NULL, deleted_at TEXT, purge_after TEXT, purged_at TEXT, import_key BYTEA, created_at TEXT NOT NULL);
+CREATE UNIQUE INDEX vaults_account_name ON vaults(account_id, name) WHERE purged_at IS NULL;
+-- A customer key belongs to a vault (vault_id), platform keys to none. key_type: AES256, RSA2048, RSA3072 or RSA4096, not_before, expires_at: optional validity (RFC 3339), rotation_days: rotate automatically this many days after the newest version, deleted_at, purge_after, purged_at: as for vaults (a purged key's material is destroyed, its row a tombstone).
+ALTER TABLE vault_keys ADD COLUMN vault_id TEXT REFERENCES vaults(id);
+ALTER TABLE vault_keys ADD COLUMN key_type TEXT NOT NULL DEFAULT 'AES256';
+ALTER TABLE vault_keys ADD COLUMN not_before TEXT;
+ALTER TABLE vault_keys ADD COLUMN expires_at TEXT;
+ALTER TABLE vault_keys ADD COLUMN rotation_days BIGINT;
+ALTER TABLE vault_keys ADD COLUMN deleted_at TEXT;
+ALTER TABLE vault_keys ADD COLUMN purge_after TEXT;
+ALTER TABLE vault_keys ADD COLUMN purged_at TEXT;
+CREATE UNIQUE INDEX vault_keys_vault_name ON vault_keys(vault_id, name) WHERE vault_id IS NOT NULL AND purged_at IS NULL;
+-- public_key: an RSA version's public key (SubjectPublicKeyInfo DER), NULL for AES, origin: generated or imported.
+ALTER TABLE vault_key_versions ADD COLUMN public_key BYTEA;
+ALTER TABLE vault_key_versions ADD COLUMN origin TEXT NOT NULL DEFAULT 'generated';

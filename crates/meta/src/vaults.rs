@@ -1,0 +1,450 @@
+//! Rows of key vaults and of the customer keys in them: create, read, list,
+//! settings, soft delete, recover, purge, versions. Every change that can
+//! take a key out of use (a state change, a delete, a purge, a vault
+//! delete) bumps the key-state epoch in the same transaction, so every node
+//! notices it at its next poll. Rules (who may, retention, purge
+//! protection) are the service's; this module keeps the rows consistent.
+
+use coffer_types::{Id, KeyState, Kind};
+use sqlx::AssertSqlSafe;
+
+use crate::listing::{ListFilter, bound, clause};
+use crate::vault::{KEY_COLS, KeyTuple, VaultKeyRow, key_row};
+use crate::{Meta, MetaError, Result, parse_id};
+
+/// A key vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultRow {
+    /// Id.
+    pub id: Id,
+    /// Owning account.
+    pub account_id: Id,
+    /// Name, unique in the account until purged.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Deletes are soft (recoverable for `retention_days`).
+    pub soft_delete: bool,
+    /// Days a deleted vault or key stays recoverable (7-90).
+    pub retention_days: u32,
+    /// No purge before the retention period ends.
+    pub purge_protection: bool,
+    /// When it was soft-deleted.
+    pub deleted_at: Option<String>,
+    /// When it may be purged.
+    pub purge_after: Option<String>,
+    /// When it was purged.
+    pub purged_at: Option<String>,
+    /// Created.
+    pub created_at: String,
+}
+
+/// One version of a key, without its material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyVersionRow {
+    /// Version number, from 1.
+    pub version: u32,
+    /// `generated` or `imported`.
+    pub origin: String,
+    /// The public key (SubjectPublicKeyInfo DER) of an RSA version.
+    pub public_key: Option<Vec<u8>>,
+    /// Created.
+    pub created_at: String,
+}
+
+const VAULT_COLS: &str = "t.id, t.account_id, t.name, t.region, t.soft_delete, t.retention_days, t.purge_protection, t.deleted_at, t.purge_after, t.purged_at, t.created_at";
+
+type VaultTuple = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+fn vault_row(t: VaultTuple) -> Result<VaultRow> {
+    Ok(VaultRow {
+        id: parse_id(&t.0, Kind::Vault)?,
+        account_id: parse_id(&t.1, Kind::Account)?,
+        name: t.2,
+        region: t.3,
+        soft_delete: t.4 != 0,
+        retention_days: u32::try_from(t.5)
+            .map_err(|_| MetaError::Corrupt("vault retention".into()))?,
+        purge_protection: t.6 != 0,
+        deleted_at: t.7,
+        purge_after: t.8,
+        purged_at: t.9,
+        created_at: t.10,
+    })
+}
+
+async fn bump_epoch(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    sqlx::query("UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn one(done: sqlx::any::AnyQueryResult, what: String) -> Result<()> {
+    if done.rows_affected() == 0 {
+        Err(MetaError::NotFound(what))
+    } else {
+        Ok(())
+    }
+}
+
+impl Meta {
+    /// Create a vault ([`MetaError::NameTaken`] if the account has one of
+    /// that name, deleted but not purged included).
+    pub async fn insert_vault(&self, v: &VaultRow) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO vaults (id, account_id, name, region, soft_delete, retention_days, purge_protection, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(v.id.to_string())
+        .bind(v.account_id.to_string())
+        .bind(&v.name)
+        .bind(&v.region)
+        .bind(i64::from(v.soft_delete))
+        .bind(i64::from(v.retention_days))
+        .bind(i64::from(v.purge_protection))
+        .bind(&v.created_at)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(MetaError::NameTaken {
+                kind: Kind::Vault,
+                account: v.account_id,
+                name: v.name.clone(),
+            })
+        }
+    }
+
+    /// A vault by id (purged ones too: they are tombstones).
+    pub async fn vault(&self, id: Id) -> Result<Option<VaultRow>> {
+        let row: Option<VaultTuple> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {VAULT_COLS} FROM vaults t WHERE t.id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(vault_row).transpose()
+    }
+
+    /// One page of vaults: live ones, or (`deleted`) soft-deleted ones;
+    /// purged vaults are never listed.
+    pub async fn list_vaults_page(&self, f: &ListFilter, deleted: bool) -> Result<Vec<VaultRow>> {
+        let mut binds = vec![];
+        let Some(clause) = clause(f, &mut binds) else {
+            return Ok(vec![]);
+        };
+        let state = if deleted {
+            "t.deleted_at IS NOT NULL AND t.purged_at IS NULL"
+        } else {
+            "t.deleted_at IS NULL"
+        };
+        let clause = if clause.is_empty() {
+            format!("WHERE {state}")
+        } else {
+            format!("{clause} AND {state}")
+        };
+        let sql = format!(
+            "SELECT {VAULT_COLS} FROM vaults t {clause} ORDER BY t.created_at, t.id LIMIT {}",
+            f.limit
+        );
+        let rows: Vec<VaultTuple> = bound(sqlx::query_as(AssertSqlSafe(sql)), &binds)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(vault_row).collect()
+    }
+
+    /// Change a vault's protection settings.
+    pub async fn set_vault_protection(
+        &self,
+        id: Id,
+        soft_delete: bool,
+        purge_protection: bool,
+        retention_days: u32,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE vaults SET soft_delete = $1, purge_protection = $2, retention_days = $3 WHERE id = $4 AND purged_at IS NULL",
+        )
+        .bind(i64::from(soft_delete))
+        .bind(i64::from(purge_protection))
+        .bind(i64::from(retention_days))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        one(done, format!("key vault {id}"))
+    }
+
+    /// Mark a vault deleted (its keys become unusable with it) or, with
+    /// `None`, recovered.
+    pub async fn set_vault_deleted(&self, id: Id, deleted: Option<(&str, &str)>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE vaults SET deleted_at = $1, purge_after = $2 WHERE id = $3 AND purged_at IS NULL",
+        )
+        .bind(deleted.map(|d| d.0))
+        .bind(deleted.map(|d| d.1))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        one(done, format!("key vault {id}"))?;
+        bump_epoch(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Purge a vault and every key in it: the vault and keys stay as
+    /// tombstones, the keys' material is destroyed, the vault's name is
+    /// free again.
+    pub async fn purge_vault(&self, id: Id, at: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE vaults SET purged_at = $1, import_key = NULL WHERE id = $2 AND purged_at IS NULL",
+        )
+        .bind(at)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        one(done, format!("key vault {id}"))?;
+        sqlx::query(
+            "UPDATE vault_key_versions SET wrapped_material = $1 WHERE key_id IN (SELECT id FROM vault_keys WHERE vault_id = $2)",
+        )
+        .bind(Vec::<u8>::new())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE vault_keys SET purged_at = $1, deleted_at = COALESCE(deleted_at, $1) WHERE vault_id = $2 AND purged_at IS NULL",
+        )
+        .bind(at)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        bump_epoch(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The vault's wrapped BYOK import key: `fresh` is stored unless the
+    /// vault has one already; returns the one that is stored.
+    pub async fn vault_import_key(&self, id: Id, fresh: &[u8]) -> Result<Vec<u8>> {
+        sqlx::query("UPDATE vaults SET import_key = $1 WHERE id = $2 AND import_key IS NULL")
+            .bind(fresh)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query_scalar::<_, Option<Vec<u8>>>("SELECT import_key FROM vaults WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .flatten()
+            .ok_or_else(|| MetaError::NotFound(format!("key vault {id}")))
+    }
+
+    /// Create a customer key with its version 1 ([`MetaError::NameTaken`]
+    /// if the vault has a key of that name, deleted but not purged
+    /// included).
+    pub async fn insert_customer_key(
+        &self,
+        k: &VaultKeyRow,
+        wrapped_v1: &[u8],
+        v1: &KeyVersionRow,
+    ) -> Result<()> {
+        let vault = k
+            .vault_id
+            .ok_or_else(|| MetaError::Corrupt("a customer key needs a vault".into()))?;
+        let account = k
+            .account_id
+            .ok_or_else(|| MetaError::Corrupt("a customer key needs an account".into()))?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO vault_keys (id, region, purpose, account_id, vault_id, name, key_type, state, current_version, not_before, expires_at, rotation_days, created_at) \
+             VALUES ($1, $2, 'customer', $3, $4, $5, $6, $7, 1, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        )
+        .bind(k.id.to_string())
+        .bind(&k.region)
+        .bind(account.to_string())
+        .bind(vault.to_string())
+        .bind(&k.name)
+        .bind(&k.key_type)
+        .bind(k.state.as_str())
+        .bind(&k.not_before)
+        .bind(&k.expires_at)
+        .bind(k.rotation_days.map(i64::from))
+        .bind(&k.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(MetaError::NameTaken {
+                kind: Kind::Key,
+                account,
+                name: k.name.clone(),
+            });
+        }
+        insert_version_tx(&mut tx, k.id, 1, wrapped_v1, v1).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One page of a vault's keys after `after` (created_at, id): live
+    /// ones, or (`deleted`) soft-deleted ones.
+    pub async fn list_keys_page(
+        &self,
+        vault: Id,
+        deleted: bool,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<VaultKeyRow>> {
+        let state = if deleted {
+            "deleted_at IS NOT NULL AND purged_at IS NULL"
+        } else {
+            "deleted_at IS NULL"
+        };
+        let (at, id) = after.unwrap_or_default();
+        let rows: Vec<KeyTuple> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {KEY_COLS} FROM vault_keys WHERE vault_id = $1 AND {state} \
+             AND (created_at > $2 OR (created_at = $2 AND id > $3)) ORDER BY created_at, id LIMIT {limit}"
+        )))
+        .bind(vault.to_string())
+        .bind(at)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(key_row).collect()
+    }
+
+    /// A key's versions, oldest first, without material.
+    pub async fn key_versions(&self, key: Id) -> Result<Vec<KeyVersionRow>> {
+        let rows: Vec<(i64, String, Option<Vec<u8>>, String)> = sqlx::query_as(
+            "SELECT version, origin, public_key, created_at FROM vault_key_versions WHERE key_id = $1 ORDER BY version",
+        )
+        .bind(key.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(KeyVersionRow {
+                    version: u32::try_from(r.0)
+                        .map_err(|_| MetaError::Corrupt("key version".into()))?,
+                    origin: r.1,
+                    public_key: r.2,
+                    created_at: r.3,
+                })
+            })
+            .collect()
+    }
+
+    /// Add a version to a live key and make it current; returns its number.
+    pub async fn add_key_version(&self, key: Id, wrapped: &[u8], v: &KeyVersionRow) -> Result<u32> {
+        let mut tx = self.pool.begin().await?;
+        let n: Option<i64> = sqlx::query_scalar(
+            "UPDATE vault_keys SET current_version = current_version + 1 WHERE id = $1 AND deleted_at IS NULL RETURNING current_version",
+        )
+        .bind(key.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let n = n.ok_or_else(|| MetaError::NotFound(format!("key {key}")))?;
+        let n = u32::try_from(n).map_err(|_| MetaError::Corrupt("key version".into()))?;
+        insert_version_tx(&mut tx, key, n, wrapped, v).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Change a key's state and validity settings.
+    pub async fn update_key(
+        &self,
+        key: Id,
+        state: KeyState,
+        not_before: Option<&str>,
+        expires_at: Option<&str>,
+        rotation_days: Option<u32>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE vault_keys SET state = $1, not_before = $2, expires_at = $3, rotation_days = $4 WHERE id = $5 AND purged_at IS NULL",
+        )
+        .bind(state.as_str())
+        .bind(not_before)
+        .bind(expires_at)
+        .bind(rotation_days.map(i64::from))
+        .bind(key.to_string())
+        .execute(&mut *tx)
+        .await?;
+        one(done, format!("key {key}"))?;
+        bump_epoch(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Mark a key deleted (`Some((deleted_at, purge_after))`) or recovered.
+    pub async fn set_key_deleted(&self, key: Id, deleted: Option<(&str, &str)>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE vault_keys SET deleted_at = $1, purge_after = $2 WHERE id = $3 AND purged_at IS NULL",
+        )
+        .bind(deleted.map(|d| d.0))
+        .bind(deleted.map(|d| d.1))
+        .bind(key.to_string())
+        .execute(&mut *tx)
+        .await?;
+        one(done, format!("key {key}"))?;
+        bump_epoch(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Purge a key: its material is destroyed, its row stays as a
+    /// tombstone so references to it fail with "purged".
+    pub async fn purge_key(&self, key: Id, at: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE vault_keys SET purged_at = $1, deleted_at = COALESCE(deleted_at, $1) WHERE id = $2 AND purged_at IS NULL",
+        )
+        .bind(at)
+        .bind(key.to_string())
+        .execute(&mut *tx)
+        .await?;
+        one(done, format!("key {key}"))?;
+        sqlx::query("UPDATE vault_key_versions SET wrapped_material = $1 WHERE key_id = $2")
+            .bind(Vec::<u8>::new())
+            .bind(key.to_string())
+            .execute(&mut *tx)
+            .await?;
+        bump_epoch(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_version_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: Id,
+    version: u32,
+    wrapped: &[u8],
+    v: &KeyVersionRow,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO vault_key_versions (key_id, version, wrapped_material, created_at, public_key, origin) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(key.to_string())
+    .bind(i64::from(version))
+    .bind(wrapped)
+    .bind(&v.created_at)
+    .bind(v.public_key.clone())
+    .bind(&v.origin)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
