@@ -104,6 +104,16 @@ impl Client {
         self.send(Method::POST, path, None::<&()>, Some(body)).await
     }
 
+    /// `PATCH path` with a JSON body.
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.send(Method::PATCH, path, None::<&()>, Some(body))
+            .await
+    }
+
     /// `POST path` without a body (actions such as attach).
     pub async fn action<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(Method::POST, path, None::<&()>, None::<&()>)

@@ -35,11 +35,13 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use commands::admin::{AdminCmd, RegionCmd};
+use commands::audit::AuditCmd;
 use commands::disk::DiskCmd;
 use commands::iam::{IamCmd, PrincipalCmd, RoleCmd};
 use commands::org::{AccountCmd, FolderCmd, TenantCmd};
 use commands::snapshot::SnapshotCmd;
 use commands::token::TokenCmd;
+use commands::vault::{KeyCmd, VaultCmd};
 use output::{Format, Output};
 
 /// Coffer: encrypted block storage — disks, snapshots, attachments over NBD.
@@ -118,6 +120,16 @@ enum Command {
     /// Snapshots: create, list, show, delete.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Key vaults: create, list, show, update, delete, recover, purge.
+    #[command(subcommand)]
+    Vault(VaultCmd),
+    /// Keys in key vaults: create, import, rotate, enable, disable,
+    /// delete, recover, purge.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// The audit log of key use: list, verify.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Deployment administration (deployment admins only).
     #[command(subcommand)]
     Admin(AdminCmd),
@@ -163,6 +175,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Region(cmd) => commands::admin::region(&c, &out, cmd).await,
         Command::Disk(cmd) => commands::disk::run(&c, &out, cmd).await,
         Command::Snapshot(cmd) => commands::snapshot::run(&c, &out, cmd).await,
+        Command::Vault(cmd) => commands::vault::vault(&c, &out, cmd).await,
+        Command::Key(cmd) => commands::vault::key(&c, &out, cmd).await,
+        Command::Audit(cmd) => commands::audit::run(&c, &out, cmd).await,
         Command::Admin(cmd) => commands::admin::run(&c, &out, cmd).await,
     }
 }

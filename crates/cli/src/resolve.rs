@@ -28,6 +28,7 @@ fn route(kind: Kind) -> anyhow::Result<(&'static str, &'static str)> {
         Kind::Folder => ("/v1/folders", "folder"),
         Kind::Account => ("/v1/accounts", "account"),
         Kind::Principal => ("/v1/principals", "principal"),
+        Kind::Vault => ("/v1/vaults", "vault"),
         other => bail!("a {} is named by its id only", other.noun()),
     })
 }

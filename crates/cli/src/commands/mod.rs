@@ -4,11 +4,13 @@
 
 pub mod admin;
 mod attach;
+pub mod audit;
 pub mod disk;
 pub mod iam;
 pub mod org;
 pub mod snapshot;
 pub mod token;
+pub mod vault;
 
 use std::io::{BufRead, IsTerminal, Write};
 

@@ -1,0 +1,632 @@
+//! `coffer vault …`: key vaults (create, list, show, update, delete,
+//! recover, purge, import-key) and `coffer key …`: the keys in them
+//! (create, import, list, show, versions, rotate, enable, disable, update,
+//! delete, recover, purge).
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::Subcommand;
+use coffer_types::Kind;
+use coffer_wire::{
+    CreateKey, CreateVault, ImportKey, Key, KeyQuery, KeyVersion, Page, RotateKey, UpdateKey,
+    UpdateVault, Vault, VaultQuery,
+};
+
+use super::{Confirm, confirm_delete};
+use crate::client::{Client, Paging, seg};
+use crate::output::{Output, View};
+use crate::resolve;
+
+/// A vault's table columns.
+pub const VAULT_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "/id"),
+    ("NAME", "/name"),
+    ("REGION", "/region"),
+    ("SOFT DELETE", "/soft_delete"),
+    ("PURGE PROTECTION", "/purge_protection"),
+    ("RETENTION DAYS", "/retention_days"),
+    ("STATE", "/state"),
+    ("CREATED", "/created_at"),
+];
+
+/// A key's table columns.
+pub const KEY_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "/id"),
+    ("NAME", "/name"),
+    ("TYPE", "/key_type"),
+    ("ENABLED", "/enabled"),
+    ("VERSION", "/current_version"),
+    ("STATE", "/state"),
+    ("EXPIRES", "/expires_at"),
+    ("CREATED", "/created_at"),
+];
+
+const VERSION_COLUMNS: &[(&str, &str)] = &[
+    ("VERSION", "/version"),
+    ("ORIGIN", "/origin"),
+    ("CREATED", "/created_at"),
+];
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCmd {
+    /// Create a key vault. Disk encryption needs soft delete (on by
+    /// default) and purge protection (--purge-protection).
+    Create {
+        /// Name (unique among the account's vaults until purged).
+        #[arg(long)]
+        name: String,
+        /// Region (default: the deployment's first).
+        #[arg(long)]
+        region: Option<String>,
+        /// Owning account, id or name (default: yours).
+        #[arg(long)]
+        account: Option<String>,
+        /// Days a deleted vault or key stays recoverable, 7-90.
+        #[arg(long, default_value_t = 90)]
+        retention_days: u32,
+        /// Turn purge protection on (it cannot be turned off).
+        #[arg(long)]
+        purge_protection: bool,
+        /// Create it without soft delete: deletes are purges at once.
+        #[arg(long)]
+        no_soft_delete: bool,
+    },
+    /// List the key vaults you may see.
+    List {
+        /// Only vaults with this exact name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only vaults of this account (id or name).
+        #[arg(long)]
+        account: Option<String>,
+        /// List soft-deleted vaults (recoverable) instead.
+        #[arg(long)]
+        deleted: bool,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a key vault.
+    Show {
+        /// Vault id or name.
+        vault: String,
+    },
+    /// Turn on soft delete or purge protection, or change the retention.
+    Update {
+        /// Vault id or name.
+        vault: String,
+        /// Days a deleted vault or key stays recoverable, 7-90.
+        #[arg(long)]
+        retention_days: Option<u32>,
+        /// Turn purge protection on (for good).
+        #[arg(long)]
+        enable_purge_protection: bool,
+        /// Turn soft delete on (for good).
+        #[arg(long)]
+        enable_soft_delete: bool,
+    },
+    /// Delete a key vault: recoverable with its keys for the retention
+    /// period when it has soft delete, else purged at once (asks first,
+    /// unless --yes).
+    Delete {
+        /// Vault id or name.
+        vault: String,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// Recover a soft-deleted key vault and its keys.
+    Recover {
+        /// Vault id (a deleted vault is found by id only).
+        vault: String,
+    },
+    /// Purge a soft-deleted key vault: its keys' material is destroyed for
+    /// good; data under them becomes unreadable (asks first, unless --yes).
+    Purge {
+        /// Vault id.
+        vault: String,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// Print the vault's import key (public, PEM), to wrap key material for
+    /// import by other tools; `coffer key import` uses it for you.
+    ImportKey {
+        /// Vault id or name.
+        vault: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Create a key, generated inside the vault.
+    Create {
+        /// Vault id or name.
+        #[arg(long)]
+        vault: String,
+        /// Name (unique in the vault until purged).
+        #[arg(long)]
+        name: String,
+        /// AES256 (default), RSA2048, RSA3072 or RSA4096.
+        #[arg(long = "type", default_value = "AES256")]
+        key_type: String,
+        #[command(flatten)]
+        opts: KeyOpts,
+    },
+    /// Import a key (bring your own key). The material is wrapped on this
+    /// machine under the vault's import key before it is sent.
+    Import {
+        /// Vault id or name.
+        #[arg(long)]
+        vault: String,
+        /// Name (unique in the vault until purged).
+        #[arg(long)]
+        name: String,
+        /// AES256, RSA2048, RSA3072 or RSA4096.
+        #[arg(long = "type")]
+        key_type: String,
+        /// File holding the material: 32 raw bytes (or 64 hex digits) for
+        /// AES256; an RSA private key as PKCS#8 PEM or DER for RSA.
+        #[arg(long)]
+        material_file: std::path::PathBuf,
+        #[command(flatten)]
+        opts: KeyOpts,
+    },
+    /// List a vault's keys.
+    List {
+        /// Vault id or name.
+        #[arg(long)]
+        vault: String,
+        /// List soft-deleted keys (recoverable) instead.
+        #[arg(long)]
+        deleted: bool,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a key (never its material).
+    Show(KeyRef),
+    /// List a key's versions (with the public key of RSA versions).
+    Versions(KeyRef),
+    /// Add a new version and make it current (generated, or imported with
+    /// --material-file); older versions still unwrap.
+    Rotate {
+        #[command(flatten)]
+        key: KeyRef,
+        /// Import the new version's material from this file.
+        #[arg(long)]
+        material_file: Option<std::path::PathBuf>,
+    },
+    /// Enable a key.
+    Enable(KeyRef),
+    /// Disable a key: nothing is wrapped, unwrapped, encrypted or
+    /// decrypted with it until it is enabled again.
+    Disable(KeyRef),
+    /// Change a key's validity times or rotation period.
+    Update {
+        #[command(flatten)]
+        key: KeyRef,
+        #[command(flatten)]
+        opts: KeyOpts,
+    },
+    /// Delete a key: recoverable for the vault's retention period when the
+    /// vault has soft delete, else purged at once (asks first, unless --yes).
+    Delete {
+        #[command(flatten)]
+        key: KeyRef,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// Recover a soft-deleted key.
+    Recover(KeyRef),
+    /// Purge a soft-deleted key: its material is destroyed for good (asks
+    /// first, unless --yes).
+    Purge {
+        #[command(flatten)]
+        key: KeyRef,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+}
+
+/// A key by id, or by name with its vault.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyRef {
+    /// Key id, or name with --vault.
+    key: String,
+    /// The vault (id or name), when the key is given by name.
+    #[arg(long)]
+    vault: Option<String>,
+}
+
+/// Validity and rotation settings of a key.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KeyOpts {
+    /// Not usable before this time (RFC 3339; "" clears it).
+    #[arg(long)]
+    not_before: Option<String>,
+    /// Not usable from this time (RFC 3339; "" clears it).
+    #[arg(long)]
+    expires: Option<String>,
+    /// Rotate automatically this many days after the newest version (0:
+    /// never).
+    #[arg(long)]
+    rotation_days: Option<u32>,
+    /// Create the key disabled.
+    #[arg(long)]
+    disabled: bool,
+}
+
+async fn key_id(c: &Client, r: &KeyRef) -> anyhow::Result<String> {
+    let given = r.key.trim();
+    if given.starts_with("key-") {
+        return resolve::id(c, Kind::Key, given).await;
+    }
+    if r.vault.is_none() {
+        bail!("'{given}' is not a key id (key-…): give the id, or the name with --vault VAULT");
+    }
+    let vault = resolve::id(c, Kind::Vault, r.vault.as_deref().unwrap_or_default()).await?;
+    let keys = c
+        .list::<_, Key>(
+            &format!("/v1/vaults/{}/keys", seg(&vault)),
+            &KeyQuery::default(),
+            &Paging::default(),
+        )
+        .await?
+        .items;
+    keys.into_iter()
+        .find(|k| k.name == given)
+        .map(|k| k.id)
+        .with_context(|| {
+            format!("vault {vault} has no key named '{given}' (`coffer key list --vault {vault}`)")
+        })
+}
+
+/// Key material from a file, wrapped under `vault`'s import key, base64.
+async fn wrapped_material(
+    c: &Client,
+    vault: &str,
+    key_type: &str,
+    file: &std::path::Path,
+) -> anyhow::Result<String> {
+    let raw = zeroize::Zeroizing::new(
+        std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?,
+    );
+    let material = if key_type.eq_ignore_ascii_case("AES256") {
+        let text = String::from_utf8_lossy(&raw);
+        let hexed = text.trim();
+        if raw.len() == 32 {
+            raw
+        } else if hexed.len() == 64 && hexed.bytes().all(|b| b.is_ascii_hexdigit()) {
+            zeroize::Zeroizing::new(hex::decode(hexed)?)
+        } else {
+            bail!(
+                "{} holds {} bytes: AES256 material is 32 raw bytes or 64 hex digits (e.g. `openssl rand 32 > key.bin`)",
+                file.display(),
+                raw.len()
+            );
+        }
+    } else if raw.starts_with(b"-----BEGIN") {
+        coffer_crypto::keys::pem_body(&raw, "PRIVATE KEY")?
+    } else {
+        raw
+    };
+    let ik: ImportKey = c
+        .get(&format!("/v1/vaults/{}/import-key", seg(vault)))
+        .await?;
+    let spki = coffer_crypto::keys::pem_body(ik.public_key.as_bytes(), "PUBLIC KEY")?;
+    let blob = coffer_crypto::keys::wrap_for_import(&spki, &material)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(blob))
+}
+
+fn vault_query(name: Option<String>, account: Option<String>, deleted: bool) -> VaultQuery {
+    VaultQuery {
+        name,
+        account,
+        state: deleted.then(|| "deleted".to_string()),
+        ..VaultQuery::default()
+    }
+}
+
+/// A vault id; a name is looked up among live and then deleted vaults.
+async fn vault_id(c: &Client, given: &str) -> anyhow::Result<String> {
+    if given.starts_with("kv-") {
+        return resolve::id(c, Kind::Vault, given).await;
+    }
+    match resolve::id(c, Kind::Vault, given).await {
+        Ok(id) => Ok(id),
+        Err(e) => {
+            let deleted = c
+                .list::<_, Vault>(
+                    "/v1/vaults",
+                    &vault_query(Some(given.to_string()), None, true),
+                    &Paging::default(),
+                )
+                .await?
+                .items;
+            match deleted.as_slice() {
+                [one] => Ok(one.id.clone()),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
+/// Run a vault command.
+pub async fn vault(c: &Client, out: &Output, cmd: VaultCmd) -> anyhow::Result<()> {
+    match cmd {
+        VaultCmd::Create {
+            name,
+            region,
+            account,
+            retention_days,
+            purge_protection,
+            no_soft_delete,
+        } => {
+            let body = CreateVault {
+                name,
+                region,
+                account_id: resolve::opt(c, Kind::Account, account.as_deref()).await?,
+                soft_delete: Some(!no_soft_delete),
+                retention_days: Some(retention_days),
+                purge_protection: Some(purge_protection),
+            };
+            let v: Vault = c.post("/v1/vaults", &body).await?;
+            out.show(&v, View::Fields)
+        }
+        VaultCmd::List {
+            name,
+            account,
+            deleted,
+            paging,
+        } => {
+            let account = resolve::opt(c, Kind::Account, account.as_deref()).await?;
+            let q = vault_query(name, account, deleted);
+            let l = c.list::<_, Vault>("/v1/vaults", &q, &paging).await?;
+            out.show_list(&l, View::Columns(VAULT_COLUMNS))
+        }
+        VaultCmd::Show { vault } => {
+            let id = vault_id(c, &vault).await?;
+            let v: Vault = c.get(&format!("/v1/vaults/{}", seg(&id))).await?;
+            out.show(&v, View::Fields)
+        }
+        VaultCmd::Update {
+            vault,
+            retention_days,
+            enable_purge_protection,
+            enable_soft_delete,
+        } => {
+            let id = vault_id(c, &vault).await?;
+            let body = UpdateVault {
+                soft_delete: enable_soft_delete.then_some(true),
+                retention_days,
+                purge_protection: enable_purge_protection.then_some(true),
+            };
+            let v: Vault = c.patch(&format!("/v1/vaults/{}", seg(&id)), &body).await?;
+            out.show(&v, View::Fields)
+        }
+        VaultCmd::Delete { vault, confirm } => {
+            let id = vault_id(c, &vault).await?;
+            let v: Vault = c.get(&format!("/v1/vaults/{}", seg(&id))).await?;
+            let keys = c
+                .list::<_, Key>(
+                    &format!("/v1/vaults/{}/keys", seg(&id)),
+                    &KeyQuery::default(),
+                    &Paging::default(),
+                )
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
+            let mut deps = Vec::new();
+            if !keys.is_empty() {
+                let verb = if v.soft_delete {
+                    format!(
+                        "deleted with it (recoverable for {} days)",
+                        v.retention_days
+                    )
+                } else {
+                    "purged with it: their material is destroyed".to_string()
+                };
+                deps.push(format!("{} keys, {verb}", keys.len()));
+            }
+            confirm_delete(
+                c,
+                confirm,
+                "vaults/delete",
+                &id,
+                &format!("vault {} ({id})", v.name),
+                deps,
+            )
+            .await?;
+            let v: Vault = c.delete(&format!("/v1/vaults/{}", seg(&id))).await?;
+            out.show(&v, View::Fields)
+        }
+        VaultCmd::Recover { vault } => {
+            let id = vault_id(c, &vault).await?;
+            let v: Vault = c
+                .action(&format!("/v1/vaults/{}/recover", seg(&id)))
+                .await?;
+            out.show(&v, View::Fields)
+        }
+        VaultCmd::Purge { vault, confirm } => {
+            let id = vault_id(c, &vault).await?;
+            confirm_delete(
+                c,
+                confirm,
+                "vaults/delete",
+                &id,
+                &format!("vault {id} for good"),
+                vec![
+                    "every key in it: their material is destroyed, data under them is lost".into(),
+                ],
+            )
+            .await?;
+            let v: Vault = c.action(&format!("/v1/vaults/{}/purge", seg(&id))).await?;
+            out.show(&v, View::Fields)
+        }
+        VaultCmd::ImportKey { vault } => {
+            let id = vault_id(c, &vault).await?;
+            let k: ImportKey = c
+                .get(&format!("/v1/vaults/{}/import-key", seg(&id)))
+                .await?;
+            out.show(&k, View::Fields)
+        }
+    }
+}
+
+fn key_body(name: String, key_type: String, opts: KeyOpts) -> CreateKey {
+    CreateKey {
+        name,
+        key_type: Some(key_type),
+        material: None,
+        wrapped_material: None,
+        disabled: opts.disabled.then_some(true),
+        not_before: opts.not_before,
+        expires_at: opts.expires,
+        rotation_days: opts.rotation_days,
+    }
+}
+
+/// Run a key command.
+pub async fn key(c: &Client, out: &Output, cmd: KeyCmd) -> anyhow::Result<()> {
+    match cmd {
+        KeyCmd::Create {
+            vault,
+            name,
+            key_type,
+            opts,
+        } => {
+            let v = resolve::id(c, Kind::Vault, &vault).await?;
+            let body = key_body(name, key_type, opts);
+            let k: Key = c
+                .post(&format!("/v1/vaults/{}/keys", seg(&v)), &body)
+                .await?;
+            out.show(&k, View::Fields)
+        }
+        KeyCmd::Import {
+            vault,
+            name,
+            key_type,
+            material_file,
+            opts,
+        } => {
+            let v = resolve::id(c, Kind::Vault, &vault).await?;
+            let wrapped = wrapped_material(c, &v, &key_type, &material_file).await?;
+            let mut body = key_body(name, key_type, opts);
+            body.wrapped_material = Some(wrapped);
+            let k: Key = c
+                .post(&format!("/v1/vaults/{}/keys", seg(&v)), &body)
+                .await?;
+            out.show(&k, View::Fields)
+        }
+        KeyCmd::List {
+            vault,
+            deleted,
+            paging,
+        } => {
+            let v = vault_id(c, &vault).await?;
+            let q = KeyQuery {
+                state: deleted.then(|| "deleted".to_string()),
+                ..KeyQuery::default()
+            };
+            let l = c
+                .list::<_, Key>(&format!("/v1/vaults/{}/keys", seg(&v)), &q, &paging)
+                .await?;
+            out.show_list(&l, View::Columns(KEY_COLUMNS))
+        }
+        KeyCmd::Show(r) => {
+            let id = key_id(c, &r).await?;
+            let k: Key = c.get(&format!("/v1/keys/{}", seg(&id))).await?;
+            out.show(&k, View::Fields)
+        }
+        KeyCmd::Versions(r) => {
+            let id = key_id(c, &r).await?;
+            let p: Page<KeyVersion> = c.get(&format!("/v1/keys/{}/versions", seg(&id))).await?;
+            let l = crate::client::Listed {
+                items: p.items,
+                next_token: None,
+            };
+            out.show_list(&l, View::Columns(VERSION_COLUMNS))
+        }
+        KeyCmd::Rotate { key, material_file } => {
+            let id = key_id(c, &key).await?;
+            let body = match material_file {
+                Some(f) => {
+                    let k: Key = c.get(&format!("/v1/keys/{}", seg(&id))).await?;
+                    RotateKey {
+                        material: None,
+                        wrapped_material: Some(
+                            wrapped_material(c, &k.vault_id, &k.key_type, &f).await?,
+                        ),
+                    }
+                }
+                None => RotateKey::default(),
+            };
+            let k: Key = c
+                .post(&format!("/v1/keys/{}/rotate", seg(&id)), &body)
+                .await?;
+            out.show(&k, View::Fields)
+        }
+        KeyCmd::Enable(r) => set_enabled(c, out, &r, true).await,
+        KeyCmd::Disable(r) => set_enabled(c, out, &r, false).await,
+        KeyCmd::Update { key, opts } => {
+            let id = key_id(c, &key).await?;
+            let body = UpdateKey {
+                enabled: None,
+                not_before: opts.not_before,
+                expires_at: opts.expires,
+                rotation_days: opts.rotation_days,
+            };
+            let k: Key = c.patch(&format!("/v1/keys/{}", seg(&id)), &body).await?;
+            out.show(&k, View::Fields)
+        }
+        KeyCmd::Delete { key, confirm } => {
+            let id = key_id(c, &key).await?;
+            let k: Key = c.get(&format!("/v1/keys/{}", seg(&id))).await?;
+            let v: Vault = c.get(&format!("/v1/vaults/{}", seg(&k.vault_id))).await?;
+            let deps = if v.soft_delete {
+                vec![]
+            } else {
+                vec!["its material, destroyed at once: the vault has no soft delete".into()]
+            };
+            confirm_delete(
+                c,
+                confirm,
+                "keys/delete",
+                &id,
+                &format!("key {} ({id})", k.name),
+                deps,
+            )
+            .await?;
+            let k: Key = c.delete(&format!("/v1/keys/{}", seg(&id))).await?;
+            out.show(&k, View::Fields)
+        }
+        KeyCmd::Recover(r) => {
+            let id = key_id(c, &r).await?;
+            let k: Key = c.action(&format!("/v1/keys/{}/recover", seg(&id))).await?;
+            out.show(&k, View::Fields)
+        }
+        KeyCmd::Purge { key, confirm } => {
+            let id = key_id(c, &key).await?;
+            confirm_delete(
+                c,
+                confirm,
+                "keys/delete",
+                &id,
+                &format!("key {id} for good"),
+                vec!["its material, destroyed: data under it is lost".into()],
+            )
+            .await?;
+            let k: Key = c.action(&format!("/v1/keys/{}/purge", seg(&id))).await?;
+            out.show(&k, View::Fields)
+        }
+    }
+}
+
+async fn set_enabled(c: &Client, out: &Output, r: &KeyRef, on: bool) -> anyhow::Result<()> {
+    let id = key_id(c, r).await?;
+    let body = UpdateKey {
+        enabled: Some(on),
+        not_before: None,
+        expires_at: None,
+        rotation_days: None,
+    };
+    let k: Key = c.patch(&format!("/v1/keys/{}", seg(&id)), &body).await?;
+    out.show(&k, View::Fields)
+}
