@@ -106,6 +106,15 @@ fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
         ("POST", "/v1/keys/{id}/rotate" | "/v1/keys/{id}/recover" | "/v1/keys/{id}/purge") => {
             [200, 200, 403, 404, 404, 404]
         }
+        (
+            "POST",
+            "/v1/keys/{id}/encrypt"
+            | "/v1/keys/{id}/decrypt"
+            | "/v1/keys/{id}/wrap"
+            | "/v1/keys/{id}/unwrap"
+            | "/v1/keys/{id}/generate-data-key"
+            | "/v1/keys/{id}/re-encrypt",
+        ) => [200, 200, 403, 404, 404, 404],
         // The whole audit log is the deployment's operators' (no key named).
         ("GET", "/v1/audit") | ("POST", "/v1/audit/verify") => [200, 403, 403, 403, 403, 403],
         _ => return None,
@@ -126,6 +135,8 @@ struct Fixtures {
     deleted_vault: String,
     key: String,
     deleted_key: String,
+    ciphertext: String,
+    wrapped: String,
 }
 
 struct World {
@@ -271,6 +282,26 @@ impl World {
                 .to_string()
         };
         let key = new_key().await;
+        let ciphertext = self
+            .admin(
+                "POST",
+                &format!("/v1/keys/{key}/encrypt"),
+                Some(json!({"plaintext": "c2VjcmV0", "context": "c"})),
+            )
+            .await["ciphertext"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let wrapped = self
+            .admin(
+                "POST",
+                &format!("/v1/keys/{key}/wrap"),
+                Some(json!({"key": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="})),
+            )
+            .await["ciphertext"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let deleted_key = new_key().await;
         self.admin("DELETE", &format!("/v1/keys/{deleted_key}"), None)
             .await;
@@ -286,6 +317,8 @@ impl World {
             deleted_vault,
             key,
             deleted_key,
+            ciphertext,
+            wrapped,
         }
     }
 }
@@ -553,7 +586,32 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
         ("PATCH", "/v1/vaults/{id}") => (path, Some(json!({"retention_days": 30})), Some(id)),
         ("POST", "/v1/vaults/{id}/keys") => (path, Some(json!({"name": uniq("k")})), Some(id)),
         ("PATCH", "/v1/keys/{id}") => (path, Some(json!({"enabled": true})), Some(id)),
-        ("POST", "/v1/keys/{id}/rotate") => (path, Some(json!({})), Some(id)),
+        ("POST", "/v1/keys/{id}/rotate" | "/v1/keys/{id}/generate-data-key") => {
+            (path, Some(json!({})), Some(id))
+        }
+        ("POST", "/v1/keys/{id}/encrypt") => {
+            (path, Some(json!({"plaintext": "aGVsbG8="})), Some(id))
+        }
+        ("POST", "/v1/keys/{id}/decrypt") => (
+            path,
+            Some(json!({"ciphertext": fx.ciphertext, "context": "c"})),
+            Some(id),
+        ),
+        ("POST", "/v1/keys/{id}/wrap") => (
+            path,
+            Some(json!({"key": "MDEyMzQ1Njc4OWFiY2RlZg=="})),
+            Some(id),
+        ),
+        ("POST", "/v1/keys/{id}/unwrap") => {
+            (path, Some(json!({"ciphertext": fx.wrapped})), Some(id))
+        }
+        ("POST", "/v1/keys/{id}/re-encrypt") => (
+            path,
+            Some(
+                json!({"ciphertext": fx.ciphertext, "context": "c", "destination_key_id": fx.key}),
+            ),
+            Some(id),
+        ),
         ("POST", "/v1/audit/verify") => (path, None, Some("/".into())),
         (_, p) if p.contains("{id}") => (path, None, Some(id)),
         _ => (path, None, None),

@@ -36,6 +36,7 @@ mod export;
 mod fsck;
 mod gc;
 mod iam;
+mod keyops;
 mod list;
 mod node;
 mod org;

@@ -378,3 +378,169 @@ async fn imported_keys_raw_pkcs8_and_wrapped_under_the_import_key() {
         );
     }
 }
+
+/// Encrypt, decrypt, wrap, unwrap, data keys and re-encrypt through the
+/// API's operations: contexts bind, old versions still open what they
+/// made, a disabled key refuses with its reason, and what an imported key
+/// wraps opens with the same material outside Coffer (and the reverse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_operations_round_trip_and_interoperate_with_imported_material() {
+    use coffer_service::model::{
+        DecryptRequest, EncryptRequest, GenerateDataKeyRequest, ReEncryptRequest, UnwrapRequest,
+        WrapRequest,
+    };
+    let w = world().await;
+    let (svc, admin) = (&w.svc, &w.admin);
+    let v = svc
+        .create_vault(admin, vault_req("ops", true))
+        .await
+        .unwrap();
+    let k = svc.create_key(admin, &v.id, key_req("aes")).await.unwrap();
+    let enc = |ctx: &str| EncryptRequest {
+        plaintext: b64(b"attack at dawn"),
+        context: Some(ctx.into()),
+    };
+    let c1 = svc.key_encrypt(admin, &k.id, enc("disk=1")).await.unwrap();
+    let ct1 = c1.ciphertext.clone().unwrap();
+    assert!(ct1.starts_with("coffer:v1:"), "{ct1}");
+    let dec = |ct: &str, ctx: &str| DecryptRequest {
+        ciphertext: ct.into(),
+        context: Some(ctx.into()),
+    };
+    let p = svc
+        .key_decrypt(admin, &k.id, dec(&ct1, "disk=1"))
+        .await
+        .unwrap();
+    assert_eq!(p.plaintext.unwrap(), b64(b"attack at dawn"));
+    let e = svc
+        .key_decrypt(admin, &k.id, dec(&ct1, "disk=2"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidCiphertext);
+    // A flipped byte is detected, not returned as data.
+    let mut raw = base64::engine::general_purpose::STANDARD
+        .decode(&ct1["coffer:v1:".len()..])
+        .unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 1;
+    let bad = format!("coffer:v1:{}", b64(&raw));
+    assert_eq!(
+        svc.key_decrypt(admin, &k.id, dec(&bad, "disk=1"))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidCiphertext
+    );
+    // After a rotation, new ciphertexts name version 2; version 1's still open.
+    svc.rotate_key(admin, &k.id, RotateKey::default())
+        .await
+        .unwrap();
+    let c2 = svc.key_encrypt(admin, &k.id, enc("x")).await.unwrap();
+    assert!(c2.ciphertext.as_deref().unwrap().starts_with("coffer:v2:"));
+    svc.key_decrypt(admin, &k.id, dec(&ct1, "disk=1"))
+        .await
+        .unwrap();
+    // Disabled: refused with the reason; enabled: works again.
+    let set = |on| UpdateKey {
+        enabled: Some(on),
+        not_before: None,
+        expires_at: None,
+        rotation_days: None,
+    };
+    svc.update_key(admin, &k.id, set(false)).await.unwrap();
+    let e = svc
+        .key_decrypt(admin, &k.id, dec(&ct1, "disk=1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::KeyUnusable);
+    assert!(e.message.contains("disabled"), "{}", e.message);
+    svc.update_key(admin, &k.id, set(true)).await.unwrap();
+    // A data key: its encrypted copy decrypts to its plaintext.
+    let dk = svc
+        .key_generate_data_key(admin, &k.id, GenerateDataKeyRequest::default())
+        .await
+        .unwrap();
+    let back = svc
+        .key_decrypt(admin, &k.id, dec(dk.ciphertext.as_deref().unwrap(), ""))
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext, dk.plaintext);
+    // Re-encrypt under an RSA key, then decrypt there.
+    let mut rreq = key_req("rsa");
+    rreq.key_type = Some("RSA2048".into());
+    let r = svc.create_key(admin, &v.id, rreq).await.unwrap();
+    let moved = svc
+        .key_re_encrypt(
+            admin,
+            &k.id,
+            ReEncryptRequest {
+                ciphertext: ct1.clone(),
+                context: Some("disk=1".into()),
+                destination_key_id: r.id.clone(),
+                destination_context: Some("copy".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let p = svc
+        .key_decrypt(
+            admin,
+            &r.id,
+            dec(moved.ciphertext.as_deref().unwrap(), "copy"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.plaintext.unwrap(), b64(b"attack at dawn"));
+
+    // An imported AES key and the same material outside Coffer wrap and
+    // unwrap each other's blobs (AES-KWP, RFC 5649).
+    let raw_key = [0x42u8; 32];
+    let mut ireq = key_req("imported");
+    ireq.material = Some(b64(&raw_key));
+    let ik = svc.create_key(admin, &v.id, ireq).await.unwrap();
+    let mine = KeyMaterial::import_aes(&raw_key).unwrap();
+    let dek = [7u8; 32];
+    let wrapped = svc
+        .key_wrap(admin, &ik.id, WrapRequest { key: b64(&dek) })
+        .await
+        .unwrap()
+        .ciphertext
+        .unwrap();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(&wrapped["coffer:v1:".len()..])
+        .unwrap();
+    assert_eq!(&mine.unwrap(&blob).unwrap()[..], &dek);
+    let theirs = format!("coffer:v1:{}", b64(&mine.wrap(&[8u8; 32]).unwrap()));
+    let un = svc
+        .key_unwrap(admin, &ik.id, UnwrapRequest { ciphertext: theirs })
+        .await
+        .unwrap();
+    assert_eq!(un.plaintext.unwrap(), b64(&[8u8; 32]));
+    // The same for an imported RSA key: Coffer unwraps what the holder of
+    // the public key wrapped.
+    let rsa = KeyMaterial::generate(KeyAlgorithm::Rsa2048).unwrap();
+    let stored = rsa.to_secret_bytes().unwrap();
+    let mut rreq = key_req("imported-rsa");
+    rreq.key_type = Some("RSA2048".into());
+    rreq.material = Some(b64(&stored[b"rsa-pkcs8:".len()..]));
+    let rk = svc.create_key(admin, &v.id, rreq).await.unwrap();
+    let theirs = format!("coffer:v1:{}", b64(&rsa.wrap(&[9u8; 32]).unwrap()));
+    let un = svc
+        .key_unwrap(admin, &rk.id, UnwrapRequest { ciphertext: theirs })
+        .await
+        .unwrap();
+    assert_eq!(un.plaintext.unwrap(), b64(&[9u8; 32]));
+    // Every use is audited, the failures too.
+    let log = svc
+        .list_audit(
+            admin,
+            AuditQuery {
+                key: Some(k.id.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let failed = log.items.iter().filter(|e| e.outcome == "failed").count();
+    assert_eq!(failed, 3, "two bad decrypts and one while disabled");
+}

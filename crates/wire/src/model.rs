@@ -739,3 +739,100 @@ pub struct AuditVerification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
+
+/// Body of `POST /v1/keys/{id}/encrypt`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptRequest {
+    /// The data, base64: at most 4 KiB for an AES key (encrypt more under a
+    /// data key), at most what RSA-OAEP-SHA-256 takes for an RSA key.
+    pub plaintext: String,
+    /// Encryption context: any text, bound to the ciphertext; decrypt must
+    /// give the same.
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+/// Body of `POST /v1/keys/{id}/decrypt`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptRequest {
+    /// A ciphertext from encrypt or generate-data-key of this key
+    /// (`coffer:vN:…`).
+    pub ciphertext: String,
+    /// The encryption context it was made with.
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+/// Body of `POST /v1/keys/{id}/wrap`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WrapRequest {
+    /// The key to wrap, base64 (16 to 512 bytes; an RSA key wraps at most
+    /// what RSA-OAEP-SHA-256 takes).
+    pub key: String,
+}
+
+/// Body of `POST /v1/keys/{id}/unwrap`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnwrapRequest {
+    /// A wrapped key from wrap of this key (`coffer:vN:…`).
+    pub ciphertext: String,
+}
+
+/// Body of `POST /v1/keys/{id}/generate-data-key`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateDataKeyRequest {
+    /// Encryption context bound to the encrypted copy.
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+/// Body of `POST /v1/keys/{id}/re-encrypt`: decrypt under this key and
+/// encrypt under another, in the vault, without the plaintext leaving it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReEncryptRequest {
+    /// A ciphertext of this key.
+    pub ciphertext: String,
+    /// Its encryption context.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// The key to encrypt under (`keys/encrypt` needed there).
+    pub destination_key_id: String,
+    /// The encryption context of the new ciphertext.
+    #[serde(default)]
+    pub destination_context: Option<String>,
+}
+
+/// What a key operation returns. Ciphertexts read `coffer:vN:BASE64`, N
+/// the key version that made them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyOperationResult {
+    /// The key used.
+    pub key_id: String,
+    /// Its version used.
+    pub version: u32,
+    /// The ciphertext or wrapped key made (encrypt, wrap,
+    /// generate-data-key, re-encrypt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciphertext: Option<String>,
+    /// The plaintext or key recovered (decrypt, unwrap), or the new data
+    /// key (generate-data-key), base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<String>,
+}
+
+impl std::fmt::Debug for KeyOperationResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyOperationResult")
+            .field("key_id", &self.key_id)
+            .field("version", &self.version)
+            .field("ciphertext", &self.ciphertext)
+            .field("plaintext", &self.plaintext.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}

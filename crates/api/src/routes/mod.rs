@@ -253,6 +253,41 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
             routes!(purge_key),
         )
         .add(
+            Act(A::KeysEncrypt),
+            &[E::KeyNotFound, E::KeyUnusable, E::InvalidKeyOperation],
+            routes!(key_encrypt),
+        )
+        .add(
+            Act(A::KeysDecrypt),
+            &[E::KeyNotFound, E::KeyUnusable, E::InvalidCiphertext],
+            routes!(key_decrypt),
+        )
+        .add(
+            Act(A::KeysWrap),
+            &[E::KeyNotFound, E::KeyUnusable, E::InvalidKeyOperation],
+            routes!(key_wrap),
+        )
+        .add(
+            Act(A::KeysUnwrap),
+            &[E::KeyNotFound, E::KeyUnusable, E::InvalidCiphertext],
+            routes!(key_unwrap),
+        )
+        .add(
+            Act(A::KeysEncrypt),
+            &[E::KeyNotFound, E::KeyUnusable, E::InvalidKeyOperation],
+            routes!(key_generate_data_key),
+        )
+        .add(
+            Act(A::KeysDecrypt),
+            &[
+                E::KeyNotFound,
+                E::KeyUnusable,
+                E::InvalidCiphertext,
+                E::InvalidKeyOperation,
+            ],
+            routes!(key_re_encrypt),
+        )
+        .add(
             Authenticated,
             &[
                 E::AuthorizationFailed,

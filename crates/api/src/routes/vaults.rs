@@ -7,8 +7,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use coffer_service::Service;
 use coffer_service::model::{
-    AuditEntry, AuditVerification, CreateKey, CreateVault, ImportKey, Key, KeyVersion, RotateKey,
-    UpdateKey, UpdateVault, Vault,
+    AuditEntry, AuditVerification, CreateKey, CreateVault, DecryptRequest, EncryptRequest,
+    GenerateDataKeyRequest, ImportKey, Key, KeyOperationResult, KeyVersion, ReEncryptRequest,
+    RotateKey, UnwrapRequest, UpdateKey, UpdateVault, Vault, WrapRequest,
 };
 use coffer_wire::{AuditQuery, KeyQuery, Page, VaultQuery};
 
@@ -225,4 +226,76 @@ pub async fn verify_audit(
     Auth(c): Auth,
 ) -> ApiResult<Json<AuditVerification>> {
     Ok(Json(s.verify_audit(&c).await?))
+}
+
+/// Encrypt up to 4 KiB with the key's current version (an AES key; an RSA key takes what RSA-OAEP-SHA-256 does), bound to an optional context.
+#[utoipa::path(post, path = "/v1/keys/{id}/encrypt", tag = "keys", params(("id" = String, Path, description = "key id")), request_body = EncryptRequest,
+    responses((status = 200, body = KeyOperationResult)))]
+pub async fn key_encrypt(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<EncryptRequest>,
+) -> ApiResult<Json<KeyOperationResult>> {
+    Ok(Json(s.key_encrypt(&c, &id, req).await?))
+}
+
+/// Decrypt a ciphertext of this key (any of its versions) made with the same context.
+#[utoipa::path(post, path = "/v1/keys/{id}/decrypt", tag = "keys", params(("id" = String, Path, description = "key id")), request_body = DecryptRequest,
+    responses((status = 200, body = KeyOperationResult)))]
+pub async fn key_decrypt(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<DecryptRequest>,
+) -> ApiResult<Json<KeyOperationResult>> {
+    Ok(Json(s.key_decrypt(&c, &id, req).await?))
+}
+
+/// Wrap a key (16 to 512 bytes) with the key's current version.
+#[utoipa::path(post, path = "/v1/keys/{id}/wrap", tag = "keys", params(("id" = String, Path, description = "key id")), request_body = WrapRequest,
+    responses((status = 200, body = KeyOperationResult)))]
+pub async fn key_wrap(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<WrapRequest>,
+) -> ApiResult<Json<KeyOperationResult>> {
+    Ok(Json(s.key_wrap(&c, &id, req).await?))
+}
+
+/// Unwrap a key wrapped by this key.
+#[utoipa::path(post, path = "/v1/keys/{id}/unwrap", tag = "keys", params(("id" = String, Path, description = "key id")), request_body = UnwrapRequest,
+    responses((status = 200, body = KeyOperationResult)))]
+pub async fn key_unwrap(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UnwrapRequest>,
+) -> ApiResult<Json<KeyOperationResult>> {
+    Ok(Json(s.key_unwrap(&c, &id, req).await?))
+}
+
+/// A fresh 256-bit data key, in the clear and encrypted under this key.
+#[utoipa::path(post, path = "/v1/keys/{id}/generate-data-key", tag = "keys", params(("id" = String, Path, description = "key id")), request_body = GenerateDataKeyRequest,
+    responses((status = 200, body = KeyOperationResult)))]
+pub async fn key_generate_data_key(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<GenerateDataKeyRequest>,
+) -> ApiResult<Json<KeyOperationResult>> {
+    Ok(Json(s.key_generate_data_key(&c, &id, req).await?))
+}
+
+/// Decrypt under this key and encrypt under another, without the plaintext leaving the vault.
+#[utoipa::path(post, path = "/v1/keys/{id}/re-encrypt", tag = "keys", params(("id" = String, Path, description = "key id")), request_body = ReEncryptRequest,
+    responses((status = 200, body = KeyOperationResult)))]
+pub async fn key_re_encrypt(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ReEncryptRequest>,
+) -> ApiResult<Json<KeyOperationResult>> {
+    Ok(Json(s.key_re_encrypt(&c, &id, req).await?))
 }

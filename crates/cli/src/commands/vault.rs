@@ -8,14 +8,17 @@ use base64::Engine;
 use clap::Subcommand;
 use coffer_types::Kind;
 use coffer_wire::{
-    CreateKey, CreateVault, ImportKey, Key, KeyQuery, KeyVersion, Page, RotateKey, UpdateKey,
-    UpdateVault, Vault, VaultQuery,
+    CreateKey, CreateVault, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, ImportKey, Key,
+    KeyOperationResult, KeyQuery, KeyVersion, Page, ReEncryptRequest, RotateKey, UnwrapRequest,
+    UpdateKey, UpdateVault, Vault, VaultQuery, WrapRequest,
 };
 
 use super::{Confirm, confirm_delete};
 use crate::client::{Client, Paging, seg};
 use crate::output::{Output, View};
 use crate::resolve;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// A vault's table columns.
 pub const VAULT_COLUMNS: &[(&str, &str)] = &[
@@ -215,6 +218,75 @@ pub enum KeyCmd {
     },
     /// Recover a soft-deleted key.
     Recover(KeyRef),
+    /// Encrypt a small message (up to 4 KiB) with the key; prints the
+    /// ciphertext (`coffer:vN:…`).
+    Encrypt {
+        #[command(flatten)]
+        key: KeyRef,
+        #[command(flatten)]
+        input: Input,
+        /// Encryption context, bound to the ciphertext.
+        #[arg(long)]
+        context: Option<String>,
+    },
+    /// Decrypt a ciphertext of the key; prints the plaintext (base64 in
+    /// `plaintext`, or the bytes themselves with --raw).
+    Decrypt {
+        #[command(flatten)]
+        key: KeyRef,
+        /// The ciphertext (`coffer:vN:…`).
+        #[arg(long)]
+        ciphertext: String,
+        /// The encryption context it was made with.
+        #[arg(long)]
+        context: Option<String>,
+        /// Write the plaintext's bytes to stdout instead of the result.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Wrap a key (16 to 512 bytes, from a file) with the key.
+    Wrap {
+        #[command(flatten)]
+        key: KeyRef,
+        /// File holding the key to wrap.
+        #[arg(long)]
+        key_file: std::path::PathBuf,
+    },
+    /// Unwrap a key wrapped by the key.
+    Unwrap {
+        #[command(flatten)]
+        key: KeyRef,
+        /// The wrapped key (`coffer:vN:…`).
+        #[arg(long)]
+        ciphertext: String,
+    },
+    /// Make a 256-bit data key: in the clear (base64) and encrypted under
+    /// the key.
+    GenerateDataKey {
+        #[command(flatten)]
+        key: KeyRef,
+        /// Encryption context of the encrypted copy.
+        #[arg(long)]
+        context: Option<String>,
+    },
+    /// Decrypt a ciphertext of the key and encrypt it under another key,
+    /// inside the vault.
+    ReEncrypt {
+        #[command(flatten)]
+        key: KeyRef,
+        /// The ciphertext.
+        #[arg(long)]
+        ciphertext: String,
+        /// Its encryption context.
+        #[arg(long)]
+        context: Option<String>,
+        /// The key to encrypt under (id).
+        #[arg(long)]
+        destination_key: String,
+        /// The new ciphertext's encryption context.
+        #[arg(long)]
+        destination_context: Option<String>,
+    },
     /// Purge a soft-deleted key: its material is destroyed for good (asks
     /// first, unless --yes).
     Purge {
@@ -233,6 +305,18 @@ pub struct KeyRef {
     /// The vault (id or name), when the key is given by name.
     #[arg(long)]
     vault: Option<String>,
+}
+
+/// The message to encrypt: text or a file.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Input {
+    /// The message, as text.
+    #[arg(long)]
+    plaintext: Option<String>,
+    /// A file holding the message.
+    #[arg(long)]
+    plaintext_file: Option<std::path::PathBuf>,
 }
 
 /// Validity and rotation settings of a key.
@@ -312,7 +396,7 @@ async fn wrapped_material(
         .await?;
     let spki = coffer_crypto::keys::pem_body(ik.public_key.as_bytes(), "PUBLIC KEY")?;
     let blob = coffer_crypto::keys::wrap_for_import(&spki, &material)?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(blob))
+    Ok(B64.encode(blob))
 }
 
 fn vault_query(name: Option<String>, account: Option<String>, deleted: bool) -> VaultQuery {
@@ -596,6 +680,103 @@ pub async fn key(c: &Client, out: &Output, cmd: KeyCmd) -> anyhow::Result<()> {
             .await?;
             let k: Key = c.delete(&format!("/v1/keys/{}", seg(&id))).await?;
             out.show(&k, View::Fields)
+        }
+        KeyCmd::Encrypt {
+            key,
+            input,
+            context,
+        } => {
+            let id = key_id(c, &key).await?;
+            let data = match (input.plaintext, input.plaintext_file) {
+                (Some(t), _) => zeroize::Zeroizing::new(t.into_bytes()),
+                (None, Some(f)) => zeroize::Zeroizing::new(
+                    std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?,
+                ),
+                (None, None) => bail!("give --plaintext or --plaintext-file"),
+            };
+            let body = EncryptRequest {
+                plaintext: B64.encode(&data[..]),
+                context,
+            };
+            let r: KeyOperationResult = c
+                .post(&format!("/v1/keys/{}/encrypt", seg(&id)), &body)
+                .await?;
+            out.show(&r, View::Fields)
+        }
+        KeyCmd::Decrypt {
+            key,
+            ciphertext,
+            context,
+            raw,
+        } => {
+            let id = key_id(c, &key).await?;
+            let body = DecryptRequest {
+                ciphertext,
+                context,
+            };
+            let r: KeyOperationResult = c
+                .post(&format!("/v1/keys/{}/decrypt", seg(&id)), &body)
+                .await?;
+            if raw {
+                let bytes = zeroize::Zeroizing::new(B64.decode(r.plaintext.unwrap_or_default())?);
+                use std::io::Write as _;
+                std::io::stdout().write_all(&bytes)?;
+                return Ok(());
+            }
+            out.show(&r, View::Fields)
+        }
+        KeyCmd::Wrap { key, key_file } => {
+            let id = key_id(c, &key).await?;
+            let data = zeroize::Zeroizing::new(
+                std::fs::read(&key_file)
+                    .with_context(|| format!("cannot read {}", key_file.display()))?,
+            );
+            let body = WrapRequest {
+                key: B64.encode(&data[..]),
+            };
+            let r: KeyOperationResult = c
+                .post(&format!("/v1/keys/{}/wrap", seg(&id)), &body)
+                .await?;
+            out.show(&r, View::Fields)
+        }
+        KeyCmd::Unwrap { key, ciphertext } => {
+            let id = key_id(c, &key).await?;
+            let r: KeyOperationResult = c
+                .post(
+                    &format!("/v1/keys/{}/unwrap", seg(&id)),
+                    &UnwrapRequest { ciphertext },
+                )
+                .await?;
+            out.show(&r, View::Fields)
+        }
+        KeyCmd::GenerateDataKey { key, context } => {
+            let id = key_id(c, &key).await?;
+            let r: KeyOperationResult = c
+                .post(
+                    &format!("/v1/keys/{}/generate-data-key", seg(&id)),
+                    &GenerateDataKeyRequest { context },
+                )
+                .await?;
+            out.show(&r, View::Fields)
+        }
+        KeyCmd::ReEncrypt {
+            key,
+            ciphertext,
+            context,
+            destination_key,
+            destination_context,
+        } => {
+            let id = key_id(c, &key).await?;
+            let body = ReEncryptRequest {
+                ciphertext,
+                context,
+                destination_key_id: resolve::id(c, Kind::Key, &destination_key).await?,
+                destination_context,
+            };
+            let r: KeyOperationResult = c
+                .post(&format!("/v1/keys/{}/re-encrypt", seg(&id)), &body)
+                .await?;
+            out.show(&r, View::Fields)
         }
         KeyCmd::Recover(r) => {
             let id = key_id(c, &r).await?;
