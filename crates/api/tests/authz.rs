@@ -115,6 +115,15 @@ fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
             | "/v1/keys/{id}/generate-data-key"
             | "/v1/keys/{id}/re-encrypt",
         ) => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/vaults/{id}/secrets") => [201, 201, 403, 404, 404, 404],
+        ("GET", "/v1/vaults/{id}/secrets" | "/v1/secrets/{id}") => [200, 200, 200, 404, 404, 404],
+        // A Reader sees a secret, never its value.
+        ("GET", "/v1/secrets/{id}/value") | ("DELETE", "/v1/secrets/{id}") => {
+            [200, 200, 403, 404, 404, 404]
+        }
+        ("POST", "/v1/secrets/{id}/recover" | "/v1/secrets/{id}/purge") => {
+            [200, 200, 403, 404, 404, 404]
+        }
         // The whole audit log is the deployment's operators' (no key named).
         ("GET", "/v1/audit") | ("POST", "/v1/audit/verify") => [200, 403, 403, 403, 403, 403],
         _ => return None,
@@ -137,6 +146,8 @@ struct Fixtures {
     deleted_key: String,
     ciphertext: String,
     wrapped: String,
+    secret: String,
+    deleted_secret: String,
 }
 
 struct World {
@@ -303,6 +314,21 @@ impl World {
             .unwrap()
             .to_string();
         let deleted_key = new_key().await;
+        let new_secret = || async {
+            self.admin(
+                "POST",
+                &format!("/v1/vaults/{vault}/secrets"),
+                Some(json!({"name": uniq("s"), "value": "c2VjcmV0"})),
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let secret = new_secret().await;
+        let deleted_secret = new_secret().await;
+        self.admin("DELETE", &format!("/v1/secrets/{deleted_secret}"), None)
+            .await;
         self.admin("DELETE", &format!("/v1/keys/{deleted_key}"), None)
             .await;
         Fixtures {
@@ -319,6 +345,8 @@ impl World {
             deleted_key,
             ciphertext,
             wrapped,
+            secret,
+            deleted_secret,
         }
     }
 }
@@ -516,6 +544,8 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
         p if p.starts_with("/v1/vaults/{id}") => fx.vault.clone(),
         "/v1/keys/{id}/recover" | "/v1/keys/{id}/purge" => fx.deleted_key.clone(),
         p if p.starts_with("/v1/keys/{id}") => fx.key.clone(),
+        "/v1/secrets/{id}/recover" | "/v1/secrets/{id}/purge" => fx.deleted_secret.clone(),
+        p if p.starts_with("/v1/secrets/{id}") => fx.secret.clone(),
         _ => String::new(),
     };
     let path = spec.path.replace("{id}", &id);
@@ -585,6 +615,11 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
         ),
         ("PATCH", "/v1/vaults/{id}") => (path, Some(json!({"retention_days": 30})), Some(id)),
         ("POST", "/v1/vaults/{id}/keys") => (path, Some(json!({"name": uniq("k")})), Some(id)),
+        ("POST", "/v1/vaults/{id}/secrets") => (
+            path,
+            Some(json!({"name": uniq("s"), "value": "dmFsdWU="})),
+            Some(id),
+        ),
         ("PATCH", "/v1/keys/{id}") => (path, Some(json!({"enabled": true})), Some(id)),
         ("POST", "/v1/keys/{id}/rotate" | "/v1/keys/{id}/generate-data-key") => {
             (path, Some(json!({})), Some(id))

@@ -41,7 +41,7 @@ use commands::iam::{IamCmd, PrincipalCmd, RoleCmd};
 use commands::org::{AccountCmd, FolderCmd, TenantCmd};
 use commands::snapshot::SnapshotCmd;
 use commands::token::TokenCmd;
-use commands::vault::{KeyCmd, VaultCmd};
+use commands::vault::{KeyCmd, SecretCmd, VaultCmd};
 use output::{Format, Output};
 
 /// Coffer: encrypted block storage — disks, snapshots, attachments over NBD.
@@ -127,6 +127,9 @@ enum Command {
     /// delete, recover, purge.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Secrets in key vaults: set, list, show, get, delete, recover, purge.
+    #[command(subcommand)]
+    Secret(SecretCmd),
     /// The audit log of key use: list, verify.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -177,6 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshot(cmd) => commands::snapshot::run(&c, &out, cmd).await,
         Command::Vault(cmd) => commands::vault::vault(&c, &out, cmd).await,
         Command::Key(cmd) => commands::vault::key(&c, &out, cmd).await,
+        Command::Secret(cmd) => commands::vault::secret(&c, &out, cmd).await,
         Command::Audit(cmd) => commands::audit::run(&c, &out, cmd).await,
         Command::Admin(cmd) => commands::admin::run(&c, &out, cmd).await,
     }

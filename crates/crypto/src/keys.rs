@@ -200,6 +200,57 @@ fn gcm_key(key: &SecretKey, salt: &[u8]) -> Result<LessSafeKey, CryptoError> {
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
+/// Seal `data` of any length under `key`, bound to `context`: a `gcm1:`
+/// blob (per-message HKDF key, see the module doc).
+pub fn seal_blob(key: &SecretKey, data: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut salt = [0u8; SALT_LEN];
+    random_bytes(&mut salt);
+    let k = gcm_key(key, &salt)?;
+    let mut out = Vec::with_capacity(GCM.len() + SALT_LEN + data.len() + TAG_LEN);
+    out.extend_from_slice(GCM);
+    out.extend_from_slice(&salt);
+    out.extend_from_slice(data);
+    let start = GCM.len() + SALT_LEN;
+    let tag = k
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key([0u8; 12]),
+            Aad::from(context),
+            &mut out[start..],
+        )
+        .map_err(|_| CryptoError::Library("seal"))?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// Open a blob made by [`seal_blob`] with the same key and context.
+pub fn open_blob(
+    key: &SecretKey,
+    blob: &[u8],
+    context: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let body = strip(blob, GCM, "AES key")?;
+    if body.len() < SALT_LEN + TAG_LEN {
+        return Err(CryptoError::Malformed("gcm1 blob too short".into()));
+    }
+    let (salt, sealed) = body.split_at(SALT_LEN);
+    let k = gcm_key(key, salt)?;
+    let mut buf = Zeroizing::new(sealed.to_vec());
+    let n = k
+        .open_in_place(
+            Nonce::assume_unique_for_key([0u8; 12]),
+            Aad::from(context),
+            &mut buf,
+        )
+        .map_err(|_| {
+            CryptoError::Authentication(
+                "decryption failed: wrong key, wrong context or modified ciphertext",
+            )
+        })?
+        .len();
+    buf.truncate(n);
+    Ok(buf)
+}
+
 impl KeyMaterial {
     /// Fresh material of `alg`, from the system's random source.
     pub fn generate(alg: KeyAlgorithm) -> Result<Self, CryptoError> {
@@ -329,23 +380,7 @@ impl KeyMaterial {
                         plaintext.len()
                     )));
                 }
-                let mut salt = [0u8; SALT_LEN];
-                random_bytes(&mut salt);
-                let key = gcm_key(k, &salt)?;
-                let mut out = Vec::with_capacity(GCM.len() + SALT_LEN + plaintext.len() + TAG_LEN);
-                out.extend_from_slice(GCM);
-                out.extend_from_slice(&salt);
-                out.extend_from_slice(plaintext);
-                let start = GCM.len() + SALT_LEN;
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key([0u8; 12]),
-                        Aad::from(context),
-                        &mut out[start..],
-                    )
-                    .map_err(|_| CryptoError::Library("seal"))?;
-                out.extend_from_slice(tag.as_ref());
-                Ok(out)
+                seal_blob(k, plaintext, context)
             }
             Self::Rsa(k) => oaep_encrypt(&k.public_key(), plaintext, context),
         }
@@ -355,29 +390,7 @@ impl KeyMaterial {
     /// the same `context`.
     pub fn decrypt(&self, blob: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         match self {
-            Self::Aes(k) => {
-                let body = strip(blob, GCM, "AES key")?;
-                if body.len() < SALT_LEN + TAG_LEN {
-                    return Err(CryptoError::Malformed("gcm1 blob too short".into()));
-                }
-                let (salt, sealed) = body.split_at(SALT_LEN);
-                let key = gcm_key(k, salt)?;
-                let mut buf = Zeroizing::new(sealed.to_vec());
-                let n = key
-                    .open_in_place(
-                        Nonce::assume_unique_for_key([0u8; 12]),
-                        Aad::from(context),
-                        &mut buf,
-                    )
-                    .map_err(|_| {
-                        CryptoError::Authentication(
-                            "decryption failed: wrong key, wrong context or modified ciphertext",
-                        )
-                    })?
-                    .len();
-                buf.truncate(n);
-                Ok(buf)
-            }
+            Self::Aes(k) => open_blob(k, blob, context),
             Self::Rsa(k) => oaep_decrypt(k, blob, context),
         }
     }

@@ -80,6 +80,14 @@ pub enum Action {
     KeysWrap,
     /// Unwrap a data key with a key.
     KeysUnwrap,
+    /// See secrets: names, versions, dates (never values).
+    SecretsRead,
+    /// Read a secret's value.
+    SecretsGet,
+    /// Set secrets (a new version each time).
+    SecretsWrite,
+    /// Delete, recover and purge secrets.
+    SecretsDelete,
     /// Operate the deployment: consistency checks, garbage collection,
     /// nodes. Only meaningful at the deployment scope.
     DeploymentOperate,
@@ -87,7 +95,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order of the docs.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 27] = [
         Action::DisksRead,
         Action::DisksWrite,
         Action::DisksDelete,
@@ -110,6 +118,10 @@ impl Action {
         Action::KeysDecrypt,
         Action::KeysWrap,
         Action::KeysUnwrap,
+        Action::SecretsRead,
+        Action::SecretsGet,
+        Action::SecretsWrite,
+        Action::SecretsDelete,
         Action::DeploymentOperate,
     ];
 
@@ -138,6 +150,10 @@ impl Action {
             Action::KeysDecrypt => "keys/decrypt",
             Action::KeysWrap => "keys/wrapKey",
             Action::KeysUnwrap => "keys/unwrapKey",
+            Action::SecretsRead => "secrets/read",
+            Action::SecretsGet => "secrets/get",
+            Action::SecretsWrite => "secrets/write",
+            Action::SecretsDelete => "secrets/delete",
             Action::DeploymentOperate => "deployment/operate",
         }
     }
@@ -150,6 +166,7 @@ impl Action {
             TargetKind::Tenant | TargetKind::Folder | TargetKind::Account => Action::OrgRead,
             TargetKind::Principal | TargetKind::RoleAssignment => Action::IamRead,
             TargetKind::Vault => Action::VaultsRead,
+            TargetKind::Secret => Action::SecretsRead,
             TargetKind::Key => Action::KeysRead,
             TargetKind::Deployment => Action::DeploymentOperate,
         }
@@ -195,6 +212,8 @@ pub enum Role {
     /// Wrap and unwrap with keys: the role a managed identity of a disk
     /// encryption set needs on its key.
     KeyVaultCryptoServiceEncryptionUser,
+    /// Read secrets' values.
+    KeyVaultSecretsUser,
 }
 
 use Action as A;
@@ -213,6 +232,7 @@ const CONTRIBUTOR: &[Action] = &[
     A::VaultsWrite,
     A::VaultsDelete,
     A::KeysRead,
+    A::SecretsRead,
 ];
 const READER: &[Action] = &[
     A::DisksRead,
@@ -221,6 +241,7 @@ const READER: &[Action] = &[
     A::IamRead,
     A::VaultsRead,
     A::KeysRead,
+    A::SecretsRead,
 ];
 const KEY_ADMIN: &[Action] = &[
     A::VaultsRead,
@@ -231,6 +252,10 @@ const KEY_ADMIN: &[Action] = &[
     A::KeysDecrypt,
     A::KeysWrap,
     A::KeysUnwrap,
+    A::SecretsRead,
+    A::SecretsGet,
+    A::SecretsWrite,
+    A::SecretsDelete,
 ];
 const KEY_USER: &[Action] = &[
     A::KeysRead,
@@ -240,16 +265,18 @@ const KEY_USER: &[Action] = &[
     A::KeysUnwrap,
 ];
 const KEY_SERVICE: &[Action] = &[A::KeysRead, A::KeysWrap, A::KeysUnwrap];
+const SECRETS_USER: &[Action] = &[A::SecretsRead, A::SecretsGet];
 
 impl Role {
     /// Every built-in role, in the order of the docs.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Owner,
         Role::Contributor,
         Role::Reader,
         Role::KeyVaultAdministrator,
         Role::KeyVaultCryptoUser,
         Role::KeyVaultCryptoServiceEncryptionUser,
+        Role::KeyVaultSecretsUser,
     ];
 
     /// The role's stable name.
@@ -261,6 +288,7 @@ impl Role {
             Role::KeyVaultAdministrator => "Key Vault Administrator",
             Role::KeyVaultCryptoUser => "Key Vault Crypto User",
             Role::KeyVaultCryptoServiceEncryptionUser => "Key Vault Crypto Service Encryption User",
+            Role::KeyVaultSecretsUser => "Key Vault Secrets User",
         }
     }
 
@@ -277,6 +305,7 @@ impl Role {
             Role::KeyVaultCryptoServiceEncryptionUser => {
                 "wrap and unwrap data keys: for the managed identity of a disk encryption set"
             }
+            Role::KeyVaultSecretsUser => "read secrets' values",
         }
     }
 
@@ -289,6 +318,7 @@ impl Role {
             Role::KeyVaultAdministrator => KEY_ADMIN,
             Role::KeyVaultCryptoUser => KEY_USER,
             Role::KeyVaultCryptoServiceEncryptionUser => KEY_SERVICE,
+            Role::KeyVaultSecretsUser => SECRETS_USER,
         }
     }
 
@@ -314,7 +344,7 @@ impl fmt::Display for Role {
 /// A string that names no role.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown role '{0}': the built-in roles are Owner, Contributor, Reader, Key Vault Administrator, Key Vault Crypto User and Key Vault Crypto Service Encryption User"
+    "unknown role '{0}': the built-in roles are Owner, Contributor, Reader, Key Vault Administrator, Key Vault Crypto User, Key Vault Crypto Service Encryption User and Key Vault Secrets User"
 )]
 pub struct UnknownRole(pub String);
 
@@ -383,6 +413,8 @@ pub enum TargetKind {
     Vault,
     /// A key.
     Key,
+    /// A secret.
+    Secret,
 }
 
 impl TargetKind {
@@ -400,6 +432,7 @@ impl TargetKind {
             Kind::RoleAssignment => Some(TargetKind::RoleAssignment),
             Kind::Key => Some(TargetKind::Key),
             Kind::Vault => Some(TargetKind::Vault),
+            Kind::Secret => Some(TargetKind::Secret),
             Kind::Volume | Kind::Dek | Kind::Token | Kind::Attachment | Kind::Node => None,
         }
     }

@@ -194,3 +194,40 @@ impl KeyVault {
         Ok(m.unwrap(blob)?)
     }
 }
+
+impl KeyVault {
+    /// Seal a secret's value for storage: under a fresh data key, bound to
+    /// `context` (the secret and version it belongs to), the data key
+    /// wrapped by the root key. Layout: u32 length of the wrapped key ‖ the
+    /// wrapped key ‖ the sealed value (`gcm1:`).
+    pub async fn seal_secret(&self, value: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+        let dek = coffer_crypto::SecretKey::generate();
+        let wrapped = self.root.wrap(dek.expose()).await?;
+        let sealed = coffer_crypto::keys::seal_blob(&dek, value, context)?;
+        let len = u32::try_from(wrapped.len())
+            .map_err(|_| VaultError::Root("wrapped key too long".into()))?;
+        let mut out = Vec::with_capacity(4 + wrapped.len() + sealed.len());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&wrapped);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Open a value sealed by [`KeyVault::seal_secret`] with the same
+    /// context.
+    pub async fn open_secret(&self, stored: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let malformed = || {
+            VaultError::Crypto(coffer_crypto::CryptoError::Malformed(
+                "stored secret value is malformed".into(),
+            ))
+        };
+        let len = stored
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(malformed)?;
+        let wrapped = stored.get(4..4 + len).ok_or_else(malformed)?;
+        let sealed = stored.get(4 + len..).ok_or_else(malformed)?;
+        let dek = coffer_crypto::SecretKey::from_slice(&self.root.unwrap(wrapped).await?)?;
+        Ok(coffer_crypto::keys::open_blob(&dek, sealed, context)?)
+    }
+}

@@ -39,6 +39,87 @@ pub struct VaultRow {
     pub created_at: String,
 }
 
+/// A secret of a vault (its value is in its versions, wrapped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// Id.
+    pub id: Id,
+    /// The vault.
+    pub vault_id: Id,
+    /// The vault's account.
+    pub account_id: Id,
+    /// Name, unique in the vault until purged.
+    pub name: String,
+    /// The newest version.
+    pub current_version: u32,
+    /// What the value is, e.g. `text/plain` (the caller's label).
+    pub content_type: String,
+    /// Created.
+    pub created_at: String,
+    /// Last set.
+    pub updated_at: String,
+    /// When it was soft-deleted.
+    pub deleted_at: Option<String>,
+    /// When it may be purged.
+    pub purge_after: Option<String>,
+    /// When it was purged.
+    pub purged_at: Option<String>,
+}
+
+const SECRET_COLS: &str = "id, vault_id, account_id, name, current_version, content_type, created_at, updated_at, deleted_at, purge_after, purged_at";
+
+type SecretTuple = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn secret_row(t: SecretTuple) -> Result<SecretRow> {
+    Ok(SecretRow {
+        id: parse_id(&t.0, Kind::Secret)?,
+        vault_id: parse_id(&t.1, Kind::Vault)?,
+        account_id: parse_id(&t.2, Kind::Account)?,
+        name: t.3,
+        current_version: u32::try_from(t.4)
+            .map_err(|_| MetaError::Corrupt("secret version".into()))?,
+        content_type: t.5,
+        created_at: t.6,
+        updated_at: t.7,
+        deleted_at: t.8,
+        purge_after: t.9,
+        purged_at: t.10,
+    })
+}
+
+/// A version of a secret to store (see [`Meta::set_secret`]).
+#[derive(Debug)]
+pub struct NewSecretVersion<'a> {
+    /// The vault.
+    pub vault: Id,
+    /// The vault's account.
+    pub account: Id,
+    /// The secret's id (a fresh one for a new secret).
+    pub id: Id,
+    /// The version this will be.
+    pub version: u32,
+    /// The secret's name.
+    pub name: &'a str,
+    /// Its content type.
+    pub content_type: &'a str,
+    /// The sealed value.
+    pub wrapped: &'a [u8],
+    /// Now (RFC 3339).
+    pub at: &'a str,
+}
+
 /// One version of a key, without its material.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyVersionRow {
@@ -227,6 +308,20 @@ impl Meta {
         .await?;
         sqlx::query(
             "UPDATE vault_keys SET purged_at = $1, deleted_at = COALESCE(deleted_at, $1) WHERE vault_id = $2 AND purged_at IS NULL",
+        )
+        .bind(at)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE vault_secret_versions SET wrapped_value = $1 WHERE secret_id IN (SELECT id FROM vault_secrets WHERE vault_id = $2)",
+        )
+        .bind(Vec::<u8>::new())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE vault_secrets SET purged_at = $1, deleted_at = COALESCE(deleted_at, $1) WHERE vault_id = $2 AND purged_at IS NULL",
         )
         .bind(at)
         .bind(id.to_string())
@@ -447,4 +542,150 @@ async fn insert_version_tx(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+impl Meta {
+    /// Store version `v.version` of the secret `v.name` of a vault: a new
+    /// secret (version 1, id `v.id`) or the next version of the live one of
+    /// that name. [`MetaError::Conflict`], with nothing stored, if the
+    /// version stored would not be `(v.id, v.version)` (a concurrent set
+    /// won, or a soft-deleted secret holds the name).
+    pub async fn set_secret(&self, v: &NewSecretVersion<'_>) -> Result<SecretRow> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO vault_secrets (id, vault_id, account_id, name, current_version, content_type, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(v.id.to_string())
+        .bind(v.vault.to_string())
+        .bind(v.account.to_string())
+        .bind(v.name)
+        .bind(v.content_type)
+        .bind(v.at)
+        .execute(&mut *tx)
+        .await?;
+        let row: Option<SecretTuple> = sqlx::query_as(AssertSqlSafe(format!(
+            "UPDATE vault_secrets SET current_version = current_version + 1, content_type = $1, updated_at = $2 \
+             WHERE vault_id = $3 AND name = $4 AND purged_at IS NULL AND deleted_at IS NULL RETURNING {SECRET_COLS}"
+        )))
+        .bind(v.content_type)
+        .bind(v.at)
+        .bind(v.vault.to_string())
+        .bind(v.name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.map(secret_row).transpose()?;
+        let Some(row) = row.filter(|r| (r.id, r.current_version) == (v.id, v.version)) else {
+            return Err(MetaError::Conflict(format!(
+                "the secret '{}' changed while it was being set: set it again",
+                v.name
+            )));
+        };
+        sqlx::query(
+            "INSERT INTO vault_secret_versions (secret_id, version, wrapped_value, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(row.id.to_string())
+        .bind(i64::from(row.current_version))
+        .bind(v.wrapped)
+        .bind(v.at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// The live or soft-deleted (not purged) secret of a vault named `name`.
+    pub async fn secret_by_name(&self, vault: Id, name: &str) -> Result<Option<SecretRow>> {
+        let row: Option<SecretTuple> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {SECRET_COLS} FROM vault_secrets WHERE vault_id = $1 AND name = $2 AND purged_at IS NULL"
+        )))
+        .bind(vault.to_string())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(secret_row).transpose()
+    }
+
+    /// A secret by id (purged ones too: tombstones).
+    pub async fn secret(&self, id: Id) -> Result<Option<SecretRow>> {
+        let row: Option<SecretTuple> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {SECRET_COLS} FROM vault_secrets WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(secret_row).transpose()
+    }
+
+    /// One page of a vault's secrets after `after` (created_at, id): live
+    /// ones, or (`deleted`) soft-deleted ones.
+    pub async fn list_secrets_page(
+        &self,
+        vault: Id,
+        deleted: bool,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<SecretRow>> {
+        let state = if deleted {
+            "deleted_at IS NOT NULL AND purged_at IS NULL"
+        } else {
+            "deleted_at IS NULL"
+        };
+        let (at, id) = after.unwrap_or_default();
+        let rows: Vec<SecretTuple> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {SECRET_COLS} FROM vault_secrets WHERE vault_id = $1 AND {state} \
+             AND (created_at > $2 OR (created_at = $2 AND id > $3)) ORDER BY created_at, id LIMIT {limit}"
+        )))
+        .bind(vault.to_string())
+        .bind(at)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(secret_row).collect()
+    }
+
+    /// The wrapped value of one version of a secret (empty once purged).
+    pub async fn secret_value(&self, id: Id, version: u32) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT wrapped_value FROM vault_secret_versions WHERE secret_id = $1 AND version = $2",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(version))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Mark a secret deleted (`Some((deleted_at, purge_after))`) or
+    /// recovered.
+    pub async fn set_secret_deleted(&self, id: Id, deleted: Option<(&str, &str)>) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE vault_secrets SET deleted_at = $1, purge_after = $2 WHERE id = $3 AND purged_at IS NULL",
+        )
+        .bind(deleted.map(|d| d.0))
+        .bind(deleted.map(|d| d.1))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        one(done, format!("secret {id}"))
+    }
+
+    /// Purge a secret: every version's value is destroyed, the row stays.
+    pub async fn purge_secret(&self, id: Id, at: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE vault_secrets SET purged_at = $1, deleted_at = COALESCE(deleted_at, $1) WHERE id = $2 AND purged_at IS NULL",
+        )
+        .bind(at)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        one(done, format!("secret {id}"))?;
+        sqlx::query("UPDATE vault_secret_versions SET wrapped_value = $1 WHERE secret_id = $2")
+            .bind(Vec::<u8>::new())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }

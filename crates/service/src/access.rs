@@ -78,6 +78,7 @@ pub(crate) fn not_found_of(scope: Scope) -> ServiceError {
                 Kind::Token => ErrorCode::TokenNotFound,
                 Kind::Key => ErrorCode::KeyNotFound,
                 Kind::Vault => ErrorCode::VaultNotFound,
+                Kind::Secret => ErrorCode::SecretNotFound,
                 Kind::Attachment => ErrorCode::AttachmentNotFound,
                 Kind::Node => ErrorCode::NodeNotFound,
                 // Never scopes (`Scope::of` refuses them); exhaustive so a
@@ -213,6 +214,14 @@ impl Service {
                 }
                 Ok(_) | Err(coffer_meta::MetaError::NotFound(_)) => None,
                 Err(e) => return Err(e.into()),
+            },
+            Kind::Secret => match self.meta.secret(id).await? {
+                Some(s) if s.purged_at.is_none() => {
+                    let mut c = vec![scope, Scope::Id(s.vault_id)];
+                    c.extend(self.account_chain(s.account_id).await?);
+                    Some(c)
+                }
+                _ => None,
             },
             Kind::RoleAssignment => match self.meta.role_assignment(id).await? {
                 Some(r) => {

@@ -41,6 +41,7 @@ mod list;
 mod node;
 mod org;
 mod owners;
+mod secrets;
 mod snapshots;
 mod vaults;
 

@@ -10,7 +10,7 @@
 //! with the kind's not-found code.
 
 use coffer_wire::model::{
-    Account, Disk, Folder, Key, Principal, RoleAssignment, Snapshot, Tenant, Token, Vault,
+    Account, Disk, Folder, Key, Principal, RoleAssignment, Secret, Snapshot, Tenant, Token, Vault,
 };
 use coffer_wire::{ErrorCode, ListParams, Page};
 
@@ -91,7 +91,8 @@ listed!(
     Token,
     RoleAssignment,
     Vault,
-    Key
+    Key,
+    Secret
 );
 
 /// Where a page starts and how long it is.

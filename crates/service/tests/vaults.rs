@@ -544,3 +544,113 @@ async fn key_operations_round_trip_and_interoperate_with_imported_material() {
     let failed = log.items.iter().filter(|e| e.outcome == "failed").count();
     assert_eq!(failed, 3, "two bad decrypts and one while disabled");
 }
+
+/// Secrets: versions, the size rule, soft delete and recover, purge refused
+/// under purge protection, and a purge that destroys every version's
+/// value; nothing of a value stored in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_keep_versions_and_follow_the_vault_rules() {
+    use coffer_service::model::SetSecret;
+    use coffer_wire::SecretValueQuery;
+    let w = world().await;
+    let (svc, admin) = (&w.svc, &w.admin);
+    let v = svc.create_vault(admin, vault_req("s", true)).await.unwrap();
+    let set = |value: &[u8]| SetSecret {
+        name: "luks".into(),
+        value: b64(value),
+        content_type: Some("text/plain".into()),
+    };
+    let s1 = svc
+        .set_secret(admin, &v.id, set(b"first passphrase"))
+        .await
+        .unwrap();
+    let s2 = svc
+        .set_secret(admin, &v.id, set(b"second passphrase"))
+        .await
+        .unwrap();
+    assert_eq!((s1.id.as_str(), s2.current_version), (s2.id.as_str(), 2));
+    let get = |version| SecretValueQuery { version };
+    let latest = svc
+        .get_secret_value(admin, &s1.id, get(None))
+        .await
+        .unwrap();
+    assert_eq!(
+        (latest.version, latest.value.as_str()),
+        (2, b64(b"second passphrase").as_str())
+    );
+    let old = svc
+        .get_secret_value(admin, &s1.id, get(Some(1)))
+        .await
+        .unwrap();
+    assert_eq!(old.value, b64(b"first passphrase"));
+    assert_eq!(
+        svc.get_secret_value(admin, &s1.id, get(Some(3)))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::SecretNotFound
+    );
+    for bad in [&b""[..], &[0u8; 25 * 1024 + 1][..]] {
+        assert_eq!(
+            svc.set_secret(admin, &v.id, set(bad))
+                .await
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidSecret
+        );
+    }
+    // Deleted: its value is refused, its name blocked; recover; purge
+    // refused under purge protection, then (retention passed) done.
+    svc.delete_secret(admin, &s1.id).await.unwrap();
+    assert_eq!(
+        svc.get_secret_value(admin, &s1.id, get(None))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::ResourceDeleted
+    );
+    assert_eq!(
+        svc.set_secret(admin, &v.id, set(b"x"))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::ResourceDeleted
+    );
+    assert_eq!(
+        svc.purge_secret(admin, &s1.id).await.unwrap_err().code,
+        ErrorCode::PurgeProtected
+    );
+    svc.recover_secret(admin, &s1.id).await.unwrap();
+    svc.get_secret_value(admin, &s1.id, get(None))
+        .await
+        .unwrap();
+    svc.delete_secret(admin, &s1.id).await.unwrap();
+    w.db.execute(&format!(
+        "UPDATE vault_secrets SET purge_after = '2000-01-01T00:00:00.000Z' WHERE id = '{}'",
+        s1.id
+    ));
+    svc.purge_secret(admin, &s1.id).await.unwrap();
+    assert_eq!(
+        svc.get_secret(admin, &s1.id).await.unwrap_err().code,
+        ErrorCode::SecretNotFound
+    );
+    let id = s1.id.parse().unwrap();
+    for version in 1..=2 {
+        assert_eq!(
+            svc.meta().secret_value(id, version).await.unwrap(),
+            Some(vec![]),
+            "version {version}'s value survived the purge"
+        );
+    }
+    // The name is free again.
+    let s3 = svc.set_secret(admin, &v.id, set(b"third")).await.unwrap();
+    assert_eq!(s3.current_version, 1);
+    assert_ne!(s3.id, s1.id);
+    let all = w.db.contents();
+    for needle in [&b"first passphrase"[..], b"second passphrase"] {
+        assert!(
+            !all.windows(needle.len()).any(|x| x == needle),
+            "a secret value stored in the clear"
+        );
+    }
+}

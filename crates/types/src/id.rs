@@ -25,6 +25,8 @@ pub enum Kind {
     Key,
     /// A key vault (`kv-`).
     Vault,
+    /// A secret in a key vault (`sec-`).
+    Secret,
     /// A principal (`prn-`).
     Principal,
     /// An account (`acct-`).
@@ -53,6 +55,7 @@ impl Kind {
             Kind::Dek => "dek",
             Kind::Key => "key",
             Kind::Vault => "kv",
+            Kind::Secret => "sec",
             Kind::Principal => "prn",
             Kind::Account => "acct",
             Kind::Tenant => "tnt",
@@ -73,6 +76,7 @@ impl Kind {
             Kind::Dek => "data key",
             Kind::Key => "key",
             Kind::Vault => "key vault",
+            Kind::Secret => "secret",
             Kind::Principal => "principal",
             Kind::Account => "account",
             Kind::Tenant => "tenant",
@@ -84,13 +88,14 @@ impl Kind {
         }
     }
 
-    const ALL: [Kind; 14] = [
+    const ALL: [Kind; 15] = [
         Kind::Disk,
         Kind::Snapshot,
         Kind::Volume,
         Kind::Dek,
         Kind::Key,
         Kind::Vault,
+        Kind::Secret,
         Kind::Principal,
         Kind::Account,
         Kind::Tenant,

@@ -132,6 +132,9 @@ codes! {
     InvalidKeyOperation = 400,
     /// No such region in this deployment.
     UnknownRegion = 400,
+    /// A secret value that is empty, over 25 KiB, or not what its
+    /// encoding says.
+    InvalidSecret = 400,
     // 401
     /// No token, or a token that is unknown, expired or revoked.
     Unauthenticated = 401,
@@ -165,6 +168,8 @@ codes! {
     NodeNotFound = 404,
     /// No such key vault (or you may not see it).
     VaultNotFound = 404,
+    /// No such secret, or no such version of it (or you may not see it).
+    SecretNotFound = 404,
     // 405
     /// The route does not take that method.
     MethodNotAllowed = 405,

@@ -19,5 +19,6 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use model::*;
 pub use page::{
     AccountQuery, AssignmentQuery, AuditQuery, DiskQuery, FolderQuery, KeyQuery, ListParams,
-    MAX_PAGE, Page, PrincipalQuery, SnapshotQuery, TenantQuery, TokenQuery, VaultQuery,
+    MAX_PAGE, Page, PrincipalQuery, SecretQuery, SecretValueQuery, SnapshotQuery, TenantQuery,
+    TokenQuery, VaultQuery,
 };

@@ -836,3 +836,81 @@ impl std::fmt::Debug for KeyOperationResult {
             .finish()
     }
 }
+
+/// A secret of a key vault (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Secret {
+    /// Id, e.g. `sec-0123456789abcdef`.
+    pub id: String,
+    /// Name, unique in the vault until purged.
+    pub name: String,
+    /// The vault.
+    pub vault_id: String,
+    /// The vault's account.
+    pub account_id: String,
+    /// The newest version (what `value` returns by default).
+    pub current_version: u32,
+    /// The caller's label of what the value is, e.g. `text/plain`.
+    pub content_type: String,
+    /// `active`, `deleted` (recoverable) or `purged`.
+    pub state: Lifecycle,
+    /// When it was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    /// When a deleted secret may be (and will at the latest be) purged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_after: Option<String>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// When the newest version was set.
+    pub updated_at: String,
+}
+
+/// Body of `POST /v1/vaults/{id}/secrets`: a new secret, or a new version
+/// of the one of that name.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSecret {
+    /// Name (1-80 letters, digits, `.`, `_`, `-`).
+    pub name: String,
+    /// The value, base64 (1 byte to 25 KiB once decoded).
+    pub value: String,
+    /// A label of what the value is (default `application/octet-stream`).
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+impl std::fmt::Debug for SetSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetSecret")
+            .field("name", &self.name)
+            .field("value", &REDACTED)
+            .field("content_type", &self.content_type)
+            .finish()
+    }
+}
+
+/// A secret's value, as `GET /v1/secrets/{id}/value` returns it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SecretValue {
+    /// The secret.
+    pub secret_id: String,
+    /// Its name.
+    pub name: String,
+    /// The version returned.
+    pub version: u32,
+    /// Its content type.
+    pub content_type: String,
+    /// The value, base64.
+    pub value: String,
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretValue")
+            .field("secret_id", &self.secret_id)
+            .field("version", &self.version)
+            .field("value", &REDACTED)
+            .finish()
+    }
+}

@@ -226,3 +226,21 @@ pub struct AuditQuery {
     /// Only entries before this time (RFC 3339).
     pub until: Option<String>,
 }
+
+list_query! {
+    /// Query of `GET /v1/vaults/{id}/secrets`.
+    SecretQuery {
+        /// `active` (default) or `deleted` (soft-deleted, recoverable).
+        state,
+    }
+}
+
+/// Query of `GET /v1/secrets/{id}/value`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SecretValueQuery {
+    /// The version (default: the newest).
+    #[param(minimum = 1)]
+    pub version: Option<u32>,
+}

@@ -288,6 +288,47 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
             routes!(key_re_encrypt),
         )
         .add(
+            Act(A::SecretsWrite),
+            &[
+                E::VaultNotFound,
+                E::InvalidName,
+                E::InvalidSecret,
+                E::ResourceDeleted,
+                E::Conflict,
+            ],
+            routes!(set_secret),
+        )
+        .add(
+            Act(A::SecretsRead),
+            &[E::VaultNotFound, E::InvalidPage, E::InvalidFilter],
+            routes!(list_secrets),
+        )
+        .add(
+            Act(A::SecretsRead),
+            &[E::SecretNotFound],
+            routes!(get_secret),
+        )
+        .add(
+            Act(A::SecretsGet),
+            &[E::SecretNotFound, E::ResourceDeleted, E::IntegrityError],
+            routes!(get_secret_value),
+        )
+        .add(
+            Act(A::SecretsDelete),
+            &[E::SecretNotFound, E::ResourceDeleted],
+            routes!(delete_secret),
+        )
+        .add(
+            Act(A::SecretsDelete),
+            &[E::SecretNotFound, E::NotDeleted],
+            routes!(recover_secret),
+        )
+        .add(
+            Act(A::SecretsDelete),
+            &[E::SecretNotFound, E::NotDeleted, E::PurgeProtected],
+            routes!(purge_secret),
+        )
+        .add(
             Authenticated,
             &[
                 E::AuthorizationFailed,

@@ -9,9 +9,10 @@ use coffer_service::Service;
 use coffer_service::model::{
     AuditEntry, AuditVerification, CreateKey, CreateVault, DecryptRequest, EncryptRequest,
     GenerateDataKeyRequest, ImportKey, Key, KeyOperationResult, KeyVersion, ReEncryptRequest,
-    RotateKey, UnwrapRequest, UpdateKey, UpdateVault, Vault, WrapRequest,
+    RotateKey, Secret, SecretValue, SetSecret, UnwrapRequest, UpdateKey, UpdateVault, Vault,
+    WrapRequest,
 };
-use coffer_wire::{AuditQuery, KeyQuery, Page, VaultQuery};
+use coffer_wire::{AuditQuery, KeyQuery, Page, SecretQuery, SecretValueQuery, VaultQuery};
 
 use crate::{ApiJson, ApiQuery, ApiResult, Auth};
 
@@ -298,4 +299,88 @@ pub async fn key_re_encrypt(
     ApiJson(req): ApiJson<ReEncryptRequest>,
 ) -> ApiResult<Json<KeyOperationResult>> {
     Ok(Json(s.key_re_encrypt(&c, &id, req).await?))
+}
+
+/// Set a secret in the vault: a new secret, or a new version of the one of
+/// that name.
+#[utoipa::path(post, path = "/v1/vaults/{id}/secrets", tag = "secrets", params(("id" = String, Path, description = "key vault id")), request_body = SetSecret,
+    responses((status = 201, body = Secret)))]
+pub async fn set_secret(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SetSecret>,
+) -> ApiResult<(StatusCode, Json<Secret>)> {
+    Ok((StatusCode::CREATED, Json(s.set_secret(&c, &id, req).await?)))
+}
+
+/// The vault's secrets (never their values), a page at a time
+/// (`state=deleted` lists the soft-deleted ones).
+#[utoipa::path(get, path = "/v1/vaults/{id}/secrets", tag = "secrets", params(("id" = String, Path, description = "key vault id"), SecretQuery),
+    responses((status = 200, body = Page<Secret>)))]
+pub async fn list_secrets(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<SecretQuery>,
+) -> ApiResult<Json<Page<Secret>>> {
+    Ok(Json(s.list_secrets(&c, &id, q.into()).await?))
+}
+
+/// One secret (never its value).
+#[utoipa::path(get, path = "/v1/secrets/{id}", tag = "secrets", params(("id" = String, Path, description = "secret id")),
+    responses((status = 200, body = Secret)))]
+pub async fn get_secret(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Secret>> {
+    Ok(Json(s.get_secret(&c, &id).await?))
+}
+
+/// A secret's value (the newest version, or `version`); audited.
+#[utoipa::path(get, path = "/v1/secrets/{id}/value", tag = "secrets", params(("id" = String, Path, description = "secret id"), SecretValueQuery),
+    responses((status = 200, body = SecretValue)))]
+pub async fn get_secret_value(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<SecretValueQuery>,
+) -> ApiResult<Json<SecretValue>> {
+    Ok(Json(s.get_secret_value(&c, &id, q).await?))
+}
+
+/// Delete a secret: soft (recoverable until `purge_after`) when its vault
+/// has soft delete, else a purge.
+#[utoipa::path(delete, path = "/v1/secrets/{id}", tag = "secrets", params(("id" = String, Path, description = "secret id")),
+    responses((status = 200, body = Secret)))]
+pub async fn delete_secret(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Secret>> {
+    Ok(Json(s.delete_secret(&c, &id).await?))
+}
+
+/// Recover a soft-deleted secret.
+#[utoipa::path(post, path = "/v1/secrets/{id}/recover", tag = "secrets", params(("id" = String, Path, description = "secret id")),
+    responses((status = 200, body = Secret)))]
+pub async fn recover_secret(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Secret>> {
+    Ok(Json(s.recover_secret(&c, &id).await?))
+}
+
+/// Purge a soft-deleted secret: its values are destroyed for good. Refused
+/// under purge protection until the retention period ends.
+#[utoipa::path(post, path = "/v1/secrets/{id}/purge", tag = "secrets", params(("id" = String, Path, description = "secret id")),
+    responses((status = 200, body = Secret)))]
+pub async fn purge_secret(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Secret>> {
+    Ok(Json(s.purge_secret(&c, &id).await?))
 }

@@ -1,7 +1,8 @@
 //! `coffer vault …`: key vaults (create, list, show, update, delete,
 //! recover, purge, import-key) and `coffer key …`: the keys in them
 //! (create, import, list, show, versions, rotate, enable, disable, update,
-//! delete, recover, purge).
+//! delete, recover, purge) and `coffer secret …`: the secrets in them (set,
+//! list, show, get, delete, recover, purge).
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -9,8 +10,9 @@ use clap::Subcommand;
 use coffer_types::Kind;
 use coffer_wire::{
     CreateKey, CreateVault, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, ImportKey, Key,
-    KeyOperationResult, KeyQuery, KeyVersion, Page, ReEncryptRequest, RotateKey, UnwrapRequest,
-    UpdateKey, UpdateVault, Vault, VaultQuery, WrapRequest,
+    KeyOperationResult, KeyQuery, KeyVersion, Page, ReEncryptRequest, RotateKey, Secret,
+    SecretQuery, SecretValue, SetSecret, UnwrapRequest, UpdateKey, UpdateVault, Vault, VaultQuery,
+    WrapRequest,
 };
 
 use super::{Confirm, confirm_delete};
@@ -810,4 +812,213 @@ async fn set_enabled(c: &Client, out: &Output, r: &KeyRef, on: bool) -> anyhow::
     };
     let k: Key = c.patch(&format!("/v1/keys/{}", seg(&id)), &body).await?;
     out.show(&k, View::Fields)
+}
+
+/// A secret's table columns.
+pub const SECRET_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "/id"),
+    ("NAME", "/name"),
+    ("VERSION", "/current_version"),
+    ("CONTENT TYPE", "/content_type"),
+    ("STATE", "/state"),
+    ("UPDATED", "/updated_at"),
+];
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCmd {
+    /// Set a secret: a new one, or a new version of the one of that name.
+    Set {
+        /// Vault id or name.
+        #[arg(long)]
+        vault: String,
+        /// Name (unique in the vault until purged).
+        #[arg(long)]
+        name: String,
+        /// A file holding the value (1 byte to 25 KiB). Prefer it to
+        /// --value, which other users may see in the process list.
+        #[arg(long, conflicts_with = "value", required_unless_present = "value")]
+        file: Option<std::path::PathBuf>,
+        /// The value, as text.
+        #[arg(long)]
+        value: Option<String>,
+        /// A label of what the value is, e.g. text/plain.
+        #[arg(long)]
+        content_type: Option<String>,
+    },
+    /// List a vault's secrets (never their values).
+    List {
+        /// Vault id or name.
+        #[arg(long)]
+        vault: String,
+        /// List soft-deleted secrets (recoverable) instead.
+        #[arg(long)]
+        deleted: bool,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a secret (not its value).
+    Show(SecretRef),
+    /// Print a secret's value: the bytes themselves with --raw (for a pipe
+    /// or a file), else the result with the value in base64.
+    #[command(disable_version_flag = true)]
+    Get {
+        #[command(flatten)]
+        secret: SecretRef,
+        /// This version (default: the newest).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Write the value's bytes to stdout.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Delete a secret: recoverable for the vault's retention period when
+    /// the vault has soft delete, else purged at once.
+    Delete(SecretRef),
+    /// Recover a soft-deleted secret.
+    Recover(SecretRef),
+    /// Purge a soft-deleted secret: its values are destroyed for good (asks
+    /// first, unless --yes).
+    Purge {
+        #[command(flatten)]
+        secret: SecretRef,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+}
+
+/// A secret by id, or by name with its vault.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretRef {
+    /// Secret id, or name with --vault.
+    secret: String,
+    /// The vault (id or name), when the secret is given by name.
+    #[arg(long)]
+    vault: Option<String>,
+}
+
+async fn secret_id(c: &Client, r: &SecretRef) -> anyhow::Result<String> {
+    let given = r.secret.trim();
+    if given.starts_with("sec-") {
+        return resolve::id(c, Kind::Secret, given).await;
+    }
+    let Some(vault) = r.vault.as_deref() else {
+        bail!("'{given}' is not a secret id (sec-…): give the id, or the name with --vault VAULT");
+    };
+    let vault = vault_id(c, vault).await?;
+    for deleted in [false, true] {
+        let q = SecretQuery {
+            state: deleted.then(|| "deleted".to_string()),
+            ..SecretQuery::default()
+        };
+        let found = c
+            .list::<_, Secret>(
+                &format!("/v1/vaults/{}/secrets", seg(&vault)),
+                &q,
+                &Paging::default(),
+            )
+            .await?
+            .items
+            .into_iter()
+            .find(|s| s.name == given);
+        if let Some(s) = found {
+            return Ok(s.id);
+        }
+    }
+    bail!("vault {vault} has no secret named '{given}' (`coffer secret list --vault {vault}`)")
+}
+
+/// Run a secret command.
+pub async fn secret(c: &Client, out: &Output, cmd: SecretCmd) -> anyhow::Result<()> {
+    match cmd {
+        SecretCmd::Set {
+            vault,
+            name,
+            file,
+            value,
+            content_type,
+        } => {
+            let v = vault_id(c, &vault).await?;
+            let bytes = match (file, value) {
+                (Some(f), _) => zeroize::Zeroizing::new(
+                    std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?,
+                ),
+                (None, Some(t)) => zeroize::Zeroizing::new(t.into_bytes()),
+                (None, None) => bail!("give --file or --value"),
+            };
+            let body = SetSecret {
+                name,
+                value: B64.encode(&bytes[..]),
+                content_type,
+            };
+            let s: Secret = c
+                .post(&format!("/v1/vaults/{}/secrets", seg(&v)), &body)
+                .await?;
+            out.show(&s, View::Fields)
+        }
+        SecretCmd::List {
+            vault,
+            deleted,
+            paging,
+        } => {
+            let v = vault_id(c, &vault).await?;
+            let q = SecretQuery {
+                state: deleted.then(|| "deleted".to_string()),
+                ..SecretQuery::default()
+            };
+            let l = c
+                .list::<_, Secret>(&format!("/v1/vaults/{}/secrets", seg(&v)), &q, &paging)
+                .await?;
+            out.show_list(&l, View::Columns(SECRET_COLUMNS))
+        }
+        SecretCmd::Show(r) => {
+            let id = secret_id(c, &r).await?;
+            let s: Secret = c.get(&format!("/v1/secrets/{}", seg(&id))).await?;
+            out.show(&s, View::Fields)
+        }
+        SecretCmd::Get {
+            secret,
+            version,
+            raw,
+        } => {
+            let id = secret_id(c, &secret).await?;
+            let path = match version {
+                Some(v) => format!("/v1/secrets/{}/value?version={v}", seg(&id)),
+                None => format!("/v1/secrets/{}/value", seg(&id)),
+            };
+            let s: SecretValue = c.get(&path).await?;
+            if raw {
+                let bytes = zeroize::Zeroizing::new(B64.decode(&s.value)?);
+                use std::io::Write as _;
+                std::io::stdout().write_all(&bytes)?;
+                return Ok(());
+            }
+            out.show(&s, View::Fields)
+        }
+        SecretCmd::Delete(r) => {
+            let id = secret_id(c, &r).await?;
+            let s: Secret = c.delete(&format!("/v1/secrets/{}", seg(&id))).await?;
+            out.show(&s, View::Fields)
+        }
+        SecretCmd::Recover(r) => {
+            let id = secret_id(c, &r).await?;
+            let s: Secret = c
+                .action(&format!("/v1/secrets/{}/recover", seg(&id)))
+                .await?;
+            out.show(&s, View::Fields)
+        }
+        SecretCmd::Purge { secret, confirm } => {
+            let id = secret_id(c, &secret).await?;
+            confirm_delete(
+                c,
+                confirm,
+                "secrets/delete",
+                &id,
+                &format!("secret {id} for good"),
+                vec!["every version of its value, destroyed".into()],
+            )
+            .await?;
+            let s: Secret = c.action(&format!("/v1/secrets/{}/purge", seg(&id))).await?;
+            out.show(&s, View::Fields)
+        }
+    }
 }
