@@ -124,6 +124,10 @@ fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
         ("POST", "/v1/secrets/{id}/recover" | "/v1/secrets/{id}/purge") => {
             [200, 200, 403, 404, 404, 404]
         }
+        ("POST", "/v1/encryption-sets") => [201, 201, 403, 403, 404, 404],
+        ("GET", "/v1/encryption-sets") => [200; 6],
+        ("GET", "/v1/encryption-sets/{id}") => [200, 200, 200, 404, 404, 404],
+        ("PATCH" | "DELETE", "/v1/encryption-sets/{id}") => [200, 200, 403, 404, 404, 404],
         // The whole audit log is the deployment's operators' (no key named).
         ("GET", "/v1/audit") | ("POST", "/v1/audit/verify") => [200, 403, 403, 403, 403, 403],
         _ => return None,
@@ -148,6 +152,8 @@ struct Fixtures {
     wrapped: String,
     secret: String,
     deleted_secret: String,
+    protected_key: String,
+    set: String,
 }
 
 struct World {
@@ -326,6 +332,36 @@ impl World {
                 .to_string()
         };
         let secret = new_secret().await;
+        let protected = self
+            .admin(
+                "POST",
+                "/v1/vaults",
+                Some(json!({"name": uniq("pv"), "account_id": self.account, "purge_protection": true})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let protected_key = self
+            .admin(
+                "POST",
+                &format!("/v1/vaults/{protected}/keys"),
+                Some(json!({"name": uniq("k")})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let set = self
+            .admin(
+                "POST",
+                "/v1/encryption-sets",
+                Some(json!({"name": uniq("des"), "key_id": protected_key, "account_id": self.account})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let deleted_secret = new_secret().await;
         self.admin("DELETE", &format!("/v1/secrets/{deleted_secret}"), None)
             .await;
@@ -347,6 +383,8 @@ impl World {
             wrapped,
             secret,
             deleted_secret,
+            protected_key,
+            set,
         }
     }
 }
@@ -546,6 +584,7 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
         p if p.starts_with("/v1/keys/{id}") => fx.key.clone(),
         "/v1/secrets/{id}/recover" | "/v1/secrets/{id}/purge" => fx.deleted_secret.clone(),
         p if p.starts_with("/v1/secrets/{id}") => fx.secret.clone(),
+        p if p.starts_with("/v1/encryption-sets/{id}") => fx.set.clone(),
         _ => String::new(),
     };
     let path = spec.path.replace("{id}", &id);
@@ -615,6 +654,12 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
         ),
         ("PATCH", "/v1/vaults/{id}") => (path, Some(json!({"retention_days": 30})), Some(id)),
         ("POST", "/v1/vaults/{id}/keys") => (path, Some(json!({"name": uniq("k")})), Some(id)),
+        ("POST", "/v1/encryption-sets") => (
+            path,
+            Some(json!({"name": uniq("des"), "key_id": fx.protected_key, "account_id": w.account})),
+            Some(w.account.clone()),
+        ),
+        ("PATCH", "/v1/encryption-sets/{id}") => (path, Some(json!({"key_version": 1})), Some(id)),
         ("POST", "/v1/vaults/{id}/secrets") => (
             path,
             Some(json!({"name": uniq("s"), "value": "dmFsdWU="})),

@@ -37,6 +37,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use commands::admin::{AdminCmd, RegionCmd};
 use commands::audit::AuditCmd;
 use commands::disk::DiskCmd;
+use commands::encryption_set::EncryptionSetCmd;
 use commands::iam::{IamCmd, PrincipalCmd, RoleCmd};
 use commands::org::{AccountCmd, FolderCmd, TenantCmd};
 use commands::snapshot::SnapshotCmd;
@@ -127,6 +128,10 @@ enum Command {
     /// delete, recover, purge.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Disk encryption sets: a customer key and the managed identity that
+    /// reaches it.
+    #[command(subcommand)]
+    EncryptionSet(EncryptionSetCmd),
     /// Secrets in key vaults: set, list, show, get, delete, recover, purge.
     #[command(subcommand)]
     Secret(SecretCmd),
@@ -181,6 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vault(cmd) => commands::vault::vault(&c, &out, cmd).await,
         Command::Key(cmd) => commands::vault::key(&c, &out, cmd).await,
         Command::Secret(cmd) => commands::vault::secret(&c, &out, cmd).await,
+        Command::EncryptionSet(cmd) => commands::encryption_set::run(&c, &out, cmd).await,
         Command::Audit(cmd) => commands::audit::run(&c, &out, cmd).await,
         Command::Admin(cmd) => commands::admin::run(&c, &out, cmd).await,
     }

@@ -29,6 +29,7 @@ fn route(kind: Kind) -> anyhow::Result<(&'static str, &'static str)> {
         Kind::Account => ("/v1/accounts", "account"),
         Kind::Principal => ("/v1/principals", "principal"),
         Kind::Vault => ("/v1/vaults", "vault"),
+        Kind::EncryptionSet => ("/v1/encryption-sets", "encryption-set"),
         other => bail!("a {} is named by its id only", other.noun()),
     })
 }

@@ -80,6 +80,12 @@ pub enum Action {
     KeysWrap,
     /// Unwrap a data key with a key.
     KeysUnwrap,
+    /// See disk encryption sets.
+    EncryptionSetsRead,
+    /// Create disk encryption sets and change their key.
+    EncryptionSetsWrite,
+    /// Delete disk encryption sets.
+    EncryptionSetsDelete,
     /// See secrets: names, versions, dates (never values).
     SecretsRead,
     /// Read a secret's value.
@@ -95,7 +101,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order of the docs.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 30] = [
         Action::DisksRead,
         Action::DisksWrite,
         Action::DisksDelete,
@@ -118,6 +124,9 @@ impl Action {
         Action::KeysDecrypt,
         Action::KeysWrap,
         Action::KeysUnwrap,
+        Action::EncryptionSetsRead,
+        Action::EncryptionSetsWrite,
+        Action::EncryptionSetsDelete,
         Action::SecretsRead,
         Action::SecretsGet,
         Action::SecretsWrite,
@@ -150,6 +159,9 @@ impl Action {
             Action::KeysDecrypt => "keys/decrypt",
             Action::KeysWrap => "keys/wrapKey",
             Action::KeysUnwrap => "keys/unwrapKey",
+            Action::EncryptionSetsRead => "encryptionSets/read",
+            Action::EncryptionSetsWrite => "encryptionSets/write",
+            Action::EncryptionSetsDelete => "encryptionSets/delete",
             Action::SecretsRead => "secrets/read",
             Action::SecretsGet => "secrets/get",
             Action::SecretsWrite => "secrets/write",
@@ -167,6 +179,7 @@ impl Action {
             TargetKind::Principal | TargetKind::RoleAssignment => Action::IamRead,
             TargetKind::Vault => Action::VaultsRead,
             TargetKind::Secret => Action::SecretsRead,
+            TargetKind::EncryptionSet => Action::EncryptionSetsRead,
             TargetKind::Key => Action::KeysRead,
             TargetKind::Deployment => Action::DeploymentOperate,
         }
@@ -233,6 +246,9 @@ const CONTRIBUTOR: &[Action] = &[
     A::VaultsDelete,
     A::KeysRead,
     A::SecretsRead,
+    A::EncryptionSetsRead,
+    A::EncryptionSetsWrite,
+    A::EncryptionSetsDelete,
 ];
 const READER: &[Action] = &[
     A::DisksRead,
@@ -242,6 +258,7 @@ const READER: &[Action] = &[
     A::VaultsRead,
     A::KeysRead,
     A::SecretsRead,
+    A::EncryptionSetsRead,
 ];
 const KEY_ADMIN: &[Action] = &[
     A::VaultsRead,
@@ -297,7 +314,7 @@ impl Role {
         match self {
             Role::Owner => "full access, including assigning roles and changing the organisation",
             Role::Contributor => {
-                "manage disks, snapshots and key vaults; see the rest; no role assignments, organisation changes or key operations"
+                "manage disks, snapshots, key vaults and disk encryption sets; see the rest; no role assignments, organisation changes or key operations"
             }
             Role::Reader => "see everything, change nothing",
             Role::KeyVaultAdministrator => "manage keys and perform every key operation",
@@ -415,6 +432,8 @@ pub enum TargetKind {
     Key,
     /// A secret.
     Secret,
+    /// A disk encryption set.
+    EncryptionSet,
 }
 
 impl TargetKind {
@@ -433,6 +452,7 @@ impl TargetKind {
             Kind::Key => Some(TargetKind::Key),
             Kind::Vault => Some(TargetKind::Vault),
             Kind::Secret => Some(TargetKind::Secret),
+            Kind::EncryptionSet => Some(TargetKind::EncryptionSet),
             Kind::Volume | Kind::Dek | Kind::Token | Kind::Attachment | Kind::Node => None,
         }
     }

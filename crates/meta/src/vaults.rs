@@ -99,6 +99,60 @@ fn secret_row(t: SecretTuple) -> Result<SecretRow> {
     })
 }
 
+/// A disk encryption set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptionSetRow {
+    /// Id.
+    pub id: Id,
+    /// Owning account.
+    pub account_id: Id,
+    /// Name, unique in the account.
+    pub name: String,
+    /// Region (the key's).
+    pub region: String,
+    /// The customer key.
+    pub key_id: Id,
+    /// A pinned version, or `None` for the key's current version.
+    pub key_version: Option<u32>,
+    /// `customer` or `double`.
+    pub encryption_type: coffer_types::EncryptionType,
+    /// The managed identity created with the set.
+    pub identity_id: Id,
+    /// Created.
+    pub created_at: String,
+}
+
+const SET_COLS: &str = "t.id, t.account_id, t.name, t.region, t.key_id, t.key_version, t.encryption_type, t.identity_id, t.created_at";
+
+type SetTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    String,
+    String,
+    String,
+);
+
+fn set_row(t: SetTuple) -> Result<EncryptionSetRow> {
+    Ok(EncryptionSetRow {
+        id: parse_id(&t.0, Kind::EncryptionSet)?,
+        account_id: parse_id(&t.1, Kind::Account)?,
+        name: t.2,
+        region: t.3,
+        key_id: parse_id(&t.4, Kind::Key)?,
+        key_version: t
+            .5
+            .map(|v| u32::try_from(v).map_err(|_| MetaError::Corrupt("key version".into())))
+            .transpose()?,
+        encryption_type: crate::parse_word(&t.6)?,
+        identity_id: parse_id(&t.7, Kind::Principal)?,
+        created_at: t.8,
+    })
+}
+
 /// A version of a secret to store (see [`Meta::set_secret`]).
 #[derive(Debug)]
 pub struct NewSecretVersion<'a> {
@@ -685,6 +739,114 @@ impl Meta {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Meta {
+    /// Create a disk encryption set and its managed identity (a principal
+    /// of kind `managed` in the set's account) in one transaction.
+    pub async fn insert_encryption_set(
+        &self,
+        set: &EncryptionSetRow,
+        identity: &crate::PrincipalRow,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO principals (id, account_id, name, kind, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(identity.id.to_string())
+        .bind(identity.account_id.to_string())
+        .bind(&identity.name)
+        .bind(identity.kind.as_str())
+        .bind(&identity.created_at)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "INSERT INTO encryption_sets (id, account_id, name, region, key_id, key_version, encryption_type, identity_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind(set.id.to_string())
+        .bind(set.account_id.to_string())
+        .bind(&set.name)
+        .bind(&set.region)
+        .bind(set.key_id.to_string())
+        .bind(set.key_version.map(i64::from))
+        .bind(set.encryption_type.as_str())
+        .bind(set.identity_id.to_string())
+        .bind(&set.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(MetaError::NameTaken {
+                kind: Kind::EncryptionSet,
+                account: set.account_id,
+                name: set.name.clone(),
+            });
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A disk encryption set by id.
+    pub async fn encryption_set(&self, id: Id) -> Result<Option<EncryptionSetRow>> {
+        let row: Option<SetTuple> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {SET_COLS} FROM encryption_sets t WHERE t.id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(set_row).transpose()
+    }
+
+    /// One page of disk encryption sets.
+    pub async fn list_encryption_sets_page(&self, f: &ListFilter) -> Result<Vec<EncryptionSetRow>> {
+        let mut binds = vec![];
+        let Some(clause) = clause(f, &mut binds) else {
+            return Ok(vec![]);
+        };
+        let sql = format!(
+            "SELECT {SET_COLS} FROM encryption_sets t {clause} ORDER BY t.created_at, t.id LIMIT {}",
+            f.limit
+        );
+        let rows: Vec<SetTuple> = bound(sqlx::query_as(AssertSqlSafe(sql)), &binds)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(set_row).collect()
+    }
+
+    /// Point a set at another key or version.
+    pub async fn update_encryption_set(&self, id: Id, key: Id, version: Option<u32>) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE encryption_sets SET key_id = $1, key_version = $2 WHERE id = $3")
+                .bind(key.to_string())
+                .bind(version.map(i64::from))
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await?;
+        one(done, format!("encryption set {id}"))
+    }
+
+    /// Delete a set, its managed identity and the identity's role
+    /// assignments, in one transaction.
+    pub async fn delete_encryption_set(&self, set: &EncryptionSetRow) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM encryption_sets WHERE id = $1")
+            .bind(set.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        one(done, format!("encryption set {}", set.id))?;
+        for sql in [
+            "DELETE FROM role_assignments WHERE principal_id = $1",
+            "DELETE FROM principals WHERE id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(set.identity_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        bump_epoch(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }

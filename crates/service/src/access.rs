@@ -79,6 +79,7 @@ pub(crate) fn not_found_of(scope: Scope) -> ServiceError {
                 Kind::Key => ErrorCode::KeyNotFound,
                 Kind::Vault => ErrorCode::VaultNotFound,
                 Kind::Secret => ErrorCode::SecretNotFound,
+                Kind::EncryptionSet => ErrorCode::EncryptionSetNotFound,
                 Kind::Attachment => ErrorCode::AttachmentNotFound,
                 Kind::Node => ErrorCode::NodeNotFound,
                 // Never scopes (`Scope::of` refuses them); exhaustive so a
@@ -186,10 +187,13 @@ impl Service {
                 Some(a) => Some(self.account_row_chain(&a).await?),
                 None => None,
             },
-            Kind::Disk | Kind::Snapshot | Kind::Principal => {
+            Kind::Disk | Kind::Snapshot | Kind::Principal | Kind::EncryptionSet => {
                 let owner = match id.kind() {
                     Kind::Disk => self.meta.disk(id).await?.map(|d| d.account_id),
                     Kind::Snapshot => self.meta.snapshot(id).await?.map(|s| s.account_id),
+                    Kind::EncryptionSet => {
+                        self.meta.encryption_set(id).await?.map(|s| s.account_id)
+                    }
                     _ => self.meta.principal(id).await?.map(|p| p.account_id),
                 };
                 match owner {

@@ -230,6 +230,15 @@ impl Service {
                 "a principal cannot delete itself: ask another Owner, or revoke your tokens with `coffer token revoke`",
             ));
         }
+        if p.kind == PrincipalKind::Managed {
+            return Err(ServiceError::new(
+                ErrorCode::ManagedIdentity,
+                format!(
+                    "principal {} is the managed identity of a disk encryption set: it goes when the set is deleted (`coffer encryption-set delete`)",
+                    p.id
+                ),
+            ));
+        }
         self.keep_an_owner(Removing::Principal(p.id)).await?;
         self.meta.delete_principal(p.id).await?;
         tracing::info!(principal = %p.id, by = %caller.principal.id, "principal deleted");

@@ -30,6 +30,7 @@ mod access;
 mod attach;
 mod auth;
 mod disks;
+mod encryption_sets;
 mod error;
 mod explain;
 mod export;

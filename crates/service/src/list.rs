@@ -10,7 +10,8 @@
 //! with the kind's not-found code.
 
 use coffer_wire::model::{
-    Account, Disk, Folder, Key, Principal, RoleAssignment, Secret, Snapshot, Tenant, Token, Vault,
+    Account, Disk, EncryptionSet, Folder, Key, Principal, RoleAssignment, Secret, Snapshot, Tenant,
+    Token, Vault,
 };
 use coffer_wire::{ErrorCode, ListParams, Page};
 
@@ -92,7 +93,8 @@ listed!(
     RoleAssignment,
     Vault,
     Key,
-    Secret
+    Secret,
+    EncryptionSet
 );
 
 /// Where a page starts and how long it is.

@@ -654,3 +654,128 @@ async fn secrets_keep_versions_and_follow_the_vault_rules() {
         );
     }
 }
+
+/// Seed 004's rules for a disk encryption set: refused on a vault without
+/// soft delete or purge protection, with a disabled key, or a version the
+/// key lacks; its managed identity is a real principal that reaches the key
+/// only once given the role, cannot be deleted on its own, and goes with
+/// the set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encryption_set_needs_a_protected_vault_and_its_identity_a_role() {
+    use coffer_service::model::{CreateEncryptionSet, CreateRoleAssignment, UpdateEncryptionSet};
+    let w = world().await;
+    let (svc, admin) = (&w.svc, &w.admin);
+    let set_req = |key: &str, version| CreateEncryptionSet {
+        name: "des1".into(),
+        key_id: key.into(),
+        key_version: version,
+        encryption_type: None,
+        account_id: None,
+    };
+    // Unprotected vaults are refused, naming what is missing.
+    let loose = svc
+        .create_vault(admin, vault_req("loose", false))
+        .await
+        .unwrap();
+    let lk = svc
+        .create_key(admin, &loose.id, key_req("k"))
+        .await
+        .unwrap();
+    let e = svc
+        .create_encryption_set(admin, set_req(&lk.id, None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::VaultNotProtected);
+    assert!(e.message.contains("purge protection"), "{}", e.message);
+    // A protected vault: the set is made, its identity without access yet.
+    let v = svc
+        .create_vault(admin, vault_req("cmk", true))
+        .await
+        .unwrap();
+    let k = svc.create_key(admin, &v.id, key_req("k")).await.unwrap();
+    assert_eq!(
+        svc.create_encryption_set(admin, set_req(&k.id, Some(2)))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidKeyOperation
+    );
+    let s = svc
+        .create_encryption_set(admin, set_req(&k.id, None))
+        .await
+        .unwrap();
+    assert_eq!(s.encryption_type, coffer_types::EncryptionType::Customer);
+    assert!(!s.identity_has_key_access);
+    let identity = svc.get_principal(admin, &s.identity_id).await.unwrap();
+    assert_eq!(identity.kind, coffer_types::PrincipalKind::Managed);
+    // The role on the key gives it access.
+    svc.create_role_assignment(
+        admin,
+        CreateRoleAssignment {
+            principal_id: s.identity_id.clone(),
+            role: "Key Vault Crypto Service Encryption User".into(),
+            scope: k.id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        svc.get_encryption_set(admin, &s.id)
+            .await
+            .unwrap()
+            .identity_has_key_access
+    );
+    // Pin a version, then a disabled key is refused.
+    svc.rotate_key(admin, &k.id, RotateKey::default())
+        .await
+        .unwrap();
+    let pinned = svc
+        .update_encryption_set(
+            admin,
+            &s.id,
+            UpdateEncryptionSet {
+                key_id: None,
+                key_version: Some(2),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(pinned.key_version, Some(2));
+    svc.update_key(
+        admin,
+        &k.id,
+        UpdateKey {
+            enabled: Some(false),
+            not_before: None,
+            expires_at: None,
+            rotation_days: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut other = set_req(&k.id, None);
+    other.name = "des2".into();
+    assert_eq!(
+        svc.create_encryption_set(admin, other)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::KeyUnusable
+    );
+    // The identity is not deleted on its own; it goes with its set.
+    assert_eq!(
+        svc.delete_principal(admin, &s.identity_id)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::ManagedIdentity
+    );
+    svc.delete_encryption_set(admin, &s.id).await.unwrap();
+    assert_eq!(
+        svc.get_principal(admin, &s.identity_id)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::PrincipalNotFound
+    );
+}

@@ -27,6 +27,9 @@ pub enum Kind {
     Vault,
     /// A secret in a key vault (`sec-`).
     Secret,
+    /// A disk encryption set: a customer key and a managed identity
+    /// (`des-`).
+    EncryptionSet,
     /// A principal (`prn-`).
     Principal,
     /// An account (`acct-`).
@@ -56,6 +59,7 @@ impl Kind {
             Kind::Key => "key",
             Kind::Vault => "kv",
             Kind::Secret => "sec",
+            Kind::EncryptionSet => "des",
             Kind::Principal => "prn",
             Kind::Account => "acct",
             Kind::Tenant => "tnt",
@@ -77,6 +81,7 @@ impl Kind {
             Kind::Key => "key",
             Kind::Vault => "key vault",
             Kind::Secret => "secret",
+            Kind::EncryptionSet => "encryption set",
             Kind::Principal => "principal",
             Kind::Account => "account",
             Kind::Tenant => "tenant",
@@ -88,7 +93,7 @@ impl Kind {
         }
     }
 
-    const ALL: [Kind; 15] = [
+    const ALL: [Kind; 16] = [
         Kind::Disk,
         Kind::Snapshot,
         Kind::Volume,
@@ -96,6 +101,7 @@ impl Kind {
         Kind::Key,
         Kind::Vault,
         Kind::Secret,
+        Kind::EncryptionSet,
         Kind::Principal,
         Kind::Account,
         Kind::Tenant,

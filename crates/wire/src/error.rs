@@ -170,6 +170,8 @@ codes! {
     VaultNotFound = 404,
     /// No such secret, or no such version of it (or you may not see it).
     SecretNotFound = 404,
+    /// No such disk encryption set (or you may not see it).
+    EncryptionSetNotFound = 404,
     // 405
     /// The route does not take that method.
     MethodNotAllowed = 405,
@@ -205,6 +207,9 @@ codes! {
     RegionMismatch = 422,
     /// The key protecting the data is disabled or deleted.
     KeyUnusable = 422,
+    /// The key's vault lacks soft delete or purge protection, which disk
+    /// encryption requires.
+    VaultNotProtected = 422,
     // 500
     /// A bug or an unexpected failure: the message carries a correlation id
     /// to find the detail in the server's log.

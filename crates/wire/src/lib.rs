@@ -18,7 +18,7 @@ pub mod page;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use model::*;
 pub use page::{
-    AccountQuery, AssignmentQuery, AuditQuery, DiskQuery, FolderQuery, KeyQuery, ListParams,
-    MAX_PAGE, Page, PrincipalQuery, SecretQuery, SecretValueQuery, SnapshotQuery, TenantQuery,
-    TokenQuery, VaultQuery,
+    AccountQuery, AssignmentQuery, AuditQuery, DiskQuery, EncryptionSetQuery, FolderQuery,
+    KeyQuery, ListParams, MAX_PAGE, Page, PrincipalQuery, SecretQuery, SecretValueQuery,
+    SnapshotQuery, TenantQuery, TokenQuery, VaultQuery,
 };

@@ -914,3 +914,66 @@ impl std::fmt::Debug for SecretValue {
             .finish()
     }
 }
+
+/// A disk encryption set: the customer key that protects the disks and
+/// snapshots made with it, and the managed identity that reaches the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EncryptionSet {
+    /// Id, e.g. `des-0123456789abcdef`.
+    pub id: String,
+    /// Name, unique in the account.
+    pub name: String,
+    /// Owner account.
+    pub account_id: String,
+    /// Region (the key's).
+    pub region: String,
+    /// `customer` (the customer key alone) or `double` (a platform layer
+    /// too).
+    pub encryption_type: EncryptionType,
+    /// The customer key.
+    pub key_id: String,
+    /// The key version it uses: pinned, or absent for always the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
+    /// The managed identity created with the set (a principal of kind
+    /// `managed`): give it the role Key Vault Crypto Service Encryption
+    /// User on the key (or the vault).
+    pub identity_id: String,
+    /// Whether the identity may now read, wrap and unwrap with the key (if
+    /// not, disks under the set cannot be created or opened).
+    pub identity_has_key_access: bool,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
+
+/// Body of `POST /v1/encryption-sets`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEncryptionSet {
+    /// Name (1-80 letters, digits, `.`, `_`, `-`).
+    pub name: String,
+    /// The customer key (its vault needs soft delete and purge protection).
+    pub key_id: String,
+    /// Pin this key version (default: always the key's newest).
+    #[serde(default)]
+    pub key_version: Option<u32>,
+    /// `customer` (default) or `double`.
+    #[serde(default)]
+    pub encryption_type: Option<EncryptionType>,
+    /// The owning account (default: the caller's home account).
+    #[serde(default)]
+    pub account_id: Option<String>,
+}
+
+/// Body of `PATCH /v1/encryption-sets/{id}`: point the set at another key
+/// of the region, or pin or unpin a version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEncryptionSet {
+    /// The key (default: the set's current one).
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// Pin this version; 0 unpins (always the newest).
+    #[serde(default)]
+    pub key_version: Option<u32>,
+}

@@ -244,3 +244,13 @@ pub struct SecretValueQuery {
     #[param(minimum = 1)]
     pub version: Option<u32>,
 }
+
+list_query! {
+    /// Query of `GET /v1/encryption-sets`.
+    EncryptionSetQuery {
+        /// Only sets with this exact name.
+        name,
+        /// Only sets of this account.
+        account,
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod disks;
+pub mod encryption_sets;
 pub mod iam;
 pub mod meta;
 pub mod org;
@@ -17,6 +18,7 @@ use crate::table::Policy::{Action as Act, Authenticated, Public};
 use crate::table::RouteTable;
 use admin::*;
 use disks::*;
+use encryption_sets::*;
 use iam::*;
 use meta::*;
 use org::*;
@@ -288,6 +290,52 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
             routes!(key_re_encrypt),
         )
         .add(
+            Act(A::EncryptionSetsWrite),
+            &[
+                E::InvalidName,
+                E::InvalidId,
+                E::NameTaken,
+                E::AccountNotFound,
+                E::KeyNotFound,
+                E::KeyUnusable,
+                E::VaultNotProtected,
+                E::InvalidKeyOperation,
+            ],
+            routes!(create_encryption_set),
+        )
+        .add(
+            Authenticated,
+            &[
+                E::InvalidPage,
+                E::InvalidFilter,
+                E::InvalidId,
+                E::AccountNotFound,
+            ],
+            routes!(list_encryption_sets),
+        )
+        .add(
+            Act(A::EncryptionSetsRead),
+            &[E::EncryptionSetNotFound],
+            routes!(get_encryption_set),
+        )
+        .add(
+            Act(A::EncryptionSetsWrite),
+            &[
+                E::EncryptionSetNotFound,
+                E::KeyNotFound,
+                E::KeyUnusable,
+                E::VaultNotProtected,
+                E::RegionMismatch,
+                E::InvalidKeyOperation,
+            ],
+            routes!(update_encryption_set),
+        )
+        .add(
+            Act(A::EncryptionSetsDelete),
+            &[E::EncryptionSetNotFound],
+            routes!(delete_encryption_set),
+        )
+        .add(
             Act(A::SecretsWrite),
             &[
                 E::VaultNotFound,
@@ -418,7 +466,12 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
         )
         .add(
             Act(A::IamWrite),
-            &[E::PrincipalNotFound, E::CannotDeleteSelf, E::LastOwner],
+            &[
+                E::PrincipalNotFound,
+                E::CannotDeleteSelf,
+                E::LastOwner,
+                E::ManagedIdentity,
+            ],
             routes!(delete_principal),
         )
         .add(

@@ -6,6 +6,7 @@ pub mod admin;
 mod attach;
 pub mod audit;
 pub mod disk;
+pub mod encryption_set;
 pub mod iam;
 pub mod org;
 pub mod snapshot;

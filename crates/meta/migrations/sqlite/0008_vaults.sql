@@ -1,4 +1,4 @@
--- Coffer metadata schema, version 8 (SQLite): key vaults of accounts and the customer keys and secrets in them, with versions, soft delete and purge. Keep in step with ../postgres/0008_vaults.sql.
+-- Coffer metadata schema, version 8 (SQLite): key vaults of accounts and the customer keys and secrets in them, with versions, soft delete and purge, and disk encryption sets. Keep in step with ../postgres/0008_vaults.sql.
 -- soft_delete, purge_protection: 0 or 1, each only ever turned on, retention_days: 7 to 90, deleted_at, purge_after: set while soft-deleted, purged_at: set once purged (the row stays as a tombstone, its name free again), import_key: the vault's RSA key for BYOK import blobs, wrapped by the root key, made on first use.
 CREATE TABLE vaults (id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(id), name TEXT NOT NULL, region TEXT NOT NULL, soft_delete INTEGER NOT NULL, retention_days INTEGER NOT NULL, purge_protection INTEGER NOT NULL, deleted_at TEXT, purge_after TEXT, purged_at TEXT, import_key BLOB, created_at TEXT NOT NULL);
 CREATE UNIQUE INDEX vaults_account_name ON vaults(account_id, name) WHERE purged_at IS NULL;
@@ -19,3 +19,6 @@ ALTER TABLE vault_key_versions ADD COLUMN origin TEXT NOT NULL DEFAULT 'generate
 CREATE TABLE vault_secrets (id TEXT PRIMARY KEY, vault_id TEXT NOT NULL REFERENCES vaults(id), account_id TEXT NOT NULL, name TEXT NOT NULL, current_version INTEGER NOT NULL, content_type TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, deleted_at TEXT, purge_after TEXT, purged_at TEXT);
 CREATE UNIQUE INDEX vault_secrets_name ON vault_secrets(vault_id, name) WHERE purged_at IS NULL;
 CREATE TABLE vault_secret_versions (secret_id TEXT NOT NULL REFERENCES vault_secrets(id), version INTEGER NOT NULL, wrapped_value BLOB NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (secret_id, version));
+-- Disk encryption sets: a customer key (key_version NULL: always the key's current version) and the managed identity created with the set, which needs wrap, unwrap and read on the key. encryption_type: customer or double.
+CREATE TABLE encryption_sets (id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(id), name TEXT NOT NULL, region TEXT NOT NULL, key_id TEXT NOT NULL REFERENCES vault_keys(id), key_version INTEGER, encryption_type TEXT NOT NULL, identity_id TEXT NOT NULL REFERENCES principals(id), created_at TEXT NOT NULL);
+CREATE UNIQUE INDEX encryption_sets_account_name ON encryption_sets(account_id, name);
