@@ -123,11 +123,22 @@ impl Service {
         self.check_scope(caller, Action::EncryptionSetsWrite, Scope::Id(account))
             .await?;
         let encryption_type = req.encryption_type.unwrap_or(EncryptionType::Customer);
-        if encryption_type == EncryptionType::Platform {
-            return Err(ServiceError::new(
-                ErrorCode::InvalidKeyOperation,
-                "an encryption set is `customer` or `double`; platform-key disks need no set",
-            ));
+        match encryption_type {
+            EncryptionType::Customer => {}
+            EncryptionType::Platform => {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidKeyOperation,
+                    "an encryption set is `customer` or `double`; platform-key disks need no set",
+                ));
+            }
+            // Refused rather than stored as a promise: the second layer of
+            // the object format is built, the disks that use it are not.
+            EncryptionType::Double => {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidKeyOperation,
+                    "double encryption sets are not available yet (disks under sets come first): create a `customer` set",
+                ));
+            }
         }
         let k = self
             .key_for_set(caller, &req.key_id, req.key_version)

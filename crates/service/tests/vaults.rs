@@ -706,6 +706,12 @@ async fn an_encryption_set_needs_a_protected_vault_and_its_identity_a_role() {
         .unwrap();
     assert_eq!(s.encryption_type, coffer_types::EncryptionType::Customer);
     assert!(!s.identity_has_key_access);
+    let mut double = set_req(&k.id, None);
+    double.name = "des-double".into();
+    double.encryption_type = Some(coffer_types::EncryptionType::Double);
+    let e = svc.create_encryption_set(admin, double).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidKeyOperation);
+    assert!(e.message.contains("not available yet"), "{}", e.message);
     let identity = svc.get_principal(admin, &s.identity_id).await.unwrap();
     assert_eq!(identity.kind, coffer_types::PrincipalKind::Managed);
     // The role on the key gives it access.

@@ -957,7 +957,8 @@ pub struct CreateEncryptionSet {
     /// Pin this key version (default: always the key's newest).
     #[serde(default)]
     pub key_version: Option<u32>,
-    /// `customer` (default) or `double`.
+    /// `customer` (default); `double` is refused until disks under sets
+    /// exist.
     #[serde(default)]
     pub encryption_type: Option<EncryptionType>,
     /// The owning account (default: the caller's home account).

@@ -36,7 +36,8 @@ pub enum EncryptionSetCmd {
         /// Pin this key version (default: always the newest).
         #[arg(long)]
         key_version: Option<u32>,
-        /// customer (default) or double (a platform layer under it too).
+        /// customer (default); double (a platform layer under it too) is
+        /// not available yet.
         #[arg(long = "type", default_value = "customer")]
         encryption_type: EncryptionType,
         /// Owning account, id or name (default: yours).
