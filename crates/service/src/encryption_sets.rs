@@ -7,7 +7,7 @@
 //! Disks and snapshots under a set come with the next part of issue 16.
 
 use coffer_iam::{Action, Decision, Scope, authorize};
-use coffer_meta::{EncryptionSetRow, ListFilter, PrincipalRow, VaultKeyRow};
+use coffer_meta::{EncryptionSetRow, PrincipalRow, VaultKeyRow};
 use coffer_types::{EncryptionType, Id, Kind, PrincipalKind};
 use coffer_wire::{ListParams, Page};
 
@@ -178,24 +178,22 @@ impl Service {
         q: ListParams,
     ) -> Result<Page<EncryptionSet>> {
         let p = list::paging(&q)?;
-        let filter = ListFilter {
-            visible: self
-                .visible(caller, Action::EncryptionSetsRead, Kind::EncryptionSet)
-                .await?,
-            name: q.name.clone(),
-            account: self.account_filter(caller, q.account.as_deref()).await?,
-            zone: None,
-            attached: None,
-            source: None,
-            after: p.after,
-            limit: p.size + 1,
-        };
+        let size = p.size;
+        let filter = self
+            .owned_filter(
+                caller,
+                Action::EncryptionSetsRead,
+                Kind::EncryptionSet,
+                &q,
+                p,
+            )
+            .await?;
         let rows = self.meta.list_encryption_sets_page(&filter).await?;
         let mut items = Vec::with_capacity(rows.len());
         for r in &rows {
             items.push(self.set_dto(r).await?);
         }
-        Ok(list::finish(items, p.size))
+        Ok(list::finish(items, size))
     }
 
     /// One set, with whether its identity can reach its key now.

@@ -67,6 +67,31 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The filter of one page of a kind owned by accounts that has only
+    /// the `name` and `account` filters (vaults, encryption sets): what the
+    /// caller may see with `action`.
+    pub(crate) async fn owned_filter(
+        &self,
+        caller: &crate::Caller,
+        action: coffer_iam::Action,
+        kind: Kind,
+        q: &ListParams,
+        p: Paging,
+    ) -> Result<ListFilter> {
+        Ok(ListFilter {
+            visible: self.visible(caller, action, kind).await?,
+            name: q.name.clone(),
+            account: self.account_filter(caller, q.account.as_deref()).await?,
+            zone: None,
+            attached: None,
+            source: None,
+            after: p.after,
+            limit: p.size + 1,
+        })
+    }
+}
+
 /// An item of a list: its position in the list's order.
 pub(crate) trait Listed {
     /// (created_at, id).

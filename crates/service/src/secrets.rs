@@ -171,19 +171,7 @@ impl Service {
         let v = self
             .authorized_vault(caller, vault, Action::SecretsRead)
             .await?;
-        let deleted = match q.state.as_deref() {
-            None | Some("active") => false,
-            Some("deleted") => true,
-            Some(s) => {
-                return Err(ServiceError::new(
-                    ErrorCode::InvalidFilter,
-                    format!(
-                        "invalid state filter '{}': use active or deleted",
-                        s.chars().take(40).collect::<String>()
-                    ),
-                ));
-            }
-        };
+        let deleted = crate::vaults::deleted_filter(q.state.as_deref())?;
         let rows = self
             .meta
             .list_secrets_page(v.id, deleted, p.after, p.size + 1)
@@ -341,25 +329,16 @@ impl Service {
         let (mut s, v) = self
             .authorized_secret(caller, id, Action::SecretsDelete)
             .await?;
-        let Some(after) = s.purge_after.clone() else {
-            return Err(ServiceError::new(
-                ErrorCode::NotDeleted,
-                format!(
-                    "secret {} is not deleted: delete it first (`coffer secret delete {}`)",
-                    s.id, s.id
-                ),
-            ));
+        let at = match crate::vaults::purge_gate("secret", s.id, s.purge_after.as_deref(), &v) {
+            Ok(now) => now,
+            Err(e) => {
+                if e.code == ErrorCode::PurgeProtected {
+                    self.audit(caller, "secret.purge", None, s.id, "denied", &e.message)
+                        .await?;
+                }
+                return Err(e);
+            }
         };
-        let at = now();
-        if v.purge_protection && at < after {
-            let msg = format!(
-                "vault {} has purge protection: secret {} can be purged only after {after}, when its retention period ends",
-                v.id, s.id
-            );
-            self.audit(caller, "secret.purge", None, s.id, "denied", &msg)
-                .await?;
-            return Err(ServiceError::new(ErrorCode::PurgeProtected, msg));
-        }
         self.meta.purge_secret(s.id, &at).await?;
         self.meta
             .delete_role_assignments_at(&s.id.to_string())

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use coffer_crypto::keys::{KeyAlgorithm, pem};
 use coffer_iam::{Action, Scope, Target};
-use coffer_meta::{AuditFilter, AuditRecord, KeyVersionRow, ListFilter, VaultKeyRow, VaultRow};
+use coffer_meta::{AuditFilter, AuditRecord, KeyVersionRow, VaultKeyRow, VaultRow};
 use coffer_types::{Id, KeyState, Kind, Lifecycle};
 use coffer_wire::{AuditQuery, ListParams, Page};
 
@@ -186,6 +186,50 @@ fn deleted_error(noun: &str, id: Id) -> ServiceError {
     )
 }
 
+/// The `state` filter of vault, key and secret lists: `active` (default)
+/// or `deleted`.
+pub(crate) fn deleted_filter(state: Option<&str>) -> Result<bool> {
+    match state {
+        None | Some("active") => Ok(false),
+        Some("deleted") => Ok(true),
+        Some(s) => Err(ServiceError::new(
+            ErrorCode::InvalidFilter,
+            format!(
+                "invalid state filter '{}': use active or deleted",
+                s.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
+}
+
+/// Whether `noun` `id`, soft-deleted until `purge_after` in vault `v`, may
+/// be purged now: the time now (RFC 3339), or `NotDeleted`, or
+/// `PurgeProtected` (whose denial the caller records in the audit log).
+pub(crate) fn purge_gate(
+    noun: &str,
+    id: Id,
+    purge_after: Option<&str>,
+    v: &VaultRow,
+) -> Result<String> {
+    let Some(after) = purge_after else {
+        return Err(ServiceError::new(
+            ErrorCode::NotDeleted,
+            format!("{noun} {id} is not deleted: delete it first (`coffer {noun} delete {id}`)"),
+        ));
+    };
+    let now = rfc3339(SystemTime::now());
+    if v.purge_protection && now.as_str() < after {
+        return Err(ServiceError::new(
+            ErrorCode::PurgeProtected,
+            format!(
+                "vault {} has purge protection: {noun} {id} can be purged only after {after}, when its retention period ends",
+                v.id
+            ),
+        ));
+    }
+    Ok(now)
+}
+
 impl Service {
     /// Record one audit entry for `caller`; a failure to record is an
     /// error of the operation (a key use that cannot be audited must not
@@ -347,33 +391,13 @@ impl Service {
     /// soft-deleted ones).
     pub async fn list_vaults(&self, caller: &Caller, q: ListParams) -> Result<Page<Vault>> {
         let p = list::paging(&q)?;
-        let deleted = match q.state.as_deref() {
-            None | Some("active") => false,
-            Some("deleted") => true,
-            Some(s) => {
-                return Err(ServiceError::new(
-                    ErrorCode::InvalidFilter,
-                    format!(
-                        "invalid state filter '{}': use active or deleted",
-                        s.chars().take(40).collect::<String>()
-                    ),
-                ));
-            }
-        };
-        let filter = ListFilter {
-            visible: self
-                .visible(caller, Action::VaultsRead, Kind::Vault)
-                .await?,
-            name: q.name.clone(),
-            account: self.account_filter(caller, q.account.as_deref()).await?,
-            zone: None,
-            attached: None,
-            source: None,
-            after: p.after,
-            limit: p.size + 1,
-        };
+        let deleted = deleted_filter(q.state.as_deref())?;
+        let size = p.size;
+        let filter = self
+            .owned_filter(caller, Action::VaultsRead, Kind::Vault, &q, p)
+            .await?;
         let rows = self.meta.list_vaults_page(&filter, deleted).await?;
-        Ok(list::finish(rows.iter().map(vault_dto).collect(), p.size))
+        Ok(list::finish(rows.iter().map(vault_dto).collect(), size))
     }
 
     /// One vault.
@@ -492,25 +516,16 @@ impl Service {
         let mut v = self
             .authorized_vault(caller, id, Action::VaultsDelete)
             .await?;
-        let Some(after) = v.purge_after.clone() else {
-            return Err(ServiceError::new(
-                ErrorCode::NotDeleted,
-                format!(
-                    "vault {} is not deleted: delete it first (`coffer vault delete {}`)",
-                    v.id, v.id
-                ),
-            ));
+        let now = match purge_gate("vault", v.id, v.purge_after.as_deref(), &v) {
+            Ok(now) => now,
+            Err(e) => {
+                if e.code == ErrorCode::PurgeProtected {
+                    self.audit(caller, "vault.purge", None, v.id, "denied", &e.message)
+                        .await?;
+                }
+                return Err(e);
+            }
         };
-        let now = rfc3339(SystemTime::now());
-        if v.purge_protection && now < after {
-            let msg = format!(
-                "vault {} has purge protection: it can be purged only after {after}, when its retention period ends",
-                v.id
-            );
-            self.audit(caller, "vault.purge", None, v.id, "denied", &msg)
-                .await?;
-            return Err(ServiceError::new(ErrorCode::PurgeProtected, msg));
-        }
         self.meta.purge_vault(v.id, &now).await?;
         self.meta
             .delete_role_assignments_at(&v.id.to_string())
@@ -645,19 +660,7 @@ impl Service {
         let v = self
             .authorized_vault(caller, vault, Action::KeysRead)
             .await?;
-        let deleted = match q.state.as_deref() {
-            None | Some("active") => false,
-            Some("deleted") => true,
-            Some(s) => {
-                return Err(ServiceError::new(
-                    ErrorCode::InvalidFilter,
-                    format!(
-                        "invalid state filter '{}': use active or deleted",
-                        s.chars().take(40).collect::<String>()
-                    ),
-                ));
-            }
-        };
+        let deleted = deleted_filter(q.state.as_deref())?;
         let rows = self
             .meta
             .list_keys_page(v.id, deleted, p.after, p.size + 1)
@@ -842,32 +845,23 @@ impl Service {
                 format!("key {} was purged already", k.id),
             ));
         }
-        let Some(after) = k.purge_after.clone() else {
-            return Err(ServiceError::new(
-                ErrorCode::NotDeleted,
-                format!(
-                    "key {} is not deleted: delete it first (`coffer key delete {}`)",
-                    k.id, k.id
-                ),
-            ));
+        let now = match purge_gate("key", k.id, k.purge_after.as_deref(), &v) {
+            Ok(now) => now,
+            Err(e) => {
+                if e.code == ErrorCode::PurgeProtected {
+                    self.audit(
+                        caller,
+                        "key.purge",
+                        Some((k.id, None)),
+                        k.id,
+                        "denied",
+                        &e.message,
+                    )
+                    .await?;
+                }
+                return Err(e);
+            }
         };
-        let now = rfc3339(SystemTime::now());
-        if v.purge_protection && now < after {
-            let msg = format!(
-                "vault {} has purge protection: key {} can be purged only after {after}, when its retention period ends",
-                v.id, k.id
-            );
-            self.audit(
-                caller,
-                "key.purge",
-                Some((k.id, None)),
-                k.id,
-                "denied",
-                &msg,
-            )
-            .await?;
-            return Err(ServiceError::new(ErrorCode::PurgeProtected, msg));
-        }
         self.meta.purge_key(k.id, &now).await?;
         self.meta
             .delete_role_assignments_at(&k.id.to_string())
