@@ -200,36 +200,76 @@ impl KeyVault {
 
     /// Generate a new DEK wrapped under `kek`'s current version; returns its id.
     pub async fn new_dek(&self, kek: &VaultKeyRow) -> Result<(Id, SecretKey)> {
-        if kek.state != coffer_types::KeyState::Enabled {
-            return Err(VaultError::KeyUnusable(kek.id, kek.state.to_string()));
-        }
+        self.new_dek_with(kek, kek.current_version, None).await
+    }
+
+    /// Generate a new DEK wrapped under `version` of `kek` (a platform key,
+    /// or a customer key reached through the disk encryption set `set`).
+    pub async fn new_dek_with(
+        &self,
+        kek: &VaultKeyRow,
+        version: u32,
+        set: Option<Id>,
+    ) -> Result<(Id, SecretKey)> {
+        self.check_usable(kek).await?;
         let dek = SecretKey::generate();
-        let stored = self
-            .meta
-            .key_version_material(kek.id, kek.current_version)
-            .await?;
-        let wrapped = self
-            .manager
-            .wrap(kek.id, kek.current_version, &stored, &dek)
-            .await?;
+        let wrapped = if kek.purpose == "customer" {
+            self.key_material(kek.id, version)
+                .await?
+                .wrap(dek.expose())?
+        } else {
+            let stored = self.meta.key_version_material(kek.id, version).await?;
+            self.manager.wrap(kek.id, version, &stored, &dek).await?
+        };
         let id = Id::random(Kind::Dek);
         self.meta
             .insert_dek(&DekRow {
                 id,
                 kek_id: kek.id,
-                kek_version: kek.current_version,
+                kek_version: version,
                 wrapped,
+                encryption_set_id: set,
             })
             .await?;
         Ok((id, dek))
+    }
+
+    /// Refuse a KEK that may not be used now: disabled, or (a customer
+    /// key) deleted, purged, outside its validity, or in a deleted vault.
+    async fn check_usable(&self, kek: &VaultKeyRow) -> Result<()> {
+        if kek.purpose != "customer" {
+            if kek.state != coffer_types::KeyState::Enabled {
+                return Err(VaultError::KeyUnusable(kek.id, kek.state.to_string()));
+            }
+            return Ok(());
+        }
+        let vault = match kek.vault_id {
+            Some(v) => self.meta.vault(v).await?,
+            None => None,
+        };
+        let now = coffer_meta::now();
+        match customer::unusable(kek, vault.as_ref(), &now) {
+            Some(why) => Err(VaultError::KeyUnusable(kek.id, why)),
+            None => Ok(()),
+        }
+    }
+
+    /// The DEK row of `id` (its KEK, version and set).
+    pub async fn dek_row(&self, id: Id) -> Result<DekRow> {
+        Ok(self.meta.dek(id).await?)
     }
 
     /// Unwrap DEK `id` (checking that its KEK may be used).
     pub async fn dek(&self, id: Id) -> Result<SecretKey> {
         let row = self.meta.dek(id).await?;
         let kek = self.meta.vault_key(row.kek_id).await?;
-        if kek.state != coffer_types::KeyState::Enabled {
-            return Err(VaultError::KeyUnusable(kek.id, kek.state.to_string()));
+        self.check_usable(&kek).await?;
+        if kek.purpose == "customer" {
+            let plain = self
+                .key_material(row.kek_id, row.kek_version)
+                .await?
+                .unwrap(&row.wrapped)?;
+            return Ok(SecretKey::from_slice(&plain)?);
         }
         let stored = self
             .meta

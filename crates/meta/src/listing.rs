@@ -133,6 +133,7 @@ type DiskWithFlag = (
     String,
     Option<String>,
     String,
+    Option<String>,
     i64,
 );
 
@@ -153,8 +154,8 @@ impl Meta {
             .await?;
         rows.into_iter()
             .map(|r| {
-                let t: DiskTuple = (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10);
-                Ok((disk_row(t)?, r.11 != 0))
+                let t: DiskTuple = (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11);
+                Ok((disk_row(t)?, r.12 != 0))
             })
             .collect()
     }

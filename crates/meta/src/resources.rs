@@ -34,6 +34,9 @@ pub struct DiskRow {
     pub source_snapshot_id: Option<Id>,
     /// Creation time (RFC 3339).
     pub created_at: String,
+    /// The disk encryption set its DEK was made through, read through the
+    /// DEK like `kek_id` and ignored on insert.
+    pub encryption_set_id: Option<Id>,
 }
 
 /// A snapshot.
@@ -62,6 +65,8 @@ pub struct SnapshotRow {
     pub kek_id: Id,
     /// Creation time.
     pub created_at: String,
+    /// The disk encryption set of its DEK, read through the DEK.
+    pub encryption_set_id: Option<Id>,
 }
 
 /// An attachment of a disk to a block client.
@@ -123,11 +128,12 @@ pub(crate) type DiskTuple = (
     String,
     Option<String>,
     String,
+    Option<String>,
 );
 /// The stored columns of a disk, in [`DiskTuple`] order without `kek_id`.
 const DISK_STORED: &str = "id, account_id, name, region, zone, size, volume_id, encryption, source_snapshot_id, created_at";
 /// A [`DiskTuple`] selected from [`DISK_FROM`].
-pub(crate) const DISK_SELECT: &str = "t.id, t.account_id, t.name, t.region, t.zone, t.size, t.volume_id, t.encryption, k.kek_id, t.source_snapshot_id, t.created_at";
+pub(crate) const DISK_SELECT: &str = "t.id, t.account_id, t.name, t.region, t.zone, t.size, t.volume_id, t.encryption, k.kek_id, t.source_snapshot_id, t.created_at, k.encryption_set_id";
 /// Disks `t` with the DEK `k` of their volume (whose `kek_id` they report).
 pub(crate) const DISK_FROM: &str =
     "disks t JOIN volumes v ON v.id = t.volume_id JOIN deks k ON k.id = v.dek_id";
@@ -145,6 +151,10 @@ pub(crate) fn disk_row(t: DiskTuple) -> Result<DiskRow> {
         kek_id: parse_id(&t.8, Kind::Key)?,
         source_snapshot_id: t.9.map(|s| parse_id(&s, Kind::Snapshot)).transpose()?,
         created_at: t.10,
+        encryption_set_id: t
+            .11
+            .map(|s| parse_id(&s, Kind::EncryptionSet))
+            .transpose()?,
     })
 }
 
@@ -160,11 +170,12 @@ pub(crate) type SnapTuple = (
     String,
     String,
     String,
+    Option<String>,
 );
 /// The stored columns of a snapshot, in [`SnapTuple`] order without `kek_id`.
 const SNAP_STORED: &str = "id, account_id, name, region, source_disk_id, volume_id, generation, size, encryption, created_at";
 /// A [`SnapTuple`] selected from [`SNAP_FROM`].
-pub(crate) const SNAP_SELECT: &str = "t.id, t.account_id, t.name, t.region, t.source_disk_id, t.volume_id, t.generation, t.size, t.encryption, k.kek_id, t.created_at";
+pub(crate) const SNAP_SELECT: &str = "t.id, t.account_id, t.name, t.region, t.source_disk_id, t.volume_id, t.generation, t.size, t.encryption, k.kek_id, t.created_at, k.encryption_set_id";
 /// Snapshots `t` with the DEK `k` of their volume.
 pub(crate) const SNAP_FROM: &str =
     "snapshots t JOIN volumes v ON v.id = t.volume_id JOIN deks k ON k.id = v.dek_id";
@@ -182,6 +193,10 @@ pub(crate) fn snap_row(t: SnapTuple) -> Result<SnapshotRow> {
         encryption: crate::parse_word(&t.8)?,
         kek_id: parse_id(&t.9, Kind::Key)?,
         created_at: t.10,
+        encryption_set_id: t
+            .11
+            .map(|s| parse_id(&s, Kind::EncryptionSet))
+            .transpose()?,
     })
 }
 

@@ -56,6 +56,8 @@ pub struct DekRow {
     pub kek_version: u32,
     /// DEK wrapped under the KEK.
     pub wrapped: Vec<u8>,
+    /// The disk encryption set it was made through (customer keys).
+    pub encryption_set_id: Option<Id>,
 }
 
 pub(crate) const KEY_COLS: &str = "id, region, purpose, account_id, vault_id, name, key_type, state, current_version, not_before, expires_at, rotation_days, deleted_at, purge_after, purged_at, created_at";
@@ -179,13 +181,14 @@ impl Meta {
     /// Store a new DEK (wrapped).
     pub async fn insert_dek(&self, dek: &DekRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO deks (id, kek_id, kek_version, wrapped, next_counter, created_at) VALUES ($1, $2, $3, $4, 0, $5)",
+            "INSERT INTO deks (id, kek_id, kek_version, wrapped, next_counter, created_at, encryption_set_id) VALUES ($1, $2, $3, $4, 0, $5, $6)",
         )
         .bind(dek.id.to_string())
         .bind(dek.kek_id.to_string())
         .bind(i64::from(dek.kek_version))
         .bind(&dek.wrapped)
         .bind(now())
+        .bind(dek.encryption_set_id.map(|s| s.to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -193,17 +196,20 @@ impl Meta {
 
     /// A DEK by id.
     pub async fn dek(&self, id: Id) -> Result<DekRow> {
-        let row: Option<(String, i64, Vec<u8>)> =
-            sqlx::query_as("SELECT kek_id, kek_version, wrapped FROM deks WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-        let (kek, v, wrapped) = row.ok_or_else(|| MetaError::NotFound(format!("data key {id}")))?;
+        let row: Option<(String, i64, Vec<u8>, Option<String>)> = sqlx::query_as(
+            "SELECT kek_id, kek_version, wrapped, encryption_set_id FROM deks WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let (kek, v, wrapped, set) =
+            row.ok_or_else(|| MetaError::NotFound(format!("data key {id}")))?;
         Ok(DekRow {
             id,
             kek_id: parse_id(&kek, Kind::Key)?,
             kek_version: u32::try_from(v).map_err(|_| MetaError::Corrupt("kek version".into()))?,
             wrapped,
+            encryption_set_id: set.map(|s| parse_id(&s, Kind::EncryptionSet)).transpose()?,
         })
     }
 

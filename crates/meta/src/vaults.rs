@@ -816,6 +816,19 @@ impl Meta {
         rows.into_iter().map(set_row).collect()
     }
 
+    /// How many disks and snapshots are under the set (through their
+    /// volumes' DEKs).
+    pub async fn encryption_set_users(&self, id: Id) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM disks t JOIN volumes v ON v.id = t.volume_id JOIN deks k ON k.id = v.dek_id WHERE k.encryption_set_id = $1) \
+             + (SELECT COUNT(*) FROM snapshots t JOIN volumes v ON v.id = t.volume_id JOIN deks k ON k.id = v.dek_id WHERE k.encryption_set_id = $1)",
+        )
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        crate::to_u64(n)
+    }
+
     /// Point a set at another key or version.
     pub async fn update_encryption_set(&self, id: Id, key: Id, version: Option<u32>) -> Result<()> {
         let done =

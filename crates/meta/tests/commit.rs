@@ -39,6 +39,7 @@ impl Fixture {
             kek_id: kek,
             kek_version: 1,
             wrapped: b"wrapped-dek".to_vec(),
+            encryption_set_id: None,
         })
         .await
         .unwrap();
@@ -63,6 +64,7 @@ impl Fixture {
             kek_id: kek,
             source_snapshot_id: None,
             created_at: coffer_meta::now(),
+            encryption_set_id: None,
         };
         meta.create_disk(&disk, &vol).await.unwrap();
         Fixture {
@@ -111,6 +113,7 @@ impl Fixture {
             encryption: EncryptionType::Platform,
             kek_id: self.disk.kek_id,
             created_at: coffer_meta::now(),
+            encryption_set_id: None,
         };
         let by = SnapshotBy::NotOpen {
             me: None,

@@ -30,6 +30,7 @@ async fn fsck_reports_each_broken_rule() {
         kek_id: kek,
         kek_version: 1,
         wrapped: b"wrapped-dek".to_vec(),
+        encryption_set_id: None,
     })
     .await
     .unwrap();

@@ -37,6 +37,7 @@ async fn fixture(db: &TestMetadata) -> Fixture {
         kek_id: kek,
         kek_version: 1,
         wrapped: b"wrapped-dek".to_vec(),
+        encryption_set_id: None,
     })
     .await
     .unwrap();
@@ -76,6 +77,7 @@ fn disk(account: Id, name: &str, vol: &VolumeRow) -> DiskRow {
         kek_id: Id::random(Kind::Key),
         source_snapshot_id: None,
         created_at: coffer_meta::now(),
+        encryption_set_id: None,
     }
 }
 
@@ -92,6 +94,7 @@ fn snapshot(d: &DiskRow, name: &str, generation: u64) -> SnapshotRow {
         encryption: d.encryption,
         kek_id: Id::random(Kind::Key),
         created_at: coffer_meta::now(),
+        encryption_set_id: None,
     }
 }
 

@@ -35,6 +35,7 @@ async fn fixture(db: &TestMetadata) -> Fixture {
         kek_id: kek,
         kek_version: 1,
         wrapped: b"wrapped-dek".to_vec(),
+        encryption_set_id: None,
     })
     .await
     .unwrap();
@@ -51,6 +52,7 @@ async fn fixture(db: &TestMetadata) -> Fixture {
         kek_id: kek,
         source_snapshot_id: None,
         created_at: coffer_meta::now(),
+        encryption_set_id: None,
     };
     meta.create_disk(
         &disk,
@@ -291,6 +293,7 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
         encryption: coffer_types::EncryptionType::Platform,
         kek_id: f.disk.kek_id,
         created_at: coffer_meta::now(),
+        encryption_set_id: None,
     };
     assert!(matches!(
         m.create_snapshot(&snap, SnapshotBy::Holder(&h)).await,

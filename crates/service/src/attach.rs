@@ -210,7 +210,9 @@ impl Service {
             tracing::info!(disk = %disk.id, "took over an attachment no live node held");
         }
         let vol = self.meta.volume(disk.volume_id).await?;
-        // Fails here, with the vault's own error, if the key is unusable.
+        // Fails here, with the vault's own error, if the key is unusable
+        // (and, under an encryption set, if its identity lost the key).
+        self.authorize_open(&disk, att.principal_id).await?;
         self.vault.dek(vol.dek_id).await?;
         let v = Volume::open(
             self.meta.clone(),

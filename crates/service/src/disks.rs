@@ -29,6 +29,7 @@ pub(crate) fn disk_dto(d: &DiskRow, attached: bool) -> Disk {
         encryption: Encryption {
             kind: d.encryption,
             key_id: d.kek_id.to_string(),
+            encryption_set_id: d.encryption_set_id.map(|s| s.to_string()),
         },
         source_snapshot_id: d.source_snapshot_id.map(|s| s.to_string()),
         created_at: d.created_at.clone(),
@@ -118,6 +119,16 @@ impl Service {
         check_size(size)?;
         let id = Id::random(Kind::Disk);
         let now = coffer_meta::now();
+        let set = match &req.encryption_set_id {
+            Some(_) if source.is_some() => {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidKeyOperation,
+                    "a disk from a snapshot keeps the snapshot's encryption: leave out the encryption set",
+                ));
+            }
+            Some(s) => Some(self.set_for_new_disk(caller, s, &region).await?),
+            None => None,
+        };
         let (volume, kek_id, encryption) = match &source {
             Some(snap) => {
                 if snap.region != region {
@@ -146,11 +157,12 @@ impl Service {
                 // never writes under a DEK another volume uses (one nonce
                 // budget per volume, and a DEK that can move or be
                 // re-wrapped without touching the snapshot's).
-                let kek = self
-                    .meta
-                    .vault_key(self.meta.dek(parent.dek_id).await?.kek_id)
+                let parent_dek = self.meta.dek(parent.dek_id).await?;
+                let kek = self.meta.vault_key(parent_dek.kek_id).await?;
+                let (dek_id, _dek) = self
+                    .vault
+                    .new_dek_with(&kek, kek.current_version, parent_dek.encryption_set_id)
                     .await?;
-                let (dek_id, _dek) = self.vault.new_dek(&kek).await?;
                 let vol = VolumeRow {
                     id: Id::random(Kind::Volume),
                     dek_id,
@@ -163,8 +175,28 @@ impl Service {
                 (vol, snap.kek_id, snap.encryption)
             }
             None => {
-                let kek = self.vault.platform_key(&region).await?;
-                let (dek_id, _dek) = self.vault.new_dek(&kek).await?;
+                let (kek, dek_id) = match &set {
+                    Some((s, kek)) => {
+                        let version = s.key_version.unwrap_or(kek.current_version);
+                        let (dek_id, _dek) =
+                            self.vault.new_dek_with(kek, version, Some(s.id)).await?;
+                        self.audit_as_identity(
+                            caller.principal.id,
+                            s,
+                            "key.wrap",
+                            version,
+                            id,
+                            Ok(()),
+                        )
+                        .await?;
+                        (kek.clone(), dek_id)
+                    }
+                    None => {
+                        let kek = self.vault.platform_key(&region).await?;
+                        let (dek_id, _dek) = self.vault.new_dek(&kek).await?;
+                        (kek, dek_id)
+                    }
+                };
                 let vol = VolumeRow {
                     id: Id::random(Kind::Volume),
                     dek_id,
@@ -174,7 +206,12 @@ impl Service {
                     head_generation: 0,
                     live: true,
                 };
-                (vol, kek.id, EncryptionType::Platform)
+                let encryption = if set.is_some() {
+                    EncryptionType::Customer
+                } else {
+                    EncryptionType::Platform
+                };
+                (vol, kek.id, encryption)
             }
         };
         let row = DiskRow {
@@ -189,6 +226,7 @@ impl Service {
             kek_id,
             source_snapshot_id: source.as_ref().map(|s| s.id),
             created_at: now,
+            encryption_set_id: set.as_ref().map(|(s, _)| s.id),
         };
         match &source {
             Some(snap) => self

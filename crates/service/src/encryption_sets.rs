@@ -241,6 +241,16 @@ impl Service {
         let s = self
             .authorized_set(caller, id, Action::EncryptionSetsDelete)
             .await?;
+        let users = self.meta.encryption_set_users(s.id).await?;
+        if users > 0 {
+            return Err(ServiceError::new(
+                ErrorCode::EncryptionSetInUse,
+                format!(
+                    "{users} disks and snapshots are under encryption set {}: delete them first",
+                    s.id
+                ),
+            ));
+        }
         let dto = self.set_dto(&s).await?;
         self.meta.delete_encryption_set(&s).await?;
         self.meta
@@ -248,5 +258,144 @@ impl Service {
             .await?;
         tracing::info!(set = %s.id, "disk encryption set deleted");
         Ok(dto)
+    }
+
+    /// The set a new disk in `region` is to be encrypted through, with its
+    /// key: the caller may read the set, the key is usable, and the set's
+    /// identity can read, wrap and unwrap with it.
+    pub(crate) async fn set_for_new_disk(
+        &self,
+        caller: &Caller,
+        id: &str,
+        region: &str,
+    ) -> Result<(EncryptionSetRow, VaultKeyRow)> {
+        let s = self
+            .authorized_set(caller, id, Action::EncryptionSetsRead)
+            .await?;
+        if s.region != region {
+            return Err(ServiceError::new(
+                ErrorCode::RegionMismatch,
+                format!(
+                    "encryption set {} is in region {}, the disk in {region}: use a set of the disk's region",
+                    s.id, s.region
+                ),
+            ));
+        }
+        let k = self.meta.vault_key(s.key_id).await?;
+        let v = match k.vault_id {
+            Some(v) => self.meta.vault(v).await?,
+            None => None,
+        };
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        if let Some(why) = coffer_keyvault::customer::unusable(&k, v.as_ref(), &now) {
+            return Err(ServiceError::new(
+                ErrorCode::KeyUnusable,
+                format!("key {} of encryption set {} is {why}", k.id, s.id),
+            ));
+        }
+        if !self.identity_has_key_access(&s).await? {
+            let why = "the set's identity may not wrap and unwrap with its key";
+            self.audit_as_identity(
+                caller.principal.id,
+                &s,
+                "key.wrap",
+                k.current_version,
+                s.id,
+                Err(why),
+            )
+            .await?;
+            return Err(ServiceError::new(
+                ErrorCode::KeyUnusable,
+                format!(
+                    "the identity {} of encryption set {} may not read, wrap and unwrap with key {}: give it the role with `coffer role assignment create --principal {} --role 'Key Vault Crypto Service Encryption User' --scope {}`",
+                    s.identity_id, s.id, k.id, s.identity_id, k.id
+                ),
+            ));
+        }
+        Ok((s, k))
+    }
+
+    /// Record a use of a set's key by its identity on behalf of the
+    /// principal `acting_for`.
+    pub(crate) async fn audit_as_identity(
+        &self,
+        acting_for: Id,
+        set: &EncryptionSetRow,
+        action: &str,
+        version: u32,
+        resource: Id,
+        outcome: std::result::Result<(), &str>,
+    ) -> Result<()> {
+        self.vault
+            .audit()
+            .record(&coffer_meta::AuditRecord {
+                principal: set.identity_id.to_string(),
+                acting_for: acting_for.to_string(),
+                action: action.into(),
+                key: Some(set.key_id),
+                key_version: Some(version),
+                resource: resource.to_string(),
+                outcome: if outcome.is_ok() { "allowed" } else { "denied" }.into(),
+                detail: match outcome {
+                    Ok(()) => format!("through encryption set {}", set.id),
+                    Err(why) => format!("through encryption set {}: {why}", set.id),
+                },
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Before a volume under a set opens for `principal`: the set's
+    /// identity must still reach the key; the unwrap is audited once per
+    /// open, as the identity acting for `principal`.
+    pub(crate) async fn authorize_open(
+        &self,
+        disk: &coffer_meta::DiskRow,
+        principal: Id,
+    ) -> Result<()> {
+        let Some(set_id) = disk.encryption_set_id else {
+            return Ok(());
+        };
+        let Some(set) = self.meta.encryption_set(set_id).await? else {
+            return Err(ServiceError::new(
+                ErrorCode::KeyUnusable,
+                format!(
+                    "disk {} is under encryption set {set_id}, which was deleted",
+                    disk.id
+                ),
+            ));
+        };
+        let dek = self
+            .vault
+            .dek_row(self.meta.volume(disk.volume_id).await?.dek_id)
+            .await?;
+        if !self.identity_has_key_access(&set).await? {
+            let why = "the set's identity may no longer unwrap with its key";
+            self.audit_as_identity(
+                principal,
+                &set,
+                "key.unwrap",
+                dek.kek_version,
+                disk.id,
+                Err(why),
+            )
+            .await?;
+            return Err(ServiceError::new(
+                ErrorCode::KeyUnusable,
+                format!(
+                    "key {} of disk {}: {why} (give identity {} the role Key Vault Crypto Service Encryption User on it)",
+                    set.key_id, disk.id, set.identity_id
+                ),
+            ));
+        }
+        self.audit_as_identity(
+            principal,
+            &set,
+            "key.unwrap",
+            dek.kek_version,
+            disk.id,
+            Ok(()),
+        )
+        .await
     }
 }

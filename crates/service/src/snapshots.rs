@@ -27,6 +27,7 @@ pub(crate) fn snap_dto(s: &SnapshotRow) -> Snapshot {
         encryption: Encryption {
             kind: s.encryption,
             key_id: s.kek_id.to_string(),
+            encryption_set_id: s.encryption_set_id.map(|s| s.to_string()),
         },
         created_at: s.created_at.clone(),
     }
@@ -70,6 +71,7 @@ impl Service {
             encryption: d.encryption,
             kek_id: d.kek_id,
             created_at: coffer_meta::now(),
+            encryption_set_id: d.encryption_set_id,
         };
         if let Some(att) = self.meta.attachment_of_disk(d.id).await?
             && let HeldBy::Other(n) = self.held_by(&att).await?

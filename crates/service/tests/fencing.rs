@@ -89,6 +89,7 @@ async fn a_paused_holder_is_fenced_once_another_node_takes_over() {
                 size: Some(ByteSize(4 * MIB)),
                 source_snapshot_id: None,
                 account_id: None,
+                encryption_set_id: None,
             },
         )
         .await

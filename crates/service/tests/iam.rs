@@ -107,6 +107,7 @@ async fn nbd_access_ends_when_the_attaching_principal_loses_its_role() {
                     size: Some(ByteSize(1 << 20)),
                     source_snapshot_id: None,
                     account_id: None,
+                    encryption_set_id: None,
                 },
             )
             .await
@@ -193,6 +194,7 @@ async fn moving_an_account_changes_what_it_inherits() {
                 size: Some(ByteSize(1 << 20)),
                 source_snapshot_id: None,
                 account_id: Some(account.id.clone()),
+                encryption_set_id: None,
             },
         )
         .await
@@ -567,6 +569,7 @@ async fn no_escalation_through_principals_tokens_moves_or_explain() {
                 size: Some(ByteSize(1 << 20)),
                 source_snapshot_id: None,
                 account_id: None,
+                encryption_set_id: None,
             },
         )
         .await

@@ -171,6 +171,7 @@ impl World {
                     size: source.is_none().then_some(ByteSize(DISK)),
                     source_snapshot_id: source.map(|s| s.id.clone()),
                     account_id: None,
+                    encryption_set_id: None,
                 },
             )
             .await

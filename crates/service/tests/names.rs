@@ -46,6 +46,7 @@ fn disk(name: &str, from: Option<&str>) -> CreateDisk {
         size: from.is_none().then_some(ByteSize(1 << 20)),
         source_snapshot_id: from.map(str::to_string),
         account_id: None,
+        encryption_set_id: None,
     }
 }
 

@@ -354,6 +354,7 @@ async fn metadata_restored_from_a_backup_never_repeats_a_key_and_nonce() {
         kek_id: kek,
         kek_version: 1,
         wrapped: b"w".to_vec(),
+        encryption_set_id: None,
     })
     .await
     .unwrap();

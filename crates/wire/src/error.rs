@@ -202,6 +202,8 @@ codes! {
     PurgeProtected = 409,
     /// Soft delete and purge protection, once on, stay on.
     Irreversible = 409,
+    /// Disks or snapshots are under this encryption set: delete them first.
+    EncryptionSetInUse = 409,
     // 422
     /// A snapshot of another region: copy it there first.
     RegionMismatch = 422,

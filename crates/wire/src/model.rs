@@ -19,6 +19,9 @@ pub struct Encryption {
     pub kind: EncryptionType,
     /// The key-encryption key that wraps the data key.
     pub key_id: String,
+    /// The disk encryption set (customer keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_set_id: Option<String>,
 }
 
 /// A disk.
@@ -135,6 +138,11 @@ pub struct CreateDisk {
     /// account). The caller needs `disks/write` there.
     #[serde(default)]
     pub account_id: Option<String>,
+    /// Encrypt the disk under this disk encryption set's customer key (an
+    /// empty disk only; a disk from a snapshot keeps the snapshot's key).
+    /// The set's identity must be able to wrap and unwrap with the key.
+    #[serde(default)]
+    pub encryption_set_id: Option<String>,
 }
 
 /// Resize a disk (grow only).

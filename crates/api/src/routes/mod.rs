@@ -48,6 +48,8 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
                 E::SnapshotNotFound,
                 E::RegionMismatch,
                 E::KeyUnusable,
+                E::EncryptionSetNotFound,
+                E::InvalidKeyOperation,
             ],
             routes!(create_disk),
         )
@@ -332,7 +334,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
         )
         .add(
             Act(A::EncryptionSetsDelete),
-            &[E::EncryptionSetNotFound],
+            &[E::EncryptionSetNotFound, E::EncryptionSetInUse],
             routes!(delete_encryption_set),
         )
         .add(

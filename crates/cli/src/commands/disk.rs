@@ -44,6 +44,10 @@ pub enum DiskCmd {
         /// account).
         #[arg(long)]
         account: Option<String>,
+        /// Encrypt it under this disk encryption set's customer key (id or
+        /// name; an empty disk only).
+        #[arg(long)]
+        encryption_set: Option<String>,
     },
     /// List the disks you may see.
     List {
@@ -113,6 +117,7 @@ pub async fn run(c: &Client, out: &Output, cmd: DiskCmd) -> anyhow::Result<()> {
             zone,
             from_snapshot,
             account,
+            encryption_set,
         } => {
             let body = CreateDisk {
                 name,
@@ -121,6 +126,8 @@ pub async fn run(c: &Client, out: &Output, cmd: DiskCmd) -> anyhow::Result<()> {
                 source_snapshot_id: resolve::opt(c, Kind::Snapshot, from_snapshot.as_deref())
                     .await?,
                 account_id: resolve::opt(c, Kind::Account, account.as_deref()).await?,
+                encryption_set_id: resolve::opt(c, Kind::EncryptionSet, encryption_set.as_deref())
+                    .await?,
             };
             let d: Disk = c.post("/v1/disks", &body).await?;
             out.show(&d, View::Fields)

@@ -22,3 +22,5 @@ CREATE TABLE vault_secret_versions (secret_id TEXT NOT NULL REFERENCES vault_sec
 -- Disk encryption sets: a customer key (key_version NULL: always the key's current version) and the managed identity created with the set, which needs wrap, unwrap and read on the key. encryption_type: customer or double.
 CREATE TABLE encryption_sets (id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(id), name TEXT NOT NULL, region TEXT NOT NULL, key_id TEXT NOT NULL REFERENCES vault_keys(id), key_version BIGINT, encryption_type TEXT NOT NULL, identity_id TEXT NOT NULL REFERENCES principals(id), created_at TEXT NOT NULL);
 CREATE UNIQUE INDEX encryption_sets_account_name ON encryption_sets(account_id, name);
+-- The disk encryption set a DEK was made through (NULL: a platform-key DEK): disks and snapshots report their set through their volume's DEK, as their KEK.
+ALTER TABLE deks ADD COLUMN encryption_set_id TEXT;

@@ -168,6 +168,7 @@ impl Fixture {
             kek_id: kek,
             kek_version: 1,
             wrapped: b"wrapped-dek".to_vec(),
+            encryption_set_id: None,
         })
         .await
         .unwrap();
@@ -278,6 +279,7 @@ impl Fixture {
             encryption: coffer_types::EncryptionType::Platform,
             kek_id: self.kek,
             created_at: coffer_meta::now(),
+            encryption_set_id: None,
         }
     }
 }
