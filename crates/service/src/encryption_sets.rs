@@ -18,7 +18,7 @@ use crate::*;
 
 impl Service {
     /// Whether the set's identity may read, wrap and unwrap with its key.
-    async fn identity_has_key_access(&self, set: &EncryptionSetRow) -> Result<bool> {
+    pub(crate) async fn identity_has_key_access(&self, set: &EncryptionSetRow) -> Result<bool> {
         let Some(identity) = self.meta.principal(set.identity_id).await? else {
             return Ok(false);
         };

@@ -42,6 +42,7 @@ mod list;
 mod node;
 mod org;
 mod owners;
+mod revoke;
 mod secrets;
 mod snapshots;
 mod vaults;
@@ -63,6 +64,7 @@ use tokio::sync::{Mutex, Notify, RwLock};
 pub use error::{ErrorCode, Result, ServiceError};
 pub use export::{DiskDevice, ExportResolverImpl};
 pub use org::MAX_FOLDER_DEPTH;
+pub use revoke::KEY_RECHECK;
 
 /// Smallest disk.
 pub const MIN_DISK: u64 = MIB;

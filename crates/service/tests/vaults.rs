@@ -785,3 +785,152 @@ async fn an_encryption_set_needs_a_protected_vault_and_its_identity_a_role() {
         ErrorCode::PrincipalNotFound
     );
 }
+
+/// Revocation of a disk that is open: disabling its key, or taking the
+/// set's identity's role away, cuts the open volume off at the next
+/// re-check (every half second; called directly here): reads and writes
+/// fail, a new connection is refused, and once the key is usable again a
+/// new connection opens the disk and reads every flushed byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_disk_is_cut_off_when_its_key_is_revoked_and_opens_again_after() {
+    use bytes::Bytes;
+    use coffer_nbd::ExportResolver;
+    use coffer_service::ExportResolverImpl;
+    use coffer_service::model::{CreateDisk, CreateEncryptionSet, CreateRoleAssignment};
+    let w = world().await;
+    let (svc, admin) = (&w.svc, &w.admin);
+    svc.join("revoke", "http://revoke.invalid", "127.0.0.1:10809")
+        .await
+        .unwrap();
+    let v = svc
+        .create_vault(admin, vault_req("cmk", true))
+        .await
+        .unwrap();
+    let k = svc.create_key(admin, &v.id, key_req("k")).await.unwrap();
+    let set = svc
+        .create_encryption_set(
+            admin,
+            CreateEncryptionSet {
+                name: "des".into(),
+                key_id: k.id.clone(),
+                key_version: None,
+                encryption_type: None,
+                account_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let grant = || CreateRoleAssignment {
+        principal_id: set.identity_id.clone(),
+        role: "Key Vault Crypto Service Encryption User".into(),
+        scope: k.id.clone(),
+    };
+    svc.create_role_assignment(admin, grant()).await.unwrap();
+    let disk = svc
+        .create_disk(
+            admin,
+            CreateDisk {
+                name: "data".into(),
+                zone: "local-a".into(),
+                size: Some(coffer_types::ByteSize(1 << 20)),
+                source_snapshot_id: None,
+                account_id: None,
+                encryption_set_id: Some(set.id.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    let resolver = ExportResolverImpl::new(svc.clone());
+    let att = svc.attach_disk(admin, &disk.id).await.unwrap();
+    let export = att.uri.unwrap().rsplit('/').next().unwrap().to_string();
+    let dev = resolver
+        .open(&export)
+        .await
+        .expect("opens under a usable key");
+    let data = Bytes::from(vec![0x5au8; 64 * 1024]);
+    dev.write(0, data.clone(), true).await.unwrap();
+    assert_eq!(dev.read(0, 64 * 1024).await.unwrap(), data);
+    assert!(
+        svc.recheck_open_keys().await.unwrap().is_empty(),
+        "nothing to cut"
+    );
+
+    let set_enabled = |on| UpdateKey {
+        enabled: Some(on),
+        not_before: None,
+        expires_at: None,
+        rotation_days: None,
+    };
+    for cause in ["disable", "role"] {
+        match cause {
+            "disable" => {
+                svc.update_key(admin, &k.id, set_enabled(false))
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                svc.delete_role_assignment(admin, &ra_id(svc, admin, &set.identity_id).await)
+                    .await
+                    .unwrap();
+            }
+        }
+        let dev = resolver
+            .open(&export)
+            .await
+            .expect("still open until re-checked");
+        assert_eq!(
+            svc.recheck_open_keys().await.unwrap(),
+            vec![disk.id.parse().unwrap()],
+            "{cause}: the disk is cut off"
+        );
+        assert!(
+            dev.read(0, 4096).await.is_err(),
+            "{cause}: a read after the cut"
+        );
+        assert!(
+            dev.write(0, Bytes::from(vec![1u8; 4096]), true)
+                .await
+                .is_err(),
+            "{cause}: a write after the cut"
+        );
+        assert!(
+            resolver.open(&export).await.is_none(),
+            "{cause}: no new connection"
+        );
+        match cause {
+            "disable" => {
+                svc.update_key(admin, &k.id, set_enabled(true))
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                svc.create_role_assignment(admin, grant()).await.unwrap();
+            }
+        }
+        let dev = resolver.open(&export).await.expect("opens again");
+        assert_eq!(
+            dev.read(0, 64 * 1024).await.unwrap(),
+            data,
+            "{cause}: data intact"
+        );
+    }
+}
+
+/// The id of the principal's role assignment (the test's only one).
+async fn ra_id(
+    svc: &std::sync::Arc<coffer_service::Service>,
+    admin: &coffer_service::Caller,
+    principal: &str,
+) -> String {
+    let l = svc
+        .list_role_assignments(
+            admin,
+            ListParams {
+                principal: Some(principal.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    l.items[0].id.clone()
+}

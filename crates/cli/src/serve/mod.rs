@@ -265,6 +265,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         .context("cannot join the deployment")?;
     // Renew the lease from now on: recovery below may take longer than it.
     service.spawn_lease();
+    service.spawn_key_watch();
 
     let (collected, orphans) = service.recover().await.with_context(|| {
         format!(

@@ -1,0 +1,106 @@
+//! Revocation of open volumes: every half second this node re-checks each
+//! open disk that is under a customer key — the key usable (enabled, not
+//! deleted or purged, within its validity, its vault not deleted) and the
+//! encryption set's identity still holding read, wrap and unwrap on it. A
+//! disk that fails is cut off at once: its volume is fenced (reads and
+//! writes fail with EIO, writes not yet written back are dropped, nothing
+//! more is sealed under the key) and taken out of the open set, so the next
+//! NBD connection opens it afresh, through the checks at open, and works
+//! again once the key is back. Every node of a deployment runs this on the
+//! shared metadata, so a key disabled through one node cuts off a disk open
+//! on another within the same bound.
+//!
+//! Platform keys are never disabled through the API, so platform-key disks
+//! are not re-checked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::*;
+
+/// How often open customer-key disks are re-checked.
+pub const KEY_RECHECK: Duration = Duration::from_millis(500);
+
+impl Service {
+    /// Re-check open customer-key disks every [`KEY_RECHECK`] and cut off
+    /// those whose key may no longer be used.
+    pub fn spawn_key_watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(KEY_RECHECK).await;
+                if let Err(e) = me.recheck_open_keys().await {
+                    tracing::warn!(error = %e.message, "cannot re-check the keys of open disks");
+                }
+            }
+        })
+    }
+
+    /// One pass of [`Service::spawn_key_watch`]; returns the disks cut off.
+    pub async fn recheck_open_keys(&self) -> Result<Vec<Id>> {
+        let open: Vec<(Id, Arc<coffer_volume::Volume>)> = self
+            .open
+            .lock()
+            .await
+            .iter()
+            .map(|(d, v)| (*d, v.clone()))
+            .collect();
+        let mut cut = Vec::new();
+        for (disk_id, v) in open {
+            let Some(disk) = self.meta.disk(disk_id).await? else {
+                continue;
+            };
+            if disk.encryption_set_id.is_none() {
+                continue;
+            }
+            let why = match self.key_allows(&disk).await {
+                Ok(()) => continue,
+                Err(e) => e.message,
+            };
+            let mut open = self.open.lock().await;
+            if open.get(&disk_id).is_some_and(|o| Arc::ptr_eq(o, &v)) {
+                open.remove(&disk_id);
+                v.fence();
+                drop(open);
+                tracing::warn!(disk = %disk_id, reason = %why, "disk cut off: its key may no longer be used");
+                cut.push(disk_id);
+            }
+        }
+        Ok(cut)
+    }
+
+    /// Whether the key of a customer-key disk may be used now, by its
+    /// set's identity.
+    async fn key_allows(&self, disk: &coffer_meta::DiskRow) -> Result<()> {
+        let vol = self.meta.volume(disk.volume_id).await?;
+        let dek = self.vault.dek_row(vol.dek_id).await?;
+        let kek = self.meta.vault_key(dek.kek_id).await?;
+        let vault = match kek.vault_id {
+            Some(v) => self.meta.vault(v).await?,
+            None => None,
+        };
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        if let Some(why) = coffer_keyvault::customer::unusable(&kek, vault.as_ref(), &now) {
+            return Err(ServiceError::new(
+                ErrorCode::KeyUnusable,
+                format!("key {} is {why}", kek.id),
+            ));
+        }
+        if let Some(set_id) = disk.encryption_set_id {
+            let ok = match self.meta.encryption_set(set_id).await? {
+                Some(set) => self.identity_has_key_access(&set).await?,
+                None => false,
+            };
+            if !ok {
+                return Err(ServiceError::new(
+                    ErrorCode::KeyUnusable,
+                    format!(
+                        "the identity of encryption set {set_id} may no longer unwrap with key {}",
+                        kek.id
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
