@@ -282,12 +282,7 @@ impl Service {
             ));
         }
         let k = self.meta.vault_key(s.key_id).await?;
-        let v = match k.vault_id {
-            Some(v) => self.meta.vault(v).await?,
-            None => None,
-        };
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        if let Some(why) = coffer_keyvault::customer::unusable(&k, v.as_ref(), &now) {
+        if let Some(why) = self.key_unusable(&k).await? {
             return Err(ServiceError::new(
                 ErrorCode::KeyUnusable,
                 format!("key {} of encryption set {} is {why}", k.id, s.id),
@@ -356,6 +351,7 @@ impl Service {
         let Some(set_id) = disk.encryption_set_id else {
             return Ok(());
         };
+        lock(&self.customer_keyed).insert(disk.id);
         let Some(set) = self.meta.encryption_set(set_id).await? else {
             return Err(ServiceError::new(
                 ErrorCode::KeyUnusable,

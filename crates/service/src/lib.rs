@@ -134,6 +134,9 @@ pub struct Service {
     closing: std::sync::Mutex<std::collections::HashSet<Id>>,
     /// This node's current run, once it joined the deployment.
     node: RwLock<Option<NodeRow>>,
+    /// Disks opened here under a customer key (through an encryption set):
+    /// the ones the key watch re-checks (`revoke`).
+    customer_keyed: std::sync::Mutex<std::collections::HashSet<Id>>,
     gc_wake: Arc<Notify>,
 }
 
@@ -172,6 +175,7 @@ impl Service {
             open: Mutex::new(HashMap::new()),
             closing: std::sync::Mutex::new(std::collections::HashSet::new()),
             node: RwLock::new(None),
+            customer_keyed: std::sync::Mutex::new(std::collections::HashSet::new()),
             gc_wake,
         })
     }

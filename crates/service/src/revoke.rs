@@ -11,7 +11,8 @@
 //! on another within the same bound.
 //!
 //! Platform keys are never disabled through the API, so platform-key disks
-//! are not re-checked.
+//! are not re-checked: only disks that went through an encryption set's
+//! checks at open here, so a node without such disks does no work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,11 +39,16 @@ impl Service {
 
     /// One pass of [`Service::spawn_key_watch`]; returns the disks cut off.
     pub async fn recheck_open_keys(&self) -> Result<Vec<Id>> {
+        let keyed = lock(&self.customer_keyed).clone();
+        if keyed.is_empty() {
+            return Ok(Vec::new());
+        }
         let open: Vec<(Id, Arc<coffer_volume::Volume>)> = self
             .open
             .lock()
             .await
             .iter()
+            .filter(|(d, _)| keyed.contains(d))
             .map(|(d, v)| (*d, v.clone()))
             .collect();
         let mut cut = Vec::new();
@@ -75,12 +81,7 @@ impl Service {
         let vol = self.meta.volume(disk.volume_id).await?;
         let dek = self.vault.dek_row(vol.dek_id).await?;
         let kek = self.meta.vault_key(dek.kek_id).await?;
-        let vault = match kek.vault_id {
-            Some(v) => self.meta.vault(v).await?,
-            None => None,
-        };
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        if let Some(why) = coffer_keyvault::customer::unusable(&kek, vault.as_ref(), &now) {
+        if let Some(why) = self.key_unusable(&kek).await? {
             return Err(ServiceError::new(
                 ErrorCode::KeyUnusable,
                 format!("key {} is {why}", kek.id),

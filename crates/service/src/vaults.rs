@@ -260,6 +260,17 @@ impl Service {
         Ok(())
     }
 
+    /// Why the customer key `k` may not be used now (disabled, deleted,
+    /// purged, outside its validity, its vault deleted), or `None`.
+    pub(crate) async fn key_unusable(&self, k: &VaultKeyRow) -> Result<Option<String>> {
+        let vault = match k.vault_id {
+            Some(v) => self.meta.vault(v).await?,
+            None => None,
+        };
+        let now = rfc3339(SystemTime::now());
+        Ok(coffer_keyvault::customer::unusable(k, vault.as_ref(), &now))
+    }
+
     async fn vault_target(&self, v: &VaultRow) -> Result<Target> {
         self.resource_target(v.id, v.account_id).await
     }
