@@ -213,14 +213,7 @@ impl KeyVault {
     ) -> Result<(Id, SecretKey)> {
         self.check_usable(kek).await?;
         let dek = SecretKey::generate();
-        let wrapped = if kek.purpose == "customer" {
-            self.key_material(kek.id, version)
-                .await?
-                .wrap(dek.expose())?
-        } else {
-            let stored = self.meta.key_version_material(kek.id, version).await?;
-            self.manager.wrap(kek.id, version, &stored, &dek).await?
-        };
+        let wrapped = self.wrap_under(kek, version, &dek).await?;
         let id = Id::random(Kind::Dek);
         self.meta
             .insert_dek(&DekRow {
@@ -261,7 +254,22 @@ impl KeyVault {
 
     /// Unwrap DEK `id` (checking that its KEK may be used).
     pub async fn dek(&self, id: Id) -> Result<SecretKey> {
-        let row = self.meta.dek(id).await?;
+        self.unwrap_row(&self.meta.dek(id).await?).await
+    }
+
+    /// Re-wrap DEK `row` under `version` of `kek` (the same key or
+    /// another): the DEK is unwrapped under what wraps it now (which must
+    /// still be usable) and wrapped again; returns the new wrap, for
+    /// [`Meta::rewrap_deks`] to store. The DEK itself, and so every object
+    /// sealed under it, is unchanged: rotation re-wraps, never rewrites.
+    pub async fn rewrap(&self, row: &DekRow, kek: &VaultKeyRow, version: u32) -> Result<Vec<u8>> {
+        self.check_usable(kek).await?;
+        let dek = self.unwrap_row(row).await?;
+        self.wrap_under(kek, version, &dek).await
+    }
+
+    /// Unwrap the DEK of `row`, checking that its KEK may be used.
+    async fn unwrap_row(&self, row: &DekRow) -> Result<SecretKey> {
         let kek = self.meta.vault_key(row.kek_id).await?;
         self.check_usable(&kek).await?;
         if kek.purpose == "customer" {
@@ -278,6 +286,24 @@ impl KeyVault {
         self.manager
             .unwrap(row.kek_id, row.kek_version, &stored, &row.wrapped)
             .await
+    }
+
+    /// Wrap `dek` under `version` of `kek` (a customer key's material, or a
+    /// platform key through the key manager).
+    async fn wrap_under(
+        &self,
+        kek: &VaultKeyRow,
+        version: u32,
+        dek: &SecretKey,
+    ) -> Result<Vec<u8>> {
+        if kek.purpose == "customer" {
+            return Ok(self
+                .key_material(kek.id, version)
+                .await?
+                .wrap(dek.expose())?);
+        }
+        let stored = self.meta.key_version_material(kek.id, version).await?;
+        self.manager.wrap(kek.id, version, &stored, dek).await
     }
 }
 

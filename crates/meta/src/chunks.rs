@@ -34,6 +34,9 @@ pub struct VolumeRow {
     pub head_generation: u64,
     /// Whether a disk uses the head (a volume only snapshots keep alive is not live).
     pub live: bool,
+    /// Under double encryption, the outer layer's write DEK (platform
+    /// key); `dek_id` is then the inner, customer-key layer.
+    pub dek2_id: Option<Id>,
 }
 
 /// What a chunk of a view holds.
@@ -78,6 +81,7 @@ type VolTuple = (
     Option<i64>,
     i64,
     i64,
+    Option<String>,
 );
 
 fn volume_row(t: VolTuple) -> Result<VolumeRow> {
@@ -94,11 +98,12 @@ fn volume_row(t: VolTuple) -> Result<VolumeRow> {
         parent,
         head_generation: to_u64(t.6)?,
         live: t.7 != 0,
+        dek2_id: t.8.map(|d| parse_id(&d, Kind::Dek)).transpose()?,
     })
 }
 
 const VOL_COLS: &str =
-    "id, dek_id, chunk_size, size, parent_id, parent_generation, head_generation, live";
+    "id, dek_id, chunk_size, size, parent_id, parent_generation, head_generation, live, dek2_id";
 
 /// Read volume `id` inside a transaction, locking its row until the
 /// transaction ends (PostgreSQL; SQLite has one writer at a time anyway).
@@ -123,7 +128,7 @@ pub(crate) async fn volume_tx(tx: &mut Transaction<'_, Any>, id: Id) -> Result<V
 
 pub(crate) async fn insert_volume_tx(tx: &mut Transaction<'_, Any>, v: &VolumeRow) -> Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO volumes ({VOL_COLS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        "INSERT INTO volumes ({VOL_COLS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     )))
     .bind(v.id.to_string())
     .bind(v.dek_id.to_string())
@@ -133,6 +138,7 @@ pub(crate) async fn insert_volume_tx(tx: &mut Transaction<'_, Any>, v: &VolumeRo
     .bind(v.parent.map(|p| to_i64(p.1)).transpose()?)
     .bind(to_i64(v.head_generation)?)
     .bind(i64::from(v.live))
+    .bind(v.dek2_id.map(|d| d.to_string()))
     .bind(now())
     .execute(&mut **tx)
     .await?;

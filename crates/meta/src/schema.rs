@@ -14,6 +14,10 @@ const SQLITE: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_format_v2.sql")),
     (7, include_str!("../migrations/sqlite/0007_audit.sql")),
     (8, include_str!("../migrations/sqlite/0008_vaults.sql")),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_rewrap_double.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -27,6 +31,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (6, include_str!("../migrations/postgres/0006_format_v2.sql")),
     (7, include_str!("../migrations/postgres/0007_audit.sql")),
     (8, include_str!("../migrations/postgres/0008_vaults.sql")),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_rewrap_double.sql"),
+    ),
 ];
 
 /// The statements of a migration file: split on `;`, `--` comment lines

@@ -213,6 +213,103 @@ impl Meta {
         })
     }
 
+    /// Encryption sets with at least one DEK not wrapped by the set's key
+    /// at the version it now names (its pinned version, or the key's
+    /// newest): the sets a rotation or a repointing left to re-wrap.
+    pub async fn sets_behind(&self) -> Result<Vec<Id>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT s.id FROM encryption_sets s JOIN vault_keys k ON k.id = s.key_id \
+             JOIN deks d ON d.encryption_set_id = s.id \
+             WHERE d.kek_id <> s.key_id OR d.kek_version <> COALESCE(s.key_version, k.current_version) \
+             ORDER BY s.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|s| parse_id(s, Kind::EncryptionSet))
+            .collect()
+    }
+
+    /// Up to `limit` DEKs of set `set` not wrapped by `key` at `version`.
+    pub async fn deks_behind(
+        &self,
+        set: Id,
+        key: Id,
+        version: u32,
+        limit: u32,
+    ) -> Result<Vec<DekRow>> {
+        let rows: Vec<(String, String, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, kek_id, kek_version, wrapped FROM deks \
+             WHERE encryption_set_id = $1 AND (kek_id <> $2 OR kek_version <> $3) ORDER BY id LIMIT $4",
+        )
+        .bind(set.to_string())
+        .bind(key.to_string())
+        .bind(i64::from(version))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, kek, v, wrapped)| {
+                Ok(DekRow {
+                    id: parse_id(&id, Kind::Dek)?,
+                    kek_id: parse_id(&kek, Kind::Key)?,
+                    kek_version: u32::try_from(v)
+                        .map_err(|_| MetaError::Corrupt("kek version".into()))?,
+                    wrapped,
+                    encryption_set_id: Some(set),
+                })
+            })
+            .collect()
+    }
+
+    /// Replace the wraps of DEKs in one transaction: each of `rewrapped`
+    /// (a DEK as read, and its new wrap) is now wrapped by `key` at
+    /// `version`, if it is still wrapped as it was read (another node
+    /// re-wrapping the same DEK at once is harmless: one wins, both wraps
+    /// hold the same DEK). Returns how many rows changed.
+    pub async fn rewrap_deks(
+        &self,
+        rewrapped: &[(DekRow, Vec<u8>)],
+        key: Id,
+        version: u32,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for (old, wrapped) in rewrapped {
+            n += sqlx::query(
+                "UPDATE deks SET kek_id = $1, kek_version = $2, wrapped = $3 \
+                 WHERE id = $4 AND kek_id = $5 AND kek_version = $6",
+            )
+            .bind(key.to_string())
+            .bind(i64::from(version))
+            .bind(wrapped)
+            .bind(old.id.to_string())
+            .bind(old.kek_id.to_string())
+            .bind(i64::from(old.kek_version))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// How many DEKs set `set` has, and how many of them `key` wraps at
+    /// `version`.
+    pub async fn set_dek_counts(&self, set: Id, key: Id, version: u32) -> Result<(u64, u64)> {
+        let (total, current): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), SUM(CASE WHEN kek_id = $2 AND kek_version = $3 THEN 1 ELSE 0 END) \
+             FROM deks WHERE encryption_set_id = $1",
+        )
+        .bind(set.to_string())
+        .bind(key.to_string())
+        .bind(i64::from(version))
+        .fetch_one(&self.pool)
+        .await?;
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        Ok((n(total), n(current.unwrap_or(0))))
+    }
+
     /// Reserve `n` nonce counter values of DEK `id`. The reservation is
     /// committed (durably) before this returns, and no value is ever handed
     /// out twice, by this node or any other: the increment is one atomic

@@ -44,6 +44,7 @@ impl Fixture {
         .await
         .unwrap();
         let vol = VolumeRow {
+            dek2_id: None,
             id: Id::random(Kind::Volume),
             dek_id: dek,
             chunk_size,

@@ -36,6 +36,7 @@ async fn fsck_reports_each_broken_rule() {
     .unwrap();
     let vol = Id::random(Kind::Volume);
     meta.create_volume(&VolumeRow {
+        dek2_id: None,
         id: vol,
         dek_id: dek,
         chunk_size: 65536,

@@ -52,6 +52,7 @@ async fn fixture(db: &TestMetadata) -> Fixture {
 
 fn volume(dek: Id) -> VolumeRow {
     VolumeRow {
+        dek2_id: None,
         id: Id::random(Kind::Volume),
         dek_id: dek,
         chunk_size: 65536,

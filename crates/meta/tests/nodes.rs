@@ -57,6 +57,7 @@ async fn fixture(db: &TestMetadata) -> Fixture {
     meta.create_disk(
         &disk,
         &VolumeRow {
+            dek2_id: None,
             id: vol,
             dek_id: dek,
             chunk_size: 65536,
@@ -333,6 +334,7 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
     .unwrap();
     m.delete_snapshot(snap.id).await.unwrap();
     let copy_vol = VolumeRow {
+        dek2_id: None,
         id: Id::random(Kind::Volume),
         dek_id: f.dek,
         chunk_size: 65536,

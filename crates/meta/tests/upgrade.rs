@@ -192,6 +192,7 @@ async fn upgrade_v4(url: &str, open_url: &str, migrations: [&str; 4]) {
     let mut again = meta.disk(first).await.unwrap().unwrap();
     again.id = Id::random(Kind::Disk);
     let vol = coffer_meta::VolumeRow {
+        dek2_id: None,
         id: Id::random(Kind::Volume),
         dek_id: dek,
         chunk_size: 65536,

@@ -59,6 +59,14 @@ pub(crate) fn check_size(size: u64) -> Result<()> {
 }
 
 impl Service {
+    /// A new DEK for the outer layer of a double-encryption volume,
+    /// wrapped by the region's platform key (the inner layer's DEK is
+    /// wrapped by the customer key, so neither key alone opens a slot).
+    async fn platform_layer(&self, region: &str) -> Result<Id> {
+        let kek = self.vault.platform_key(region).await?;
+        Ok(self.vault.new_dek(&kek).await?.0)
+    }
+
     /// The disk `id` if the caller may do `action` on it (404 if missing or
     /// hidden from the caller, 403 if visible but not allowed).
     pub(crate) async fn authorized_disk(
@@ -158,12 +166,41 @@ impl Service {
                 // budget per volume, and a DEK that can move or be
                 // re-wrapped without touching the snapshot's).
                 let parent_dek = self.meta.dek(parent.dek_id).await?;
-                let kek = self.meta.vault_key(parent_dek.kek_id).await?;
-                let (dek_id, _dek) = self
-                    .vault
-                    .new_dek_with(&kek, kek.current_version, parent_dek.encryption_set_id)
-                    .await?;
+                let (dek_id, _dek) = match parent_dek.encryption_set_id {
+                    // Under a set: its key at the version it names now, by
+                    // its identity (checked and audited as at create).
+                    Some(set_id) => {
+                        let (s, kek) = self
+                            .set_for_new_disk(caller, &set_id.to_string(), &region)
+                            .await?;
+                        let version = Self::set_target(&s, &kek);
+                        let made = self.vault.new_dek_with(&kek, version, Some(s.id)).await?;
+                        self.audit_as_identity(
+                            caller.principal.id,
+                            &s,
+                            "key.wrap",
+                            version,
+                            id,
+                            Ok(()),
+                        )
+                        .await?;
+                        made
+                    }
+                    None => {
+                        let kek = self.meta.vault_key(parent_dek.kek_id).await?;
+                        self.vault
+                            .new_dek_with(&kek, kek.current_version, None)
+                            .await?
+                    }
+                };
+                // Double encryption carries over: the child's outer layer
+                // gets a platform DEK of its own too.
+                let dek2_id = match parent.dek2_id {
+                    Some(_) => Some(self.platform_layer(&region).await?),
+                    None => None,
+                };
                 let vol = VolumeRow {
+                    dek2_id,
                     id: Id::random(Kind::Volume),
                     dek_id,
                     chunk_size: parent.chunk_size,
@@ -177,7 +214,7 @@ impl Service {
             None => {
                 let (kek, dek_id) = match &set {
                     Some((s, kek)) => {
-                        let version = s.key_version.unwrap_or(kek.current_version);
+                        let version = Self::set_target(s, kek);
                         let (dek_id, _dek) =
                             self.vault.new_dek_with(kek, version, Some(s.id)).await?;
                         self.audit_as_identity(
@@ -197,7 +234,16 @@ impl Service {
                         (kek, dek_id)
                     }
                 };
+                let encryption = match &set {
+                    Some((s, _)) => s.encryption_type,
+                    None => EncryptionType::Platform,
+                };
+                let dek2_id = match encryption {
+                    EncryptionType::Double => Some(self.platform_layer(&region).await?),
+                    _ => None,
+                };
                 let vol = VolumeRow {
+                    dek2_id,
                     id: Id::random(Kind::Volume),
                     dek_id,
                     chunk_size: self.config.chunk_size,
@@ -205,11 +251,6 @@ impl Service {
                     parent: None,
                     head_generation: 0,
                     live: true,
-                };
-                let encryption = if set.is_some() {
-                    EncryptionType::Customer
-                } else {
-                    EncryptionType::Platform
                 };
                 (vol, kek.id, encryption)
             }

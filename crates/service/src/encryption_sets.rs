@@ -4,7 +4,8 @@
 //! Crypto Service Encryption User, at the key or its vault). Creating a set
 //! is refused unless the key's vault has soft delete and purge protection,
 //! the key is usable, and it is in the set's region (seed 004's rules).
-//! Disks and snapshots under a set come with the next part of issue 16.
+//! A `double` set adds a second, outer data layer under the region's
+//! platform key (two DEKs per volume, one wrapped by each key).
 
 use coffer_iam::{Action, Decision, Scope, authorize};
 use coffer_meta::{EncryptionSetRow, PrincipalRow, VaultKeyRow};
@@ -35,6 +36,10 @@ impl Service {
     }
 
     async fn set_dto(&self, s: &EncryptionSetRow) -> Result<EncryptionSet> {
+        let key = self.meta.vault_key(s.key_id).await?;
+        let key_version = Self::set_target(s, &key);
+        let (data_keys, data_keys_current) =
+            self.meta.set_dek_counts(s.id, key.id, key_version).await?;
         Ok(EncryptionSet {
             id: s.id.to_string(),
             name: s.name.clone(),
@@ -45,6 +50,12 @@ impl Service {
             key_version: s.key_version,
             identity_id: s.identity_id.to_string(),
             identity_has_key_access: self.identity_has_key_access(s).await?,
+            rewrap: RewrapProgress {
+                key_version,
+                data_keys,
+                data_keys_current,
+                complete: data_keys == data_keys_current,
+            },
             created_at: s.created_at.clone(),
         })
     }
@@ -131,14 +142,7 @@ impl Service {
                     "an encryption set is `customer` or `double`; platform-key disks need no set",
                 ));
             }
-            // Refused rather than stored as a promise: the second layer of
-            // the object format is built, the disks that use it are not.
-            EncryptionType::Double => {
-                return Err(ServiceError::new(
-                    ErrorCode::InvalidKeyOperation,
-                    "double encryption sets are not available yet (disks under sets come first): create a `customer` set",
-                ));
-            }
+            EncryptionType::Double => {}
         }
         let k = self
             .key_for_set(caller, &req.key_id, req.key_version)
@@ -231,6 +235,7 @@ impl Service {
             ));
         }
         self.meta.update_encryption_set(s.id, k.id, version).await?;
+        self.wake_rewrap();
         s.key_id = k.id;
         s.key_version = version;
         self.set_dto(&s).await

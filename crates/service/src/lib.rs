@@ -43,6 +43,7 @@ mod node;
 mod org;
 mod owners;
 mod revoke;
+mod rewrap;
 mod secrets;
 mod snapshots;
 mod vaults;
@@ -65,6 +66,7 @@ pub use error::{ErrorCode, Result, ServiceError};
 pub use export::{DiskDevice, ExportResolverImpl};
 pub use org::MAX_FOLDER_DEPTH;
 pub use revoke::KEY_RECHECK;
+pub use rewrap::REWRAP_INTERVAL;
 
 /// Smallest disk.
 pub const MIN_DISK: u64 = MIB;
@@ -138,6 +140,8 @@ pub struct Service {
     /// the ones the key watch re-checks (`revoke`).
     customer_keyed: std::sync::Mutex<std::collections::HashSet<Id>>,
     gc_wake: Arc<Notify>,
+    /// Wakes the re-wrap task (`rewrap`) after a rotation or set update.
+    rewrap_wake: Notify,
 }
 
 impl std::fmt::Debug for Service {
@@ -177,6 +181,7 @@ impl Service {
             node: RwLock::new(None),
             customer_keyed: std::sync::Mutex::new(std::collections::HashSet::new()),
             gc_wake,
+            rewrap_wake: Notify::new(),
         })
     }
 

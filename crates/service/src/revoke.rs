@@ -79,14 +79,21 @@ impl Service {
     /// set's identity.
     async fn key_allows(&self, disk: &coffer_meta::DiskRow) -> Result<()> {
         let vol = self.meta.volume(disk.volume_id).await?;
-        let dek = self.vault.dek_row(vol.dek_id).await?;
-        let kek = self.meta.vault_key(dek.kek_id).await?;
-        if let Some(why) = self.key_unusable(&kek).await? {
-            return Err(ServiceError::new(
-                ErrorCode::KeyUnusable,
-                format!("key {} is {why}", kek.id),
-            ));
+        let mut kek = None;
+        // Both layers under double encryption: the customer key's and the
+        // platform key's.
+        for dek in std::iter::once(vol.dek_id).chain(vol.dek2_id) {
+            let row = self.vault.dek_row(dek).await?;
+            let k = self.meta.vault_key(row.kek_id).await?;
+            if let Some(why) = self.key_unusable(&k).await? {
+                return Err(ServiceError::new(
+                    ErrorCode::KeyUnusable,
+                    format!("key {} is {why}", k.id),
+                ));
+            }
+            kek.get_or_insert(k);
         }
+        let kek = kek.expect("a volume has a DEK");
         if let Some(set_id) = disk.encryption_set_id {
             let ok = match self.meta.encryption_set(set_id).await? {
                 Some(set) => self.identity_has_key_access(&set).await?,

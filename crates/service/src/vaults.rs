@@ -771,6 +771,7 @@ impl Service {
         )
         .await?;
         tracing::info!(key = %k.id, version = k.current_version, "key rotated");
+        self.wake_rewrap();
         Ok(key_dto(&k))
     }
 

@@ -709,9 +709,9 @@ async fn an_encryption_set_needs_a_protected_vault_and_its_identity_a_role() {
     let mut double = set_req(&k.id, None);
     double.name = "des-double".into();
     double.encryption_type = Some(coffer_types::EncryptionType::Double);
-    let e = svc.create_encryption_set(admin, double).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::InvalidKeyOperation);
-    assert!(e.message.contains("not available yet"), "{}", e.message);
+    let d = svc.create_encryption_set(admin, double).await.unwrap();
+    assert_eq!(d.encryption_type, coffer_types::EncryptionType::Double);
+    assert_ne!(d.identity_id, s.identity_id, "an identity per set");
     let identity = svc.get_principal(admin, &s.identity_id).await.unwrap();
     assert_eq!(identity.kind, coffer_types::PrincipalKind::Managed);
     // The role on the key gives it access.
@@ -933,4 +933,382 @@ async fn ra_id(
         .await
         .unwrap();
     l.items[0].id.clone()
+}
+
+/// Every object in the store, by key.
+async fn store_contents(
+    svc: &coffer_service::Service,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut all = std::collections::BTreeMap::new();
+    for k in svc.store().list("").await.unwrap() {
+        let v = svc.store().get(&k).await.unwrap();
+        all.insert(k, v.to_vec());
+    }
+    all
+}
+
+/// How many audit entries of `action` name `resource` (any resource if
+/// empty).
+async fn audit_count(
+    svc: &coffer_service::Service,
+    admin: &coffer_service::Caller,
+    action: &str,
+    resource: &str,
+) -> usize {
+    let q = AuditQuery {
+        limit: Some(1000),
+        resource: (!resource.is_empty()).then(|| resource.to_string()),
+        ..Default::default()
+    };
+    let page = svc.list_audit(admin, q).await.unwrap();
+    page.items.iter().filter(|e| e.action == action).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_three_times_while_attached_rewraps_and_rewrites_nothing() {
+    use bytes::Bytes;
+    use coffer_nbd::ExportResolver;
+    use coffer_service::ExportResolverImpl;
+    use coffer_service::model::{
+        CreateDisk, CreateEncryptionSet, CreateRoleAssignment, CreateSnapshot,
+    };
+    let w = world().await;
+    let (svc, admin) = (&w.svc, &w.admin);
+    svc.join("rotate", "http://rotate.invalid", "127.0.0.1:10809")
+        .await
+        .unwrap();
+    let v = svc
+        .create_vault(admin, vault_req("cmk", true))
+        .await
+        .unwrap();
+    let k = svc.create_key(admin, &v.id, key_req("k")).await.unwrap();
+    let set = svc
+        .create_encryption_set(
+            admin,
+            CreateEncryptionSet {
+                name: "scope".into(),
+                key_id: k.id.clone(),
+                key_version: None,
+                encryption_type: None,
+                account_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    svc.create_role_assignment(
+        admin,
+        CreateRoleAssignment {
+            principal_id: set.identity_id.clone(),
+            role: "Key Vault Crypto Service Encryption User".into(),
+            scope: k.id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let disk_req = |name: &str, source: Option<String>| CreateDisk {
+        name: name.into(),
+        zone: "local-a".into(),
+        size: Some(coffer_types::ByteSize(4 << 20)),
+        source_snapshot_id: source.clone(),
+        account_id: None,
+        encryption_set_id: source.is_none().then(|| set.id.clone()),
+    };
+    let disk = svc
+        .create_disk(admin, disk_req("data", None))
+        .await
+        .unwrap();
+    assert_eq!(audit_count(svc, admin, "key.wrap", &disk.id).await, 1);
+
+    let resolver = ExportResolverImpl::new(svc.clone());
+    let att = svc.attach_disk(admin, &disk.id).await.unwrap();
+    let export = att.uri.unwrap().rsplit('/').next().unwrap().to_string();
+    let dev = resolver.open(&export).await.expect("opens");
+    assert_eq!(
+        audit_count(svc, admin, "key.unwrap", &disk.id).await,
+        1,
+        "one unwrap recorded per open, none per block"
+    );
+    // Region r of the disk holds pattern r: whole chunks and scattered
+    // 4 KiB writes (segments), so both object kinds are covered.
+    let pattern = |r: u8, len: usize| {
+        Bytes::from(
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(31) ^ r)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut written: Vec<(u64, Bytes)> = Vec::new();
+    let write = async |r: u8| {
+        let whole = (u64::from(r) * 1024 * 1024, pattern(r, 256 * 1024));
+        let small = (
+            u64::from(r) * 1024 * 1024 + 512 * 1024,
+            pattern(r ^ 0x80, 4096),
+        );
+        for (off, data) in [&whole, &small] {
+            dev.write(*off, data.clone(), false).await.unwrap();
+        }
+        dev.flush().await.unwrap();
+        [whole, small]
+    };
+    written.extend(write(0).await);
+    let snap = svc
+        .create_snapshot(
+            admin,
+            CreateSnapshot {
+                disk_id: disk.id.clone(),
+                name: "before".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let before_records = audit_count(svc, admin, "key.wrap", "").await
+        + audit_count(svc, admin, "key.unwrap", "").await;
+    let child = svc
+        .create_disk(admin, disk_req("child", Some(snap.id.clone())))
+        .await
+        .unwrap();
+    assert_eq!(
+        audit_count(svc, admin, "key.wrap", &child.id).await,
+        1,
+        "a disk from the snapshot wraps its own DEK under the set's key"
+    );
+    assert_eq!(
+        audit_count(svc, admin, "key.wrap", "").await
+            + audit_count(svc, admin, "key.unwrap", "").await,
+        before_records + 1,
+        "the snapshot itself used no key"
+    );
+    let stored = store_contents(svc).await;
+    assert!(!stored.is_empty());
+
+    for round in 1..=3u32 {
+        let rotated = svc
+            .rotate_key(admin, &k.id, RotateKey::default())
+            .await
+            .unwrap();
+        assert_eq!(rotated.current_version, round + 1);
+        let pending = svc.get_encryption_set(admin, &set.id).await.unwrap();
+        assert_eq!(pending.rewrap.key_version, round + 1);
+        assert_eq!(pending.rewrap.data_keys, 2, "the disk's and the child's");
+        assert!(
+            !pending.rewrap.complete,
+            "round {round}: not re-wrapped yet"
+        );
+        assert_eq!(svc.rewrap_pass().await.unwrap(), 2, "round {round}");
+        assert_eq!(svc.rewrap_pass().await.unwrap(), 0, "nothing left");
+        let done = svc.get_encryption_set(admin, &set.id).await.unwrap();
+        assert!(done.rewrap.complete, "round {round}: {:?}", done.rewrap);
+        assert_eq!(done.rewrap.data_keys_current, 2);
+        assert_eq!(
+            audit_count(svc, admin, "key.rewrap", &set.id).await,
+            round as usize,
+            "one re-wrap record per set per rotation"
+        );
+        // The open disk keeps working: what was written reads back, and
+        // new writes land.
+        written.extend(write(u8::try_from(round).unwrap()).await);
+        for (off, data) in &written {
+            assert_eq!(
+                dev.read(*off, data.len() as u32).await.unwrap(),
+                data,
+                "round {round}: at {off}"
+            );
+        }
+        // No object stored before the rotations changed or went away.
+        let now = store_contents(svc).await;
+        for (key, bytes) in &stored {
+            assert_eq!(now.get(key), Some(bytes), "round {round}: object {key}");
+        }
+    }
+    assert_eq!(audit_count(svc, admin, "key.rotate", &k.id).await, 3);
+    for d in [&disk, &child] {
+        let id = coffer_types::Id::parse_kind(&d.id, coffer_types::Kind::Disk).unwrap();
+        let row = svc.meta().disk(id).await.unwrap().unwrap();
+        let vol = svc.meta().volume(row.volume_id).await.unwrap();
+        let dek = svc.meta().dek(vol.dek_id).await.unwrap();
+        assert_eq!(dek.kek_version, 4, "{}: DEK wrapped under v4", d.id);
+    }
+    // Reopen: the DEK now unwraps under version 4 alone.
+    svc.detach_disk(admin, &disk.id).await.unwrap();
+    let att = svc.attach_disk(admin, &disk.id).await.unwrap();
+    let export = att.uri.unwrap().rsplit('/').next().unwrap().to_string();
+    let dev = resolver.open(&export).await.expect("opens again");
+    for (off, data) in &written {
+        assert_eq!(dev.read(*off, data.len() as u32).await.unwrap(), data);
+    }
+    let entries = svc
+        .list_audit(
+            admin,
+            AuditQuery {
+                limit: Some(1000),
+                resource: Some(disk.id.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let last = entries
+        .items
+        .iter()
+        .rfind(|e| e.action == "key.unwrap")
+        .unwrap();
+    assert_eq!(last.key_version, Some(4), "the reopen unwrapped under v4");
+    assert!(svc.verify_audit(admin).await.unwrap().ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_encryption_disk_reads_only_while_both_keys_are_usable() {
+    use bytes::Bytes;
+    use coffer_nbd::ExportResolver;
+    use coffer_service::ExportResolverImpl;
+    use coffer_service::model::{
+        CreateDisk, CreateEncryptionSet, CreateRoleAssignment, CreateSnapshot,
+    };
+    use coffer_types::EncryptionType;
+    let w = world().await;
+    let (svc, admin) = (&w.svc, &w.admin);
+    svc.join("double", "http://double.invalid", "127.0.0.1:10809")
+        .await
+        .unwrap();
+    let v = svc
+        .create_vault(admin, vault_req("cmk", true))
+        .await
+        .unwrap();
+    let k = svc.create_key(admin, &v.id, key_req("k")).await.unwrap();
+    let set = svc
+        .create_encryption_set(
+            admin,
+            CreateEncryptionSet {
+                name: "both".into(),
+                key_id: k.id.clone(),
+                key_version: None,
+                encryption_type: Some(EncryptionType::Double),
+                account_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(set.encryption_type, EncryptionType::Double);
+    svc.create_role_assignment(
+        admin,
+        CreateRoleAssignment {
+            principal_id: set.identity_id.clone(),
+            role: "Key Vault Crypto Service Encryption User".into(),
+            scope: k.id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let req = |name: &str, source: Option<String>| CreateDisk {
+        name: name.into(),
+        zone: "local-a".into(),
+        size: Some(coffer_types::ByteSize(2 << 20)),
+        source_snapshot_id: source.clone(),
+        account_id: None,
+        encryption_set_id: source.is_none().then(|| set.id.clone()),
+    };
+    let disk = svc.create_disk(admin, req("data", None)).await.unwrap();
+    assert_eq!(disk.encryption.kind, EncryptionType::Double);
+    assert_eq!(disk.encryption.key_id, k.id, "the customer key is named");
+    let disk_id = coffer_types::Id::parse_kind(&disk.id, coffer_types::Kind::Disk).unwrap();
+    let vol = svc
+        .meta()
+        .volume(svc.meta().disk(disk_id).await.unwrap().unwrap().volume_id)
+        .await
+        .unwrap();
+    let outer = svc
+        .meta()
+        .dek(vol.dek2_id.expect("a second layer"))
+        .await
+        .unwrap();
+    let platform = svc.meta().vault_key(outer.kek_id).await.unwrap();
+    assert_eq!(platform.purpose, "platform", "the outer layer's KEK");
+    assert_eq!(
+        svc.meta().dek(vol.dek_id).await.unwrap().kek_id.to_string(),
+        k.id,
+        "the inner layer's KEK"
+    );
+
+    let resolver = ExportResolverImpl::new(svc.clone());
+    let att = svc.attach_disk(admin, &disk.id).await.unwrap();
+    let export = att.uri.unwrap().rsplit('/').next().unwrap().to_string();
+    let dev = resolver.open(&export).await.expect("opens");
+    let data = Bytes::from(
+        (0..256 * 1024u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>(),
+    );
+    dev.write(0, data.clone(), false).await.unwrap();
+    dev.write(1 << 20, data.slice(..4096), false).await.unwrap();
+    dev.flush().await.unwrap();
+    assert_eq!(dev.read(0, 256 * 1024).await.unwrap(), data);
+
+    // Every stored object has two layers (header byte 6), each slot two
+    // tags, and holds no plaintext.
+    let objects = svc.store().list("objects/").await.unwrap();
+    assert!(!objects.is_empty());
+    for key in &objects {
+        let bytes = svc.store().get(key).await.unwrap();
+        let h = coffer_crypto::object::ObjectHeader::decode(&bytes[..64]).unwrap();
+        assert_eq!(h.layers(), 2, "{key}");
+        assert_eq!(h.deks, (vol.dek_id.value(), vol.dek2_id.map(|d| d.value())));
+        assert!(!bytes.windows(64).any(|w| w == &data[4096..4160]), "{key}");
+    }
+
+    // The customer key disabled: cut off, and no new open.
+    let enabled = |on| UpdateKey {
+        enabled: Some(on),
+        not_before: None,
+        expires_at: None,
+        rotation_days: None,
+    };
+    svc.update_key(admin, &k.id, enabled(false)).await.unwrap();
+    assert_eq!(svc.recheck_open_keys().await.unwrap(), vec![disk_id]);
+    assert!(dev.read(0, 4096).await.is_err());
+    assert!(resolver.open(&export).await.is_none());
+    svc.update_key(admin, &k.id, enabled(true)).await.unwrap();
+    let dev = resolver.open(&export).await.expect("opens again");
+    assert_eq!(dev.read(0, 256 * 1024).await.unwrap(), data);
+
+    // The platform key disabled (an operator's act; no API does it): the
+    // same, through the outer layer.
+    let set_platform = async |state| {
+        svc.meta()
+            .update_key(platform.id, state, None, None, None)
+            .await
+            .unwrap();
+    };
+    set_platform(KeyState::Disabled).await;
+    assert_eq!(svc.recheck_open_keys().await.unwrap(), vec![disk_id]);
+    assert!(dev.read(0, 4096).await.is_err());
+    assert!(resolver.open(&export).await.is_none());
+    set_platform(KeyState::Enabled).await;
+    let dev = resolver.open(&export).await.expect("opens again");
+    assert_eq!(dev.read(0, 256 * 1024).await.unwrap(), data);
+
+    // A snapshot and a disk from it keep both layers.
+    let snap = svc
+        .create_snapshot(
+            admin,
+            CreateSnapshot {
+                disk_id: disk.id.clone(),
+                name: "s".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(snap.encryption.kind, EncryptionType::Double);
+    let child = svc
+        .create_disk(admin, req("child", Some(snap.id.clone())))
+        .await
+        .unwrap();
+    assert_eq!(child.encryption.kind, EncryptionType::Double);
+    let att = svc.attach_disk(admin, &child.id).await.unwrap();
+    let export = att.uri.unwrap().rsplit('/').next().unwrap().to_string();
+    let cdev = resolver.open(&export).await.expect("child opens");
+    assert_eq!(cdev.read(0, 256 * 1024).await.unwrap(), data);
+    cdev.write(8192, data.slice(..4096), true).await.unwrap();
+    cdev.flush().await.unwrap();
+    assert_eq!(cdev.read(8192, 4096).await.unwrap(), data.slice(..4096));
+    drop(dev);
 }

@@ -334,6 +334,8 @@ pub struct Volume {
     deks: Arc<dyn DekSource>,
     dek_cache: Mutex<HashMap<Id, Arc<SecretKey>>>,
     write_dek: (Id, Arc<SecretKey>),
+    /// Under double encryption, the outer layer's write DEK.
+    write_dek2: Option<(Id, Arc<SecretKey>)>,
     chunk_size: u32,
     size: u64,
     config: VolumeConfig,
@@ -414,14 +416,30 @@ impl Volume {
                 reason,
             })?;
         let write = Arc::new(write);
+        let write2 = match row.dek2_id {
+            Some(id) => Some((
+                id,
+                Arc::new(
+                    deks.dek(id)
+                        .await
+                        .map_err(|reason| VolumeError::Key { dek: id, reason })?,
+                ),
+            )),
+            None => None,
+        };
+        let mut cache: HashMap<Id, Arc<SecretKey>> = [(row.dek_id, Arc::clone(&write))].into();
+        if let Some((id, k)) = &write2 {
+            cache.insert(*id, Arc::clone(k));
+        }
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),
             id,
             meta,
             store,
             deks,
-            dek_cache: Mutex::new([(row.dek_id, Arc::clone(&write))].into()),
+            dek_cache: Mutex::new(cache),
             write_dek: (row.dek_id, write),
+            write_dek2: write2,
             chunk_size: row.chunk_size,
             size: row.size,
             config,
@@ -1105,7 +1123,12 @@ impl Volume {
             .expect("the budget's semaphore is never closed");
         let mut tries = 0;
         loop {
-            let (obj, bytes) = seal::seal(p, self.id, (self.write_dek.0, &self.write_dek.1))?;
+            let (obj, bytes) = seal::seal(
+                p,
+                self.id,
+                (self.write_dek.0, &self.write_dek.1),
+                self.write_dek2.as_ref().map(|(id, k)| (*id, &**k)),
+            )?;
             match self
                 .store
                 .put(&object_key(self.id.value(), &obj.id), bytes)

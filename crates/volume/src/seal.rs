@@ -174,12 +174,14 @@ pub fn keys(obj: &ObjectRef, dek: &SecretKey, dek2: Option<&SecretKey>) -> Resul
     )?)
 }
 
-/// Seal `plan` as a fresh object of `writer` under `dek`, returning its
+/// Seal `plan` as a fresh object of `writer` under `dek` (and under
+/// double encryption a second, outer layer under `dek2`), returning its
 /// reference and bytes. A fresh 128-bit id every call.
 pub(crate) fn seal(
     plan: &ObjectPlan,
     writer: Id,
     dek: (Id, &SecretKey),
+    dek2: Option<(Id, &SecretKey)>,
 ) -> Result<(Arc<ObjectRef>, Bytes)> {
     let obj = ObjectRef {
         id: object::new_object_id(),
@@ -188,9 +190,9 @@ pub(crate) fn seal(
         index: plan.index,
         slots: u32::try_from(plan.slots.len()).expect("at most MAX_SLOTS"),
         dek: dek.0,
-        dek2: None,
+        dek2: dek2.map(|d| d.0),
     };
-    let k = keys(&obj, dek.1, None)?;
+    let k = keys(&obj, dek.1, dek2.map(|d| d.1))?;
     let slots: Vec<(Target, &[u8])> = plan.slots.iter().map(|(t, b)| (*t, &b[..])).collect();
     let sealed = k.seal_object(&slots)?;
     Ok((Arc::new(obj), Bytes::from(sealed)))

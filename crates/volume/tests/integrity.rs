@@ -360,6 +360,7 @@ async fn metadata_restored_from_a_backup_never_repeats_a_key_and_nonce() {
     .unwrap();
     let vol = Id::random(Kind::Volume);
     meta.create_volume(&coffer_meta::VolumeRow {
+        dek2_id: None,
         id: vol,
         dek_id,
         chunk_size: CS,

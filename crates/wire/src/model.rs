@@ -950,8 +950,26 @@ pub struct EncryptionSet {
     /// Whether the identity may now read, wrap and unwrap with the key (if
     /// not, disks under the set cannot be created or opened).
     pub identity_has_key_access: bool,
+    /// How far the set's data keys follow its key: after a rotation (or
+    /// the set pointed at another key or version) they are re-wrapped in
+    /// the background, without rewriting any data.
+    pub rewrap: RewrapProgress,
     /// Creation time (RFC 3339).
     pub created_at: String,
+}
+
+/// Progress of re-wrapping a set's data keys under the key version it uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RewrapProgress {
+    /// The key version the data keys are (being) wrapped under.
+    pub key_version: u32,
+    /// Data keys made through the set (one per disk and per disk made from
+    /// its snapshots).
+    pub data_keys: u64,
+    /// How many of them that version already wraps.
+    pub data_keys_current: u64,
+    /// Whether every data key is wrapped under `key_version`.
+    pub complete: bool,
 }
 
 /// Body of `POST /v1/encryption-sets`.
@@ -965,8 +983,8 @@ pub struct CreateEncryptionSet {
     /// Pin this key version (default: always the key's newest).
     #[serde(default)]
     pub key_version: Option<u32>,
-    /// `customer` (default); `double` is refused until disks under sets
-    /// exist.
+    /// `customer` (default), or `double`: disks under the set get a second,
+    /// outer data layer under the region's platform key.
     #[serde(default)]
     pub encryption_type: Option<EncryptionType>,
     /// The owning account (default: the caller's home account).

@@ -19,6 +19,8 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ("VERSION", "/key_version"),
     ("IDENTITY", "/identity_id"),
     ("KEY ACCESS", "/identity_has_key_access"),
+    ("DATA KEYS", "/rewrap/data_keys"),
+    ("RE-WRAPPED", "/rewrap/data_keys_current"),
 ];
 
 #[derive(Debug, Subcommand)]
@@ -36,8 +38,9 @@ pub enum EncryptionSetCmd {
         /// Pin this key version (default: always the newest).
         #[arg(long)]
         key_version: Option<u32>,
-        /// customer (default); double (a platform layer under it too) is
-        /// not available yet.
+        /// customer (default), or double: every disk under the set gets a
+        /// second, outer data layer under the region's platform key, so
+        /// its data is readable only while both keys are usable.
         #[arg(long = "type", default_value = "customer")]
         encryption_type: EncryptionType,
         /// Owning account, id or name (default: yours).
@@ -59,6 +62,17 @@ pub enum EncryptionSetCmd {
     Show {
         /// Set id or name.
         set: String,
+    },
+    /// Wait until every data key of the set is wrapped under the key
+    /// version it uses (after `coffer key rotate` or `encryption-set
+    /// update`, the server re-wraps them in the background; no data is
+    /// rewritten), with a progress bar; then show the set.
+    Wait {
+        /// Set id or name.
+        set: String,
+        /// Give up after this many seconds (exit status 1).
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// Point a set at another key of its region, or pin a version (0
     /// unpins).
@@ -118,6 +132,39 @@ pub async fn run(c: &Client, out: &Output, cmd: EncryptionSetCmd) -> anyhow::Res
             let id = resolve::id(c, Kind::EncryptionSet, &set).await?;
             let s: EncryptionSet = c.get(&format!("/v1/encryption-sets/{}", seg(&id))).await?;
             out.show(&s, View::Fields)
+        }
+        EncryptionSetCmd::Wait { set, timeout } => {
+            let id = resolve::id(c, Kind::EncryptionSet, &set).await?;
+            let path = format!("/v1/encryption-sets/{}", seg(&id));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "re-wrapping data keys under version {msg} [{bar:30}] {pos}/{len}",
+                )?
+                .progress_chars("=> "),
+            );
+            loop {
+                let s: EncryptionSet = c.get(&path).await?;
+                bar.set_length(s.rewrap.data_keys);
+                bar.set_position(s.rewrap.data_keys_current);
+                bar.set_message(s.rewrap.key_version.to_string());
+                if s.rewrap.complete {
+                    bar.finish_and_clear();
+                    return out.show(&s, View::Fields);
+                }
+                if std::time::Instant::now() >= deadline {
+                    bar.abandon();
+                    anyhow::bail!(
+                        "{} of {} data keys of set {id} are under key version {} after {timeout} s; \
+                         if `identity_has_key_access` is false, give the set's identity its role back \
+                         (re-wrapping resumes by itself)",
+                        s.rewrap.data_keys_current,
+                        s.rewrap.data_keys,
+                        s.rewrap.key_version
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
         }
         EncryptionSetCmd::Update {
             set,

@@ -266,6 +266,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     // Renew the lease from now on: recovery below may take longer than it.
     service.spawn_lease();
     service.spawn_key_watch();
+    service.spawn_rewrap();
 
     let (collected, orphans) = service.recover().await.with_context(|| {
         format!(

@@ -177,6 +177,7 @@ impl Fixture {
         let vol = Id::random(Kind::Volume);
         let size = u64::from(chunk) * chunks;
         meta.create_volume(&VolumeRow {
+            dek2_id: None,
             id: vol,
             dek_id,
             chunk_size: chunk,
@@ -243,6 +244,7 @@ impl Fixture {
         let child = Id::random(Kind::Volume);
         self.meta
             .create_volume(&VolumeRow {
+                dek2_id: None,
                 id: child,
                 dek_id: self.dek_id,
                 chunk_size: u32::try_from(self.chunk).unwrap(),
