@@ -161,6 +161,11 @@ impl KeyVault {
         plaintext: &[u8],
         context: &[u8],
     ) -> Result<Vec<u8>> {
+        if let Some(t) = self.transit_of(key).await? {
+            return t
+                .encrypt(&key.name, key.current_version, plaintext, context)
+                .await;
+        }
         let m = self.key_material(key.id, key.current_version).await?;
         Ok(m.encrypt(plaintext, context)?)
     }
@@ -173,12 +178,20 @@ impl KeyVault {
         blob: &[u8],
         context: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
+        if let Some(t) = self.transit_of(key).await? {
+            return t.decrypt(&key.name, blob, context).await;
+        }
         let m = self.key_material(key.id, version).await?;
         Ok(m.decrypt(blob, context)?)
     }
 
     /// Wrap a key under the key's current version.
     pub async fn wrap_with(&self, key: &VaultKeyRow, plain: &[u8]) -> Result<Vec<u8>> {
+        if let Some(t) = self.transit_of(key).await? {
+            return t
+                .encrypt(&key.name, key.current_version, plain, b"coffer wrap")
+                .await;
+        }
         let m = self.key_material(key.id, key.current_version).await?;
         Ok(m.wrap(plain)?)
     }
@@ -190,6 +203,9 @@ impl KeyVault {
         version: u32,
         blob: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
+        if let Some(t) = self.transit_of(key).await? {
+            return t.decrypt(&key.name, blob, b"coffer wrap").await;
+        }
         let m = self.key_material(key.id, version).await?;
         Ok(m.unwrap(blob)?)
     }

@@ -20,6 +20,7 @@ pub mod customer;
 mod pkcs11;
 mod root;
 pub mod tls;
+pub mod transit;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use audit::{AuditLog, AuditProblem, AuditReport};
 pub use pkcs11::{Pkcs11RootKey, Pkcs11Uri};
 pub use root::{FileRootKey, PassphraseRootKey, RootKey};
 pub use tls::DeploymentCa;
+pub use transit::TransitClient;
 
 /// Errors of the key vault.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,9 @@ pub enum VaultError {
     /// The key exists but may not be used now.
     #[error("key {0} is {1}")]
     KeyUnusable(Id, String),
+    /// An external key store refused, failed or could not be reached.
+    #[error("{0}")]
+    External(String),
 }
 
 /// Result alias.
@@ -131,6 +136,9 @@ impl KeyManager for BuiltinKeyManager {
 /// Unwrapped customer key material by (key, version).
 type Materials = HashMap<(Id, u32), Arc<coffer_crypto::keys::KeyMaterial>>;
 
+/// Clients of external key stores by vault.
+type Externals = HashMap<Id, Arc<TransitClient>>;
+
 /// The vault: platform keys, customer keys and DEKs, over a metadata store,
 /// a key manager and the root key; and the audit log of their use.
 #[derive(Clone)]
@@ -139,6 +147,7 @@ pub struct KeyVault {
     manager: Arc<dyn KeyManager>,
     root: Arc<dyn RootKey>,
     materials: Arc<Mutex<Materials>>,
+    externals: Arc<Mutex<Externals>>,
     audit: AuditLog,
 }
 
@@ -175,6 +184,7 @@ impl KeyVault {
             manager,
             root,
             materials: Arc::new(Mutex::new(HashMap::new())),
+            externals: Arc::new(Mutex::new(HashMap::new())),
             audit,
         })
     }
@@ -268,10 +278,57 @@ impl KeyVault {
         self.wrap_under(kek, version, &dek).await
     }
 
+    /// The client of the external key store `vault`'s keys live in, if
+    /// any (made once per vault, its token unwrapped by the root key).
+    ///
+    /// # Errors
+    /// A token that does not unwrap, or a bad address.
+    pub async fn transit(
+        &self,
+        vault: &coffer_meta::VaultRow,
+    ) -> Result<Option<Arc<TransitClient>>> {
+        let Some(ext) = &vault.external else {
+            return Ok(None);
+        };
+        let mut cache = self.externals.lock().await;
+        if let Some(c) = cache.get(&vault.id) {
+            return Ok(Some(c.clone()));
+        }
+        let token = zeroize::Zeroizing::new(
+            String::from_utf8(self.root.unwrap(&ext.token).await?.to_vec())
+                .map_err(|_| VaultError::External("stored token is not text".into()))?,
+        );
+        let c = Arc::new(TransitClient::new(&ext.address, &ext.mount, token)?);
+        cache.insert(vault.id, c.clone());
+        Ok(Some(c))
+    }
+
+    /// The external key store of a customer key, if its vault has one.
+    pub async fn transit_of(&self, key: &VaultKeyRow) -> Result<Option<Arc<TransitClient>>> {
+        let Some(vault) = key.vault_id else {
+            return Ok(None);
+        };
+        match self.meta.vault(vault).await? {
+            Some(v) => self.transit(&v).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Wrap an external key store's token for storage, under the root key.
+    pub async fn seal_token(&self, token: &str) -> Result<Vec<u8>> {
+        self.root.wrap(token.as_bytes()).await
+    }
+
     /// Unwrap the DEK of `row`, checking that its KEK may be used.
     async fn unwrap_row(&self, row: &DekRow) -> Result<SecretKey> {
         let kek = self.meta.vault_key(row.kek_id).await?;
         self.check_usable(&kek).await?;
+        if let Some(t) = self.transit_of(&kek).await? {
+            let plain = t
+                .decrypt(&kek.name, &row.wrapped, kek.id.to_string().as_bytes())
+                .await?;
+            return Ok(SecretKey::from_slice(&plain)?);
+        }
         if kek.purpose == "customer" {
             let plain = self
                 .key_material(row.kek_id, row.kek_version)
@@ -296,6 +353,16 @@ impl KeyVault {
         version: u32,
         dek: &SecretKey,
     ) -> Result<Vec<u8>> {
+        if let Some(t) = self.transit_of(kek).await? {
+            return t
+                .encrypt(
+                    &kek.name,
+                    version,
+                    dek.expose(),
+                    kek.id.to_string().as_bytes(),
+                )
+                .await;
+        }
         if kek.purpose == "customer" {
             return Ok(self
                 .key_material(kek.id, version)

@@ -58,7 +58,9 @@ pub use nodes::{Holder, NodeRow, SweepView, now_ms};
 pub use org::{AccountRow, FolderRow, PrincipalRow, RoleAssignmentRow, TenantRow, TokenRow};
 pub use resources::{AttachmentRow, DetachIf, DiskRow, SnapshotBy, SnapshotRow};
 pub use vault::{DekRow, VaultKeyRow};
-pub use vaults::{EncryptionSetRow, KeyVersionRow, NewSecretVersion, SecretRow, VaultRow};
+pub use vaults::{
+    EncryptionSetRow, ExternalStore, KeyVersionRow, NewSecretVersion, SecretRow, VaultRow,
+};
 
 /// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]

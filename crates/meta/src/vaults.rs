@@ -37,6 +37,24 @@ pub struct VaultRow {
     pub purged_at: Option<String>,
     /// Created.
     pub created_at: String,
+    /// Where the vault's keys live when not in Coffer: an external
+    /// key store (`None`: the built-in backend).
+    pub external: Option<ExternalStore>,
+}
+
+/// An external key store a vault's keys live in: an OpenBao/HashiCorp Vault
+/// transit engine the customer runs. Coffer holds only the address and the
+/// customer's token, wrapped by the root key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalStore {
+    /// `transit`.
+    pub kind: String,
+    /// Base URL, e.g. `http://127.0.0.1:8200`.
+    pub address: String,
+    /// Mount path of the transit engine, e.g. `transit`.
+    pub mount: String,
+    /// The token, wrapped by the root key.
+    pub token: Vec<u8>,
 }
 
 /// A secret of a vault (its value is in its versions, wrapped).
@@ -187,7 +205,7 @@ pub struct KeyVersionRow {
     pub created_at: String,
 }
 
-const VAULT_COLS: &str = "t.id, t.account_id, t.name, t.region, t.soft_delete, t.retention_days, t.purge_protection, t.deleted_at, t.purge_after, t.purged_at, t.created_at";
+const VAULT_COLS: &str = "t.id, t.account_id, t.name, t.region, t.soft_delete, t.retention_days, t.purge_protection, t.deleted_at, t.purge_after, t.purged_at, t.created_at, t.external_kind, t.external_address, t.external_mount, t.external_token";
 
 type VaultTuple = (
     String,
@@ -201,6 +219,10 @@ type VaultTuple = (
     Option<String>,
     Option<String>,
     String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
 );
 
 fn vault_row(t: VaultTuple) -> Result<VaultRow> {
@@ -217,6 +239,16 @@ fn vault_row(t: VaultTuple) -> Result<VaultRow> {
         purge_after: t.8,
         purged_at: t.9,
         created_at: t.10,
+        external: match (t.11, t.12, t.13, t.14) {
+            (Some(kind), Some(address), Some(mount), Some(token)) => Some(ExternalStore {
+                kind,
+                address,
+                mount,
+                token,
+            }),
+            (None, None, None, None) => None,
+            _ => return Err(MetaError::Corrupt("half an external key store".into())),
+        },
     })
 }
 
@@ -240,8 +272,9 @@ impl Meta {
     /// that name, deleted but not purged included).
     pub async fn insert_vault(&self, v: &VaultRow) -> Result<()> {
         let done = sqlx::query(
-            "INSERT INTO vaults (id, account_id, name, region, soft_delete, retention_days, purge_protection, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            "INSERT INTO vaults (id, account_id, name, region, soft_delete, retention_days, purge_protection, created_at, \
+             external_kind, external_address, external_mount, external_token) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
         )
         .bind(v.id.to_string())
         .bind(v.account_id.to_string())
@@ -251,6 +284,10 @@ impl Meta {
         .bind(i64::from(v.retention_days))
         .bind(i64::from(v.purge_protection))
         .bind(&v.created_at)
+        .bind(v.external.as_ref().map(|e| e.kind.clone()))
+        .bind(v.external.as_ref().map(|e| e.address.clone()))
+        .bind(v.external.as_ref().map(|e| e.mount.clone()))
+        .bind(v.external.as_ref().map(|e| e.token.clone()))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 1 {

@@ -126,6 +126,7 @@ impl From<coffer_keyvault::VaultError> for ServiceError {
                     "key {id} is {state}: data under it cannot be read or written until it is usable again"
                 ),
             ),
+            coffer_keyvault::VaultError::External(m) => Self::new(ErrorCode::KeyUnusable, m),
             other => Self::internal(other),
         }
     }

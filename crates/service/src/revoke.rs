@@ -10,6 +10,13 @@
 //! shared metadata, so a key disabled through one node cuts off a disk open
 //! on another within the same bound.
 //!
+//! A key kept in an external key store (an OpenBao transit engine) has no
+//! state Coffer can see change: each re-check of a disk under one unwraps
+//! the disk's DEK through the engine again, so a key the customer disabled
+//! there (a policy that takes Coffer's permission away, the key deleted, or
+//! the engine out of reach) cuts the disk off within one re-check plus the
+//! request's time (at most 5 s when the engine does not answer).
+//!
 //! Platform keys are never disabled through the API, so platform-key disks
 //! are not re-checked: only disks that went through an encryption set's
 //! checks at open here, so a node without such disks does no work.
@@ -94,6 +101,14 @@ impl Service {
             kek.get_or_insert(k);
         }
         let kek = kek.expect("a volume has a DEK");
+        // A key in an external key store: its state is the engine's, which
+        // Coffer learns only by asking. Unwrap the disk's DEK through it
+        // again (the engine refuses once the customer disabled the key or
+        // took Coffer's permission away, and an engine out of reach fails
+        // closed): so what is cached in memory lives at most one re-check.
+        if self.vault.transit_of(&kek).await?.is_some() {
+            self.vault.dek(vol.dek_id).await?;
+        }
         if let Some(set_id) = disk.encryption_set_id {
             let ok = match self.meta.encryption_set(set_id).await? {
                 Some(set) => self.identity_has_key_access(&set).await?,

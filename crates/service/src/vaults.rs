@@ -52,7 +52,31 @@ pub(crate) fn vault_dto(v: &VaultRow) -> Vault {
         state: lifecycle(&v.deleted_at, &v.purged_at),
         deleted_at: v.deleted_at.clone(),
         purge_after: v.purge_after.clone(),
+        external: v.external.as_ref().map(|e| ExternalStoreInfo {
+            kind: e.kind.clone(),
+            address: e.address.clone(),
+            mount: e.mount.clone(),
+        }),
         created_at: v.created_at.clone(),
+    }
+}
+
+/// The version row of a key version kept in an external key store (no
+/// material here).
+fn external_version() -> KeyVersionRow {
+    KeyVersionRow {
+        version: 0,
+        origin: "external".into(),
+        public_key: None,
+        created_at: coffer_meta::now(),
+    }
+}
+
+/// An external key store's failure as the API reports it.
+pub(crate) fn external_error(e: coffer_keyvault::VaultError) -> ServiceError {
+    match e {
+        coffer_keyvault::VaultError::External(m) => ServiceError::new(ErrorCode::KeyUnusable, m),
+        other => other.into(),
     }
 }
 
@@ -347,6 +371,38 @@ impl Service {
         Ok((k, v))
     }
 
+    /// Check a new vault's external key store (a transit engine that
+    /// answers with the token given) and seal its token.
+    async fn external_store(&self, e: &ExternalStore) -> Result<coffer_meta::ExternalStore> {
+        if e.kind != "transit" {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidKeyOperation,
+                format!(
+                    "external key store kind '{}' is not known: the one kind is `transit` (OpenBao or HashiCorp Vault)",
+                    e.kind
+                ),
+            ));
+        }
+        let mount = e.mount.as_deref().unwrap_or("transit");
+        let invalid = |e: coffer_keyvault::VaultError| {
+            ServiceError::new(ErrorCode::InvalidKeyOperation, e.to_string())
+        };
+        let (address, mount) =
+            coffer_keyvault::transit::check_address(&e.address, mount).map_err(invalid)?;
+        if e.token.trim().is_empty() {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidKeyOperation,
+                "the external key store needs a token",
+            ));
+        }
+        Ok(coffer_meta::ExternalStore {
+            kind: e.kind.clone(),
+            address,
+            mount,
+            token: self.vault.seal_token(e.token.trim()).await?,
+        })
+    }
+
     /// Create a key vault.
     pub async fn create_vault(&self, caller: &Caller, req: CreateVault) -> Result<Vault> {
         let name = check_name(&req.name)?;
@@ -372,7 +428,12 @@ impl Service {
                 .map(|r| r.name.clone())
                 .ok_or_else(|| ServiceError::internal("no regions configured"))?,
         };
+        let external = match &req.external {
+            Some(e) => Some(self.external_store(e).await?),
+            None => None,
+        };
         let row = VaultRow {
+            external,
             id: Id::random(Kind::Vault),
             account_id: account,
             name: name.to_string(),
@@ -627,14 +688,39 @@ impl Service {
             purged_at: None,
             created_at: coffer_meta::now(),
         };
-        let nv = self
-            .new_version(
-                &v,
-                alg,
-                req.material.as_deref(),
-                req.wrapped_material.as_deref(),
-            )
-            .await?;
+        let transit = self.vault.transit(&v).await?;
+        let mut latest = 1;
+        let nv = match &transit {
+            Some(t) => {
+                if req.material.is_some()
+                    || req.wrapped_material.is_some()
+                    || alg != KeyAlgorithm::Aes256
+                {
+                    return Err(ServiceError::new(
+                        ErrorCode::InvalidKeyOperation,
+                        format!(
+                            "vault {} keeps its keys in the transit engine at {}: a key there is AES256, made (or already kept) by the engine, never imported through Coffer",
+                            v.id,
+                            t.address()
+                        ),
+                    ));
+                }
+                latest = t.ensure_key(&row.name).await.map_err(external_error)?;
+                coffer_keyvault::customer::NewVersion {
+                    wrapped: Vec::new(),
+                    row: external_version(),
+                }
+            }
+            None => {
+                self.new_version(
+                    &v,
+                    alg,
+                    req.material.as_deref(),
+                    req.wrapped_material.as_deref(),
+                )
+                .await?
+            }
+        };
         let origin = nv.row.origin.clone();
         self.meta
             .insert_customer_key(&row, &nv.wrapped, &nv.row)
@@ -649,6 +735,15 @@ impl Service {
                 ),
                 other => other.into(),
             })?;
+        // A transit key that already had versions: Coffer's numbering is
+        // the engine's.
+        let mut row = row;
+        while row.current_version < latest {
+            row.current_version = self
+                .meta
+                .add_key_version(row.id, &[], &external_version())
+                .await?;
+        }
         let action = if origin == "imported" {
             "key.import"
         } else {
@@ -749,18 +844,38 @@ impl Service {
             return Err(deleted_error("vault", v.id));
         }
         let alg = key_type(Some(&k.key_type))?;
-        let nv = self
-            .new_version(
-                &v,
-                alg,
-                req.material.as_deref(),
-                req.wrapped_material.as_deref(),
-            )
-            .await?;
-        k.current_version = self
-            .meta
-            .add_key_version(k.id, &nv.wrapped, &nv.row)
-            .await?;
+        if let Some(t) = self.vault.transit(&v).await? {
+            if req.material.is_some() || req.wrapped_material.is_some() {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidKeyOperation,
+                    format!(
+                        "key {} lives in the transit engine at {}: its new version is made there, not imported",
+                        k.id,
+                        t.address()
+                    ),
+                ));
+            }
+            let latest = t.rotate(&k.name).await.map_err(external_error)?;
+            while k.current_version < latest {
+                k.current_version = self
+                    .meta
+                    .add_key_version(k.id, &[], &external_version())
+                    .await?;
+            }
+        } else {
+            let nv = self
+                .new_version(
+                    &v,
+                    alg,
+                    req.material.as_deref(),
+                    req.wrapped_material.as_deref(),
+                )
+                .await?;
+            k.current_version = self
+                .meta
+                .add_key_version(k.id, &nv.wrapped, &nv.row)
+                .await?;
+        }
         self.audit(
             caller,
             "key.rotate",

@@ -54,6 +54,7 @@ fn vault_req(name: &str, purge_protection: bool) -> CreateVault {
         soft_delete: None,
         retention_days: Some(7),
         purge_protection: Some(purge_protection),
+        external: None,
     }
 }
 
@@ -1033,7 +1034,7 @@ async fn rotating_three_times_while_attached_rewraps_and_rewrites_nothing() {
     let pattern = |r: u8, len: usize| {
         Bytes::from(
             (0..len)
-                .map(|i| (i as u8).wrapping_mul(31) ^ r)
+                .map(|i| u8::try_from(i % 256).unwrap().wrapping_mul(31) ^ r)
                 .collect::<Vec<_>>(),
         )
     };
@@ -1109,7 +1110,9 @@ async fn rotating_three_times_while_attached_rewraps_and_rewrites_nothing() {
         written.extend(write(u8::try_from(round).unwrap()).await);
         for (off, data) in &written {
             assert_eq!(
-                dev.read(*off, data.len() as u32).await.unwrap(),
+                dev.read(*off, u32::try_from(data.len()).unwrap())
+                    .await
+                    .unwrap(),
                 data,
                 "round {round}: at {off}"
             );
@@ -1134,7 +1137,12 @@ async fn rotating_three_times_while_attached_rewraps_and_rewrites_nothing() {
     let export = att.uri.unwrap().rsplit('/').next().unwrap().to_string();
     let dev = resolver.open(&export).await.expect("opens again");
     for (off, data) in &written {
-        assert_eq!(dev.read(*off, data.len() as u32).await.unwrap(), data);
+        assert_eq!(
+            dev.read(*off, u32::try_from(data.len()).unwrap())
+                .await
+                .unwrap(),
+            data
+        );
     }
     let entries = svc
         .list_audit(

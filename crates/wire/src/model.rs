@@ -519,8 +519,42 @@ pub struct Vault {
     /// When a deleted vault may be (and will at the latest be) purged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge_after: Option<String>,
+    /// The external key store the vault's keys live in (absent: Coffer's
+    /// built-in backend). Its token is never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalStoreInfo>,
     /// Creation time (RFC 3339).
     pub created_at: String,
+}
+
+/// An external key store a vault's keys live in, as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExternalStoreInfo {
+    /// `transit`: an OpenBao or HashiCorp Vault transit engine.
+    pub kind: String,
+    /// The engine's base URL.
+    pub address: String,
+    /// Where the transit engine is mounted.
+    pub mount: String,
+}
+
+/// An external key store for a new vault: the vault's keys are the transit
+/// keys of the same names in the customer's OpenBao (or HashiCorp Vault),
+/// reached with the customer's token; their material never enters Coffer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalStore {
+    /// `transit` (the only kind).
+    pub kind: String,
+    /// The engine's base URL, e.g. `http://127.0.0.1:8200`.
+    pub address: String,
+    /// Where the transit engine is mounted (default `transit`).
+    #[serde(default)]
+    pub mount: Option<String>,
+    /// A token allowed to read, create and rotate the vault's transit keys
+    /// and to encrypt and decrypt with them. Stored wrapped by the root
+    /// key, never shown.
+    pub token: String,
 }
 
 /// Body of `POST /v1/vaults`.
@@ -546,6 +580,10 @@ pub struct CreateVault {
     /// for disk encryption.
     #[serde(default)]
     pub purge_protection: Option<bool>,
+    /// Keep the vault's keys in this external key store instead of in
+    /// Coffer.
+    #[serde(default)]
+    pub external: Option<ExternalStore>,
 }
 
 /// Body of `PATCH /v1/vaults/{id}`: soft delete and purge protection can

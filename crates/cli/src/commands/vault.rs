@@ -75,6 +75,20 @@ pub enum VaultCmd {
         /// Create it without soft delete: deletes are purges at once.
         #[arg(long)]
         no_soft_delete: bool,
+        /// Keep the vault's keys in the OpenBao (or HashiCorp Vault)
+        /// transit engine at this URL, e.g. http://127.0.0.1:8200: each key
+        /// is the transit key of the same name, and its material never
+        /// enters Coffer.
+        #[arg(long, requires = "transit_token_file")]
+        transit_address: Option<String>,
+        /// Where that transit engine is mounted.
+        #[arg(long, default_value = "transit", requires = "transit_address")]
+        transit_mount: String,
+        /// A file holding the token Coffer uses with the transit engine
+        /// (allowed to read, create and rotate the vault's keys and to
+        /// encrypt and decrypt with them).
+        #[arg(long, requires = "transit_address")]
+        transit_token_file: Option<std::path::PathBuf>,
     },
     /// List the key vaults you may see.
     List {
@@ -444,7 +458,27 @@ pub async fn vault(c: &Client, out: &Output, cmd: VaultCmd) -> anyhow::Result<()
             retention_days,
             purge_protection,
             no_soft_delete,
+            transit_address,
+            transit_mount,
+            transit_token_file,
         } => {
+            let external = match (transit_address, transit_token_file) {
+                (Some(address), Some(file)) => {
+                    let token = std::fs::read_to_string(&file).map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot read the transit token file {}: {e}",
+                            file.display()
+                        )
+                    })?;
+                    Some(coffer_wire::ExternalStore {
+                        kind: "transit".into(),
+                        address,
+                        mount: Some(transit_mount),
+                        token: token.trim().to_string(),
+                    })
+                }
+                _ => None,
+            };
             let body = CreateVault {
                 name,
                 region,
@@ -452,6 +486,7 @@ pub async fn vault(c: &Client, out: &Output, cmd: VaultCmd) -> anyhow::Result<()
                 soft_delete: Some(!no_soft_delete),
                 retention_days: Some(retention_days),
                 purge_protection: Some(purge_protection),
+                external,
             };
             let v: Vault = c.post("/v1/vaults", &body).await?;
             out.show(&v, View::Fields)

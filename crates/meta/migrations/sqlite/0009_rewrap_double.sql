@@ -1,4 +1,9 @@
--- Coffer metadata schema, version 9 (SQLite): DEKs found by their encryption set (rotation re-wraps every DEK of a set), and the second data layer of a volume under double encryption. Keep in step with ../postgres/0009_rewrap_double.sql.
+-- Coffer metadata schema, version 9 (SQLite): DEKs found by their encryption set (rotation re-wraps every DEK of a set), the second data layer of a volume under double encryption, and vaults whose keys live in an external transit engine. Keep in step with ../postgres/0009_rewrap_double.sql.
 CREATE INDEX deks_encryption_set ON deks(encryption_set_id);
 -- dek2_id: under double encryption, the volume's layer-2 write DEK, wrapped by the region's platform key (dek_id is then the customer-wrapped layer 1), NULL with one layer.
 ALTER TABLE volumes ADD COLUMN dek2_id TEXT REFERENCES deks(id);
+-- A vault whose keys live in an external key store the customer runs (external_kind: transit, an OpenBao or HashiCorp Vault transit engine at external_address, mounted at external_mount), reached with the customer's token, stored only wrapped by the root key (external_token). All four NULL: the built-in backend. A key of such a vault is the transit key of the same name, and its material never enters Coffer.
+ALTER TABLE vaults ADD COLUMN external_kind TEXT;
+ALTER TABLE vaults ADD COLUMN external_address TEXT;
+ALTER TABLE vaults ADD COLUMN external_mount TEXT;
+ALTER TABLE vaults ADD COLUMN external_token BLOB;
