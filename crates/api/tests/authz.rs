@@ -115,6 +115,13 @@ fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
             | "/v1/keys/{id}/generate-data-key"
             | "/v1/keys/{id}/re-encrypt",
         ) => [200, 200, 403, 404, 404, 404],
+        // Grants: `keys/grant` (Owner, Key Vault Administrator); a Reader
+        // sees the key, so it is told no; a grant's parties may retire it.
+        ("POST", "/v1/keys/{id}/grants") => [201, 201, 403, 404, 404, 404],
+        ("GET", "/v1/keys/{id}/grants") => [200, 200, 403, 404, 404, 404],
+        ("DELETE", "/v1/grants/{id}") | ("POST", "/v1/grants/{id}/retire") => {
+            [200, 200, 403, 404, 404, 404]
+        }
         ("POST", "/v1/vaults/{id}/secrets") => [201, 201, 403, 404, 404, 404],
         ("GET", "/v1/vaults/{id}/secrets" | "/v1/secrets/{id}") => [200, 200, 200, 404, 404, 404],
         // A Reader sees a secret, never its value.
@@ -154,6 +161,7 @@ struct Fixtures {
     deleted_secret: String,
     protected_key: String,
     set: String,
+    grant: String,
 }
 
 struct World {
@@ -367,6 +375,16 @@ impl World {
             .await;
         self.admin("DELETE", &format!("/v1/keys/{deleted_key}"), None)
             .await;
+        let grant = self
+            .admin(
+                "POST",
+                &format!("/v1/keys/{key}/grants"),
+                Some(json!({"grantee_id": principal, "operations": ["Decrypt"]})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         Fixtures {
             disk,
             attached_disk,
@@ -385,6 +403,7 @@ impl World {
             deleted_secret,
             protected_key,
             set,
+            grant,
         }
     }
 }
@@ -585,6 +604,7 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
         "/v1/secrets/{id}/recover" | "/v1/secrets/{id}/purge" => fx.deleted_secret.clone(),
         p if p.starts_with("/v1/secrets/{id}") => fx.secret.clone(),
         p if p.starts_with("/v1/encryption-sets/{id}") => fx.set.clone(),
+        p if p.starts_with("/v1/grants/{id}") => fx.grant.clone(),
         _ => String::new(),
     };
     let path = spec.path.replace("{id}", &id);
@@ -693,6 +713,13 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
             Some(id),
         ),
         ("POST", "/v1/audit/verify") => (path, None, Some("/".into())),
+        ("POST", "/v1/keys/{id}/grants") => (
+            path,
+            Some(json!({"grantee_id": fx.principal, "operations": ["Decrypt", "Describe"]})),
+            Some(id),
+        ),
+        // A grant is acted on through its key.
+        ("DELETE", "/v1/grants/{id}") => (path, None, Some(fx.key.clone())),
         (_, p) if p.contains("{id}") => (path, None, Some(id)),
         _ => (path, None, None),
     };

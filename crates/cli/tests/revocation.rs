@@ -2,7 +2,7 @@
 //! 16's acceptance): a disk under an encryption set, attached and being
 //! read by `qemu-io` in a loop over one NBD connection, is cut off when its
 //! key is revoked — by each cause: the key disabled, the key deleted, the
-//! set identity's role taken away, and the key disabled in the customer's
+//! set identity's role taken away, its grant revoked, and the key disabled in the customer's
 //! own OpenBao (an external transit key, its policy changed to deny Coffer)
 //! — and reads again through a new connection once the key is back,
 //! without a restart or a new attachment. With two nodes on PostgreSQL, a
@@ -215,6 +215,38 @@ fn each_cause_cuts_an_attached_disk_and_restoring_brings_it_back() {
         &d.key,
     ]);
     reads_again(&d.uri, "role given back");
+
+    // A grant instead of the role (AWS style): the identity keeps the key
+    // through the grant alone, and loses it when the grant is revoked.
+    let grant = |s: &Server| {
+        s.cli(&[
+            "key",
+            "grant",
+            "create",
+            &d.key,
+            "--grantee",
+            &d.identity,
+            "--operations",
+            "Describe,WrapKey,UnwrapKey",
+        ])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let g = grant(&s);
+    let ras = s.cli(&["role", "assignment", "list", "--principal", &d.identity]);
+    let ra = ras[0]["id"].as_str().unwrap().to_string();
+    s.cli(&["role", "assignment", "delete", &ra]);
+    std::thread::sleep(Duration::from_secs(1));
+    reads_again(&d.uri, "held through the grant alone");
+    cut_latency(&d.uri, "grant revoked", || {
+        s.cli(&["key", "grant", "revoke", &g]);
+    });
+    assert!(!opens(&d.uri));
+    let listed = s.cli(&["key", "grant", "list", &d.key]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+    grant(&s);
+    reads_again(&d.uri, "granted again");
     s.assert_no_panic();
 }
 

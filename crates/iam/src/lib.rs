@@ -80,6 +80,8 @@ pub enum Action {
     KeysWrap,
     /// Unwrap a data key with a key.
     KeysUnwrap,
+    /// Create, list and revoke grants on a key.
+    KeysGrant,
     /// See disk encryption sets.
     EncryptionSetsRead,
     /// Create disk encryption sets and change their key.
@@ -101,7 +103,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order of the docs.
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 31] = [
         Action::DisksRead,
         Action::DisksWrite,
         Action::DisksDelete,
@@ -124,6 +126,7 @@ impl Action {
         Action::KeysDecrypt,
         Action::KeysWrap,
         Action::KeysUnwrap,
+        Action::KeysGrant,
         Action::EncryptionSetsRead,
         Action::EncryptionSetsWrite,
         Action::EncryptionSetsDelete,
@@ -159,6 +162,7 @@ impl Action {
             Action::KeysDecrypt => "keys/decrypt",
             Action::KeysWrap => "keys/wrapKey",
             Action::KeysUnwrap => "keys/unwrapKey",
+            Action::KeysGrant => "keys/grant",
             Action::EncryptionSetsRead => "encryptionSets/read",
             Action::EncryptionSetsWrite => "encryptionSets/write",
             Action::EncryptionSetsDelete => "encryptionSets/delete",
@@ -269,6 +273,7 @@ const KEY_ADMIN: &[Action] = &[
     A::KeysDecrypt,
     A::KeysWrap,
     A::KeysUnwrap,
+    A::KeysGrant,
     A::SecretsRead,
     A::SecretsGet,
     A::SecretsWrite,
@@ -453,7 +458,12 @@ impl TargetKind {
             Kind::Vault => Some(TargetKind::Vault),
             Kind::Secret => Some(TargetKind::Secret),
             Kind::EncryptionSet => Some(TargetKind::EncryptionSet),
-            Kind::Volume | Kind::Dek | Kind::Token | Kind::Attachment | Kind::Node => None,
+            Kind::Volume
+            | Kind::Dek
+            | Kind::Token
+            | Kind::Attachment
+            | Kind::Node
+            | Kind::Grant => None,
         }
     }
 }
@@ -548,6 +558,21 @@ pub struct Subject {
     pub home_tenant: Id,
     /// Every role assignment of the principal.
     pub grants: Vec<Grant>,
+    /// Every active grant on a key the principal is the grantee of (AWS
+    /// KMS grants): the key actions it allows on that key alone.
+    pub key_grants: Vec<KeyGrant>,
+}
+
+/// A grant on one key: the actions it allows its grantee there (no
+/// inheritance: a key grant names a key, never a scope above it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGrant {
+    /// The grant's id (`grant-…`).
+    pub id: Id,
+    /// The key.
+    pub key: Id,
+    /// The actions it allows on the key.
+    pub actions: Vec<Action>,
 }
 
 /// What is acted on: the target itself first, then every scope above it,
@@ -604,6 +629,11 @@ pub enum Allowed {
     Home,
     /// A principal may read itself and manage its own tokens.
     OwnPrincipal,
+    /// A grant on the key allows the action.
+    KeyGrant {
+        /// The grant's id.
+        grant: Id,
+    },
 }
 
 impl fmt::Display for Allowed {
@@ -626,6 +656,7 @@ impl fmt::Display for Allowed {
             Allowed::OwnPrincipal => {
                 f.write_str("a principal may read itself and manage its own tokens")
             }
+            Allowed::KeyGrant { grant } => write!(f, "key grant {grant} allows it on the key"),
         }
     }
 }
@@ -737,6 +768,13 @@ pub fn authorize(subject: &Subject, action: Action, target: &Target) -> Decision
             inherited,
         });
     }
+    if let Some(g) = subject
+        .key_grants
+        .iter()
+        .find(|g| scope == Scope::Id(g.key) && g.actions.contains(&action))
+    {
+        return Decision::Allow(Allowed::KeyGrant { grant: g.id });
+    }
     if scope == Scope::Id(subject.principal) && own_principal_allows(action) {
         return Decision::Allow(Allowed::OwnPrincipal);
     }
@@ -748,6 +786,7 @@ pub fn authorize(subject: &Subject, action: Action, target: &Target) -> Decision
     let visible = scope == Scope::Deployment
         || home
         || scope == Scope::Id(subject.principal)
+        || subject.key_grants.iter().any(|g| scope == Scope::Id(g.key))
         || find_grant(subject, read, target).is_some();
     let held = subject
         .grants
@@ -802,6 +841,7 @@ mod tests {
                     scope: *scope,
                 })
                 .collect(),
+            key_grants: Vec::new(),
         }
     }
 

@@ -82,6 +82,7 @@ pub(crate) fn not_found_of(scope: Scope) -> ServiceError {
                 Kind::EncryptionSet => ErrorCode::EncryptionSetNotFound,
                 Kind::Attachment => ErrorCode::AttachmentNotFound,
                 Kind::Node => ErrorCode::NodeNotFound,
+                Kind::Grant => ErrorCode::GrantNotFound,
                 // Never scopes (`Scope::of` refuses them); exhaustive so a
                 // new kind must choose its code here.
                 Kind::Volume | Kind::Dek => ErrorCode::RouteNotFound,
@@ -124,11 +125,23 @@ impl Service {
             .iter()
             .map(grant_of)
             .collect::<Result<Vec<_>>>()?;
+        let key_grants = self
+            .meta
+            .grants_of(p.id)
+            .await?
+            .iter()
+            .map(|g| coffer_iam::KeyGrant {
+                id: g.id,
+                key: g.key_id,
+                actions: crate::grants::actions_of(&g.operations),
+            })
+            .collect();
         Ok(Subject {
             principal: p.id,
             home_account: p.account_id,
             home_tenant: p.tenant_id,
             grants,
+            key_grants,
         })
     }
 

@@ -36,6 +36,7 @@ mod explain;
 mod export;
 mod fsck;
 mod gc;
+mod grants;
 mod iam;
 mod keyops;
 mod list;

@@ -1320,3 +1320,177 @@ async fn a_double_encryption_disk_reads_only_while_both_keys_are_usable() {
     assert_eq!(cdev.read(8192, 4096).await.unwrap(), data.slice(..4096));
     drop(dev);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_grants_allow_what_they_name_and_end_when_retired_or_revoked() {
+    use coffer_service::model::{
+        CreateAccount, CreateGrant, CreatePrincipal, CreateTenant, CreateToken, DecryptRequest,
+        EncryptRequest,
+    };
+    let w = world().await;
+    let (svc, admin) = (&w.svc, &w.admin);
+    let v = svc
+        .create_vault(admin, vault_req("grants", true))
+        .await
+        .unwrap();
+    let k = svc.create_key(admin, &v.id, key_req("k")).await.unwrap();
+    // A principal of another account of the tenant, one of another tenant.
+    let other = svc
+        .create_account(
+            admin,
+            CreateAccount {
+                name: "other".into(),
+                tenant_id: None,
+                folder_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let tenant2 = svc
+        .create_tenant(admin, CreateTenant { name: "t2".into() })
+        .await
+        .unwrap();
+    let abroad = svc
+        .create_account(
+            admin,
+            CreateAccount {
+                name: "abroad".into(),
+                tenant_id: Some(tenant2.id.clone()),
+                folder_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let person = async |name: &str, account: &str| {
+        let p = svc
+            .create_principal(
+                admin,
+                CreatePrincipal {
+                    name: name.into(),
+                    account_id: Some(account.into()),
+                    kind: None,
+                },
+            )
+            .await
+            .unwrap();
+        let t = svc
+            .create_token(admin, &p.id, CreateToken::default())
+            .await
+            .unwrap();
+        (p.id.clone(), t.secret)
+    };
+    // The API authenticates every request afresh: so does this test after
+    // each grant change.
+    let auth = async |secret: &str| svc.authenticate(secret).await.unwrap();
+    let (bob, bob_t) = person("bob", &other.id).await;
+    let bob_c = auth(&bob_t).await;
+    let (eve, _) = person("eve", &abroad.id).await;
+    let enc = |_: ()| EncryptRequest {
+        plaintext: b64(b"hello"),
+        context: None,
+    };
+
+    // No grant: the key does not exist for bob.
+    let e = svc.key_encrypt(&bob_c, &k.id, enc(())).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::KeyNotFound);
+    let req = |grantee: &str, ops: &[&str]| CreateGrant {
+        grantee_id: grantee.into(),
+        operations: ops.iter().map(|o| (*o).to_string()).collect(),
+        name: None,
+        retiring_principal_id: None,
+    };
+    // Unknown operations and other tenants are refused.
+    let e = svc
+        .create_grant(admin, &k.id, req(&bob, &["Sign"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidKeyOperation, "{}", e.message);
+    let e = svc
+        .create_grant(admin, &k.id, req(&eve, &["Encrypt"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::CrossTenantGrant, "{}", e.message);
+
+    // Encrypt and CreateGrant for bob: he encrypts (and a fresh caller
+    // sees the grant at once), but may not decrypt.
+    let g = svc
+        .create_grant(
+            admin,
+            &k.id,
+            req(&bob, &["Encrypt", "Describe", "CreateGrant"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(g.operations, ["Describe", "Encrypt", "CreateGrant"]);
+    let bob_c = auth(&bob_t).await;
+    let ct = svc.key_encrypt(&bob_c, &k.id, enc(())).await.unwrap();
+    let ct = ct.ciphertext.expect("a ciphertext");
+    let e = svc
+        .key_decrypt(
+            &bob_c,
+            &k.id,
+            DecryptRequest {
+                ciphertext: ct.clone(),
+                context: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::AuthorizationFailed, "{}", e.message);
+    // He may pass on what he holds, not more.
+    let (carol, carol_t) = person("carol", &other.id).await;
+    let e = svc
+        .create_grant(&bob_c, &k.id, req(&carol, &["Decrypt"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::AuthorizationFailed, "{}", e.message);
+    let cg = svc
+        .create_grant(&bob_c, &k.id, req(&carol, &["Encrypt"]))
+        .await
+        .unwrap();
+    // Carol retires her own grant; bob's is revoked by the key's admin.
+    let carol_c = auth(&carol_t).await;
+    svc.key_encrypt(&carol_c, &k.id, enc(())).await.unwrap();
+    assert_eq!(
+        svc.retire_grant(&carol_c, &cg.id).await.unwrap().state,
+        "retired"
+    );
+    let carol_c = auth(&carol_t).await;
+    assert!(svc.key_encrypt(&carol_c, &k.id, enc(())).await.is_err());
+    // Bob may not revoke his own grant (only retire it).
+    let e = svc.revoke_grant(&bob_c, &g.id).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::AuthorizationFailed, "{}", e.message);
+    let listed = svc.list_grants(admin, &k.id).await.unwrap();
+    assert_eq!(listed.items.len(), 1, "only bob's is active");
+    assert_eq!(
+        svc.revoke_grant(admin, &g.id).await.unwrap().state,
+        "revoked"
+    );
+    let e = svc.revoke_grant(admin, &g.id).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::GrantNotFound);
+    let bob_c = auth(&bob_t).await;
+    let e = svc.key_encrypt(&bob_c, &k.id, enc(())).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::KeyNotFound, "the key is hidden again");
+    // Each step is in the audit log.
+    let page = svc
+        .list_audit(
+            admin,
+            AuditQuery {
+                key: Some(k.id.clone()),
+                limit: Some(1000),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let count = |a: &str, o: &str| {
+        page.items
+            .iter()
+            .filter(|e| e.action == a && e.outcome == o)
+            .count()
+    };
+    assert_eq!(count("grant.create", "allowed"), 2);
+    assert_eq!(count("grant.create", "denied"), 1, "the other tenant's");
+    assert_eq!(count("grant.retire", "allowed"), 1);
+    assert_eq!(count("grant.revoke", "allowed"), 1);
+}

@@ -46,6 +46,9 @@ pub enum Kind {
     Folder,
     /// A role assignment: principal + role + scope (`ra-`).
     RoleAssignment,
+    /// A grant on a key: a principal allowed some operations with it
+    /// (`grant-`).
+    Grant,
 }
 
 impl Kind {
@@ -68,6 +71,7 @@ impl Kind {
             Kind::Node => "node",
             Kind::Folder => "fld",
             Kind::RoleAssignment => "ra",
+            Kind::Grant => "grant",
         }
     }
 
@@ -90,10 +94,11 @@ impl Kind {
             Kind::Node => "node",
             Kind::Folder => "folder",
             Kind::RoleAssignment => "role assignment",
+            Kind::Grant => "key grant",
         }
     }
 
-    const ALL: [Kind; 16] = [
+    const ALL: [Kind; 17] = [
         Kind::Disk,
         Kind::Snapshot,
         Kind::Volume,
@@ -110,6 +115,7 @@ impl Kind {
         Kind::Node,
         Kind::Folder,
         Kind::RoleAssignment,
+        Kind::Grant,
     ];
 }
 

@@ -141,6 +141,9 @@ codes! {
     // 403
     /// The caller may see the resource but not do this to it.
     AuthorizationFailed = 403,
+    /// A grant to a principal of another tenant, which the key's tenant
+    /// does not allow.
+    CrossTenantGrant = 403,
     // 404: absent, or hidden from the caller (the two look the same).
     /// No such API route.
     RouteNotFound = 404,
@@ -172,6 +175,8 @@ codes! {
     SecretNotFound = 404,
     /// No such disk encryption set (or you may not see it).
     EncryptionSetNotFound = 404,
+    /// No such grant, or it was retired or revoked (or you may not see it).
+    GrantNotFound = 404,
     // 405
     /// The route does not take that method.
     MethodNotAllowed = 405,

@@ -461,6 +461,51 @@ pub struct CreateRoleAssignment {
     pub scope: String,
 }
 
+/// A grant on a key (AWS KMS grants): a principal may use the key for the
+/// operations listed, until the grant is retired or revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyGrant {
+    /// Id, e.g. `grant-0123456789abcdef`.
+    pub id: String,
+    /// The key.
+    pub key_id: String,
+    /// Who may use it (a principal of the key's tenant).
+    pub grantee_id: String,
+    /// The operations allowed: `Describe`, `Encrypt`, `Decrypt`,
+    /// `ReEncrypt`, `GenerateDataKey`, `WrapKey`, `UnwrapKey`,
+    /// `CreateGrant`.
+    pub operations: Vec<String>,
+    /// An optional name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A principal that may retire the grant besides its grantee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_principal_id: Option<String>,
+    /// Who created it.
+    pub created_by: String,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// `active`, `retired` or `revoked`.
+    pub state: String,
+}
+
+/// Body of `POST /v1/keys/{id}/grants`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGrant {
+    /// The principal to allow (of the key's tenant; another tenant's only
+    /// where the key's tenant allows it, which none does yet).
+    pub grantee_id: String,
+    /// The operations to allow (at least one; see [`KeyGrant::operations`]).
+    pub operations: Vec<String>,
+    /// A name, to find it again.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A principal that may retire the grant besides its grantee.
+    #[serde(default)]
+    pub retiring_principal_id: Option<String>,
+}
+
 /// Body of `POST /v1/iam/explain`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod disks;
 pub mod encryption_sets;
+pub mod grants;
 pub mod iam;
 pub mod meta;
 pub mod org;
@@ -19,6 +20,7 @@ use crate::table::RouteTable;
 use admin::*;
 use disks::*;
 use encryption_sets::*;
+use grants::*;
 use iam::*;
 use meta::*;
 use org::*;
@@ -235,6 +237,31 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
             Act(A::KeysDelete),
             &[E::KeyNotFound, E::KeyUnusable, E::ResourceDeleted],
             routes!(delete_key),
+        )
+        .add(
+            Act(A::KeysGrant),
+            &[
+                E::KeyNotFound,
+                E::KeyUnusable,
+                E::ResourceDeleted,
+                E::PrincipalNotFound,
+                E::CrossTenantGrant,
+                E::InvalidKeyOperation,
+                E::InvalidName,
+                E::InvalidId,
+            ],
+            routes!(create_grant),
+        )
+        .add(Act(A::KeysGrant), &[E::KeyNotFound], routes!(list_grants))
+        .add(
+            Act(A::KeysGrant),
+            &[E::GrantNotFound, E::InvalidId],
+            routes!(revoke_grant),
+        )
+        .add(
+            Authenticated,
+            &[E::GrantNotFound, E::InvalidId],
+            routes!(retire_grant),
         )
         .add(
             Act(A::KeysDelete),

@@ -153,6 +153,56 @@ pub enum VaultCmd {
     },
 }
 
+/// `coffer key grant …`.
+#[derive(Debug, Subcommand)]
+pub enum GrantCmd {
+    /// Let a principal of the key's tenant use the key: e.g. a disk
+    /// encryption set's identity (--operations Describe,WrapKey,UnwrapKey),
+    /// or another account (Describe,Decrypt,ReEncrypt,CreateGrant,
+    /// GenerateDataKey, seed 002's list).
+    Create {
+        #[command(flatten)]
+        key: KeyRef,
+        /// The principal (id) to allow.
+        #[arg(long)]
+        grantee: String,
+        /// Comma-separated: Describe, Encrypt, Decrypt, ReEncrypt,
+        /// GenerateDataKey, WrapKey, UnwrapKey, CreateGrant.
+        #[arg(long, value_delimiter = ',', required = true)]
+        operations: Vec<String>,
+        /// A name for the grant.
+        #[arg(long)]
+        name: Option<String>,
+        /// A principal (id) that may retire the grant besides its grantee.
+        #[arg(long)]
+        retiring_principal: Option<String>,
+    },
+    /// List the active grants on a key.
+    List(KeyRef),
+    /// Revoke a grant (a key administrator): its grantee loses the key at
+    /// once; disks whose set identity held the key through it are cut off.
+    Revoke {
+        /// Grant id (grant-…).
+        grant: String,
+    },
+    /// Retire a grant: as its grantee or retiring principal (or a key
+    /// administrator).
+    Retire {
+        /// Grant id (grant-…).
+        grant: String,
+    },
+}
+
+/// A grant's table columns.
+const GRANT_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "/id"),
+    ("GRANTEE", "/grantee_id"),
+    ("OPERATIONS", "/operations"),
+    ("NAME", "/name"),
+    ("STATE", "/state"),
+    ("CREATED", "/created_at"),
+];
+
 #[derive(Debug, Subcommand)]
 pub enum KeyCmd {
     /// Create a key, generated inside the vault.
@@ -234,6 +284,10 @@ pub enum KeyCmd {
     },
     /// Recover a soft-deleted key.
     Recover(KeyRef),
+    /// Grants on a key (as AWS KMS grants): let one principal use the key
+    /// for some operations, until retired or revoked.
+    #[command(subcommand)]
+    Grant(GrantCmd),
     /// Encrypt a small message (up to 4 KiB) with the key; prints the
     /// ciphertext (`coffer:vN:…`).
     Encrypt {
@@ -815,6 +869,7 @@ pub async fn key(c: &Client, out: &Output, cmd: KeyCmd) -> anyhow::Result<()> {
                 .await?;
             out.show(&r, View::Fields)
         }
+        KeyCmd::Grant(g) => grant(c, out, g).await,
         KeyCmd::Recover(r) => {
             let id = key_id(c, &r).await?;
             let k: Key = c.action(&format!("/v1/keys/{}/recover", seg(&id))).await?;
@@ -1054,6 +1109,53 @@ pub async fn secret(c: &Client, out: &Output, cmd: SecretCmd) -> anyhow::Result<
             .await?;
             let s: Secret = c.action(&format!("/v1/secrets/{}/purge", seg(&id))).await?;
             out.show(&s, View::Fields)
+        }
+    }
+}
+
+/// Run a `coffer key grant` command.
+async fn grant(c: &Client, out: &Output, cmd: GrantCmd) -> anyhow::Result<()> {
+    match cmd {
+        GrantCmd::Create {
+            key,
+            grantee,
+            operations,
+            name,
+            retiring_principal,
+        } => {
+            let id = key_id(c, &key).await?;
+            let body = coffer_wire::CreateGrant {
+                grantee_id: grantee,
+                operations: operations.iter().map(|o| o.trim().to_string()).collect(),
+                name,
+                retiring_principal_id: retiring_principal,
+            };
+            let g: coffer_wire::KeyGrant = c
+                .post(&format!("/v1/keys/{}/grants", seg(&id)), &body)
+                .await?;
+            out.show(&g, View::Fields)
+        }
+        GrantCmd::List(r) => {
+            let id = key_id(c, &r).await?;
+            let p: Page<coffer_wire::KeyGrant> =
+                c.get(&format!("/v1/keys/{}/grants", seg(&id))).await?;
+            let l = crate::client::Listed {
+                items: p.items,
+                next_token: None,
+            };
+            out.show_list(&l, View::Columns(GRANT_COLUMNS))
+        }
+        GrantCmd::Revoke { grant } => {
+            let g: coffer_wire::KeyGrant = c
+                .delete(&format!("/v1/grants/{}", seg(grant.trim())))
+                .await?;
+            out.show(&g, View::Fields)
+        }
+        GrantCmd::Retire { grant } => {
+            let g: coffer_wire::KeyGrant = c
+                .action(&format!("/v1/grants/{}/retire", seg(grant.trim())))
+                .await?;
+            out.show(&g, View::Fields)
         }
     }
 }
