@@ -166,6 +166,18 @@ impl Service {
                 // budget per volume, and a DEK that can move or be
                 // re-wrapped without touching the snapshot's).
                 let parent_dek = self.meta.dek(parent.dek_id).await?;
+                if let Some(set_id) = parent_dek.encryption_set_id
+                    && let Some(s) = self.meta.encryption_set(set_id).await?
+                    && s.account_id != account
+                {
+                    return Err(ServiceError::new(
+                        ErrorCode::CustomerKeyBoundary,
+                        format!(
+                            "snapshot {} is under customer-managed key {} of account {} (encryption set {}): a disk made from it stays under that key, in that account, not in account {account}; ask its owner to share a copy under the platform key (docs/workflows/000-azure-share-snapshot.md, W0.4)",
+                            snap.id, s.key_id, s.account_id, s.id
+                        ),
+                    ));
+                }
                 let (dek_id, _dek) = match parent_dek.encryption_set_id {
                     // Under a set: its key at the version it names now, by
                     // its identity (checked and audited as at create).

@@ -398,9 +398,10 @@ impl Service {
         self.check_scope(caller, Action::IamWrite, scope).await?;
         // The principal may belong to another tenant: its id is enough (as an
         // Azure guest's object id is); its existence is all this reveals.
-        if self.meta.principal(principal).await?.is_none() {
+        let Some(grantee) = self.meta.principal(principal).await? else {
             return Err(not_found_of(Scope::Id(principal)));
-        }
+        };
+        self.customer_key_boundary(scope, &grantee).await?;
         let row = self
             .meta
             .create_role_assignment(
@@ -418,6 +419,46 @@ impl Service {
             })?;
         tracing::info!(assignment = %row.id, principal = %principal, role = %role, scope = %scope, by = %caller.principal.id, "role assigned");
         Ok(assignment_dto(&row))
+    }
+
+    /// A disk or snapshot under a customer-managed key is not shared with
+    /// another tenant (Azure's rule for customer-key snapshots, seed 000):
+    /// its key stays in its account, and the other tenant could not use it.
+    async fn customer_key_boundary(
+        &self,
+        scope: Scope,
+        grantee: &coffer_meta::PrincipalRow,
+    ) -> Result<()> {
+        let Scope::Id(id) = scope else {
+            return Ok(());
+        };
+        let (account, set, what) = match id.kind() {
+            Kind::Snapshot => match self.meta.snapshot(id).await? {
+                Some(s) => (s.account_id, s.encryption_set_id, "snapshot"),
+                None => return Ok(()),
+            },
+            Kind::Disk => match self.meta.disk(id).await? {
+                Some(d) => (d.account_id, d.encryption_set_id, "disk"),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        let Some(set) = set else {
+            return Ok(());
+        };
+        let Some(acct) = self.meta.account(account).await? else {
+            return Ok(());
+        };
+        if acct.tenant_id == grantee.tenant_id {
+            return Ok(());
+        }
+        Err(ServiceError::new(
+            ErrorCode::CustomerKeyBoundary,
+            format!(
+                "{what} {id} is under a customer-managed key (encryption set {set}), which cannot be shared with another tenant ({} is of tenant {}): share a copy under the platform key instead — a platform-key disk filled from this one, and its snapshot (docs/workflows/000-azure-share-snapshot.md, W0.4)",
+                grantee.id, grantee.tenant_id
+            ),
+        ))
     }
 
     /// Role assignments: those made at `scope` (caller needs `iam/read`

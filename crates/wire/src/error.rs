@@ -217,6 +217,10 @@ codes! {
     /// The key's vault lacks soft delete or purge protection, which disk
     /// encryption requires.
     VaultNotProtected = 422,
+    /// The data is under a customer-managed key of one account: it cannot
+    /// be shared with another tenant or made into a disk of another account
+    /// (share a copy under the platform key instead).
+    CustomerKeyBoundary = 422,
     // 500
     /// A bug or an unexpected failure: the message carries a correlation id
     /// to find the detail in the server's log.

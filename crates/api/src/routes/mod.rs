@@ -52,6 +52,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
                 E::KeyUnusable,
                 E::EncryptionSetNotFound,
                 E::InvalidKeyOperation,
+                E::CustomerKeyBoundary,
             ],
             routes!(create_disk),
         )
@@ -539,6 +540,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
                 E::SnapshotNotFound,
                 E::KeyNotFound,
                 E::RoleAssignmentNotFound,
+                E::CustomerKeyBoundary,
             ],
             routes!(create_role_assignment),
         )
