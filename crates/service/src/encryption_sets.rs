@@ -370,6 +370,22 @@ impl Service {
             .vault
             .dek_row(self.meta.volume(disk.volume_id).await?.dek_id)
             .await?;
+        if let Some(why) = self
+            .key_unusable(&self.meta.vault_key(dek.kek_id).await?)
+            .await?
+        {
+            let why = format!("key {} is {why}", dek.kek_id);
+            self.audit_as_identity(
+                principal,
+                &set,
+                "key.unwrap",
+                dek.kek_version,
+                disk.id,
+                Err(&why),
+            )
+            .await?;
+            return Err(ServiceError::new(ErrorCode::KeyUnusable, why));
+        }
         if !self.identity_has_key_access(&set).await? {
             let why = "the set's identity may no longer unwrap with its key";
             self.audit_as_identity(

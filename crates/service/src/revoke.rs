@@ -76,10 +76,36 @@ impl Service {
                 v.fence();
                 drop(open);
                 tracing::warn!(disk = %disk_id, reason = %why, "disk cut off: its key may no longer be used");
+                self.audit_cut(&disk, &why).await?;
                 cut.push(disk_id);
             }
         }
         Ok(cut)
+    }
+
+    /// Record a cut-off in the audit log: a denied use of the disk's key
+    /// by its set's identity, acting for the revocation watch.
+    async fn audit_cut(&self, disk: &coffer_meta::DiskRow, why: &str) -> Result<()> {
+        let Some(set_id) = disk.encryption_set_id else {
+            return Ok(());
+        };
+        let Some(set) = self.meta.encryption_set(set_id).await? else {
+            return Ok(());
+        };
+        self.vault
+            .audit()
+            .record(&coffer_meta::AuditRecord {
+                principal: set.identity_id.to_string(),
+                acting_for: "revocation".into(),
+                action: "key.unwrap".into(),
+                key: Some(disk.kek_id),
+                key_version: None,
+                resource: disk.id.to_string(),
+                outcome: "denied".into(),
+                detail: format!("open disk cut off: {why}"),
+            })
+            .await?;
+        Ok(())
     }
 
     /// Whether the key of a customer-key disk may be used now, by its
