@@ -548,6 +548,56 @@ impl Meta {
         Ok(n)
     }
 
+    /// Keys with a rotation period that are usable as far as their own row
+    /// says (enabled, not deleted or purged): each with its period in days
+    /// and when its newest version was made (RFC 3339). The caller decides
+    /// which are due.
+    pub async fn keys_with_rotation(&self) -> Result<Vec<(VaultKeyRow, u32, String)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT k.id, v.created_at FROM vault_keys k \
+             JOIN vault_key_versions v ON v.key_id = k.id AND v.version = k.current_version \
+             WHERE k.rotation_days IS NOT NULL AND k.deleted_at IS NULL AND k.purged_at IS NULL \
+             AND k.state = 'enabled' ORDER BY k.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, at) in rows {
+            let k = self.vault_key(parse_id(&id, Kind::Key)?).await?;
+            if let Some(days) = k.rotation_days {
+                out.push((k, days, at));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Add version `expected + 1` of `key` if its current version is still
+    /// `expected` (a rotation policy run by several nodes at once adds one
+    /// version, not one per node). Returns the new version, or `None` if
+    /// another rotation came first.
+    pub async fn add_key_version_if(
+        &self,
+        key: Id,
+        expected: u32,
+        wrapped: &[u8],
+        v: &KeyVersionRow,
+    ) -> Result<Option<u32>> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE vault_keys SET current_version = current_version + 1 WHERE id = $1 AND current_version = $2 AND deleted_at IS NULL",
+        )
+        .bind(key.to_string())
+        .bind(i64::from(expected))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        insert_version_tx(&mut tx, key, expected + 1, wrapped, v).await?;
+        tx.commit().await?;
+        Ok(Some(expected + 1))
+    }
+
     /// Change a key's state and validity settings.
     pub async fn update_key(
         &self,

@@ -17,6 +17,11 @@
 //! when this node rotates a key or updates a set, and every
 //! [`REWRAP_INTERVAL`] otherwise (so a rotation through another node, or one
 //! interrupted by a crash, is finished by whichever node runs next).
+//!
+//! The same task applies keys' **rotation policies** (`rotation_days`):
+//! a key whose newest version is that old gets a new one, by compare and
+//! swap on its current version so that nodes running the policy at once
+//! add one version between them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +45,9 @@ impl Service {
         tokio::spawn(async move {
             loop {
                 let _ = tokio::time::timeout(REWRAP_INTERVAL, me.rewrap_wake.notified()).await;
+                if let Err(e) = me.rotate_due_keys().await {
+                    tracing::warn!(error = %e.message, "cannot apply key rotation policies");
+                }
                 if let Err(e) = me.rewrap_pass().await {
                     tracing::warn!(error = %e.message, "cannot re-wrap data keys");
                 }
@@ -146,6 +154,74 @@ impl Service {
             tracing::info!(set = %set.id, key = %key.id, version, deks = total, "data keys re-wrapped");
         }
         Ok(total)
+    }
+
+    /// Apply rotation policies: every usable key whose newest version is
+    /// `rotation_days` old or older gets a new version (made in the vault,
+    /// or by its external transit engine), recorded as done by the policy;
+    /// the re-wrap that follows moves the data keys of sets that follow
+    /// the key. Returns the keys rotated.
+    pub async fn rotate_due_keys(&self) -> Result<Vec<Id>> {
+        let now = std::time::SystemTime::now();
+        let mut rotated = Vec::new();
+        for (k, days, made) in self.meta.keys_with_rotation().await? {
+            let Ok(made) = humantime::parse_rfc3339_weak(&made) else {
+                continue;
+            };
+            let due = made + Duration::from_secs(u64::from(days) * 86_400);
+            if due > now {
+                continue;
+            }
+            let Some(vault) = (match k.vault_id {
+                Some(v) => self.meta.vault(v).await?,
+                None => None,
+            }) else {
+                continue;
+            };
+            if vault.deleted_at.is_some() || vault.purged_at.is_some() {
+                continue;
+            }
+            let version = if let Some(t) = self.vault.transit(&vault).await? {
+                let latest = t.rotate(&k.name).await?;
+                let mut current = k.current_version;
+                while current < latest {
+                    current = self
+                        .meta
+                        .add_key_version(k.id, &[], &crate::vaults::external_version())
+                        .await?;
+                }
+                Some(current)
+            } else {
+                let alg = coffer_crypto::keys::KeyAlgorithm::parse(&k.key_type)
+                    .map_err(|e| ServiceError::internal(format!("key {}: {e}", k.id)))?;
+                let nv = self.vault.generate_version(alg).await?;
+                self.meta
+                    .add_key_version_if(k.id, k.current_version, &nv.wrapped, &nv.row)
+                    .await?
+            };
+            let Some(version) = version else {
+                continue;
+            };
+            self.vault
+                .audit()
+                .record(&AuditRecord {
+                    principal: "rotation-policy".into(),
+                    acting_for: "rotation-policy".into(),
+                    action: "key.rotate".into(),
+                    key: Some(k.id),
+                    key_version: Some(version),
+                    resource: k.id.to_string(),
+                    outcome: "allowed".into(),
+                    detail: format!("the key's rotation period of {days} days had passed"),
+                })
+                .await?;
+            tracing::info!(key = %k.id, version, days, "key rotated by its rotation policy");
+            rotated.push(k.id);
+        }
+        if !rotated.is_empty() {
+            self.wake_rewrap();
+        }
+        Ok(rotated)
     }
 
     /// Wake the re-wrap task (after a rotation or a set update here).

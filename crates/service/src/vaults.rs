@@ -63,7 +63,7 @@ pub(crate) fn vault_dto(v: &VaultRow) -> Vault {
 
 /// The version row of a key version kept in an external key store (no
 /// material here).
-fn external_version() -> KeyVersionRow {
+pub(crate) fn external_version() -> KeyVersionRow {
     KeyVersionRow {
         version: 0,
         origin: "external".into(),

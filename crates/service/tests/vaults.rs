@@ -71,6 +71,50 @@ fn key_req(name: &str) -> CreateKey {
     }
 }
 
+/// A vault with purge protection, a key in it, an encryption set of
+/// `kind` for the key, and the set's identity given the role on the key:
+/// (key, set).
+async fn key_and_set(
+    svc: &Service,
+    admin: &coffer_service::Caller,
+    name: &str,
+    kind: Option<coffer_types::EncryptionType>,
+) -> (
+    coffer_service::model::Key,
+    coffer_service::model::EncryptionSet,
+) {
+    use coffer_service::model::{CreateEncryptionSet, CreateRoleAssignment};
+    let v = svc
+        .create_vault(admin, vault_req(name, true))
+        .await
+        .unwrap();
+    let k = svc.create_key(admin, &v.id, key_req("k")).await.unwrap();
+    let set = svc
+        .create_encryption_set(
+            admin,
+            CreateEncryptionSet {
+                name: format!("{name}-des"),
+                key_id: k.id.clone(),
+                key_version: None,
+                encryption_type: kind,
+                account_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    svc.create_role_assignment(
+        admin,
+        CreateRoleAssignment {
+            principal_id: set.identity_id.clone(),
+            role: "Key Vault Crypto Service Encryption User".into(),
+            scope: k.id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    (k, set)
+}
+
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
@@ -970,42 +1014,13 @@ async fn rotating_three_times_while_attached_rewraps_and_rewrites_nothing() {
     use bytes::Bytes;
     use coffer_nbd::ExportResolver;
     use coffer_service::ExportResolverImpl;
-    use coffer_service::model::{
-        CreateDisk, CreateEncryptionSet, CreateRoleAssignment, CreateSnapshot,
-    };
+    use coffer_service::model::{CreateDisk, CreateSnapshot};
     let w = world().await;
     let (svc, admin) = (&w.svc, &w.admin);
     svc.join("rotate", "http://rotate.invalid", "127.0.0.1:10809")
         .await
         .unwrap();
-    let v = svc
-        .create_vault(admin, vault_req("cmk", true))
-        .await
-        .unwrap();
-    let k = svc.create_key(admin, &v.id, key_req("k")).await.unwrap();
-    let set = svc
-        .create_encryption_set(
-            admin,
-            CreateEncryptionSet {
-                name: "scope".into(),
-                key_id: k.id.clone(),
-                key_version: None,
-                encryption_type: None,
-                account_id: None,
-            },
-        )
-        .await
-        .unwrap();
-    svc.create_role_assignment(
-        admin,
-        CreateRoleAssignment {
-            principal_id: set.identity_id.clone(),
-            role: "Key Vault Crypto Service Encryption User".into(),
-            scope: k.id.clone(),
-        },
-    )
-    .await
-    .unwrap();
+    let (k, set) = key_and_set(svc, admin, "cmk", None).await;
     let disk_req = |name: &str, source: Option<String>| CreateDisk {
         name: name.into(),
         zone: "local-a".into(),
@@ -1169,44 +1184,15 @@ async fn a_double_encryption_disk_reads_only_while_both_keys_are_usable() {
     use bytes::Bytes;
     use coffer_nbd::ExportResolver;
     use coffer_service::ExportResolverImpl;
-    use coffer_service::model::{
-        CreateDisk, CreateEncryptionSet, CreateRoleAssignment, CreateSnapshot,
-    };
+    use coffer_service::model::{CreateDisk, CreateSnapshot};
     use coffer_types::EncryptionType;
     let w = world().await;
     let (svc, admin) = (&w.svc, &w.admin);
     svc.join("double", "http://double.invalid", "127.0.0.1:10809")
         .await
         .unwrap();
-    let v = svc
-        .create_vault(admin, vault_req("cmk", true))
-        .await
-        .unwrap();
-    let k = svc.create_key(admin, &v.id, key_req("k")).await.unwrap();
-    let set = svc
-        .create_encryption_set(
-            admin,
-            CreateEncryptionSet {
-                name: "both".into(),
-                key_id: k.id.clone(),
-                key_version: None,
-                encryption_type: Some(EncryptionType::Double),
-                account_id: None,
-            },
-        )
-        .await
-        .unwrap();
+    let (k, set) = key_and_set(svc, admin, "cmk", Some(EncryptionType::Double)).await;
     assert_eq!(set.encryption_type, EncryptionType::Double);
-    svc.create_role_assignment(
-        admin,
-        CreateRoleAssignment {
-            principal_id: set.identity_id.clone(),
-            role: "Key Vault Crypto Service Encryption User".into(),
-            scope: k.id.clone(),
-        },
-    )
-    .await
-    .unwrap();
     let req = |name: &str, source: Option<String>| CreateDisk {
         name: name.into(),
         zone: "local-a".into(),
@@ -1493,4 +1479,88 @@ async fn key_grants_allow_what_they_name_and_end_when_retired_or_revoked() {
     assert_eq!(count("grant.create", "denied"), 1, "the other tenant's");
     assert_eq!(count("grant.retire", "allowed"), 1);
     assert_eq!(count("grant.revoke", "allowed"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_policy_rotates_a_key_once_its_period_has_passed() {
+    let w = world().await;
+    let (svc, admin) = (&w.svc, &w.admin);
+    let v = svc
+        .create_vault(admin, vault_req("policy", true))
+        .await
+        .unwrap();
+    let mut req = key_req("yearly");
+    req.rotation_days = Some(30);
+    let k = svc.create_key(admin, &v.id, req).await.unwrap();
+    let plain = svc
+        .create_key(admin, &v.id, key_req("never"))
+        .await
+        .unwrap();
+    assert!(
+        svc.rotate_due_keys().await.unwrap().is_empty(),
+        "a fresh key is not due"
+    );
+    // Its newest version made 31 days ago, as if time had passed.
+    assert_eq!(
+        w.db.execute(&format!(
+            "UPDATE vault_key_versions SET created_at = '2000-01-01T00:00:00.000Z' WHERE key_id IN ('{}', '{}')",
+            k.id, plain.id
+        )),
+        2
+    );
+    let rotated = svc.rotate_due_keys().await.unwrap();
+    assert_eq!(
+        rotated.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        std::slice::from_ref(&k.id),
+        "only the key with a policy"
+    );
+    assert_eq!(svc.get_key(admin, &k.id).await.unwrap().current_version, 2);
+    assert_eq!(
+        svc.get_key(admin, &plain.id).await.unwrap().current_version,
+        1
+    );
+    assert!(
+        svc.rotate_due_keys().await.unwrap().is_empty(),
+        "the new version is fresh: not due again"
+    );
+    // A disabled key is left alone.
+    assert_eq!(
+        w.db.execute(&format!(
+            "UPDATE vault_key_versions SET created_at = '2000-01-01T00:00:00.000Z' WHERE key_id = '{}'",
+            k.id
+        )),
+        2
+    );
+    svc.update_key(
+        admin,
+        &k.id,
+        UpdateKey {
+            enabled: Some(false),
+            not_before: None,
+            expires_at: None,
+            rotation_days: Some(30),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(svc.rotate_due_keys().await.unwrap().is_empty());
+    let page = svc
+        .list_audit(
+            admin,
+            AuditQuery {
+                key: Some(k.id.clone()),
+                limit: Some(1000),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let by_policy: Vec<_> = page
+        .items
+        .iter()
+        .filter(|e| e.action == "key.rotate" && e.principal_id == "rotation-policy")
+        .collect();
+    assert_eq!(by_policy.len(), 1);
+    assert_eq!(by_policy[0].key_version, Some(2));
+    assert!(svc.verify_audit(admin).await.unwrap().ok);
 }
