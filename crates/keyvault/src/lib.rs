@@ -139,6 +139,10 @@ type Materials = HashMap<(Id, u32), Arc<coffer_crypto::keys::KeyMaterial>>;
 /// Clients of external key stores by vault.
 type Externals = HashMap<Id, Arc<TransitClient>>;
 
+/// A KEK read and checked once for a batch: the key and its external store,
+/// or why it may not be used.
+type Checked = std::result::Result<(VaultKeyRow, Option<Arc<TransitClient>>), String>;
+
 /// The vault: platform keys, customer keys and DEKs, over a metadata store,
 /// a key manager and the root key; and the audit log of their use.
 #[derive(Clone)]
@@ -267,17 +271,6 @@ impl KeyVault {
         self.unwrap_row(&self.meta.dek(id).await?).await
     }
 
-    /// Re-wrap DEK `row` under `version` of `kek` (the same key or
-    /// another): the DEK is unwrapped under what wraps it now (which must
-    /// still be usable) and wrapped again; returns the new wrap, for
-    /// [`Meta::rewrap_deks`] to store. The DEK itself, and so every object
-    /// sealed under it, is unchanged: rotation re-wraps, never rewrites.
-    pub async fn rewrap(&self, row: &DekRow, kek: &VaultKeyRow, version: u32) -> Result<Vec<u8>> {
-        self.check_usable(kek).await?;
-        let dek = self.unwrap_row(row).await?;
-        self.wrap_under(kek, version, &dek).await
-    }
-
     /// The client of the external key store `vault`'s keys live in, if
     /// any (made once per vault, its token unwrapped by the root key).
     ///
@@ -319,11 +312,61 @@ impl KeyVault {
         self.root.wrap(token.as_bytes()).await
     }
 
-    /// Unwrap the DEK of `row`, checking that its KEK may be used.
-    async fn unwrap_row(&self, row: &DekRow) -> Result<SecretKey> {
-        let kek = self.meta.vault_key(row.kek_id).await?;
-        self.check_usable(&kek).await?;
-        if let Some(t) = self.transit_of(&kek).await? {
+    /// Re-wrap a batch of DEKs under `version` of `kek` (the same key or
+    /// another): each DEK is unwrapped under what wraps it now (which must
+    /// still be usable) and wrapped again, every key involved read and
+    /// checked once per batch. Returns each row with its new wrap, for
+    /// [`Meta::rewrap_deks`] to store, or why it could not be re-wrapped
+    /// (its old key unusable, say); the others go on. The DEK itself, and
+    /// so every object sealed under it, is unchanged: rotation re-wraps,
+    /// never rewrites.
+    pub async fn rewrap_many(
+        &self,
+        rows: Vec<DekRow>,
+        kek: &VaultKeyRow,
+        version: u32,
+    ) -> Result<Vec<(DekRow, Result<Vec<u8>>)>> {
+        self.check_usable(kek).await?;
+        let target = self.transit_of(kek).await?;
+        let mut old: HashMap<Id, Checked> = HashMap::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let std::collections::hash_map::Entry::Vacant(slot) = old.entry(row.kek_id) {
+                let k = self.meta.vault_key(row.kek_id).await?;
+                let checked = match self.check_usable(&k).await {
+                    Ok(()) => {
+                        let t = self.transit_of(&k).await?;
+                        Ok((k, t))
+                    }
+                    Err(VaultError::KeyUnusable(_, why)) => Err(why),
+                    Err(e) => Err(e.to_string()),
+                };
+                slot.insert(checked);
+            }
+            let wrapped = match &old[&row.kek_id] {
+                Err(why) => Err(VaultError::KeyUnusable(row.kek_id, why.clone())),
+                Ok((k, t)) => match self.unwrap_checked(&row, k, t.as_deref()).await {
+                    Ok(dek) => {
+                        self.wrap_checked(kek, version, &dek, target.as_deref())
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            out.push((row, wrapped));
+        }
+        Ok(out)
+    }
+
+    /// Unwrap the DEK of `row` under `kek` (already read and checked),
+    /// through its external store `transit` if it has one.
+    async fn unwrap_checked(
+        &self,
+        row: &DekRow,
+        kek: &VaultKeyRow,
+        transit: Option<&TransitClient>,
+    ) -> Result<SecretKey> {
+        if let Some(t) = transit {
             let plain = t
                 .decrypt(&kek.name, &row.wrapped, kek.id.to_string().as_bytes())
                 .await?;
@@ -345,15 +388,16 @@ impl KeyVault {
             .await
     }
 
-    /// Wrap `dek` under `version` of `kek` (a customer key's material, or a
-    /// platform key through the key manager).
-    async fn wrap_under(
+    /// Wrap `dek` under `version` of `kek` (already read and checked),
+    /// through its external store `transit` if it has one.
+    async fn wrap_checked(
         &self,
         kek: &VaultKeyRow,
         version: u32,
         dek: &SecretKey,
+        transit: Option<&TransitClient>,
     ) -> Result<Vec<u8>> {
-        if let Some(t) = self.transit_of(kek).await? {
+        if let Some(t) = transit {
             return t
                 .encrypt(
                     &kek.name,
@@ -371,6 +415,27 @@ impl KeyVault {
         }
         let stored = self.meta.key_version_material(kek.id, version).await?;
         self.manager.wrap(kek.id, version, &stored, dek).await
+    }
+
+    /// Unwrap the DEK of `row`, checking that its KEK may be used.
+    async fn unwrap_row(&self, row: &DekRow) -> Result<SecretKey> {
+        let kek = self.meta.vault_key(row.kek_id).await?;
+        self.check_usable(&kek).await?;
+        let transit = self.transit_of(&kek).await?;
+        self.unwrap_checked(row, &kek, transit.as_deref()).await
+    }
+
+    /// Wrap `dek` under `version` of `kek` (a customer key's material, or a
+    /// platform key through the key manager).
+    async fn wrap_under(
+        &self,
+        kek: &VaultKeyRow,
+        version: u32,
+        dek: &SecretKey,
+    ) -> Result<Vec<u8>> {
+        let transit = self.transit_of(kek).await?;
+        self.wrap_checked(kek, version, dek, transit.as_deref())
+            .await
     }
 }
 

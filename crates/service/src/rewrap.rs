@@ -108,8 +108,8 @@ impl Service {
             }
             let mut rewrapped = Vec::with_capacity(behind.len());
             let mut failed = None;
-            for row in behind {
-                match self.vault.rewrap(&row, &key, version).await {
+            for (row, wrapped) in self.vault.rewrap_many(behind, &key, version).await? {
+                match wrapped {
                     Ok(w) => rewrapped.push((row, w)),
                     // The old key gone or disabled: this DEK cannot move
                     // until it is back; the others still can.
