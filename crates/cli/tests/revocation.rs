@@ -395,13 +395,29 @@ fn a_key_disabled_in_the_customers_openbao_cuts_the_disk_off() {
         !s.log().contains(&token),
         "the token is in the server's log"
     );
+    let holds = |bytes: &[u8]| bytes.windows(token.len()).any(|w| w == token.as_bytes());
     for f in files_under(&s.data_dir()) {
-        let bytes = std::fs::read(&f).unwrap_or_default();
         assert!(
-            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            !holds(&std::fs::read(&f).unwrap_or_default()),
             "the token is stored in plaintext in {}",
             f.display()
         );
+    }
+    // On PostgreSQL, every row of every table; on S3, every object.
+    if s.meta.is_external() {
+        let dump = Command::new("pg_dump")
+            .args(["--no-owner", "-d", s.meta.url()])
+            .output()
+            .expect("run pg_dump");
+        assert!(dump.status.success(), "pg_dump failed");
+        assert!(
+            String::from_utf8_lossy(&dump.stdout).contains("transit"),
+            "the dump holds the vault's row"
+        );
+        assert!(!holds(&dump.stdout), "the token is in the PostgreSQL dump");
+    }
+    for (key, bytes) in s.objects() {
+        assert!(!holds(&bytes), "the token is in stored object {key}");
     }
 
     // Rotating in Coffer rotates in OpenBao, and the DEK follows.

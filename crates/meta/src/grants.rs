@@ -33,9 +33,12 @@ pub struct GrantRow {
     pub retired_at: Option<String>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<String>,
+    /// The encryption context the grant's operations must name exactly
+    /// (`None`: any).
+    pub context_equals: Option<String>,
 }
 
-const GRANT_COLS: &str = "id, key_id, account_id, grantee_id, operations, name, retiring_id, created_by, created_at, retired_at, revoked_at";
+const GRANT_COLS: &str = "id, key_id, account_id, grantee_id, operations, name, retiring_id, created_by, created_at, retired_at, revoked_at, context_equals";
 
 type GrantTuple = (
     String,
@@ -47,6 +50,7 @@ type GrantTuple = (
     Option<String>,
     String,
     String,
+    Option<String>,
     Option<String>,
     Option<String>,
 );
@@ -69,6 +73,7 @@ fn grant_row(t: GrantTuple) -> Result<GrantRow> {
         created_at: t.8,
         retired_at: t.9,
         revoked_at: t.10,
+        context_equals: t.11,
     })
 }
 
@@ -76,8 +81,8 @@ impl Meta {
     /// Store a new grant.
     pub async fn insert_grant(&self, g: &GrantRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO key_grants (id, key_id, account_id, grantee_id, operations, name, retiring_id, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO key_grants (id, key_id, account_id, grantee_id, operations, name, retiring_id, created_by, created_at, context_equals) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(g.id.to_string())
         .bind(g.key_id.to_string())
@@ -88,6 +93,7 @@ impl Meta {
         .bind(g.retiring_id.map(|r| r.to_string()))
         .bind(g.created_by.to_string())
         .bind(&g.created_at)
+        .bind(&g.context_equals)
         .execute(&self.pool)
         .await?;
         Ok(())

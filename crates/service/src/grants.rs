@@ -40,6 +40,10 @@ pub(crate) const OPERATIONS: &[(&str, &[Action])] = &[
     ("CreateGrant", &[Action::KeysGrant]),
 ];
 
+/// Operations that take no encryption context: a grant with a context
+/// constraint may not allow them.
+const CONTEXT_FREE: &[&str] = &["WrapKey", "UnwrapKey", "CreateGrant"];
+
 /// The key actions a grant's operations allow.
 pub(crate) fn actions_of(ops: &[String]) -> Vec<Action> {
     let mut out = Vec::new();
@@ -65,6 +69,7 @@ fn grant_dto(g: &GrantRow) -> KeyGrant {
         retiring_principal_id: g.retiring_id.map(|r| r.to_string()),
         created_by: g.created_by.to_string(),
         created_at: g.created_at.clone(),
+        context_equals: g.context_equals.clone(),
         state: if g.revoked_at.is_some() {
             "revoked"
         } else if g.retired_at.is_some() {
@@ -130,6 +135,16 @@ impl Service {
             ));
         }
         let ops = check_operations(&req.operations)?;
+        if req.context_equals.is_some()
+            && let Some(op) = ops.iter().find(|o| CONTEXT_FREE.contains(&o.as_str()))
+        {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidKeyOperation,
+                format!(
+                    "{op} takes no encryption context, so a grant constrained to one cannot allow it: grant it without --context-equals, separately"
+                ),
+            ));
+        }
         // Allowed through a grant of its own (CreateGrant), not a role:
         // only what that grant allows may be passed on.
         let target = self.key_target(&k).await?;
@@ -195,6 +210,7 @@ impl Service {
             created_at: coffer_meta::now(),
             retired_at: None,
             revoked_at: None,
+            context_equals: req.context_equals.clone(),
         };
         self.meta.insert_grant(&row).await?;
         self.audit(

@@ -68,8 +68,26 @@ impl Service {
         id: &str,
         action: Action,
         name: &str,
+        context: Option<&str>,
     ) -> Result<(VaultKeyRow, VaultRow)> {
         let (k, v) = self.authorized_key(caller, id, action).await?;
+        // Allowed through a grant with a context constraint: only with
+        // that context.
+        let target = self.key_target(&k).await?;
+        if let coffer_iam::Decision::Allow(coffer_iam::Allowed::KeyGrant { grant }) =
+            coffer_iam::authorize(&caller.subject, action, &target)
+            && let Some(g) = self.meta.grant(grant).await?
+            && let Some(want) = &g.context_equals
+            && context != Some(want.as_str())
+        {
+            let why = format!(
+                "grant {grant} allows {action} on key {} only with encryption context '{want}'",
+                k.id
+            );
+            self.audit(caller, name, Some((k.id, None)), k.id, "denied", &why)
+                .await?;
+            return Err(ServiceError::new(ErrorCode::AuthorizationFailed, why));
+        }
         let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         if let Some(why) = coffer_keyvault::customer::unusable(&k, Some(&v), &now) {
             self.audit(caller, name, Some((k.id, None)), k.id, "failed", &why)
@@ -131,7 +149,13 @@ impl Service {
         req: EncryptRequest,
     ) -> Result<KeyOperationResult> {
         let (k, _) = self
-            .usable_key(caller, id, Action::KeysEncrypt, "key.encrypt")
+            .usable_key(
+                caller,
+                id,
+                Action::KeysEncrypt,
+                "key.encrypt",
+                req.context.as_deref(),
+            )
             .await?;
         let plain = decode("plaintext", &req.plaintext)?;
         let ctx = req.context.unwrap_or_default();
@@ -162,7 +186,13 @@ impl Service {
         req: DecryptRequest,
     ) -> Result<KeyOperationResult> {
         let (k, _) = self
-            .usable_key(caller, id, Action::KeysDecrypt, "key.decrypt")
+            .usable_key(
+                caller,
+                id,
+                Action::KeysDecrypt,
+                "key.decrypt",
+                req.context.as_deref(),
+            )
             .await?;
         let (version, blob) = parse_ciphertext(&req.ciphertext, &k)?;
         let ctx = req.context.unwrap_or_default();
@@ -193,7 +223,7 @@ impl Service {
         req: WrapRequest,
     ) -> Result<KeyOperationResult> {
         let (k, _) = self
-            .usable_key(caller, id, Action::KeysWrap, "key.wrap")
+            .usable_key(caller, id, Action::KeysWrap, "key.wrap", None)
             .await?;
         let plain = decode("key", &req.key)?;
         if !(16..=512).contains(&plain.len()) {
@@ -232,7 +262,7 @@ impl Service {
         req: UnwrapRequest,
     ) -> Result<KeyOperationResult> {
         let (k, _) = self
-            .usable_key(caller, id, Action::KeysUnwrap, "key.unwrap")
+            .usable_key(caller, id, Action::KeysUnwrap, "key.unwrap", None)
             .await?;
         let (version, blob) = parse_ciphertext(&req.ciphertext, &k)?;
         let r = self.vault.unwrap_with(&k, version, &blob).await;
@@ -263,7 +293,13 @@ impl Service {
         req: GenerateDataKeyRequest,
     ) -> Result<KeyOperationResult> {
         let (k, _) = self
-            .usable_key(caller, id, Action::KeysEncrypt, "key.generate")
+            .usable_key(
+                caller,
+                id,
+                Action::KeysEncrypt,
+                "key.generate",
+                req.context.as_deref(),
+            )
             .await?;
         let dek = coffer_crypto::SecretKey::generate();
         let ctx = req.context.unwrap_or_default();
@@ -294,7 +330,13 @@ impl Service {
         req: ReEncryptRequest,
     ) -> Result<KeyOperationResult> {
         let (k, _) = self
-            .usable_key(caller, id, Action::KeysDecrypt, "key.re-encrypt")
+            .usable_key(
+                caller,
+                id,
+                Action::KeysDecrypt,
+                "key.re-encrypt",
+                req.context.as_deref(),
+            )
             .await?;
         let (d, _) = self
             .usable_key(
@@ -302,6 +344,7 @@ impl Service {
                 &req.destination_key_id,
                 Action::KeysEncrypt,
                 "key.re-encrypt",
+                req.destination_context.as_deref(),
             )
             .await?;
         let (version, blob) = parse_ciphertext(&req.ciphertext, &k)?;

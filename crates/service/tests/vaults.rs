@@ -1384,6 +1384,7 @@ async fn key_grants_allow_what_they_name_and_end_when_retired_or_revoked() {
         operations: ops.iter().map(|o| (*o).to_string()).collect(),
         name: None,
         retiring_principal_id: None,
+        context_equals: None,
     };
     // Unknown operations and other tenants are refused.
     let e = svc
@@ -1457,6 +1458,47 @@ async fn key_grants_allow_what_they_name_and_end_when_retired_or_revoked() {
     let bob_c = auth(&bob_t).await;
     let e = svc.key_encrypt(&bob_c, &k.id, enc(())).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::KeyNotFound, "the key is hidden again");
+    // A grant constrained to an encryption context: only with it, and
+    // never for operations that take none.
+    let mut constrained = req(&bob, &["Encrypt", "Decrypt"]);
+    constrained.context_equals = Some("tenant=blue".into());
+    let mut bad = constrained.clone();
+    bad.operations.push("UnwrapKey".into());
+    let e = svc.create_grant(admin, &k.id, bad).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidKeyOperation, "{}", e.message);
+    let cg2 = svc.create_grant(admin, &k.id, constrained).await.unwrap();
+    assert_eq!(cg2.context_equals.as_deref(), Some("tenant=blue"));
+    let bob_c = auth(&bob_t).await;
+    let e = svc.key_encrypt(&bob_c, &k.id, enc(())).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::AuthorizationFailed, "{}", e.message);
+    assert!(e.message.contains("tenant=blue"), "{}", e.message);
+    let blue = |_: ()| EncryptRequest {
+        plaintext: b64(b"hello"),
+        context: Some("tenant=blue".into()),
+    };
+    let ct = svc
+        .key_encrypt(&bob_c, &k.id, blue(()))
+        .await
+        .unwrap()
+        .ciphertext
+        .unwrap();
+    let dec = |context: &str| DecryptRequest {
+        ciphertext: ct.clone(),
+        context: Some(context.into()),
+    };
+    assert!(
+        svc.key_decrypt(&bob_c, &k.id, dec("tenant=red"))
+            .await
+            .is_err()
+    );
+    let plain = svc
+        .key_decrypt(&bob_c, &k.id, dec("tenant=blue"))
+        .await
+        .unwrap()
+        .plaintext
+        .unwrap();
+    assert_eq!(plain, b64(b"hello"));
+    svc.revoke_grant(admin, &cg2.id).await.unwrap();
     // Each step is in the audit log.
     let page = svc
         .list_audit(
@@ -1475,10 +1517,10 @@ async fn key_grants_allow_what_they_name_and_end_when_retired_or_revoked() {
             .filter(|e| e.action == a && e.outcome == o)
             .count()
     };
-    assert_eq!(count("grant.create", "allowed"), 2);
+    assert_eq!(count("grant.create", "allowed"), 3);
     assert_eq!(count("grant.create", "denied"), 1, "the other tenant's");
     assert_eq!(count("grant.retire", "allowed"), 1);
-    assert_eq!(count("grant.revoke", "allowed"), 1);
+    assert_eq!(count("grant.revoke", "allowed"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -487,6 +487,10 @@ pub struct KeyGrant {
     pub created_at: String,
     /// `active`, `retired` or `revoked`.
     pub state: String,
+    /// The encryption context the grant's operations must name exactly
+    /// (absent: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_equals: Option<String>,
 }
 
 /// Body of `POST /v1/keys/{id}/grants`.
@@ -504,6 +508,11 @@ pub struct CreateGrant {
     /// A principal that may retire the grant besides its grantee.
     #[serde(default)]
     pub retiring_principal_id: Option<String>,
+    /// Allow the operations only with exactly this encryption context (AWS
+    /// `EncryptionContextEquals`). Only `Describe`, `Encrypt`, `Decrypt`,
+    /// `ReEncrypt` and `GenerateDataKey` may then be granted.
+    #[serde(default)]
+    pub context_equals: Option<String>,
 }
 
 /// Body of `POST /v1/iam/explain`.

@@ -176,6 +176,10 @@ pub enum GrantCmd {
         /// A principal (id) that may retire the grant besides its grantee.
         #[arg(long)]
         retiring_principal: Option<String>,
+        /// Allow the operations only with exactly this encryption context
+        /// (Encrypt, Decrypt, ReEncrypt, GenerateDataKey, Describe only).
+        #[arg(long)]
+        context_equals: Option<String>,
     },
     /// List the active grants on a key.
     List(KeyRef),
@@ -1122,6 +1126,7 @@ async fn grant(c: &Client, out: &Output, cmd: GrantCmd) -> anyhow::Result<()> {
             operations,
             name,
             retiring_principal,
+            context_equals,
         } => {
             let id = key_id(c, &key).await?;
             let body = coffer_wire::CreateGrant {
@@ -1129,6 +1134,7 @@ async fn grant(c: &Client, out: &Output, cmd: GrantCmd) -> anyhow::Result<()> {
                 operations: operations.iter().map(|o| o.trim().to_string()).collect(),
                 name,
                 retiring_principal_id: retiring_principal,
+                context_equals,
             };
             let g: coffer_wire::KeyGrant = c
                 .post(&format!("/v1/keys/{}/grants", seg(&id)), &body)

@@ -7,7 +7,7 @@ ALTER TABLE vaults ADD COLUMN external_kind TEXT;
 ALTER TABLE vaults ADD COLUMN external_address TEXT;
 ALTER TABLE vaults ADD COLUMN external_mount TEXT;
 ALTER TABLE vaults ADD COLUMN external_token BLOB;
--- Grants on keys (AWS KMS grants): grantee_id may use key_id for the operations listed (comma-separated: Describe, Encrypt, Decrypt, ReEncrypt, GenerateDataKey, WrapKey, UnwrapKey, CreateGrant) until the grant is retired (by its grantee or retiring principal, retiring_id) or revoked (by a key administrator), which sets retired_at or revoked_at. account_id: the key's account, created_by: the principal that made it.
-CREATE TABLE key_grants (id TEXT PRIMARY KEY, key_id TEXT NOT NULL REFERENCES vault_keys(id), account_id TEXT NOT NULL, grantee_id TEXT NOT NULL, operations TEXT NOT NULL, name TEXT, retiring_id TEXT, created_by TEXT NOT NULL, created_at TEXT NOT NULL, retired_at TEXT, revoked_at TEXT);
+-- Grants on keys (AWS KMS grants): grantee_id may use key_id for the operations listed (comma-separated: Describe, Encrypt, Decrypt, ReEncrypt, GenerateDataKey, WrapKey, UnwrapKey, CreateGrant) until the grant is retired (by its grantee or retiring principal, retiring_id) or revoked (by a key administrator), which sets retired_at or revoked_at. account_id: the key's account, created_by: the principal that made it, context_equals: the encryption context the grant's operations must name (NULL: any).
+CREATE TABLE key_grants (id TEXT PRIMARY KEY, key_id TEXT NOT NULL REFERENCES vault_keys(id), account_id TEXT NOT NULL, grantee_id TEXT NOT NULL, operations TEXT NOT NULL, name TEXT, retiring_id TEXT, created_by TEXT NOT NULL, created_at TEXT NOT NULL, retired_at TEXT, revoked_at TEXT, context_equals TEXT);
 CREATE INDEX key_grants_grantee ON key_grants(grantee_id);
 CREATE INDEX key_grants_key ON key_grants(key_id);
