@@ -12,7 +12,29 @@ use coffer_meta::{KeyVersionRow, VaultKeyRow, VaultRow};
 use coffer_types::Id;
 use zeroize::Zeroizing;
 
-use crate::{KeyVault, Result, VaultError};
+use crate::{KeyVault, Result, RootKey, VaultError};
+
+/// Refuse an encryption context for a key in a PKCS#11 token (its AES-GCM
+/// mechanism binds Coffer's fixed associated data only).
+fn no_context(context: &[u8]) -> Result<()> {
+    if context.is_empty() {
+        Ok(())
+    } else {
+        Err(VaultError::External(
+            "keys kept in a PKCS#11 token take no encryption context: leave it out".into(),
+        ))
+    }
+}
+
+/// Open a `p11gcm1:` blob with a token key.
+async fn token_open(k: &crate::Pkcs11RootKey, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    let inner = blob.strip_prefix(crate::P11_TAG).ok_or_else(|| {
+        VaultError::Crypto(coffer_crypto::CryptoError::Malformed(
+            "not a PKCS#11-wrapped blob (p11gcm1:)".into(),
+        ))
+    })?;
+    k.unwrap(inner).await
+}
 
 /// Why a key cannot be used now, or `None` if it can. `now` is RFC 3339.
 pub fn unusable(key: &VaultKeyRow, vault: Option<&VaultRow>, now: &str) -> Option<String> {
@@ -166,6 +188,12 @@ impl KeyVault {
                 .encrypt(&key.name, key.current_version, plaintext, context)
                 .await;
         }
+        if let Some(k) = self.token_key_of_version(key, key.current_version).await? {
+            no_context(context)?;
+            let mut out = crate::P11_TAG.to_vec();
+            out.extend_from_slice(&k.wrap(plaintext).await?);
+            return Ok(out);
+        }
         let m = self.key_material(key.id, key.current_version).await?;
         Ok(m.encrypt(plaintext, context)?)
     }
@@ -181,6 +209,10 @@ impl KeyVault {
         if let Some(t) = self.transit_of(key).await? {
             return t.decrypt(&key.name, blob, context).await;
         }
+        if let Some(k) = self.token_key_of_version(key, version).await? {
+            no_context(context)?;
+            return token_open(&k, blob).await;
+        }
         let m = self.key_material(key.id, version).await?;
         Ok(m.decrypt(blob, context)?)
     }
@@ -191,6 +223,11 @@ impl KeyVault {
             return t
                 .encrypt(&key.name, key.current_version, plain, b"coffer wrap")
                 .await;
+        }
+        if let Some(k) = self.token_key_of_version(key, key.current_version).await? {
+            let mut out = crate::P11_TAG.to_vec();
+            out.extend_from_slice(&k.wrap(plain).await?);
+            return Ok(out);
         }
         let m = self.key_material(key.id, key.current_version).await?;
         Ok(m.wrap(plain)?)
@@ -205,6 +242,9 @@ impl KeyVault {
     ) -> Result<Zeroizing<Vec<u8>>> {
         if let Some(t) = self.transit_of(key).await? {
             return t.decrypt(&key.name, blob, b"coffer wrap").await;
+        }
+        if let Some(k) = self.token_key_of_version(key, version).await? {
+            return token_open(&k, blob).await;
         }
         let m = self.key_material(key.id, version).await?;
         Ok(m.unwrap(blob)?)

@@ -139,6 +139,35 @@ type Materials = HashMap<(Id, u32), Arc<coffer_crypto::keys::KeyMaterial>>;
 /// Clients of external key stores by vault.
 type Externals = HashMap<Id, Arc<TransitClient>>;
 
+/// Open PKCS#11 keys of customer key versions, by (key, version).
+type TokenKeys = HashMap<(Id, u32), Arc<Pkcs11RootKey>>;
+
+/// Tag of a DEK wrapped by a customer key in a PKCS#11 token: `p11gcm1:`
+/// then the token's AES-GCM blob (format byte, IV, ciphertext, tag).
+pub const P11_TAG: &[u8] = b"p11gcm1:";
+
+/// The PKCS#11 URI of version `version` of customer key `key` in the token
+/// `base` names (a URI without `object=`): the object label is
+/// `coffer-<key id>-v<version>`.
+///
+/// # Errors
+/// A base that is not a PKCS#11 URI, or one that names an object.
+pub fn token_key_uri(base: &str, key: Id, version: u32) -> Result<Pkcs11Uri> {
+    let (path, query) = match base.split_once('?') {
+        Some((p, q)) => (p, format!("?{q}")),
+        None => (base, String::new()),
+    };
+    if path
+        .split(';')
+        .any(|a| a.trim_start().starts_with("object="))
+    {
+        return Err(VaultError::Root(
+            "the vault's PKCS#11 URI names an object: give the token only; Coffer names each key version's object".into(),
+        ));
+    }
+    Pkcs11Uri::parse(&format!("{path};object=coffer-{key}-v{version}{query}"))
+}
+
 /// A KEK read and checked once for a batch: the key and its external store,
 /// or why it may not be used.
 type Checked = std::result::Result<(VaultKeyRow, Option<Arc<TransitClient>>), String>;
@@ -152,6 +181,7 @@ pub struct KeyVault {
     root: Arc<dyn RootKey>,
     materials: Arc<Mutex<Materials>>,
     externals: Arc<Mutex<Externals>>,
+    token_keys: Arc<Mutex<TokenKeys>>,
     audit: AuditLog,
 }
 
@@ -189,6 +219,7 @@ impl KeyVault {
             root,
             materials: Arc::new(Mutex::new(HashMap::new())),
             externals: Arc::new(Mutex::new(HashMap::new())),
+            token_keys: Arc::new(Mutex::new(HashMap::new())),
             audit,
         })
     }
@@ -280,7 +311,7 @@ impl KeyVault {
         &self,
         vault: &coffer_meta::VaultRow,
     ) -> Result<Option<Arc<TransitClient>>> {
-        let Some(ext) = &vault.external else {
+        let Some(ext) = vault.external.as_ref().filter(|e| e.kind == "transit") else {
             return Ok(None);
         };
         let mut cache = self.externals.lock().await;
@@ -303,6 +334,55 @@ impl KeyVault {
         };
         match self.meta.vault(vault).await? {
             Some(v) => self.transit(&v).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The key of version `version` of customer key `key` in the PKCS#11
+    /// token of `vault` (generated in the token, never extractable, if it
+    /// is not there yet), or `None` for a vault of another backend.
+    ///
+    /// # Errors
+    /// The token cannot be reached or refuses.
+    pub async fn token_key(
+        &self,
+        vault: &coffer_meta::VaultRow,
+        key: Id,
+        version: u32,
+    ) -> Result<Option<Arc<Pkcs11RootKey>>> {
+        let Some(ext) = vault.external.as_ref().filter(|e| e.kind == "pkcs11") else {
+            return Ok(None);
+        };
+        let mut cache = self.token_keys.lock().await;
+        if let Some(k) = cache.get(&(key, version)) {
+            return Ok(Some(k.clone()));
+        }
+        let pin = if ext.token.is_empty() {
+            None
+        } else {
+            Some(zeroize::Zeroizing::new(
+                String::from_utf8(self.root.unwrap(&ext.token).await?.to_vec())
+                    .map_err(|_| VaultError::External("stored PIN is not text".into()))?,
+            ))
+        };
+        let uri = token_key_uri(&ext.address, key, version)?;
+        let k = Arc::new(Pkcs11RootKey::open(uri, pin).await?);
+        cache.insert((key, version), k.clone());
+        Ok(Some(k))
+    }
+
+    /// The token key of a customer key's version, if its vault keeps its
+    /// keys in a PKCS#11 token.
+    pub(crate) async fn token_key_of_version(
+        &self,
+        key: &VaultKeyRow,
+        version: u32,
+    ) -> Result<Option<Arc<Pkcs11RootKey>>> {
+        let Some(vault) = key.vault_id else {
+            return Ok(None);
+        };
+        match self.meta.vault(vault).await? {
+            Some(v) => self.token_key(&v, key.id, version).await,
             None => Ok(None),
         }
     }
@@ -372,6 +452,12 @@ impl KeyVault {
                 .await?;
             return Ok(SecretKey::from_slice(&plain)?);
         }
+        if let Some(k) = self.token_key_of_version(kek, row.kek_version).await? {
+            let blob = row.wrapped.strip_prefix(P11_TAG).ok_or_else(|| {
+                coffer_crypto::CryptoError::Malformed("not a PKCS#11-wrapped data key".into())
+            })?;
+            return Ok(SecretKey::from_slice(&k.unwrap(blob).await?)?);
+        }
         if kek.purpose == "customer" {
             let plain = self
                 .key_material(row.kek_id, row.kek_version)
@@ -406,6 +492,11 @@ impl KeyVault {
                     kek.id.to_string().as_bytes(),
                 )
                 .await;
+        }
+        if let Some(k) = self.token_key_of_version(kek, version).await? {
+            let mut out = P11_TAG.to_vec();
+            out.extend_from_slice(&k.wrap(dek.expose()).await?);
+            return Ok(out);
         }
         if kek.purpose == "customer" {
             return Ok(self

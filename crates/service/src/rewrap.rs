@@ -191,6 +191,18 @@ impl Service {
                         .await?;
                 }
                 Some(current)
+            } else if vault.external.as_ref().is_some_and(|e| e.kind == "pkcs11") {
+                self.vault
+                    .token_key(&vault, k.id, k.current_version + 1)
+                    .await?;
+                self.meta
+                    .add_key_version_if(
+                        k.id,
+                        k.current_version,
+                        &[],
+                        &crate::vaults::external_version(),
+                    )
+                    .await?
             } else {
                 let alg = coffer_crypto::keys::KeyAlgorithm::parse(&k.key_type)
                     .map_err(|e| ServiceError::internal(format!("key {}: {e}", k.id)))?;

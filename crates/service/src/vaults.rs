@@ -72,6 +72,15 @@ pub(crate) fn external_version() -> KeyVersionRow {
     }
 }
 
+/// A PKCS#11 token's failure as the API reports it: the key cannot be
+/// made or used there.
+pub(crate) fn token_error(e: coffer_keyvault::VaultError) -> ServiceError {
+    match e {
+        coffer_keyvault::VaultError::Root(m) => ServiceError::new(ErrorCode::KeyUnusable, m),
+        other => external_error(other),
+    }
+}
+
 /// An external key store's failure as the API reports it.
 pub(crate) fn external_error(e: coffer_keyvault::VaultError) -> ServiceError {
     match e {
@@ -374,11 +383,29 @@ impl Service {
     /// Check a new vault's external key store (a transit engine that
     /// answers with the token given) and seal its token.
     async fn external_store(&self, e: &ExternalStore) -> Result<coffer_meta::ExternalStore> {
+        if e.kind == "pkcs11" {
+            // The token named by a PKCS#11 URI without an object; the PIN
+            // from its pin-source (read by the server), or given here.
+            coffer_keyvault::token_key_uri(&e.address, Id::random(Kind::Key), 1).map_err(
+                |err| ServiceError::new(ErrorCode::InvalidKeyOperation, err.to_string()),
+            )?;
+            let token = if e.token.trim().is_empty() {
+                Vec::new()
+            } else {
+                self.vault.seal_token(e.token.trim()).await?
+            };
+            return Ok(coffer_meta::ExternalStore {
+                kind: "pkcs11".into(),
+                address: e.address.trim().to_string(),
+                mount: String::new(),
+                token,
+            });
+        }
         if e.kind != "transit" {
             return Err(ServiceError::new(
                 ErrorCode::InvalidKeyOperation,
                 format!(
-                    "external key store kind '{}' is not known: the one kind is `transit` (OpenBao or HashiCorp Vault)",
+                    "external key store kind '{}' is not known: use `transit` (OpenBao or HashiCorp Vault) or `pkcs11` (an HSM or token)",
                     e.kind
                 ),
             ));
@@ -689,7 +716,21 @@ impl Service {
             created_at: coffer_meta::now(),
         };
         let transit = self.vault.transit(&v).await?;
+        let in_token = v.external.as_ref().is_some_and(|e| e.kind == "pkcs11");
         let mut latest = 1;
+        if in_token
+            && (req.material.is_some()
+                || req.wrapped_material.is_some()
+                || alg != KeyAlgorithm::Aes256)
+        {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidKeyOperation,
+                format!(
+                    "vault {} keeps its keys in a PKCS#11 token: a key there is AES256, generated in the token and never extractable, not imported",
+                    v.id
+                ),
+            ));
+        }
         let nv = match &transit {
             Some(t) => {
                 if req.material.is_some()
@@ -706,6 +747,16 @@ impl Service {
                     ));
                 }
                 latest = t.ensure_key(&row.name).await.map_err(external_error)?;
+                coffer_keyvault::customer::NewVersion {
+                    wrapped: Vec::new(),
+                    row: external_version(),
+                }
+            }
+            None if in_token => {
+                self.vault
+                    .token_key(&v, row.id, 1)
+                    .await
+                    .map_err(token_error)?;
                 coffer_keyvault::customer::NewVersion {
                     wrapped: Vec::new(),
                     row: external_version(),
@@ -862,6 +913,24 @@ impl Service {
                     .add_key_version(k.id, &[], &external_version())
                     .await?;
             }
+        } else if v.external.as_ref().is_some_and(|e| e.kind == "pkcs11") {
+            if req.material.is_some() || req.wrapped_material.is_some() {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidKeyOperation,
+                    format!(
+                        "key {} lives in a PKCS#11 token: its new version is generated there, not imported",
+                        k.id
+                    ),
+                ));
+            }
+            self.vault
+                .token_key(&v, k.id, k.current_version + 1)
+                .await
+                .map_err(token_error)?;
+            k.current_version = self
+                .meta
+                .add_key_version(k.id, &[], &external_version())
+                .await?;
         } else {
             let nv = self
                 .new_version(

@@ -592,22 +592,27 @@ pub struct ExternalStoreInfo {
     pub mount: String,
 }
 
-/// An external key store for a new vault: the vault's keys are the transit
-/// keys of the same names in the customer's OpenBao (or HashiCorp Vault),
-/// reached with the customer's token; their material never enters Coffer.
+/// An external key store for a new vault: `transit`, the vault's keys are
+/// the transit keys of the same names in the customer's OpenBao (or
+/// HashiCorp Vault), reached with the customer's token; or `pkcs11`, each
+/// key version is an AES-256 key generated in a PKCS#11 token (an HSM),
+/// never extractable. Either way the key material never enters Coffer.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalStore {
-    /// `transit` (the only kind).
+    /// `transit` or `pkcs11`.
     pub kind: String,
-    /// The engine's base URL, e.g. `http://127.0.0.1:8200`.
+    /// The engine's base URL, e.g. `http://127.0.0.1:8200`; for `pkcs11`,
+    /// a PKCS#11 URI naming module and token, without an object.
     pub address: String,
     /// Where the transit engine is mounted (default `transit`).
     #[serde(default)]
     pub mount: Option<String>,
     /// A token allowed to read, create and rotate the vault's transit keys
-    /// and to encrypt and decrypt with them. Stored wrapped by the root
-    /// key, never shown.
+    /// and to encrypt and decrypt with them; for `pkcs11`, the token's user
+    /// PIN (empty when the URI has a `pin-source` the server reads). Stored
+    /// wrapped by the root key, never shown.
+    #[serde(default)]
     pub token: String,
 }
 

@@ -89,6 +89,18 @@ pub enum VaultCmd {
         /// encrypt and decrypt with them).
         #[arg(long, requires = "transit_address")]
         transit_token_file: Option<std::path::PathBuf>,
+        /// Keep the vault's keys in a PKCS#11 token (an HSM, or SoftHSM2):
+        /// a URI naming the module and token, without an object, e.g.
+        /// 'pkcs11:token=keys?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/coffer/keys.pin'
+        /// (the server reads the PIN file). Each key version is an AES-256
+        /// key generated in the token, never extractable.
+        #[arg(long, conflicts_with = "transit_address")]
+        pkcs11_uri: Option<String>,
+        /// A file holding the token's user PIN, sent to the server (which
+        /// keeps it wrapped by its root key), when the URI has no
+        /// pin-source.
+        #[arg(long, requires = "pkcs11_uri")]
+        pkcs11_pin_file: Option<std::path::PathBuf>,
     },
     /// List the key vaults you may see.
     List {
@@ -519,22 +531,32 @@ pub async fn vault(c: &Client, out: &Output, cmd: VaultCmd) -> anyhow::Result<()
             transit_address,
             transit_mount,
             transit_token_file,
+            pkcs11_uri,
+            pkcs11_pin_file,
         } => {
-            let external = match (transit_address, transit_token_file) {
-                (Some(address), Some(file)) => {
-                    let token = std::fs::read_to_string(&file).map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot read the transit token file {}: {e}",
-                            file.display()
-                        )
-                    })?;
-                    Some(coffer_wire::ExternalStore {
-                        kind: "transit".into(),
-                        address,
-                        mount: Some(transit_mount),
-                        token: token.trim().to_string(),
+            let read = |file: &std::path::Path, what: &str| {
+                std::fs::read_to_string(file)
+                    .map(|t| t.trim().to_string())
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot read the {what} file {}: {e}", file.display())
                     })
-                }
+            };
+            let external = match (transit_address, transit_token_file) {
+                _ if pkcs11_uri.is_some() => Some(coffer_wire::ExternalStore {
+                    kind: "pkcs11".into(),
+                    address: pkcs11_uri.unwrap_or_default(),
+                    mount: None,
+                    token: match &pkcs11_pin_file {
+                        Some(f) => read(f, "PKCS#11 PIN")?,
+                        None => String::new(),
+                    },
+                }),
+                (Some(address), Some(file)) => Some(coffer_wire::ExternalStore {
+                    kind: "transit".into(),
+                    address,
+                    mount: Some(transit_mount),
+                    token: read(&file, "transit token")?,
+                }),
                 _ => None,
             };
             let body = CreateVault {
