@@ -361,6 +361,18 @@ fn customer_keys_in_softhsm() {
     assert_eq!(waited["rewrap"]["key_version"], 2, "{waited}");
     read_back(&s, &disk);
 
+    let log = s.log();
+    assert_eq!(
+        log.matches("generated a customer key version in the PKCS#11 token")
+            .count(),
+        2,
+        "versions 1 and 2 made in the token:\n{log}"
+    );
+    assert!(
+        !log.contains("created a new root key in the PKCS#11 token"),
+        "{log}"
+    );
+
     // A restart finds every key version in the token again.
     stop(&mut s);
     s.launch(&[]);

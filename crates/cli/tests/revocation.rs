@@ -431,6 +431,23 @@ fn a_key_disabled_in_the_customers_openbao_cuts_the_disk_off() {
     assert_eq!(set["rewrap"]["key_version"], 2, "{set}");
     assert_eq!(set["rewrap"]["complete"], true, "{set}");
 
+    // The customer replaces Coffer's token: the new one is used from the
+    // next request on, and the old one can be revoked without a cut.
+    let token2 = bao.ok(&["token", "create", "-policy=coffer", "-field=token"]);
+    let token2_file = s.scratch().join("transit2.token");
+    std::fs::write(&token2_file, &token2).unwrap();
+    s.cli(&[
+        "vault",
+        "update",
+        "cmk",
+        "--transit-token-file",
+        token2_file.to_str().unwrap(),
+    ]);
+    bao.ok(&["token", "revoke", &token]);
+    reads_again(&d.uri, "after the token was replaced");
+    std::thread::sleep(Duration::from_secs(1));
+    reads_again(&d.uri, "a second after the old token was revoked");
+
     // The customer disables the key for Coffer in OpenBao.
     cut_latency(&d.uri, "OpenBao policy denies", || {
         bao.policy("disk-key", false)

@@ -136,8 +136,9 @@ impl KeyManager for BuiltinKeyManager {
 /// Unwrapped customer key material by (key, version).
 type Materials = HashMap<(Id, u32), Arc<coffer_crypto::keys::KeyMaterial>>;
 
-/// Clients of external key stores by vault.
-type Externals = HashMap<Id, Arc<TransitClient>>;
+/// Clients of external key stores by vault and stored (wrapped) token: a
+/// token replaced in the metadata makes a new client on every node.
+type Externals = HashMap<(Id, Vec<u8>), Arc<TransitClient>>;
 
 /// Open PKCS#11 keys of customer key versions, by (key, version).
 type TokenKeys = HashMap<(Id, u32), Arc<Pkcs11RootKey>>;
@@ -315,15 +316,17 @@ impl KeyVault {
             return Ok(None);
         };
         let mut cache = self.externals.lock().await;
-        if let Some(c) = cache.get(&vault.id) {
+        let slot = (vault.id, ext.token.clone());
+        if let Some(c) = cache.get(&slot) {
             return Ok(Some(c.clone()));
         }
+        cache.retain(|(v, _), _| *v != vault.id);
         let token = zeroize::Zeroizing::new(
             String::from_utf8(self.root.unwrap(&ext.token).await?.to_vec())
                 .map_err(|_| VaultError::External("stored token is not text".into()))?,
         );
         let c = Arc::new(TransitClient::new(&ext.address, &ext.mount, token)?);
-        cache.insert(vault.id, c.clone());
+        cache.insert(slot, c.clone());
         Ok(Some(c))
     }
 

@@ -648,12 +648,22 @@ impl Inner {
                 ],
             )
             .map_err(|e| self.fail("generate the root key (AES-256) in the token", &e))?;
-        tracing::warn!(
-            token = %self.uri.token,
-            key = %self.uri.object,
-            "created a new root key in the PKCS#11 token; it cannot be exported: \
-             without this token (or an HSM-level backup or clone of it) the data cannot be read"
-        );
+        if self.uri.object.starts_with("coffer-key-") {
+            // A customer key's version (`coffer-<key id>-v<N>`), made when
+            // the key is created or rotated in a vault kept in this token.
+            tracing::info!(
+                token = %self.uri.token,
+                key = %self.uri.object,
+                "generated a customer key version in the PKCS#11 token; it cannot be exported"
+            );
+        } else {
+            tracing::warn!(
+                token = %self.uri.token,
+                key = %self.uri.object,
+                "created a new root key in the PKCS#11 token; it cannot be exported: \
+                 without this token (or an HSM-level backup or clone of it) the data cannot be read"
+            );
+        }
         Ok(key)
     }
 

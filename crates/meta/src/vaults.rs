@@ -359,6 +359,19 @@ impl Meta {
         one(done, format!("key vault {id}"))
     }
 
+    /// Replace the stored (root-wrapped) token of a vault's external key
+    /// store.
+    pub async fn set_vault_external_token(&self, id: Id, token: &[u8]) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE vaults SET external_token = $1 WHERE id = $2 AND external_kind IS NOT NULL AND purged_at IS NULL",
+        )
+        .bind(token)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        one(done, format!("external key store of vault {id}"))
+    }
+
     /// Mark a vault deleted (its keys become unusable with it) or, with
     /// `None`, recovered.
     pub async fn set_vault_deleted(&self, id: Id, deleted: Option<(&str, &str)>) -> Result<()> {

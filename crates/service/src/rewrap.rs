@@ -172,68 +172,89 @@ impl Service {
             if due > now {
                 continue;
             }
-            let Some(vault) = (match k.vault_id {
-                Some(v) => self.meta.vault(v).await?,
-                None => None,
-            }) else {
-                continue;
-            };
-            if vault.deleted_at.is_some() || vault.purged_at.is_some() {
-                continue;
-            }
-            let version = if let Some(t) = self.vault.transit(&vault).await? {
-                let latest = t.rotate(&k.name).await?;
-                let mut current = k.current_version;
-                while current < latest {
-                    current = self
-                        .meta
-                        .add_key_version(k.id, &[], &crate::vaults::external_version())
-                        .await?;
+            match self.rotate_by_policy(&k, days).await {
+                Ok(Some(version)) => {
+                    tracing::info!(key = %k.id, version, days, "key rotated by its rotation policy");
+                    rotated.push(k.id);
                 }
-                Some(current)
-            } else if vault.external.as_ref().is_some_and(|e| e.kind == "pkcs11") {
-                self.vault
-                    .token_key(&vault, k.id, k.current_version + 1)
-                    .await?;
-                self.meta
-                    .add_key_version_if(
-                        k.id,
-                        k.current_version,
-                        &[],
-                        &crate::vaults::external_version(),
-                    )
-                    .await?
-            } else {
-                let alg = coffer_crypto::keys::KeyAlgorithm::parse(&k.key_type)
-                    .map_err(|e| ServiceError::internal(format!("key {}: {e}", k.id)))?;
-                let nv = self.vault.generate_version(alg).await?;
-                self.meta
-                    .add_key_version_if(k.id, k.current_version, &nv.wrapped, &nv.row)
-                    .await?
-            };
-            let Some(version) = version else {
-                continue;
-            };
-            self.vault
-                .audit()
-                .record(&AuditRecord {
-                    principal: "rotation-policy".into(),
-                    acting_for: "rotation-policy".into(),
-                    action: "key.rotate".into(),
-                    key: Some(k.id),
-                    key_version: Some(version),
-                    resource: k.id.to_string(),
-                    outcome: "allowed".into(),
-                    detail: format!("the key's rotation period of {days} days had passed"),
-                })
-                .await?;
-            tracing::info!(key = %k.id, version, days, "key rotated by its rotation policy");
-            rotated.push(k.id);
+                Ok(None) => {}
+                // One key's engine or token out of reach does not hold up
+                // the others; it is retried on the next pass.
+                Err(e) => {
+                    tracing::warn!(key = %k.id, error = %e.message, "rotation policy not applied; retried on the next pass");
+                }
+            }
         }
         if !rotated.is_empty() {
             self.wake_rewrap();
         }
         Ok(rotated)
+    }
+
+    /// Rotate key `k` for its policy of `days`: a new version, audited.
+    /// `None` if another node rotated it first, or it may not be rotated
+    /// now (its vault deleted).
+    async fn rotate_by_policy(
+        &self,
+        k: &coffer_meta::VaultKeyRow,
+        days: u32,
+    ) -> Result<Option<u32>> {
+        let Some(vault) = (match k.vault_id {
+            Some(v) => self.meta.vault(v).await?,
+            None => None,
+        }) else {
+            return Ok(None);
+        };
+        if vault.deleted_at.is_some() || vault.purged_at.is_some() {
+            return Ok(None);
+        }
+        let version = if let Some(t) = self.vault.transit(&vault).await? {
+            let latest = t.rotate(&k.name).await?;
+            let mut current = k.current_version;
+            while current < latest {
+                current = self
+                    .meta
+                    .add_key_version(k.id, &[], &crate::vaults::external_version())
+                    .await?;
+            }
+            Some(current)
+        } else if vault.external.as_ref().is_some_and(|e| e.kind == "pkcs11") {
+            self.vault
+                .token_key(&vault, k.id, k.current_version + 1)
+                .await?;
+            self.meta
+                .add_key_version_if(
+                    k.id,
+                    k.current_version,
+                    &[],
+                    &crate::vaults::external_version(),
+                )
+                .await?
+        } else {
+            let alg = coffer_crypto::keys::KeyAlgorithm::parse(&k.key_type)
+                .map_err(|e| ServiceError::internal(format!("key {}: {e}", k.id)))?;
+            let nv = self.vault.generate_version(alg).await?;
+            self.meta
+                .add_key_version_if(k.id, k.current_version, &nv.wrapped, &nv.row)
+                .await?
+        };
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        self.vault
+            .audit()
+            .record(&AuditRecord {
+                principal: "rotation-policy".into(),
+                acting_for: "rotation-policy".into(),
+                action: "key.rotate".into(),
+                key: Some(k.id),
+                key_version: Some(version),
+                resource: k.id.to_string(),
+                outcome: "allowed".into(),
+                detail: format!("the key's rotation period of {days} days had passed"),
+            })
+            .await?;
+        Ok(Some(version))
     }
 
     /// Wake the re-wrap task (after a rotation or a set update here).

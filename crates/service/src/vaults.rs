@@ -540,6 +540,22 @@ impl Service {
         if let Some(d) = req.retention_days {
             v.retention_days = check_retention(d)?;
         }
+        if let Some(token) = &req.transit_token {
+            if v.external.as_ref().is_none_or(|e| e.kind != "transit") {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidKeyOperation,
+                    format!("vault {} has no transit engine to give a token to", v.id),
+                ));
+            }
+            if token.trim().is_empty() {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidKeyOperation,
+                    "the transit token is empty",
+                ));
+            }
+            let sealed = self.vault.seal_token(token.trim()).await?;
+            self.meta.set_vault_external_token(v.id, &sealed).await?;
+        }
         self.meta
             .set_vault_protection(v.id, v.soft_delete, v.purge_protection, v.retention_days)
             .await?;

@@ -143,6 +143,7 @@ async fn a_key_is_deleted_softly_recovered_and_purged_only_when_allowed() {
                 soft_delete: None,
                 retention_days: None,
                 purge_protection: Some(false),
+                transit_token: None,
             },
         )
         .await

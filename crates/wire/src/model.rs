@@ -660,6 +660,10 @@ pub struct UpdateVault {
     /// Turn purge protection on.
     #[serde(default)]
     pub purge_protection: Option<bool>,
+    /// A new token for the vault's transit engine (the old one expiring or
+    /// revoked); stored wrapped by the root key, never shown.
+    #[serde(default)]
+    pub transit_token: Option<String>,
 }
 
 /// A key in a vault (never its material).

@@ -162,6 +162,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
                 E::InvalidRetention,
                 E::Irreversible,
                 E::ResourceDeleted,
+                E::InvalidKeyOperation,
             ],
             routes!(update_vault),
         )

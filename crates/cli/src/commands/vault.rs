@@ -134,6 +134,11 @@ pub enum VaultCmd {
         /// Turn soft delete on (for good).
         #[arg(long)]
         enable_soft_delete: bool,
+        /// A file holding a new token for the vault's transit engine (the
+        /// old one expiring or revoked); every node uses it from its next
+        /// request.
+        #[arg(long)]
+        transit_token_file: Option<std::path::PathBuf>,
     },
     /// Delete a key vault: recoverable with its keys for the retention
     /// period when it has soft delete, else purged at once (asks first,
@@ -592,12 +597,28 @@ pub async fn vault(c: &Client, out: &Output, cmd: VaultCmd) -> anyhow::Result<()
             retention_days,
             enable_purge_protection,
             enable_soft_delete,
+            transit_token_file,
         } => {
             let id = vault_id(c, &vault).await?;
+            let transit_token = match transit_token_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(&f)
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "cannot read the transit token file {}: {e}",
+                                f.display()
+                            )
+                        })?
+                        .trim()
+                        .to_string(),
+                ),
+                None => None,
+            };
             let body = UpdateVault {
                 soft_delete: enable_soft_delete.then_some(true),
                 retention_days,
                 purge_protection: enable_purge_protection.then_some(true),
+                transit_token,
             };
             let v: Vault = c.patch(&format!("/v1/vaults/{}", seg(&id)), &body).await?;
             out.show(&v, View::Fields)
