@@ -112,21 +112,6 @@ fn read_back(s: &Server, disk: &str) {
     s.cli(&["disk", "detach", disk]);
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn root_key_in_softhsm() {
     require("softhsm2-util", "softhsm2");

@@ -21,7 +21,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{QemuIo, Server, require};
+use common::{QemuIo, Server, files_under, require};
 
 /// Longer than any cut may take here: the key watch runs every 500 ms; a
 /// cut later than this means the disk was left serving.
@@ -133,23 +133,6 @@ fn reads_again(uri: &str, cause: &str) {
     let out = io.run("read -P 0x5a 0 1M");
     assert!(!out.contains("failed"), "{cause}: {out}");
     let _ = io.finish(Duration::from_secs(10));
-}
-
-/// Every file under `dir`.
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// Whether a new connection to `uri` can read at all.

@@ -842,36 +842,18 @@ async fn an_open_disk_is_cut_off_when_its_key_is_revoked_and_opens_again_after()
     use bytes::Bytes;
     use coffer_nbd::ExportResolver;
     use coffer_service::ExportResolverImpl;
-    use coffer_service::model::{CreateDisk, CreateEncryptionSet, CreateRoleAssignment};
+    use coffer_service::model::{CreateDisk, CreateRoleAssignment};
     let w = world().await;
     let (svc, admin) = (&w.svc, &w.admin);
     svc.join("revoke", "http://revoke.invalid", "127.0.0.1:10809")
         .await
         .unwrap();
-    let v = svc
-        .create_vault(admin, vault_req("cmk", true))
-        .await
-        .unwrap();
-    let k = svc.create_key(admin, &v.id, key_req("k")).await.unwrap();
-    let set = svc
-        .create_encryption_set(
-            admin,
-            CreateEncryptionSet {
-                name: "des".into(),
-                key_id: k.id.clone(),
-                key_version: None,
-                encryption_type: None,
-                account_id: None,
-            },
-        )
-        .await
-        .unwrap();
+    let (k, set) = key_and_set(svc, admin, "cmk", None).await;
     let grant = || CreateRoleAssignment {
         principal_id: set.identity_id.clone(),
         role: "Key Vault Crypto Service Encryption User".into(),
         scope: k.id.clone(),
     };
-    svc.create_role_assignment(admin, grant()).await.unwrap();
     let disk = svc
         .create_disk(
             admin,
