@@ -926,3 +926,5 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+pub mod guest;
