@@ -39,7 +39,9 @@ use commands::audit::AuditCmd;
 use commands::disk::DiskCmd;
 use commands::encryption_set::EncryptionSetCmd;
 use commands::iam::{IamCmd, PrincipalCmd, RoleCmd};
+use commands::image::ImageCmd;
 use commands::org::{AccountCmd, FolderCmd, TenantCmd};
+use commands::share::{InvitationCmd, ShareCmd};
 use commands::snapshot::SnapshotCmd;
 use commands::token::TokenCmd;
 use commands::vault::{KeyCmd, SecretCmd, VaultCmd};
@@ -118,9 +120,22 @@ enum Command {
     /// Disks: create, list, show, resize, attach, detach, delete.
     #[command(subcommand)]
     Disk(DiskCmd),
-    /// Snapshots: create, list, show, delete.
+    /// Snapshots: create, list, show, delete, copy, permission.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Images (a root and data snapshots to launch disks from): create,
+    /// list, show, delete, copy, permission.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Resource shares: snapshots and images shared with accounts,
+    /// folders or the tenant (create, list, show, add-resource,
+    /// remove-resource, add-principal, remove-principal, delete).
+    #[command(subcommand)]
+    Share(ShareCmd),
+    /// Invitations of your account to other tenants' resource shares:
+    /// list, accept, reject.
+    #[command(subcommand)]
+    Invitation(InvitationCmd),
     /// Key vaults: create, list, show, update, delete, recover, purge.
     #[command(subcommand)]
     Vault(VaultCmd),
@@ -183,6 +198,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Region(cmd) => commands::admin::region(&c, &out, cmd).await,
         Command::Disk(cmd) => commands::disk::run(&c, &out, cmd).await,
         Command::Snapshot(cmd) => commands::snapshot::run(&c, &out, cmd).await,
+        Command::Image(cmd) => commands::image::run(&c, &out, cmd).await,
+        Command::Share(cmd) => commands::share::run(&c, &out, cmd).await,
+        Command::Invitation(cmd) => commands::share::run_invitation(&c, &out, cmd).await,
         Command::Vault(cmd) => commands::vault::vault(&c, &out, cmd).await,
         Command::Key(cmd) => commands::vault::key(&c, &out, cmd).await,
         Command::Secret(cmd) => commands::vault::secret(&c, &out, cmd).await,

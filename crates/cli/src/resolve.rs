@@ -24,6 +24,7 @@ fn route(kind: Kind) -> anyhow::Result<(&'static str, &'static str)> {
     Ok(match kind {
         Kind::Disk => ("/v1/disks", "disk"),
         Kind::Snapshot => ("/v1/snapshots", "snapshot"),
+        Kind::Image => ("/v1/images", "image"),
         Kind::Tenant => ("/v1/tenants", "tenant"),
         Kind::Folder => ("/v1/folders", "folder"),
         Kind::Account => ("/v1/accounts", "account"),

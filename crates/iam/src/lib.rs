@@ -44,12 +44,30 @@ pub enum Action {
     DisksDelete,
     /// Attach and detach disks (read and write their blocks over NBD).
     DisksAttach,
-    /// See snapshots (and create disks from them).
+    /// See snapshots: show, list.
     SnapshotsRead,
     /// Take snapshots.
     SnapshotsWrite,
     /// Delete snapshots.
     SnapshotsDelete,
+    /// Create disks from a snapshot and copy it (AWS's create-volume
+    /// permission): seeing a snapshot is not enough.
+    SnapshotsUse,
+    /// See images: show, list.
+    ImagesRead,
+    /// Create images and change their tags.
+    ImagesWrite,
+    /// Delete images.
+    ImagesDelete,
+    /// Launch disks from an image and copy it (AWS's launch permission).
+    ImagesUse,
+    /// See resource shares, their resources, principals and invitations,
+    /// and a resource's permissions.
+    SharesRead,
+    /// Create resource shares, change what they share and with whom,
+    /// change a snapshot's or image's permissions; accept or reject an
+    /// invitation for an account.
+    SharesWrite,
     /// See tenants, folders and accounts.
     OrgRead,
     /// Create, move and delete tenants, folders and accounts.
@@ -103,7 +121,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order of the docs.
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 38] = [
         Action::DisksRead,
         Action::DisksWrite,
         Action::DisksDelete,
@@ -111,6 +129,13 @@ impl Action {
         Action::SnapshotsRead,
         Action::SnapshotsWrite,
         Action::SnapshotsDelete,
+        Action::SnapshotsUse,
+        Action::ImagesRead,
+        Action::ImagesWrite,
+        Action::ImagesDelete,
+        Action::ImagesUse,
+        Action::SharesRead,
+        Action::SharesWrite,
         Action::OrgRead,
         Action::OrgWrite,
         Action::IamRead,
@@ -147,6 +172,13 @@ impl Action {
             Action::SnapshotsRead => "snapshots/read",
             Action::SnapshotsWrite => "snapshots/write",
             Action::SnapshotsDelete => "snapshots/delete",
+            Action::SnapshotsUse => "snapshots/use",
+            Action::ImagesRead => "images/read",
+            Action::ImagesWrite => "images/write",
+            Action::ImagesDelete => "images/delete",
+            Action::ImagesUse => "images/use",
+            Action::SharesRead => "shares/read",
+            Action::SharesWrite => "shares/write",
             Action::OrgRead => "org/read",
             Action::OrgWrite => "org/write",
             Action::IamRead => "iam/read",
@@ -179,6 +211,8 @@ impl Action {
         match kind {
             TargetKind::Disk => Action::DisksRead,
             TargetKind::Snapshot => Action::SnapshotsRead,
+            TargetKind::Image => Action::ImagesRead,
+            TargetKind::Share => Action::SharesRead,
             TargetKind::Tenant | TargetKind::Folder | TargetKind::Account => Action::OrgRead,
             TargetKind::Principal | TargetKind::RoleAssignment => Action::IamRead,
             TargetKind::Vault => Action::VaultsRead,
@@ -231,6 +265,10 @@ pub enum Role {
     KeyVaultCryptoServiceEncryptionUser,
     /// Read secrets' values.
     KeyVaultSecretsUser,
+    /// See snapshots and images, create disks from them and copy them:
+    /// what a recipient of a shared snapshot or image needs (Reader only
+    /// sees it).
+    DiskSnapshotUser,
 }
 
 use Action as A;
@@ -243,6 +281,13 @@ const CONTRIBUTOR: &[Action] = &[
     A::SnapshotsRead,
     A::SnapshotsWrite,
     A::SnapshotsDelete,
+    A::SnapshotsUse,
+    A::ImagesRead,
+    A::ImagesWrite,
+    A::ImagesDelete,
+    A::ImagesUse,
+    A::SharesRead,
+    A::SharesWrite,
     A::OrgRead,
     A::IamRead,
     A::VaultsRead,
@@ -257,6 +302,8 @@ const CONTRIBUTOR: &[Action] = &[
 const READER: &[Action] = &[
     A::DisksRead,
     A::SnapshotsRead,
+    A::ImagesRead,
+    A::SharesRead,
     A::OrgRead,
     A::IamRead,
     A::VaultsRead,
@@ -288,13 +335,20 @@ const KEY_USER: &[Action] = &[
 ];
 const KEY_SERVICE: &[Action] = &[A::KeysRead, A::KeysWrap, A::KeysUnwrap];
 const SECRETS_USER: &[Action] = &[A::SecretsRead, A::SecretsGet];
+const SNAPSHOT_USER: &[Action] = &[
+    A::SnapshotsRead,
+    A::SnapshotsUse,
+    A::ImagesRead,
+    A::ImagesUse,
+];
 
 impl Role {
     /// Every built-in role, in the order of the docs.
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Owner,
         Role::Contributor,
         Role::Reader,
+        Role::DiskSnapshotUser,
         Role::KeyVaultAdministrator,
         Role::KeyVaultCryptoUser,
         Role::KeyVaultCryptoServiceEncryptionUser,
@@ -311,6 +365,7 @@ impl Role {
             Role::KeyVaultCryptoUser => "Key Vault Crypto User",
             Role::KeyVaultCryptoServiceEncryptionUser => "Key Vault Crypto Service Encryption User",
             Role::KeyVaultSecretsUser => "Key Vault Secrets User",
+            Role::DiskSnapshotUser => "Disk Snapshot User",
         }
     }
 
@@ -328,6 +383,9 @@ impl Role {
                 "wrap and unwrap data keys: for the managed identity of a disk encryption set"
             }
             Role::KeyVaultSecretsUser => "read secrets' values",
+            Role::DiskSnapshotUser => {
+                "see snapshots and images, create disks from them and copy them"
+            }
         }
     }
 
@@ -341,6 +399,7 @@ impl Role {
             Role::KeyVaultCryptoUser => KEY_USER,
             Role::KeyVaultCryptoServiceEncryptionUser => KEY_SERVICE,
             Role::KeyVaultSecretsUser => SECRETS_USER,
+            Role::DiskSnapshotUser => SNAPSHOT_USER,
         }
     }
 
@@ -366,7 +425,7 @@ impl fmt::Display for Role {
 /// A string that names no role.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown role '{0}': the built-in roles are Owner, Contributor, Reader, Key Vault Administrator, Key Vault Crypto User, Key Vault Crypto Service Encryption User and Key Vault Secrets User"
+    "unknown role '{0}': the built-in roles are Owner, Contributor, Reader, Disk Snapshot User, Key Vault Administrator, Key Vault Crypto User, Key Vault Crypto Service Encryption User and Key Vault Secrets User"
 )]
 pub struct UnknownRole(pub String);
 
@@ -439,6 +498,10 @@ pub enum TargetKind {
     Secret,
     /// A disk encryption set.
     EncryptionSet,
+    /// An image.
+    Image,
+    /// A resource share.
+    Share,
 }
 
 impl TargetKind {
@@ -458,12 +521,16 @@ impl TargetKind {
             Kind::Vault => Some(TargetKind::Vault),
             Kind::Secret => Some(TargetKind::Secret),
             Kind::EncryptionSet => Some(TargetKind::EncryptionSet),
+            Kind::Image => Some(TargetKind::Image),
+            Kind::Share => Some(TargetKind::Share),
             Kind::Volume
             | Kind::Dek
             | Kind::Token
             | Kind::Attachment
             | Kind::Node
-            | Kind::Grant => None,
+            | Kind::Grant
+            | Kind::Job
+            | Kind::Invitation => None,
         }
     }
 }
@@ -561,6 +628,45 @@ pub struct Subject {
     /// Every active grant on a key the principal is the grantee of (AWS
     /// KMS grants): the key actions it allows on that key alone.
     pub key_grants: Vec<KeyGrant>,
+    /// Every resource shared with the principal's account (by a resource
+    /// share or a snapshot's or image's permission, accepted where an
+    /// invitation was needed): the actions a share allows there.
+    pub shared: Vec<Shared>,
+}
+
+/// A resource shared with the subject's account: what it may do there
+/// (no inheritance: a share names resources, never scopes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shared {
+    /// The share (`rs-…`): a resource share, or the one behind a
+    /// resource's permissions.
+    pub share: Id,
+    /// How it was shared, for explanations.
+    pub how: ShareHow,
+    /// The resource.
+    pub resource: Id,
+}
+
+/// The user-facing mechanism behind a [`Shared`] resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareHow {
+    /// A resource share (Alibaba / AWS RAM).
+    ResourceShare,
+    /// A snapshot's create-volume or an image's launch permission (AWS).
+    Permission,
+}
+
+impl Shared {
+    /// The actions sharing gives on a resource of `kind`: see it, create
+    /// disks from it and copy it; never change or delete it (sharing never
+    /// transfers ownership).
+    pub fn actions(kind: TargetKind) -> &'static [Action] {
+        match kind {
+            TargetKind::Snapshot => &[Action::SnapshotsRead, Action::SnapshotsUse],
+            TargetKind::Image => &[Action::ImagesRead, Action::ImagesUse],
+            _ => &[],
+        }
+    }
 }
 
 /// A grant on one key: the actions it allows its grantee there (no
@@ -634,6 +740,13 @@ pub enum Allowed {
         /// The grant's id.
         grant: Id,
     },
+    /// The resource is shared with the principal's account.
+    Shared {
+        /// The share.
+        share: Id,
+        /// How.
+        how: ShareHow,
+    },
 }
 
 impl fmt::Display for Allowed {
@@ -657,6 +770,20 @@ impl fmt::Display for Allowed {
                 f.write_str("a principal may read itself and manage its own tokens")
             }
             Allowed::KeyGrant { grant } => write!(f, "key grant {grant} allows it on the key"),
+            Allowed::Shared {
+                share,
+                how: ShareHow::ResourceShare,
+            } => write!(
+                f,
+                "resource share {share} shares it with the principal's account"
+            ),
+            Allowed::Shared {
+                share,
+                how: ShareHow::Permission,
+            } => write!(
+                f,
+                "its permissions ({share}) share it with the principal's account"
+            ),
         }
     }
 }
@@ -775,6 +902,14 @@ pub fn authorize(subject: &Subject, action: Action, target: &Target) -> Decision
     {
         return Decision::Allow(Allowed::KeyGrant { grant: g.id });
     }
+    if let Some(sh) = subject.shared.iter().find(|sh| {
+        scope == Scope::Id(sh.resource) && Shared::actions(scope.kind()).contains(&action)
+    }) {
+        return Decision::Allow(Allowed::Shared {
+            share: sh.share,
+            how: sh.how,
+        });
+    }
     if scope == Scope::Id(subject.principal) && own_principal_allows(action) {
         return Decision::Allow(Allowed::OwnPrincipal);
     }
@@ -787,6 +922,10 @@ pub fn authorize(subject: &Subject, action: Action, target: &Target) -> Decision
         || home
         || scope == Scope::Id(subject.principal)
         || subject.key_grants.iter().any(|g| scope == Scope::Id(g.key))
+        || subject
+            .shared
+            .iter()
+            .any(|sh| scope == Scope::Id(sh.resource))
         || find_grant(subject, read, target).is_some();
     let held = subject
         .grants
@@ -842,6 +981,7 @@ mod tests {
                 })
                 .collect(),
             key_grants: Vec::new(),
+            shared: Vec::new(),
         }
     }
 
@@ -1027,6 +1167,8 @@ mod tests {
                 let read = match a.as_str().split('/').next() {
                     Some("disks") => Action::DisksRead,
                     Some("snapshots") => Action::SnapshotsRead,
+                    Some("images") => Action::ImagesRead,
+                    Some("shares") => Action::SharesRead,
                     Some("keys") => Action::KeysRead,
                     Some("org") => Action::OrgRead,
                     Some("iam" | "tokens") => Action::IamRead,
@@ -1035,5 +1177,54 @@ mod tests {
                 assert!(r.grants(read), "{r} grants {a} but not {read}");
             }
         }
+    }
+
+    #[test]
+    fn a_shared_resource_is_seen_and_used_never_changed() {
+        let w = world();
+        let mut s = subject(&w, &[]);
+        let share = Id::random(Kind::Share);
+        s.shared.push(Shared {
+            share,
+            how: ShareHow::Permission,
+            resource: w.snapshot,
+        });
+        for a in [Action::SnapshotsRead, Action::SnapshotsUse] {
+            let d = authorize(&s, a, &snapshot(&w));
+            assert_eq!(
+                d,
+                Decision::Allow(Allowed::Shared {
+                    share,
+                    how: ShareHow::Permission
+                }),
+                "{a}"
+            );
+        }
+        for a in [Action::SnapshotsDelete, Action::SnapshotsWrite] {
+            let Decision::Deny(d) = authorize(&s, a, &snapshot(&w)) else {
+                panic!("{a} allowed through a share")
+            };
+            assert!(d.visible, "{a}: a shared snapshot is visible, so 403");
+        }
+        // Nothing else of the sharer's account comes with it.
+        let Decision::Deny(d) = authorize(&s, Action::DisksRead, &disk(&w)) else {
+            panic!("the sharer's disk is readable")
+        };
+        assert!(!d.visible);
+    }
+
+    #[test]
+    fn seeing_a_snapshot_is_not_launching_it() {
+        let w = world();
+        let s = subject(&w, &[(Role::Reader, Scope::Id(w.snapshot))]);
+        assert!(authorize(&s, Action::SnapshotsRead, &snapshot(&w)).is_allowed());
+        let Decision::Deny(d) = authorize(&s, Action::SnapshotsUse, &snapshot(&w)) else {
+            panic!("Reader may create disks from a snapshot")
+        };
+        assert!(d.visible);
+        assert!(d.reason(s.principal).contains("Disk Snapshot User"));
+        let s = subject(&w, &[(Role::DiskSnapshotUser, Scope::Id(w.snapshot))]);
+        assert!(authorize(&s, Action::SnapshotsUse, &snapshot(&w)).is_allowed());
+        assert!(!authorize(&s, Action::SnapshotsDelete, &snapshot(&w)).is_allowed());
     }
 }

@@ -36,11 +36,13 @@ mod chunks;
 pub mod extents;
 mod fsck;
 mod grants;
+mod images;
 mod listing;
 mod nodes;
 mod org;
 mod resources;
 pub mod schema;
+mod shares;
 mod vault;
 mod vaults;
 
@@ -55,10 +57,12 @@ pub use chunks::{ChunkEntry, CommitStats, VolumeRow};
 pub use extents::{ChunkMap, Extent, Loc, ObjectRef};
 pub use fsck::Finding;
 pub use grants::GrantRow;
+pub use images::{ImageRow, Member};
 pub use listing::{ListFilter, Visible};
 pub use nodes::{Holder, NodeRow, SweepView, now_ms};
 pub use org::{AccountRow, FolderRow, PrincipalRow, RoleAssignmentRow, TenantRow, TokenRow};
-pub use resources::{AttachmentRow, DetachIf, DiskRow, SnapshotBy, SnapshotRow};
+pub use resources::{AttachmentRow, DetachIf, DiskRow, Origin, SnapshotBy, SnapshotRow};
+pub use shares::{PUBLIC, SharePrincipalRow, ShareRow, SharedRow, parse_principal};
 pub use vault::{DekRow, VaultKeyRow};
 pub use vaults::{
     EncryptionSetRow, ExternalStore, KeyVersionRow, NewSecretVersion, SecretRow, VaultRow,

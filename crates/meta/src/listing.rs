@@ -9,9 +9,7 @@ use sqlx::any::AnyArguments;
 use sqlx::query::QueryAs;
 use sqlx::{Any, AssertSqlSafe};
 
-use crate::resources::{
-    DISK_FROM, DISK_SELECT, DiskTuple, SNAP_FROM, SNAP_SELECT, SnapTuple, disk_row, snap_row,
-};
+use crate::resources::{DISK_FROM, DISK_SELECT, DiskRec, SNAP_FROM, SNAP_SELECT, SnapRec};
 use crate::{DiskRow, Meta, Result, SnapshotRow};
 
 /// Which rows a caller may see.
@@ -43,6 +41,8 @@ pub struct ListFilter {
     pub attached: Option<bool>,
     /// Only disks made from this snapshot, or snapshots taken from this disk.
     pub source: Option<Id>,
+    /// Only rows tagged with this key and value.
+    pub tag: Option<(String, String)>,
     /// Only rows after this (created_at, id) key.
     pub after: Option<(String, String)>,
     /// At most this many rows.
@@ -86,6 +86,7 @@ pub(crate) fn clause(f: &ListFilter, binds: &mut Vec<String>) -> Option<String> 
     if let Some(src) = f.source {
         let col = match src.kind() {
             coffer_types::Kind::Snapshot => "t.source_snapshot_id",
+            coffer_types::Kind::Image => "t.source_image_id",
             _ => "t.source_disk_id",
         };
         terms.push(format!("{col} = {}", bind(src.to_string(), binds)));
@@ -94,6 +95,13 @@ pub(crate) fn clause(f: &ListFilter, binds: &mut Vec<String>) -> Option<String> 
         let not = if att { "" } else { "NOT " };
         terms.push(format!(
             "{not}EXISTS (SELECT 1 FROM attachments a WHERE a.disk_id = t.id)"
+        ));
+    }
+    if let Some((k, v)) = &f.tag {
+        let k = bind(k.clone(), binds);
+        let v = bind(v.clone(), binds);
+        terms.push(format!(
+            "t.id IN (SELECT g.resource_id FROM tags g WHERE g.tag_key = {k} AND g.tag_value = {v})"
         ));
     }
     if let Some((at, id)) = &f.after {
@@ -120,22 +128,17 @@ pub(crate) fn bound<'q, O>(
     q
 }
 
-/// A disk row's columns and whether it is attached.
-type DiskWithFlag = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    i64,
-);
+/// A disk and whether it is attached (the column after [`DISK_SELECT`]'s).
+struct DiskWithFlag(DiskRow, bool);
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for DiskWithFlag {
+    fn from_row(r: &'r sqlx::any::AnyRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        let disk = <DiskRec as sqlx::FromRow<'r, sqlx::any::AnyRow>>::from_row(r)?.0;
+        let attached: i64 = r.try_get(15)?;
+        Ok(DiskWithFlag(disk, attached != 0))
+    }
+}
 
 impl Meta {
     /// One page of disks, each with whether it is attached.
@@ -152,12 +155,7 @@ impl Meta {
         let rows: Vec<DiskWithFlag> = bound(sqlx::query_as(AssertSqlSafe(sql)), &binds)
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter()
-            .map(|r| {
-                let t: DiskTuple = (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11);
-                Ok((disk_row(t)?, r.12 != 0))
-            })
-            .collect()
+        Ok(rows.into_iter().map(|r| (r.0, r.1)).collect())
     }
 
     /// One page of snapshots.
@@ -170,9 +168,9 @@ impl Meta {
             "SELECT {SNAP_SELECT} FROM {SNAP_FROM} {clause} ORDER BY t.created_at, t.id LIMIT {}",
             f.limit
         );
-        let rows: Vec<SnapTuple> = bound(sqlx::query_as(AssertSqlSafe(sql)), &binds)
+        let rows: Vec<SnapRec> = bound(sqlx::query_as(AssertSqlSafe(sql)), &binds)
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter().map(snap_row).collect()
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 }

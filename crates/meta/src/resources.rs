@@ -2,6 +2,8 @@
 //! to volumes of the chunk layer.
 
 use coffer_types::{Id, Kind};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use crate::chunks::{VolumeRow, gc_volume_tx, insert_volume_tx, volume_tx};
 use crate::nodes::{Holder, check_holder_tx};
@@ -37,6 +39,23 @@ pub struct DiskRow {
     /// The disk encryption set its DEK was made through, read through the
     /// DEK like `kek_id` and ignored on insert.
     pub encryption_set_id: Option<Id>,
+    /// Image it was launched from.
+    pub source_image_id: Option<Id>,
+    /// The account and region of the snapshot or image it came from
+    /// (kept after that is gone).
+    pub origin: Origin,
+}
+
+/// Where a resource came from, kept after its source is gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The source's owner account.
+    pub account: Option<Id>,
+    /// The source's region.
+    pub region: Option<String>,
+    /// The source's id (a snapshot or image; disks keep theirs in their
+    /// own columns and leave this `None`).
+    pub id: Option<Id>,
 }
 
 /// A snapshot.
@@ -67,6 +86,12 @@ pub struct SnapshotRow {
     pub created_at: String,
     /// The disk encryption set of its DEK, read through the DEK.
     pub encryption_set_id: Option<Id>,
+    /// The image that owns it, and its role there (`root`, `data1`, ...).
+    pub image: Option<(Id, String)>,
+    /// How it was made: `snapshot`, `image` or `copy`.
+    pub created_by: coffer_types::CreationMethod,
+    /// What it was copied from.
+    pub origin: Origin,
 }
 
 /// An attachment of a disk to a block client.
@@ -116,88 +141,105 @@ pub enum SnapshotBy<'a> {
     },
 }
 
-pub(crate) type DiskTuple = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-);
-/// The stored columns of a disk, in [`DiskTuple`] order without `kek_id`.
-const DISK_STORED: &str = "id, account_id, name, region, zone, size, volume_id, encryption, source_snapshot_id, created_at";
-/// A [`DiskTuple`] selected from [`DISK_FROM`].
-pub(crate) const DISK_SELECT: &str = "t.id, t.account_id, t.name, t.region, t.zone, t.size, t.volume_id, t.encryption, k.kek_id, t.source_snapshot_id, t.created_at, k.encryption_set_id";
+/// The stored columns of a disk.
+const DISK_STORED: &str = "id, account_id, name, region, zone, size, volume_id, encryption, source_snapshot_id, created_at, source_image_id, source_account, source_region";
+/// A disk's columns ([`DiskRec`]) selected from [`DISK_FROM`].
+pub(crate) const DISK_SELECT: &str = "t.id, t.account_id, t.name, t.region, t.zone, t.size, t.volume_id, t.encryption, k.kek_id, t.source_snapshot_id, t.created_at, k.encryption_set_id, t.source_image_id, t.source_account, t.source_region";
 /// Disks `t` with the DEK `k` of their volume (whose `kek_id` they report).
 pub(crate) const DISK_FROM: &str =
     "disks t JOIN volumes v ON v.id = t.volume_id JOIN deks k ON k.id = v.dek_id";
 
-pub(crate) fn disk_row(t: DiskTuple) -> Result<DiskRow> {
-    Ok(DiskRow {
-        id: parse_id(&t.0, Kind::Disk)?,
-        account_id: parse_id(&t.1, Kind::Account)?,
-        name: t.2,
-        region: t.3,
-        zone: t.4,
-        size: to_u64(t.5)?,
-        volume_id: parse_id(&t.6, Kind::Volume)?,
-        encryption: crate::parse_word(&t.7)?,
-        kek_id: parse_id(&t.8, Kind::Key)?,
-        source_snapshot_id: t.9.map(|s| parse_id(&s, Kind::Snapshot)).transpose()?,
-        created_at: t.10,
-        encryption_set_id: t
-            .11
-            .map(|s| parse_id(&s, Kind::EncryptionSet))
-            .transpose()?,
-    })
+/// A disk decoded from the columns of [`DISK_SELECT`] (then any others).
+pub(crate) struct DiskRec(pub DiskRow);
+
+/// A snapshot decoded from the columns of [`SNAP_SELECT`].
+pub(crate) struct SnapRec(pub SnapshotRow);
+
+fn decode<T>(r: Result<T>) -> sqlx::Result<T> {
+    r.map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-pub(crate) type SnapTuple = (
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-);
-/// The stored columns of a snapshot, in [`SnapTuple`] order without `kek_id`.
-const SNAP_STORED: &str = "id, account_id, name, region, source_disk_id, volume_id, generation, size, encryption, created_at";
-/// A [`SnapTuple`] selected from [`SNAP_FROM`].
-pub(crate) const SNAP_SELECT: &str = "t.id, t.account_id, t.name, t.region, t.source_disk_id, t.volume_id, t.generation, t.size, t.encryption, k.kek_id, t.created_at, k.encryption_set_id";
+impl<'r> sqlx::FromRow<'r, AnyRow> for DiskRec {
+    fn from_row(r: &'r AnyRow) -> sqlx::Result<Self> {
+        let opt = |i: usize| -> sqlx::Result<Option<String>> { r.try_get(i) };
+        let s = |i: usize| -> sqlx::Result<String> { r.try_get(i) };
+        let (id, account, volume, kek) = (s(0)?, s(1)?, s(6)?, s(8)?);
+        let (source, set, image, src_account) = (opt(9)?, opt(11)?, opt(12)?, opt(13)?);
+        decode((|| {
+            Ok(DiskRec(DiskRow {
+                id: parse_id(&id, Kind::Disk)?,
+                account_id: parse_id(&account, Kind::Account)?,
+                name: s(2)?,
+                region: s(3)?,
+                zone: s(4)?,
+                size: to_u64(r.try_get::<i64, _>(5)?)?,
+                volume_id: parse_id(&volume, Kind::Volume)?,
+                encryption: crate::parse_word(&s(7)?)?,
+                kek_id: parse_id(&kek, Kind::Key)?,
+                source_snapshot_id: source.map(|s| parse_id(&s, Kind::Snapshot)).transpose()?,
+                created_at: s(10)?,
+                encryption_set_id: set.map(|s| parse_id(&s, Kind::EncryptionSet)).transpose()?,
+                source_image_id: image.map(|s| parse_id(&s, Kind::Image)).transpose()?,
+                origin: Origin {
+                    account: src_account
+                        .map(|s| parse_id(&s, Kind::Account))
+                        .transpose()?,
+                    region: opt(14)?,
+                    id: None,
+                },
+            }))
+        })())
+    }
+}
+
+/// The stored columns of a snapshot.
+pub(crate) const SNAP_STORED: &str = "id, account_id, name, region, source_disk_id, volume_id, generation, size, encryption, created_at, image_id, image_role, created_by, source_account, source_region, source_id";
+/// A snapshot's columns ([`SnapRec`]) selected from [`SNAP_FROM`].
+pub(crate) const SNAP_SELECT: &str = "t.id, t.account_id, t.name, t.region, t.source_disk_id, t.volume_id, t.generation, t.size, t.encryption, k.kek_id, t.created_at, k.encryption_set_id, t.image_id, t.image_role, t.created_by, t.source_account, t.source_region, t.source_id";
 /// Snapshots `t` with the DEK `k` of their volume.
 pub(crate) const SNAP_FROM: &str =
     "snapshots t JOIN volumes v ON v.id = t.volume_id JOIN deks k ON k.id = v.dek_id";
 
-pub(crate) fn snap_row(t: SnapTuple) -> Result<SnapshotRow> {
-    Ok(SnapshotRow {
-        id: parse_id(&t.0, Kind::Snapshot)?,
-        account_id: parse_id(&t.1, Kind::Account)?,
-        name: t.2,
-        region: t.3,
-        source_disk_id: t.4.map(|s| parse_id(&s, Kind::Disk)).transpose()?,
-        volume_id: parse_id(&t.5, Kind::Volume)?,
-        generation: to_u64(t.6)?,
-        size: to_u64(t.7)?,
-        encryption: crate::parse_word(&t.8)?,
-        kek_id: parse_id(&t.9, Kind::Key)?,
-        created_at: t.10,
-        encryption_set_id: t
-            .11
-            .map(|s| parse_id(&s, Kind::EncryptionSet))
-            .transpose()?,
-    })
+impl<'r> sqlx::FromRow<'r, AnyRow> for SnapRec {
+    fn from_row(r: &'r AnyRow) -> sqlx::Result<Self> {
+        let opt = |i: usize| -> sqlx::Result<Option<String>> { r.try_get(i) };
+        let s = |i: usize| -> sqlx::Result<String> { r.try_get(i) };
+        let (id, account, volume, kek) = (s(0)?, s(1)?, s(5)?, s(9)?);
+        let (disk, set, image, role) = (opt(4)?, opt(11)?, opt(12)?, opt(13)?);
+        let (by, src_account, src_id) = (s(14)?, opt(15)?, opt(17)?);
+        decode((|| {
+            let image = match (image, role) {
+                (Some(i), Some(role)) => Some((parse_id(&i, Kind::Image)?, role)),
+                _ => None,
+            };
+            Ok(SnapRec(SnapshotRow {
+                id: parse_id(&id, Kind::Snapshot)?,
+                account_id: parse_id(&account, Kind::Account)?,
+                name: s(2)?,
+                region: s(3)?,
+                source_disk_id: disk.map(|s| parse_id(&s, Kind::Disk)).transpose()?,
+                volume_id: parse_id(&volume, Kind::Volume)?,
+                generation: to_u64(r.try_get::<i64, _>(6)?)?,
+                size: to_u64(r.try_get::<i64, _>(7)?)?,
+                encryption: crate::parse_word(&s(8)?)?,
+                kek_id: parse_id(&kek, Kind::Key)?,
+                created_at: s(10)?,
+                encryption_set_id: set.map(|s| parse_id(&s, Kind::EncryptionSet)).transpose()?,
+                image,
+                created_by: crate::parse_word(&by)?,
+                origin: Origin {
+                    account: src_account
+                        .map(|s| parse_id(&s, Kind::Account))
+                        .transpose()?,
+                    region: opt(16)?,
+                    id: src_id
+                        .map(|s| s.parse::<Id>())
+                        .transpose()
+                        .map_err(|e| MetaError::Corrupt(format!("snapshot source id: {e}")))?,
+                },
+            }))
+        })())
+    }
 }
 
 type AttTuple = (
@@ -242,7 +284,7 @@ fn inserted(done: sqlx::any::AnyQueryResult, kind: Kind, account: Id, name: &str
 
 async fn insert_disk_tx(tx: &mut sqlx::Transaction<'_, sqlx::Any>, disk: &DiskRow) -> Result<()> {
     let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO disks ({DISK_STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
+        "INSERT INTO disks ({DISK_STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING"
     )))
     .bind(disk.id.to_string())
     .bind(disk.account_id.to_string())
@@ -254,9 +296,42 @@ async fn insert_disk_tx(tx: &mut sqlx::Transaction<'_, sqlx::Any>, disk: &DiskRo
     .bind(disk.encryption.as_str())
     .bind(disk.source_snapshot_id.map(|s| s.to_string()))
     .bind(&disk.created_at)
+    .bind(disk.source_image_id.map(|s| s.to_string()))
+    .bind(disk.origin.account.map(|s| s.to_string()))
+    .bind(disk.origin.region.clone())
     .execute(&mut **tx)
     .await?;
     inserted(done, Kind::Disk, disk.account_id, &disk.name)
+}
+
+/// Insert a snapshot row (its view must be kept by the caller's
+/// transaction: a new generation, or the view of an existing row).
+pub(crate) async fn insert_snapshot_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    snap: &SnapshotRow,
+) -> Result<()> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO snapshots ({SNAP_STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING"
+    )))
+    .bind(snap.id.to_string())
+    .bind(snap.account_id.to_string())
+    .bind(&snap.name)
+    .bind(&snap.region)
+    .bind(snap.source_disk_id.map(|d| d.to_string()))
+    .bind(snap.volume_id.to_string())
+    .bind(to_i64(snap.generation)?)
+    .bind(to_i64(snap.size)?)
+    .bind(snap.encryption.as_str())
+    .bind(&snap.created_at)
+    .bind(snap.image.as_ref().map(|i| i.0.to_string()))
+    .bind(snap.image.as_ref().map(|i| i.1.clone()))
+    .bind(snap.created_by.as_str())
+    .bind(snap.origin.account.map(|s| s.to_string()))
+    .bind(snap.origin.region.clone())
+    .bind(snap.origin.id.map(|s| s.to_string()))
+    .execute(&mut **tx)
+    .await?;
+    inserted(done, Kind::Snapshot, snap.account_id, &snap.name)
 }
 
 impl Meta {
@@ -271,18 +346,18 @@ impl Meta {
 
     /// A disk by id.
     pub async fn disk(&self, id: Id) -> Result<Option<DiskRow>> {
-        let row: Option<DiskTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<DiskRec> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {DISK_SELECT} FROM {DISK_FROM} WHERE t.id = $1"
         )))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(disk_row).transpose()
+        Ok(row.map(|r| r.0))
     }
 
     /// Disks of an account (all disks with `None`), oldest first.
     pub async fn list_disks(&self, account: Option<Id>) -> Result<Vec<DiskRow>> {
-        let rows: Vec<DiskTuple> =
+        let rows: Vec<DiskRec> =
             match account {
                 Some(a) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {DISK_SELECT} FROM {DISK_FROM} WHERE t.account_id = $1 ORDER BY t.created_at, t.id"
@@ -298,7 +373,7 @@ impl Meta {
                     .await?
                 }
             };
-        rows.into_iter().map(disk_row).collect()
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// Grow a disk (and its volume) to `size` bytes. The caller checks that
@@ -354,6 +429,7 @@ impl Meta {
             .bind(vol.to_string())
             .execute(&mut *tx)
             .await?;
+        crate::images::forget_resource_tx(&mut tx, id).await?;
         let n = gc_volume_tx(&mut tx, vol).await?;
         tx.commit().await?;
         Ok(n)
@@ -397,22 +473,7 @@ impl Meta {
                 v.id, v.head_generation, snap.generation
             )));
         }
-        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO snapshots ({SNAP_STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
-        )))
-        .bind(snap.id.to_string())
-        .bind(snap.account_id.to_string())
-        .bind(&snap.name)
-        .bind(&snap.region)
-        .bind(snap.source_disk_id.map(|d| d.to_string()))
-        .bind(snap.volume_id.to_string())
-        .bind(to_i64(snap.generation)?)
-        .bind(to_i64(snap.size)?)
-        .bind(snap.encryption.as_str())
-        .bind(&snap.created_at)
-        .execute(&mut *tx)
-        .await?;
-        inserted(done, Kind::Snapshot, snap.account_id, &snap.name)?;
+        insert_snapshot_tx(&mut tx, snap).await?;
         sqlx::query("UPDATE volumes SET head_generation = $1 WHERE id = $2")
             .bind(to_i64(snap.generation + 1)?)
             .bind(snap.volume_id.to_string())
@@ -424,18 +485,18 @@ impl Meta {
 
     /// A snapshot by id.
     pub async fn snapshot(&self, id: Id) -> Result<Option<SnapshotRow>> {
-        let row: Option<SnapTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<SnapRec> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {SNAP_SELECT} FROM {SNAP_FROM} WHERE t.id = $1"
         )))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(snap_row).transpose()
+        Ok(row.map(|r| r.0))
     }
 
     /// Snapshots of an account (all with `None`), oldest first.
     pub async fn list_snapshots(&self, account: Option<Id>) -> Result<Vec<SnapshotRow>> {
-        let rows: Vec<SnapTuple> = match account {
+        let rows: Vec<SnapRec> = match account {
             Some(a) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {SNAP_SELECT} FROM {SNAP_FROM} WHERE t.account_id = $1 ORDER BY t.created_at, t.id"
             )))
@@ -450,7 +511,7 @@ impl Meta {
                 .await?
             }
         };
-        rows.into_iter().map(snap_row).collect()
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// Delete a snapshot; disks created from it keep working (their volumes
@@ -470,6 +531,7 @@ impl Meta {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        crate::images::forget_resource_tx(&mut tx, id).await?;
         let n = gc_volume_tx(&mut tx, vol).await?;
         tx.commit().await?;
         Ok(n)

@@ -18,6 +18,10 @@ const SQLITE: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/sqlite/0009_rewrap_double.sql"),
     ),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_images_shares.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -34,6 +38,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         9,
         include_str!("../migrations/postgres/0009_rewrap_double.sql"),
+    ),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_images_shares.sql"),
     ),
 ];
 

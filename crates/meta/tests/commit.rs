@@ -66,6 +66,8 @@ impl Fixture {
             source_snapshot_id: None,
             created_at: coffer_meta::now(),
             encryption_set_id: None,
+            source_image_id: None,
+            origin: Default::default(),
         };
         meta.create_disk(&disk, &vol).await.unwrap();
         Fixture {
@@ -115,6 +117,9 @@ impl Fixture {
             kek_id: self.disk.kek_id,
             created_at: coffer_meta::now(),
             encryption_set_id: None,
+            image: None,
+            created_by: coffer_types::CreationMethod::Snapshot,
+            origin: Default::default(),
         };
         let by = SnapshotBy::NotOpen {
             me: None,

@@ -79,6 +79,8 @@ fn disk(account: Id, name: &str, vol: &VolumeRow) -> DiskRow {
         source_snapshot_id: None,
         created_at: coffer_meta::now(),
         encryption_set_id: None,
+        source_image_id: None,
+        origin: Default::default(),
     }
 }
 
@@ -96,6 +98,9 @@ fn snapshot(d: &DiskRow, name: &str, generation: u64) -> SnapshotRow {
         kek_id: Id::random(Kind::Key),
         created_at: coffer_meta::now(),
         encryption_set_id: None,
+        image: None,
+        created_by: coffer_types::CreationMethod::Snapshot,
+        origin: Default::default(),
     }
 }
 
@@ -234,6 +239,7 @@ async fn the_kek_of_a_disk_and_its_snapshots_is_read_through_the_dek() {
             zone: None,
             attached: None,
             source: None,
+            tag: None,
             after: None,
             limit: 10,
         })

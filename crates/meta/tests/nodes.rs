@@ -53,6 +53,8 @@ async fn fixture(db: &TestMetadata) -> Fixture {
         source_snapshot_id: None,
         created_at: coffer_meta::now(),
         encryption_set_id: None,
+        source_image_id: None,
+        origin: Default::default(),
     };
     meta.create_disk(
         &disk,
@@ -295,6 +297,9 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
         kek_id: f.disk.kek_id,
         created_at: coffer_meta::now(),
         encryption_set_id: None,
+        image: None,
+        created_by: coffer_types::CreationMethod::Snapshot,
+        origin: Default::default(),
     };
     assert!(matches!(
         m.create_snapshot(&snap, SnapshotBy::Holder(&h)).await,

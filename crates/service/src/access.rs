@@ -83,6 +83,10 @@ pub(crate) fn not_found_of(scope: Scope) -> ServiceError {
                 Kind::Attachment => ErrorCode::AttachmentNotFound,
                 Kind::Node => ErrorCode::NodeNotFound,
                 Kind::Grant => ErrorCode::GrantNotFound,
+                Kind::Image => ErrorCode::ImageNotFound,
+                Kind::Share => ErrorCode::ShareNotFound,
+                Kind::Job => ErrorCode::JobNotFound,
+                Kind::Invitation => ErrorCode::InvitationNotFound,
                 // Never scopes (`Scope::of` refuses them); exhaustive so a
                 // new kind must choose its code here.
                 Kind::Volume | Kind::Dek => ErrorCode::RouteNotFound,
@@ -142,7 +146,40 @@ impl Service {
             home_tenant: p.tenant_id,
             grants,
             key_grants,
+            shared: self.shared_with_account(p.account_id).await?,
         })
+    }
+
+    /// Every resource shared, in force, with `account` (through its own
+    /// id, its folders or its tenant, or publicly): read at every request,
+    /// so a folder move or an unshare counts at once.
+    pub(crate) async fn shared_with_account(&self, account: Id) -> Result<Vec<coffer_iam::Shared>> {
+        let scopes: Vec<Id> = match self.meta.account(account).await? {
+            Some(a) => self
+                .account_row_chain(&a)
+                .await?
+                .into_iter()
+                .filter_map(|s| match s {
+                    Scope::Id(i) => Some(i),
+                    Scope::Deployment => None,
+                })
+                .collect(),
+            None => return Ok(vec![]),
+        };
+        Ok(self
+            .meta
+            .shared_with(account, &scopes)
+            .await?
+            .into_iter()
+            .map(|r| coffer_iam::Shared {
+                share: r.share_id,
+                how: match r.kind {
+                    coffer_types::ShareKind::Share => coffer_iam::ShareHow::ResourceShare,
+                    coffer_types::ShareKind::Permission => coffer_iam::ShareHow::Permission,
+                },
+                resource: r.resource,
+            })
+            .collect())
     }
 
     /// The scopes from a folder up: the folder, its ancestors, the tenant.
@@ -200,10 +237,17 @@ impl Service {
                 Some(a) => Some(self.account_row_chain(&a).await?),
                 None => None,
             },
-            Kind::Disk | Kind::Snapshot | Kind::Principal | Kind::EncryptionSet => {
+            Kind::Disk
+            | Kind::Snapshot
+            | Kind::Principal
+            | Kind::EncryptionSet
+            | Kind::Image
+            | Kind::Share => {
                 let owner = match id.kind() {
                     Kind::Disk => self.meta.disk(id).await?.map(|d| d.account_id),
                     Kind::Snapshot => self.meta.snapshot(id).await?.map(|s| s.account_id),
+                    Kind::Image => self.meta.image(id).await?.map(|s| s.account_id),
+                    Kind::Share => self.meta.share(id).await?.map(|s| s.account_id),
                     Kind::EncryptionSet => {
                         self.meta.encryption_set(id).await?.map(|s| s.account_id)
                     }
@@ -346,7 +390,50 @@ impl Service {
                 },
             }
         }
+        for sh in &caller.subject.shared {
+            let kind = coffer_iam::TargetKind::of(sh.resource.kind());
+            if kind.is_some_and(|k| coffer_iam::Shared::actions(k).contains(&action)) {
+                r.resources.insert(sh.resource);
+            }
+        }
         Ok(r)
+    }
+
+    /// What the caller may see of `kind`, narrowed by a `shared=` filter:
+    /// `true`, only what other accounts share with the caller's; `false`,
+    /// nothing that is seen only through a share.
+    pub(crate) async fn visible_shared(
+        &self,
+        caller: &Caller,
+        action: Action,
+        kind: Kind,
+        shared: Option<&str>,
+    ) -> Result<Visible> {
+        let through: Vec<Id> = caller
+            .subject
+            .shared
+            .iter()
+            .map(|s| s.resource)
+            .filter(|r| r.kind() == kind)
+            .collect();
+        match shared {
+            None => self.visible(caller, action, kind).await,
+            Some("true") => Ok(Visible::Some {
+                accounts: vec![],
+                ids: through,
+            }),
+            Some("false") => {
+                let mut v = self.visible(caller, action, kind).await?;
+                if let Visible::Some { ids, .. } = &mut v {
+                    ids.retain(|i| !through.contains(i));
+                }
+                Ok(v)
+            }
+            Some(other) => Err(ServiceError::new(
+                ErrorCode::InvalidFilter,
+                format!("invalid shared filter '{other}': use shared=true or shared=false"),
+            )),
+        }
     }
 
     /// Whether `subject` may see `target` at all (else it is "not found").

@@ -1,7 +1,7 @@
 //! Disks: create (empty or from a snapshot), list, show, resize, delete.
 
 use coffer_iam::{Action, Scope};
-use coffer_meta::{DiskRow, MetaError, VolumeRow};
+use coffer_meta::{DiskRow, MetaError, SnapshotRow, VolumeRow};
 use coffer_types::{ByteSize, Id, Kind};
 
 use crate::error::ErrorCode;
@@ -9,7 +9,7 @@ use crate::list;
 use crate::model::*;
 use crate::*;
 use coffer_meta::ListFilter;
-use coffer_types::{DiskState, EncryptionType};
+use coffer_types::{CreationMethod, DiskState, EncryptionType};
 use coffer_wire::{ListParams, Page};
 
 pub(crate) fn disk_dto(d: &DiskRow, attached: bool) -> Disk {
@@ -33,6 +33,26 @@ pub(crate) fn disk_dto(d: &DiskRow, attached: bool) -> Disk {
         },
         source_snapshot_id: d.source_snapshot_id.map(|s| s.to_string()),
         created_at: d.created_at.clone(),
+        source_image_id: d.source_image_id.map(|s| s.to_string()),
+        creation_method: if d.source_image_id.is_some() {
+            CreationMethod::FromImage
+        } else if d.source_snapshot_id.is_some() {
+            CreationMethod::FromSnapshot
+        } else {
+            CreationMethod::Empty
+        },
+        source: match (&d.origin.account, &d.origin.region) {
+            (Some(a), Some(r)) => Some(Source {
+                account_id: a.to_string(),
+                region: r.clone(),
+                id: d
+                    .source_image_id
+                    .or(d.source_snapshot_id)
+                    .map(|s| s.to_string()),
+            }),
+            _ => None,
+        },
+        tags: Default::default(),
     }
 }
 
@@ -92,7 +112,30 @@ impl Service {
 
     /// Create a disk, empty or from a snapshot.
     pub async fn create_disk(&self, caller: &Caller, req: CreateDisk) -> Result<Disk> {
+        // Seeing a snapshot is not launching it: `snapshots/use`.
+        let source = match &req.source_snapshot_id {
+            Some(s) => Some(
+                self.authorized_snapshot(caller, s, Action::SnapshotsUse)
+                    .await?,
+            ),
+            None => None,
+        };
+        let mut d = self.create_disk_from(caller, req, source, None).await?;
+        self.fill_tags(std::slice::from_mut(&mut d)).await?;
+        Ok(d)
+    }
+
+    /// Create a disk, empty or from `source` (which the caller may use,
+    /// directly or through `image`, the image it belongs to).
+    pub(crate) async fn create_disk_from(
+        &self,
+        caller: &Caller,
+        req: CreateDisk,
+        source: Option<SnapshotRow>,
+        image: Option<&coffer_meta::ImageRow>,
+    ) -> Result<Disk> {
         let name = check_name(&req.name)?;
+        let tags = crate::tags::parse_tags(&req.tags)?;
         let account = match &req.account_id {
             Some(a) => parse_id(a, Kind::Account)?,
             None => caller.principal.account_id,
@@ -107,13 +150,6 @@ impl Service {
             .region_of_zone(&req.zone)
             .map_err(|e| ServiceError::new(ErrorCode::UnknownZone, e.to_string()))?
             .to_string();
-        let source = match &req.source_snapshot_id {
-            Some(s) => Some(
-                self.authorized_snapshot(caller, s, Action::SnapshotsRead)
-                    .await?,
-            ),
-            None => None,
-        };
         let size = match (&req.size, &source) {
             (Some(s), _) => s.bytes(),
             (None, Some(snap)) => snap.size,
@@ -280,6 +316,22 @@ impl Service {
             source_snapshot_id: source.as_ref().map(|s| s.id),
             created_at: now,
             encryption_set_id: set.as_ref().map(|(s, _)| s.id),
+            source_image_id: image.map(|i| i.id),
+            // Provenance of content from another account (a shared
+            // snapshot or image), kept after the source is gone.
+            origin: match (&source, image) {
+                (_, Some(i)) if i.account_id != account => coffer_meta::Origin {
+                    account: Some(i.account_id),
+                    region: Some(i.region.clone()),
+                    id: None,
+                },
+                (Some(s), None) if s.account_id != account => coffer_meta::Origin {
+                    account: Some(s.account_id),
+                    region: Some(s.region.clone()),
+                    id: None,
+                },
+                _ => Default::default(),
+            },
         };
         match &source {
             Some(snap) => self
@@ -293,6 +345,11 @@ impl Service {
                     other => other.into(),
                 })?,
             None => self.meta.create_disk(&row, &volume).await?,
+        }
+        if !tags.is_empty() {
+            self.meta
+                .tag_resource(row.id, &tags, coffer_types::tag::MAX_TAGS)
+                .await?;
         }
         tracing::info!(disk = %id, size, zone = %row.zone, "disk created");
         Ok(disk_dto(&row, false))
@@ -316,26 +373,31 @@ impl Service {
             account: self.account_filter(caller, q.account.as_deref()).await?,
             zone: q.zone.clone(),
             attached,
-            source: list::id_filter(
-                "source_snapshot",
-                q.source_snapshot.as_deref(),
-                Kind::Snapshot,
-            )?,
+            source: match &q.source_image {
+                Some(_) => list::id_filter("source_image", q.source_image.as_deref(), Kind::Image)?,
+                None => list::id_filter(
+                    "source_snapshot",
+                    q.source_snapshot.as_deref(),
+                    Kind::Snapshot,
+                )?,
+            },
+            tag: crate::tags::tag_filter(q.tag.as_deref())?,
             after: p.after,
             limit: p.size + 1,
         };
         let rows = self.meta.list_disks_page(&filter).await?;
-        Ok(list::finish(
-            rows.iter().map(|(d, a)| disk_dto(d, *a)).collect(),
-            p.size,
-        ))
+        let mut items: Vec<Disk> = rows.iter().map(|(d, a)| disk_dto(d, *a)).collect();
+        self.fill_tags(&mut items).await?;
+        Ok(list::finish(items, p.size))
     }
 
     /// One disk.
     pub async fn get_disk(&self, caller: &Caller, id: &str) -> Result<Disk> {
         let d = self.authorized_disk(caller, id, Action::DisksRead).await?;
         let attached = self.is_attached(d.id).await?;
-        Ok(disk_dto(&d, attached))
+        let mut d = disk_dto(&d, attached);
+        self.fill_tags(std::slice::from_mut(&mut d)).await?;
+        Ok(d)
     }
 
     /// Delete a detached disk. Its snapshots, and disks made from them, stay.

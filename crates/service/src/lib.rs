@@ -38,6 +38,7 @@ mod fsck;
 mod gc;
 mod grants;
 mod iam;
+mod images;
 mod keyops;
 mod list;
 mod node;
@@ -46,7 +47,9 @@ mod owners;
 mod revoke;
 mod rewrap;
 mod secrets;
+mod shares;
 mod snapshots;
+mod tags;
 mod vaults;
 
 /// The API's resources and requests (the wire format, shared with clients).
@@ -65,9 +68,11 @@ use tokio::sync::{Mutex, Notify, RwLock};
 
 pub use error::{ErrorCode, Result, ServiceError};
 pub use export::{DiskDevice, ExportResolverImpl};
+pub use images::MAX_IMAGE_SNAPSHOTS;
 pub use org::MAX_FOLDER_DEPTH;
 pub use revoke::KEY_RECHECK;
 pub use rewrap::REWRAP_INTERVAL;
+pub use shares::ShareQuotas;
 
 /// Smallest disk.
 pub const MIN_DISK: u64 = MIB;
@@ -92,6 +97,8 @@ pub struct ServiceConfig {
     /// Whether NBD clients must use TLS (attach URIs are then `nbds://`).
     /// Every node of a deployment serves NBD the same way.
     pub nbd_tls: bool,
+    /// Per-account limits of sharing.
+    pub quotas: ShareQuotas,
 }
 
 impl Default for ServiceConfig {
@@ -103,6 +110,7 @@ impl Default for ServiceConfig {
             lease_ttl: std::time::Duration::from_secs(15),
             sweep_interval: std::time::Duration::from_secs(600),
             nbd_tls: false,
+            quotas: ShareQuotas::default(),
         }
     }
 }

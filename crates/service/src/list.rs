@@ -10,8 +10,8 @@
 //! with the kind's not-found code.
 
 use coffer_wire::model::{
-    Account, Disk, EncryptionSet, Folder, Key, Principal, RoleAssignment, Secret, Snapshot, Tenant,
-    Token, Vault,
+    Account, Disk, EncryptionSet, Folder, Image, Key, Principal, RoleAssignment, Secret, Share,
+    Snapshot, Tenant, Token, Vault,
 };
 use coffer_wire::{ErrorCode, ListParams, Page};
 
@@ -48,12 +48,15 @@ impl Service {
             zone: None,
             attached: None,
             source: None,
+            tag: None,
             after: None,
             limit: 1,
         };
         let taken = match kind {
             Kind::Disk => !self.meta.list_disks_page(&f).await?.is_empty(),
             Kind::Snapshot => !self.meta.list_snapshots_page(&f).await?.is_empty(),
+            Kind::Image => !self.meta.list_images_page(&f).await?.is_empty(),
+            Kind::Share => !self.meta.list_shares_page(&f).await?.is_empty(),
             other => {
                 return Err(ServiceError::internal(format!(
                     "no name rule for {other:?}"
@@ -86,6 +89,7 @@ impl Service {
             zone: None,
             attached: None,
             source: None,
+            tag: crate::tags::tag_filter(q.tag.as_deref())?,
             after: p.after,
             limit: p.size + 1,
         })
@@ -119,7 +123,9 @@ listed!(
     Vault,
     Key,
     Secret,
-    EncryptionSet
+    EncryptionSet,
+    Image,
+    Share
 );
 
 /// Where a page starts and how long it is.

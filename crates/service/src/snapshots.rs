@@ -1,5 +1,6 @@
 //! Snapshots: crash-consistent, of attached or detached disks; list, show,
-//! delete.
+//! delete; O(1) copies (a new row on the same view) into the caller's
+//! account; what a recipient sees of a shared one.
 
 use coffer_iam::Action;
 use coffer_meta::{SnapshotBy, SnapshotRow, now_ms};
@@ -11,7 +12,7 @@ use crate::model::*;
 use crate::node::*;
 use crate::*;
 use coffer_meta::ListFilter;
-use coffer_types::SnapshotState;
+use coffer_types::{CreationMethod, SnapshotState};
 use coffer_wire::{ListParams, Page};
 
 pub(crate) fn snap_dto(s: &SnapshotRow) -> Snapshot {
@@ -30,6 +31,67 @@ pub(crate) fn snap_dto(s: &SnapshotRow) -> Snapshot {
             encryption_set_id: s.encryption_set_id.map(|s| s.to_string()),
         },
         created_at: s.created_at.clone(),
+        creation_method: s.created_by,
+        image_id: s.image.as_ref().map(|i| i.0.to_string()),
+        image_role: s.image.as_ref().map(|i| i.1.clone()),
+        source: origin_source(&s.origin),
+        tags: origin_tags(s.created_by, &s.origin),
+    }
+}
+
+/// The wire form of where a copy came from.
+pub(crate) fn origin_source(o: &coffer_meta::Origin) -> Option<Source> {
+    match (&o.account, &o.region) {
+        (Some(a), Some(r)) => Some(Source {
+            account_id: a.to_string(),
+            region: r.clone(),
+            id: o.id.map(|i| i.to_string()),
+        }),
+        _ => None,
+    }
+}
+
+/// `coffer:copied-from = ACCOUNT:REGION:ID` on a copy.
+pub(crate) fn origin_tags(
+    by: CreationMethod,
+    o: &coffer_meta::Origin,
+) -> std::collections::BTreeMap<String, String> {
+    let mut t = std::collections::BTreeMap::new();
+    if by == CreationMethod::Copy
+        && let (Some(a), Some(r), Some(i)) = (&o.account, &o.region, &o.id)
+    {
+        t.insert("coffer:copied-from".into(), format!("{a}:{r}:{i}"));
+    }
+    t
+}
+
+/// How a recipient sees a resource another account shares with it: made
+/// by `shared`, from the owner (`coffer:shared-from = ACCOUNT:REGION:ID`,
+/// Alibaba's `acs:ecs:sharedFrom` tag).
+pub(crate) fn as_shared(
+    method: &mut CreationMethod,
+    source: &mut Option<Source>,
+    tags: &mut std::collections::BTreeMap<String, String>,
+    (account, region, id): (Id, &str, Id),
+) {
+    *method = CreationMethod::Shared;
+    *source = Some(Source {
+        account_id: account.to_string(),
+        region: region.to_string(),
+        id: Some(id.to_string()),
+    });
+    tags.insert(
+        "coffer:shared-from".into(),
+        format!("{account}:{region}:{id}"),
+    );
+}
+
+impl Caller {
+    /// Whether the caller sees `resource` of `owner` only because it is
+    /// shared with its account.
+    pub(crate) fn through_share(&self, resource: Id, owner: Id) -> bool {
+        owner != self.principal.account_id
+            && self.subject.shared.iter().any(|s| s.resource == resource)
     }
 }
 
@@ -51,14 +113,56 @@ impl Service {
         Ok(s)
     }
 
+    /// A snapshot as `caller` sees it (shared, when another account
+    /// shares it with the caller's), with its tags.
+    pub(crate) async fn snap_view(
+        &self,
+        caller: &Caller,
+        rows: &[SnapshotRow],
+    ) -> Result<Vec<Snapshot>> {
+        let mut out: Vec<Snapshot> = rows.iter().map(snap_dto).collect();
+        self.fill_tags(&mut out).await?;
+        for (dto, row) in out.iter_mut().zip(rows) {
+            if caller.through_share(row.id, row.account_id) {
+                as_shared(
+                    &mut dto.creation_method,
+                    &mut dto.source,
+                    &mut dto.tags,
+                    (row.account_id, &row.region, row.id),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     /// Take a crash-consistent snapshot of a disk, attached or not.
     pub async fn create_snapshot(&self, caller: &Caller, req: CreateSnapshot) -> Result<Snapshot> {
         let name = check_name(&req.name)?;
+        let tags = crate::tags::parse_tags(&req.tags)?;
         let d = self
             .authorized_disk(caller, &req.disk_id, Action::SnapshotsWrite)
             .await?;
         self.check_name_free(Kind::Snapshot, d.account_id, name.as_str())
             .await?;
+        let row = self
+            .take_snapshot(&d, name.as_str(), CreationMethod::Snapshot)
+            .await?;
+        if !tags.is_empty() {
+            self.meta
+                .tag_resource(row.id, &tags, coffer_types::tag::MAX_TAGS)
+                .await?;
+        }
+        Ok(self.snap_view(caller, &[row]).await?.remove(0))
+    }
+
+    /// Take a crash-consistent snapshot of disk `d` named `name` (checked
+    /// by the caller), through its open volume if this node has it open.
+    pub(crate) async fn take_snapshot(
+        &self,
+        d: &coffer_meta::DiskRow,
+        name: &str,
+        created_by: CreationMethod,
+    ) -> Result<SnapshotRow> {
         let mut row = SnapshotRow {
             id: Id::random(Kind::Snapshot),
             account_id: d.account_id,
@@ -72,6 +176,9 @@ impl Service {
             kek_id: d.kek_id,
             created_at: coffer_meta::now(),
             encryption_set_id: d.encryption_set_id,
+            image: None,
+            created_by,
+            origin: Default::default(),
         };
         if let Some(att) = self.meta.attachment_of_disk(d.id).await?
             && let HeldBy::Other(n) = self.held_by(&att).await?
@@ -101,7 +208,7 @@ impl Service {
             drop(open);
         }
         tracing::info!(snapshot = %row.id, disk = %d.id, "snapshot created");
-        Ok(snap_dto(&row))
+        Ok(row)
     }
 
     /// A page of the snapshots the caller may read, in every account
@@ -110,27 +217,133 @@ impl Service {
         let p = list::paging(&q)?;
         let filter = ListFilter {
             visible: self
-                .visible(caller, Action::SnapshotsRead, Kind::Snapshot)
+                .visible_shared(
+                    caller,
+                    Action::SnapshotsRead,
+                    Kind::Snapshot,
+                    q.shared.as_deref(),
+                )
                 .await?,
             name: q.name.clone(),
             account: self.account_filter(caller, q.account.as_deref()).await?,
             zone: None,
             attached: None,
             source: list::id_filter("source_disk", q.source_disk.as_deref(), Kind::Disk)?,
+            tag: crate::tags::tag_filter(q.tag.as_deref())?,
             after: p.after,
             limit: p.size + 1,
         };
         let rows = self.meta.list_snapshots_page(&filter).await?;
-        Ok(list::finish(rows.iter().map(snap_dto).collect(), p.size))
+        Ok(list::finish(self.snap_view(caller, &rows).await?, p.size))
     }
 
     /// One snapshot.
     pub async fn get_snapshot(&self, caller: &Caller, id: &str) -> Result<Snapshot> {
-        Ok(snap_dto(
-            &self
-                .authorized_snapshot(caller, id, Action::SnapshotsRead)
-                .await?,
-        ))
+        let s = self
+            .authorized_snapshot(caller, id, Action::SnapshotsRead)
+            .await?;
+        Ok(self.snap_view(caller, &[s]).await?.remove(0))
+    }
+
+    /// Copy a snapshot into an account (the caller's by default): the
+    /// copy is the caller's, independent of the source's sharing and
+    /// deletion. Under the same key it shares the source's ciphertext (one
+    /// row, no object written: O(1)); see `copy_needs_rekey` for when a
+    /// copy must be re-encrypted instead.
+    pub async fn copy_snapshot(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: CopyRequest,
+    ) -> Result<Snapshot> {
+        let src = self
+            .authorized_snapshot(caller, id, Action::SnapshotsUse)
+            .await?;
+        let name = check_name(&req.name)?;
+        let tags = crate::tags::parse_tags(&req.tags)?;
+        let account = match &req.account_id {
+            Some(a) => parse_id(a, Kind::Account)?,
+            None => caller.principal.account_id,
+        };
+        self.check_scope(
+            caller,
+            Action::SnapshotsWrite,
+            coffer_iam::Scope::Id(account),
+        )
+        .await?;
+        self.check_name_free(Kind::Snapshot, account, name.as_str())
+            .await?;
+        self.copy_in_place(&src, account, req.encryption_set_id.as_deref(), req.rekey)?;
+        let row = SnapshotRow {
+            id: Id::random(Kind::Snapshot),
+            account_id: account,
+            name: name.to_string(),
+            created_at: coffer_meta::now(),
+            image: None,
+            created_by: CreationMethod::Copy,
+            origin: coffer_meta::Origin {
+                account: Some(src.account_id),
+                region: Some(src.region.clone()),
+                id: Some(src.id),
+            },
+            ..src.clone()
+        };
+        self.meta
+            .copy_snapshot(&row, src.id, &tags)
+            .await
+            .map_err(|e| match e {
+                coffer_meta::MetaError::NotFound(_) => {
+                    ServiceError::not_found(ErrorCode::SnapshotNotFound, "snapshot", src.id)
+                }
+                other => other.into(),
+            })?;
+        tracing::info!(snapshot = %row.id, source = %src.id, account = %account, "snapshot copied (O(1), same key)");
+        Ok(self.snap_view(caller, &[row]).await?.remove(0))
+    }
+
+    /// Refuse a copy of `src` into `account` that must be re-encrypted
+    /// (re-encrypting copies are jobs, not built yet), naming why.
+    ///
+    /// A copy may share the source's ciphertext (O(1)) when its key does
+    /// not change: a platform-key source (anywhere in the region), or a
+    /// customer-key source copied within its own account. It must be
+    /// re-encrypted when the caller asks for another key (`--encryption-set`
+    /// or `--rekey`), and when a customer-key source goes into another
+    /// account (that account encrypts with a key of its own).
+    pub(crate) fn copy_in_place(
+        &self,
+        src: &SnapshotRow,
+        account: Id,
+        set: Option<&str>,
+        rekey: bool,
+    ) -> Result<()> {
+        let why = if rekey {
+            Some("--rekey asks for new data keys".to_string())
+        } else if let Some(set) = set {
+            Some(format!("encryption set {set} asks for another key"))
+        } else if src.encryption != coffer_types::EncryptionType::Platform
+            && src.account_id != account
+        {
+            return Err(ServiceError::new(
+                ErrorCode::KeyRequired,
+                format!(
+                    "snapshot {} is under customer-managed key {} of account {}: a copy in account {account} must be encrypted under a key of its own: name one with --encryption-set",
+                    src.id, src.kek_id, src.account_id
+                ),
+            ));
+        } else {
+            None
+        };
+        match why {
+            None => Ok(()),
+            Some(why) => Err(ServiceError::new(
+                ErrorCode::KeyRequired,
+                format!(
+                    "a copy of snapshot {} under another key ({why}) re-encrypts every block: re-encrypting copies are not available yet; copy it without changing the key",
+                    src.id
+                ),
+            )),
+        }
     }
 
     /// Delete a snapshot; disks made from it keep their data.
@@ -138,6 +351,15 @@ impl Service {
         let s = self
             .authorized_snapshot(caller, id, Action::SnapshotsDelete)
             .await?;
+        if let Some((image, role)) = &s.image {
+            return Err(ServiceError::new(
+                ErrorCode::SnapshotInUse,
+                format!(
+                    "snapshot {} is the {role} snapshot of image {image}: it goes with the image (`coffer image delete {image}`)",
+                    s.id
+                ),
+            ));
+        }
         // A delete that another caller (or node) won answers as that
         // snapshot being gone, not as an internal error.
         self.meta.delete_snapshot(s.id).await.map_err(|e| match e {

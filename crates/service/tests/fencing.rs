@@ -90,6 +90,7 @@ async fn a_paused_holder_is_fenced_once_another_node_takes_over() {
                 source_snapshot_id: None,
                 account_id: None,
                 encryption_set_id: None,
+                tags: Default::default(),
             },
         )
         .await
@@ -169,6 +170,7 @@ async fn a_paused_holder_is_fenced_once_another_node_takes_over() {
             CreateSnapshot {
                 disk_id: disk.id.clone(),
                 name: "zombie".into(),
+                tags: Default::default(),
             },
         )
         .await;

@@ -108,6 +108,7 @@ async fn nbd_access_ends_when_the_attaching_principal_loses_its_role() {
                     source_snapshot_id: None,
                     account_id: None,
                     encryption_set_id: None,
+                    tags: Default::default(),
                 },
             )
             .await
@@ -195,6 +196,7 @@ async fn moving_an_account_changes_what_it_inherits() {
                 source_snapshot_id: None,
                 account_id: Some(account.id.clone()),
                 encryption_set_id: None,
+                tags: Default::default(),
             },
         )
         .await
@@ -570,6 +572,7 @@ async fn no_escalation_through_principals_tokens_moves_or_explain() {
                 source_snapshot_id: None,
                 account_id: None,
                 encryption_set_id: None,
+                tags: Default::default(),
             },
         )
         .await

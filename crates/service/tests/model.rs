@@ -172,6 +172,7 @@ impl World {
                     source_snapshot_id: source.map(|s| s.id.clone()),
                     account_id: None,
                     encryption_set_id: None,
+                    tags: Default::default(),
                 },
             )
             .await
@@ -347,6 +348,7 @@ async fn run_model(seed: u64, steps: usize) {
                         CreateSnapshot {
                             disk_id: disks[di].id.clone(),
                             name: format!("s{step}"),
+                            tags: Default::default(),
                         },
                     )
                     .await
@@ -565,6 +567,7 @@ async fn a_failing_store_loses_no_acknowledged_write() {
             CreateSnapshot {
                 disk_id: d.id.clone(),
                 name: "during-outage".into(),
+                tags: Default::default(),
             },
         )
         .await;

@@ -47,6 +47,7 @@ fn disk(name: &str, from: Option<&str>) -> CreateDisk {
         source_snapshot_id: from.map(str::to_string),
         account_id: None,
         encryption_set_id: None,
+        tags: Default::default(),
     }
 }
 
@@ -54,6 +55,7 @@ fn snapshot(disk: &str, name: &str) -> CreateSnapshot {
     CreateSnapshot {
         disk_id: disk.into(),
         name: name.into(),
+        tags: Default::default(),
     }
 }
 

@@ -864,6 +864,7 @@ async fn an_open_disk_is_cut_off_when_its_key_is_revoked_and_opens_again_after()
                 source_snapshot_id: None,
                 account_id: None,
                 encryption_set_id: Some(set.id.clone()),
+                tags: Default::default(),
             },
         )
         .await
@@ -1011,6 +1012,7 @@ async fn rotating_three_times_while_attached_rewraps_and_rewrites_nothing() {
         source_snapshot_id: source.clone(),
         account_id: None,
         encryption_set_id: source.is_none().then(|| set.id.clone()),
+        tags: Default::default(),
     };
     let disk = svc
         .create_disk(admin, disk_req("data", None))
@@ -1056,6 +1058,7 @@ async fn rotating_three_times_while_attached_rewraps_and_rewrites_nothing() {
             CreateSnapshot {
                 disk_id: disk.id.clone(),
                 name: "before".into(),
+                tags: Default::default(),
             },
         )
         .await
@@ -1183,6 +1186,7 @@ async fn a_double_encryption_disk_reads_only_while_both_keys_are_usable() {
         source_snapshot_id: source.clone(),
         account_id: None,
         encryption_set_id: source.is_none().then(|| set.id.clone()),
+        tags: Default::default(),
     };
     let disk = svc.create_disk(admin, req("data", None)).await.unwrap();
     assert_eq!(disk.encryption.kind, EncryptionType::Double);
@@ -1270,6 +1274,7 @@ async fn a_double_encryption_disk_reads_only_while_both_keys_are_usable() {
             CreateSnapshot {
                 disk_id: disk.id.clone(),
                 name: "s".into(),
+                tags: Default::default(),
             },
         )
         .await

@@ -49,6 +49,17 @@ pub enum Kind {
     /// A grant on a key: a principal allowed some operations with it
     /// (`grant-`).
     Grant,
+    /// An image: one or more snapshots (root and data) to launch disks
+    /// from (`img-`).
+    Image,
+    /// A resource share: resources and the principals they are shared
+    /// with (`rs-`); also the one behind a snapshot's or image's
+    /// permissions.
+    Share,
+    /// A background job, e.g. a re-encrypting copy (`job-`).
+    Job,
+    /// An invitation of an account to a resource share (`inv-`).
+    Invitation,
 }
 
 impl Kind {
@@ -72,6 +83,10 @@ impl Kind {
             Kind::Folder => "fld",
             Kind::RoleAssignment => "ra",
             Kind::Grant => "grant",
+            Kind::Image => "img",
+            Kind::Share => "rs",
+            Kind::Job => "job",
+            Kind::Invitation => "inv",
         }
     }
 
@@ -95,10 +110,14 @@ impl Kind {
             Kind::Folder => "folder",
             Kind::RoleAssignment => "role assignment",
             Kind::Grant => "key grant",
+            Kind::Image => "image",
+            Kind::Share => "resource share",
+            Kind::Job => "job",
+            Kind::Invitation => "invitation",
         }
     }
 
-    const ALL: [Kind; 17] = [
+    const ALL: [Kind; 21] = [
         Kind::Disk,
         Kind::Snapshot,
         Kind::Volume,
@@ -116,6 +135,10 @@ impl Kind {
         Kind::Folder,
         Kind::RoleAssignment,
         Kind::Grant,
+        Kind::Image,
+        Kind::Share,
+        Kind::Job,
+        Kind::Invitation,
     ];
 }
 

@@ -11,12 +11,14 @@ pub mod name;
 pub mod region;
 pub mod size;
 pub mod state;
+pub mod tag;
 
 pub use id::{Id, IdError, Kind};
 pub use name::{Name, NameError};
 pub use region::{RegionConfig, RegionError, Regions};
 pub use size::{ByteSize, SizeError};
 pub use state::{
-    Decision, DiskState, EncryptionType, KeyState, Lifecycle, PrincipalKind, SnapshotState,
-    TokenState, UnknownWord,
+    CreationMethod, Decision, DiskState, EncryptionType, KeyState, Lifecycle, PrincipalKind,
+    PrincipalScope, ShareKind, ShareStatus, SnapshotState, TokenState, UnknownWord,
 };
+pub use tag::{Tag, TagError};

@@ -20,9 +20,8 @@ macro_rules! words {
     ($(#[$m:meta])* $name:ident ($what:literal) { $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-        #[serde(rename_all = "lowercase")]
         pub enum $name {
-            $($(#[$vm])* $var,)+
+            $($(#[$vm])* #[serde(rename = $s)] $var,)+
         }
 
         impl $name {
@@ -144,6 +143,61 @@ words! {
         Allow = "allow",
         /// Denied.
         Deny = "deny",
+    }
+}
+
+words! {
+    /// How a snapshot, image or disk came to be, as its owner sees it (a
+    /// recipient of a shared one sees `shared`).
+    CreationMethod ("creation method") {
+        /// Taken from a disk.
+        Snapshot = "snapshot",
+        /// Made for an image (from a disk or a snapshot).
+        Image = "image",
+        /// Copied from another snapshot or image (maybe of another account).
+        Copy = "copy",
+        /// Shared with the caller's account by another account (never
+        /// stored: what a recipient sees).
+        Shared = "shared",
+        /// An empty disk.
+        Empty = "empty",
+        /// A disk made from a snapshot.
+        FromSnapshot = "from-snapshot",
+        /// A disk launched from an image.
+        FromImage = "from-image",
+    }
+}
+
+words! {
+    /// What a share is.
+    ShareKind ("share kind") {
+        /// A resource share: resources and principals, named by its owner.
+        Share = "share",
+        /// The share behind one snapshot's or image's permissions.
+        Permission = "permission",
+    }
+}
+
+words! {
+    /// Who a resource share may name as principals.
+    PrincipalScope ("principal scope") {
+        /// Accounts anywhere (those outside the owner's tenant are invited
+        /// and must accept), and the owner tenant's folders and tenant.
+        Any = "any",
+        /// Only the owner's tenant, its folders and accounts.
+        Tenant = "tenant",
+    }
+}
+
+words! {
+    /// Where a principal of a share stands.
+    ShareStatus ("share status") {
+        /// In force: the principal sees the share's resources.
+        Associated = "associated",
+        /// Invited, not answered yet: nothing is shared yet.
+        Pending = "pending",
+        /// The invitation was rejected.
+        Rejected = "rejected",
     }
 }
 

@@ -135,6 +135,9 @@ codes! {
     /// A secret value that is empty, over 25 KiB, or not what its
     /// encoding says.
     InvalidSecret = 400,
+    /// A tag that is not `KEY=VALUE` within the limits, a reserved key, or
+    /// more than 50 tags on one resource.
+    InvalidTag = 400,
     // 401
     /// No token, or a token that is unknown, expired or revoked.
     Unauthenticated = 401,
@@ -144,6 +147,9 @@ codes! {
     /// A grant to a principal of another tenant, which the key's tenant
     /// does not allow.
     CrossTenantGrant = 403,
+    /// The resource is under a customer key the caller's account holds no
+    /// grant on: ask the key's owner for a grant.
+    KeyNotShared = 403,
     // 404: absent, or hidden from the caller (the two look the same).
     /// No such API route.
     RouteNotFound = 404,
@@ -177,6 +183,14 @@ codes! {
     EncryptionSetNotFound = 404,
     /// No such grant, or it was retired or revoked (or you may not see it).
     GrantNotFound = 404,
+    /// No such image (or you may not see it).
+    ImageNotFound = 404,
+    /// No such resource share (or you may not see it).
+    ShareNotFound = 404,
+    /// No such invitation (or it is not addressed to your account).
+    InvitationNotFound = 404,
+    /// No such job (or you may not see it).
+    JobNotFound = 404,
     // 405
     /// The route does not take that method.
     MethodNotAllowed = 405,
@@ -209,6 +223,13 @@ codes! {
     Irreversible = 409,
     /// Disks or snapshots are under this encryption set: delete them first.
     EncryptionSetInUse = 409,
+    /// The snapshot belongs to an image: delete the image instead.
+    SnapshotInUse = 409,
+    /// The invitation was already answered.
+    InvitationAnswered = 409,
+    /// An account limit (shares, principals or resources per share, accounts
+    /// a resource is shared with) would be passed.
+    QuotaExceeded = 409,
     // 422
     /// A snapshot of another region: copy it there first.
     RegionMismatch = 422,
@@ -221,6 +242,15 @@ codes! {
     /// be shared with another tenant or made into a disk of another account
     /// (share a copy under the platform key instead).
     CustomerKeyBoundary = 422,
+    /// A disk made from, or a copy of, another account's customer-key
+    /// resource must name a key of the caller's own (an encryption set).
+    KeyRequired = 422,
+    /// The principal cannot be named by this share (outside the tenant of
+    /// a tenant-scoped share, or not an account, folder or tenant).
+    InvalidPrincipal = 422,
+    /// The resource cannot be shared this way (a kind a share does not
+    /// take, another region, or a customer-key resource shared publicly).
+    NotShareable = 422,
     // 500
     /// A bug or an unexpected failure: the message carries a correlation id
     /// to find the detail in the server's log.

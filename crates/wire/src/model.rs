@@ -3,9 +3,11 @@
 //! OpenAPI document is generated from them. States and kinds are the
 //! enums of `coffer_types::state`, so the document lists their values.
 
+use std::collections::BTreeMap;
+
 use coffer_types::{
-    Decision, DiskState, EncryptionType, KeyState, Lifecycle, PrincipalKind, SnapshotState,
-    TokenState,
+    CreationMethod, Decision, DiskState, EncryptionType, KeyState, Lifecycle, PrincipalKind,
+    PrincipalScope, ShareKind, ShareStatus, SnapshotState, TokenState,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -49,6 +51,31 @@ pub struct Disk {
     pub source_snapshot_id: Option<String>,
     /// Creation time (RFC 3339).
     pub created_at: String,
+    /// Image the disk was launched from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_image_id: Option<String>,
+    /// How it was made: `empty`, `from-snapshot` or `from-image`.
+    pub creation_method: CreationMethod,
+    /// Where its content came from (kept after the source is gone), when
+    /// that was another account's snapshot or image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// Tags (`KEY: VALUE`); keys starting with `coffer:` are Coffer's own
+    /// (provenance).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Where a copy, a shared resource or a disk from one came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Source {
+    /// The source's owner account.
+    pub account_id: String,
+    /// The source's region.
+    pub region: String,
+    /// The source's id (a snapshot or image), kept after it is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// A snapshot.
@@ -73,6 +100,238 @@ pub struct Snapshot {
     /// Encryption at rest.
     pub encryption: Encryption,
     /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// How it was made: `snapshot` (of a disk), `image` (for an image),
+    /// `copy`; `shared` when it belongs to another account that shares it
+    /// with the caller's.
+    pub creation_method: CreationMethod,
+    /// The image that owns it (its snapshots go with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// Its role in that image: `root`, `data1`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_role: Option<String>,
+    /// What it was copied from, or (shared) who shares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// Tags; `coffer:` keys are Coffer's own (`coffer:shared-from`,
+    /// `coffer:copied-from`: `ACCOUNT:REGION:ID`).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An image: snapshots (a root and data disks) to launch disks from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Image {
+    /// Id, e.g. `img-0123456789abcdef`.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Owner account.
+    pub account_id: String,
+    /// Region (images are regional; launch in any zone of it).
+    pub region: String,
+    /// Free text.
+    pub description: String,
+    /// Its snapshots, root first.
+    pub snapshots: Vec<ImageSnapshot>,
+    /// Total size of its snapshots.
+    pub size_bytes: u64,
+    /// `image`, `copy`, or `shared` (another account's, shared with the
+    /// caller's).
+    pub creation_method: CreationMethod,
+    /// What it was copied from, or (shared) who shares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
+
+/// One snapshot of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImageSnapshot {
+    /// `root`, `data1`, `data2`, ...
+    pub role: String,
+    /// The snapshot's id.
+    pub snapshot_id: String,
+    /// Its size in bytes.
+    pub size_bytes: u64,
+    /// Its encryption.
+    pub encryption: Encryption,
+}
+
+/// Create an image from disks (crash-consistent snapshots are taken) or
+/// from snapshots (O(1) copies): one of the two lists, the first is the
+/// root.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateImage {
+    /// Name.
+    pub name: String,
+    /// Disks: root first, then data disks.
+    #[serde(default)]
+    pub disk_ids: Vec<String>,
+    /// Snapshots: root first, then data disks.
+    #[serde(default)]
+    pub snapshot_ids: Vec<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The owning account (default: that of the disks or snapshots).
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Launch disks from an image: one per image snapshot, in one zone.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchImage {
+    /// Zone (of the image's region).
+    pub zone: String,
+    /// Disk names are `NAME-ROLE` (`web-root`, `web-data1`); default: the
+    /// image's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The account that will own the disks (default: the caller's home).
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// Encrypt the disks under this set (required for another account's
+    /// customer-key image).
+    #[serde(default)]
+    pub encryption_set_id: Option<String>,
+    /// Tags for every disk.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Copy a snapshot or image into an account (default: the caller's).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyRequest {
+    /// Name of the copy.
+    pub name: String,
+    /// The account that will own the copy (default: the caller's home).
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// Re-encrypt under this encryption set's key.
+    #[serde(default)]
+    pub encryption_set_id: Option<String>,
+    /// Re-encrypt even where the copy could share the source's ciphertext.
+    #[serde(default)]
+    pub rekey: bool,
+    /// Tags of the copy (the source's are not copied).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Add or remove tags.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagRequest {
+    /// Tags to add (or replace).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Tag keys to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// A resource share (or a snapshot's or image's permissions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Share {
+    /// Id, e.g. `rs-0123456789abcdef`.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Owner account.
+    pub account_id: String,
+    /// Region.
+    pub region: String,
+    /// `share` or `permission`.
+    pub kind: ShareKind,
+    /// `any` or `tenant`.
+    pub principal_scope: PrincipalScope,
+    /// The shared resources (those the caller may know of).
+    pub resources: Vec<String>,
+    /// The principals and where each stands.
+    pub principals: Vec<SharePrincipal>,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// A principal of a share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SharePrincipal {
+    /// An account, folder or tenant id, or `*` (every account).
+    pub principal: String,
+    /// `associated`, `pending` (invited) or `rejected`.
+    pub status: ShareStatus,
+    /// The invitation, for an account outside the owner's tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation_id: Option<String>,
+}
+
+/// Create a resource share.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShare {
+    /// Name.
+    pub name: String,
+    /// `any` (default) or `tenant`.
+    #[serde(default)]
+    pub principal_scope: Option<PrincipalScope>,
+    /// The owning account (default: the caller's home).
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// Resources to share (snapshots, images).
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Principals: account, folder or tenant ids.
+    #[serde(default)]
+    pub principals: Vec<String>,
+}
+
+/// Change a share: resources and principals to add and remove.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateShare {
+    /// Resources to add.
+    #[serde(default)]
+    pub add_resources: Vec<String>,
+    /// Resources to remove.
+    #[serde(default)]
+    pub remove_resources: Vec<String>,
+    /// Principals to add (account, folder or tenant ids; `*` for every
+    /// account, in permissions only).
+    #[serde(default)]
+    pub add_principals: Vec<String>,
+    /// Principals to remove.
+    #[serde(default)]
+    pub remove_principals: Vec<String>,
+}
+
+/// An invitation of an account to a resource share of another tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Invitation {
+    /// Id, e.g. `inv-0123456789abcdef`.
+    pub id: String,
+    /// The share.
+    pub share_id: String,
+    /// The share's name.
+    pub share_name: String,
+    /// The account that shares.
+    pub sender_account_id: String,
+    /// The invited account.
+    pub account_id: String,
+    /// `pending`, `associated` (accepted) or `rejected`.
+    pub status: ShareStatus,
+    /// When it was sent.
     pub created_at: String,
 }
 
@@ -132,7 +391,9 @@ pub struct CreateDisk {
     #[schema(value_type = Option<String>, example = "10GiB")]
     pub size: Option<coffer_types::ByteSize>,
     /// Snapshot to copy (must be in the zone's region). It may belong to
-    /// another account or tenant that gave the caller `snapshots/read` on it.
+    /// another account or tenant that gave the caller `snapshots/use` on it
+    /// (a role such as Disk Snapshot User, a create-volume permission, or a
+    /// resource share).
     pub source_snapshot_id: Option<String>,
     /// The account that will own the disk (default: the caller's home
     /// account). The caller needs `disks/write` there.
@@ -143,6 +404,9 @@ pub struct CreateDisk {
     /// The set's identity must be able to wrap and unwrap with the key.
     #[serde(default)]
     pub encryption_set_id: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Resize a disk (grow only).
@@ -162,6 +426,9 @@ pub struct CreateSnapshot {
     pub disk_id: String,
     /// Name.
     pub name: String,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A region and its zones.

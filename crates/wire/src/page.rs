@@ -58,6 +58,13 @@ pub struct ListParams {
     pub source_snapshot: Option<String>,
     /// Only snapshots taken from this disk.
     pub source_disk: Option<String>,
+    /// Only disks launched from this image.
+    pub source_image: Option<String>,
+    /// Only items with this tag, `KEY=VALUE`.
+    pub tag: Option<String>,
+    /// Only images or snapshots shared with the caller's account by other
+    /// accounts (`true`), or only the caller's own (`false`).
+    pub shared: Option<String>,
 }
 
 impl ListParams {
@@ -117,6 +124,10 @@ list_query! {
         state,
         /// Only disks made from this snapshot.
         source_snapshot,
+        /// Only disks launched from this image.
+        source_image,
+        /// Only disks with this tag, `KEY=VALUE`.
+        tag,
     }
 }
 
@@ -129,6 +140,47 @@ list_query! {
         account,
         /// Only snapshots taken from this disk (also after it was deleted).
         source_disk,
+        /// Only snapshots with this tag, `KEY=VALUE`.
+        tag,
+        /// `true`: only snapshots other accounts share with the caller's;
+        /// `false`: only the caller's own.
+        shared,
+    }
+}
+
+list_query! {
+    /// Query of `GET /v1/images`.
+    ImageQuery {
+        /// Only images with this exact name.
+        name,
+        /// Only images of this account.
+        account,
+        /// Only images with this tag, `KEY=VALUE`.
+        tag,
+        /// `true`: only images other accounts share with the caller's;
+        /// `false`: only the caller's own.
+        shared,
+    }
+}
+
+list_query! {
+    /// Query of `GET /v1/invitations`.
+    InvitationQuery {
+        /// The invited account (default: the caller's).
+        account,
+    }
+}
+
+list_query! {
+    /// Query of `GET /v1/shares`.
+    ShareQuery {
+        /// Only shares with this exact name.
+        name,
+        /// Only shares of this account.
+        account,
+        /// `true`: the shares other accounts share with the caller's
+        /// account (in force or invited); default: the caller's own.
+        shared,
     }
 }
 

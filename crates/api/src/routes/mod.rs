@@ -6,8 +6,10 @@ pub mod disks;
 pub mod encryption_sets;
 pub mod grants;
 pub mod iam;
+pub mod images;
 pub mod meta;
 pub mod org;
+pub mod shares;
 pub mod snapshots;
 pub mod vaults;
 
@@ -22,8 +24,10 @@ use disks::*;
 use encryption_sets::*;
 use grants::*;
 use iam::*;
+use images::*;
 use meta::*;
 use org::*;
+use shares::*;
 use snapshots::*;
 use vaults::*;
 
@@ -53,6 +57,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
                 E::EncryptionSetNotFound,
                 E::InvalidKeyOperation,
                 E::CustomerKeyBoundary,
+                E::InvalidTag,
             ],
             routes!(create_disk),
         )
@@ -112,6 +117,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
                 E::DiskDetached,
                 E::KeyUnusable,
                 E::Conflict,
+                E::InvalidTag,
             ],
             routes!(create_snapshot),
         )
@@ -127,8 +133,181 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
         )
         .add(
             Act(A::SnapshotsDelete),
-            &[E::SnapshotNotFound],
+            &[E::SnapshotNotFound, E::SnapshotInUse],
             routes!(delete_snapshot),
+        )
+        .add(
+            Act(A::SnapshotsUse),
+            &[
+                E::SnapshotNotFound,
+                E::InvalidName,
+                E::InvalidId,
+                E::InvalidTag,
+                E::NameTaken,
+                E::AccountNotFound,
+                E::KeyRequired,
+                E::Conflict,
+            ],
+            routes!(copy_snapshot),
+        )
+        // Sharing: permissions (AWS).
+        .add(
+            Act(A::SharesRead),
+            &[
+                E::InvalidId,
+                E::SnapshotNotFound,
+                E::ImageNotFound,
+                E::NotShareable,
+            ],
+            routes!(get_permissions),
+        )
+        .add(
+            Act(A::SharesWrite),
+            &[
+                E::InvalidId,
+                E::SnapshotNotFound,
+                E::ImageNotFound,
+                E::AccountNotFound,
+                E::FolderNotFound,
+                E::TenantNotFound,
+                E::NotShareable,
+                E::InvalidPrincipal,
+                E::KeyNotShared,
+                E::CustomerKeyBoundary,
+                E::QuotaExceeded,
+            ],
+            routes!(update_permissions),
+        )
+        // Sharing: resource shares and invitations (Alibaba, AWS RAM).
+        .add(
+            Act(A::SharesWrite),
+            &[
+                E::InvalidName,
+                E::InvalidId,
+                E::NameTaken,
+                E::AccountNotFound,
+                E::FolderNotFound,
+                E::TenantNotFound,
+                E::SnapshotNotFound,
+                E::ImageNotFound,
+                E::NotShareable,
+                E::InvalidPrincipal,
+                E::KeyNotShared,
+                E::CustomerKeyBoundary,
+                E::QuotaExceeded,
+            ],
+            routes!(create_share),
+        )
+        .add(
+            Authenticated,
+            &[
+                E::InvalidPage,
+                E::InvalidFilter,
+                E::InvalidId,
+                E::AccountNotFound,
+            ],
+            routes!(list_shares),
+        )
+        .add(Act(A::SharesRead), &[E::ShareNotFound], routes!(get_share))
+        .add(
+            Act(A::SharesWrite),
+            &[
+                E::ShareNotFound,
+                E::InvalidId,
+                E::AccountNotFound,
+                E::FolderNotFound,
+                E::TenantNotFound,
+                E::SnapshotNotFound,
+                E::ImageNotFound,
+                E::NotShareable,
+                E::InvalidPrincipal,
+                E::KeyNotShared,
+                E::CustomerKeyBoundary,
+                E::QuotaExceeded,
+            ],
+            routes!(update_share),
+        )
+        .add(
+            Act(A::SharesWrite),
+            &[E::ShareNotFound],
+            routes!(delete_share),
+        )
+        .add(
+            Authenticated,
+            &[E::InvalidId, E::AccountNotFound],
+            routes!(list_invitations),
+        )
+        .add(
+            Act(A::SharesWrite),
+            &[E::InvalidId, E::InvitationNotFound, E::InvitationAnswered],
+            routes!(accept_invitation),
+        )
+        .add(
+            Act(A::SharesWrite),
+            &[E::InvalidId, E::InvitationNotFound, E::InvitationAnswered],
+            routes!(reject_invitation),
+        )
+        // Images.
+        .add(
+            Act(A::ImagesWrite),
+            &[
+                E::InvalidName,
+                E::InvalidId,
+                E::InvalidTag,
+                E::DiskNotFound,
+                E::SnapshotNotFound,
+                E::AccountNotFound,
+                E::NameTaken,
+                E::RegionMismatch,
+                E::HeldByOtherNode,
+                E::NodeFenced,
+                E::DiskDetached,
+                E::KeyUnusable,
+                E::Conflict,
+            ],
+            routes!(create_image),
+        )
+        .add(
+            Authenticated,
+            &[E::InvalidPage, E::InvalidFilter],
+            routes!(list_images),
+        )
+        .add(Act(A::ImagesRead), &[E::ImageNotFound], routes!(get_image))
+        .add(
+            Act(A::ImagesDelete),
+            &[E::ImageNotFound],
+            routes!(delete_image),
+        )
+        .add(
+            Act(A::ImagesUse),
+            &[
+                E::ImageNotFound,
+                E::InvalidName,
+                E::InvalidId,
+                E::InvalidTag,
+                E::UnknownZone,
+                E::AccountNotFound,
+                E::EncryptionSetNotFound,
+                E::NameTaken,
+                E::RegionMismatch,
+                E::KeyUnusable,
+                E::InvalidKeyOperation,
+                E::CustomerKeyBoundary,
+            ],
+            routes!(launch_image),
+        )
+        .add(
+            Act(A::ImagesUse),
+            &[
+                E::ImageNotFound,
+                E::InvalidName,
+                E::InvalidId,
+                E::InvalidTag,
+                E::NameTaken,
+                E::AccountNotFound,
+                E::KeyRequired,
+            ],
+            routes!(copy_image),
         )
         // Key vaults, keys, the audit log.
         .add(

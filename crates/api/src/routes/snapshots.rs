@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use coffer_service::Service;
-use coffer_service::model::{CreateSnapshot, Snapshot};
+use coffer_service::model::{CopyRequest, CreateSnapshot, Share, Snapshot, UpdateShare};
 use coffer_wire::{Page, SnapshotQuery};
 
 use crate::{ApiJson, ApiQuery, ApiResult, Auth};
@@ -53,4 +53,49 @@ pub async fn delete_snapshot(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Snapshot>> {
     Ok(Json(s.delete_snapshot(&c, &id).await?))
+}
+
+/// Copy a snapshot into an account (the caller's by default): ownership
+/// moves to that account; under the same key the copy shares the source's
+/// ciphertext (no data is written).
+#[utoipa::path(post, path = "/v1/snapshots/{id}/copy", tag = "snapshots", request_body = CopyRequest,
+    params(("id" = String, Path, description = "snapshot id")),
+    responses((status = 201, body = Snapshot)))]
+pub async fn copy_snapshot(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CopyRequest>,
+) -> ApiResult<(StatusCode, Json<Snapshot>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.copy_snapshot(&c, &id, req).await?),
+    ))
+}
+
+/// A snapshot's or image's permissions (AWS's create-volume and launch
+/// permissions): the accounts it is shared with, `*` for every account.
+#[utoipa::path(get, path = "/v1/permissions/{id}", tag = "sharing",
+    params(("id" = String, Path, description = "snapshot or image id")),
+    responses((status = 200, body = Share)))]
+pub async fn get_permissions(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Share>> {
+    Ok(Json(s.permissions(&c, &id).await?))
+}
+
+/// Add or remove accounts (or `*`, every account) in a snapshot's or
+/// image's permissions.
+#[utoipa::path(patch, path = "/v1/permissions/{id}", tag = "sharing", request_body = UpdateShare,
+    params(("id" = String, Path, description = "snapshot or image id")),
+    responses((status = 200, body = Share)))]
+pub async fn update_permissions(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateShare>,
+) -> ApiResult<Json<Share>> {
+    Ok(Json(s.update_permissions(&c, &id, req).await?))
 }

@@ -24,7 +24,9 @@ pub const COLUMNS: &[(&str, &str)] = &[
 
 #[derive(Debug, Subcommand)]
 pub enum DiskCmd {
-    /// Create a disk, empty (--size) or from a snapshot (--from-snapshot).
+    /// Create a disk, empty (--size), from a snapshot (--from-snapshot), or
+    /// disks from an image (--from-image: one per image snapshot, named
+    /// NAME-ROLE, e.g. web-root, web-data1).
     Create {
         /// Name (unique among the account's disks).
         #[arg(long)]
@@ -37,9 +39,12 @@ pub enum DiskCmd {
         #[arg(long)]
         zone: String,
         /// Snapshot (id or name) to create the disk from (it may belong to
-        /// another account or tenant that gave you `snapshots/read` on it).
-        #[arg(long)]
+        /// another account or tenant that lets you use it: `snapshots/use`).
+        #[arg(long, conflicts_with = "from_image")]
         from_snapshot: Option<String>,
+        /// Image (id or name) to launch: one disk per image snapshot.
+        #[arg(long, conflicts_with = "size")]
+        from_image: Option<String>,
         /// Account (id or name) that will own the disk (default: your home
         /// account).
         #[arg(long)]
@@ -48,6 +53,9 @@ pub enum DiskCmd {
         /// name; an empty disk only).
         #[arg(long)]
         encryption_set: Option<String>,
+        /// A tag, KEY=VALUE (repeat for more).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
     },
     /// List the disks you may see.
     List {
@@ -66,6 +74,12 @@ pub enum DiskCmd {
         /// Only disks made from this snapshot (id or name).
         #[arg(long)]
         source_snapshot: Option<String>,
+        /// Only disks launched from this image (id).
+        #[arg(long)]
+        source_image: Option<String>,
+        /// Only disks with this tag, KEY=VALUE.
+        #[arg(long)]
+        tag: Option<String>,
         #[command(flatten)]
         paging: Paging,
     },
@@ -116,9 +130,30 @@ pub async fn run(c: &Client, out: &Output, cmd: DiskCmd) -> anyhow::Result<()> {
             size,
             zone,
             from_snapshot,
+            from_image,
             account,
             encryption_set,
+            tags,
         } => {
+            if let Some(image) = from_image {
+                let id = resolve::id(c, Kind::Image, &image).await?;
+                let body = coffer_wire::LaunchImage {
+                    zone,
+                    name: Some(name),
+                    account_id: resolve::opt(c, Kind::Account, account.as_deref()).await?,
+                    encryption_set_id: resolve::opt(
+                        c,
+                        Kind::EncryptionSet,
+                        encryption_set.as_deref(),
+                    )
+                    .await?,
+                    tags: super::snapshot::tag_map(&tags)?,
+                };
+                let disks: Vec<Disk> = c
+                    .post(&format!("/v1/images/{}/disks", seg(&id)), &body)
+                    .await?;
+                return out.show(&disks, View::Columns(COLUMNS));
+            }
             let body = CreateDisk {
                 name,
                 zone,
@@ -128,6 +163,7 @@ pub async fn run(c: &Client, out: &Output, cmd: DiskCmd) -> anyhow::Result<()> {
                 account_id: resolve::opt(c, Kind::Account, account.as_deref()).await?,
                 encryption_set_id: resolve::opt(c, Kind::EncryptionSet, encryption_set.as_deref())
                     .await?,
+                tags: super::snapshot::tag_map(&tags)?,
             };
             let d: Disk = c.post("/v1/disks", &body).await?;
             out.show(&d, View::Fields)
@@ -138,6 +174,8 @@ pub async fn run(c: &Client, out: &Output, cmd: DiskCmd) -> anyhow::Result<()> {
             zone,
             state,
             source_snapshot,
+            source_image,
+            tag,
             paging,
         } => {
             let q = DiskQuery {
@@ -147,6 +185,8 @@ pub async fn run(c: &Client, out: &Output, cmd: DiskCmd) -> anyhow::Result<()> {
                 state,
                 source_snapshot: resolve::opt(c, Kind::Snapshot, source_snapshot.as_deref())
                     .await?,
+                source_image: resolve::opt(c, Kind::Image, source_image.as_deref()).await?,
+                tag,
                 ..DiskQuery::default()
             };
             let l = c.list::<_, Disk>("/v1/disks", &q, &paging).await?;

@@ -228,6 +228,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
             volume,
             lease_ttl,
             nbd_tls: tls.is_some(),
+            quotas: o.quotas.unwrap_or_default(),
             ..ServiceConfig::default()
         },
     );

@@ -94,6 +94,11 @@ pub struct ServeOptions {
     /// slower reads of recently written data. Configuration file only.
     #[arg(skip)]
     pub direct_io: Option<bool>,
+    /// Per-account limits of sharing (`[quotas]`: shares_per_account,
+    /// principals_per_share, resources_per_share, principals_per_resource).
+    /// Configuration file only.
+    #[arg(skip)]
+    pub quotas: Option<coffer_service::ShareQuotas>,
     /// Serve the API and NBD over TLS even on loopback (TLS is on by
     /// default whenever a listener is not on loopback). Without
     /// --tls-cert, the certificate is issued at each start from the

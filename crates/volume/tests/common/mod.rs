@@ -282,6 +282,9 @@ impl Fixture {
             kek_id: self.kek,
             created_at: coffer_meta::now(),
             encryption_set_id: None,
+            image: None,
+            created_by: coffer_types::CreationMethod::Snapshot,
+            origin: Default::default(),
         }
     }
 }

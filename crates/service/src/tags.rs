@@ -1,0 +1,83 @@
+//! Tags on resources: validation of what callers send (`KEY=VALUE`, the
+//! limits of [`coffer_types::tag`]), the list filter `tag=KEY=VALUE`, and
+//! filling the tags of a page of resources in one query.
+
+use std::collections::BTreeMap;
+
+use coffer_types::{Id, Tag};
+use coffer_wire::ErrorCode;
+use coffer_wire::model::{Disk, Image, Snapshot};
+
+use crate::{Result, Service, ServiceError};
+
+fn invalid(e: coffer_types::TagError) -> ServiceError {
+    ServiceError::new(ErrorCode::InvalidTag, e.to_string())
+}
+
+/// The tags of a request, checked.
+pub(crate) fn parse_tags(map: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
+    let tags = map
+        .iter()
+        .map(|(k, v)| Tag::new(k, v))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    Tag::set(tags).map_err(invalid)
+}
+
+/// The `tag=KEY=VALUE` list filter.
+pub(crate) fn tag_filter(v: Option<&str>) -> Result<Option<(String, String)>> {
+    let Some(v) = v else { return Ok(None) };
+    let (k, val) = v.split_once('=').ok_or_else(|| {
+        ServiceError::new(
+            ErrorCode::InvalidFilter,
+            format!("invalid tag filter '{v}': use tag=KEY=VALUE"),
+        )
+    })?;
+    if k.is_empty() {
+        return Err(ServiceError::new(
+            ErrorCode::InvalidFilter,
+            "invalid tag filter: the key is empty (use tag=KEY=VALUE)",
+        ));
+    }
+    Ok(Some((k.to_string(), val.to_string())))
+}
+
+/// A resource as the API shows it, with its tags.
+pub(crate) trait Tagged {
+    /// Its id.
+    fn id(&self) -> &str;
+    /// Its tags.
+    fn tags_mut(&mut self) -> &mut BTreeMap<String, String>;
+}
+
+macro_rules! tagged {
+    ($($t:ty),*) => {$(
+        impl Tagged for $t {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn tags_mut(&mut self) -> &mut BTreeMap<String, String> {
+                &mut self.tags
+            }
+        }
+    )*};
+}
+tagged!(Disk, Snapshot, Image);
+
+impl Service {
+    /// Fill in the stored tags of `items` (one query), beside any
+    /// `coffer:` tags they already carry.
+    pub(crate) async fn fill_tags<T: Tagged>(&self, items: &mut [T]) -> Result<()> {
+        let ids: Vec<Id> = items.iter().filter_map(|i| i.id().parse().ok()).collect();
+        let mut tags = self.meta.tags_of(&ids).await?;
+        for item in items {
+            let Ok(id) = item.id().parse::<Id>() else {
+                continue;
+            };
+            for t in tags.remove(&id).unwrap_or_default() {
+                item.tags_mut().insert(t.key, t.value);
+            }
+        }
+        Ok(())
+    }
+}
