@@ -54,6 +54,26 @@ fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
         ("GET", "/healthz" | "/openapi.json") => [200; 6],
         ("GET", "/v1/whoami" | "/v1/regions" | "/v1/roles") => [200; 6],
         ("GET", "/v1/disks" | "/v1/snapshots" | "/v1/tenants" | "/v1/accounts") => [200; 6],
+        ("GET", "/v1/images" | "/v1/shares") => [200; 6],
+        // Seeing a snapshot is not using it: a Reader is told no.
+        ("POST", "/v1/snapshots/{id}/copy") => [201, 201, 403, 404, 404, 404],
+        ("GET", "/v1/permissions/{id}") => [200, 200, 200, 404, 404, 404],
+        ("PATCH", "/v1/permissions/{id}") => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/images") => [201, 201, 403, 403, 404, 404],
+        ("GET", "/v1/images/{id}") => [200, 200, 200, 404, 404, 404],
+        ("DELETE", "/v1/images/{id}") => [200, 200, 403, 404, 404, 404],
+        ("POST", "/v1/images/{id}/disks" | "/v1/images/{id}/copy") => {
+            [201, 201, 403, 404, 404, 404]
+        }
+        ("POST", "/v1/shares") => [201, 201, 403, 403, 404, 404],
+        ("GET", "/v1/shares/{id}") => [200, 200, 200, 404, 404, 404],
+        ("PATCH" | "DELETE", "/v1/shares/{id}") => [200, 200, 403, 404, 404, 404],
+        // An account's invitations: its role holders (a principal with no
+        // role there sees the account, so it is told no).
+        ("GET", "/v1/invitations") => [200, 200, 200, 403, 200, 200],
+        ("POST", "/v1/invitations/{id}/accept" | "/v1/invitations/{id}/reject") => {
+            [200, 200, 403, 403, 404, 404]
+        }
         ("POST", "/v1/disks") => [201, 201, 403, 403, 404, 404],
         ("GET", "/v1/disks/{id}") => [200, 200, 200, 404, 404, 404],
         ("DELETE", "/v1/disks/{id}") => [200, 200, 403, 404, 404, 404],
@@ -162,6 +182,11 @@ struct Fixtures {
     protected_key: String,
     set: String,
     grant: String,
+    image: String,
+    share: String,
+    /// Pending, addressed to the first account by a share of another
+    /// tenant's account.
+    invitation: String,
 }
 
 struct World {
@@ -174,6 +199,8 @@ struct World {
     tenant: String,
     account: String,
     move_folder: String,
+    /// An account of another tenant (its shares invite the first account).
+    foreign_account: String,
 }
 
 impl World {
@@ -385,7 +412,40 @@ impl World {
             .as_str()
             .unwrap()
             .to_string();
+        let image = self
+            .admin(
+                "POST",
+                "/v1/images",
+                Some(json!({"name": uniq("i"), "snapshot_ids": [snapshot], "account_id": self.account})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let share = self
+            .admin(
+                "POST",
+                "/v1/shares",
+                Some(json!({"name": uniq("rs"), "account_id": self.account, "resources": [snapshot]})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let invitation = self
+            .admin(
+                "POST",
+                "/v1/shares",
+                Some(json!({"name": uniq("inv"), "account_id": self.foreign_account, "principals": [self.account]})),
+            )
+            .await["principals"][0]["invitation_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         Fixtures {
+            image,
+            share,
+            invitation,
             disk,
             attached_disk,
             snapshot,
@@ -456,6 +516,11 @@ async fn world() -> (World, Vec<String>) {
     let vault = KeyVault::open(meta.clone(), root).await.unwrap();
     let config = ServiceConfig {
         lease_ttl: Duration::from_secs(3600),
+        // Every fixture set makes shares in the first account.
+        quotas: coffer_service::ShareQuotas {
+            shares_per_account: 100_000,
+            ..coffer_service::ShareQuotas::default()
+        },
         ..ServiceConfig::default()
     };
     let svc = Service::new(meta, store, vault, config);
@@ -484,6 +549,7 @@ async fn world() -> (World, Vec<String>) {
         tenant: String::new(),
         account: String::new(),
         move_folder: String::new(),
+        foreign_account: String::new(),
     };
     let who = w.admin("GET", "/v1/whoami", None).await;
     w.tenant = who["tenant_id"].as_str().unwrap().to_string();
@@ -530,6 +596,7 @@ async fn world() -> (World, Vec<String>) {
         .unwrap()
         .to_string();
     let (other_tenant, other_tenant_t) = member(&w, "foreigner", &b1, Some(("Owner", &t2))).await;
+    w.foreign_account = b1.clone();
     // A token lives at least a minute: make one, then put its expiry in
     // the past in the database, as if the minute had passed.
     let expiring = w
@@ -605,6 +672,10 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
         p if p.starts_with("/v1/secrets/{id}") => fx.secret.clone(),
         p if p.starts_with("/v1/encryption-sets/{id}") => fx.set.clone(),
         p if p.starts_with("/v1/grants/{id}") => fx.grant.clone(),
+        p if p.starts_with("/v1/images/{id}") => fx.image.clone(),
+        p if p.starts_with("/v1/permissions/{id}") => fx.snapshot.clone(),
+        p if p.starts_with("/v1/shares/{id}") => fx.share.clone(),
+        p if p.starts_with("/v1/invitations/{id}") => fx.invitation.clone(),
         _ => String::new(),
     };
     let path = spec.path.replace("{id}", &id);
@@ -622,6 +693,33 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
             Some(json!({"name": uniq("n"), "disk_id": fx.disk})),
             Some(fx.disk.clone()),
         ),
+        ("POST", "/v1/snapshots/{id}/copy" | "/v1/images/{id}/copy") => {
+            (path, Some(json!({"name": uniq("c")})), Some(id))
+        }
+        ("PATCH", "/v1/permissions/{id}" | "/v1/shares/{id}") => {
+            (path, Some(json!({"add_principals": []})), Some(id))
+        }
+        ("POST", "/v1/images") => (
+            path,
+            Some(
+                json!({"name": uniq("i"), "snapshot_ids": [fx.snapshot], "account_id": w.account}),
+            ),
+            Some(w.account.clone()),
+        ),
+        ("POST", "/v1/images/{id}/disks") => (
+            path,
+            Some(json!({"name": uniq("l"), "zone": "local-a", "account_id": w.account})),
+            Some(id),
+        ),
+        ("POST", "/v1/shares") => (
+            path,
+            Some(json!({"name": uniq("rs"), "account_id": w.account})),
+            Some(w.account.clone()),
+        ),
+        // An invitation is answered for the account it invites.
+        ("POST", "/v1/invitations/{id}/accept" | "/v1/invitations/{id}/reject") => {
+            (path, None, Some(w.account.clone()))
+        }
         ("POST", "/v1/tenants") => (path, Some(json!({"name": "n"})), Some("/".into())),
         ("POST", "/v1/folders" | "/v1/accounts") => (
             path,

@@ -34,6 +34,10 @@ macro_rules! workflow {
 workflow!(w000_azure_share_snapshot, "000-azure-share-snapshot.md");
 workflow!(w001_azure_encryption, "001-azure-encryption-layers.md");
 workflow!(w002_aws_ami_sharing, "002-aws-ami-sharing.md");
+workflow!(
+    w003_alibaba_resource_shares,
+    "003-alibaba-resource-shares.md"
+);
 workflow!(w004_azure_customer_keys, "004-azure-customer-keys.md");
 
 fn docs_dir() -> PathBuf {
@@ -125,6 +129,25 @@ fn script_of(name: &str, doc: &str) -> String {
     script
 }
 
+/// The server configuration a document asks for: the body of a ```toml
+/// block whose first line is `# coffer serve --config` (shown to readers,
+/// given to the document's server as its `--config` file).
+fn serve_config_of(doc: &str) -> Option<String> {
+    let mut lines = doc.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() == "```toml" {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            if body
+                .first()
+                .is_some_and(|f| f.trim() == "# coffer serve --config")
+            {
+                return Some(body.join("\n") + "\n");
+            }
+        }
+    }
+    None
+}
+
 /// Run one document against a fresh server; panic with the failing line
 /// and the whole output if it does not exit 0.
 fn run_document(name: &str) {
@@ -133,7 +156,15 @@ fn run_document(name: &str) {
     require("sha256sum", "coreutils");
     let doc = read_doc(name);
     let script = script_of(name, &doc);
-    let s = Server::start();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("serve.toml");
+    let s = match serve_config_of(&doc) {
+        Some(c) => {
+            std::fs::write(&config, c).unwrap();
+            Server::start_with(&["--config", config.to_str().unwrap()], &[])
+        }
+        None => Server::start(),
+    };
     let script_path = s.dir.path().join(format!("{name}.sh"));
     std::fs::write(&script_path, &script).unwrap();
     let work = s.dir.path().join("work");

@@ -119,8 +119,15 @@ impl Service {
             ));
         }
         let id = Id::random(Kind::Image);
-        // The sources, authorized: a disk is snapshotted (snapshots/write
-        // on it), a snapshot copied (snapshots/use on it).
+        // The owning account first (as for disks: the caller's home by
+        // default), then the sources, authorized: a disk is snapshotted
+        // (snapshots/write on it), a snapshot copied (snapshots/use on it).
+        let account = match &req.account_id {
+            Some(a) => parse_id(a, Kind::Account)?,
+            None => caller.principal.account_id,
+        };
+        self.check_scope(caller, Action::ImagesWrite, Scope::Id(account))
+            .await?;
         let mut disks = vec![];
         for d in &req.disk_ids {
             disks.push(
@@ -135,17 +142,6 @@ impl Service {
                     .await?,
             );
         }
-        let first_account = disks
-            .first()
-            .map(|d| d.account_id)
-            .or_else(|| snaps.first().map(|s| s.account_id))
-            .ok_or_else(|| ServiceError::internal("an image with no source"))?;
-        let account = match &req.account_id {
-            Some(a) => parse_id(a, Kind::Account)?,
-            None => first_account,
-        };
-        self.check_scope(caller, Action::ImagesWrite, Scope::Id(account))
-            .await?;
         let regions: Vec<&str> = disks
             .iter()
             .map(|d| d.region.as_str())

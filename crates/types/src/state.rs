@@ -20,8 +20,11 @@ macro_rules! words {
     ($(#[$m:meta])* $name:ident ($what:literal) { $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        // kebab-case is the word of every value (`from-image`): the
+        // test below holds `as_str` and serde to the same word.
+        #[serde(rename_all = "kebab-case")]
         pub enum $name {
-            $($(#[$vm])* #[serde(rename = $s)] $var,)+
+            $($(#[$vm])* $var,)+
         }
 
         impl $name {
@@ -215,6 +218,18 @@ mod tests {
             );
         }
         assert_eq!(DiskState::Attached.to_string(), "attached");
+        for m in CreationMethod::ALL {
+            assert_eq!(
+                serde_json::to_string(m).unwrap(),
+                format!("\"{}\"", m.as_str())
+            );
+        }
+        for m in ShareStatus::ALL {
+            assert_eq!(
+                serde_json::to_string(m).unwrap(),
+                format!("\"{}\"", m.as_str())
+            );
+        }
     }
 
     #[test]

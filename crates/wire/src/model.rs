@@ -180,7 +180,8 @@ pub struct CreateImage {
     /// Free text.
     #[serde(default)]
     pub description: Option<String>,
-    /// The owning account (default: that of the disks or snapshots).
+    /// The owning account (default: the caller's home account); its
+    /// disks or snapshots only.
     #[serde(default)]
     pub account_id: Option<String>,
     /// Tags.

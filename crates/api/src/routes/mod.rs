@@ -234,7 +234,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
         )
         .add(
             Authenticated,
-            &[E::InvalidId, E::AccountNotFound],
+            &[E::InvalidId, E::AccountNotFound, E::AuthorizationFailed],
             routes!(list_invitations),
         )
         .add(
