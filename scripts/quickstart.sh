@@ -3,8 +3,9 @@
 # embedded defaults in a fresh directory, create a disk, write an image into
 # it over NBD with qemu-img, snapshot it while attached, restore the snapshot
 # into a disk in another zone, prove the data identical, and share the
-# snapshot with a principal of another tenant (Reader on that one
-# snapshot), who restores it into a disk of its own. Leaves the
+# snapshot with a principal of another tenant (Disk Snapshot User on that
+# one snapshot), who copies it into its own account and restores the copy
+# into a disk of its own. Leaves the
 # server running so you can go on with the CLI (it prints how to stop it).
 #
 # Usage: scripts/quickstart.sh [WORKDIR]   (default: ./coffer-quickstart)
@@ -147,14 +148,15 @@ URI2=$("$COFFER" disk attach "$DISK2" --query uri)
 qemu-img compare -f qcow2 -F raw "$WORK/base.qcow2" "$URI2"
 "$COFFER" disk list
 
-echo "==> sharing the snapshot with another tenant: Reader on $SNAP only"
+echo "==> sharing the snapshot with another tenant: Disk Snapshot User on $SNAP only"
 TENANT2=$("$COFFER" tenant create --name partner --query id)
 ACCOUNT2=$("$COFFER" account create --name partner-main --tenant "$TENANT2" --query id)
 BOB=$("$COFFER" principal create --name bob --account "$ACCOUNT2" --role Owner --scope "$TENANT2" --query principal.id)
 "$COFFER" token create --principal "$BOB" --name quickstart --expires-in 1d --save-profile bob
-"$COFFER" role assignment create --principal "$BOB" --role Reader --scope "$SNAP"
+"$COFFER" role assignment create --principal "$BOB" --role "Disk Snapshot User" --scope "$SNAP"
 "$COFFER" --profile bob snapshot list
-BOBDISK=$("$COFFER" --profile bob disk create --name from-partner --from-snapshot "$SNAP" --zone local-c --query id)
+BOBCOPY=$("$COFFER" --profile bob snapshot copy "$SNAP" --name from-partner --query id)
+BOBDISK=$("$COFFER" --profile bob disk create --name from-partner --from-snapshot "$BOBCOPY" --zone local-c --query id)
 BOBURI=$("$COFFER" --profile bob disk attach "$BOBDISK" --query uri)
 qemu-img compare -f qcow2 -F raw "$WORK/base.qcow2" "$BOBURI"
 "$COFFER" --profile bob disk list

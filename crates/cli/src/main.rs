@@ -40,6 +40,7 @@ use commands::disk::DiskCmd;
 use commands::encryption_set::EncryptionSetCmd;
 use commands::iam::{IamCmd, PrincipalCmd, RoleCmd};
 use commands::image::ImageCmd;
+use commands::job::JobCmd;
 use commands::org::{AccountCmd, FolderCmd, TenantCmd};
 use commands::share::{InvitationCmd, ShareCmd};
 use commands::snapshot::SnapshotCmd;
@@ -136,6 +137,9 @@ enum Command {
     /// list, accept, reject.
     #[command(subcommand)]
     Invitation(InvitationCmd),
+    /// Background jobs (re-encrypting copies): list, show, wait, cancel.
+    #[command(subcommand)]
+    Job(JobCmd),
     /// Key vaults: create, list, show, update, delete, recover, purge.
     #[command(subcommand)]
     Vault(VaultCmd),
@@ -201,6 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(cmd) => commands::image::run(&c, &out, cmd).await,
         Command::Share(cmd) => commands::share::run(&c, &out, cmd).await,
         Command::Invitation(cmd) => commands::share::run_invitation(&c, &out, cmd).await,
+        Command::Job(cmd) => commands::job::run(&c, &out, cmd).await,
         Command::Vault(cmd) => commands::vault::vault(&c, &out, cmd).await,
         Command::Key(cmd) => commands::vault::key(&c, &out, cmd).await,
         Command::Secret(cmd) => commands::vault::secret(&c, &out, cmd).await,

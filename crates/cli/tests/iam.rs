@@ -523,6 +523,38 @@ fn reader_on_one_snapshot_across_tenants() {
     assert!(e.contains("snapshots/delete"), "{e}");
     assert!(!e.contains("not found"), "{e}");
     assert_eq!(s.cli(&["snapshot", "show", &s1])["id"], s1.as_str());
+    // Reader only sees it: a disk from it needs `snapshots/use` (403, not
+    // 404: P sees it), which Disk Snapshot User gives.
+    let e = err_as(
+        &s,
+        "p",
+        &[
+            "disk",
+            "create",
+            "--from-snapshot",
+            &s1,
+            "--zone",
+            "local-a",
+            "--name",
+            "x",
+        ],
+    );
+    assert_eq!(api_error(&e), (403, "AuthorizationFailed".into()), "{e}");
+    assert!(
+        e.contains("snapshots/use") && e.contains("Disk Snapshot User"),
+        "{e}"
+    );
+    let user = id(&s.cli(&[
+        "role",
+        "assignment",
+        "create",
+        "--principal",
+        &p,
+        "--role",
+        "Disk Snapshot User",
+        "--scope",
+        &s1,
+    ]));
     // Sharing lets P make a disk of S1 in its own account.
     let copy = cli_as(
         &s,
@@ -660,6 +692,7 @@ fn reader_on_one_snapshot_across_tenants() {
 
     // Deleting the assignment takes the share back.
     s.cli(&["role", "assignment", "delete", &ra]);
+    s.cli(&["role", "assignment", "delete", &user]);
     hidden_like_missing(
         &s,
         "p",

@@ -252,7 +252,8 @@ fn ci_runs_the_readme_test_command_on_both_backend_passes() {
         "**Test it**:\n\n```sh\nenv | grep '^COFFER_TEST' | sort > test-env.txt\n```\n",
     )
     .unwrap();
-    // The bounded fuzz run is stubbed too.
+    // The guest's setup and the bounded fuzz run are stubbed too.
+    write_script(&root.join(".ci/guest-setup.sh"), "exit 0");
     std::fs::create_dir_all(root.join("fuzz")).unwrap();
     write_script(&root.join("fuzz/run.sh"), "exit 0");
     let stubs = tmp.path().join("bin");

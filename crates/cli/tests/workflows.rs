@@ -34,10 +34,7 @@ macro_rules! workflow {
 workflow!(w000_azure_share_snapshot, "000-azure-share-snapshot.md");
 workflow!(w001_azure_encryption, "001-azure-encryption-layers.md");
 workflow!(w002_aws_ami_sharing, "002-aws-ami-sharing.md");
-workflow!(
-    w003_alibaba_resource_shares,
-    "003-alibaba-resource-shares.md"
-);
+workflow!(w003_alibaba_shares, "003-alibaba-resource-shares.md");
 workflow!(w004_azure_customer_keys, "004-azure-customer-keys.md");
 
 fn docs_dir() -> PathBuf {

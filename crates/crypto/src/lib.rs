@@ -25,7 +25,8 @@ pub mod wrap;
 
 pub use chunk::{ChunkHeader, ChunkKey, HEADER_LEN, OVERHEAD, TAG_LEN, open_chunk, seal_chunk};
 pub use secret::{
-    SecretKey, hash_token, hmac_sha256_hex, hmac_sha256_verify, new_token, random_bytes, sha256_hex,
+    SecretKey, Sha256, hash_token, hmac_sha256_hex, hmac_sha256_verify, new_token, random_bytes,
+    sha256_hex,
 };
 pub use wrap::{unwrap_key, wrap_key};
 

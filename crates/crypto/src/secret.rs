@@ -169,6 +169,28 @@ pub fn hash_token(token: &str) -> String {
     ))
 }
 
+/// A streaming SHA-256 (of data fed in pieces), e.g. of a disk's
+/// plaintext as a copy reads it.
+pub struct Sha256(aws_lc_rs::digest::Context);
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Self(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+    }
+}
+
+impl Sha256 {
+    /// Feed `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The digest, hex.
+    pub fn finish_hex(self) -> String {
+        hex::encode(self.0.finish())
+    }
+}
+
 /// SHA-256 of `data`, hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data))

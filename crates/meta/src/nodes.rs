@@ -79,7 +79,8 @@ pub struct SweepView {
     /// v2 objects some extent names, by object id.
     pub objects: HashSet<[u8; 16]>,
     /// Volumes (by id value) that a live holder may be writing v2 objects
-    /// for: their disk is attached on a node.
+    /// for: their disk is attached on a node, or a running copy job
+    /// writes them.
     pub held_volumes: HashSet<u64>,
 }
 
@@ -326,11 +327,19 @@ impl Meta {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let held: Vec<String> = sqlx::query_scalar(
+        let mut held: Vec<String> = sqlx::query_scalar(
             "SELECT d.volume_id FROM attachments a JOIN disks d ON d.id = a.disk_id WHERE a.node_id IS NOT NULL",
         )
         .fetch_all(&mut *tx)
         .await?;
+        // A running copy job holds its target volume (objects it put and
+        // has not committed yet), attached or not.
+        let copying: Vec<String> = sqlx::query_scalar(
+            "SELECT target_volume FROM jobs WHERE state = 'running' AND target_volume IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        held.extend(copying);
         tx.commit().await?;
         let mut view = SweepView::default();
         for o in objects {

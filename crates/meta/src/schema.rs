@@ -22,6 +22,7 @@ const SQLITE: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/sqlite/0010_images_shares.sql"),
     ),
+    (11, include_str!("../migrations/sqlite/0011_copy_jobs.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -42,6 +43,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         10,
         include_str!("../migrations/postgres/0010_images_shares.sql"),
+    ),
+    (
+        11,
+        include_str!("../migrations/postgres/0011_copy_jobs.sql"),
     ),
 ];
 

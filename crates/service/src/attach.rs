@@ -253,7 +253,7 @@ fn image_opts(endpoint: &str, export: &str, tls: bool) -> String {
 }
 
 /// The vault as the source of an open volume's DEKs.
-struct VaultDeks(coffer_keyvault::KeyVault);
+pub(crate) struct VaultDeks(pub(crate) coffer_keyvault::KeyVault);
 
 #[async_trait::async_trait]
 impl coffer_volume::DekSource for VaultDeks {

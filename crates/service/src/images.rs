@@ -366,7 +366,17 @@ impl Service {
             .await?;
         let snaps = self.meta.image_snapshots(src.id).await?;
         for s in &snaps {
-            self.copy_in_place(s, account, req.encryption_set_id.as_deref(), req.rekey)?;
+            if self.copy_mode(s, account, req.encryption_set_id.as_deref(), req.rekey)?
+                == crate::snapshots::CopyMode::Reencrypt
+            {
+                return Err(ServiceError::new(
+                    ErrorCode::KeyRequired,
+                    format!(
+                        "copying image {} under another key re-encrypts its snapshots: copy each snapshot with `coffer snapshot copy --encryption-set` and make an image of the copies (`coffer image create --snapshot`); a one-step re-encrypting image copy is not available yet",
+                        src.id
+                    ),
+                ));
+            }
         }
         let image = ImageRow {
             id: Id::random(Kind::Image),

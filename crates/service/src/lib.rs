@@ -29,6 +29,7 @@
 mod access;
 mod attach;
 mod auth;
+mod copies;
 mod disks;
 mod encryption_sets;
 mod error;
@@ -99,6 +100,9 @@ pub struct ServiceConfig {
     pub nbd_tls: bool,
     /// Per-account limits of sharing.
     pub quotas: ShareQuotas,
+    /// How fast re-encrypting copies may read and write, over all the
+    /// jobs of this node (`None`: as fast as they go).
+    pub copy_pace: Option<Arc<coffer_volume::Pace>>,
 }
 
 impl Default for ServiceConfig {
@@ -111,6 +115,7 @@ impl Default for ServiceConfig {
             sweep_interval: std::time::Duration::from_secs(600),
             nbd_tls: false,
             quotas: ShareQuotas::default(),
+            copy_pace: None,
         }
     }
 }
@@ -151,6 +156,10 @@ pub struct Service {
     gc_wake: Arc<Notify>,
     /// Wakes the re-wrap task (`rewrap`) after a rotation or set update.
     rewrap_wake: Notify,
+    /// Wakes the copy-job runner (`copies`) when a job is created.
+    jobs_wake: Notify,
+    /// Jobs this node is running now.
+    running_jobs: std::sync::Mutex<std::collections::HashSet<Id>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -191,6 +200,8 @@ impl Service {
             customer_keyed: std::sync::Mutex::new(std::collections::HashSet::new()),
             gc_wake,
             rewrap_wake: Notify::new(),
+            jobs_wake: Notify::new(),
+            running_jobs: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 

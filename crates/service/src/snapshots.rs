@@ -248,14 +248,9 @@ impl Service {
     /// Copy a snapshot into an account (the caller's by default): the
     /// copy is the caller's, independent of the source's sharing and
     /// deletion. Under the same key it shares the source's ciphertext (one
-    /// row, no object written: O(1)); see `copy_needs_rekey` for when a
-    /// copy must be re-encrypted instead.
-    pub async fn copy_snapshot(
-        &self,
-        caller: &Caller,
-        id: &str,
-        req: CopyRequest,
-    ) -> Result<Snapshot> {
+    /// row, no object written: O(1), done at once); under another key it
+    /// is a re-encrypting job (`copies`). See [`Service::copy_mode`].
+    pub async fn copy_snapshot(&self, caller: &Caller, id: &str, req: CopyRequest) -> Result<Job> {
         let src = self
             .authorized_snapshot(caller, id, Action::SnapshotsUse)
             .await?;
@@ -273,7 +268,20 @@ impl Service {
         .await?;
         self.check_name_free(Kind::Snapshot, account, name.as_str())
             .await?;
-        self.copy_in_place(&src, account, req.encryption_set_id.as_deref(), req.rekey)?;
+        if self.copy_mode(&src, account, req.encryption_set_id.as_deref(), req.rekey)?
+            == CopyMode::Reencrypt
+        {
+            return self
+                .start_copy_job(
+                    caller,
+                    &src,
+                    account,
+                    &name,
+                    req.encryption_set_id.as_deref(),
+                    tags,
+                )
+                .await;
+        }
         let row = SnapshotRow {
             id: Id::random(Kind::Snapshot),
             account_id: account,
@@ -298,32 +306,43 @@ impl Service {
                 other => other.into(),
             })?;
         tracing::info!(snapshot = %row.id, source = %src.id, account = %account, "snapshot copied (O(1), same key)");
-        Ok(self.snap_view(caller, &[row]).await?.remove(0))
+        Ok(Job {
+            id: String::new(),
+            kind: "snapshot-copy".into(),
+            state: "succeeded".into(),
+            account_id: account.to_string(),
+            source_id: src.id.to_string(),
+            target_id: row.id.to_string(),
+            bytes_total: src.size,
+            bytes_done: src.size,
+            message: Some("shares the source's encrypted data: nothing was copied".into()),
+            source_sha256: None,
+            target_sha256: None,
+            created_at: row.created_at.clone(),
+            updated_at: row.created_at.clone(),
+            finished_at: Some(row.created_at.clone()),
+        })
     }
 
-    /// Refuse a copy of `src` into `account` that must be re-encrypted
-    /// (re-encrypting copies are jobs, not built yet), naming why.
+    /// How a copy of `src` into `account` is made.
     ///
-    /// A copy may share the source's ciphertext (O(1)) when its key does
-    /// not change: a platform-key source (anywhere in the region), or a
-    /// customer-key source copied within its own account. It must be
+    /// It may share the source's ciphertext (O(1)) when its key does not
+    /// change: a platform-key source (anywhere in the region), or a
+    /// customer-key source copied within its own account. It is
     /// re-encrypted when the caller asks for another key (`--encryption-set`
-    /// or `--rekey`), and when a customer-key source goes into another
-    /// account (that account encrypts with a key of its own).
-    pub(crate) fn copy_in_place(
+    /// or `--rekey`); a customer-key source going into another account
+    /// must name a key of that account (else 422 `KeyRequired`).
+    pub(crate) fn copy_mode(
         &self,
         src: &SnapshotRow,
         account: Id,
         set: Option<&str>,
         rekey: bool,
-    ) -> Result<()> {
-        let why = if rekey {
-            Some("--rekey asks for new data keys".to_string())
-        } else if let Some(set) = set {
-            Some(format!("encryption set {set} asks for another key"))
-        } else if src.encryption != coffer_types::EncryptionType::Platform
-            && src.account_id != account
-        {
+    ) -> Result<CopyMode> {
+        if rekey || set.is_some() {
+            return Ok(CopyMode::Reencrypt);
+        }
+        if src.encryption != coffer_types::EncryptionType::Platform && src.account_id != account {
             return Err(ServiceError::new(
                 ErrorCode::KeyRequired,
                 format!(
@@ -331,19 +350,8 @@ impl Service {
                     src.id, src.kek_id, src.account_id
                 ),
             ));
-        } else {
-            None
-        };
-        match why {
-            None => Ok(()),
-            Some(why) => Err(ServiceError::new(
-                ErrorCode::KeyRequired,
-                format!(
-                    "a copy of snapshot {} under another key ({why}) re-encrypts every block: re-encrypting copies are not available yet; copy it without changing the key",
-                    src.id
-                ),
-            )),
         }
+        Ok(CopyMode::InPlace)
     }
 
     /// Delete a snapshot; disks made from it keep their data.
@@ -375,4 +383,13 @@ impl Service {
         tracing::info!(snapshot = %s.id, "snapshot deleted");
         Ok(snap_dto(&s))
     }
+}
+
+/// How a copy is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CopyMode {
+    /// A new row on the same encrypted data (O(1)).
+    InPlace,
+    /// Every block re-encrypted under a new data key (a job).
+    Reencrypt,
 }

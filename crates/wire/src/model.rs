@@ -231,6 +231,45 @@ pub struct CopyRequest {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A background job: a copy that re-encrypts (or, done at once, one that
+/// shares ciphertext).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    /// Id, e.g. `job-0123456789abcdef` (empty for a copy done at once).
+    pub id: String,
+    /// `snapshot-copy`.
+    pub kind: String,
+    /// `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// The account that will own the result.
+    pub account_id: String,
+    /// What is copied.
+    pub source_id: String,
+    /// What the job makes (it exists once the job succeeded).
+    pub target_id: String,
+    /// Bytes to copy.
+    pub bytes_total: u64,
+    /// Bytes copied and committed so far (a restarted job resumes there).
+    pub bytes_done: u64,
+    /// Why it failed, or what it is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// SHA-256 of the source's data and of the copy's, read back: equal
+    /// when the job succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sha256: Option<String>,
+    /// See `source_sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_sha256: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
 /// Add or remove tags.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -146,9 +146,24 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
                 E::NameTaken,
                 E::AccountNotFound,
                 E::KeyRequired,
+                E::KeyNotShared,
+                E::EncryptionSetNotFound,
+                E::KeyUnusable,
+                E::InvalidKeyOperation,
                 E::Conflict,
             ],
             routes!(copy_snapshot),
+        )
+        .add(Authenticated, &[], routes!(list_jobs))
+        .add(
+            Act(A::SnapshotsRead),
+            &[E::InvalidId, E::JobNotFound],
+            routes!(get_job),
+        )
+        .add(
+            Act(A::SnapshotsWrite),
+            &[E::InvalidId, E::JobNotFound, E::Conflict],
+            routes!(cancel_job),
         )
         // Sharing: permissions (AWS).
         .add(

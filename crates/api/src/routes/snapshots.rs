@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use coffer_service::Service;
-use coffer_service::model::{CopyRequest, CreateSnapshot, Share, Snapshot, UpdateShare};
+use coffer_service::model::{CopyRequest, CreateSnapshot, Job, Share, Snapshot, UpdateShare};
 use coffer_wire::{Page, SnapshotQuery};
 
 use crate::{ApiJson, ApiQuery, ApiResult, Auth};
@@ -56,21 +56,54 @@ pub async fn delete_snapshot(
 }
 
 /// Copy a snapshot into an account (the caller's by default): ownership
-/// moves to that account; under the same key the copy shares the source's
-/// ciphertext (no data is written).
+/// moves to that account. Under the same key the copy shares the source's
+/// ciphertext and is done at once (the job answered has succeeded, its
+/// `target_id` is the copy); under another key it is a re-encrypting job
+/// (poll `GET /v1/jobs/{id}`; the snapshot appears when it succeeded).
 #[utoipa::path(post, path = "/v1/snapshots/{id}/copy", tag = "snapshots", request_body = CopyRequest,
     params(("id" = String, Path, description = "snapshot id")),
-    responses((status = 201, body = Snapshot)))]
+    responses((status = 201, body = Job)))]
 pub async fn copy_snapshot(
     State(s): State<Arc<Service>>,
     Auth(c): Auth,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<CopyRequest>,
-) -> ApiResult<(StatusCode, Json<Snapshot>)> {
+) -> ApiResult<(StatusCode, Json<Job>)> {
     Ok((
         StatusCode::CREATED,
         Json(s.copy_snapshot(&c, &id, req).await?),
     ))
+}
+
+/// Copy jobs of the accounts whose snapshots the caller may see, newest
+/// first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "snapshots",
+    responses((status = 200, body = Page<Job>)))]
+pub async fn list_jobs(State(s): State<Arc<Service>>, Auth(c): Auth) -> ApiResult<Json<Page<Job>>> {
+    let items = s.list_jobs(&c).await?;
+    Ok(Json(Page { items, next: None }))
+}
+
+/// One job: state and progress.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "snapshots", params(("id" = String, Path, description = "job id")),
+    responses((status = 200, body = Job)))]
+pub async fn get_job(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    Ok(Json(s.get_job(&c, &id).await?))
+}
+
+/// Cancel a running job: nothing of the copy stays.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "snapshots", params(("id" = String, Path, description = "job id")),
+    responses((status = 200, body = Job)))]
+pub async fn cancel_job(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    Ok(Json(s.cancel_job(&c, &id).await?))
 }
 
 /// A snapshot's or image's permissions (AWS's create-volume and launch

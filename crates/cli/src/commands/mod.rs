@@ -9,6 +9,7 @@ pub mod disk;
 pub mod encryption_set;
 pub mod iam;
 pub mod image;
+pub mod job;
 pub mod org;
 pub mod share;
 pub mod snapshot;

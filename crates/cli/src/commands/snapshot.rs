@@ -149,12 +149,21 @@ pub enum SnapshotCmd {
         /// The account that will own the copy (id or name).
         #[arg(long)]
         account: Option<String>,
-        /// Re-encrypt under this disk encryption set's key.
+        /// Re-encrypt under this disk encryption set's key (a job: see
+        /// --wait).
         #[arg(long)]
         encryption_set: Option<String>,
+        /// Re-encrypt under new data keys even where the copy could share
+        /// the source's (under the platform key, or --encryption-set's).
+        #[arg(long)]
+        rekey: bool,
         /// A tag of the copy, KEY=VALUE (repeat for more).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// Wait for a re-encrypting copy to finish, with a progress bar,
+        /// and show the copy (without: show the job).
+        #[arg(long)]
+        wait: bool,
     },
     /// Who may create disks from it and copy it (AWS's create-volume
     /// permission).
@@ -217,7 +226,9 @@ pub async fn run(c: &Client, out: &Output, cmd: SnapshotCmd) -> anyhow::Result<(
             name,
             account,
             encryption_set,
+            rekey,
             tags,
+            wait,
         } => {
             let id = resolve::id(c, Kind::Snapshot, &snapshot).await?;
             let body = CopyRequest {
@@ -225,13 +236,23 @@ pub async fn run(c: &Client, out: &Output, cmd: SnapshotCmd) -> anyhow::Result<(
                 account_id: resolve::opt(c, Kind::Account, account.as_deref()).await?,
                 encryption_set_id: resolve::opt(c, Kind::EncryptionSet, encryption_set.as_deref())
                     .await?,
-                rekey: false,
+                rekey,
                 tags: tag_map(&tags)?,
             };
-            let s: Snapshot = c
+            let j: coffer_wire::Job = c
                 .post(&format!("/v1/snapshots/{}/copy", seg(&id)), &body)
                 .await?;
-            out.show(&s, View::Fields)
+            if j.state == "succeeded" {
+                // Done at once: show the copy.
+                let s: Snapshot = c
+                    .get(&format!("/v1/snapshots/{}", seg(&j.target_id)))
+                    .await?;
+                return out.show(&s, View::Fields);
+            }
+            if wait {
+                return super::job::wait(c, out, &j.id, 3600).await;
+            }
+            out.show(&j, View::Fields)
         }
         SnapshotCmd::Permission(cmd) => run_permission(c, out, Kind::Snapshot, cmd).await,
         SnapshotCmd::List {

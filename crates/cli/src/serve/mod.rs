@@ -229,6 +229,9 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
             lease_ttl,
             nbd_tls: tls.is_some(),
             quotas: o.quotas.unwrap_or_default(),
+            copy_pace: o
+                .copy_rate
+                .map(|r| std::sync::Arc::new(coffer_volume::Pace::new(r.bytes()))),
             ..ServiceConfig::default()
         },
     );
@@ -268,6 +271,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     service.spawn_lease();
     service.spawn_key_watch();
     service.spawn_rewrap();
+    service.spawn_jobs();
 
     let (collected, orphans) = service.recover().await.with_context(|| {
         format!(

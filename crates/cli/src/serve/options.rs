@@ -99,6 +99,11 @@ pub struct ServeOptions {
     /// Configuration file only.
     #[arg(skip)]
     pub quotas: Option<coffer_service::ShareQuotas>,
+    /// How fast re-encrypting copies may go over all of this node's jobs
+    /// (e.g. "256MiB", per second; default: unlimited). Configuration file
+    /// only.
+    #[arg(skip)]
+    pub copy_rate: Option<ByteSize>,
     /// Serve the API and NBD over TLS even on loopback (TLS is on by
     /// default whenever a listener is not on loopback). Without
     /// --tls-cert, the certificate is issued at each start from the

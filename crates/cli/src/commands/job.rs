@@ -1,0 +1,109 @@
+//! `coffer job …`: background jobs (re-encrypting copies): list, show,
+//! wait (a progress bar), cancel.
+
+use clap::Subcommand;
+use coffer_wire::{Job, Page, Snapshot};
+
+use crate::client::{Client, seg};
+use crate::output::{Output, View};
+
+/// A job's table columns.
+pub const COLUMNS: &[(&str, &str)] = &[
+    ("ID", "/id"),
+    ("KIND", "/kind"),
+    ("STATE", "/state"),
+    ("SOURCE", "/source_id"),
+    ("TARGET", "/target_id"),
+    ("DONE", "/bytes_done"),
+    ("TOTAL", "/bytes_total"),
+    ("CREATED", "/created_at"),
+];
+
+#[derive(Debug, Subcommand)]
+pub enum JobCmd {
+    /// Jobs of the accounts whose snapshots you may see, newest first.
+    List,
+    /// A job's state and progress.
+    Show {
+        /// Job id.
+        job: String,
+    },
+    /// Wait for a job to end, with a progress bar; then show what it made.
+    Wait {
+        /// Job id.
+        job: String,
+        /// Give up after this many seconds (the job goes on).
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+    /// Cancel a running job: nothing of the copy stays.
+    Cancel {
+        /// Job id.
+        job: String,
+    },
+}
+
+/// Wait for job `id` with a progress bar (bytes, rate, ETA), then show
+/// the snapshot it made; fail naming the reason if it failed.
+pub async fn wait(c: &Client, out: &Output, id: &str, timeout: u64) -> anyhow::Result<()> {
+    let path = format!("/v1/jobs/{}", seg(id));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )?
+        .progress_chars("=> "),
+    );
+    loop {
+        let j: Job = c.get(&path).await?;
+        bar.set_length(j.bytes_total);
+        bar.set_position(j.bytes_done);
+        bar.set_message(j.message.clone().unwrap_or_else(|| j.state.clone()));
+        match j.state.as_str() {
+            "succeeded" => {
+                bar.finish_and_clear();
+                let s: Snapshot = c
+                    .get(&format!("/v1/snapshots/{}", seg(&j.target_id)))
+                    .await?;
+                return out.show(&s, View::Fields);
+            }
+            "failed" | "cancelled" => {
+                bar.abandon();
+                anyhow::bail!(
+                    "job {id} {}: {}; nothing of the copy was kept",
+                    j.state,
+                    j.message.unwrap_or_default()
+                );
+            }
+            _ => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            bar.abandon();
+            anyhow::bail!(
+                "job {id} is still running after {timeout} s ({} of {} bytes); it goes on: `coffer job wait {id}` again, or `coffer job cancel {id}`",
+                j.bytes_done,
+                j.bytes_total
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// Run a job command.
+pub async fn run(c: &Client, out: &Output, cmd: JobCmd) -> anyhow::Result<()> {
+    match cmd {
+        JobCmd::List => {
+            let p: Page<Job> = c.get("/v1/jobs").await?;
+            out.show(&p.items, View::Columns(COLUMNS))
+        }
+        JobCmd::Show { job } => {
+            let j: Job = c.get(&format!("/v1/jobs/{}", seg(&job))).await?;
+            out.show(&j, View::Fields)
+        }
+        JobCmd::Wait { job, timeout } => wait(c, out, &job, timeout).await,
+        JobCmd::Cancel { job } => {
+            let j: Job = c.action(&format!("/v1/jobs/{}/cancel", seg(&job))).await?;
+            out.show(&j, View::Fields)
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! Copy jobs: the background work of a copy that re-encrypts (a snapshot
+//! copied under another key). A job reads through a *reader volume* whose
+//! parent is the source's view (so the view, and the data, stay while the
+//! job runs, even if the source is deleted or unshared) and writes a new
+//! *target volume* under the target key. Its progress is committed as it
+//! goes (`bytes_done`: the copy resumes there after a restart, on any
+//! node); its snapshot appears only when the copy is complete and
+//! verified, in the transaction that ends the job (never half-visible).
+//! While a job runs, its target volume is held against the orphan sweep
+//! (see [`crate::SweepView`]).
+
+use coffer_types::{Id, Kind, Tag};
+use sqlx::AssertSqlSafe;
+
+use crate::chunks::{VolumeRow, gc_volume_tx, insert_volume_tx, volume_tx};
+use crate::resources::insert_snapshot_tx;
+use crate::{Meta, MetaError, Result, SnapshotRow, now, parse_id, to_i64, to_u64};
+
+/// A job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    /// Id (`job-…`).
+    pub id: Id,
+    /// The account that will own the result.
+    pub account_id: Id,
+    /// `snapshot-copy`.
+    pub kind: String,
+    /// `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// The snapshot copied.
+    pub source_id: Id,
+    /// Its account.
+    pub source_account: Id,
+    /// Its region.
+    pub source_region: String,
+    /// The snapshot the job makes.
+    pub target_id: Id,
+    /// Its name.
+    pub name: String,
+    /// The volume the job reads through (parent: the source's view).
+    pub reader_volume: Option<Id>,
+    /// The volume it writes.
+    pub target_volume: Option<Id>,
+    /// Bytes to copy (the source's size).
+    pub bytes_total: u64,
+    /// Bytes copied and committed.
+    pub bytes_done: u64,
+    /// Why it failed, or what it is doing.
+    pub message: Option<String>,
+    /// Tags of the result, `KEY=VALUE` lines.
+    pub tags: Vec<Tag>,
+    /// Who asked.
+    pub created_by: Id,
+    /// When.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// When it ended.
+    pub finished_at: Option<String>,
+    /// The node running it.
+    pub node_id: Option<Id>,
+    /// SHA-256 of the source's data (its allocated ranges), once verified.
+    pub source_sha256: Option<String>,
+    /// SHA-256 of the copy's same ranges, read back.
+    pub target_sha256: Option<String>,
+}
+
+const JOB_COLS: &str = "id, account_id, kind, state, source_id, source_account, source_region, target_id, name, reader_volume, target_volume, bytes_total, bytes_done, message, tags, created_by, created_at, updated_at, finished_at, node_id, source_sha256, target_sha256";
+
+struct JobRec(JobRow);
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for JobRec {
+    fn from_row(r: &'r sqlx::any::AnyRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        let s = |i: usize| -> sqlx::Result<String> { r.try_get(i) };
+        let o = |i: usize| -> sqlx::Result<Option<String>> { r.try_get(i) };
+        let (id, account, source, source_account, target) = (s(0)?, s(1)?, s(4)?, s(5)?, s(7)?);
+        let (reader, tvol, node, tags) = (o(9)?, o(10)?, o(19)?, s(14)?);
+        let (total, done): (i64, i64) = (r.try_get(11)?, r.try_get(12)?);
+        let parse = || -> Result<JobRow> {
+            let vol = |v: Option<String>| v.map(|v| parse_id(&v, Kind::Volume)).transpose();
+            Ok(JobRow {
+                id: parse_id(&id, Kind::Job)?,
+                account_id: parse_id(&account, Kind::Account)?,
+                kind: s(2)?,
+                state: s(3)?,
+                source_id: parse_id(&source, Kind::Snapshot)?,
+                source_account: parse_id(&source_account, Kind::Account)?,
+                source_region: s(6)?,
+                target_id: parse_id(&target, Kind::Snapshot)?,
+                name: s(8)?,
+                reader_volume: vol(reader)?,
+                target_volume: vol(tvol)?,
+                bytes_total: to_u64(total)?,
+                bytes_done: to_u64(done)?,
+                message: o(13)?,
+                tags: tags
+                    .lines()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| Tag {
+                        key: k.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+                created_by: parse_id(&s(15)?, Kind::Principal)?,
+                created_at: s(16)?,
+                updated_at: s(17)?,
+                finished_at: o(18)?,
+                node_id: node.map(|n| parse_id(&n, Kind::Node)).transpose()?,
+                source_sha256: o(20)?,
+                target_sha256: o(21)?,
+            })
+        };
+        parse()
+            .map(JobRec)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
+}
+
+impl Meta {
+    /// Record a copy job with its reader and target volumes, in one
+    /// transaction that checks the source snapshot still exists and is the
+    /// view the reader's parent names (a concurrent delete comes first, or
+    /// sees the reader as a view to keep).
+    pub async fn create_copy_job(
+        &self,
+        job: &JobRow,
+        reader: &VolumeRow,
+        target: &VolumeRow,
+    ) -> Result<()> {
+        let Some((parent, generation)) = reader.parent else {
+            return Err(MetaError::Corrupt("a reader volume needs a parent".into()));
+        };
+        let mut tx = self.pool.begin().await?;
+        volume_tx(&mut tx, parent).await?;
+        let found: Option<(String, i64)> =
+            sqlx::query_as("SELECT volume_id, generation FROM snapshots WHERE id = $1")
+                .bind(job.source_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match found {
+            Some((v, g)) if v == parent.to_string() && to_u64(g)? == generation => {}
+            _ => return Err(MetaError::NotFound(format!("snapshot {}", job.source_id))),
+        }
+        insert_volume_tx(&mut tx, reader).await?;
+        insert_volume_tx(&mut tx, target).await?;
+        let tags: Vec<String> = job.tags.iter().map(Tag::to_string).collect();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+        )))
+        .bind(job.id.to_string())
+        .bind(job.account_id.to_string())
+        .bind(&job.kind)
+        .bind(&job.state)
+        .bind(job.source_id.to_string())
+        .bind(job.source_account.to_string())
+        .bind(&job.source_region)
+        .bind(job.target_id.to_string())
+        .bind(&job.name)
+        .bind(job.reader_volume.map(|v| v.to_string()))
+        .bind(job.target_volume.map(|v| v.to_string()))
+        .bind(to_i64(job.bytes_total)?)
+        .bind(to_i64(job.bytes_done)?)
+        .bind(job.message.clone())
+        .bind(tags.join("\n"))
+        .bind(job.created_by.to_string())
+        .bind(&job.created_at)
+        .bind(&job.updated_at)
+        .bind(job.finished_at.clone())
+        .bind(job.node_id.map(|n| n.to_string()))
+        .bind(job.source_sha256.clone())
+        .bind(job.target_sha256.clone())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A job by id.
+    pub async fn job(&self, id: Id) -> Result<Option<JobRow>> {
+        let row: Option<JobRec> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// The jobs of some accounts (every job with `None`), newest first, at
+    /// most `limit`.
+    pub async fn list_jobs(&self, accounts: Option<&[Id]>, limit: u32) -> Result<Vec<JobRow>> {
+        let rows: Vec<JobRec> = match accounts {
+            None => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {JOB_COLS} FROM jobs ORDER BY created_at DESC, id LIMIT {limit}"
+                )))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some([]) => vec![],
+            Some(a) => {
+                let params: Vec<String> = (1..=a.len()).map(|i| format!("${i}")).collect();
+                let mut q = sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {JOB_COLS} FROM jobs WHERE account_id IN ({}) ORDER BY created_at DESC, id LIMIT {limit}",
+                    params.join(", ")
+                )));
+                for id in a {
+                    q = q.bind(id.to_string());
+                }
+                q.fetch_all(&self.pool).await?
+            }
+        };
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Take a running job for node `me` unless a live other node runs it.
+    pub async fn claim_job(&self, id: Id, me: Id, now_ms: i64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE jobs SET node_id = $1 WHERE id = $2 AND state = 'running' AND (node_id IS NULL OR node_id = $1 OR node_id NOT IN (SELECT id FROM nodes WHERE lease_expires_ms > $3))",
+        )
+        .bind(me.to_string())
+        .bind(id.to_string())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Running jobs no live node other than `me` runs.
+    pub async fn runnable_jobs(&self, me: Id, now_ms: i64) -> Result<Vec<Id>> {
+        let v: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'running' AND (node_id IS NULL OR node_id = $1 OR node_id NOT IN (SELECT id FROM nodes WHERE lease_expires_ms > $2)) ORDER BY created_at",
+        )
+        .bind(me.to_string())
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        v.iter().map(|s| parse_id(s, Kind::Job)).collect()
+    }
+
+    /// Record progress (bytes copied and committed) and what the job does.
+    pub async fn job_progress(&self, id: Id, done: u64, message: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE jobs SET bytes_done = $1, message = $2, updated_at = $3 WHERE id = $4")
+            .bind(to_i64(done)?)
+            .bind(message)
+            .bind(now())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ask a running job to stop: false if it was not running.
+    pub async fn cancel_job(&self, id: Id) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', message = 'cancelled', updated_at = $1, finished_at = $1 WHERE id = $2 AND state = 'running'",
+        )
+        .bind(now())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// End a job that did not succeed (`failed`, or already `cancelled`):
+    /// its volumes are dropped (their objects queued for deletion), so
+    /// nothing of a half copy stays.
+    pub async fn fail_job(&self, id: Id, state: &str, message: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let vols: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT reader_volume, target_volume FROM jobs WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((reader, target)) = vols else {
+            return Err(MetaError::NotFound(format!("job {id}")));
+        };
+        sqlx::query(
+            "UPDATE jobs SET state = $1, message = $2, updated_at = $3, finished_at = COALESCE(finished_at, $3), reader_volume = NULL, target_volume = NULL WHERE id = $4",
+        )
+        .bind(state)
+        .bind(message)
+        .bind(now())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let mut queued = 0;
+        for v in [target, reader].into_iter().flatten() {
+            let v = parse_id(&v, Kind::Volume)?;
+            sqlx::query("UPDATE volumes SET live = 0 WHERE id = $1")
+                .bind(v.to_string())
+                .execute(&mut *tx)
+                .await?;
+            queued += gc_volume_tx(&mut tx, v).await?;
+        }
+        tx.commit().await?;
+        Ok(queued)
+    }
+
+    /// Finish a copy: `snap` (on the target volume's head, which moves on)
+    /// appears, the job succeeds with its hashes, and the reader volume
+    /// goes — in one transaction, unless the job was cancelled meanwhile
+    /// ([`MetaError::Conflict`]).
+    pub async fn complete_copy(
+        &self,
+        id: Id,
+        snap: &SnapshotRow,
+        source_sha256: &str,
+        target_sha256: &str,
+        tags: &[Tag],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT state, reader_volume FROM jobs WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((state, reader)) = row else {
+            return Err(MetaError::NotFound(format!("job {id}")));
+        };
+        if state != "running" {
+            return Err(MetaError::Conflict(format!("job {id} is {state}")));
+        }
+        let v = volume_tx(&mut tx, snap.volume_id).await?;
+        let mut snap = snap.clone();
+        snap.generation = v.head_generation;
+        insert_snapshot_tx(&mut tx, &snap).await?;
+        sqlx::query("UPDATE volumes SET head_generation = $1, live = 0 WHERE id = $2")
+            .bind(to_i64(snap.generation + 1)?)
+            .bind(snap.volume_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        for t in tags {
+            sqlx::query("INSERT INTO tags (resource_id, tag_key, tag_value) VALUES ($1, $2, $3)")
+                .bind(snap.id.to_string())
+                .bind(&t.key)
+                .bind(&t.value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = 'succeeded', message = NULL, bytes_done = bytes_total, source_sha256 = $1, target_sha256 = $2, updated_at = $3, finished_at = $3, reader_volume = NULL WHERE id = $4",
+        )
+        .bind(source_sha256)
+        .bind(target_sha256)
+        .bind(now())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if let Some(r) = reader {
+            let r = parse_id(&r, Kind::Volume)?;
+            sqlx::query("UPDATE volumes SET live = 0 WHERE id = $1")
+                .bind(r.to_string())
+                .execute(&mut *tx)
+                .await?;
+            gc_volume_tx(&mut tx, r).await?;
+        }
+        gc_volume_tx(&mut tx, snap.volume_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

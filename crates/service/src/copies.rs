@@ -1,0 +1,453 @@
+//! Copies that re-encrypt, as jobs (SPEC §5). A copy that must change the
+//! key — `--encryption-set`, `--rekey`, or a customer-key snapshot copied
+//! into another account — reads every allocated block of the source under
+//! its data keys and writes it under a new data key wrapped by the target
+//! key. It is a job (`coffer-meta::jobs`): created at once (the source's
+//! view held by a reader volume from that moment, so deleting or
+//! unsharing the source, or revoking its key, after the copy completes
+//! changes nothing for it), run in the background by any node
+//! ([`Service::spawn_jobs`]), resumed from its last committed offset after
+//! a restart, verified end to end (SHA-256 of the plaintext of the
+//! source's allocated ranges and of the same ranges of the copy, read
+//! back), and visible as a snapshot only once it succeeded. The copy
+//! shares no object and no data key with its source.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_crypto::Sha256;
+use coffer_iam::Action;
+use coffer_meta::{JobRow, Origin, SnapshotRow, VolumeRow, now_ms};
+use coffer_types::{CreationMethod, EncryptionType, Id, Kind, Name, Tag};
+use coffer_volume::Volume;
+
+use crate::attach::VaultDeks;
+use crate::error::ErrorCode;
+use crate::model::*;
+use crate::*;
+
+/// How much a job copies between looks at whether it was cancelled.
+const STEP: u64 = 8 << 20;
+/// How much a job copies between commits (the point it resumes from).
+const COMMIT_EVERY: u64 = 64 << 20;
+/// How often the runner looks for jobs to run, besides when woken.
+const JOBS_INTERVAL: Duration = Duration::from_secs(1);
+
+pub(crate) fn job_dto(j: &JobRow) -> Job {
+    Job {
+        id: j.id.to_string(),
+        kind: j.kind.clone(),
+        state: j.state.clone(),
+        account_id: j.account_id.to_string(),
+        source_id: j.source_id.to_string(),
+        target_id: j.target_id.to_string(),
+        bytes_total: j.bytes_total,
+        bytes_done: j.bytes_done,
+        message: j.message.clone(),
+        source_sha256: j.source_sha256.clone(),
+        target_sha256: j.target_sha256.clone(),
+        created_at: j.created_at.clone(),
+        updated_at: j.updated_at.clone(),
+        finished_at: j.finished_at.clone(),
+    }
+}
+
+impl Service {
+    /// Whether some principal of `account` holds a grant on `key` that
+    /// allows decrypting with it (a key's owner lets another account use
+    /// its customer-key data this way, SPEC §4).
+    pub(crate) async fn account_may_decrypt(&self, key: Id, account: Id) -> Result<bool> {
+        for g in self.meta.grants_on_key(key).await? {
+            if crate::grants::actions_of(&g.operations).contains(&Action::KeysDecrypt)
+                && let Some(p) = self.meta.principal(g.grantee_id).await?
+                && p.account_id == account
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Start a re-encrypting copy of `src` into `account` as a job: the
+    /// new data key under `set`'s key (or the region's platform key).
+    pub(crate) async fn start_copy_job(
+        &self,
+        caller: &Caller,
+        src: &SnapshotRow,
+        account: Id,
+        name: &Name,
+        set: Option<&str>,
+        tags: Vec<Tag>,
+    ) -> Result<Job> {
+        if src.encryption != EncryptionType::Platform
+            && src.account_id != account
+            && !self.account_may_decrypt(src.kek_id, account).await?
+        {
+            return Err(ServiceError::new(
+                ErrorCode::KeyNotShared,
+                format!(
+                    "snapshot {} is under customer-managed key {} of account {}, and account {account} holds no grant on it: the key's owner first runs `coffer key grant create {} --grantee PRINCIPAL --operations Describe,Decrypt,ReEncrypt,CreateGrant,GenerateDataKey` for a principal of account {account}",
+                    src.id, src.kek_id, src.account_id, src.kek_id
+                ),
+            ));
+        }
+        let source_vol = self.meta.volume(src.volume_id).await?;
+        let target_id = Id::random(Kind::Snapshot);
+        let (dek_id, dek2_id) = match set {
+            Some(s) => {
+                let (s, kek) = self.set_for_new_disk(caller, s, &src.region).await?;
+                if s.account_id != account {
+                    return Err(ServiceError::new(
+                        ErrorCode::KeyRequired,
+                        format!(
+                            "encryption set {} belongs to account {}: a copy in account {account} is encrypted under a set of that account",
+                            s.id, s.account_id
+                        ),
+                    ));
+                }
+                let version = Self::set_target(&s, &kek);
+                let (dek, _) = self.vault.new_dek_with(&kek, version, Some(s.id)).await?;
+                self.audit_as_identity(
+                    caller.principal.id,
+                    &s,
+                    "key.wrap",
+                    version,
+                    target_id,
+                    Ok(()),
+                )
+                .await?;
+                let dek2 = match s.encryption_type {
+                    EncryptionType::Double => {
+                        let kek = self.vault.platform_key(&src.region).await?;
+                        Some(self.vault.new_dek(&kek).await?.0)
+                    }
+                    _ => None,
+                };
+                (dek, dek2)
+            }
+            None => {
+                let kek = self.vault.platform_key(&src.region).await?;
+                (self.vault.new_dek(&kek).await?.0, None)
+            }
+        };
+        // The reader never writes; it gets a data key of its own so that
+        // no two volumes share one.
+        let platform = self.vault.platform_key(&src.region).await?;
+        let reader = VolumeRow {
+            id: Id::random(Kind::Volume),
+            dek_id: self.vault.new_dek(&platform).await?.0,
+            dek2_id: None,
+            chunk_size: source_vol.chunk_size,
+            size: src.size,
+            parent: Some((src.volume_id, src.generation)),
+            head_generation: 0,
+            live: true,
+        };
+        let target = VolumeRow {
+            id: Id::random(Kind::Volume),
+            dek_id,
+            dek2_id,
+            chunk_size: source_vol.chunk_size,
+            size: src.size,
+            parent: None,
+            head_generation: 0,
+            live: true,
+        };
+        let now = coffer_meta::now();
+        let job = JobRow {
+            id: Id::random(Kind::Job),
+            account_id: account,
+            kind: "snapshot-copy".into(),
+            state: "running".into(),
+            source_id: src.id,
+            source_account: src.account_id,
+            source_region: src.region.clone(),
+            target_id,
+            name: name.to_string(),
+            reader_volume: Some(reader.id),
+            target_volume: Some(target.id),
+            bytes_total: src.size,
+            bytes_done: 0,
+            message: Some("queued".into()),
+            tags,
+            created_by: caller.principal.id,
+            created_at: now.clone(),
+            updated_at: now,
+            finished_at: None,
+            node_id: None,
+            source_sha256: None,
+            target_sha256: None,
+        };
+        self.meta
+            .create_copy_job(&job, &reader, &target)
+            .await
+            .map_err(|e| match e {
+                coffer_meta::MetaError::NotFound(_) => {
+                    ServiceError::not_found(ErrorCode::SnapshotNotFound, "snapshot", src.id)
+                }
+                other => other.into(),
+            })?;
+        tracing::info!(job = %job.id, source = %src.id, target = %target_id, account = %account, "re-encrypting copy started");
+        self.jobs_wake.notify_one();
+        Ok(job_dto(&job))
+    }
+
+    /// Jobs of the accounts the caller may see snapshots of, newest first.
+    pub async fn list_jobs(&self, caller: &Caller) -> Result<Vec<Job>> {
+        let r = self.readable(caller, Action::SnapshotsRead).await?;
+        let rows = if r.all {
+            self.meta.list_jobs(None, 1000).await?
+        } else {
+            let accounts: Vec<Id> = r.accounts.into_iter().collect();
+            self.meta.list_jobs(Some(&accounts), 1000).await?
+        };
+        Ok(rows.iter().map(job_dto).collect())
+    }
+
+    /// The job `id`, if the caller may do `action` in its account.
+    async fn authorized_job(&self, caller: &Caller, id: &str, action: Action) -> Result<JobRow> {
+        let jid = parse_id(id, Kind::Job)?;
+        let missing = || ServiceError::not_found(ErrorCode::JobNotFound, "job", jid);
+        let j = self.meta.job(jid).await?.ok_or_else(missing)?;
+        let target = coffer_iam::Target::new(self.account_chain(j.account_id).await?);
+        match coffer_iam::authorize(&caller.subject, action, &target) {
+            coffer_iam::Decision::Allow(_) => Ok(j),
+            coffer_iam::Decision::Deny(d) if d.visible && action != Action::SnapshotsRead => {
+                Err(crate::access::forbidden(caller.principal.id, &d))
+            }
+            coffer_iam::Decision::Deny(_) => Err(missing()),
+        }
+    }
+
+    /// One job.
+    pub async fn get_job(&self, caller: &Caller, id: &str) -> Result<Job> {
+        Ok(job_dto(
+            &self
+                .authorized_job(caller, id, Action::SnapshotsRead)
+                .await?,
+        ))
+    }
+
+    /// Cancel a running job: it stops, and nothing of the copy stays.
+    pub async fn cancel_job(&self, caller: &Caller, id: &str) -> Result<Job> {
+        let j = self
+            .authorized_job(caller, id, Action::SnapshotsWrite)
+            .await?;
+        if !self.meta.cancel_job(j.id).await? {
+            return Err(ServiceError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "job {} is {}: only a running job can be cancelled",
+                    j.id, j.state
+                ),
+            ));
+        }
+        // The runner notices within one step and drops the volumes; if no
+        // node runs it, drop them now.
+        if !lock(&self.running_jobs).contains(&j.id) {
+            let owner = self.meta.job(j.id).await?.and_then(|j| j.node_id);
+            if owner.is_none() || owner == self.my_node_id().await {
+                self.meta.fail_job(j.id, "cancelled", "cancelled").await?;
+                self.gc_wake.notify_one();
+            }
+        }
+        tracing::info!(job = %j.id, by = %caller.principal.id, "job cancelled");
+        let j = self.meta.job(j.id).await?.unwrap_or(j);
+        Ok(job_dto(&j))
+    }
+
+    /// Run copy jobs in the background: those created here at once, and
+    /// every [`JOBS_INTERVAL`] any running job no live node runs (one whose
+    /// node died is resumed here from its last commit).
+    pub fn spawn_jobs(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let _ = tokio::time::timeout(JOBS_INTERVAL, me.jobs_wake.notified()).await;
+                let Some(node) = me.my_node_id().await else {
+                    continue;
+                };
+                let ids = match me.meta.runnable_jobs(node, now_ms()).await {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list copy jobs");
+                        continue;
+                    }
+                };
+                for id in ids {
+                    if lock(&me.running_jobs).contains(&id) {
+                        continue;
+                    }
+                    match me.meta.claim_job(id, node, now_ms()).await {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            tracing::warn!(job = %id, error = %e, "cannot claim a copy job");
+                            continue;
+                        }
+                    }
+                    lock(&me.running_jobs).insert(id);
+                    let svc = Arc::clone(&me);
+                    tokio::spawn(async move {
+                        if let Err(e) = svc.run_job(id).await {
+                            tracing::warn!(job = %id, error = %e.message, "copy job failed");
+                            if let Err(e2) = svc.meta.fail_job(id, "failed", &e.message).await {
+                                tracing::warn!(job = %id, error = %e2, "cannot record a failed job");
+                            }
+                            svc.gc_wake.notify_one();
+                        }
+                        lock(&svc.running_jobs).remove(&id);
+                    });
+                }
+            }
+        })
+    }
+
+    /// Whether job `id` is still running (not cancelled meanwhile).
+    async fn still_running(&self, id: Id) -> Result<bool> {
+        Ok(self
+            .meta
+            .job(id)
+            .await?
+            .is_some_and(|j| j.state == "running"))
+    }
+
+    /// Copy, verify and finish one job, from where it was last committed.
+    async fn run_job(&self, id: Id) -> Result<()> {
+        let Some(job) = self.meta.job(id).await? else {
+            return Ok(());
+        };
+        let (Some(reader_vol), Some(target_vol)) = (job.reader_volume, job.target_volume) else {
+            return Ok(());
+        };
+        let deks = Arc::new(VaultDeks(self.vault.clone()));
+        let open = |v: Id| {
+            Volume::open(
+                self.meta.clone(),
+                self.store.clone(),
+                v,
+                deks.clone(),
+                self.config.volume.clone(),
+                None,
+            )
+        };
+        let reader = open(reader_vol).await?;
+        let target = open(target_vol).await?;
+        let total = job.bytes_total;
+        let mut off = job.bytes_done - job.bytes_done % STEP;
+        if off > 0 {
+            tracing::info!(job = %id, resumed_at = off, "copy job resumed");
+        }
+        while off < total {
+            if !self.still_running(id).await? {
+                return self.stop_cancelled(id, &reader, &target).await;
+            }
+            let len = STEP.min(total - off);
+            if let Some(p) = &self.config.copy_pace {
+                p.take(usize::try_from(len).unwrap_or(usize::MAX)).await;
+            }
+            let mut pos = off;
+            for (n, hole) in reader.allocation(off, len)? {
+                if !hole {
+                    let data = reader.read(pos, n).await?;
+                    target.write(pos, data, false).await?;
+                }
+                pos += n;
+            }
+            off += len;
+            if off.is_multiple_of(COMMIT_EVERY) || off == total {
+                target.flush().await?;
+                self.meta.job_progress(id, off, Some("copying")).await?;
+            }
+        }
+        self.meta.job_progress(id, total, Some("verifying")).await?;
+        let (mut a, mut b) = (Sha256::default(), Sha256::default());
+        let mut off = 0;
+        while off < total {
+            let len = STEP.min(total - off);
+            let mut pos = off;
+            for (n, hole) in reader.allocation(off, len)? {
+                if !hole {
+                    let pos_bytes = pos.to_le_bytes();
+                    a.update(&pos_bytes);
+                    b.update(&pos_bytes);
+                    a.update(&reader.read(pos, n).await?);
+                    b.update(&target.read(pos, n).await?);
+                }
+                pos += n;
+            }
+            off += len;
+        }
+        let (source_sha, target_sha) = (a.finish_hex(), b.finish_hex());
+        reader.close().await?;
+        target.close().await?;
+        if source_sha != target_sha {
+            return Err(ServiceError::new(
+                ErrorCode::IntegrityError,
+                format!(
+                    "copy verification failed: the source's data hashes to {source_sha}, the copy's to {target_sha}"
+                ),
+            ));
+        }
+        let target_row = self.meta.volume(target_vol).await?;
+        let dek = self.meta.dek(target_row.dek_id).await?;
+        let encryption = match (dek.encryption_set_id, target_row.dek2_id) {
+            (None, _) => EncryptionType::Platform,
+            (Some(_), Some(_)) => EncryptionType::Double,
+            (Some(_), None) => EncryptionType::Customer,
+        };
+        let snap = SnapshotRow {
+            id: job.target_id,
+            account_id: job.account_id,
+            name: job.name.clone(),
+            region: job.source_region.clone(),
+            source_disk_id: None,
+            volume_id: target_vol,
+            generation: 0,
+            size: total,
+            encryption,
+            kek_id: dek.kek_id,
+            created_at: coffer_meta::now(),
+            encryption_set_id: dek.encryption_set_id,
+            image: None,
+            created_by: CreationMethod::Copy,
+            origin: Origin {
+                account: Some(job.source_account),
+                region: Some(job.source_region.clone()),
+                id: Some(job.source_id),
+            },
+        };
+        match self
+            .meta
+            .complete_copy(id, &snap, &source_sha, &target_sha, &job.tags)
+            .await
+        {
+            Ok(()) => {}
+            Err(coffer_meta::MetaError::Conflict(_)) => {
+                self.meta.fail_job(id, "cancelled", "cancelled").await?;
+                self.gc_wake.notify_one();
+                return Ok(());
+            }
+            Err(coffer_meta::MetaError::NameTaken { .. }) => {
+                return Err(ServiceError::name_taken(
+                    Kind::Snapshot,
+                    job.account_id,
+                    &job.name,
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.gc_wake.notify_one();
+        tracing::info!(job = %id, snapshot = %job.target_id, bytes = total, sha256 = %source_sha, "re-encrypting copy done and verified");
+        Ok(())
+    }
+
+    async fn stop_cancelled(&self, id: Id, reader: &Volume, target: &Volume) -> Result<()> {
+        let _ = reader.close().await;
+        target.fence();
+        self.meta.fail_job(id, "cancelled", "cancelled").await?;
+        self.gc_wake.notify_one();
+        tracing::info!(job = %id, "copy job stopped: cancelled");
+        Ok(())
+    }
+}
