@@ -93,6 +93,22 @@ impl Service {
         }
         let source_vol = self.meta.volume(src.volume_id).await?;
         let target_id = Id::random(Kind::Snapshot);
+        // The job unwraps the source's data key under its set's customer
+        // key: one audit record, as for a volume open.
+        if let Some(set_id) = src.encryption_set_id
+            && let Some(set) = self.meta.encryption_set(set_id).await?
+        {
+            let dek = self.vault.dek_row(source_vol.dek_id).await?;
+            self.audit_as_identity(
+                caller.principal.id,
+                &set,
+                "key.unwrap",
+                dek.kek_version,
+                src.id,
+                Ok(()),
+            )
+            .await?;
+        }
         let (dek_id, dek2_id) = match set {
             Some(s) => {
                 let (s, kek) = self.set_for_new_disk(caller, s, &src.region).await?;
