@@ -273,7 +273,7 @@ impl Service {
     }
 
     /// Run copy jobs in the background: those created here at once, and
-    /// every [`JOBS_INTERVAL`] any running job no live node runs (one whose
+    /// every second any running job no live node runs (one whose
     /// node died is resumed here from its last commit).
     pub fn spawn_jobs(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);

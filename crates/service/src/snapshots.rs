@@ -249,7 +249,7 @@ impl Service {
     /// copy is the caller's, independent of the source's sharing and
     /// deletion. Under the same key it shares the source's ciphertext (one
     /// row, no object written: O(1), done at once); under another key it
-    /// is a re-encrypting job (`copies`). See [`Service::copy_mode`].
+    /// is a re-encrypting job (`copies`); see `copy_mode` for which.
     pub async fn copy_snapshot(&self, caller: &Caller, id: &str, req: CopyRequest) -> Result<Job> {
         let src = self
             .authorized_snapshot(caller, id, Action::SnapshotsUse)
