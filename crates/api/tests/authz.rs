@@ -91,6 +91,8 @@ fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
         ("POST", "/v1/tenants") => [201, 403, 403, 403, 403, 403],
         // Everyone sees its home tenant (not its contents).
         ("GET", "/v1/tenants/{id}") => [200, 200, 200, 200, 200, 404],
+        // Its policy is changed by `org/write` on the tenant.
+        ("PATCH", "/v1/tenants/{id}") => [200, 403, 403, 403, 403, 404],
         ("POST", "/v1/folders") => [201, 403, 403, 403, 403, 404],
         ("GET", "/v1/folders") => [200, 200, 200, 200, 200, 404],
         // Folders are seen only by roles at the folder or above.
@@ -742,6 +744,11 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
             (path, None, Some(w.account.clone()))
         }
         ("POST", "/v1/tenants") => (path, Some(json!({"name": "n"})), Some("/".into())),
+        ("PATCH", "/v1/tenants/{id}") => (
+            path,
+            Some(json!({"allow_cross_tenant_key_grants": false})),
+            Some(w.tenant.clone()),
+        ),
         ("POST", "/v1/folders" | "/v1/accounts") => (
             path,
             Some(json!({"name": "n", "tenant_id": w.tenant})),

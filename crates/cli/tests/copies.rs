@@ -291,3 +291,143 @@ fn a_copy_job_killed_mid_way_resumes_after_the_restart_and_verifies() {
     s.cli(&["admin", "fsck", "--deep"]);
     s.assert_no_panic();
 }
+
+#[test]
+fn an_image_copied_under_another_key_is_pending_until_its_last_job_and_fails_whole() {
+    // Paced (4 MiB/s for 24 MiB of two snapshots: ~6 s), so that the
+    // image is still pending while the test acts on it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, "copy_rate = \"4MiB\"\n").unwrap();
+    let s = Server::start_with(&["--config", config.to_str().unwrap()], &[]);
+    let (root_img, data_img) = (s.scratch().join("root.raw"), s.scratch().join("data.raw"));
+    random_file(&root_img, 16 << 20, 21);
+    random_file(&data_img, 8 << 20, 22);
+    let root = s.create_disk("root", "16MiB", "local-a");
+    let data = s.create_disk("data", "8MiB", "local-a");
+    fill(&s, &root, &root_img);
+    fill(&s, &data, &data_img);
+    let img = str_of(
+        &s.cli(&[
+            "image", "create", "--name", "m", "--disk", &root, "--disk", &data,
+        ]),
+        "id",
+    );
+    s.cli(&["admin", "gc"]);
+    let before = object_keys(&s);
+
+    // A re-encrypting copy: pending at once, one job per snapshot.
+    let pending = s.cli(&["image", "copy", &img, "--name", "doomed", "--rekey"]);
+    assert_eq!(pending["state"], "pending", "{pending}");
+    let doomed = str_of(&pending, "id");
+    let jobs = s.cli(&["job", "list"]);
+    let mine: Vec<&serde_json::Value> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["image_id"] == doomed.as_str())
+        .collect();
+    assert_eq!(mine.len(), 2, "{jobs}");
+    assert!(mine.iter().all(|j| j["kind"] == "image-copy"), "{jobs}");
+    // Neither launched, copied nor deleted while pending; each refusal
+    // names the jobs.
+    for args in [
+        vec![
+            "disk",
+            "create",
+            "--from-image",
+            &doomed,
+            "--zone",
+            "local-a",
+            "--name",
+            "early",
+        ],
+        vec!["image", "copy", &doomed, "--name", "early"],
+        vec!["image", "delete", &doomed, "--yes"],
+    ] {
+        let err = s.cli_err(&args);
+        assert!(
+            err.contains("409") && err.contains("pending") && err.contains("job wait"),
+            "{args:?}: {err}"
+        );
+    }
+
+    // Cancelling one job fails the image and stops the other: an image is
+    // copied whole or not at all.
+    let running = |id: &str| s.cli(&["job", "show", id])["state"] == "running";
+    let first = mine
+        .iter()
+        .map(|j| str_of(j, "id"))
+        .find(|id| running(id))
+        .expect("both jobs ended within a second at 4 MiB/s");
+    s.cli(&["job", "cancel", &first]);
+    let failed = s.cli(&["image", "show", &doomed]);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for j in &mine {
+        let id = str_of(j, "id");
+        let st = s.cli(&["job", "show", &id]);
+        assert!(
+            st["state"] == "cancelled" || (st["state"] == "succeeded" && id != first),
+            "{st}"
+        );
+        // Its runner has stopped (a paced step ends first).
+        while st["state"] == "cancelled"
+            && !s.log().lines().any(|l| {
+                l.contains(&id) && (l.contains("copy job stopped") || l.contains("copy job failed"))
+            })
+        {
+            assert!(Instant::now() < deadline, "the runner of {id} goes on");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let err = s.cli_err(&[
+        "disk",
+        "create",
+        "--from-image",
+        &doomed,
+        "--zone",
+        "local-a",
+        "--name",
+        "late",
+    ]);
+    assert!(
+        err.contains("failed") && err.contains("image delete"),
+        "{err}"
+    );
+    s.cli(&["image", "delete", &doomed, "--yes"]);
+    // Nothing of it stays: the runners have stopped, and once the sweep has
+    // run the store holds what it held before.
+    s.cli(&["admin", "gc"]);
+    assert_eq!(object_keys(&s), before, "a failed image copy left objects");
+
+    // A copy that runs to its end: available, its snapshots in their
+    // roles, under keys of their own, launching the same data.
+    let ok = s.cli(&["image", "copy", &img, "--name", "ok", "--rekey", "--wait"]);
+    assert_eq!(ok["state"], "available", "{ok}");
+    assert_eq!(ok["snapshots"][0]["role"], "root");
+    assert_eq!(ok["snapshots"][1]["role"], "data1");
+    let src = s.cli(&["image", "show", &img]);
+    for i in 0..2 {
+        assert_ne!(
+            ok["snapshots"][i]["snapshot_id"], src["snapshots"][i]["snapshot_id"],
+            "{ok}"
+        );
+    }
+    s.cli(&[
+        "disk",
+        "create",
+        "--from-image",
+        &str_of(&ok, "id"),
+        "--zone",
+        "local-b",
+        "--name",
+        "vm",
+    ]);
+    let vm_root = str_of(&s.cli(&["disk", "show", "vm-root"]), "id");
+    let vm_data = str_of(&s.cli(&["disk", "show", "vm-data1"]), "id");
+    assert_eq!(disk_sum(&s, &vm_root), sha256(&root_img));
+    assert_eq!(disk_sum(&s, &vm_data), sha256(&data_img));
+    s.cli(&["admin", "fsck", "--deep"]);
+    s.assert_no_panic();
+}

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use coffer_types::{CreationMethod, Id, Kind, Tag};
+use coffer_types::{CreationMethod, Id, ImageState, Kind, Tag};
 use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use crate::chunks::{gc_volume_tx, volume_tx};
@@ -37,6 +37,8 @@ pub struct ImageRow {
     pub origin: Origin,
     /// Creation time (RFC 3339).
     pub created_at: String,
+    /// Available, or pending while its copy jobs run, or failed.
+    pub state: ImageState,
 }
 
 /// One snapshot of a new image.
@@ -71,8 +73,9 @@ type ImageTuple = (
     Option<String>,
     Option<String>,
     String,
+    String,
 );
-const IMAGE_COLS: &str = "id, account_id, name, region, description, created_by, source_account, source_region, source_id, created_at";
+const IMAGE_COLS: &str = "id, account_id, name, region, description, created_by, source_account, source_region, source_id, created_at, state";
 
 fn image_row(t: ImageTuple) -> Result<ImageRow> {
     Ok(ImageRow {
@@ -92,6 +95,7 @@ fn image_row(t: ImageTuple) -> Result<ImageRow> {
                 .map_err(|e| MetaError::Corrupt(format!("image source id: {e}")))?,
         },
         created_at: t.9,
+        state: crate::parse_word(&t.10)?,
     })
 }
 
@@ -120,6 +124,39 @@ async fn insert_copy_tx(
         None => return Err(MetaError::NotFound(format!("snapshot {source}"))),
     }
     insert_snapshot_tx(tx, row).await
+}
+
+/// Inside a transaction: insert image `image` (its name free in its
+/// account) with its tags.
+pub(crate) async fn insert_image_tx(
+    tx: &mut Transaction<'_, Any>,
+    image: &ImageRow,
+    tags: &[Tag],
+) -> Result<()> {
+    let done = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO images ({IMAGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING"
+    )))
+    .bind(image.id.to_string())
+    .bind(image.account_id.to_string())
+    .bind(&image.name)
+    .bind(&image.region)
+    .bind(&image.description)
+    .bind(image.created_by.as_str())
+    .bind(image.origin.account.map(|a| a.to_string()))
+    .bind(image.origin.region.clone())
+    .bind(image.origin.id.map(|a| a.to_string()))
+    .bind(&image.created_at)
+    .bind(image.state.as_str())
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(MetaError::NameTaken {
+            kind: Kind::Image,
+            account: image.account_id,
+            name: image.name.clone(),
+        });
+    }
+    set_tags_tx(tx, image.id, tags).await
 }
 
 async fn set_tags_tx(tx: &mut Transaction<'_, Any>, resource: Id, tags: &[Tag]) -> Result<()> {
@@ -162,28 +199,7 @@ impl Meta {
         tags: &[Tag],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO images ({IMAGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
-        )))
-        .bind(image.id.to_string())
-        .bind(image.account_id.to_string())
-        .bind(&image.name)
-        .bind(&image.region)
-        .bind(&image.description)
-        .bind(image.created_by.as_str())
-        .bind(image.origin.account.map(|a| a.to_string()))
-        .bind(image.origin.region.clone())
-        .bind(image.origin.id.map(|a| a.to_string()))
-        .bind(&image.created_at)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(MetaError::NameTaken {
-                kind: Kind::Image,
-                account: image.account_id,
-                name: image.name.clone(),
-            });
-        }
+        insert_image_tx(&mut tx, image, tags).await?;
         for m in members {
             match m {
                 Member::Adopt { snapshot, role } => {
@@ -204,7 +220,6 @@ impl Meta {
                 Member::Copy { row, source } => insert_copy_tx(&mut tx, row, *source).await?,
             }
         }
-        set_tags_tx(&mut tx, image.id, tags).await?;
         tx.commit().await?;
         Ok(())
     }

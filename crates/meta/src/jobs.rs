@@ -9,10 +9,12 @@
 //! While a job runs, its target volume is held against the orphan sweep
 //! (see [`crate::SweepView`]).
 
-use coffer_types::{Id, Kind, Tag};
+use coffer_types::{Id, ImageState, Kind, Tag};
 use sqlx::AssertSqlSafe;
 
 use crate::chunks::{VolumeRow, gc_volume_tx, insert_volume_tx, volume_tx};
+use crate::images::{ImageRow, insert_image_tx};
+use crate::nodes::{Holder, check_holder_tx};
 use crate::resources::insert_snapshot_tx;
 use crate::{Meta, MetaError, Result, SnapshotRow, now, parse_id, to_i64, to_u64};
 
@@ -63,9 +65,12 @@ pub struct JobRow {
     pub source_sha256: Option<String>,
     /// SHA-256 of the copy's same ranges, read back.
     pub target_sha256: Option<String>,
+    /// The image (pending) whose snapshot in this role the job makes, when
+    /// it copies one snapshot of an image.
+    pub image: Option<(Id, String)>,
 }
 
-const JOB_COLS: &str = "id, account_id, kind, state, source_id, source_account, source_region, target_id, name, reader_volume, target_volume, bytes_total, bytes_done, message, tags, created_by, created_at, updated_at, finished_at, node_id, source_sha256, target_sha256";
+const JOB_COLS: &str = "id, account_id, kind, state, source_id, source_account, source_region, target_id, name, reader_volume, target_volume, bytes_total, bytes_done, message, tags, created_by, created_at, updated_at, finished_at, node_id, source_sha256, target_sha256, image_id, image_role";
 
 struct JobRec(JobRow);
 
@@ -109,6 +114,10 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for JobRec {
                 node_id: node.map(|n| parse_id(&n, Kind::Node)).transpose()?,
                 source_sha256: o(20)?,
                 target_sha256: o(21)?,
+                image: match (o(22)?, o(23)?) {
+                    (Some(i), Some(role)) => Some((parse_id(&i, Kind::Image)?, role)),
+                    _ => None,
+                },
             })
         };
         parse()
@@ -128,52 +137,45 @@ impl Meta {
         reader: &VolumeRow,
         target: &VolumeRow,
     ) -> Result<()> {
-        let Some((parent, generation)) = reader.parent else {
-            return Err(MetaError::Corrupt("a reader volume needs a parent".into()));
-        };
         let mut tx = self.pool.begin().await?;
-        volume_tx(&mut tx, parent).await?;
-        let found: Option<(String, i64)> =
-            sqlx::query_as("SELECT volume_id, generation FROM snapshots WHERE id = $1")
-                .bind(job.source_id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        match found {
-            Some((v, g)) if v == parent.to_string() && to_u64(g)? == generation => {}
-            _ => return Err(MetaError::NotFound(format!("snapshot {}", job.source_id))),
-        }
-        insert_volume_tx(&mut tx, reader).await?;
-        insert_volume_tx(&mut tx, target).await?;
-        let tags: Vec<String> = job.tags.iter().map(Tag::to_string).collect();
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
-        )))
-        .bind(job.id.to_string())
-        .bind(job.account_id.to_string())
-        .bind(&job.kind)
-        .bind(&job.state)
-        .bind(job.source_id.to_string())
-        .bind(job.source_account.to_string())
-        .bind(&job.source_region)
-        .bind(job.target_id.to_string())
-        .bind(&job.name)
-        .bind(job.reader_volume.map(|v| v.to_string()))
-        .bind(job.target_volume.map(|v| v.to_string()))
-        .bind(to_i64(job.bytes_total)?)
-        .bind(to_i64(job.bytes_done)?)
-        .bind(job.message.clone())
-        .bind(tags.join("\n"))
-        .bind(job.created_by.to_string())
-        .bind(&job.created_at)
-        .bind(&job.updated_at)
-        .bind(job.finished_at.clone())
-        .bind(job.node_id.map(|n| n.to_string()))
-        .bind(job.source_sha256.clone())
-        .bind(job.target_sha256.clone())
-        .execute(&mut *tx)
-        .await?;
+        insert_copy_job_tx(&mut tx, job, reader, target).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Record an image copied under another key: `image`, pending, and one
+    /// job per snapshot of it (as [`Meta::create_copy_job`]), in one
+    /// transaction. The image becomes available in the transaction that
+    /// ends its last job.
+    pub async fn create_image_copy(
+        &self,
+        image: &ImageRow,
+        jobs: &[(JobRow, VolumeRow, VolumeRow)],
+        tags: &[Tag],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if image.state != ImageState::Pending {
+            return Err(MetaError::Corrupt(
+                "an image copied by jobs starts pending".into(),
+            ));
+        }
+        insert_image_tx(&mut tx, image, tags).await?;
+        for (job, reader, target) in jobs {
+            insert_copy_job_tx(&mut tx, job, reader, target).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The jobs copying the snapshots of image `id`.
+    pub async fn jobs_of_image(&self, id: Id) -> Result<Vec<JobRow>> {
+        let rows: Vec<JobRec> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE image_id = $1 ORDER BY image_role"
+        )))
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// A job by id.
@@ -214,18 +216,26 @@ impl Meta {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
-    /// Take a running job for node `me` unless a live other node runs it.
-    pub async fn claim_job(&self, id: Id, me: Id, now_ms: i64) -> Result<bool> {
+    /// Take a running job for node `me` unless a live other node runs it:
+    /// the new hold its target volume's writes and its end go under (any
+    /// earlier hold, of a node that lost the job, is fenced).
+    pub async fn claim_job(&self, id: Id, me: Id, now_ms: i64) -> Result<Option<Holder>> {
+        let hold = Id::random(Kind::Attachment);
         let n = sqlx::query(
-            "UPDATE jobs SET node_id = $1 WHERE id = $2 AND state = 'running' AND (node_id IS NULL OR node_id = $1 OR node_id NOT IN (SELECT id FROM nodes WHERE lease_expires_ms > $3))",
+            "UPDATE jobs SET node_id = $1, hold_id = $4 WHERE id = $2 AND state = 'running' AND (node_id IS NULL OR node_id = $1 OR node_id NOT IN (SELECT id FROM nodes WHERE lease_expires_ms > $3))",
         )
         .bind(me.to_string())
         .bind(id.to_string())
         .bind(now_ms)
+        .bind(hold.to_string())
         .execute(&self.pool)
         .await?
         .rows_affected();
-        Ok(n == 1)
+        Ok((n == 1).then_some(Holder {
+            attachment: id,
+            node: me,
+            hold,
+        }))
     }
 
     /// Running jobs no live node other than `me` runs.
@@ -267,34 +277,51 @@ impl Meta {
 
     /// End a job that did not succeed (`failed`, or already `cancelled`):
     /// its volumes are dropped (their objects queued for deletion), so
-    /// nothing of a half copy stays.
+    /// nothing of a half copy stays. A job that has ended keeps its state
+    /// (a cancelled job is not marked failed), and a job that succeeded is
+    /// left alone: its target volume is its snapshot's. The row is locked
+    /// first, so this orders after any commit of the job's hold.
+    ///
+    /// A job copying a snapshot of an image fails the image (pending ->
+    /// failed) and stops its sibling jobs (cancelled, their volumes
+    /// dropped): an image is copied whole or not at all.
     pub async fn fail_job(&self, id: Id, state: &str, message: &str) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let vols: Option<(Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT reader_volume, target_volume FROM jobs WHERE id = $1")
+        let image: Option<Option<String>> =
+            sqlx::query_scalar("SELECT image_id FROM jobs WHERE id = $1")
                 .bind(id.to_string())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.pool)
                 .await?;
-        let Some((reader, target)) = vols else {
-            return Err(MetaError::NotFound(format!("job {id}")));
-        };
-        sqlx::query(
-            "UPDATE jobs SET state = $1, message = $2, updated_at = $3, finished_at = COALESCE(finished_at, $3), reader_volume = NULL, target_volume = NULL WHERE id = $4",
-        )
-        .bind(state)
-        .bind(message)
-        .bind(now())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let mut queued = 0;
-        for v in [target, reader].into_iter().flatten() {
-            let v = parse_id(&v, Kind::Volume)?;
-            sqlx::query("UPDATE volumes SET live = 0 WHERE id = $1")
-                .bind(v.to_string())
-                .execute(&mut *tx)
+        let image = image
+            .flatten()
+            .map(|i| parse_id(&i, Kind::Image))
+            .transpose()?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(image) = image {
+            lock_image_tx(&mut tx, image).await?;
+        }
+        let mut queued = end_job_tx(&mut tx, id, state, message).await?;
+        if let Some(image) = image {
+            let failed = sqlx::query(
+                "UPDATE images SET state = 'failed' WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(image.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if failed == 1 {
+                let siblings: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM jobs WHERE image_id = $1 AND id <> $2 AND state = 'running'",
+                )
+                .bind(image.to_string())
+                .bind(id.to_string())
+                .fetch_all(&mut *tx)
                 .await?;
-            queued += gc_volume_tx(&mut tx, v).await?;
+                let why = format!("another snapshot of image {image} could not be copied");
+                for j in siblings {
+                    let j = parse_id(&j, Kind::Job)?;
+                    queued += end_job_tx(&mut tx, j, "cancelled", &why).await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(queued)
@@ -302,17 +329,25 @@ impl Meta {
 
     /// Finish a copy: `snap` (on the target volume's head, which moves on)
     /// appears, the job succeeds with its hashes, and the reader volume
-    /// goes — in one transaction, unless the job was cancelled meanwhile
-    /// ([`MetaError::Conflict`]).
+    /// goes — in one transaction, under the job's hold `holder`: unless the
+    /// job was cancelled or taken by another node meanwhile
+    /// ([`MetaError::Fenced`]).
     pub async fn complete_copy(
         &self,
-        id: Id,
+        holder: &Holder,
         snap: &SnapshotRow,
         source_sha256: &str,
         target_sha256: &str,
         tags: &[Tag],
     ) -> Result<()> {
+        let id = holder.attachment;
         let mut tx = self.pool.begin().await?;
+        // The image first (siblings finishing at once take turns, and the
+        // last sees every other one done), then the job's hold.
+        if let Some((image, _)) = &snap.image {
+            lock_image_tx(&mut tx, *image).await?;
+        }
+        check_holder_tx(&mut tx, holder).await?;
         let row: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT state, reader_volume FROM jobs WHERE id = $1")
                 .bind(id.to_string())
@@ -359,7 +394,125 @@ impl Meta {
             gc_volume_tx(&mut tx, r).await?;
         }
         gc_volume_tx(&mut tx, snap.volume_id).await?;
+        if let Some((image, _)) = &snap.image {
+            sqlx::query(
+                "UPDATE images SET state = 'available' WHERE id = $1 AND state = 'pending' AND NOT EXISTS (SELECT 1 FROM jobs WHERE image_id = $1 AND state <> 'succeeded')",
+            )
+            .bind(image.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Inside a transaction: a copy job with its reader and target volumes,
+/// checking the source snapshot still exists and is the view the reader's
+/// parent names.
+async fn insert_copy_job_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job: &JobRow,
+    reader: &VolumeRow,
+    target: &VolumeRow,
+) -> Result<()> {
+    let Some((parent, generation)) = reader.parent else {
+        return Err(MetaError::Corrupt("a reader volume needs a parent".into()));
+    };
+    volume_tx(tx, parent).await?;
+    let found: Option<(String, i64)> =
+        sqlx::query_as("SELECT volume_id, generation FROM snapshots WHERE id = $1")
+            .bind(job.source_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    match found {
+        Some((v, g)) if v == parent.to_string() && to_u64(g)? == generation => {}
+        _ => return Err(MetaError::NotFound(format!("snapshot {}", job.source_id))),
+    }
+    insert_volume_tx(tx, reader).await?;
+    insert_volume_tx(tx, target).await?;
+    let tags: Vec<String> = job.tags.iter().map(Tag::to_string).collect();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+    )))
+    .bind(job.id.to_string())
+    .bind(job.account_id.to_string())
+    .bind(&job.kind)
+    .bind(&job.state)
+    .bind(job.source_id.to_string())
+    .bind(job.source_account.to_string())
+    .bind(&job.source_region)
+    .bind(job.target_id.to_string())
+    .bind(&job.name)
+    .bind(job.reader_volume.map(|v| v.to_string()))
+    .bind(job.target_volume.map(|v| v.to_string()))
+    .bind(to_i64(job.bytes_total)?)
+    .bind(to_i64(job.bytes_done)?)
+    .bind(job.message.clone())
+    .bind(tags.join("\n"))
+    .bind(job.created_by.to_string())
+    .bind(&job.created_at)
+    .bind(&job.updated_at)
+    .bind(job.finished_at.clone())
+    .bind(job.node_id.map(|n| n.to_string()))
+    .bind(job.source_sha256.clone())
+    .bind(job.target_sha256.clone())
+    .bind(job.image.as_ref().map(|i| i.0.to_string()))
+    .bind(job.image.as_ref().map(|i| i.1.clone()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Inside a transaction: lock image `id`'s row.
+async fn lock_image_tx(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: Id) -> Result<()> {
+    sqlx::query("UPDATE images SET state = state WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Inside a transaction: end job `id` that did not succeed (see
+/// [`Meta::fail_job`]), dropping its volumes; returns the objects queued.
+async fn end_job_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: Id,
+    state: &str,
+    message: &str,
+) -> Result<u64> {
+    sqlx::query("UPDATE jobs SET node_id = node_id WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    let vols: Option<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT state, reader_volume, target_volume FROM jobs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((current, reader, target)) = vols else {
+        return Err(MetaError::NotFound(format!("job {id}")));
+    };
+    if current == "succeeded" {
+        return Ok(0);
+    }
+    sqlx::query(
+        "UPDATE jobs SET state = CASE WHEN state = 'running' THEN $1 ELSE state END, message = CASE WHEN state = 'running' THEN $2 ELSE message END, updated_at = $3, finished_at = COALESCE(finished_at, $3), reader_volume = NULL, target_volume = NULL WHERE id = $4",
+    )
+    .bind(state)
+    .bind(message)
+    .bind(now())
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    let mut queued = 0;
+    for v in [target, reader].into_iter().flatten() {
+        let v = parse_id(&v, Kind::Volume)?;
+        sqlx::query("UPDATE volumes SET live = 0 WHERE id = $1")
+            .bind(v.to_string())
+            .execute(&mut **tx)
+            .await?;
+        queued += gc_volume_tx(tx, v).await?;
+    }
+    Ok(queued)
 }

@@ -53,14 +53,14 @@ pub struct NodeRow {
     pub lease_expires_ms: i64,
 }
 
-/// Who may write a volume's head: one hold of an attachment by a node.
-/// Every take of an attachment, even by the node already holding it, is a
-/// new hold; writes made on behalf of a holder fail with
-/// [`MetaError::Fenced`] once the attachment has another hold, none, or is
-/// gone.
+/// Who may write a volume's head: one hold of an attachment by a node,
+/// or of a running copy job (its target volume) by a node. Every take,
+/// even by the node already holding it, is a new hold; writes made on
+/// behalf of a holder fail with [`MetaError::Fenced`] once the attachment
+/// (or job) has another hold, none, or is gone, or the job has stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Holder {
-    /// The attachment.
+    /// The attachment, or the job (an id of kind `Job`).
     pub attachment: Id,
     /// The node holding it.
     pub node: Id,
@@ -318,7 +318,8 @@ impl Meta {
         .fetch_all(&mut *tx)
         .await?;
         let reserved: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT r.dek_id, r.start_counter, r.end_counter FROM counter_reservations r JOIN attachments a ON a.hold_id = r.hold_id WHERE a.node_id IS NOT NULL",
+            "SELECT r.dek_id, r.start_counter, r.end_counter FROM counter_reservations r JOIN attachments a ON a.hold_id = r.hold_id WHERE a.node_id IS NOT NULL \
+             UNION ALL SELECT r.dek_id, r.start_counter, r.end_counter FROM counter_reservations r JOIN jobs j ON j.hold_id = r.hold_id WHERE j.state = 'running'",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -367,7 +368,8 @@ impl Meta {
     /// committed any more. Returns how many.
     pub async fn drop_dead_reservations(&self) -> Result<u64> {
         Ok(sqlx::query(
-            "DELETE FROM counter_reservations WHERE hold_id NOT IN (SELECT hold_id FROM attachments WHERE node_id IS NOT NULL AND hold_id IS NOT NULL)",
+            "DELETE FROM counter_reservations WHERE hold_id NOT IN (SELECT hold_id FROM attachments WHERE node_id IS NOT NULL AND hold_id IS NOT NULL) \
+             AND hold_id NOT IN (SELECT hold_id FROM jobs WHERE state = 'running' AND hold_id IS NOT NULL)",
         )
         .execute(&self.pool)
         .await?
@@ -375,22 +377,26 @@ impl Meta {
     }
 }
 
-/// Inside a transaction: lock attachment `h.attachment` and check `h.node`
-/// still holds it; [`MetaError::Fenced`] if not. Taking the row lock first
-/// orders this write after any takeover or detach of the attachment.
+/// Inside a transaction: lock attachment (or job) `h.attachment` and check
+/// `h.node` still holds it (a job: still running); [`MetaError::Fenced`] if
+/// not. Taking the row lock first orders this write after any takeover,
+/// detach or cancel.
 pub(crate) async fn check_holder_tx(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     h: &Holder,
 ) -> Result<()> {
-    let n = sqlx::query(
-        "UPDATE attachments SET node_id = node_id WHERE id = $1 AND node_id = $2 AND hold_id = $3",
-    )
-    .bind(h.attachment.to_string())
-    .bind(h.node.to_string())
-    .bind(h.hold.to_string())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let sql = if h.attachment.kind() == Kind::Job {
+        "UPDATE jobs SET node_id = node_id WHERE id = $1 AND node_id = $2 AND hold_id = $3 AND state = 'running'"
+    } else {
+        "UPDATE attachments SET node_id = node_id WHERE id = $1 AND node_id = $2 AND hold_id = $3"
+    };
+    let n = sqlx::query(sql)
+        .bind(h.attachment.to_string())
+        .bind(h.node.to_string())
+        .bind(h.hold.to_string())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     if n == 1 {
         Ok(())
     } else {

@@ -13,6 +13,20 @@ pub struct TenantRow {
     pub name: String,
     /// Creation time.
     pub created_at: String,
+    /// Whether its customer keys may be granted to principals of other
+    /// tenants (off by default).
+    pub allow_cross_tenant_key_grants: bool,
+}
+
+type TenantTuple = (String, String, String, i64);
+
+fn tenant_row((id, name, created_at, cross): TenantTuple) -> Result<TenantRow> {
+    Ok(TenantRow {
+        id: parse_id(&id, Kind::Tenant)?,
+        name,
+        created_at,
+        allow_cross_tenant_key_grants: cross != 0,
+    })
 }
 
 /// An account.
@@ -257,6 +271,7 @@ impl Meta {
             id: Id::random(Kind::Tenant),
             name: name.to_string(),
             created_at: now(),
+            allow_cross_tenant_key_grants: false,
         };
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(row.id.to_string())
@@ -269,36 +284,35 @@ impl Meta {
 
     /// A tenant.
     pub async fn tenant(&self, id: Id) -> Result<Option<TenantRow>> {
-        let r: Option<(String, String, String)> =
-            sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-        r.map(|(id, name, created_at)| {
-            Ok(TenantRow {
-                id: parse_id(&id, Kind::Tenant)?,
-                name,
-                created_at,
-            })
-        })
-        .transpose()
+        let r: Option<TenantTuple> = sqlx::query_as(
+            "SELECT id, name, created_at, allow_cross_tenant_key_grants FROM tenants WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        r.map(tenant_row).transpose()
     }
 
     /// Every tenant, oldest first.
     pub async fn list_tenants(&self) -> Result<Vec<TenantRow>> {
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY created_at, id")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter()
-            .map(|(id, name, created_at)| {
-                Ok(TenantRow {
-                    id: parse_id(&id, Kind::Tenant)?,
-                    name,
-                    created_at,
-                })
-            })
-            .collect()
+        let rows: Vec<TenantTuple> = sqlx::query_as(
+            "SELECT id, name, created_at, allow_cross_tenant_key_grants FROM tenants ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(tenant_row).collect()
+    }
+
+    /// Set whether tenant `id`'s customer keys may be granted across
+    /// tenants; false if there is no such tenant.
+    pub async fn set_tenant_cross_grants(&self, id: Id, allow: bool) -> Result<bool> {
+        let n = sqlx::query("UPDATE tenants SET allow_cross_tenant_key_grants = $1 WHERE id = $2")
+            .bind(i64::from(allow))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
     }
 
     /// Create a folder in `tenant`, under `parent` (or at the root).

@@ -23,6 +23,10 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0010_images_shares.sql"),
     ),
     (11, include_str!("../migrations/sqlite/0011_copy_jobs.sql")),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_jobs_images.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -47,6 +51,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         11,
         include_str!("../migrations/postgres/0011_copy_jobs.sql"),
+    ),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_jobs_images.sql"),
     ),
 ];
 

@@ -194,6 +194,23 @@ impl Meta {
         Ok(())
     }
 
+    /// Delete DEKs `ids` that no volume names (made for a resource whose
+    /// creation then failed): their wrapped key material does not stay
+    /// behind. Returns how many went.
+    pub async fn forget_unused_deks(&self, ids: &[Id]) -> Result<u64> {
+        let mut n = 0;
+        for id in ids {
+            n += sqlx::query(
+                "DELETE FROM deks WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM volumes WHERE dek_id = $1 OR dek2_id = $1) AND NOT EXISTS (SELECT 1 FROM extents WHERE dek_id = $1 OR dek2_id = $1)",
+            )
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(n)
+    }
+
     /// A DEK by id.
     pub async fn dek(&self, id: Id) -> Result<DekRow> {
         let row: Option<(String, i64, Vec<u8>, Option<String>)> = sqlx::query_as(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use coffer_crypto::Sha256;
 use coffer_iam::Action;
-use coffer_meta::{JobRow, Origin, SnapshotRow, VolumeRow, now_ms};
+use coffer_meta::{Holder, JobRow, Origin, SnapshotRow, VolumeRow, now_ms};
 use coffer_types::{CreationMethod, EncryptionType, Id, Kind, Name, Tag};
 use coffer_volume::Volume;
 
@@ -41,6 +41,7 @@ pub(crate) fn job_dto(j: &JobRow) -> Job {
         account_id: j.account_id.to_string(),
         source_id: j.source_id.to_string(),
         target_id: j.target_id.to_string(),
+        image_id: j.image.as_ref().map(|i| i.0.to_string()),
         bytes_total: j.bytes_total,
         bytes_done: j.bytes_done,
         message: j.message.clone(),
@@ -79,6 +80,49 @@ impl Service {
         set: Option<&str>,
         tags: Vec<Tag>,
     ) -> Result<Job> {
+        let (job, reader, target) = self
+            .plan_copy_job(caller, src, account, name.as_str(), set, tags, None)
+            .await?;
+        if let Err(e) = self.meta.create_copy_job(&job, &reader, &target).await {
+            self.forget_job_keys(&[(job, reader, target)]).await;
+            return Err(match e {
+                coffer_meta::MetaError::NotFound(_) => {
+                    ServiceError::not_found(ErrorCode::SnapshotNotFound, "snapshot", src.id)
+                }
+                other => other.into(),
+            });
+        }
+        tracing::info!(job = %job.id, source = %src.id, target = %job.target_id, account = %account, "re-encrypting copy started");
+        self.jobs_wake.notify_one();
+        Ok(job_dto(&job))
+    }
+
+    /// Forget the data keys made for jobs that were then not recorded.
+    pub(crate) async fn forget_job_keys(&self, jobs: &[(JobRow, VolumeRow, VolumeRow)]) {
+        let made: Vec<Id> = jobs
+            .iter()
+            .flat_map(|(_, r, t)| [Some(r.dek_id), Some(t.dek_id), t.dek2_id])
+            .flatten()
+            .collect();
+        if let Err(e) = self.meta.forget_unused_deks(&made).await {
+            tracing::warn!(error = %e, "cannot forget the data keys of a copy job not made");
+        }
+    }
+
+    /// Check and prepare a re-encrypting copy of `src` into `account`
+    /// (named `name`; with `image`, that image's snapshot in that role):
+    /// the job and its volumes, with their new data keys, not recorded yet.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn plan_copy_job(
+        &self,
+        caller: &Caller,
+        src: &SnapshotRow,
+        account: Id,
+        name: &str,
+        set: Option<&str>,
+        tags: Vec<Tag>,
+        image: Option<(Id, String)>,
+    ) -> Result<(JobRow, VolumeRow, VolumeRow)> {
         if src.encryption != EncryptionType::Platform
             && src.account_id != account
             && !self.account_may_decrypt(src.kek_id, account).await?
@@ -173,7 +217,12 @@ impl Service {
         let job = JobRow {
             id: Id::random(Kind::Job),
             account_id: account,
-            kind: "snapshot-copy".into(),
+            kind: if image.is_some() {
+                "image-copy"
+            } else {
+                "snapshot-copy"
+            }
+            .into(),
             state: "running".into(),
             source_id: src.id,
             source_account: src.account_id,
@@ -193,19 +242,9 @@ impl Service {
             node_id: None,
             source_sha256: None,
             target_sha256: None,
+            image,
         };
-        self.meta
-            .create_copy_job(&job, &reader, &target)
-            .await
-            .map_err(|e| match e {
-                coffer_meta::MetaError::NotFound(_) => {
-                    ServiceError::not_found(ErrorCode::SnapshotNotFound, "snapshot", src.id)
-                }
-                other => other.into(),
-            })?;
-        tracing::info!(job = %job.id, source = %src.id, target = %target_id, account = %account, "re-encrypting copy started");
-        self.jobs_wake.notify_one();
-        Ok(job_dto(&job))
+        Ok((job, reader, target))
     }
 
     /// Jobs of the accounts the caller may see snapshots of, newest first.
@@ -258,15 +297,11 @@ impl Service {
                 ),
             ));
         }
-        // The runner notices within one step and drops the volumes; if no
-        // node runs it, drop them now.
-        if !lock(&self.running_jobs).contains(&j.id) {
-            let owner = self.meta.job(j.id).await?.and_then(|j| j.node_id);
-            if owner.is_none() || owner == self.my_node_id().await {
-                self.meta.fail_job(j.id, "cancelled", "cancelled").await?;
-                self.gc_wake.notify_one();
-            }
-        }
+        // Its volumes go now, whoever runs it: a runner's later commits are
+        // fenced (its hold checks that the job still runs), and what it
+        // stored and did not commit is an orphan for the sweep.
+        self.meta.fail_job(j.id, "cancelled", "cancelled").await?;
+        self.gc_wake.notify_one();
         tracing::info!(job = %j.id, by = %caller.principal.id, "job cancelled");
         let j = self.meta.job(j.id).await?.unwrap_or(j);
         Ok(job_dto(&j))
@@ -294,19 +329,21 @@ impl Service {
                     if lock(&me.running_jobs).contains(&id) {
                         continue;
                     }
-                    match me.meta.claim_job(id, node, now_ms()).await {
-                        Ok(true) => {}
-                        Ok(false) => continue,
+                    let holder = match me.meta.claim_job(id, node, now_ms()).await {
+                        Ok(Some(h)) => h,
+                        Ok(None) => continue,
                         Err(e) => {
                             tracing::warn!(job = %id, error = %e, "cannot claim a copy job");
                             continue;
                         }
-                    }
+                    };
                     lock(&me.running_jobs).insert(id);
                     let svc = Arc::clone(&me);
                     tokio::spawn(async move {
-                        if let Err(e) = svc.run_job(id).await {
+                        if let Err(e) = svc.run_job(holder).await {
                             tracing::warn!(job = %id, error = %e.message, "copy job failed");
+                            // (A job cancelled or ended meanwhile keeps its
+                            // state; fail_job leaves a succeeded one alone.)
                             if let Err(e2) = svc.meta.fail_job(id, "failed", &e.message).await {
                                 tracing::warn!(job = %id, error = %e2, "cannot record a failed job");
                             }
@@ -328,8 +365,12 @@ impl Service {
             .is_some_and(|j| j.state == "running"))
     }
 
-    /// Copy, verify and finish one job, from where it was last committed.
-    async fn run_job(&self, id: Id) -> Result<()> {
+    /// Copy, verify and finish one job, from where it was last committed,
+    /// under the hold `holder` of this node's claim: if the job is
+    /// cancelled, or another node takes it over, the next commit of its
+    /// target volume is fenced and this run stops.
+    async fn run_job(&self, holder: Holder) -> Result<()> {
+        let id = holder.attachment;
         let Some(job) = self.meta.job(id).await? else {
             return Ok(());
         };
@@ -337,18 +378,18 @@ impl Service {
             return Ok(());
         };
         let deks = Arc::new(VaultDeks(self.vault.clone()));
-        let open = |v: Id| {
+        let open = |v: Id, holder: Option<Holder>| {
             Volume::open(
                 self.meta.clone(),
                 self.store.clone(),
                 v,
                 deks.clone(),
                 self.config.volume.clone(),
-                None,
+                holder,
             )
         };
-        let reader = open(reader_vol).await?;
-        let target = open(target_vol).await?;
+        let reader = open(reader_vol, None).await?;
+        let target = open(target_vol, Some(holder)).await?;
         let total = job.bytes_total;
         let mut off = job.bytes_done - job.bytes_done % STEP;
         if off > 0 {
@@ -425,7 +466,7 @@ impl Service {
             kek_id: dek.kek_id,
             created_at: coffer_meta::now(),
             encryption_set_id: dek.encryption_set_id,
-            image: None,
+            image: job.image.clone(),
             created_by: CreationMethod::Copy,
             origin: Origin {
                 account: Some(job.source_account),
@@ -435,13 +476,14 @@ impl Service {
         };
         match self
             .meta
-            .complete_copy(id, &snap, &source_sha, &target_sha, &job.tags)
+            .complete_copy(&holder, &snap, &source_sha, &target_sha, &job.tags)
             .await
         {
             Ok(()) => {}
-            Err(coffer_meta::MetaError::Conflict(_)) => {
-                self.meta.fail_job(id, "cancelled", "cancelled").await?;
-                self.gc_wake.notify_one();
+            Err(coffer_meta::MetaError::Fenced(why)) => {
+                // Cancelled (its canceller dropped the volumes), or another
+                // node runs it now.
+                tracing::info!(job = %id, why = %why, "copy job stopped: no longer this node's");
                 return Ok(());
             }
             Err(coffer_meta::MetaError::NameTaken { .. }) => {

@@ -206,10 +206,31 @@ impl Service {
                     && let Some(s) = self.meta.encryption_set(set_id).await?
                     && s.account_id != account
                 {
+                    // A disk of another account is under a key of its own
+                    // (SPEC §4): its data is re-encrypted by a copy first.
+                    let from = match image {
+                        Some(i) => format!(
+                            "`coffer image copy {} --name NAME --encryption-set SET --wait`, then launch the copy",
+                            i.id
+                        ),
+                        None => format!(
+                            "`coffer snapshot copy {} --name NAME --encryption-set SET --wait`, then create the disk from the copy",
+                            snap.id
+                        ),
+                    };
+                    if self.account_may_decrypt(s.key_id, account).await? {
+                        return Err(ServiceError::new(
+                            ErrorCode::KeyRequired,
+                            format!(
+                                "snapshot {} is under customer-managed key {} of account {}: a disk of account {account} is encrypted under a key of its own, so copy it first under an encryption set SET of account {account}: {from}",
+                                snap.id, s.key_id, s.account_id
+                            ),
+                        ));
+                    }
                     return Err(ServiceError::new(
                         ErrorCode::CustomerKeyBoundary,
                         format!(
-                            "snapshot {} is under customer-managed key {} of account {} (encryption set {}): a disk made from it stays under that key, in that account, not in account {account}; ask its owner to share a copy under the platform key (docs/workflows/000-azure-share-snapshot.md, W0.4)",
+                            "snapshot {} is under customer-managed key {} of account {} (encryption set {}), which account {account} holds no grant on: ask its owner to share a copy under the platform key (docs/workflows/000-azure-share-snapshot.md, W0.4), or, within the tenant, to grant account {account} the key; then {from}",
                             snap.id, s.key_id, s.account_id, s.id
                         ),
                     ));
@@ -333,7 +354,7 @@ impl Service {
                 _ => Default::default(),
             },
         };
-        match &source {
+        let made = match &source {
             Some(snap) => self
                 .meta
                 .create_disk_from_snapshot(&row, &volume, snap.id)
@@ -343,8 +364,24 @@ impl Service {
                         ServiceError::not_found(ErrorCode::SnapshotNotFound, "snapshot", snap.id)
                     }
                     other => other.into(),
-                })?,
-            None => self.meta.create_disk(&row, &volume).await?,
+                }),
+            None => self
+                .meta
+                .create_disk(&row, &volume)
+                .await
+                .map_err(Into::into),
+        };
+        if let Err(e) = made {
+            // The data keys made for it go too (a lost race on the name, or
+            // the source deleted meanwhile).
+            let deks: Vec<Id> = [Some(volume.dek_id), volume.dek2_id]
+                .into_iter()
+                .flatten()
+                .collect();
+            if let Err(e2) = self.meta.forget_unused_deks(&deks).await {
+                tracing::warn!(error = %e2, "cannot forget the data keys of a disk not made");
+            }
+            return Err(e);
         }
         if !tags.is_empty() {
             self.meta

@@ -13,9 +13,11 @@
 //!
 //! Boundaries: the grantee may be any principal of the key's tenant (another
 //! account's, as AWS lets a key be granted to another account). A principal
-//! of another tenant only where the key's tenant allows it — off by
-//! default, and no tenant can turn it on yet, so such a grant is refused
-//! (`CrossTenantGrant`).
+//! of another tenant only where the key's tenant allows it
+//! (`coffer tenant update T --allow-cross-tenant-key-grants true`, AWS's
+//! behaviour); off by default (Azure's), when such a grant is refused
+//! (`CrossTenantGrant`). Turning the policy off later refuses new grants;
+//! grants made meanwhile stay until revoked.
 
 use coffer_iam::{Action, Allowed, Decision, authorize};
 use coffer_meta::GrantRow;
@@ -171,7 +173,7 @@ impl Service {
             .await?
             .ok_or_else(|| ServiceError::internal("a key's account is gone"))?
             .tenant_id;
-        if grantee.tenant_id != key_tenant {
+        if grantee.tenant_id != key_tenant && !self.cross_tenant_keys(key_tenant).await? {
             self.audit(
                 caller,
                 "grant.create",
@@ -184,7 +186,7 @@ impl Service {
             return Err(ServiceError::new(
                 ErrorCode::CrossTenantGrant,
                 format!(
-                    "principal {} is of tenant {}, key {} of tenant {key_tenant}, whose policy does not allow grants across tenants; share what the key protects instead (a snapshot copied under the recipient's own key)",
+                    "principal {} is of tenant {}, key {} of tenant {key_tenant}, whose policy does not allow grants across tenants: share a copy under the platform key instead (docs/workflows/000-azure-share-snapshot.md, W0.4), or have an Owner of tenant {key_tenant} allow them (`coffer tenant update {key_tenant} --allow-cross-tenant-key-grants true`)",
                     grantee.id, grantee.tenant_id, k.id
                 ),
             ));
@@ -326,5 +328,17 @@ impl Service {
             .await?;
         tracing::info!(grant = %g.id, key = %g.key_id, action, "key grant ended");
         Ok(grant_dto(&g))
+    }
+}
+
+impl Service {
+    /// Whether tenant `tenant` lets its customer keys be granted to, and
+    /// its customer-key resources be shared with, other tenants.
+    pub(crate) async fn cross_tenant_keys(&self, tenant: Id) -> Result<bool> {
+        Ok(self
+            .meta
+            .tenant(tenant)
+            .await?
+            .is_some_and(|t| t.allow_cross_tenant_key_grants))
     }
 }

@@ -423,7 +423,8 @@ impl Service {
 
     /// A disk or snapshot under a customer-managed key is not shared with
     /// another tenant (Azure's rule for customer-key snapshots, seed 000):
-    /// its key stays in its account, and the other tenant could not use it.
+    /// its key stays in its account, and the other tenant could not use it
+    /// — unless the owner's tenant allows cross-tenant key grants.
     async fn customer_key_boundary(
         &self,
         scope: Scope,
@@ -449,7 +450,7 @@ impl Service {
         let Some(acct) = self.meta.account(account).await? else {
             return Ok(());
         };
-        if acct.tenant_id == grantee.tenant_id {
+        if acct.tenant_id == grantee.tenant_id || self.cross_tenant_keys(acct.tenant_id).await? {
             return Ok(());
         }
         Err(ServiceError::new(

@@ -8,12 +8,12 @@
 
 use coffer_iam::{Action, Scope};
 use coffer_meta::{ImageRow, Member, MetaError, Origin, SnapshotRow};
-use coffer_types::{CreationMethod, Id, Kind};
+use coffer_types::{CreationMethod, Id, ImageState, Kind};
 
 use crate::error::ErrorCode;
 use crate::list;
 use crate::model::*;
-use crate::snapshots::{as_shared, origin_source, origin_tags, snap_dto};
+use crate::snapshots::{origin_source, origin_tags, snap_dto};
 use crate::*;
 use coffer_meta::ListFilter;
 use coffer_wire::{ListParams, Page};
@@ -37,6 +37,8 @@ fn image_dto(i: &ImageRow, snaps: &[SnapshotRow]) -> Image {
         account_id: i.account_id.to_string(),
         region: i.region.clone(),
         description: i.description.clone(),
+        state: i.state,
+        copy_jobs: vec![],
         snapshots: snaps
             .iter()
             .map(|s| {
@@ -81,19 +83,24 @@ impl Service {
         let mut out = vec![];
         for i in rows {
             let snaps = self.meta.image_snapshots(i.id).await?;
-            out.push(image_dto(i, &snaps));
-        }
-        self.fill_tags(&mut out).await?;
-        for (dto, row) in out.iter_mut().zip(rows) {
-            if caller.through_share(row.id, row.account_id) {
-                as_shared(
-                    &mut dto.creation_method,
-                    &mut dto.source,
-                    &mut dto.tags,
-                    (row.account_id, &row.region, row.id),
-                );
+            let mut dto = image_dto(i, &snaps);
+            if i.state == ImageState::Pending {
+                dto.copy_jobs = self
+                    .meta
+                    .jobs_of_image(i.id)
+                    .await?
+                    .into_iter()
+                    .filter(|j| j.state == "running")
+                    .map(|j| j.id.to_string())
+                    .collect();
             }
+            out.push(dto);
         }
+        let owners: Vec<(Id, Id, &str)> = rows
+            .iter()
+            .map(|r| (r.id, r.account_id, r.region.as_str()))
+            .collect();
+        self.finish_view(caller, &mut out, &owners).await?;
         Ok(out)
     }
 
@@ -179,6 +186,7 @@ impl Service {
             created_by: CreationMethod::Image,
             origin: Origin::default(),
             created_at: coffer_meta::now(),
+            state: ImageState::Available,
         };
         let mut members = vec![];
         let mut taken = vec![];
@@ -279,6 +287,9 @@ impl Service {
         let i = self
             .authorized_image(caller, id, Action::ImagesDelete)
             .await?;
+        if i.state == ImageState::Pending {
+            return Err(self.image_pending(&i, "deleted").await);
+        }
         let shown = self
             .image_view(caller, std::slice::from_ref(&i))
             .await?
@@ -310,6 +321,7 @@ impl Service {
         req: LaunchImage,
     ) -> Result<Vec<Disk>> {
         let image = self.authorized_image(caller, id, Action::ImagesUse).await?;
+        self.image_ready(&image, "launched").await?;
         let prefix = req.name.clone().unwrap_or_else(|| image.name.clone());
         let snaps = self.meta.image_snapshots(image.id).await?;
         let mut made: Vec<Disk> = vec![];
@@ -354,6 +366,7 @@ impl Service {
     /// snapshots are copied with it (O(1) under the same keys).
     pub async fn copy_image(&self, caller: &Caller, id: &str, req: CopyRequest) -> Result<Image> {
         let src = self.authorized_image(caller, id, Action::ImagesUse).await?;
+        self.image_ready(&src, "copied").await?;
         let name = check_name(&req.name)?;
         let tags = crate::tags::parse_tags(&req.tags)?;
         let account = match &req.account_id {
@@ -365,20 +378,12 @@ impl Service {
         self.check_name_free(Kind::Image, account, name.as_str())
             .await?;
         let snaps = self.meta.image_snapshots(src.id).await?;
+        let mut reencrypt = false;
         for s in &snaps {
-            if self.copy_mode(s, account, req.encryption_set_id.as_deref(), req.rekey)?
-                == crate::snapshots::CopyMode::Reencrypt
-            {
-                return Err(ServiceError::new(
-                    ErrorCode::KeyRequired,
-                    format!(
-                        "copying image {} under another key re-encrypts its snapshots: copy each snapshot with `coffer snapshot copy --encryption-set` and make an image of the copies (`coffer image create --snapshot`); a one-step re-encrypting image copy is not available yet",
-                        src.id
-                    ),
-                ));
-            }
+            reencrypt |= self.copy_mode(s, account, req.encryption_set_id.as_deref(), req.rekey)?
+                == crate::snapshots::CopyMode::Reencrypt;
         }
-        let image = ImageRow {
+        let mut image = ImageRow {
             id: Id::random(Kind::Image),
             account_id: account,
             name: name.to_string(),
@@ -391,7 +396,14 @@ impl Service {
                 id: Some(src.id),
             },
             created_at: coffer_meta::now(),
+            state: ImageState::Available,
         };
+        if reencrypt {
+            image.state = ImageState::Pending;
+            return self
+                .copy_image_reencrypting(caller, &src, image, &snaps, &req, tags)
+                .await;
+        }
         let members: Vec<Member> = snaps
             .iter()
             .map(|s| {
@@ -412,6 +424,7 @@ impl Service {
                             region: Some(s.region.clone()),
                             id: Some(s.id),
                         },
+                        source_disk_id: s.source_disk_id.filter(|_| account == s.account_id),
                         ..s.clone()
                     }),
                     source: s.id,
@@ -429,5 +442,95 @@ impl Service {
             })?;
         tracing::info!(image = %image.id, source = %src.id, account = %account, "image copied (O(1), same keys)");
         Ok(self.image_view(caller, &[image]).await?.remove(0))
+    }
+
+    /// Copy an image under another key: the image appears at once,
+    /// pending, and one job per snapshot re-encrypts it (the image turns
+    /// available in the transaction that ends the last; a failure or
+    /// cancel of any fails it and stops the others).
+    async fn copy_image_reencrypting(
+        &self,
+        caller: &Caller,
+        src: &ImageRow,
+        image: ImageRow,
+        snaps: &[SnapshotRow],
+        req: &CopyRequest,
+        tags: Vec<coffer_types::Tag>,
+    ) -> Result<Image> {
+        let mut jobs = vec![];
+        for s in snaps {
+            let role = s
+                .image
+                .as_ref()
+                .map_or_else(|| "root".to_string(), |r| r.1.clone());
+            match self
+                .plan_copy_job(
+                    caller,
+                    s,
+                    image.account_id,
+                    &format!("{}.{role}", image.id),
+                    req.encryption_set_id.as_deref(),
+                    vec![],
+                    Some((image.id, role)),
+                )
+                .await
+            {
+                Ok(j) => jobs.push(j),
+                Err(e) => {
+                    self.forget_job_keys(&jobs).await;
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = self.meta.create_image_copy(&image, &jobs, &tags).await {
+            self.forget_job_keys(&jobs).await;
+            return Err(match e {
+                MetaError::NotFound(_) => {
+                    ServiceError::not_found(ErrorCode::ImageNotFound, "image", src.id)
+                }
+                MetaError::NameTaken { .. } => {
+                    ServiceError::name_taken(Kind::Image, image.account_id, &image.name)
+                }
+                other => other.into(),
+            });
+        }
+        self.jobs_wake.notify_one();
+        tracing::info!(image = %image.id, source = %src.id, account = %image.account_id, jobs = jobs.len(), "re-encrypting image copy started");
+        Ok(self.image_view(caller, &[image]).await?.remove(0))
+    }
+
+    /// Refuse to use an image that is not available.
+    async fn image_ready(&self, image: &ImageRow, what: &str) -> Result<()> {
+        match image.state {
+            ImageState::Available => Ok(()),
+            ImageState::Pending => Err(self.image_pending(image, what).await),
+            ImageState::Failed => Err(ServiceError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "image {} failed: its copy did not finish (`coffer job list` says why), so it cannot be {what}; delete it (`coffer image delete {}`) and copy again",
+                    image.id, image.id
+                ),
+            )),
+        }
+    }
+
+    /// The refusal for a pending image, naming its running jobs.
+    async fn image_pending(&self, image: &ImageRow, what: &str) -> ServiceError {
+        let jobs: Vec<String> = match self.meta.jobs_of_image(image.id).await {
+            Ok(j) => j
+                .into_iter()
+                .filter(|j| j.state == "running")
+                .map(|j| j.id.to_string())
+                .collect(),
+            Err(_) => vec![],
+        };
+        ServiceError::new(
+            ErrorCode::Conflict,
+            format!(
+                "image {} is pending: its copy is still running (jobs {}), so it cannot be {what} yet; wait for it (`coffer job wait JOB`), or cancel the jobs (`coffer job cancel JOB`)",
+                image.id,
+                jobs.join(", ")
+            ),
+        )
     }
 }

@@ -218,6 +218,7 @@ mod tests {
         Tenant {
             id: format!("tnt-{i:016x}"),
             name: format!("t{}", i % 3),
+            allow_cross_tenant_key_grants: false,
             created_at: format!("2026-12-01T00:00:{:02}.000Z", i / 2),
         }
     }

@@ -20,6 +20,7 @@ pub(crate) fn tenant_dto(t: &TenantRow) -> Tenant {
     Tenant {
         id: t.id.to_string(),
         name: t.name.clone(),
+        allow_cross_tenant_key_grants: t.allow_cross_tenant_key_grants,
         created_at: t.created_at.clone(),
     }
 }
@@ -76,6 +77,30 @@ impl Service {
             .tenant(id)
             .await?
             .ok_or_else(|| not_found_of(Scope::Id(id)))?;
+        Ok(tenant_dto(&t))
+    }
+
+    /// Change a tenant's policy (`org/write` on the tenant).
+    pub async fn update_tenant(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: UpdateTenant,
+    ) -> Result<Tenant> {
+        let id = parse_id(id, Kind::Tenant)?;
+        self.check_scope(caller, Action::OrgWrite, Scope::Id(id))
+            .await?;
+        if let Some(allow) = req.allow_cross_tenant_key_grants
+            && !self.meta.set_tenant_cross_grants(id, allow).await?
+        {
+            return Err(not_found_of(Scope::Id(id)));
+        }
+        let t = self
+            .meta
+            .tenant(id)
+            .await?
+            .ok_or_else(|| not_found_of(Scope::Id(id)))?;
+        tracing::info!(tenant = %t.id, by = %caller.principal.id, allow_cross_tenant_key_grants = t.allow_cross_tenant_key_grants, "tenant policy changed");
         Ok(tenant_dto(&t))
     }
 

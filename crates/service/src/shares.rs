@@ -91,6 +91,13 @@ struct Shareable {
     customer_keys: Vec<(Id, Option<Id>)>,
 }
 
+/// A share's principal: an account, folder or tenant id (`None`: every
+/// account), and whether it is outside the owner's tenant.
+struct Principal {
+    id: Option<Id>,
+    outside: bool,
+}
+
 impl Service {
     /// The snapshot or image `id` as something to share, if the caller may
     /// change who it is shared with (`shares/write` on it).
@@ -165,16 +172,20 @@ impl Service {
                 ),
             ));
         }
-        let owner = self.meta.account(r.account).await?;
-        let target = self.meta.account(p).await?;
-        if let (Some(o), Some(t)) = (&owner, &target)
-            && o.tenant_id != t.tenant_id
-        {
+        // Any account not of the owner's tenant (existing or not: the
+        // answer is the same) is across the tenant boundary.
+        let owner_tenant = self.owner_tenant(r.account).await?;
+        let inside = self
+            .meta
+            .account(p)
+            .await?
+            .is_some_and(|t| t.tenant_id == owner_tenant);
+        if !inside && !self.cross_tenant_keys(owner_tenant).await? {
             return Err(ServiceError::new(
                 ErrorCode::CustomerKeyBoundary,
                 format!(
-                    "{} is under customer-managed key {key}, which cannot be shared with another tenant (account {p} is of tenant {}): share a copy under the platform key instead (docs/workflows/000-azure-share-snapshot.md, W0.4)",
-                    r.id, t.tenant_id
+                    "{} is under customer-managed key {key}, which cannot be shared outside tenant {owner_tenant} (account {p} is not of it): share a copy under the platform key instead (docs/workflows/000-azure-share-snapshot.md, W0.4), or have an Owner of tenant {owner_tenant} allow cross-tenant key grants (`coffer tenant update {owner_tenant} --allow-cross-tenant-key-grants true`) and grant account {p} the key",
+                    r.id
                 ),
             ));
         }
@@ -202,19 +213,50 @@ impl Service {
         Ok(())
     }
 
-    /// Parse a principal of a share: `*`, or an account, folder or tenant
-    /// id that exists (a hidden one answers as missing).
-    async fn share_principal(&self, p: &str) -> Result<Option<Id>> {
-        if p.trim() == PUBLIC || p.trim().eq_ignore_ascii_case("public") {
-            return Ok(None);
+    /// The stored name of a principal being removed: `*`, or an id as
+    /// given (no lookup: a principal since deleted can still be removed).
+    fn principal_name(p: &str) -> Result<String> {
+        let p = p.trim();
+        if p == PUBLIC || p.eq_ignore_ascii_case("public") {
+            return Ok(PUBLIC.to_string());
         }
-        let id: Id = p.trim().parse().map_err(|e: coffer_types::IdError| {
+        let id: Id = p.parse().map_err(|e: coffer_types::IdError| {
             ServiceError::new(ErrorCode::InvalidId, e.to_string())
         })?;
-        let exists = match id.kind() {
-            Kind::Account => self.meta.account(id).await?.is_some(),
-            Kind::Folder => self.meta.folder(id).await?.is_some(),
-            Kind::Tenant => self.meta.tenant(id).await?.is_some(),
+        Ok(id.to_string())
+    }
+
+    /// Parse a principal of a share owned in tenant `owner_tenant`: `*`
+    /// (every account), an account, or a folder or the tenant itself.
+    ///
+    /// The answer never tells whether an id outside the owner's tenant
+    /// exists: any well-formed account id that is not one of the tenant's
+    /// is "outside" (it gets an invitation, or a permission entry nobody
+    /// else can use), and every folder or tenant that is not the owner's
+    /// gets one refusal, existing or not.
+    async fn share_principal(&self, p: &str, owner_tenant: Id) -> Result<Principal> {
+        let name = Self::principal_name(p)?;
+        if name == PUBLIC {
+            return Ok(Principal {
+                id: None,
+                outside: false,
+            });
+        }
+        let id: Id = name.parse().map_err(|e: coffer_types::IdError| {
+            ServiceError::new(ErrorCode::InvalidId, e.to_string())
+        })?;
+        let inside = match id.kind() {
+            Kind::Account => self
+                .meta
+                .account(id)
+                .await?
+                .is_some_and(|a| a.tenant_id == owner_tenant),
+            Kind::Folder => self
+                .meta
+                .folder(id)
+                .await?
+                .is_some_and(|f| f.tenant_id == owner_tenant),
+            Kind::Tenant => id == owner_tenant,
             _ => {
                 return Err(ServiceError::new(
                     ErrorCode::InvalidPrincipal,
@@ -225,10 +267,29 @@ impl Service {
                 ));
             }
         };
-        if !exists {
-            return Err(crate::access::not_found_of(Scope::Id(id)));
+        if !inside && id.kind() != Kind::Account {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidPrincipal,
+                format!(
+                    "{} {id} is not of tenant {owner_tenant}: a share names its own tenant, folders of it, or accounts (other tenants' accounts one by one)",
+                    id.kind().noun()
+                ),
+            ));
         }
-        Ok(Some(id))
+        Ok(Principal {
+            id: Some(id),
+            outside: !inside,
+        })
+    }
+
+    /// The tenant of a resource's owning account.
+    async fn owner_tenant(&self, account: Id) -> Result<Id> {
+        Ok(self
+            .meta
+            .account(account)
+            .await?
+            .ok_or_else(|| ServiceError::internal("a share's account is gone"))?
+            .tenant_id)
     }
 
     /// The permission share of a resource, made on first use.
@@ -320,8 +381,9 @@ impl Service {
         }
         let r = self.shareable(caller, id).await?;
         let share = self.permission_share_of(&r).await?;
+        let owner_tenant = self.owner_tenant(r.account).await?;
         for p in &req.add_principals {
-            let pid = self.share_principal(p).await?;
+            let pid = self.share_principal(p, owner_tenant).await?.id;
             if let Some(pid) = pid
                 && pid.kind() != Kind::Account
             {
@@ -360,11 +422,7 @@ impl Service {
                 .await?;
         }
         for p in &req.remove_principals {
-            let principal = match self.share_principal(p).await {
-                Ok(pid) => pid.map_or_else(|| PUBLIC.to_string(), |i| i.to_string()),
-                // A principal since deleted can still be removed by id.
-                Err(_) => p.trim().to_string(),
-            };
+            let principal = Self::principal_name(p)?;
             self.meta
                 .remove_share_principal(share.id, &principal)
                 .await?;
@@ -567,19 +625,11 @@ impl Service {
             plan.remove_resources.push(rid);
         }
         for p in &req.remove_principals {
-            let name = match self.share_principal(p).await {
-                Ok(pid) => pid.map_or_else(|| PUBLIC.to_string(), |i| i.to_string()),
-                Err(_) => p.trim().to_string(),
-            };
+            let name = Self::principal_name(p)?;
             principals.retain(|x| x.principal != name);
             plan.remove_principals.push(name);
         }
-        let owner_tenant = self
-            .meta
-            .account(s.account_id)
-            .await?
-            .ok_or_else(|| ServiceError::internal("a share's account is gone"))?
-            .tenant_id;
+        let owner_tenant = self.owner_tenant(s.account_id).await?;
         // Resources: snapshots or images of the share's account, which the
         // caller may share.
         let mut added = vec![];
@@ -611,7 +661,8 @@ impl Service {
         // tenant only accounts, and only in an `any` share, invited.
         let mut new_principals = vec![];
         for p in &req.add_principals {
-            let Some(pid) = self.share_principal(p).await? else {
+            let Principal { id: pid, outside } = self.share_principal(p, owner_tenant).await?;
+            let Some(pid) = pid else {
                 return Err(ServiceError::new(
                     ErrorCode::InvalidPrincipal,
                     "a resource share names accounts, folders or tenants; to share with every account use a permission (`coffer snapshot permission add --public`)",
@@ -620,29 +671,13 @@ impl Service {
             if pid == s.account_id || principals.iter().any(|x| x.principal == pid.to_string()) {
                 continue;
             }
-            let tenant = match pid.kind() {
-                Kind::Account => self.meta.account(pid).await?.map(|a| a.tenant_id),
-                Kind::Folder => self.meta.folder(pid).await?.map(|f| f.tenant_id),
-                _ => Some(pid),
-            };
-            let outside = tenant != Some(owner_tenant);
-            if outside
-                && (s.principal_scope == PrincipalScope::Tenant || pid.kind() != Kind::Account)
-            {
+            if outside && s.principal_scope == PrincipalScope::Tenant {
                 return Err(ServiceError::new(
                     ErrorCode::InvalidPrincipal,
-                    if s.principal_scope == PrincipalScope::Tenant {
-                        format!(
-                            "{} {pid} is outside tenant {owner_tenant}, and share {} shares within the tenant only (principal scope `tenant`): make a share with principal scope `any` for other tenants' accounts",
-                            pid.kind().noun(),
-                            s.id
-                        )
-                    } else {
-                        format!(
-                            "{} {pid} is of another tenant: a share names other tenants' accounts only, never their folders or tenant",
-                            pid.kind().noun()
-                        )
-                    },
+                    format!(
+                        "account {pid} is not of tenant {owner_tenant}, and share {} shares within the tenant only (principal scope `tenant`): make a share with principal scope `any` for other tenants' accounts",
+                        s.id
+                    ),
                 ));
             }
             new_principals.push((pid, outside));

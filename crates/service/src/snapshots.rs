@@ -121,17 +121,11 @@ impl Service {
         rows: &[SnapshotRow],
     ) -> Result<Vec<Snapshot>> {
         let mut out: Vec<Snapshot> = rows.iter().map(snap_dto).collect();
-        self.fill_tags(&mut out).await?;
-        for (dto, row) in out.iter_mut().zip(rows) {
-            if caller.through_share(row.id, row.account_id) {
-                as_shared(
-                    &mut dto.creation_method,
-                    &mut dto.source,
-                    &mut dto.tags,
-                    (row.account_id, &row.region, row.id),
-                );
-            }
-        }
+        let owners: Vec<(Id, Id, &str)> = rows
+            .iter()
+            .map(|r| (r.id, r.account_id, r.region.as_str()))
+            .collect();
+        self.finish_view(caller, &mut out, &owners).await?;
         Ok(out)
     }
 
@@ -294,6 +288,9 @@ impl Service {
                 region: Some(src.region.clone()),
                 id: Some(src.id),
             },
+            // The owner's disk id is theirs: a copy into another account
+            // names no disk it cannot see.
+            source_disk_id: src.source_disk_id.filter(|_| account == src.account_id),
             ..src.clone()
         };
         self.meta
@@ -313,6 +310,7 @@ impl Service {
             account_id: account.to_string(),
             source_id: src.id.to_string(),
             target_id: row.id.to_string(),
+            image_id: None,
             bytes_total: src.size,
             bytes_done: src.size,
             message: Some("shares the source's encrypted data: nothing was copied".into()),

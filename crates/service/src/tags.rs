@@ -8,7 +8,7 @@ use coffer_types::{Id, Tag};
 use coffer_wire::ErrorCode;
 use coffer_wire::model::{Disk, Image, Snapshot};
 
-use crate::{Result, Service, ServiceError};
+use crate::{Caller, Result, Service, ServiceError};
 
 fn invalid(e: coffer_types::TagError) -> ServiceError {
     ServiceError::new(ErrorCode::InvalidTag, e.to_string())
@@ -64,6 +64,29 @@ macro_rules! tagged {
 }
 tagged!(Disk, Snapshot, Image);
 
+/// A snapshot or image as the API shows it, which a caller may see
+/// through a share.
+pub(crate) trait SharedShown: Tagged {
+    /// Show it as shared by `(account, region, id)`.
+    fn mark_shared(&mut self, owner: (Id, &str, Id));
+}
+
+macro_rules! shared_shown {
+    ($($t:ty),*) => {$(
+        impl SharedShown for $t {
+            fn mark_shared(&mut self, owner: (Id, &str, Id)) {
+                crate::snapshots::as_shared(
+                    &mut self.creation_method,
+                    &mut self.source,
+                    &mut self.tags,
+                    owner,
+                );
+            }
+        }
+    )*};
+}
+shared_shown!(Snapshot, Image);
+
 impl Service {
     /// Fill in the stored tags of `items` (one query), beside any
     /// `coffer:` tags they already carry.
@@ -76,6 +99,24 @@ impl Service {
             };
             for t in tags.remove(&id).unwrap_or_default() {
                 item.tags_mut().insert(t.key, t.value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Finish the views of `items` for `caller`: their stored tags, and
+    /// those it sees through a share shown as shared. `owners` are the
+    /// items' `(id, account, region)`, in order.
+    pub(crate) async fn finish_view<T: SharedShown>(
+        &self,
+        caller: &Caller,
+        items: &mut [T],
+        owners: &[(Id, Id, &str)],
+    ) -> Result<()> {
+        self.fill_tags(items).await?;
+        for (dto, &(id, account, region)) in items.iter_mut().zip(owners) {
+            if caller.through_share(id, account) {
+                dto.mark_shared((account, region, id));
             }
         }
         Ok(())

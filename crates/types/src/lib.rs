@@ -18,7 +18,7 @@ pub use name::{Name, NameError};
 pub use region::{RegionConfig, RegionError, Regions};
 pub use size::{ByteSize, SizeError};
 pub use state::{
-    CreationMethod, Decision, DiskState, EncryptionType, KeyState, Lifecycle, PrincipalKind,
-    PrincipalScope, ShareKind, ShareStatus, SnapshotState, TokenState, UnknownWord,
+    CreationMethod, Decision, DiskState, EncryptionType, ImageState, KeyState, Lifecycle,
+    PrincipalKind, PrincipalScope, ShareKind, ShareStatus, SnapshotState, TokenState, UnknownWord,
 };
 pub use tag::{Tag, TagError};

@@ -193,6 +193,18 @@ words! {
 }
 
 words! {
+    /// Whether an image can be launched.
+    ImageState ("image state") {
+        /// Launchable.
+        Available = "available",
+        /// Its copy under another key is running: launches wait.
+        Pending = "pending",
+        /// A job of its copy failed or was cancelled: delete it.
+        Failed = "failed",
+    }
+}
+
+words! {
     /// Where a principal of a share stands.
     ShareStatus ("share status") {
         /// In force: the principal sees the share's resources.
@@ -219,6 +231,12 @@ mod tests {
         }
         assert_eq!(DiskState::Attached.to_string(), "attached");
         for m in CreationMethod::ALL {
+            assert_eq!(
+                serde_json::to_string(m).unwrap(),
+                format!("\"{}\"", m.as_str())
+            );
+        }
+        for m in ImageState::ALL {
             assert_eq!(
                 serde_json::to_string(m).unwrap(),
                 format!("\"{}\"", m.as_str())

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use coffer_types::{
-    CreationMethod, Decision, DiskState, EncryptionType, KeyState, Lifecycle, PrincipalKind,
-    PrincipalScope, ShareKind, ShareStatus, SnapshotState, TokenState,
+    CreationMethod, Decision, DiskState, EncryptionType, ImageState, KeyState, Lifecycle,
+    PrincipalKind, PrincipalScope, ShareKind, ShareStatus, SnapshotState, TokenState,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -133,7 +133,14 @@ pub struct Image {
     pub region: String,
     /// Free text.
     pub description: String,
-    /// Its snapshots, root first.
+    /// `available`; `pending` while its copy under another key runs
+    /// (launches wait; `copy_jobs` are the jobs); `failed` if one failed or
+    /// was cancelled (delete it).
+    pub state: ImageState,
+    /// While pending: the jobs copying its snapshots (`coffer job wait`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copy_jobs: Vec<String>,
+    /// Its snapshots, root first (while pending: those copied so far).
     pub snapshots: Vec<ImageSnapshot>,
     /// Total size of its snapshots.
     pub size_bytes: u64,
@@ -237,7 +244,7 @@ pub struct CopyRequest {
 pub struct Job {
     /// Id, e.g. `job-0123456789abcdef` (empty for a copy done at once).
     pub id: String,
-    /// `snapshot-copy`.
+    /// `snapshot-copy`, or `image-copy` (one snapshot of an image).
     pub kind: String,
     /// `running`, `succeeded`, `failed` or `cancelled`.
     pub state: String,
@@ -247,6 +254,10 @@ pub struct Job {
     pub source_id: String,
     /// What the job makes (it exists once the job succeeded).
     pub target_id: String,
+    /// The image this job copies a snapshot of (`image-copy` jobs: the
+    /// image is pending until its last job succeeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
     /// Bytes to copy.
     pub bytes_total: u64,
     /// Bytes copied and committed so far (a restarted job resumes there).
@@ -570,6 +581,11 @@ pub struct Tenant {
     pub id: String,
     /// Name.
     pub name: String,
+    /// Whether the tenant's customer keys may be granted to principals of
+    /// other tenants (and its customer-key snapshots and images shared with
+    /// their accounts, each holding a grant). Off by default.
+    #[serde(default)]
+    pub allow_cross_tenant_key_grants: bool,
     /// Creation time.
     pub created_at: String,
 }
@@ -698,6 +714,17 @@ pub struct RoleDefinition {
 pub struct CreateTenant {
     /// Name.
     pub name: String,
+}
+
+/// Body of `PATCH /v1/tenants/{id}`: the tenant's policy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    /// Allow (or stop allowing) grants of the tenant's customer keys to
+    /// principals of other tenants. Grants made while allowed stay until
+    /// revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_cross_tenant_key_grants: Option<bool>,
 }
 
 /// Body of `POST /v1/folders`.

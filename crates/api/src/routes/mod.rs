@@ -624,6 +624,11 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
         .add(Act(A::OrgRead), &[E::TenantNotFound], routes!(get_tenant))
         .add(
             Act(A::OrgWrite),
+            &[E::InvalidId, E::TenantNotFound],
+            routes!(update_tenant),
+        )
+        .add(
+            Act(A::OrgWrite),
             &[
                 E::InvalidName,
                 E::NameTaken,

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use coffer_service::Service;
 use coffer_service::model::{
-    Account, CreateAccount, CreateFolder, CreateTenant, Folder, MoveAccount, Tenant,
+    Account, CreateAccount, CreateFolder, CreateTenant, Folder, MoveAccount, Tenant, UpdateTenant,
 };
 use coffer_wire::{AccountQuery, FolderQuery, Page, TenantQuery};
 
@@ -44,6 +44,19 @@ pub async fn get_tenant(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Tenant>> {
     Ok(Json(s.get_tenant(&c, &id).await?))
+}
+
+/// Change a tenant's policy: whether its customer keys may be granted to
+/// principals of other tenants.
+#[utoipa::path(patch, path = "/v1/tenants/{id}", tag = "organisation", params(("id" = String, Path, description = "tenant id")),
+    request_body = UpdateTenant, responses((status = 200, body = Tenant)))]
+pub async fn update_tenant(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateTenant>,
+) -> ApiResult<Json<Tenant>> {
+    Ok(Json(s.update_tenant(&c, &id, req).await?))
 }
 
 /// Create a folder at a tenant's root or in a folder.

@@ -2,8 +2,9 @@
 //! copy, permission. Launch is `coffer disk create --from-image`.
 
 use clap::Subcommand;
+use coffer_types::ImageState;
 use coffer_types::Kind;
-use coffer_wire::{CopyRequest, CreateImage, Image, ImageQuery};
+use coffer_wire::{CreateImage, Image, ImageQuery};
 
 use super::snapshot::{PermissionCmd, run_permission, shared_flag, tag_map};
 use super::{Confirm, confirm_delete, disk::scope_dependants};
@@ -94,12 +95,22 @@ pub enum ImageCmd {
         /// The account that will own the copy (id or name).
         #[arg(long)]
         account: Option<String>,
-        /// Re-encrypt under this disk encryption set's key.
+        /// Re-encrypt under this disk encryption set's key: the copy is
+        /// pending while a job per snapshot runs (see --wait). Needed for
+        /// another account's image under a customer-managed key.
         #[arg(long)]
         encryption_set: Option<String>,
+        /// Re-encrypt under new data keys even where the copy could share
+        /// the source's.
+        #[arg(long)]
+        rekey: bool,
         /// A tag of the copy, KEY=VALUE (repeat for more).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// Wait for a re-encrypting copy to finish, with a progress bar,
+        /// and show the image (without: show it pending, with its jobs).
+        #[arg(long)]
+        wait: bool,
     },
     /// Who may launch and copy it (AWS's launch permission).
     #[command(subcommand)]
@@ -185,20 +196,20 @@ pub async fn run(c: &Client, out: &Output, cmd: ImageCmd) -> anyhow::Result<()> 
             name,
             account,
             encryption_set,
+            rekey,
             tags,
+            wait,
         } => {
             let id = resolve::id(c, Kind::Image, &image).await?;
-            let body = CopyRequest {
-                name,
-                account_id: resolve::opt(c, Kind::Account, account.as_deref()).await?,
-                encryption_set_id: resolve::opt(c, Kind::EncryptionSet, encryption_set.as_deref())
-                    .await?,
-                rekey: false,
-                tags: tag_map(&tags)?,
-            };
+            let body =
+                super::snapshot::copy_request(c, name, account, encryption_set, rekey, &tags)
+                    .await?;
             let i: Image = c
                 .post(&format!("/v1/images/{}/copy", seg(&id)), &body)
                 .await?;
+            if wait && i.state == ImageState::Pending {
+                return super::job::wait_image(c, out, &i, 3600).await;
+            }
             out.show(&i, View::Fields)
         }
         ImageCmd::Permission(cmd) => run_permission(c, out, Kind::Image, cmd).await,

@@ -2,7 +2,8 @@
 //! wait (a progress bar), cancel.
 
 use clap::Subcommand;
-use coffer_wire::{Job, Page, Snapshot};
+use coffer_types::ImageState;
+use coffer_wire::{Image, Job, Page, Snapshot};
 
 use crate::client::{Client, seg};
 use crate::output::{Output, View};
@@ -48,12 +49,7 @@ pub enum JobCmd {
 pub async fn wait(c: &Client, out: &Output, id: &str, timeout: u64) -> anyhow::Result<()> {
     let path = format!("/v1/jobs/{}", seg(id));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-        )?
-        .progress_chars("=> "),
-    );
+    let bar = progress_bar()?;
     loop {
         let j: Job = c.get(&path).await?;
         bar.set_length(j.bytes_total);
@@ -62,6 +58,10 @@ pub async fn wait(c: &Client, out: &Output, id: &str, timeout: u64) -> anyhow::R
         match j.state.as_str() {
             "succeeded" => {
                 bar.finish_and_clear();
+                if let Some(image) = &j.image_id {
+                    let i: Image = c.get(&format!("/v1/images/{}", seg(image))).await?;
+                    return out.show(&i, View::Fields);
+                }
                 let s: Snapshot = c
                     .get(&format!("/v1/snapshots/{}", seg(&j.target_id)))
                     .await?;
@@ -87,6 +87,75 @@ pub async fn wait(c: &Client, out: &Output, id: &str, timeout: u64) -> anyhow::R
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
+}
+
+/// Wait for a pending image's copy jobs with one progress bar (the bytes
+/// of all its snapshots), then show the image; fail naming the job that
+/// failed.
+pub async fn wait_image(
+    c: &Client,
+    out: &Output,
+    image: &Image,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let path = format!("/v1/images/{}", seg(&image.id));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let bar = progress_bar()?;
+    loop {
+        let mut jobs = vec![];
+        for j in &image.copy_jobs {
+            jobs.push(c.get::<Job>(&format!("/v1/jobs/{}", seg(j))).await?);
+        }
+        bar.set_length(jobs.iter().map(|j| j.bytes_total).sum());
+        bar.set_position(jobs.iter().map(|j| j.bytes_done).sum());
+        let running = jobs.iter().filter(|j| j.state == "running").count();
+        bar.set_message(format!("{running} of {} snapshots copying", jobs.len()));
+        if let Some(j) = jobs.iter().find(|j| j.state == "failed") {
+            bar.abandon();
+            anyhow::bail!(
+                "image {} failed: job {} failed: {}; delete the image (`coffer image delete {}`) and copy again",
+                image.id,
+                j.id,
+                j.message.clone().unwrap_or_default(),
+                image.id
+            );
+        }
+        let i: Image = c.get(&path).await?;
+        match i.state {
+            ImageState::Available => {
+                bar.finish_and_clear();
+                return out.show(&i, View::Fields);
+            }
+            ImageState::Failed => {
+                bar.abandon();
+                anyhow::bail!(
+                    "image {} failed: a job of its copy was cancelled or failed (`coffer job list`); delete it (`coffer image delete {}`)",
+                    i.id,
+                    i.id
+                );
+            }
+            ImageState::Pending => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            bar.abandon();
+            anyhow::bail!(
+                "image {} is still pending after {timeout} s; its copy goes on: `coffer image show {}` shows its jobs",
+                i.id,
+                i.id
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// The progress bar of a copy: bytes, rate, ETA.
+fn progress_bar() -> anyhow::Result<indicatif::ProgressBar> {
+    Ok(indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )?
+        .progress_chars("=> "),
+    ))
 }
 
 /// Run a job command.

@@ -4,7 +4,7 @@ use clap::Subcommand;
 use coffer_types::Kind;
 use coffer_wire::{
     Account, AccountQuery, CreateAccount, CreateFolder, CreateTenant, Folder, FolderQuery,
-    MoveAccount, Tenant, TenantQuery,
+    MoveAccount, Tenant, TenantQuery, UpdateTenant,
 };
 
 use crate::client::{Client, Paging, seg};
@@ -50,6 +50,18 @@ pub enum TenantCmd {
     Show {
         /// Tenant id or name.
         tenant: String,
+    },
+    /// Change a tenant's policy (org/write on the tenant).
+    Update {
+        /// Tenant id or name.
+        tenant: String,
+        /// Let the tenant's customer-managed keys be granted to principals
+        /// of other tenants, and its customer-key snapshots and images be
+        /// shared with their accounts (each holding a grant): AWS's
+        /// behaviour. Off by default (Azure's). Grants made while on stay
+        /// until revoked.
+        #[arg(long, value_name = "true|false")]
+        allow_cross_tenant_key_grants: Option<bool>,
     },
 }
 
@@ -152,6 +164,24 @@ pub async fn tenant(c: &Client, out: &Output, cmd: TenantCmd) -> anyhow::Result<
         TenantCmd::Show { tenant } => {
             let id = resolve::id(c, Kind::Tenant, &tenant).await?;
             let t: Tenant = c.get(&format!("/v1/tenants/{}", seg(&id))).await?;
+            out.show(&t, View::Fields)
+        }
+        TenantCmd::Update {
+            tenant,
+            allow_cross_tenant_key_grants,
+        } => {
+            if allow_cross_tenant_key_grants.is_none() {
+                anyhow::bail!("nothing to change: give --allow-cross-tenant-key-grants true|false");
+            }
+            let id = resolve::id(c, Kind::Tenant, &tenant).await?;
+            let t: Tenant = c
+                .patch(
+                    &format!("/v1/tenants/{}", seg(&id)),
+                    &UpdateTenant {
+                        allow_cross_tenant_key_grants,
+                    },
+                )
+                .await?;
             out.show(&t, View::Fields)
         }
     }

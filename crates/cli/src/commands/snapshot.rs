@@ -231,14 +231,7 @@ pub async fn run(c: &Client, out: &Output, cmd: SnapshotCmd) -> anyhow::Result<(
             wait,
         } => {
             let id = resolve::id(c, Kind::Snapshot, &snapshot).await?;
-            let body = CopyRequest {
-                name,
-                account_id: resolve::opt(c, Kind::Account, account.as_deref()).await?,
-                encryption_set_id: resolve::opt(c, Kind::EncryptionSet, encryption_set.as_deref())
-                    .await?,
-                rekey,
-                tags: tag_map(&tags)?,
-            };
+            let body = copy_request(c, name, account, encryption_set, rekey, &tags).await?;
             let j: coffer_wire::Job = c
                 .post(&format!("/v1/snapshots/{}/copy", seg(&id)), &body)
                 .await?;
@@ -304,6 +297,24 @@ pub async fn run(c: &Client, out: &Output, cmd: SnapshotCmd) -> anyhow::Result<(
             out.show(&s, View::Fields)
         }
     }
+}
+
+/// The body of a snapshot or image copy, names resolved to ids.
+pub async fn copy_request(
+    c: &Client,
+    name: String,
+    account: Option<String>,
+    encryption_set: Option<String>,
+    rekey: bool,
+    tags: &[String],
+) -> anyhow::Result<CopyRequest> {
+    Ok(CopyRequest {
+        name,
+        account_id: resolve::opt(c, Kind::Account, account.as_deref()).await?,
+        encryption_set_id: resolve::opt(c, Kind::EncryptionSet, encryption_set.as_deref()).await?,
+        rekey,
+        tags: tag_map(tags)?,
+    })
 }
 
 /// The `shared=` filter of `--shared-with-me` / `--owned`.

@@ -173,7 +173,8 @@ pub enum VaultCmd {
 /// `coffer key grant …`.
 #[derive(Debug, Subcommand)]
 pub enum GrantCmd {
-    /// Let a principal of the key's tenant use the key: e.g. a disk
+    /// Let a principal of the key's tenant (or of another tenant, where
+    /// the key's tenant allows it: `coffer tenant update`) use the key: e.g. a disk
     /// encryption set's identity (--operations Describe,WrapKey,UnwrapKey),
     /// or another account (Describe,Decrypt,ReEncrypt,CreateGrant,
     /// GenerateDataKey, seed 002's list).
