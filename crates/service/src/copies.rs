@@ -395,6 +395,14 @@ impl Service {
         if off > 0 {
             tracing::info!(job = %id, resumed_at = off, "copy job resumed");
         }
+        // A copy made whole in this run hashes the source as it copies it
+        // (the same windows and pieces as the verification's); a resumed one
+        // reads the source again to verify.
+        let mut source_hash = (off == 0).then(Sha256::default);
+        // The source is read (and decrypted) by a task of its own, a window
+        // or two ahead, while this one writes (and the target's write-back
+        // seals) and hashes: two cores busy, not one.
+        let mut windows = read_windows(&reader, &reader, off, total);
         while off < total {
             if !self.still_running(id).await? {
                 return self.stop_cancelled(id, &reader, &target).await;
@@ -403,13 +411,12 @@ impl Service {
             if let Some(p) = &self.config.copy_pace {
                 p.take(usize::try_from(len).unwrap_or(usize::MAX)).await;
             }
-            let mut pos = off;
-            for (n, hole) in reader.allocation(off, len)? {
-                if !hole {
-                    let data = reader.read(pos, n).await?;
-                    target.write(pos, data, false).await?;
+            for (pos, data) in next_window(&mut windows).await? {
+                if let Some(h) = &mut source_hash {
+                    h.update(&pos.to_le_bytes());
+                    h.update(&data);
                 }
-                pos += n;
+                target.write(pos, data, false).await?;
             }
             off += len;
             if off.is_multiple_of(COMMIT_EVERY) || off == total {
@@ -417,24 +424,34 @@ impl Service {
                 self.meta.job_progress(id, off, Some("copying")).await?;
             }
         }
+        drop(windows);
         self.meta.job_progress(id, total, Some("verifying")).await?;
-        let (mut a, mut b) = (Sha256::default(), Sha256::default());
+        // The copy read back (the source's allocated pieces, at the same
+        // positions), and the source again unless it was hashed above.
+        let mut b = Sha256::default();
+        let mut copy_back = read_windows(&target, &reader, 0, total);
+        let mut source_again = match source_hash {
+            Some(_) => None,
+            None => Some((Sha256::default(), read_windows(&reader, &reader, 0, total))),
+        };
         let mut off = 0;
         while off < total {
-            let len = STEP.min(total - off);
-            let mut pos = off;
-            for (n, hole) in reader.allocation(off, len)? {
-                if !hole {
-                    let pos_bytes = pos.to_le_bytes();
-                    a.update(&pos_bytes);
-                    b.update(&pos_bytes);
-                    a.update(&reader.read(pos, n).await?);
-                    b.update(&target.read(pos, n).await?);
-                }
-                pos += n;
+            for (pos, data) in next_window(&mut copy_back).await? {
+                b.update(&pos.to_le_bytes());
+                b.update(&data);
             }
-            off += len;
+            if let Some((a, w)) = &mut source_again {
+                for (pos, data) in next_window(w).await? {
+                    a.update(&pos.to_le_bytes());
+                    a.update(&data);
+                }
+            }
+            off += STEP.min(total - off);
         }
+        let a = match (source_hash, source_again) {
+            (Some(a), _) | (None, Some((a, _))) => a,
+            (None, None) => unreachable!("the source is hashed one way or the other"),
+        };
         let (source_sha, target_sha) = (a.finish_hex(), b.finish_hex());
         reader.close().await?;
         target.close().await?;
@@ -507,5 +524,56 @@ impl Service {
         self.gc_wake.notify_one();
         tracing::info!(job = %id, "copy job stopped: cancelled");
         Ok(())
+    }
+}
+
+/// One window of a copy: the allocated pieces `(offset, bytes)` in order.
+type Window = Vec<(u64, bytes::Bytes)>;
+
+/// Read `from`'s data at the allocated pieces of `layout` (the source's
+/// view), window by window of [`STEP`] from `start` to `total`, in a task
+/// of its own that stays at most two windows ahead; it stops when the
+/// receiver goes.
+fn read_windows(
+    from: &Arc<Volume>,
+    layout: &Arc<Volume>,
+    start: u64,
+    total: u64,
+) -> tokio::sync::mpsc::Receiver<coffer_volume::Result<Window>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let (from, layout) = (Arc::clone(from), Arc::clone(layout));
+    tokio::spawn(async move {
+        let mut off = start;
+        while off < total {
+            let len = STEP.min(total - off);
+            let window = async {
+                let mut out = vec![];
+                let mut pos = off;
+                for (n, hole) in layout.allocation(off, len)? {
+                    if !hole {
+                        out.push((pos, from.read(pos, n).await?));
+                    }
+                    pos += n;
+                }
+                Ok(out)
+            }
+            .await;
+            let failed = window.is_err();
+            if tx.send(window).await.is_err() || failed {
+                return;
+            }
+            off += len;
+        }
+    });
+    rx
+}
+
+/// The next window of `rx`.
+async fn next_window(
+    rx: &mut tokio::sync::mpsc::Receiver<coffer_volume::Result<Window>>,
+) -> Result<Window> {
+    match rx.recv().await {
+        Some(w) => Ok(w?),
+        None => Err(ServiceError::internal("a copy's reader stopped early")),
     }
 }
