@@ -1,6 +1,6 @@
 //! Copies of snapshots, through the CLI on a real server: an O(1) copy
 //! writes no object; a re-encrypting copy shares no object with its
-//! source and reads after the source's key is gone; a copy job killed
+//! source and reads after the source's key is purged; a copy job killed
 //! (kill -9) in the middle resumes after the restart and verifies.
 
 mod common;
@@ -163,12 +163,20 @@ fn a_reencrypting_copy_shares_nothing_with_its_source_and_outlives_its_key() {
     assert_eq!(job["target_id"], copy_id.as_str());
 
     // It references none of the source's objects: they are all deleted
-    // from the store, and the key is disabled; the source no longer
-    // reads, the copy does, byte for byte.
+    // from the store, and the key is deleted and purged (its retention
+    // moved into the past, as time would: its vault has purge
+    // protection); the source no longer reads, the copy does, byte for
+    // byte.
     for k in &source_objects {
         s.delete_object(k);
     }
-    s.cli(&["key", "disable", &key]);
+    s.cli(&["key", "delete", &key, "--yes"]);
+    s.meta.execute(&format!(
+        "UPDATE vault_keys SET purge_after = '2000-01-01T00:00:00.000Z' WHERE id = '{key}'"
+    ));
+    s.cli(&["key", "purge", &key, "--yes"]);
+    let err = s.cli_err(&["key", "show", &key]);
+    assert!(err.contains("purged"), "{err}");
     let from_copy = str_of(
         &s.cli(&[
             "disk",
