@@ -91,6 +91,8 @@ fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
         ("POST", "/v1/tenants") => [201, 403, 403, 403, 403, 403],
         // Everyone sees its home tenant (not its contents).
         ("GET", "/v1/tenants/{id}") => [200, 200, 200, 200, 200, 404],
+        // A disk's tags change with `disks/write` on it.
+        ("PATCH", "/v1/tags/{id}") => [200, 200, 403, 404, 404, 404],
         // Its policy is changed by `org/write` on the tenant.
         ("PATCH", "/v1/tenants/{id}") => [200, 403, 403, 403, 403, 404],
         ("POST", "/v1/folders") => [201, 403, 403, 403, 403, 404],
@@ -696,6 +698,7 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
         p if p.starts_with("/v1/shares/{id}") => fx.share.clone(),
         p if p.starts_with("/v1/invitations/{id}") => fx.invitation.clone(),
         p if p.starts_with("/v1/jobs/{id}") => fx.job.clone(),
+        p if p.starts_with("/v1/tags/{id}") => fx.disk.clone(),
         _ => String::new(),
     };
     let path = spec.path.replace("{id}", &id);
@@ -744,6 +747,11 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
             (path, None, Some(w.account.clone()))
         }
         ("POST", "/v1/tenants") => (path, Some(json!({"name": "n"})), Some("/".into())),
+        ("PATCH", "/v1/tags/{id}") => (
+            path,
+            Some(json!({"set": {"env": "test"}, "remove": ["old"]})),
+            None,
+        ),
         ("PATCH", "/v1/tenants/{id}") => (
             path,
             Some(json!({"allow_cross_tenant_key_grants": false})),

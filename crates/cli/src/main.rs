@@ -44,6 +44,7 @@ use commands::job::JobCmd;
 use commands::org::{AccountCmd, FolderCmd, TenantCmd};
 use commands::share::{InvitationCmd, ShareCmd};
 use commands::snapshot::SnapshotCmd;
+use commands::tag::TagCmd;
 use commands::token::TokenCmd;
 use commands::vault::{KeyCmd, SecretCmd, VaultCmd};
 use output::{Format, Output};
@@ -140,6 +141,9 @@ enum Command {
     /// Background jobs (re-encrypting copies): list, show, wait, cancel.
     #[command(subcommand)]
     Job(JobCmd),
+    /// Tags of disks, snapshots and images: add, remove.
+    #[command(subcommand)]
+    Tag(TagCmd),
     /// Key vaults: create, list, show, update, delete, recover, purge.
     #[command(subcommand)]
     Vault(VaultCmd),
@@ -206,6 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Share(cmd) => commands::share::run(&c, &out, cmd).await,
         Command::Invitation(cmd) => commands::share::run_invitation(&c, &out, cmd).await,
         Command::Job(cmd) => commands::job::run(&c, &out, cmd).await,
+        Command::Tag(cmd) => commands::tag::run(&c, &out, cmd).await,
         Command::Vault(cmd) => commands::vault::vault(&c, &out, cmd).await,
         Command::Key(cmd) => commands::vault::key(&c, &out, cmd).await,
         Command::Secret(cmd) => commands::vault::secret(&c, &out, cmd).await,

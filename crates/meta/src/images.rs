@@ -318,7 +318,27 @@ impl Meta {
     /// Add or replace tags of a resource, keeping at most `max` in all:
     /// [`MetaError::Conflict`] if it would hold more.
     pub async fn tag_resource(&self, resource: Id, tags: &[Tag], max: usize) -> Result<()> {
+        self.retag_resource(resource, tags, &[], max).await
+    }
+
+    /// Remove tags of a resource by key (absent keys are ignored), then add
+    /// or replace `tags`, in one transaction, keeping at most `max` in all
+    /// ([`MetaError::Conflict`] if it would hold more: nothing changes).
+    pub async fn retag_resource(
+        &self,
+        resource: Id,
+        tags: &[Tag],
+        remove: &[String],
+        max: usize,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        for k in remove {
+            sqlx::query("DELETE FROM tags WHERE resource_id = $1 AND tag_key = $2")
+                .bind(resource.to_string())
+                .bind(k)
+                .execute(&mut *tx)
+                .await?;
+        }
         set_tags_tx(&mut tx, resource, tags).await?;
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tags WHERE resource_id = $1")
             .bind(resource.to_string())
@@ -328,20 +348,6 @@ impl Meta {
             return Err(MetaError::Conflict(format!(
                 "{resource} would hold {n} tags; the limit is {max}"
             )));
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Remove tags of a resource by key (absent keys are ignored).
-    pub async fn untag_resource(&self, resource: Id, keys: &[String]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for k in keys {
-            sqlx::query("DELETE FROM tags WHERE resource_id = $1 AND tag_key = $2")
-                .bind(resource.to_string())
-                .bind(k)
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
         Ok(())

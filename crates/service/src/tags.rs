@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use coffer_types::{Id, Tag};
+use coffer_iam::Action;
+use coffer_types::{Id, Kind, Tag};
 use coffer_wire::ErrorCode;
-use coffer_wire::model::{Disk, Image, Snapshot};
+use coffer_wire::model::{Disk, Image, ResourceTags, Snapshot, TagRequest};
 
 use crate::{Caller, Result, Service, ServiceError};
 
@@ -120,5 +121,85 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// Add, replace or remove tags of a disk, snapshot or image: its
+    /// `*/write` action is needed (a shared resource's recipient cannot
+    /// tag it). `coffer:` keys are reserved, set or removed.
+    pub async fn update_tags(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: TagRequest,
+    ) -> Result<ResourceTags> {
+        let rid: Id = id.trim().parse().map_err(|e: coffer_types::IdError| {
+            ServiceError::new(ErrorCode::InvalidId, e.to_string())
+        })?;
+        let (rid, method, origin) = match rid.kind() {
+            Kind::Disk => {
+                let d = self.authorized_disk(caller, id, Action::DisksWrite).await?;
+                (d.id, None, None)
+            }
+            Kind::Snapshot => {
+                let s = self
+                    .authorized_snapshot(caller, id, Action::SnapshotsWrite)
+                    .await?;
+                (s.id, Some(s.created_by), Some(s.origin))
+            }
+            Kind::Image => {
+                let i = self
+                    .authorized_image(caller, id, Action::ImagesWrite)
+                    .await?;
+                (i.id, Some(i.created_by), Some(i.origin))
+            }
+            k => {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidId,
+                    format!(
+                        "{rid} is a {}: tags are on disks, snapshots and images",
+                        k.noun()
+                    ),
+                ));
+            }
+        };
+        let set = parse_tags(&req.set)?;
+        for k in &req.remove {
+            if k.starts_with(coffer_types::tag::RESERVED_PREFIX) {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidTag,
+                    format!(
+                        "tag key '{k}' is Coffer's own (prefix `coffer:`): it cannot be removed"
+                    ),
+                ));
+            }
+        }
+        self.meta
+            .retag_resource(rid, &set, &req.remove, coffer_types::tag::MAX_TAGS)
+            .await
+            .map_err(|e| match e {
+                coffer_meta::MetaError::Conflict(m) => ServiceError::new(
+                    ErrorCode::InvalidTag,
+                    format!("{m}: remove some first (`remove` in the same request)"),
+                ),
+                other => other.into(),
+            })?;
+        let mut tags: BTreeMap<String, String> = match (method, origin) {
+            (Some(m), Some(o)) => crate::snapshots::origin_tags(m, &o),
+            _ => BTreeMap::new(),
+        };
+        for t in self
+            .meta
+            .tags_of(&[rid])
+            .await?
+            .remove(&rid)
+            .unwrap_or_default()
+        {
+            tags.insert(t.key, t.value);
+        }
+        tracing::info!(resource = %rid, by = %caller.principal.id, "tags changed");
+        Ok(ResourceTags {
+            resource_id: rid.to_string(),
+            tags,
+        })
     }
 }

@@ -281,8 +281,19 @@ pub struct Job {
     pub finished_at: Option<String>,
 }
 
-/// Add or remove tags.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A resource's tags (`PATCH /v1/tags/{id}`'s answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceTags {
+    /// The disk, snapshot or image.
+    pub resource_id: String,
+    /// Its tags after the change (`coffer:` ones included).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Add or remove tags of a disk, snapshot or image (`PATCH
+/// /v1/tags/{id}`): the keys in `remove` go first, then `set` is added or
+/// replaces, in one transaction.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TagRequest {
     /// Tags to add (or replace).

@@ -193,6 +193,20 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
             ],
             routes!(update_permissions),
         )
+        // Tags of disks, snapshots and images (the action is the
+        // resource's own `*/write`).
+        .add(
+            Authenticated,
+            &[
+                E::InvalidId,
+                E::AuthorizationFailed,
+                E::DiskNotFound,
+                E::SnapshotNotFound,
+                E::ImageNotFound,
+                E::InvalidTag,
+            ],
+            routes!(update_tags),
+        )
         // Sharing: resource shares and invitations (Alibaba, AWS RAM).
         .add(
             Act(A::SharesWrite),

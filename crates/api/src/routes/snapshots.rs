@@ -6,7 +6,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use coffer_service::Service;
-use coffer_service::model::{CopyRequest, CreateSnapshot, Job, Share, Snapshot, UpdateShare};
+use coffer_service::model::{
+    CopyRequest, CreateSnapshot, Job, ResourceTags, Share, Snapshot, TagRequest, UpdateShare,
+};
 use coffer_wire::{Page, SnapshotQuery};
 
 use crate::{ApiJson, ApiQuery, ApiResult, Auth};
@@ -131,4 +133,19 @@ pub async fn update_permissions(
     ApiJson(req): ApiJson<UpdateShare>,
 ) -> ApiResult<Json<Share>> {
     Ok(Json(s.update_permissions(&c, &id, req).await?))
+}
+
+/// Add, replace or remove tags of a disk, snapshot or image (its owner's
+/// `*/write`): `remove` first, then `set`, in one transaction; at most 50
+/// tags, `coffer:` keys reserved.
+#[utoipa::path(patch, path = "/v1/tags/{id}", tag = "tags", request_body = TagRequest,
+    params(("id" = String, Path, description = "disk, snapshot or image id")),
+    responses((status = 200, body = ResourceTags)))]
+pub async fn update_tags(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<TagRequest>,
+) -> ApiResult<Json<ResourceTags>> {
+    Ok(Json(s.update_tags(&c, &id, req).await?))
 }

@@ -13,6 +13,7 @@ pub mod job;
 pub mod org;
 pub mod share;
 pub mod snapshot;
+pub mod tag;
 pub mod token;
 pub mod vault;
 
