@@ -14,6 +14,7 @@ use sqlx::AssertSqlSafe;
 
 use crate::chunks::{VolumeRow, gc_volume_tx, insert_volume_tx, volume_tx};
 use crate::images::{ImageRow, insert_image_tx};
+use crate::listing::{ListFilter, bound, clause};
 use crate::nodes::{Holder, check_holder_tx};
 use crate::resources::insert_snapshot_tx;
 use crate::{Meta, MetaError, Result, SnapshotRow, now, parse_id, to_i64, to_u64};
@@ -189,30 +190,22 @@ impl Meta {
         Ok(row.map(|r| r.0))
     }
 
-    /// The jobs of some accounts (every job with `None`), newest first, at
-    /// most `limit`.
-    pub async fn list_jobs(&self, accounts: Option<&[Id]>, limit: u32) -> Result<Vec<JobRow>> {
-        let rows: Vec<JobRec> = match accounts {
-            None => {
-                sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT {JOB_COLS} FROM jobs ORDER BY created_at DESC, id LIMIT {limit}"
-                )))
-                .fetch_all(&self.pool)
-                .await?
-            }
-            Some([]) => vec![],
-            Some(a) => {
-                let params: Vec<String> = (1..=a.len()).map(|i| format!("${i}")).collect();
-                let mut q = sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT {JOB_COLS} FROM jobs WHERE account_id IN ({}) ORDER BY created_at DESC, id LIMIT {limit}",
-                    params.join(", ")
-                )));
-                for id in a {
-                    q = q.bind(id.to_string());
-                }
-                q.fetch_all(&self.pool).await?
-            }
+    /// One page of jobs, in creation order (the filter's account, state
+    /// and cursor; what the caller may see).
+    pub async fn list_jobs_page(&self, f: &ListFilter) -> Result<Vec<JobRow>> {
+        let mut binds = vec![];
+        let Some(clause) = clause(f, &mut binds) else {
+            return Ok(vec![]);
         };
+        let cols: Vec<String> = JOB_COLS.split(", ").map(|c| format!("t.{c}")).collect();
+        let sql = format!(
+            "SELECT {} FROM jobs t {clause} ORDER BY t.created_at, t.id LIMIT {}",
+            cols.join(", "),
+            f.limit
+        );
+        let rows: Vec<JobRec> = bound(sqlx::query_as(AssertSqlSafe(sql)), &binds)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 

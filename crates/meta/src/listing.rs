@@ -43,6 +43,8 @@ pub struct ListFilter {
     pub source: Option<Id>,
     /// Only rows tagged with this key and value.
     pub tag: Option<(String, String)>,
+    /// Only rows in this state (jobs).
+    pub state: Option<String>,
     /// Only rows after this (created_at, id) key.
     pub after: Option<(String, String)>,
     /// At most this many rows.
@@ -103,6 +105,9 @@ pub(crate) fn clause(f: &ListFilter, binds: &mut Vec<String>) -> Option<String> 
         terms.push(format!(
             "t.id IN (SELECT g.resource_id FROM tags g WHERE g.tag_key = {k} AND g.tag_value = {v})"
         ));
+    }
+    if let Some(st) = &f.state {
+        terms.push(format!("t.state = {}", bind(st.clone(), binds)));
     }
     if let Some((at, id)) = &f.after {
         let at = bind(at.clone(), binds);

@@ -240,6 +240,7 @@ async fn the_kek_of_a_disk_and_its_snapshots_is_read_through_the_dek() {
             attached: None,
             source: None,
             tag: None,
+            state: None,
             after: None,
             limit: 10,
         })

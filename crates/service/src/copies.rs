@@ -25,6 +25,7 @@ use crate::attach::VaultDeks;
 use crate::error::ErrorCode;
 use crate::model::*;
 use crate::*;
+use coffer_wire::{ListParams, Page};
 
 /// How much a job copies between looks at whether it was cancelled.
 const STEP: u64 = 8 << 20;
@@ -247,16 +248,33 @@ impl Service {
         Ok((job, reader, target))
     }
 
-    /// Jobs of the accounts the caller may see snapshots of, newest first.
-    pub async fn list_jobs(&self, caller: &Caller) -> Result<Vec<Job>> {
-        let r = self.readable(caller, Action::SnapshotsRead).await?;
-        let rows = if r.all {
-            self.meta.list_jobs(None, 1000).await?
-        } else {
-            let accounts: Vec<Id> = r.accounts.into_iter().collect();
-            self.meta.list_jobs(Some(&accounts), 1000).await?
+    /// A page of the jobs of the accounts the caller may see snapshots of,
+    /// in creation order (`state=` filters: running, succeeded, failed,
+    /// cancelled).
+    pub async fn list_jobs(&self, caller: &Caller, q: ListParams) -> Result<Page<Job>> {
+        let p = crate::list::paging(&q)?;
+        let size = p.size;
+        let state = match q.state.as_deref() {
+            None => None,
+            Some(s @ ("running" | "succeeded" | "failed" | "cancelled")) => Some(s.to_string()),
+            Some(other) => {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidFilter,
+                    format!(
+                        "unknown job state '{other}': use running, succeeded, failed or cancelled"
+                    ),
+                ));
+            }
         };
-        Ok(rows.iter().map(job_dto).collect())
+        let mut f = self
+            .owned_filter(caller, Action::SnapshotsRead, Kind::Job, &q, p)
+            .await?;
+        f.state = state;
+        let rows = self.meta.list_jobs_page(&f).await?;
+        Ok(crate::list::finish(
+            rows.iter().map(job_dto).collect(),
+            size,
+        ))
     }
 
     /// The job `id`, if the caller may do `action` in its account.

@@ -419,6 +419,7 @@ impl Service {
                 )?,
             },
             tag: crate::tags::tag_filter(q.tag.as_deref())?,
+            state: None,
             after: p.after,
             limit: p.size + 1,
         };

@@ -266,6 +266,7 @@ impl Service {
             attached: None,
             source: None,
             tag: crate::tags::tag_filter(q.tag.as_deref())?,
+            state: None,
             after: p.after,
             limit: p.size + 1,
         };

@@ -10,8 +10,8 @@
 //! with the kind's not-found code.
 
 use coffer_wire::model::{
-    Account, Disk, EncryptionSet, Folder, Image, Key, Principal, RoleAssignment, Secret, Share,
-    Snapshot, Tenant, Token, Vault,
+    Account, Disk, EncryptionSet, Folder, Image, Job, Key, Principal, RoleAssignment, Secret,
+    Share, Snapshot, Tenant, Token, Vault,
 };
 use coffer_wire::{ErrorCode, ListParams, Page};
 
@@ -49,6 +49,7 @@ impl Service {
             attached: None,
             source: None,
             tag: None,
+            state: None,
             after: None,
             limit: 1,
         };
@@ -90,6 +91,7 @@ impl Service {
             attached: None,
             source: None,
             tag: crate::tags::tag_filter(q.tag.as_deref())?,
+            state: None,
             after: p.after,
             limit: p.size + 1,
         })
@@ -125,7 +127,8 @@ listed!(
     Secret,
     EncryptionSet,
     Image,
-    Share
+    Share,
+    Job
 );
 
 /// Where a page starts and how long it is.

@@ -224,6 +224,7 @@ impl Service {
             attached: None,
             source: list::id_filter("source_disk", q.source_disk.as_deref(), Kind::Disk)?,
             tag: crate::tags::tag_filter(q.tag.as_deref())?,
+            state: None,
             after: p.after,
             limit: p.size + 1,
         };

@@ -19,6 +19,6 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use model::*;
 pub use page::{
     AccountQuery, AssignmentQuery, AuditQuery, DiskQuery, EncryptionSetQuery, FolderQuery,
-    ImageQuery, InvitationQuery, KeyQuery, ListParams, MAX_PAGE, Page, PrincipalQuery, SecretQuery,
-    SecretValueQuery, ShareQuery, SnapshotQuery, TenantQuery, TokenQuery, VaultQuery,
+    ImageQuery, InvitationQuery, JobQuery, KeyQuery, ListParams, MAX_PAGE, Page, PrincipalQuery,
+    SecretQuery, SecretValueQuery, ShareQuery, SnapshotQuery, TenantQuery, TokenQuery, VaultQuery,
 };

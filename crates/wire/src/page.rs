@@ -164,6 +164,19 @@ list_query! {
 }
 
 list_query! {
+    /// Query of `GET /v1/jobs`.
+    JobQuery {
+        /// Only jobs making a snapshot of this exact name.
+        name,
+        /// Only jobs of this account (the account that gets the copy).
+        account,
+        /// Only jobs in this state: `running`, `succeeded`, `failed` or
+        /// `cancelled`.
+        state,
+    }
+}
+
+list_query! {
     /// Query of `GET /v1/invitations`.
     InvitationQuery {
         /// The invited account (default: the caller's).

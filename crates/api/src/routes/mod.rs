@@ -154,7 +154,11 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
             ],
             routes!(copy_snapshot),
         )
-        .add(Authenticated, &[], routes!(list_jobs))
+        .add(
+            Authenticated,
+            &[E::InvalidPage, E::InvalidFilter, E::InvalidId],
+            routes!(list_jobs),
+        )
         .add(
             Act(A::SnapshotsRead),
             &[E::InvalidId, E::JobNotFound],

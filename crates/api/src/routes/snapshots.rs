@@ -9,7 +9,7 @@ use coffer_service::Service;
 use coffer_service::model::{
     CopyRequest, CreateSnapshot, Job, ResourceTags, Share, Snapshot, TagRequest, UpdateShare,
 };
-use coffer_wire::{Page, SnapshotQuery};
+use coffer_wire::{JobQuery, Page, SnapshotQuery};
 
 use crate::{ApiJson, ApiQuery, ApiResult, Auth};
 
@@ -77,13 +77,16 @@ pub async fn copy_snapshot(
     ))
 }
 
-/// Copy jobs of the accounts whose snapshots the caller may see, newest
-/// first.
-#[utoipa::path(get, path = "/v1/jobs", tag = "snapshots",
+/// Copy jobs of the accounts whose snapshots the caller may see, a page at
+/// a time, in creation order.
+#[utoipa::path(get, path = "/v1/jobs", tag = "snapshots", params(JobQuery),
     responses((status = 200, body = Page<Job>)))]
-pub async fn list_jobs(State(s): State<Arc<Service>>, Auth(c): Auth) -> ApiResult<Json<Page<Job>>> {
-    let items = s.list_jobs(&c).await?;
-    Ok(Json(Page { items, next: None }))
+pub async fn list_jobs(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    ApiQuery(q): ApiQuery<JobQuery>,
+) -> ApiResult<Json<Page<Job>>> {
+    Ok(Json(s.list_jobs(&c, q.into()).await?))
 }
 
 /// One job: state and progress.

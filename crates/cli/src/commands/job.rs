@@ -3,9 +3,10 @@
 
 use clap::Subcommand;
 use coffer_types::ImageState;
-use coffer_wire::{Image, Job, Page, Snapshot};
+use coffer_types::Kind;
+use coffer_wire::{Image, Job, JobQuery, Snapshot};
 
-use crate::client::{Client, seg};
+use crate::client::{Client, Paging, seg};
 use crate::output::{Output, View};
 
 /// A job's table columns.
@@ -22,8 +23,17 @@ pub const COLUMNS: &[(&str, &str)] = &[
 
 #[derive(Debug, Subcommand)]
 pub enum JobCmd {
-    /// Jobs of the accounts whose snapshots you may see, newest first.
-    List,
+    /// Jobs of the accounts whose snapshots you may see, oldest first.
+    List {
+        /// Only jobs in this state: running, succeeded, failed, cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only jobs of this account (id or name).
+        #[arg(long)]
+        account: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
     /// A job's state and progress.
     Show {
         /// Job id.
@@ -161,9 +171,18 @@ fn progress_bar() -> anyhow::Result<indicatif::ProgressBar> {
 /// Run a job command.
 pub async fn run(c: &Client, out: &Output, cmd: JobCmd) -> anyhow::Result<()> {
     match cmd {
-        JobCmd::List => {
-            let p: Page<Job> = c.get("/v1/jobs").await?;
-            out.show(&p.items, View::Columns(COLUMNS))
+        JobCmd::List {
+            state,
+            account,
+            paging,
+        } => {
+            let q = JobQuery {
+                state,
+                account: crate::resolve::opt(c, Kind::Account, account.as_deref()).await?,
+                ..JobQuery::default()
+            };
+            let l = c.list::<_, Job>("/v1/jobs", &q, &paging).await?;
+            out.show_list(&l, View::Columns(COLUMNS))
         }
         JobCmd::Show { job } => {
             let j: Job = c.get(&format!("/v1/jobs/{}", seg(&job))).await?;
