@@ -551,7 +551,8 @@ impl Service {
                 };
                 items.push(share_dto(&s, resources, std::slice::from_ref(&p)));
             }
-            return Ok(coffer_wire::Page { items, next: None });
+            // Paged (and filtered by name) like the owner's list.
+            return crate::list::page_in_memory(items, &q, |s| &s.name);
         }
         let p = crate::list::paging(&q)?;
         let size = p.size;
