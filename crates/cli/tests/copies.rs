@@ -360,6 +360,10 @@ fn an_image_copied_under_another_key_is_pending_until_its_last_job_and_fails_who
         );
     }
 
+    // Nor shared: its keys are not all known until its copy ends.
+    let err = s.cli_err(&["image", "permission", "add", &doomed, "--public"]);
+    assert!(err.contains("409") && err.contains("pending"), "{err}");
+
     // Cancelling one job fails the image and stops the other: an image is
     // copied whole or not at all.
     let running = |id: &str| s.cli(&["job", "show", id])["state"] == "running";

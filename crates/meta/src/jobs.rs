@@ -244,80 +244,91 @@ impl Meta {
     }
 
     /// Record progress (bytes copied and committed) and what the job does.
-    pub async fn job_progress(&self, id: Id, done: u64, message: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE jobs SET bytes_done = $1, message = $2, updated_at = $3 WHERE id = $4")
-            .bind(to_i64(done)?)
-            .bind(message)
-            .bind(now())
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Ask a running job to stop: false if it was not running.
-    pub async fn cancel_job(&self, id: Id) -> Result<bool> {
+    pub async fn job_progress(
+        &self,
+        holder: &Holder,
+        done: u64,
+        message: Option<&str>,
+    ) -> Result<()> {
         let n = sqlx::query(
-            "UPDATE jobs SET state = 'cancelled', message = 'cancelled', updated_at = $1, finished_at = $1 WHERE id = $2 AND state = 'running'",
+            "UPDATE jobs SET bytes_done = $1, message = $2, updated_at = $3 WHERE id = $4 AND node_id = $5 AND hold_id = $6 AND state = 'running'",
         )
+        .bind(to_i64(done)?)
+        .bind(message)
         .bind(now())
-        .bind(id.to_string())
+        .bind(holder.attachment.to_string())
+        .bind(holder.node.to_string())
+        .bind(holder.hold.to_string())
         .execute(&self.pool)
         .await?
         .rows_affected();
-        Ok(n == 1)
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(MetaError::Fenced(format!(
+                "job {} is no longer running under hold {}",
+                holder.attachment, holder.hold
+            )))
+        }
     }
 
-    /// End a job that did not succeed (`failed`, or already `cancelled`):
-    /// its volumes are dropped (their objects queued for deletion), so
-    /// nothing of a half copy stays. A job that has ended keeps its state
-    /// (a cancelled job is not marked failed), and a job that succeeded is
-    /// left alone: its target volume is its snapshot's. The row is locked
-    /// first, so this orders after any commit of the job's hold.
+    /// End a running job that did not succeed: `failed`, or `cancelled`
+    /// (a cancel). Its volumes are dropped (their objects queued for
+    /// deletion) in the same transaction, so nothing of a half copy stays.
+    /// With `holder` (its runner failing it), only while the job still
+    /// runs under that hold: a node that lost the job changes nothing.
+    /// Returns the objects queued, or `None` if the job was not running
+    /// (ended already, or another hold's): nothing changed. A job that
+    /// succeeded is never touched (its target volume is its snapshot's).
     ///
     /// A job copying a snapshot of an image fails the image (pending ->
     /// failed) and stops its sibling jobs (cancelled, their volumes
     /// dropped): an image is copied whole or not at all.
-    pub async fn fail_job(&self, id: Id, state: &str, message: &str) -> Result<u64> {
+    pub async fn fail_job(
+        &self,
+        id: Id,
+        holder: Option<&Holder>,
+        state: &str,
+        message: &str,
+    ) -> Result<Option<u64>> {
         let image: Option<Option<String>> =
             sqlx::query_scalar("SELECT image_id FROM jobs WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-        let image = image
-            .flatten()
-            .map(|i| parse_id(&i, Kind::Image))
-            .transpose()?;
+        let Some(image) = image else {
+            return Err(MetaError::NotFound(format!("job {id}")));
+        };
+        let image = image.map(|i| parse_id(&i, Kind::Image)).transpose()?;
         let mut tx = self.pool.begin().await?;
         if let Some(image) = image {
             lock_image_tx(&mut tx, image).await?;
         }
-        let mut queued = end_job_tx(&mut tx, id, state, message).await?;
+        let Some(mut queued) = end_job_tx(&mut tx, id, holder, state, message).await? else {
+            return Ok(None);
+        };
         if let Some(image) = image {
-            let failed = sqlx::query(
-                "UPDATE images SET state = 'failed' WHERE id = $1 AND state = 'pending'",
+            sqlx::query("UPDATE images SET state = 'failed' WHERE id = $1 AND state = 'pending'")
+                .bind(image.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let siblings: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE image_id = $1 AND id <> $2 AND state = 'running'",
             )
             .bind(image.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if failed == 1 {
-                let siblings: Vec<String> = sqlx::query_scalar(
-                    "SELECT id FROM jobs WHERE image_id = $1 AND id <> $2 AND state = 'running'",
-                )
-                .bind(image.to_string())
-                .bind(id.to_string())
-                .fetch_all(&mut *tx)
-                .await?;
-                let why = format!("another snapshot of image {image} could not be copied");
-                for j in siblings {
-                    let j = parse_id(&j, Kind::Job)?;
-                    queued += end_job_tx(&mut tx, j, "cancelled", &why).await?;
-                }
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+            let why = format!("another snapshot of image {image} could not be copied");
+            for j in siblings {
+                let j = parse_id(&j, Kind::Job)?;
+                queued += end_job_tx(&mut tx, j, None, "cancelled", &why)
+                    .await?
+                    .unwrap_or(0);
             }
         }
         tx.commit().await?;
-        Ok(queued)
+        Ok(Some(queued))
     }
 
     /// Finish a copy: `snap` (on the target volume's head, which moves on)
@@ -466,38 +477,49 @@ async fn lock_image_tx(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: Id) -> Res
     Ok(())
 }
 
-/// Inside a transaction: end job `id` that did not succeed (see
-/// [`Meta::fail_job`]), dropping its volumes; returns the objects queued.
+/// Inside a transaction: end running job `id` (under `holder`'s hold, if
+/// given) as `state`, dropping its volumes; `None` if it was not running
+/// under it (see [`Meta::fail_job`]).
 async fn end_job_tx(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: Id,
+    holder: Option<&Holder>,
     state: &str,
     message: &str,
-) -> Result<u64> {
-    sqlx::query("UPDATE jobs SET node_id = node_id WHERE id = $1")
+) -> Result<Option<u64>> {
+    let n = match holder {
+        Some(h) => sqlx::query(
+            "UPDATE jobs SET state = $1, message = $2, updated_at = $3, finished_at = $3 WHERE id = $4 AND state = 'running' AND node_id = $5 AND hold_id = $6",
+        )
+        .bind(state)
+        .bind(message)
+        .bind(now())
+        .bind(id.to_string())
+        .bind(h.node.to_string())
+        .bind(h.hold.to_string()),
+        None => sqlx::query(
+            "UPDATE jobs SET state = $1, message = $2, updated_at = $3, finished_at = $3 WHERE id = $4 AND state = 'running'",
+        )
+        .bind(state)
+        .bind(message)
+        .bind(now())
+        .bind(id.to_string()),
+    }
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n != 1 {
+        return Ok(None);
+    }
+    let (reader, target): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT reader_volume, target_volume FROM jobs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut **tx)
+            .await?;
+    sqlx::query("UPDATE jobs SET reader_volume = NULL, target_volume = NULL WHERE id = $1")
         .bind(id.to_string())
         .execute(&mut **tx)
         .await?;
-    let vols: Option<(String, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT state, reader_volume, target_volume FROM jobs WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some((current, reader, target)) = vols else {
-        return Err(MetaError::NotFound(format!("job {id}")));
-    };
-    if current == "succeeded" {
-        return Ok(0);
-    }
-    sqlx::query(
-        "UPDATE jobs SET state = CASE WHEN state = 'running' THEN $1 ELSE state END, message = CASE WHEN state = 'running' THEN $2 ELSE message END, updated_at = $3, finished_at = COALESCE(finished_at, $3), reader_volume = NULL, target_volume = NULL WHERE id = $4",
-    )
-    .bind(state)
-    .bind(message)
-    .bind(now())
-    .bind(id.to_string())
-    .execute(&mut **tx)
-    .await?;
     let mut queued = 0;
     for v in [target, reader].into_iter().flatten() {
         let v = parse_id(&v, Kind::Volume)?;
@@ -507,5 +529,5 @@ async fn end_job_tx(
             .await?;
         queued += gc_volume_tx(tx, v).await?;
     }
-    Ok(queued)
+    Ok(Some(queued))
 }

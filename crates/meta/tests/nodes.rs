@@ -361,3 +361,247 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
     assert!(m.disk(copy.id).await.unwrap().is_none());
     assert!(m.fsck().await.unwrap().is_empty());
 }
+
+/// A snapshot of the fixture's disk, as its source.
+async fn snapshot_of(f: &Fixture, name: &str) -> SnapshotRow {
+    let snap = SnapshotRow {
+        id: Id::random(Kind::Snapshot),
+        account_id: f.disk.account_id,
+        name: name.into(),
+        region: "local".into(),
+        source_disk_id: Some(f.disk.id),
+        volume_id: f.vol,
+        generation: 0,
+        size: f.disk.size,
+        encryption: coffer_types::EncryptionType::Platform,
+        kek_id: f.disk.kek_id,
+        created_at: coffer_meta::now(),
+        encryption_set_id: None,
+        image: None,
+        created_by: coffer_types::CreationMethod::Snapshot,
+        origin: Default::default(),
+    };
+    f.meta
+        .create_snapshot(
+            &snap,
+            SnapshotBy::NotOpen {
+                me: None,
+                now_ms: 0,
+            },
+        )
+        .await
+        .unwrap();
+    // It names the generation it froze; the head moved on.
+    f.meta.snapshot(snap.id).await.unwrap().unwrap()
+}
+
+/// A copy job of `src` (with its reader and target volumes), for `image`
+/// in a role if given.
+fn copy_job(
+    f: &Fixture,
+    src: &SnapshotRow,
+    image: Option<(Id, &str)>,
+) -> (coffer_meta::JobRow, VolumeRow, VolumeRow) {
+    let vol = |parent| VolumeRow {
+        dek2_id: None,
+        id: Id::random(Kind::Volume),
+        dek_id: f.dek,
+        chunk_size: 65536,
+        size: src.size,
+        parent,
+        head_generation: 0,
+        live: true,
+    };
+    let reader = vol(Some((src.volume_id, src.generation)));
+    let target = vol(None);
+    let now = coffer_meta::now();
+    let job = coffer_meta::JobRow {
+        id: Id::random(Kind::Job),
+        account_id: src.account_id,
+        kind: "snapshot-copy".into(),
+        state: "running".into(),
+        source_id: src.id,
+        source_account: src.account_id,
+        source_region: "local".into(),
+        target_id: Id::random(Kind::Snapshot),
+        name: format!("copy-{}", Id::random(Kind::Snapshot)),
+        reader_volume: Some(reader.id),
+        target_volume: Some(target.id),
+        bytes_total: src.size,
+        bytes_done: 0,
+        message: None,
+        tags: vec![],
+        created_by: f.principal,
+        created_at: now.clone(),
+        updated_at: now,
+        finished_at: None,
+        node_id: None,
+        source_sha256: None,
+        target_sha256: None,
+        image: image.map(|(i, r)| (i, r.to_string())),
+    };
+    (job, reader, target)
+}
+
+/// The snapshot a job makes, as its runner records it.
+fn made_by(job: &coffer_meta::JobRow, target: &VolumeRow) -> SnapshotRow {
+    SnapshotRow {
+        id: job.target_id,
+        account_id: job.account_id,
+        name: job.name.clone(),
+        region: "local".into(),
+        source_disk_id: None,
+        volume_id: target.id,
+        generation: 0,
+        size: job.bytes_total,
+        encryption: coffer_types::EncryptionType::Platform,
+        kek_id: Id::random(Kind::Key),
+        created_at: coffer_meta::now(),
+        encryption_set_id: None,
+        image: job.image.clone(),
+        created_by: coffer_types::CreationMethod::Copy,
+        origin: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_lost_a_copy_job_can_neither_advance_end_nor_fail_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestMetadata::new(dir.path());
+    let f = fixture(&db).await;
+    let m = &f.meta;
+    let src = snapshot_of(&f, "src").await;
+    let (job, reader, target) = copy_job(&f, &src, None);
+    m.create_copy_job(&job, &reader, &target).await.unwrap();
+
+    // Node A claims it, pauses past its lease; node B takes it over.
+    let a = node(m, "a", 0).await;
+    let ha = m.claim_job(job.id, a, 0).await.unwrap().expect("A claims");
+    let b = node(m, "b", LEASE + 1).await;
+    assert!(
+        m.claim_job(job.id, b, 1).await.unwrap().is_none(),
+        "A's lease still runs"
+    );
+    let hb = m
+        .claim_job(job.id, b, LEASE + 1)
+        .await
+        .unwrap()
+        .expect("B takes over once A's lease passed");
+    assert_ne!(ha.hold, hb.hold);
+
+    // A, waking up: fenced everywhere, and its failure changes nothing.
+    assert!(matches!(
+        m.job_progress(&ha, 65536, Some("copying")).await,
+        Err(MetaError::Fenced(_))
+    ));
+    assert!(matches!(
+        m.complete_copy(&ha, &made_by(&job, &target), "x", "x", &[])
+            .await,
+        Err(MetaError::Fenced(_))
+    ));
+    assert_eq!(
+        m.fail_job(job.id, Some(&ha), "failed", "A lost it")
+            .await
+            .unwrap(),
+        None
+    );
+    let now = m.job(job.id).await.unwrap().unwrap();
+    assert_eq!(now.state, "running");
+    assert_eq!(now.target_volume, Some(target.id));
+
+    // B advances and finishes; then neither A nor a cancel touch the copy.
+    m.job_progress(&hb, 65536, Some("copying")).await.unwrap();
+    m.complete_copy(&hb, &made_by(&job, &target), "h", "h", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        m.fail_job(job.id, Some(&ha), "failed", "late")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        m.fail_job(job.id, None, "cancelled", "cancelled")
+            .await
+            .unwrap(),
+        None
+    );
+    let done = m.job(job.id).await.unwrap().unwrap();
+    assert_eq!(done.state, "succeeded");
+    assert!(m.snapshot(job.target_id).await.unwrap().is_some());
+    assert_eq!(m.volume(target.id).await.unwrap().id, target.id);
+}
+
+#[tokio::test]
+async fn an_image_copy_becomes_available_with_its_last_job_and_fails_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestMetadata::new(dir.path());
+    let f = fixture(&db).await;
+    let m = &f.meta;
+    let src = snapshot_of(&f, "src").await;
+    let me = node(m, "a", 0).await;
+    let image = |name: &str| coffer_meta::ImageRow {
+        id: Id::random(Kind::Image),
+        account_id: f.disk.account_id,
+        name: name.into(),
+        region: "local".into(),
+        description: String::new(),
+        created_by: coffer_types::CreationMethod::Copy,
+        origin: Default::default(),
+        created_at: coffer_meta::now(),
+        state: coffer_types::ImageState::Pending,
+    };
+
+    // Two jobs; the image is available only when both have ended.
+    let ok = image("ok");
+    let jobs = vec![
+        copy_job(&f, &src, Some((ok.id, "root"))),
+        copy_job(&f, &src, Some((ok.id, "data1"))),
+    ];
+    m.create_image_copy(&ok, &jobs, &[]).await.unwrap();
+    for (i, (job, _, target)) in jobs.iter().enumerate() {
+        let h = m.claim_job(job.id, me, 1).await.unwrap().unwrap();
+        m.complete_copy(&h, &made_by(job, target), "h", "h", &[])
+            .await
+            .unwrap();
+        let st = m.image(ok.id).await.unwrap().unwrap().state;
+        let want = if i == 0 { "pending" } else { "available" };
+        assert_eq!(st.as_str(), want, "after job {i}");
+    }
+    assert_eq!(m.image_snapshots(ok.id).await.unwrap().len(), 2);
+
+    // A cancel of one fails the image and stops the other, volumes gone.
+    let bad = image("bad");
+    let jobs = vec![
+        copy_job(&f, &src, Some((bad.id, "root"))),
+        copy_job(&f, &src, Some((bad.id, "data1"))),
+    ];
+    m.create_image_copy(&bad, &jobs, &[]).await.unwrap();
+    assert!(
+        m.fail_job(jobs[0].0.id, None, "cancelled", "cancelled")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        m.image(bad.id).await.unwrap().unwrap().state.as_str(),
+        "failed"
+    );
+    for (job, _, _) in &jobs {
+        let j = m.job(job.id).await.unwrap().unwrap();
+        assert_eq!(j.state, "cancelled", "{j:?}");
+        assert_eq!(j.target_volume, None);
+        assert_eq!(j.reader_volume, None);
+    }
+    // The sibling's runner, if it still tried to finish, is fenced.
+    let h = coffer_meta::Holder {
+        attachment: jobs[1].0.id,
+        node: me,
+        hold: Id::random(Kind::Attachment),
+    };
+    assert!(matches!(
+        m.complete_copy(&h, &made_by(&jobs[1].0, &jobs[1].2), "h", "h", &[])
+            .await,
+        Err(MetaError::Fenced(_))
+    ));
+}

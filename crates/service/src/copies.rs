@@ -306,19 +306,25 @@ impl Service {
         let j = self
             .authorized_job(caller, id, Action::SnapshotsWrite)
             .await?;
-        if !self.meta.cancel_job(j.id).await? {
+        // Cancelled and its volumes dropped in one transaction, whoever
+        // runs it: a runner's later commits are fenced (its hold checks
+        // that the job still runs), and what it stored and did not commit
+        // is an orphan for the sweep.
+        if self
+            .meta
+            .fail_job(j.id, None, "cancelled", "cancelled")
+            .await?
+            .is_none()
+        {
+            let now = self.meta.job(j.id).await?.unwrap_or(j);
             return Err(ServiceError::new(
                 ErrorCode::Conflict,
                 format!(
                     "job {} is {}: only a running job can be cancelled",
-                    j.id, j.state
+                    now.id, now.state
                 ),
             ));
         }
-        // Its volumes go now, whoever runs it: a runner's later commits are
-        // fenced (its hold checks that the job still runs), and what it
-        // stored and did not commit is an orphan for the sweep.
-        self.meta.fail_job(j.id, "cancelled", "cancelled").await?;
         self.gc_wake.notify_one();
         tracing::info!(job = %j.id, by = %caller.principal.id, "job cancelled");
         let j = self.meta.job(j.id).await?.unwrap_or(j);
@@ -359,11 +365,23 @@ impl Service {
                     let svc = Arc::clone(&me);
                     tokio::spawn(async move {
                         if let Err(e) = svc.run_job(holder).await {
-                            tracing::warn!(job = %id, error = %e.message, "copy job failed");
-                            // (A job cancelled or ended meanwhile keeps its
-                            // state; fail_job leaves a succeeded one alone.)
-                            if let Err(e2) = svc.meta.fail_job(id, "failed", &e.message).await {
-                                tracing::warn!(job = %id, error = %e2, "cannot record a failed job");
+                            // Failed only while it still runs under this
+                            // node's hold: a job cancelled, or taken over
+                            // by another node, is not this run's to fail.
+                            match svc
+                                .meta
+                                .fail_job(id, Some(&holder), "failed", &e.message)
+                                .await
+                            {
+                                Ok(Some(_)) => {
+                                    tracing::warn!(job = %id, error = %e.message, "copy job failed");
+                                }
+                                Ok(None) => {
+                                    tracing::info!(job = %id, why = %e.message, "copy job stopped: no longer this node's to run");
+                                }
+                                Err(e2) => {
+                                    tracing::warn!(job = %id, error = %e2, "cannot record a failed job");
+                                }
                             }
                             svc.gc_wake.notify_one();
                         }
@@ -439,11 +457,15 @@ impl Service {
             off += len;
             if off.is_multiple_of(COMMIT_EVERY) || off == total {
                 target.flush().await?;
-                self.meta.job_progress(id, off, Some("copying")).await?;
+                self.meta
+                    .job_progress(&holder, off, Some("copying"))
+                    .await?;
             }
         }
         drop(windows);
-        self.meta.job_progress(id, total, Some("verifying")).await?;
+        self.meta
+            .job_progress(&holder, total, Some("verifying"))
+            .await?;
         // The copy read back (the source's allocated pieces, at the same
         // positions), and the source again unless it was hashed above.
         let mut b = Sha256::default();
@@ -535,10 +557,11 @@ impl Service {
         Ok(())
     }
 
+    /// Stop a run whose job was cancelled (its canceller dropped the
+    /// volumes): the reader closes, the target writes nothing more.
     async fn stop_cancelled(&self, id: Id, reader: &Volume, target: &Volume) -> Result<()> {
         let _ = reader.close().await;
         target.fence();
-        self.meta.fail_job(id, "cancelled", "cancelled").await?;
         self.gc_wake.notify_one();
         tracing::info!(job = %id, "copy job stopped: cancelled");
         Ok(())

@@ -421,10 +421,12 @@ impl Service {
         Ok(assignment_dto(&row))
     }
 
-    /// A disk or snapshot under a customer-managed key is not shared with
-    /// another tenant (Azure's rule for customer-key snapshots, seed 000):
-    /// its key stays in its account, and the other tenant could not use it
-    /// — unless the owner's tenant allows cross-tenant key grants.
+    /// A disk, snapshot or image under a customer-managed key is not
+    /// shared with another tenant (Azure's rule for customer-key snapshots,
+    /// seed 000): its key stays in its account, and the other tenant could
+    /// not use it — unless the owner's tenant allows cross-tenant key
+    /// grants and the grantee's account holds a grant on every key under
+    /// it (as a share requires). An image is shared once available.
     async fn customer_key_boundary(
         &self,
         scope: Scope,
@@ -433,30 +435,73 @@ impl Service {
         let Scope::Id(id) = scope else {
             return Ok(());
         };
-        let (account, set, what) = match id.kind() {
+        let (account, sets, what) = match id.kind() {
             Kind::Snapshot => match self.meta.snapshot(id).await? {
-                Some(s) => (s.account_id, s.encryption_set_id, "snapshot"),
+                Some(s) => (s.account_id, vec![s.encryption_set_id], "snapshot"),
                 None => return Ok(()),
             },
             Kind::Disk => match self.meta.disk(id).await? {
-                Some(d) => (d.account_id, d.encryption_set_id, "disk"),
+                Some(d) => (d.account_id, vec![d.encryption_set_id], "disk"),
+                None => return Ok(()),
+            },
+            Kind::Image => match self.meta.image(id).await? {
+                Some(i) => {
+                    if i.state != coffer_types::ImageState::Available {
+                        return Err(ServiceError::new(
+                            ErrorCode::Conflict,
+                            format!(
+                                "image {id} is {}: an image is shared once its copy has finished and it is available",
+                                i.state
+                            ),
+                        ));
+                    }
+                    let sets = self
+                        .meta
+                        .image_snapshots(id)
+                        .await?
+                        .into_iter()
+                        .map(|s| s.encryption_set_id)
+                        .collect();
+                    (i.account_id, sets, "image")
+                }
                 None => return Ok(()),
             },
             _ => return Ok(()),
         };
-        let Some(set) = set else {
+        let sets: Vec<Id> = sets.into_iter().flatten().collect();
+        let Some(&first) = sets.first() else {
             return Ok(());
         };
         let Some(acct) = self.meta.account(account).await? else {
             return Ok(());
         };
-        if acct.tenant_id == grantee.tenant_id || self.cross_tenant_keys(acct.tenant_id).await? {
+        if acct.tenant_id == grantee.tenant_id {
+            return Ok(());
+        }
+        if self.cross_tenant_keys(acct.tenant_id).await? {
+            for set in &sets {
+                let Some(set) = self.meta.encryption_set(*set).await? else {
+                    continue;
+                };
+                if !self
+                    .account_may_decrypt(set.key_id, grantee.account_id)
+                    .await?
+                {
+                    return Err(ServiceError::new(
+                        ErrorCode::KeyNotShared,
+                        format!(
+                            "{what} {id} is under customer-managed key {}, and account {} holds no grant on it: the key's owner first runs `coffer key grant create {} --grantee {} --operations Describe,Decrypt,ReEncrypt,CreateGrant,GenerateDataKey`",
+                            set.key_id, grantee.account_id, set.key_id, grantee.id
+                        ),
+                    ));
+                }
+            }
             return Ok(());
         }
         Err(ServiceError::new(
             ErrorCode::CustomerKeyBoundary,
             format!(
-                "{what} {id} is under a customer-managed key (encryption set {set}), which cannot be shared with another tenant ({} is of tenant {}): share a copy under the platform key instead — a platform-key disk filled from this one, and its snapshot (docs/workflows/000-azure-share-snapshot.md, W0.4)",
+                "{what} {id} is under a customer-managed key (encryption set {first}), which cannot be shared with another tenant ({} is of tenant {}): share a copy under the platform key instead — a platform-key disk filled from this one, and its snapshot (docs/workflows/000-azure-share-snapshot.md, W0.4)",
                 grantee.id, grantee.tenant_id
             ),
         ))

@@ -15,7 +15,7 @@
 
 use coffer_iam::{Action, Scope};
 use coffer_meta::{PUBLIC, SharePrincipalRow, ShareRow};
-use coffer_types::{EncryptionType, Id, Kind, PrincipalScope, ShareKind, ShareStatus};
+use coffer_types::{EncryptionType, Id, ImageState, Kind, PrincipalScope, ShareKind, ShareStatus};
 
 use crate::error::ErrorCode;
 use crate::model::*;
@@ -89,6 +89,9 @@ struct Shareable {
     region: String,
     /// The customer keys under it (key id, encryption set), if any.
     customer_keys: Vec<(Id, Option<Id>)>,
+    /// An image not yet available (its copy runs, or failed): its keys are
+    /// not all known, so it is shared with no one yet.
+    not_ready: Option<ImageState>,
 }
 
 /// A share's principal: an account, folder or tenant id (`None`: every
@@ -105,6 +108,7 @@ impl Service {
         let rid: Id = id.trim().parse().map_err(|e: coffer_types::IdError| {
             ServiceError::new(ErrorCode::InvalidId, e.to_string())
         })?;
+        let mut not_ready = None;
         let (account, region, snaps) = match rid.kind() {
             Kind::Snapshot => {
                 let s = self
@@ -116,6 +120,7 @@ impl Service {
                 let i = self
                     .authorized_image(caller, id, Action::ImagesRead)
                     .await?;
+                not_ready = (i.state != ImageState::Available).then_some(i.state);
                 (
                     i.account_id,
                     i.region.clone(),
@@ -144,12 +149,22 @@ impl Service {
             account,
             region,
             customer_keys,
+            not_ready,
         })
     }
 
     /// Whether resource `r` may be shared with `principal` (an account,
     /// folder or tenant id, or every account), by the encryption rules.
     async fn key_rules(&self, r: &Shareable, principal: Option<Id>) -> Result<()> {
+        if let Some(state) = r.not_ready {
+            return Err(ServiceError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "image {} is {state}: an image is shared once its copy has finished and it is available (`coffer image show {}`)",
+                    r.id, r.id
+                ),
+            ));
+        }
         let Some(&(key, _)) = r.customer_keys.first() else {
             return Ok(());
         };
@@ -380,8 +395,15 @@ impl Service {
             ));
         }
         let r = self.shareable(caller, id).await?;
-        let share = self.permission_share_of(&r).await?;
         let owner_tenant = self.owner_tenant(r.account).await?;
+        // Everything is checked before anything changes: a refused request
+        // leaves the permission as it was.
+        let removes: Vec<String> = req
+            .remove_principals
+            .iter()
+            .map(|p| Self::principal_name(p))
+            .collect::<Result<_>>()?;
+        let mut adds: Vec<String> = vec![];
         for p in &req.add_principals {
             let pid = self.share_principal(p, owner_tenant).await?.id;
             if let Some(pid) = pid
@@ -400,16 +422,36 @@ impl Service {
             }
             self.key_rules(&r, pid).await?;
             let principal = pid.map_or_else(|| PUBLIC.to_string(), |i| i.to_string());
-            let already = self.meta.principals_of_resource(r.id).await?;
-            if !already.contains(&principal)
-                && already.len() as u64 >= self.config.quotas.principals_per_resource
-            {
-                return Err(quota(
-                    &format!("{} is shared with {} accounts already", r.id, already.len()),
-                    self.config.quotas.principals_per_resource,
-                    "remove one first, or share with every account",
-                ));
+            if !adds.contains(&principal) {
+                adds.push(principal);
             }
+        }
+        let mut after = self.meta.principals_of_resource(r.id).await?;
+        let before = after.len();
+        after.retain(|p| !removes.contains(p) || adds.contains(p));
+        for a in &adds {
+            if !after.contains(a) {
+                after.push(a.clone());
+            }
+        }
+        if after.len() > before && after.len() as u64 > self.config.quotas.principals_per_resource {
+            return Err(quota(
+                &format!(
+                    "{} is shared with {before} principals; this change would make {}",
+                    r.id,
+                    after.len()
+                ),
+                self.config.quotas.principals_per_resource,
+                "remove one first, or share with every account",
+            ));
+        }
+        let share = self.permission_share_of(&r).await?;
+        for principal in &removes {
+            self.meta
+                .remove_share_principal(share.id, principal)
+                .await?;
+        }
+        for principal in adds {
             self.meta
                 .add_share_principal(&SharePrincipalRow {
                     share_id: share.id,
@@ -419,12 +461,6 @@ impl Service {
                     added_at: coffer_meta::now(),
                     responded_at: None,
                 })
-                .await?;
-        }
-        for p in &req.remove_principals {
-            let principal = Self::principal_name(p)?;
-            self.meta
-                .remove_share_principal(share.id, &principal)
                 .await?;
         }
         tracing::info!(resource = %r.id, by = %caller.principal.id, "permissions changed");
@@ -747,6 +783,15 @@ impl Service {
             Kind::Image => self.meta.image_snapshots(id).await?,
             _ => vec![],
         };
+        let not_ready = match id.kind() {
+            Kind::Image => self
+                .meta
+                .image(id)
+                .await?
+                .map(|i| i.state)
+                .filter(|st| *st != ImageState::Available),
+            _ => None,
+        };
         Ok(Shareable {
             id,
             account: s.account_id,
@@ -756,6 +801,7 @@ impl Service {
                 .filter(|x| x.encryption != EncryptionType::Platform)
                 .map(|x| (x.kek_id, x.encryption_set_id))
                 .collect(),
+            not_ready,
         })
     }
 

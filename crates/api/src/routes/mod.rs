@@ -194,6 +194,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
                 E::KeyNotShared,
                 E::CustomerKeyBoundary,
                 E::QuotaExceeded,
+                E::Conflict,
             ],
             routes!(update_permissions),
         )
@@ -228,6 +229,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
                 E::KeyNotShared,
                 E::CustomerKeyBoundary,
                 E::QuotaExceeded,
+                E::Conflict,
             ],
             routes!(create_share),
         )
@@ -257,6 +259,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
                 E::KeyNotShared,
                 E::CustomerKeyBoundary,
                 E::QuotaExceeded,
+                E::Conflict,
             ],
             routes!(update_share),
         )
@@ -759,6 +762,9 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
                 E::KeyNotFound,
                 E::RoleAssignmentNotFound,
                 E::CustomerKeyBoundary,
+                E::KeyNotShared,
+                E::ImageNotFound,
+                E::Conflict,
             ],
             routes!(create_role_assignment),
         )
