@@ -4,31 +4,13 @@
 //! refused call. Once a second Owner with a token exists, each of those is
 //! allowed again.
 
-use std::sync::Arc;
+mod common;
 
-use coffer_keyvault::{FileRootKey, KeyVault};
-use coffer_meta::Meta;
+use common::world;
+
 use coffer_service::model::{CreatePrincipal, CreateRoleAssignment, CreateToken};
-use coffer_service::{Caller, ErrorCode, Service, ServiceConfig};
-use coffer_store::{LocalStore, ObjectStore};
-use coffer_testkit::TestMetadata;
+use coffer_service::{Caller, ErrorCode, Service};
 use coffer_wire::ListParams;
-
-async fn world() -> (tempfile::TempDir, TestMetadata, Arc<Service>, Caller) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestMetadata::new(dir.path());
-    let meta = Meta::open(db.url()).await.unwrap();
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalStore::open(dir.path().join("objects")).unwrap());
-    let root = Arc::new(FileRootKey::load_or_create(&dir.path().join("root.key")).unwrap());
-    let vault = KeyVault::open(meta.clone(), root).await.unwrap();
-    let svc = Service::new(meta, store, vault, ServiceConfig::default());
-    let admin = svc
-        .authenticate(&svc.bootstrap().await.unwrap().unwrap())
-        .await
-        .unwrap();
-    (dir, db, svc, admin)
-}
 
 async fn root_owner_assignment(svc: &Service, who: &Caller) -> String {
     svc.list_role_assignments(

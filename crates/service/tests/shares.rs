@@ -5,34 +5,16 @@
 //! foreign folder or tenant, with the same words. Real SQLite or
 //! PostgreSQL (`COFFER_TEST_METADATA`), a real object directory and vault.
 
-use std::sync::Arc;
+mod common;
 
-use coffer_keyvault::{FileRootKey, KeyVault};
-use coffer_meta::Meta;
+use common::world;
+
+use coffer_service::ErrorCode;
 use coffer_service::model::{
     CreateAccount, CreateFolder, CreatePrincipal, CreateRoleAssignment, CreateShare, CreateTenant,
     CreateToken,
 };
-use coffer_service::{Caller, ErrorCode, Service, ServiceConfig};
-use coffer_store::{LocalStore, ObjectStore};
-use coffer_testkit::TestMetadata;
 use coffer_types::{Id, Kind, PrincipalScope, ShareStatus};
-
-async fn world() -> (tempfile::TempDir, TestMetadata, Arc<Service>, Caller) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestMetadata::new(dir.path());
-    let meta = Meta::open(db.url()).await.unwrap();
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalStore::open(dir.path().join("objects")).unwrap());
-    let root = Arc::new(FileRootKey::load_or_create(&dir.path().join("root.key")).unwrap());
-    let vault = KeyVault::open(meta.clone(), root).await.unwrap();
-    let svc = Service::new(meta, store, vault, ServiceConfig::default());
-    let admin = svc
-        .authenticate(&svc.bootstrap().await.unwrap().unwrap())
-        .await
-        .unwrap();
-    (dir, db, svc, admin)
-}
 
 /// `message` with `id` replaced by `ID`, and share ids (each attempt makes
 /// a new one) by `SHARE`.
