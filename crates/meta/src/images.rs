@@ -332,6 +332,25 @@ impl Meta {
         max: usize,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        // The resource's row first: concurrent changes of its tags take
+        // turns (the count below sees every other's), and a resource
+        // deleted meanwhile gets no tag.
+        let table = match resource.kind() {
+            Kind::Disk => "disks",
+            Kind::Snapshot => "snapshots",
+            Kind::Image => "images",
+            k => return Err(MetaError::Corrupt(format!("a {} has no tags", k.noun()))),
+        };
+        let found = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {table} SET id = id WHERE id = $1"
+        )))
+        .bind(resource.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if found != 1 {
+            return Err(MetaError::NotFound(format!("{resource}")));
+        }
         for k in remove {
             sqlx::query("DELETE FROM tags WHERE resource_id = $1 AND tag_key = $2")
                 .bind(resource.to_string())

@@ -248,3 +248,43 @@ async fn the_kek_of_a_disk_and_its_snapshots_is_read_through_the_dek() {
         .unwrap();
     assert_eq!(page[0].kek_id, f.kek);
 }
+
+#[tokio::test]
+async fn racing_tag_changes_keep_the_limit_and_a_deleted_resource_gets_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestMetadata::new(dir.path());
+    let f = fixture(&db).await;
+    let v = volume(f.dek);
+    let d = disk(f.account, "tagged", &v);
+    f.meta.create_disk(&d, &v).await.unwrap();
+    let tag = |k: &str| coffer_types::Tag::new(k, "v").unwrap();
+    let first: Vec<_> = (0..49).map(|i| tag(&format!("k{i}"))).collect();
+    f.meta.tag_resource(d.id, &first, 50).await.unwrap();
+    // Eight writers add one new key each at once: one fits.
+    let mut tasks = vec![];
+    for i in 0..8 {
+        let meta = f.meta.clone();
+        let t = tag(&format!("new{i}"));
+        tasks.push(tokio::spawn(async move {
+            meta.tag_resource(d.id, &[t], 50).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(MetaError::Conflict(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one tag fits under the limit");
+    let tags = f.meta.tags_of(&[d.id]).await.unwrap();
+    assert_eq!(tags[&d.id].len(), 50);
+    // A resource that is gone gets no tag.
+    let gone = Id::random(Kind::Disk);
+    assert!(matches!(
+        f.meta.tag_resource(gone, &[tag("x")], 50).await,
+        Err(MetaError::NotFound(_))
+    ));
+    assert!(f.meta.tags_of(&[gone]).await.unwrap().is_empty());
+}

@@ -138,6 +138,8 @@ impl Service {
         }
         let source_vol = self.meta.volume(src.volume_id).await?;
         let target_id = Id::random(Kind::Snapshot);
+        // The data keys made below go again if a later step fails.
+        let mut made = MadeKeys::new(self.meta.clone());
         // The job unwraps the source's data key under its set's customer
         // key: one audit record, as for a volume open.
         if let Some(set_id) = src.encryption_set_id
@@ -168,6 +170,7 @@ impl Service {
                 }
                 let version = Self::set_target(&s, &kek);
                 let (dek, _) = self.vault.new_dek_with(&kek, version, Some(s.id)).await?;
+                made.push(dek);
                 self.audit_as_identity(
                     caller.principal.id,
                     &s,
@@ -180,7 +183,7 @@ impl Service {
                 let dek2 = match s.encryption_type {
                     EncryptionType::Double => {
                         let kek = self.vault.platform_key(&src.region).await?;
-                        Some(self.vault.new_dek(&kek).await?.0)
+                        Some(made.push(self.vault.new_dek(&kek).await?.0))
                     }
                     _ => None,
                 };
@@ -188,15 +191,17 @@ impl Service {
             }
             None => {
                 let kek = self.vault.platform_key(&src.region).await?;
-                (self.vault.new_dek(&kek).await?.0, None)
+                (made.push(self.vault.new_dek(&kek).await?.0), None)
             }
         };
         // The reader never writes; it gets a data key of its own so that
         // no two volumes share one.
         let platform = self.vault.platform_key(&src.region).await?;
+        let reader_dek = made.push(self.vault.new_dek(&platform).await?.0);
+        made.disarm();
         let reader = VolumeRow {
             id: Id::random(Kind::Volume),
-            dek_id: self.vault.new_dek(&platform).await?.0,
+            dek_id: reader_dek,
             dek2_id: None,
             chunk_size: source_vol.chunk_size,
             size: src.size,
@@ -616,5 +621,46 @@ async fn next_window(
     match rx.recv().await {
         Some(w) => Ok(w?),
         None => Err(ServiceError::internal("a copy's reader stopped early")),
+    }
+}
+
+/// Data keys made for a job being planned: forgotten (in the background)
+/// if the plan is dropped before [`MadeKeys::disarm`], so a step that fails
+/// after a key was made leaves no key row behind.
+struct MadeKeys {
+    meta: coffer_meta::Meta,
+    ids: Vec<Id>,
+}
+
+impl MadeKeys {
+    fn new(meta: coffer_meta::Meta) -> Self {
+        Self { meta, ids: vec![] }
+    }
+
+    /// Record a key just made; returns it.
+    fn push(&mut self, id: Id) -> Id {
+        self.ids.push(id);
+        id
+    }
+
+    /// The plan succeeded: its keys stay.
+    fn disarm(&mut self) {
+        self.ids.clear();
+    }
+}
+
+impl Drop for MadeKeys {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let (meta, ids) = (self.meta.clone(), std::mem::take(&mut self.ids));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = meta.forget_unused_deks(&ids).await {
+                    tracing::warn!(error = %e, "cannot forget the data keys of a copy job not made");
+                }
+            });
+        }
     }
 }
