@@ -284,23 +284,7 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
         .await,
         Err(MetaError::Fenced(_))
     ));
-    let snap = SnapshotRow {
-        id: Id::random(Kind::Snapshot),
-        account_id: f.disk.account_id,
-        name: "s".into(),
-        region: "local".into(),
-        source_disk_id: Some(f.disk.id),
-        volume_id: f.vol,
-        generation: 0,
-        size: f.disk.size,
-        encryption: coffer_types::EncryptionType::Platform,
-        kek_id: f.disk.kek_id,
-        created_at: coffer_meta::now(),
-        encryption_set_id: None,
-        image: None,
-        created_by: coffer_types::CreationMethod::Snapshot,
-        origin: Default::default(),
-    };
+    let snap = snapshot_row(&f, "s");
     assert!(matches!(
         m.create_snapshot(&snap, SnapshotBy::Holder(&h)).await,
         Err(MetaError::Fenced(_))
@@ -362,9 +346,9 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
     assert!(m.fsck().await.unwrap().is_empty());
 }
 
-/// A snapshot of the fixture's disk, as its source.
-async fn snapshot_of(f: &Fixture, name: &str) -> SnapshotRow {
-    let snap = SnapshotRow {
+/// A new snapshot row of the fixture's disk's head, not recorded yet.
+fn snapshot_row(f: &Fixture, name: &str) -> SnapshotRow {
+    SnapshotRow {
         id: Id::random(Kind::Snapshot),
         account_id: f.disk.account_id,
         name: name.into(),
@@ -380,7 +364,12 @@ async fn snapshot_of(f: &Fixture, name: &str) -> SnapshotRow {
         image: None,
         created_by: coffer_types::CreationMethod::Snapshot,
         origin: Default::default(),
-    };
+    }
+}
+
+/// A snapshot of the fixture's disk, recorded, as a copy's source.
+async fn snapshot_of(f: &Fixture, name: &str) -> SnapshotRow {
+    let snap = snapshot_row(f, name);
     f.meta
         .create_snapshot(
             &snap,

@@ -5,15 +5,14 @@
 //! wrapped under the vault's import key), rotation, and the audit record
 //! each step leaves, verified as a chain.
 
+mod common;
+
 use std::sync::Arc;
 
 use base64::Engine;
 use coffer_crypto::keys::{KeyAlgorithm, KeyMaterial, pem, pem_body, wrap_for_import};
-use coffer_keyvault::{FileRootKey, KeyVault};
-use coffer_meta::Meta;
 use coffer_service::model::{CreateKey, CreateVault, RotateKey, UpdateKey, UpdateVault};
-use coffer_service::{ErrorCode, Service, ServiceConfig};
-use coffer_store::{LocalStore, ObjectStore};
+use coffer_service::{ErrorCode, Service};
 use coffer_testkit::TestMetadata;
 use coffer_types::{KeyState, Lifecycle};
 use coffer_wire::{AuditQuery, ListParams};
@@ -26,18 +25,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestMetadata::new(dir.path());
-    let meta = Meta::open(db.url()).await.unwrap();
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalStore::open(dir.path().join("objects")).unwrap());
-    let root = Arc::new(FileRootKey::load_or_create(&dir.path().join("root.key")).unwrap());
-    let vault = KeyVault::open(meta.clone(), root).await.unwrap();
-    let svc = Service::new(meta, store, vault, ServiceConfig::default());
-    let admin = svc
-        .authenticate(&svc.bootstrap().await.unwrap().unwrap())
-        .await
-        .unwrap();
+    let (dir, db, svc, admin) = common::world().await;
     World {
         _dir: dir,
         db,
