@@ -420,12 +420,18 @@ impl Service {
         };
         let deks = Arc::new(VaultDeks(self.vault.clone()));
         let open = |v: Id, holder: Option<Holder>| {
+            // The target is written once, whole chunks in order, and
+            // becomes a snapshot: its chunks are packed, 4 MiB objects.
+            let config = coffer_volume::VolumeConfig {
+                pack_chunks: holder.is_some(),
+                ..self.config.volume.clone()
+            };
             Volume::open(
                 self.meta.clone(),
                 self.store.clone(),
                 v,
                 deks.clone(),
-                self.config.volume.clone(),
+                config,
                 holder,
             )
         };

@@ -190,6 +190,14 @@ pub struct VolumeConfig {
     /// The pace of background compaction, shared by every volume opened
     /// with (a clone of) this configuration.
     pub compaction: Arc<Pace>,
+    /// Pack whole chunks into segments, up to 16 chunks of 256 KiB an
+    /// object, rather than one chunk object each. For writers that write
+    /// whole chunks once and do not overwrite them one by one afterwards
+    /// (a copy job's target, which becomes a snapshot): a file system
+    /// writes a few 4 MiB objects much faster than many 256 KiB ones,
+    /// while a packed segment stays stored until every chunk in it is
+    /// superseded. Off for disks.
+    pub pack_chunks: bool,
 }
 
 impl Default for VolumeConfig {
@@ -200,6 +208,7 @@ impl Default for VolumeConfig {
             gc_notify: None,
             budget: Arc::new(MemoryBudget::new(128 << 20, 16)),
             compaction: Arc::new(Pace::new(64 << 20)),
+            pack_chunks: false,
         }
     }
 }
@@ -1090,7 +1099,7 @@ impl Volume {
         entries: Vec<(u64, Dirty)>,
     ) -> Result<(Vec<(u64, Extent)>, Vec<Arc<ObjectRef>>)> {
         let serial = coffer_meta::now_ms().unsigned_abs();
-        let plan = seal::plan(entries, self.spc(), serial);
+        let plan = seal::plan(entries, self.spc(), serial, self.config.pack_chunks);
         let mut extents = plan.zeroes;
         let mut objects = Vec::with_capacity(plan.objects.len());
         let futs: Vec<_> = plan.objects.iter().map(|p| self.put_object(p)).collect();
@@ -1224,7 +1233,7 @@ impl Volume {
         spc >= 2
             && (idx + 1) * self.cs() <= self.size
             && st
-                .segment_sectors(idx)
+                .segment_sectors(idx, spc)
                 .is_some_and(|n| n > 0 && 2 * n >= spc)
     }
 

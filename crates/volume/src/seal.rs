@@ -2,7 +2,9 @@
 //! chunks written whole) and segments (every other sector, packed in
 //! chunk and sector order, up to 1,024 per object), sealed under the
 //! volume's write DEK with keys of their own, and the extents that name
-//! them. Also opening what the read path fetched.
+//! them. A volume that packs (a copy job's target) puts its whole chunks
+//! into segments too, several whole chunks an object. Also opening what
+//! the read path fetched.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,8 +56,13 @@ fn push_zero(zeroes: &mut Vec<(u64, Extent)>, idx: u64, s: u32) {
 }
 
 /// Plan the write-back of `entries` (chunk → new content) for chunks of
-/// `spc` sectors; `serial` names this write-back's segments.
-pub(crate) fn plan(mut entries: Vec<(u64, Dirty)>, spc: u32, serial: u64) -> WritePlan {
+/// `spc` sectors; `serial` names this write-back's segments. With `pack`,
+/// whole chunks are not one object each but go, whole and in chunk order,
+/// into segments of up to [`object::MAX_SLOTS`] slots (16 chunks of
+/// 256 KiB): fewer, larger objects, for writers whose chunks are not
+/// overwritten one by one afterwards (a chunk of a packed segment keeps
+/// the whole segment stored until every chunk in it is superseded).
+pub(crate) fn plan(mut entries: Vec<(u64, Dirty)>, spc: u32, serial: u64, pack: bool) -> WritePlan {
     entries.sort_unstable_by_key(|e| e.0);
     let whole = |idx: u64, b: Bytes| ObjectPlan {
         kind: object::Kind::Chunk,
@@ -75,9 +82,27 @@ pub(crate) fn plan(mut entries: Vec<(u64, Dirty)>, spc: u32, serial: u64) -> Wri
     };
     let mut p = WritePlan::default();
     let mut loose: Vec<(Target, Bytes)> = Vec::new();
+    let mut serial = serial;
+    let mut packed: Vec<(Target, Bytes)> = Vec::new();
+    let mut add_whole = |p: &mut WritePlan, idx: u64, b: Bytes| {
+        let chunk = whole(idx, b);
+        if !pack {
+            p.objects.push(chunk);
+            return;
+        }
+        if packed.len() + chunk.slots.len() > object::MAX_SLOTS as usize {
+            p.objects.push(ObjectPlan {
+                kind: object::Kind::Segment,
+                index: serial,
+                slots: std::mem::take(&mut packed),
+            });
+            serial += 1;
+        }
+        packed.extend(chunk.slots);
+    };
     for (idx, d) in entries {
         match d {
-            Dirty::Whole(b) if !is_zero(&b) => p.objects.push(whole(idx, b)),
+            Dirty::Whole(b) if !is_zero(&b) => add_whole(&mut p, idx, b),
             Dirty::Whole(_) | Dirty::Zero => p.zeroes.push((
                 idx,
                 Extent {
@@ -99,7 +124,7 @@ pub(crate) fn plan(mut entries: Vec<(u64, Dirty)>, spc: u32, serial: u64) -> Wri
                             buf[at..at + SECTOR].copy_from_slice(b);
                         }
                     }
-                    p.objects.push(whole(idx, buf.freeze()));
+                    add_whole(&mut p, idx, buf.freeze());
                     continue;
                 }
                 for (s, sec) in m {
@@ -116,6 +141,14 @@ pub(crate) fn plan(mut entries: Vec<(u64, Dirty)>, spc: u32, serial: u64) -> Wri
                 }
             }
         }
+    }
+    if !packed.is_empty() {
+        p.objects.push(ObjectPlan {
+            kind: object::Kind::Segment,
+            index: serial,
+            slots: packed,
+        });
+        serial += 1;
     }
     for (i, part) in loose.chunks(object::MAX_SLOTS as usize).enumerate() {
         p.objects.push(ObjectPlan {

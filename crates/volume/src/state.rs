@@ -233,8 +233,10 @@ impl State {
 
     /// How many sectors of chunk `idx` the chunk map has in segments, or
     /// `None` while the chunk has newer content in memory or pending (it is
-    /// judged again after that commits).
-    pub(crate) fn segment_sectors(&self, idx: u64) -> Option<u32> {
+    /// judged again after that commits). A whole chunk in one run of a
+    /// segment's slots (a packed write's) counts none: it reads as one
+    /// ranged read already, as a chunk object would.
+    pub(crate) fn segment_sectors(&self, idx: u64, spc: u32) -> Option<u32> {
         if self.dirty.contains_key(&idx)
             || self.flushing.contains_key(&idx)
             || self.pending.contains_key(&idx)
@@ -248,6 +250,7 @@ impl State {
                 .into_iter()
                 .flatten()
                 .filter(|e| matches!(&e.loc, Loc::Obj { obj, .. } if obj.kind == SEGMENT))
+                .filter(|e| !(e.first == 0 && e.count == spc))
                 .map(|e| e.count)
                 .sum(),
         )

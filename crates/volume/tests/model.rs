@@ -32,6 +32,22 @@ fn range(rng: &mut Rng, size: u64) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_io_flushes_snapshots_compaction_and_power_cuts_match_a_model() {
+    model_run(false).await;
+}
+
+/// The same with whole chunks packed into segments (as a copy job's target
+/// writes them): partial overwrites, zeroes, compaction and power cuts over
+/// packed chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_holds_when_whole_chunks_are_packed() {
+    model_run(true).await;
+}
+
+async fn model_run(pack: bool) {
+    let config = |hw| coffer_volume::VolumeConfig {
+        pack_chunks: pack,
+        ..config(hw)
+    };
     let s = seed();
     let mut rng = Rng(s | 1);
     let f = Fixture::new(CHUNK, CHUNKS).await;
@@ -189,5 +205,76 @@ async fn compaction_rewrites_a_fragmented_chunk_as_one_chunk_object() {
     assert!(
         read_all(&fresh).await == model,
         "the disk reads the same after compaction"
+    );
+}
+
+/// A volume that packs (a copy job's target) puts whole chunks into
+/// segments, as many as fit (1,024 slots), each chunk one run of slots:
+/// one object for many chunks, none of them due for compaction, and the
+/// disk reads the same, also after a partial overwrite and a reopen.
+#[tokio::test]
+async fn a_packing_volume_puts_many_whole_chunks_in_one_segment() {
+    const N: u64 = 40;
+    let f = Fixture::new(CHUNK, N + 2).await;
+    let store = Rigged::new();
+    let v = f
+        .open(
+            &store,
+            coffer_volume::VolumeConfig {
+                pack_chunks: true,
+                ..config(64 << 20)
+            },
+        )
+        .await;
+    let spc = CHUNK / 4096;
+    let chunk = u64::from(CHUNK);
+    let mut model = vec![0u8; usz(f.size)];
+    let data = common::content(7, usz(N * chunk));
+    v.write(0, data.clone().into(), false).await.unwrap();
+    model[..data.len()].copy_from_slice(&data);
+    // Half of the next chunk: loose sectors, a segment of their own.
+    let half = common::content(8, usz(chunk / 2));
+    v.write(N * chunk, half.clone().into(), false)
+        .await
+        .unwrap();
+    model[usz(N * chunk)..usz(N * chunk) + half.len()].copy_from_slice(&half);
+    v.flush().await.unwrap();
+    let map = f.meta.resolve_view(f.vol, 0).await.unwrap();
+    let mut objects = std::collections::HashMap::new();
+    for idx in 0..N {
+        let stack = &map[&idx];
+        assert_eq!(stack.len(), 1, "chunk {idx} is one run: {stack:?}");
+        let e = &stack[0];
+        let Loc::Obj { obj, first_slot } = &e.loc else {
+            panic!("chunk {idx} is not in an object: {e:?}")
+        };
+        assert_eq!((e.first, e.count, obj.kind), (0, spc, 2), "chunk {idx}");
+        objects.insert(obj.id, obj.slots);
+        assert!(first_slot + spc <= obj.slots);
+    }
+    let per_object = usz(u64::from(coffer_crypto::object::MAX_SLOTS / spc));
+    assert_eq!(
+        objects.len(),
+        usz(N).div_ceil(per_object),
+        "{N} whole chunks packed {per_object} an object"
+    );
+    assert_eq!(
+        v.compact_due().await.unwrap(),
+        0,
+        "a packed whole chunk is not due for compaction"
+    );
+    assert!(read_all(&v).await == model, "the packed disk reads back");
+    // A partial overwrite of a packed chunk reads over it.
+    let patch = common::content(9, 3 * 4096);
+    v.write(2 * chunk + 4096, patch.clone().into(), false)
+        .await
+        .unwrap();
+    model[usz(2 * chunk + 4096)..usz(2 * chunk + 4096) + patch.len()].copy_from_slice(&patch);
+    v.flush().await.unwrap();
+    drop(v);
+    let fresh = f.open_fresh(&store).await;
+    assert!(
+        read_all(&fresh).await == model,
+        "the disk reads the same after a reopen"
     );
 }
