@@ -273,6 +273,57 @@ impl KeyVault {
         Ok((id, dek))
     }
 
+    /// A fresh write DEK for volume `volume` in place of its write DEK
+    /// `old`, which has sealed its budget of objects: wrapped as a new
+    /// DEK of `old`'s kind is (by the encryption set's key at the version
+    /// the set names, audited as the set's identity; or by `old`'s
+    /// platform key at its newest version), and recorded as the volume's
+    /// if `old` still is. The new DEK is forgotten if the volume moved
+    /// meanwhile.
+    pub async fn renew_write_dek(&self, volume: Id, old: Id) -> Result<(Id, SecretKey)> {
+        let row = self.meta.dek(old).await?;
+        let set = match row.encryption_set_id {
+            Some(id) => Some(self.meta.encryption_set(id).await?.ok_or_else(|| {
+                VaultError::Meta(MetaError::NotFound(format!("encryption set {id}")))
+            })?),
+            None => None,
+        };
+        let kek = self
+            .meta
+            .vault_key(set.as_ref().map_or(row.kek_id, |s| s.key_id))
+            .await?;
+        let version = set
+            .as_ref()
+            .and_then(|s| s.key_version)
+            .unwrap_or(kek.current_version);
+        let made = self.new_dek_with(&kek, version, row.encryption_set_id).await;
+        if let Some(s) = &set {
+            self.audit()
+                .record(&coffer_meta::AuditRecord {
+                    principal: s.identity_id.to_string(),
+                    acting_for: s.identity_id.to_string(),
+                    action: "key.wrap".into(),
+                    key: Some(s.key_id),
+                    key_version: Some(version),
+                    resource: volume.to_string(),
+                    outcome: if made.is_ok() { "allowed" } else { "denied" }.into(),
+                    detail: format!(
+                        "through encryption set {}: a fresh write DEK for volume {volume}, whose DEK {old} sealed its budget of objects",
+                        s.id
+                    ),
+                })
+                .await?;
+        }
+        let (id, key) = made?;
+        if !self.meta.replace_write_dek(volume, old, id).await? {
+            self.meta.forget_unused_deks(&[id]).await?;
+            return Err(VaultError::Meta(MetaError::Conflict(format!(
+                "DEK {old} is no longer a write DEK of volume {volume}"
+            ))));
+        }
+        Ok((id, key))
+    }
+
     /// Refuse a KEK that may not be used now: disabled, or (a customer
     /// key) deleted, purged, outside its validity, or in a deleted vault.
     async fn check_usable(&self, kek: &VaultKeyRow) -> Result<()> {

@@ -57,8 +57,47 @@ impl ChunkEntry {
     }
 }
 
+/// Add the objects `changes` names (new objects, each counted once) to
+/// the count of each DEK they were sealed under (both layers' under
+/// double encryption); returns the DEKs' new totals. One statement per
+/// DEK: one or two per commit.
+async fn count_sealed(
+    tx: &mut Transaction<'_, Any>,
+    changes: &[(u64, Vec<Extent>)],
+) -> Result<Vec<(Id, u64)>> {
+    let mut seen = HashSet::new();
+    let mut per_dek: HashMap<Id, u64> = HashMap::new();
+    for e in changes.iter().flat_map(|(_, es)| es) {
+        if let Loc::Obj { obj, .. } = &e.loc
+            && seen.insert(obj.id)
+        {
+            for dek in std::iter::once(obj.dek).chain(obj.dek2) {
+                *per_dek.entry(dek).or_default() += 1;
+            }
+        }
+    }
+    let mut per_dek: Vec<(Id, u64)> = per_dek.into_iter().collect();
+    // A fixed order: two commits never lock DEK rows in opposite orders.
+    per_dek.sort_by_key(|(d, _)| d.to_string());
+    let mut out = Vec::with_capacity(per_dek.len());
+    for (dek, n) in per_dek {
+        let total: Option<i64> = sqlx::query_scalar(
+            "UPDATE deks SET objects_sealed = objects_sealed + $1 WHERE id = $2 RETURNING objects_sealed",
+        )
+        .bind(to_i64(n)?)
+        .bind(dek.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+        let total = total.ok_or_else(|| {
+            MetaError::NotFound(format!("DEK {dek}, named by an object being committed"))
+        })?;
+        out.push((dek, u64::try_from(total).unwrap_or(0)));
+    }
+    Ok(out)
+}
+
 /// What a commit changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CommitStats {
     /// Rows inserted.
     pub inserted: u64,
@@ -70,6 +109,11 @@ pub struct CommitStats {
     /// extents overlap (and, rarely, whole chunks; see
     /// [`Meta::commit_extents`]), not the volume's map.
     pub read: u64,
+    /// For each DEK the commit's new objects were sealed under: how many
+    /// objects it has sealed in all, this commit's included
+    /// (`deks.objects_sealed`; a volume moves to a fresh write DEK once
+    /// its own reaches its budget).
+    pub sealed: Vec<(Id, u64)>,
 }
 
 type VolTuple = (
@@ -458,12 +502,14 @@ impl Meta {
             }
         }
         let (inserted, queued) = plan.apply(&mut tx, self.backend, vol).await?;
+        let sealed = count_sealed(&mut tx, changes).await?;
         tx.commit().await?;
         Ok(CommitStats {
             inserted,
             updated: 0,
             queued_for_gc: queued,
             read,
+            sealed,
         })
     }
 

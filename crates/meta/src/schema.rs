@@ -27,6 +27,7 @@ const SQLITE: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_jobs_images.sql"),
     ),
+    (13, include_str!("../migrations/sqlite/0013_dek_budget.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -55,6 +56,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         12,
         include_str!("../migrations/postgres/0012_jobs_images.sql"),
+    ),
+    (
+        13,
+        include_str!("../migrations/postgres/0013_dek_budget.sql"),
     ),
 ];
 

@@ -211,6 +211,37 @@ impl Meta {
         Ok(n)
     }
 
+    /// Move volume `vol` from write DEK `old` (of either layer) to `new`,
+    /// if `old` is still one of its write DEKs; returns whether it moved.
+    /// What the volume sealed under `old` stays readable: each extent names
+    /// the DEK of its object.
+    pub async fn replace_write_dek(&self, vol: Id, old: Id, new: Id) -> Result<bool> {
+        let moved = sqlx::query(
+            "UPDATE volumes SET \
+             dek_id = CASE WHEN dek_id = $2 THEN $3 ELSE dek_id END, \
+             dek2_id = CASE WHEN dek2_id = $2 THEN $3 ELSE dek2_id END \
+             WHERE id = $1 AND (dek_id = $2 OR dek2_id = $2)",
+        )
+        .bind(vol.to_string())
+        .bind(old.to_string())
+        .bind(new.to_string())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(moved == 1)
+    }
+
+    /// How many objects have been sealed under DEK `id`
+    /// (`deks.objects_sealed`, counted by commits).
+    pub async fn dek_objects_sealed(&self, id: Id) -> Result<u64> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT objects_sealed FROM deks WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let n = n.ok_or_else(|| MetaError::NotFound(format!("data key {id}")))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// A DEK by id.
     pub async fn dek(&self, id: Id) -> Result<DekRow> {
         let row: Option<(String, i64, Vec<u8>, Option<String>)> = sqlx::query_as(

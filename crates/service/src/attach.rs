@@ -260,6 +260,17 @@ impl coffer_volume::DekSource for VaultDeks {
     async fn dek(&self, id: Id) -> std::result::Result<coffer_crypto::SecretKey, String> {
         self.0.dek(id).await.map_err(|e| e.to_string())
     }
+
+    async fn renew(
+        &self,
+        volume: Id,
+        old: Id,
+    ) -> std::result::Result<(Id, coffer_crypto::SecretKey), String> {
+        self.0
+            .renew_write_dek(volume, old)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

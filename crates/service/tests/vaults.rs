@@ -1582,3 +1582,110 @@ async fn a_rotation_policy_rotates_a_key_once_its_period_has_passed() {
     assert_eq!(by_policy[0].key_version, Some(2));
     assert!(svc.verify_audit(admin).await.unwrap().ok);
 }
+
+/// A write DEK seals a bounded number of objects (docs/SECURITY.md): once
+/// a volume's DEK has sealed its budget (3 here), the volume moves to a
+/// fresh one without stopping I/O, wrapped as the old (under double
+/// encryption: the inner one by the customer key through the set, audited
+/// as the set's identity; the outer one by the platform key). Everything
+/// written under the old DEKs reads back after a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_moves_to_fresh_write_deks_once_its_deks_sealed_their_budget() {
+    use bytes::Bytes;
+    use coffer_nbd::ExportResolver;
+    use coffer_service::ExportResolverImpl;
+    use coffer_service::model::CreateDisk;
+    use coffer_types::EncryptionType;
+    const BUDGET: u64 = 3;
+    const FLUSHES: u64 = 8;
+    let (_dir, _db, svc, admin) = common::world_with(coffer_service::ServiceConfig {
+        volume: coffer_volume::VolumeConfig {
+            dek_object_budget: BUDGET,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (svc, admin) = (&svc, &admin);
+    svc.join("budget", "http://budget.invalid", "127.0.0.1:10809")
+        .await
+        .unwrap();
+    let (k, set) = key_and_set(svc, admin, "cmk", Some(EncryptionType::Double)).await;
+    let disk = svc
+        .create_disk(
+            admin,
+            CreateDisk {
+                name: "data".into(),
+                zone: "local-a".into(),
+                size: Some(coffer_types::ByteSize(2 << 20)),
+                source_snapshot_id: None,
+                account_id: None,
+                encryption_set_id: Some(set.id.clone()),
+                tags: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let disk_id = coffer_types::Id::parse_kind(&disk.id, coffer_types::Kind::Disk).unwrap();
+    let vol_id = svc.meta().disk(disk_id).await.unwrap().unwrap().volume_id;
+    let first = svc.meta().volume(vol_id).await.unwrap();
+    let resolver = ExportResolverImpl::new(svc.clone());
+    let att = svc.attach_disk(admin, &disk.id).await.unwrap();
+    let export = att.uri.unwrap().rsplit('/').next().unwrap().to_string();
+    let dev = resolver.open(&export).await.expect("opens");
+    // One 4 KiB write and one flush at a time: one object (a segment)
+    // each commit, under both layers' DEKs.
+    let block = |i: u64| Bytes::from(vec![u8::try_from(i + 1).unwrap(); 4096]);
+    for i in 0..FLUSHES {
+        dev.write(i * 65536, block(i), false).await.unwrap();
+        dev.flush().await.unwrap();
+    }
+    let now = svc.meta().volume(vol_id).await.unwrap();
+    assert_ne!(now.dek_id, first.dek_id, "a fresh inner DEK");
+    assert_ne!(now.dek2_id, first.dek2_id, "a fresh outer DEK");
+    let inner = svc.meta().dek(now.dek_id).await.unwrap();
+    assert_eq!(inner.kek_id.to_string(), k.id, "wrapped by the customer key");
+    assert_eq!(
+        inner.encryption_set_id.map(|s| s.to_string()),
+        Some(set.id.clone()),
+        "through the disk's set"
+    );
+    let outer = svc.meta().dek(now.dek2_id.unwrap()).await.unwrap();
+    let first_outer = svc.meta().dek(first.dek2_id.unwrap()).await.unwrap();
+    assert_eq!(outer.kek_id, first_outer.kek_id, "the same platform key");
+    // The objects: FLUSHES of them, sealed under DEKs that each sealed at
+    // most BUDGET (one object a commit: each DEK is left right at its
+    // budget), so ceil(FLUSHES / BUDGET) inner DEKs in all.
+    let objects: Vec<_> = svc
+        .meta()
+        .named_v2_objects()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.writer == vol_id)
+        .collect();
+    assert_eq!(objects.len() as u64, FLUSHES);
+    let inner_deks: std::collections::HashSet<_> = objects.iter().map(|o| o.dek).collect();
+    assert_eq!(inner_deks.len() as u64, FLUSHES.div_ceil(BUDGET));
+    for d in &inner_deks {
+        let n = svc.meta().dek_objects_sealed(*d).await.unwrap();
+        assert!(n <= BUDGET, "DEK {d} sealed {n} objects");
+        let sealed_here = objects.iter().filter(|o| o.dek == *d).count() as u64;
+        assert_eq!(n, sealed_here, "the count of DEK {d} is its objects'");
+    }
+    assert!(inner_deks.contains(&first.dek_id) && inner_deks.contains(&now.dek_id));
+    // The set's identity wrapped each fresh inner DEK, on the record.
+    assert_eq!(
+        audit_count(svc, admin, "key.wrap", &vol_id.to_string()).await,
+        inner_deks.len() - 1
+    );
+    // A reopen reads every block, each under the DEK that sealed it.
+    drop(dev);
+    svc.detach_disk(admin, &disk.id).await.unwrap();
+    let att = svc.attach_disk(admin, &disk.id).await.unwrap();
+    let export = att.uri.unwrap().rsplit('/').next().unwrap().to_string();
+    let dev = resolver.open(&export).await.expect("opens again");
+    for i in 0..FLUSHES {
+        assert_eq!(dev.read(i * 65536, 4096).await.unwrap(), block(i), "block {i}");
+    }
+}

@@ -150,6 +150,16 @@ pub type Result<T> = std::result::Result<T, VolumeError>;
 pub trait DekSource: Send + Sync + 'static {
     /// The DEK `id`, unwrapped; an error says why it cannot be had.
     async fn dek(&self, id: Id) -> std::result::Result<SecretKey, String>;
+
+    /// A fresh write DEK for volume `volume` in place of `old` (one of its
+    /// write DEKs, which has sealed its budget of objects): made and
+    /// wrapped as `old` is, and recorded as the volume's (its id and
+    /// plaintext returned). What was sealed under `old` stays readable
+    /// under it. The default cannot make keys.
+    async fn renew(&self, volume: Id, old: Id) -> std::result::Result<(Id, SecretKey), String> {
+        let _ = (volume, old);
+        Err("this key source cannot make data keys".into())
+    }
 }
 
 /// A fixed set of DEKs (tests, tools).
@@ -172,6 +182,14 @@ impl DekSource for StaticDeks {
     }
 }
 
+/// A volume's write DEKs: layer 1's, and under double encryption layer
+/// 2's (the outer, platform-wrapped one).
+#[derive(Clone)]
+struct WriteDeks {
+    one: (Id, Arc<SecretKey>),
+    two: Option<(Id, Arc<SecretKey>)>,
+}
+
 /// Tuning of an open volume.
 #[derive(Debug, Clone)]
 pub struct VolumeConfig {
@@ -190,6 +208,11 @@ pub struct VolumeConfig {
     /// The pace of background compaction, shared by every volume opened
     /// with (a clone of) this configuration.
     pub compaction: Arc<Pace>,
+    /// Objects a write DEK seals before the volume moves to a fresh one
+    /// (default 2^32: each object's key is derived from the DEK and a
+    /// random 128-bit object id, and 2^32 ids keep the chance of two
+    /// colliding under one DEK below 2^-64; docs/SECURITY.md).
+    pub dek_object_budget: u64,
     /// Pack whole chunks into segments, up to 16 chunks of 256 KiB an
     /// object, rather than one chunk object each. For writers that write
     /// whole chunks once and do not overwrite them one by one afterwards
@@ -209,6 +232,7 @@ impl Default for VolumeConfig {
             budget: Arc::new(MemoryBudget::new(128 << 20, 16)),
             compaction: Arc::new(Pace::new(64 << 20)),
             pack_chunks: false,
+            dek_object_budget: 1 << 32,
         }
     }
 }
@@ -342,9 +366,10 @@ pub struct Volume {
     store: Arc<dyn ObjectStore>,
     deks: Arc<dyn DekSource>,
     dek_cache: Mutex<HashMap<Id, Arc<SecretKey>>>,
-    write_dek: (Id, Arc<SecretKey>),
-    /// Under double encryption, the outer layer's write DEK.
-    write_dek2: Option<(Id, Arc<SecretKey>)>,
+    /// The DEK new objects are sealed under (layer 1), and under double
+    /// encryption the outer layer's; each moves to a fresh DEK once it has
+    /// sealed [`VolumeConfig::dek_object_budget`] objects.
+    write_deks: Mutex<WriteDeks>,
     chunk_size: u32,
     size: u64,
     config: VolumeConfig,
@@ -447,8 +472,10 @@ impl Volume {
             store,
             deks,
             dek_cache: Mutex::new(cache),
-            write_dek: (row.dek_id, write),
-            write_dek2: write2,
+            write_deks: Mutex::new(WriteDeks {
+                one: (row.dek_id, write),
+                two: write2,
+            }),
             chunk_size: row.chunk_size,
             size: row.size,
             config,
@@ -1131,12 +1158,13 @@ impl Volume {
             .await
             .expect("the budget's semaphore is never closed");
         let mut tries = 0;
+        let deks = lock(&self.write_deks).clone();
         loop {
             let (obj, bytes) = seal::seal(
                 p,
                 self.id,
-                (self.write_dek.0, &self.write_dek.1),
-                self.write_dek2.as_ref().map(|(id, k)| (*id, &**k)),
+                (deks.one.0, &deks.one.1),
+                deks.two.as_ref().map(|(id, k)| (*id, &**k)),
             )?;
             match self
                 .store
@@ -1179,6 +1207,7 @@ impl Volume {
         }
         .await;
         let stats = res?;
+        self.renew_spent_deks(&stats.sealed).await;
         if stats.queued_for_gc > 0
             && let Some(n) = &self.config.gc_notify
         {
@@ -1223,6 +1252,44 @@ impl Volume {
             }
         }
         Ok(())
+    }
+
+    /// Move each write DEK that has sealed its budget of objects (`sealed`:
+    /// totals a commit returned) to a fresh one, without stopping I/O:
+    /// write-backs from now on seal under the new DEK, what was sealed
+    /// stays readable under the old. A failure is logged and retried after
+    /// the next commit (the budget is far below the bound it keeps).
+    async fn renew_spent_deks(&self, sealed: &[(Id, u64)]) {
+        for &(dek, total) in sealed {
+            if total < self.config.dek_object_budget {
+                continue;
+            }
+            let current = {
+                let w = lock(&self.write_deks);
+                w.one.0 == dek || w.two.as_ref().is_some_and(|(id, _)| *id == dek)
+            };
+            if !current {
+                continue;
+            }
+            match self.deks.renew(self.id, dek).await {
+                Ok((id, key)) => {
+                    let key = Arc::new(key);
+                    lock(&self.dek_cache).insert(id, Arc::clone(&key));
+                    let mut w = lock(&self.write_deks);
+                    if w.one.0 == dek {
+                        w.one = (id, key);
+                    } else if let Some(two) = &mut w.two
+                        && two.0 == dek
+                    {
+                        *two = (id, key);
+                    }
+                    tracing::info!(volume = %self.id, old = %dek, new = %id, objects = total, "write DEK renewed: the old one sealed its budget of objects");
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %self.id, dek = %dek, objects = total, error = %e, "could not move to a fresh write DEK; retried after the next commit");
+                }
+            }
+        }
     }
 
     /// Whether chunk `idx` is due for compaction: whole (not the short last
