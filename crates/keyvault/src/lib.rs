@@ -296,7 +296,9 @@ impl KeyVault {
             .as_ref()
             .and_then(|s| s.key_version)
             .unwrap_or(kek.current_version);
-        let made = self.new_dek_with(&kek, version, row.encryption_set_id).await;
+        let made = self
+            .new_dek_with(&kek, version, row.encryption_set_id)
+            .await;
         if let Some(s) = &set {
             self.audit()
                 .record(&coffer_meta::AuditRecord {

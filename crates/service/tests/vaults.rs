@@ -1644,7 +1644,11 @@ async fn a_disk_moves_to_fresh_write_deks_once_its_deks_sealed_their_budget() {
     assert_ne!(now.dek_id, first.dek_id, "a fresh inner DEK");
     assert_ne!(now.dek2_id, first.dek2_id, "a fresh outer DEK");
     let inner = svc.meta().dek(now.dek_id).await.unwrap();
-    assert_eq!(inner.kek_id.to_string(), k.id, "wrapped by the customer key");
+    assert_eq!(
+        inner.kek_id.to_string(),
+        k.id,
+        "wrapped by the customer key"
+    );
     assert_eq!(
         inner.encryption_set_id.map(|s| s.to_string()),
         Some(set.id.clone()),
@@ -1686,6 +1690,10 @@ async fn a_disk_moves_to_fresh_write_deks_once_its_deks_sealed_their_budget() {
     let export = att.uri.unwrap().rsplit('/').next().unwrap().to_string();
     let dev = resolver.open(&export).await.expect("opens again");
     for i in 0..FLUSHES {
-        assert_eq!(dev.read(i * 65536, 4096).await.unwrap(), block(i), "block {i}");
+        assert_eq!(
+            dev.read(i * 65536, 4096).await.unwrap(),
+            block(i),
+            "block {i}"
+        );
     }
 }
