@@ -103,6 +103,30 @@ async fn key_and_set(
     (k, set)
 }
 
+/// A disk `data` of `size` bytes in zone local-a under encryption set
+/// `set`.
+async fn disk_under(
+    svc: &Service,
+    admin: &coffer_service::Caller,
+    set: &coffer_service::model::EncryptionSet,
+    size: u64,
+) -> coffer_service::model::Disk {
+    svc.create_disk(
+        admin,
+        coffer_service::model::CreateDisk {
+            name: "data".into(),
+            zone: "local-a".into(),
+            size: Some(coffer_types::ByteSize(size)),
+            source_snapshot_id: None,
+            account_id: None,
+            encryption_set_id: Some(set.id.clone()),
+            tags: Default::default(),
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
@@ -830,7 +854,7 @@ async fn an_open_disk_is_cut_off_when_its_key_is_revoked_and_opens_again_after()
     use bytes::Bytes;
     use coffer_nbd::ExportResolver;
     use coffer_service::ExportResolverImpl;
-    use coffer_service::model::{CreateDisk, CreateRoleAssignment};
+    use coffer_service::model::CreateRoleAssignment;
     let w = world().await;
     let (svc, admin) = (&w.svc, &w.admin);
     svc.join("revoke", "http://revoke.invalid", "127.0.0.1:10809")
@@ -842,21 +866,7 @@ async fn an_open_disk_is_cut_off_when_its_key_is_revoked_and_opens_again_after()
         role: "Key Vault Crypto Service Encryption User".into(),
         scope: k.id.clone(),
     };
-    let disk = svc
-        .create_disk(
-            admin,
-            CreateDisk {
-                name: "data".into(),
-                zone: "local-a".into(),
-                size: Some(coffer_types::ByteSize(1 << 20)),
-                source_snapshot_id: None,
-                account_id: None,
-                encryption_set_id: Some(set.id.clone()),
-                tags: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    let disk = disk_under(svc, admin, &set, 1 << 20).await;
     let resolver = ExportResolverImpl::new(svc.clone());
     let att = svc.attach_disk(admin, &disk.id).await.unwrap();
     let export = att.uri.unwrap().rsplit('/').next().unwrap().to_string();
@@ -1594,7 +1604,6 @@ async fn a_disk_moves_to_fresh_write_deks_once_its_deks_sealed_their_budget() {
     use bytes::Bytes;
     use coffer_nbd::ExportResolver;
     use coffer_service::ExportResolverImpl;
-    use coffer_service::model::CreateDisk;
     use coffer_types::EncryptionType;
     const BUDGET: u64 = 3;
     const FLUSHES: u64 = 8;
@@ -1611,21 +1620,7 @@ async fn a_disk_moves_to_fresh_write_deks_once_its_deks_sealed_their_budget() {
         .await
         .unwrap();
     let (k, set) = key_and_set(svc, admin, "cmk", Some(EncryptionType::Double)).await;
-    let disk = svc
-        .create_disk(
-            admin,
-            CreateDisk {
-                name: "data".into(),
-                zone: "local-a".into(),
-                size: Some(coffer_types::ByteSize(2 << 20)),
-                source_snapshot_id: None,
-                account_id: None,
-                encryption_set_id: Some(set.id.clone()),
-                tags: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    let disk = disk_under(svc, admin, &set, 2 << 20).await;
     let disk_id = coffer_types::Id::parse_kind(&disk.id, coffer_types::Kind::Disk).unwrap();
     let vol_id = svc.meta().disk(disk_id).await.unwrap().unwrap().volume_id;
     let first = svc.meta().volume(vol_id).await.unwrap();
