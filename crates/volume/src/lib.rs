@@ -67,7 +67,7 @@
 mod seal;
 mod state;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -390,6 +390,8 @@ pub struct Volume {
     compact_lock: Arc<tokio::sync::Mutex<()>>,
     /// Chunks rewritten whole by compaction since open.
     compacted: AtomicU64,
+    /// Segments emptied by cleaning since the volume was opened.
+    cleaned: AtomicU64,
 }
 
 impl std::fmt::Debug for Volume {
@@ -487,6 +489,7 @@ impl Volume {
             holder,
             compact_lock: Arc::new(tokio::sync::Mutex::new(())),
             compacted: AtomicU64::new(0),
+            cleaned: AtomicU64::new(0),
         }))
     }
 
@@ -1217,7 +1220,7 @@ impl Volume {
         let discard: Vec<Arc<ObjectRef>> = {
             let mut guard = lock(&self.state);
             let st = &mut *guard;
-            st.commit_into_map(&changes);
+            st.commit_tracking(&changes, self.id);
             st.committing.clear();
             undo.0 = None;
             for (idx, _) in &changes {
@@ -1307,7 +1310,11 @@ impl Volume {
     /// Start the background compaction task if chunks are due and none
     /// runs.
     fn kick_compaction(&self) {
-        if lock(&self.state).compact.is_empty() || self.closed.load(Ordering::Acquire) {
+        let idle = {
+            let st = lock(&self.state);
+            st.compact.is_empty() && !st.cleaning_due()
+        };
+        if idle || self.closed.load(Ordering::Acquire) {
             return;
         }
         let Some(me) = self.me.upgrade() else {
@@ -1355,7 +1362,8 @@ impl Volume {
                 self.config.compaction.take(cs).await;
             }
             let Some(idx) = lock(&self.state).compact.pop_first() else {
-                tracing::debug!(volume = %self.id, chunks = done, "compaction finished");
+                let cleaned = self.clean_segments(paced).await?;
+                tracing::debug!(volume = %self.id, chunks = done, cleaned, "compaction finished");
                 return Ok(done);
             };
             self.make_room().await?;
@@ -1372,6 +1380,65 @@ impl Volume {
             self.compacted.fetch_add(1, Ordering::Relaxed);
             done += 1;
         }
+    }
+
+    /// Segment cleaning, after compaction: each segment this volume wrote
+    /// at its head (no snapshot names it) with fewer than half its slots
+    /// still live has those live sectors rewritten with their current
+    /// content, like any write (under the chunk's stripe lock, so never
+    /// older content), into the next write-back's segment; that commit
+    /// leaves no extent naming the old segment, which is then queued for
+    /// deletion. Sectors of a chunk with newer content in memory are left
+    /// for a later pass. Returns how many segments it emptied so.
+    async fn clean_segments(&self, paced: bool) -> Result<usize> {
+        let todo = lock(&self.state).segments_to_clean();
+        let cs = self.cs();
+        let mut cleaned = 0;
+        for (id, chunks) in todo {
+            let mut all = true;
+            for idx in chunks {
+                if self.closed.load(Ordering::Acquire) {
+                    return Err(VolumeError::Closed);
+                }
+                self.make_room().await?;
+                let piece = [(idx, 0, to_usize(cs), 0)];
+                let _g = self.lock_stripes(&piece).await;
+                let runs = {
+                    let st = lock(&self.state);
+                    if st.has_newer(idx) {
+                        all = false;
+                        continue;
+                    }
+                    st.runs_in(idx, &id)
+                };
+                let mut secs = BTreeMap::new();
+                for (first, count) in runs {
+                    if paced {
+                        self.config.compaction.take(count as usize * SECTOR).await;
+                    }
+                    let at = idx * cs + u64::from(first) * SECTOR as u64;
+                    let buf = self.read_inner(at, count as usize * SECTOR).await?.freeze();
+                    for i in 0..count {
+                        let o = i as usize * SECTOR;
+                        secs.insert(first + i, Sec::Data(buf.slice(o..o + SECTOR)));
+                    }
+                }
+                if !secs.is_empty() {
+                    self.put_dirty(vec![(idx, Dirty::Sectors(secs))]);
+                }
+            }
+            if all {
+                lock(&self.state).own_segments.remove(&id);
+                self.cleaned.fetch_add(1, Ordering::Relaxed);
+                cleaned += 1;
+            }
+        }
+        Ok(cleaned)
+    }
+
+    /// Segments cleaning has emptied since the volume was opened.
+    pub fn cleaned_segments(&self) -> u64 {
+        self.cleaned.load(Ordering::Relaxed)
     }
 
     /// Chunks rewritten whole by compaction since the volume was opened.
@@ -1399,7 +1466,12 @@ impl Volume {
             },
         };
         self.fenced(self.meta.create_snapshot(&row, by).await)?;
-        lock(&self.state).head = head + 1;
+        let mut st = lock(&self.state);
+        st.head = head + 1;
+        // The snapshot names them now: rewriting their live sectors would
+        // free nothing.
+        st.own_segments.clear();
+        drop(st);
         Ok(row)
     }
 

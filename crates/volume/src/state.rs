@@ -148,6 +148,20 @@ pub(crate) struct State {
     /// Chunks to rewrite whole as one chunk object (compaction), found at
     /// commit time: at least half their sectors are in segments.
     pub compact: BTreeSet<u64>,
+    /// Segments this volume committed at its head generation since it was
+    /// opened, so no snapshot names them: each with the chunks its extents
+    /// were laid on. Cleaned (their live sectors rewritten) once fewer than
+    /// half their slots are live; forgotten at a snapshot.
+    pub own_segments: HashMap<[u8; 16], OwnSegment>,
+}
+
+/// A segment of the volume's head (see [`State::own_segments`]).
+pub(crate) struct OwnSegment {
+    pub obj: Arc<ObjectRef>,
+    /// Chunks whose extents name it (some perhaps no longer).
+    pub chunks: BTreeSet<u64>,
+    /// Its slots the chunk map still reads.
+    pub live: u32,
 }
 
 impl State {
@@ -165,6 +179,7 @@ impl State {
             flushing_bytes: 0,
             charged: 0,
             compact: BTreeSet::new(),
+            own_segments: HashMap::new(),
         }
     }
 
@@ -286,6 +301,87 @@ impl State {
         let mut objects = std::mem::take(&mut self.committing_objects);
         objects.append(&mut self.uncommitted);
         self.uncommitted = objects;
+    }
+
+    /// Whether chunk `idx` has content newer than the chunk map in memory
+    /// (dirty, being sealed, pending or committing).
+    pub(crate) fn has_newer(&self, idx: u64) -> bool {
+        self.dirty.contains_key(&idx)
+            || self.flushing.contains_key(&idx)
+            || self.pending.contains_key(&idx)
+            || self.committing.contains_key(&idx)
+    }
+
+    /// The runs of chunk `idx`'s sectors that the chunk map reads from
+    /// object `id`: (first sector, count).
+    pub(crate) fn runs_in(&self, idx: u64, id: &[u8; 16]) -> Vec<(u32, u32)> {
+        self.map
+            .get(&idx)
+            .into_iter()
+            .flatten()
+            .filter(|e| matches!(&e.loc, Loc::Obj { obj, .. } if obj.id == *id))
+            .map(|e| (e.first, e.count))
+            .collect()
+    }
+
+    /// Own segments with fewer than half their slots live, each with the
+    /// chunks that may hold its live sectors.
+    pub(crate) fn segments_to_clean(&self) -> Vec<([u8; 16], Vec<u64>)> {
+        self.own_segments
+            .iter()
+            .filter(|(_, g)| 2 * g.live < g.obj.slots)
+            .map(|(id, g)| (*id, g.chunks.iter().copied().collect()))
+            .collect()
+    }
+
+    /// Whether some own segment is due for cleaning.
+    pub(crate) fn cleaning_due(&self) -> bool {
+        self.own_segments.values().any(|g| 2 * g.live < g.obj.slots)
+    }
+
+    /// Add `sign` × the sectors chunk `idx` of the map reads from each of
+    /// this volume's (`me`'s) segments to their live counts (new segments
+    /// tracked from their first extent on).
+    fn count_own(&mut self, idx: u64, me: Id, add: bool) {
+        let Some(stack) = self.map.get(&idx) else {
+            return;
+        };
+        for e in stack {
+            let Loc::Obj { obj, .. } = &e.loc else {
+                continue;
+            };
+            if obj.kind != SEGMENT || obj.writer != me {
+                continue;
+            }
+            if add {
+                let g = self
+                    .own_segments
+                    .entry(obj.id)
+                    .or_insert_with(|| OwnSegment {
+                        obj: Arc::clone(obj),
+                        chunks: BTreeSet::new(),
+                        live: 0,
+                    });
+                g.chunks.insert(idx);
+                g.live += e.count;
+            } else if let Some(g) = self.own_segments.get_mut(&obj.id) {
+                g.live = g.live.saturating_sub(e.count);
+            }
+        }
+    }
+
+    /// Lay committed extents over the map, keeping the live counts of the
+    /// volume's (`me`'s) own segments: a segment no chunk reads any more
+    /// is forgotten (the commit queued it for deletion).
+    pub(crate) fn commit_tracking(&mut self, changes: &[(u64, Vec<Extent>)], me: Id) {
+        for (idx, _) in changes {
+            self.count_own(*idx, me, false);
+        }
+        self.commit_into_map(changes);
+        for (idx, _) in changes {
+            self.count_own(*idx, me, true);
+        }
+        self.own_segments.retain(|_, g| g.live > 0);
     }
 
     /// Lay committed extents over the map.

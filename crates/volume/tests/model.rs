@@ -58,7 +58,7 @@ async fn model_run(pack: bool) {
     let mut model = vec![0u8; usz(size)];
     let mut durable = model.clone();
     let mut snapshots: Vec<(u64, Vec<u8>)> = Vec::new();
-    let (mut cuts, mut restores, mut compacted) = (0, 0, 0u64);
+    let (mut cuts, mut restores, mut compacted, mut cleaned) = (0, 0, 0u64, 0u64);
     for step in 0..700 {
         let at = format!("seed {s}, step {step}");
         match rng.below(100) {
@@ -108,6 +108,7 @@ async fn model_run(pack: bool) {
             94..=99 => {
                 // A power cut: nothing more is written back or committed.
                 compacted += v.compacted_chunks();
+                cleaned += v.cleaned_segments();
                 v.fence();
                 drop(v);
                 v = f.open(&store, config(192 * 1024)).await;
@@ -123,12 +124,15 @@ async fn model_run(pack: bool) {
     }
     v.flush().await.unwrap();
     compacted += v.compacted_chunks();
+    cleaned += v.cleaned_segments();
     let fresh = f.open_fresh(&store).await;
     assert!(
         read_all(&fresh).await == model,
         "seed {s}: the final disk differs from the model"
     );
-    println!("{cuts} power cuts, {restores} restores, {compacted} chunks compacted");
+    println!(
+        "{cuts} power cuts, {restores} restores, {compacted} chunks compacted, {cleaned} segments cleaned"
+    );
     assert!(
         cuts > 0 && restores > 0,
         "seed {s}: the sequence should cut power and restore"
@@ -277,4 +281,82 @@ async fn a_packing_volume_puts_many_whole_chunks_in_one_segment() {
         read_all(&fresh).await == model,
         "the disk reads the same after a reopen"
     );
+}
+
+/// Segment cleaning: a segment of the head with fewer than half its slots
+/// still live has them rewritten into a new segment, and the old one is
+/// queued for deletion; chunks under the compaction threshold are left
+/// alone. A segment a snapshot names is not cleaned (it would free
+/// nothing), and the snapshot keeps reading it.
+#[tokio::test]
+async fn a_mostly_dead_segment_is_cleaned_and_queued_for_deletion() {
+    let f = Fixture::new(CHUNK, CHUNKS).await;
+    let store = Rigged::new();
+    let v = f.open(&store, config(1 << 20)).await;
+    let chunk = u64::from(CHUNK);
+    let mut model = vec![0u8; usz(f.size)];
+    let put = async |model: &mut Vec<u8>, off: u64, tag: u64| {
+        let data = common::content(tag, 4096);
+        v.write(off, data.clone().into(), false).await.unwrap();
+        model[usz(off)..usz(off) + 4096].copy_from_slice(&data);
+    };
+    // One sector in each chunk, one flush: one segment of 12 slots.
+    for i in 0..CHUNKS {
+        put(&mut model, i * chunk, i).await;
+    }
+    v.flush().await.unwrap();
+    let segment_of = |m: &coffer_meta::ChunkMap, idx: u64| {
+        m[&idx]
+            .iter()
+            .find_map(|e| match &e.loc {
+                Loc::Obj { obj, .. } if obj.kind == 2 => Some(obj.id),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let first = segment_of(&f.meta.resolve_view(f.vol, 0).await.unwrap(), 0);
+    // Seven of its twelve sectors overwritten: five live, under half.
+    for i in 0..7 {
+        put(&mut model, i * chunk, 100 + i).await;
+    }
+    v.flush().await.unwrap();
+    assert_eq!(v.compact_due().await.unwrap(), 0, "no chunk is due");
+    v.flush().await.unwrap();
+    assert_eq!(v.cleaned_segments(), 1, "the first segment was cleaned");
+    let map = f.meta.resolve_view(f.vol, 0).await.unwrap();
+    assert!(
+        map.values()
+            .flatten()
+            .all(|e| !matches!(&e.loc, Loc::Obj { obj, .. } if obj.id == first)),
+        "no extent names the cleaned segment"
+    );
+    let queued = f.meta.gc_objects_peek(1000).await.unwrap();
+    assert!(
+        queued.iter().any(|(_, id)| *id == first),
+        "the cleaned segment is queued for deletion"
+    );
+    assert!(read_all(&v).await == model, "the disk reads the same");
+
+    // A segment that a snapshot names is left as it is.
+    for i in 0..CHUNKS {
+        put(&mut model, i * chunk + 8192, 200 + i).await;
+    }
+    v.flush().await.unwrap();
+    let row = v.snapshot(f.snapshot_row("s")).await.unwrap();
+    let at_snapshot = model.clone();
+    for i in 0..10 {
+        put(&mut model, i * chunk + 8192, 300 + i).await;
+    }
+    v.flush().await.unwrap();
+    v.compact_due().await.unwrap();
+    v.flush().await.unwrap();
+    assert_eq!(v.cleaned_segments(), 1, "nothing more was cleaned");
+    let view = f.open_view(&store, row.generation).await;
+    assert!(
+        read_all(&view).await == at_snapshot,
+        "the snapshot reads as taken"
+    );
+    drop(v);
+    let fresh = f.open_fresh(&store).await;
+    assert!(read_all(&fresh).await == model, "a reopen reads the same");
 }
