@@ -5,7 +5,7 @@
 //! the chunk map now) and the committed chunk map; and the lookup of where
 //! a sector's content is now.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -339,10 +339,12 @@ impl State {
         self.own_segments.values().any(|g| 2 * g.live < g.obj.slots)
     }
 
-    /// Add `sign` × the sectors chunk `idx` of the map reads from each of
-    /// this volume's (`me`'s) segments to their live counts (new segments
-    /// tracked from their first extent on).
-    fn count_own(&mut self, idx: u64, me: Id, add: bool) {
+    /// Add (or with `add` false, take away) the sectors chunk `idx` of the
+    /// map reads from each tracked segment to its live count; a segment in
+    /// `new` (committed just now) is tracked from here on. Segments of
+    /// earlier opens or from before a snapshot are not tracked: rewriting
+    /// their sectors would free nothing or only part of them.
+    fn count_own(&mut self, idx: u64, me: Id, add: bool, new: &HashSet<[u8; 16]>) {
         let Some(stack) = self.map.get(&idx) else {
             return;
         };
@@ -354,6 +356,9 @@ impl State {
                 continue;
             }
             if add {
+                if !new.contains(&obj.id) && !self.own_segments.contains_key(&obj.id) {
+                    continue;
+                }
                 let g = self
                     .own_segments
                     .entry(obj.id)
@@ -374,12 +379,20 @@ impl State {
     /// volume's (`me`'s) own segments: a segment no chunk reads any more
     /// is forgotten (the commit queued it for deletion).
     pub(crate) fn commit_tracking(&mut self, changes: &[(u64, Vec<Extent>)], me: Id) {
+        let new: HashSet<[u8; 16]> = changes
+            .iter()
+            .flat_map(|(_, es)| es)
+            .filter_map(|e| match &e.loc {
+                Loc::Obj { obj, .. } if obj.kind == SEGMENT && obj.writer == me => Some(obj.id),
+                _ => None,
+            })
+            .collect();
         for (idx, _) in changes {
-            self.count_own(*idx, me, false);
+            self.count_own(*idx, me, false, &new);
         }
         self.commit_into_map(changes);
         for (idx, _) in changes {
-            self.count_own(*idx, me, true);
+            self.count_own(*idx, me, true, &new);
         }
         self.own_segments.retain(|_, g| g.live > 0);
     }

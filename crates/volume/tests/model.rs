@@ -344,8 +344,16 @@ async fn a_mostly_dead_segment_is_cleaned_and_queued_for_deletion() {
     v.flush().await.unwrap();
     let row = v.snapshot(f.snapshot_row("s")).await.unwrap();
     let at_snapshot = model.clone();
+    // Other sectors of three of its chunks, then most of its own sectors:
+    // neither makes it a candidate (a commit touching chunks that read
+    // from it must not start tracking it with a partial count).
+    for i in 0..3 {
+        put(&mut model, i * chunk + 12288, 300 + i).await;
+    }
+    v.flush().await.unwrap();
+    v.compact_due().await.unwrap();
     for i in 0..10 {
-        put(&mut model, i * chunk + 8192, 300 + i).await;
+        put(&mut model, i * chunk + 8192, 400 + i).await;
     }
     v.flush().await.unwrap();
     v.compact_due().await.unwrap();
