@@ -1400,6 +1400,16 @@ impl Volume {
                 if self.closed.load(Ordering::Acquire) {
                     return Err(VolumeError::Closed);
                 }
+                if paced {
+                    // Paced before the chunk is locked: a client's write to
+                    // it never waits for the pace.
+                    let n: u32 = lock(&self.state)
+                        .runs_in(idx, &id)
+                        .iter()
+                        .map(|r| r.1)
+                        .sum();
+                    self.config.compaction.take(n as usize * SECTOR).await;
+                }
                 self.make_room().await?;
                 let piece = [(idx, 0, to_usize(cs), 0)];
                 let _g = self.lock_stripes(&piece).await;
@@ -1413,9 +1423,6 @@ impl Volume {
                 };
                 let mut secs = BTreeMap::new();
                 for (first, count) in runs {
-                    if paced {
-                        self.config.compaction.take(count as usize * SECTOR).await;
-                    }
                     let at = idx * cs + u64::from(first) * SECTOR as u64;
                     let buf = self.read_inner(at, count as usize * SECTOR).await?.freeze();
                     for i in 0..count {
