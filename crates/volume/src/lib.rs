@@ -216,10 +216,10 @@ pub struct VolumeConfig {
     /// Pack whole chunks into segments, up to 16 chunks of 256 KiB an
     /// object, rather than one chunk object each. For writers that write
     /// whole chunks once and do not overwrite them one by one afterwards
-    /// (a copy job's target, which becomes a snapshot): a file system
-    /// writes a few 4 MiB objects much faster than many 256 KiB ones,
-    /// while a packed segment stays stored until every chunk in it is
-    /// superseded. Off for disks.
+    /// (a copy job's target, which becomes a snapshot): 16× fewer objects
+    /// to put, list and delete (measured no faster on a local file system;
+    /// docs/PERFORMANCE.md), while a packed segment stays stored as long
+    /// as any chunk in it is live. Off for disks.
     pub pack_chunks: bool,
 }
 
