@@ -1653,8 +1653,9 @@ async fn a_disk_moves_to_fresh_write_deks_once_its_deks_sealed_their_budget() {
     let first_outer = svc.meta().dek(first.dek2_id.unwrap()).await.unwrap();
     assert_eq!(outer.kek_id, first_outer.kek_id, "the same platform key");
     // The objects: FLUSHES of them, sealed under DEKs that each sealed at
-    // most BUDGET (one object a commit: each DEK is left right at its
-    // budget), so ceil(FLUSHES / BUDGET) inner DEKs in all.
+    // most BUDGET (one object a commit, so a DEK is left the commit that
+    // brings it to its budget; the last one may hold fewer), so
+    // ceil(FLUSHES / BUDGET) inner DEKs in all.
     let objects: Vec<_> = svc
         .meta()
         .named_v2_objects()
