@@ -1,7 +1,8 @@
 //! Copies of snapshots, through the CLI on a real server: an O(1) copy
 //! writes no object; a re-encrypting copy shares no object with its
 //! source and reads after the source's key is purged; a copy job killed
-//! (kill -9) in the middle resumes after the restart and verifies.
+//! (kill -9) in the middle resumes after the restart and verifies (a
+//! copy into another region, whose store is the target's own).
 
 mod common;
 
@@ -224,10 +225,21 @@ fn a_reencrypting_copy_shares_nothing_with_its_source_and_outlives_its_key() {
 
 #[test]
 fn a_copy_job_killed_mid_way_resumes_after_the_restart_and_verifies() {
-    // A paced copy (256 MiB/s) of 1 GiB, so that the kill lands mid-way.
+    // A paced copy (256 MiB/s) of 1 GiB, so that the kill lands mid-way,
+    // from region `local` into region `far`, whose store is its own (a
+    // directory, or a bucket in the S3 pass).
     let dir = tempfile::tempdir().unwrap();
+    let far = RegionStore::new(&dir.path().join("far"), false);
     let config = dir.path().join("serve.toml");
-    std::fs::write(&config, "copy_rate = \"256MiB\"\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "copy_rate = \"256MiB\"\n\n[[regions]]\nname = \"local\"\nzones = [\"local-a\", \"local-b\"]\n\n\
+             [[regions]]\nname = \"far\"\nzones = [\"far-a\"]\nstore = \"{}\"\n",
+            far.url
+        ),
+    )
+    .unwrap();
     let mut s = Server::start_with(&["--config", config.to_str().unwrap()], &[]);
     let disk = s.create_disk("big", "1GiB", "local-a");
     let uri = s.attach(&disk);
@@ -249,7 +261,15 @@ fn a_copy_job_killed_mid_way_resumes_after_the_restart_and_verifies() {
         "id",
     );
 
-    let job = s.cli(&["snapshot", "copy", &snap, "--name", "c", "--rekey"]);
+    let job = s.cli(&[
+        "snapshot",
+        "copy",
+        &snap,
+        "--name",
+        "c",
+        "--target-region",
+        "far",
+    ]);
     assert_eq!(job["state"], "running", "{job}");
     let id = str_of(&job, "id");
     let started = Instant::now();
@@ -282,6 +302,11 @@ fn a_copy_job_killed_mid_way_resumes_after_the_restart_and_verifies() {
         .find(|l| l.contains("copy job resumed") && l.contains(&id))
         .unwrap_or_else(|| panic!("the job did not resume after the restart:\n{log}"));
     eprintln!("killed at {done_at_kill} bytes; {resumed}");
+    assert_eq!(copy["region"], "far", "{copy}");
+    assert!(
+        far.object_keys().len() >= 240,
+        "the 960 MiB written are 240 packed objects of 4 MiB in region far's store"
+    );
     let restored = str_of(
         &s.cli(&[
             "disk",
@@ -289,7 +314,7 @@ fn a_copy_job_killed_mid_way_resumes_after_the_restart_and_verifies() {
             "--name",
             "r",
             "--zone",
-            "local-b",
+            "far-a",
             "--from-snapshot",
             &str_of(&copy, "id"),
         ]),

@@ -37,6 +37,10 @@ pub struct VolumeRow {
     /// Under double encryption, the outer layer's write DEK (platform
     /// key); `dek_id` is then the inner, customer-key layer.
     pub dek2_id: Option<Id>,
+    /// The region whose object store holds the objects this volume writes
+    /// (a lineage never leaves its region; empty on rows from before
+    /// regions had stores, until the service adopts them).
+    pub region: String,
 }
 
 /// What a chunk of a view holds.
@@ -126,6 +130,7 @@ type VolTuple = (
     i64,
     i64,
     Option<String>,
+    String,
 );
 
 fn volume_row(t: VolTuple) -> Result<VolumeRow> {
@@ -143,11 +148,11 @@ fn volume_row(t: VolTuple) -> Result<VolumeRow> {
         head_generation: to_u64(t.6)?,
         live: t.7 != 0,
         dek2_id: t.8.map(|d| parse_id(&d, Kind::Dek)).transpose()?,
+        region: t.9,
     })
 }
 
-const VOL_COLS: &str =
-    "id, dek_id, chunk_size, size, parent_id, parent_generation, head_generation, live, dek2_id";
+const VOL_COLS: &str = "id, dek_id, chunk_size, size, parent_id, parent_generation, head_generation, live, dek2_id, region";
 
 /// Read volume `id` inside a transaction, locking its row until the
 /// transaction ends (PostgreSQL; SQLite has one writer at a time anyway).
@@ -172,7 +177,7 @@ pub(crate) async fn volume_tx(tx: &mut Transaction<'_, Any>, id: Id) -> Result<V
 
 pub(crate) async fn insert_volume_tx(tx: &mut Transaction<'_, Any>, v: &VolumeRow) -> Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO volumes ({VOL_COLS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        "INSERT INTO volumes ({VOL_COLS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     )))
     .bind(v.id.to_string())
     .bind(v.dek_id.to_string())
@@ -183,6 +188,7 @@ pub(crate) async fn insert_volume_tx(tx: &mut Transaction<'_, Any>, v: &VolumeRo
     .bind(to_i64(v.head_generation)?)
     .bind(i64::from(v.live))
     .bind(v.dek2_id.map(|d| d.to_string()))
+    .bind(&v.region)
     .bind(now())
     .execute(&mut **tx)
     .await?;
@@ -221,11 +227,17 @@ fn any_view_in(views: &BTreeSet<u64>, from: u64, until: u64) -> bool {
     views.range(from..until).next().is_some()
 }
 
-async fn enqueue_gc_tx(tx: &mut Transaction<'_, Any>, dek: Id, counter: i64) -> Result<()> {
-    sqlx::query("INSERT INTO gc_queue (dek_id, counter, enqueued_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+async fn enqueue_gc_tx(
+    tx: &mut Transaction<'_, Any>,
+    dek: Id,
+    counter: i64,
+    region: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO gc_queue (dek_id, counter, enqueued_at, region) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
         .bind(dek.to_string())
         .bind(counter)
         .bind(now())
+        .bind(region)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -334,7 +346,7 @@ impl Meta {
                         .await?;
                     stats.updated += 1;
                     if let Some(c) = old {
-                        enqueue_gc_tx(&mut tx, v.dek_id, c).await?;
+                        enqueue_gc_tx(&mut tx, v.dek_id, c, &v.region).await?;
                         stats.queued_for_gc += 1;
                     }
                     continue;
@@ -351,7 +363,7 @@ impl Meta {
                             .execute(&mut *tx)
                             .await?;
                         if let Some(c) = old {
-                            enqueue_gc_tx(&mut tx, v.dek_id, c).await?;
+                            enqueue_gc_tx(&mut tx, v.dek_id, c, &v.region).await?;
                             stats.queued_for_gc += 1;
                         }
                     }
@@ -539,12 +551,51 @@ impl Meta {
             .collect()
     }
 
-    /// Up to `limit` v2 objects awaiting deletion, as `(writer volume, object id)`.
-    pub async fn gc_objects_peek(&self, limit: u32) -> Result<Vec<(Id, [u8; 16])>> {
+    /// Record `region` (the deployment's first region, whose store holds
+    /// every object written before regions had stores of their own) on
+    /// the volumes and queued deletions that name no region yet, and each
+    /// copy job's target region as its source's. Returns the volumes
+    /// adopted.
+    pub async fn adopt_region(&self, region: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE volumes SET region = $1 WHERE region = ''")
+            .bind(region)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        for table in ["gc_queue", "gc_objects"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET region = $1 WHERE region = ''"
+            )))
+            .bind(region)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE jobs SET target_region = source_region WHERE target_region = ''")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// The regions that volumes name (empty: not adopted yet), each with
+    /// how many volumes it holds.
+    pub async fn volume_regions(&self) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT region, COUNT(*) FROM volumes GROUP BY region ORDER BY region")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter().map(|(r, n)| Ok((r, to_u64(n)?))).collect()
+    }
+
+    /// Up to `limit` v2 objects of `region`'s store awaiting deletion, as
+    /// `(writer volume, object id)`.
+    pub async fn gc_objects_peek(&self, region: &str, limit: u32) -> Result<Vec<(Id, [u8; 16])>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT object_volume, object_id FROM gc_objects ORDER BY enqueued_at LIMIT $1",
+            "SELECT object_volume, object_id FROM gc_objects WHERE region = $2 ORDER BY enqueued_at LIMIT $1",
         )
         .bind(i64::from(limit))
+        .bind(region)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -595,13 +646,16 @@ impl Meta {
         Ok(n)
     }
 
-    /// Up to `limit` objects awaiting deletion, as `(dek, counter)`.
-    pub async fn gc_queue_peek(&self, limit: u32) -> Result<Vec<(Id, u64)>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT dek_id, counter FROM gc_queue ORDER BY enqueued_at LIMIT $1")
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
+    /// Up to `limit` objects of `region`'s store awaiting deletion, as
+    /// `(dek, counter)`.
+    pub async fn gc_queue_peek(&self, region: &str, limit: u32) -> Result<Vec<(Id, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT dek_id, counter FROM gc_queue WHERE region = $2 ORDER BY enqueued_at LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .bind(region)
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
             .map(|(d, c)| Ok((parse_id(&d, Kind::Dek)?, to_u64(c)?)))
             .collect()
@@ -1002,11 +1056,12 @@ impl Plan {
                     .collect::<Result<Vec<_>>>()?,
             );
             queued += sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO gc_queue (dek_id, counter, enqueued_at) SELECT c0, c1, $1 FROM ({}) AS j WHERE true ON CONFLICT DO NOTHING",
+                "INSERT INTO gc_queue (dek_id, counter, enqueued_at, region) SELECT c0, c1, $1, (SELECT region FROM volumes WHERE id = $3) FROM ({}) AS j WHERE true ON CONFLICT DO NOTHING",
                 json_rows(backend, 2, &[Col::Text, Col::Int])
             )))
             .bind(now())
             .bind(list)
+            .bind(&vid)
             .execute(&mut *conn)
             .await?
             .rows_affected();
@@ -1018,12 +1073,13 @@ impl Plan {
                     .map(|(w, id)| vec![J::S(w.to_string()), J::S(hex_id(id))]),
             );
             queued += sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO gc_objects (object_volume, object_id, enqueued_at) SELECT DISTINCT c0, c1, $1 FROM ({}) AS j \
+                "INSERT INTO gc_objects (object_volume, object_id, enqueued_at, region) SELECT DISTINCT c0, c1, $1, (SELECT region FROM volumes WHERE id = $3) FROM ({}) AS j \
                  WHERE NOT EXISTS (SELECT 1 FROM extents x WHERE x.object_id = j.c1) ON CONFLICT DO NOTHING",
                 json_rows(backend, 2, &[Col::Text, Col::Text])
             )))
             .bind(now())
             .bind(list)
+            .bind(&vid)
             .execute(&mut *conn)
             .await?
             .rows_affected();

@@ -69,9 +69,12 @@ pub struct JobRow {
     /// The image (pending) whose snapshot in this role the job makes, when
     /// it copies one snapshot of an image.
     pub image: Option<(Id, String)>,
+    /// The region the copy is made in (its source's, unless the job
+    /// copies across regions).
+    pub target_region: String,
 }
 
-const JOB_COLS: &str = "id, account_id, kind, state, source_id, source_account, source_region, target_id, name, reader_volume, target_volume, bytes_total, bytes_done, message, tags, created_by, created_at, updated_at, finished_at, node_id, source_sha256, target_sha256, image_id, image_role";
+const JOB_COLS: &str = "id, account_id, kind, state, source_id, source_account, source_region, target_id, name, reader_volume, target_volume, bytes_total, bytes_done, message, tags, created_by, created_at, updated_at, finished_at, node_id, source_sha256, target_sha256, image_id, image_role, target_region";
 
 struct JobRec(JobRow);
 
@@ -119,6 +122,7 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for JobRec {
                     (Some(i), Some(role)) => Some((parse_id(&i, Kind::Image)?, role)),
                     _ => None,
                 },
+                target_region: s(24)?,
             })
         };
         parse()
@@ -437,7 +441,7 @@ async fn insert_copy_job_tx(
     insert_volume_tx(tx, target).await?;
     let tags: Vec<String> = job.tags.iter().map(Tag::to_string).collect();
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+        "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
     )))
     .bind(job.id.to_string())
     .bind(job.account_id.to_string())
@@ -463,6 +467,7 @@ async fn insert_copy_job_tx(
     .bind(job.target_sha256.clone())
     .bind(job.image.as_ref().map(|i| i.0.to_string()))
     .bind(job.image.as_ref().map(|i| i.1.clone()))
+    .bind(&job.target_region)
     .execute(&mut **tx)
     .await?;
     Ok(())

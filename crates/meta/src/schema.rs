@@ -28,6 +28,7 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0012_jobs_images.sql"),
     ),
     (13, include_str!("../migrations/sqlite/0013_dek_budget.sql")),
+    (14, include_str!("../migrations/sqlite/0014_regions.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -61,6 +62,7 @@ const POSTGRES: &[(i64, &str)] = &[
         13,
         include_str!("../migrations/postgres/0013_dek_budget.sql"),
     ),
+    (14, include_str!("../migrations/postgres/0014_regions.sql")),
 ];
 
 /// The statements of a migration file: split on `;`, `--` comment lines

@@ -52,6 +52,7 @@ impl Fixture {
             parent: None,
             head_generation: 0,
             live: true,
+            region: "local".into(),
         };
         let disk = DiskRow {
             id: Id::random(Kind::Disk),

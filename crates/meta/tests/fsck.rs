@@ -44,6 +44,7 @@ async fn fsck_reports_each_broken_rule() {
         parent: None,
         head_generation: 0,
         live: true,
+        region: "local".into(),
     })
     .await
     .unwrap();

@@ -60,6 +60,7 @@ fn volume(dek: Id) -> VolumeRow {
         parent: None,
         head_generation: 0,
         live: true,
+        region: "local".into(),
     }
 }
 

@@ -67,6 +67,7 @@ async fn fixture(db: &TestMetadata) -> Fixture {
             parent: None,
             head_generation: 0,
             live: true,
+            region: "local".into(),
         },
     )
     .await
@@ -331,6 +332,7 @@ async fn a_fenced_holder_changes_nothing_and_the_sweep_keeps_live_reservations()
         parent: Some((f.vol, 0)),
         head_generation: 0,
         live: true,
+        region: "local".into(),
     };
     let copy = DiskRow {
         id: Id::random(Kind::Disk),
@@ -400,6 +402,7 @@ fn copy_job(
         parent,
         head_generation: 0,
         live: true,
+        region: "local".into(),
     };
     let reader = vol(Some((src.volume_id, src.generation)));
     let target = vol(None);
@@ -412,6 +415,7 @@ fn copy_job(
         source_id: src.id,
         source_account: src.account_id,
         source_region: "local".into(),
+        target_region: "local".into(),
         target_id: Id::random(Kind::Snapshot),
         name: format!("copy-{}", Id::random(Kind::Snapshot)),
         reader_volume: Some(reader.id),

@@ -200,6 +200,7 @@ async fn upgrade_v4(url: &str, open_url: &str, migrations: [&str; 4]) {
         parent: None,
         head_generation: 0,
         live: true,
+        region: "local".into(),
     };
     assert!(matches!(
         meta.create_disk(&again, &vol).await,

@@ -28,6 +28,9 @@ impl Service {
         let node = self.node().await.ok_or_else(|| {
             ServiceError::new(ErrorCode::NbdUnavailable, "this server has no NBD listener")
         })?;
+        // A disk whose region's store does not answer could not serve a
+        // block: say so now, not at the first read.
+        self.store_of(&self.meta.volume(d.volume_id).await?.region)?;
         let mut replace = None;
         if let Some(a) = self.meta.attachment_of_disk(d.id).await? {
             match self.held_by(&a).await? {
@@ -214,9 +217,10 @@ impl Service {
         // (and, under an encryption set, if its identity lost the key).
         self.authorize_open(&disk, att.principal_id).await?;
         self.vault.dek(vol.dek_id).await?;
+        let store = self.store_of(&vol.region)?;
         let v = Volume::open(
             self.meta.clone(),
-            self.store.clone(),
+            store,
             disk.volume_id,
             Arc::new(VaultDeks(self.vault.clone())),
             self.config.volume.clone(),

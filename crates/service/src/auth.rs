@@ -144,8 +144,9 @@ impl Service {
         })
     }
 
-    /// The deployment's regions.
+    /// The deployment's regions, and whether each one's store answers.
     pub fn regions(&self) -> Vec<Region> {
+        let health = self.region_health();
         self.config
             .regions
             .all()
@@ -153,6 +154,12 @@ impl Service {
             .map(|r| Region {
                 name: r.name.clone(),
                 zones: r.zones.clone(),
+                status: if health.iter().any(|h| h.region == r.name && !h.available) {
+                    "unavailable"
+                } else {
+                    "available"
+                }
+                .into(),
             })
             .collect()
     }

@@ -42,6 +42,8 @@ pub(crate) fn job_dto(j: &JobRow) -> Job {
         account_id: j.account_id.to_string(),
         source_id: j.source_id.to_string(),
         target_id: j.target_id.to_string(),
+        source_region: j.source_region.clone(),
+        target_region: j.target_region.clone(),
         image_id: j.image.as_ref().map(|i| i.0.to_string()),
         bytes_total: j.bytes_total,
         bytes_done: j.bytes_done,
@@ -70,19 +72,36 @@ impl Service {
         Ok(false)
     }
 
-    /// Start a re-encrypting copy of `src` into `account` as a job: the
-    /// new data key under `set`'s key (or the region's platform key).
+    /// The region a copy asked for (`None`: the source's), checked.
+    pub(crate) fn copy_region(&self, source: &str, asked: Option<&str>) -> Result<String> {
+        match asked.map(str::trim) {
+            None | Some("") => Ok(source.to_string()),
+            Some(r) => {
+                self.config
+                    .regions
+                    .check_region(r)
+                    .map_err(|e| ServiceError::new(ErrorCode::UnknownRegion, e.to_string()))?;
+                Ok(r.to_string())
+            }
+        }
+    }
+
+    /// Start a re-encrypting copy of `src` into `account` in `region` as a
+    /// job: the new data key under `set`'s key (or the target region's
+    /// platform key).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start_copy_job(
         &self,
         caller: &Caller,
         src: &SnapshotRow,
         account: Id,
+        region: &str,
         name: &Name,
         set: Option<&str>,
         tags: Vec<Tag>,
     ) -> Result<Job> {
         let (job, reader, target) = self
-            .plan_copy_job(caller, src, account, name.as_str(), set, tags, None)
+            .plan_copy_job(caller, src, account, region, name.as_str(), set, tags, None)
             .await?;
         if let Err(e) = self.meta.create_copy_job(&job, &reader, &target).await {
             self.forget_job_keys(&[(job, reader, target)]).await;
@@ -110,15 +129,17 @@ impl Service {
         }
     }
 
-    /// Check and prepare a re-encrypting copy of `src` into `account`
-    /// (named `name`; with `image`, that image's snapshot in that role):
-    /// the job and its volumes, with their new data keys, not recorded yet.
+    /// Check and prepare a re-encrypting copy of `src` into `account` in
+    /// `region` (named `name`; with `image`, that image's snapshot in that
+    /// role): the job and its volumes, with their new data keys (wrapped by
+    /// keys of `region`), not recorded yet.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn plan_copy_job(
         &self,
         caller: &Caller,
         src: &SnapshotRow,
         account: Id,
+        region: &str,
         name: &str,
         set: Option<&str>,
         tags: Vec<Tag>,
@@ -158,7 +179,7 @@ impl Service {
         }
         let (dek_id, dek2_id) = match set {
             Some(s) => {
-                let (s, kek) = self.set_for_new_disk(caller, s, &src.region).await?;
+                let (s, kek) = self.set_for_new_disk(caller, s, region).await?;
                 if s.account_id != account {
                     return Err(ServiceError::new(
                         ErrorCode::KeyRequired,
@@ -182,7 +203,7 @@ impl Service {
                 .await?;
                 let dek2 = match s.encryption_type {
                     EncryptionType::Double => {
-                        let kek = self.vault.platform_key(&src.region).await?;
+                        let kek = self.vault.platform_key(region).await?;
                         Some(made.push(self.vault.new_dek(&kek).await?.0))
                     }
                     _ => None,
@@ -190,7 +211,7 @@ impl Service {
                 (dek, dek2)
             }
             None => {
-                let kek = self.vault.platform_key(&src.region).await?;
+                let kek = self.vault.platform_key(region).await?;
                 (made.push(self.vault.new_dek(&kek).await?.0), None)
             }
         };
@@ -208,6 +229,8 @@ impl Service {
             parent: Some((src.volume_id, src.generation)),
             head_generation: 0,
             live: true,
+            // The reader is of the source's lineage, in its store.
+            region: source_vol.region.clone(),
         };
         let target = VolumeRow {
             id: Id::random(Kind::Volume),
@@ -218,6 +241,7 @@ impl Service {
             parent: None,
             head_generation: 0,
             live: true,
+            region: region.to_string(),
         };
         let now = coffer_meta::now();
         let job = JobRow {
@@ -233,6 +257,7 @@ impl Service {
             source_id: src.id,
             source_account: src.account_id,
             source_region: src.region.clone(),
+            target_region: region.to_string(),
             target_id,
             name: name.to_string(),
             reader_volume: Some(reader.id),
@@ -369,7 +394,9 @@ impl Service {
                     lock(&me.running_jobs).insert(id);
                     let svc = Arc::clone(&me);
                     tokio::spawn(async move {
-                        if let Err(e) = svc.run_job(holder).await {
+                        if let Err(e) = svc.run_job(holder).await
+                            && !svc.waits_for_region(&holder, &e).await
+                        {
                             // Failed only while it still runs under this
                             // node's hold: a job cancelled, or taken over
                             // by another node, is not this run's to fail.
@@ -397,6 +424,43 @@ impl Service {
         })
     }
 
+    /// Whether job `id`, which stopped on `e`, stopped because a region it
+    /// reads or writes does not answer (probed again now): it then stays
+    /// running, and resumes from its last commit once the region is back.
+    async fn waits_for_region(&self, holder: &Holder, e: &ServiceError) -> bool {
+        let id = holder.attachment;
+        let Ok(Some(job)) = self.meta.job(id).await else {
+            return false;
+        };
+        if e.code != ErrorCode::RegionUnavailable {
+            self.probe_regions().await;
+        }
+        let down: Vec<String> = self
+            .region_health()
+            .into_iter()
+            .filter(|h| {
+                !h.available && (h.region == job.source_region || h.region == job.target_region)
+            })
+            .map(|h| h.region)
+            .collect();
+        if down.is_empty() {
+            return false;
+        }
+        let why = format!(
+            "waiting for region {} (its object store does not answer)",
+            down.join(", ")
+        );
+        tracing::info!(job = %id, error = %e.message, "copy job {why}");
+        if let Err(e) = self
+            .meta
+            .job_progress(holder, job.bytes_done, Some(&why))
+            .await
+        {
+            tracing::debug!(job = %id, error = %e, "cannot record why a job waits");
+        }
+        true
+    }
+
     /// Whether job `id` is still running (not cancelled meanwhile).
     async fn still_running(&self, id: Id) -> Result<bool> {
         Ok(self
@@ -419,24 +483,21 @@ impl Service {
             return Ok(());
         };
         let deks = Arc::new(VaultDeks(self.vault.clone()));
-        let open = |v: Id, holder: Option<Holder>| {
+        // The reader reads the source's region's store, the target writes
+        // its own region's (the same store for a copy within a region).
+        let reader_store = self.store_of(&self.meta.volume(reader_vol).await?.region)?;
+        let target_store = self.store_of(&self.meta.volume(target_vol).await?.region)?;
+        let open = |v: Id, store: Arc<dyn coffer_store::ObjectStore>, holder: Option<Holder>| {
             // The target is written once, whole chunks in order, and
             // becomes a snapshot: its chunks are packed, 4 MiB objects.
             let config = coffer_volume::VolumeConfig {
                 pack_chunks: holder.is_some(),
                 ..self.config.volume.clone()
             };
-            Volume::open(
-                self.meta.clone(),
-                self.store.clone(),
-                v,
-                deks.clone(),
-                config,
-                holder,
-            )
+            Volume::open(self.meta.clone(), store, v, deks.clone(), config, holder)
         };
-        let reader = open(reader_vol, None).await?;
-        let target = open(target_vol, Some(holder)).await?;
+        let reader = open(reader_vol, reader_store, None).await?;
+        let target = open(target_vol, target_store, Some(holder)).await?;
         let total = job.bytes_total;
         let mut off = job.bytes_done - job.bytes_done % STEP;
         if off > 0 {
@@ -525,7 +586,7 @@ impl Service {
             id: job.target_id,
             account_id: job.account_id,
             name: job.name.clone(),
-            region: job.source_region.clone(),
+            region: job.target_region.clone(),
             source_disk_id: None,
             volume_id: target_vol,
             generation: 0,

@@ -277,6 +277,8 @@ impl Service {
                     parent: Some((snap.volume_id, snap.generation)),
                     head_generation: 0,
                     live: true,
+                    // A lineage stays in its region's store.
+                    region: parent.region.clone(),
                 };
                 (vol, snap.kek_id, snap.encryption)
             }
@@ -320,6 +322,7 @@ impl Service {
                     parent: None,
                     head_generation: 0,
                     live: true,
+                    region: region.clone(),
                 };
                 (vol, kek.id, encryption)
             }

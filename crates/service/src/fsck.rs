@@ -4,11 +4,14 @@
 //! and how much unreferenced garbage there is.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use coffer_crypto::{ChunkKey, open_chunk};
 use coffer_meta::ObjectRef;
-use coffer_store::{StoreError, chunk_key, object_key, parse_chunk_key, parse_object_key};
+use coffer_store::{
+    ObjectStore, StoreError, chunk_key, object_key, parse_chunk_key, parse_object_key,
+};
 use coffer_types::Id;
 use coffer_volume::object_keys;
 
@@ -100,16 +103,28 @@ impl Service {
                 .into_iter()
                 .map(|(w, id)| object_key(w.value(), &id)),
         );
+        // Every region's store (once, when regions share one), and which
+        // store holds each object found.
         let mut stored: HashSet<String> = HashSet::new();
-        for prefix in ["chunks/", "objects/"] {
-            stored.extend(
-                self.store
+        let mut holder: HashMap<String, Arc<dyn ObjectStore>> = HashMap::new();
+        let mut listed: Vec<Arc<dyn ObjectStore>> = Vec::new();
+        for (_, store) in self.region_stores() {
+            if listed.iter().any(|s| Arc::ptr_eq(s, &store)) {
+                continue;
+            }
+            listed.push(store.clone());
+            for prefix in ["chunks/", "objects/"] {
+                for k in store
                     .list(prefix)
                     .await
                     .map_err(ServiceError::internal)?
                     .into_iter()
-                    .filter(|k| parse_chunk_key(k).is_some() || parse_object_key(k).is_some()),
-            );
+                    .filter(|k| parse_chunk_key(k).is_some() || parse_object_key(k).is_some())
+                {
+                    holder.insert(k.clone(), store.clone());
+                    stored.insert(k);
+                }
+            }
         }
         let named_set: HashSet<String> = named.keys().cloned().collect();
         let queued = referenced.difference(&named_set).count() as u64;
@@ -149,7 +164,10 @@ impl Service {
                 if !stored.contains(name) {
                     continue; // already reported missing
                 }
-                let obj = match self.store.get(name).await {
+                let Some(store) = holder.get(name) else {
+                    continue;
+                };
+                let obj = match store.get(name).await {
                     Ok(obj) => obj,
                     // Rewritten and collected since the listing: no longer named.
                     Err(StoreError::NotFound(_)) => continue,

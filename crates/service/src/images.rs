@@ -379,16 +379,22 @@ impl Service {
         self.check_name_free(Kind::Image, account, name.as_str())
             .await?;
         let snaps = self.meta.image_snapshots(src.id).await?;
+        let region = self.copy_region(&src.region, req.target_region.as_deref())?;
         let mut reencrypt = false;
         for s in &snaps {
-            reencrypt |= self.copy_mode(s, account, req.encryption_set_id.as_deref(), req.rekey)?
-                == crate::snapshots::CopyMode::Reencrypt;
+            reencrypt |= self.copy_mode(
+                s,
+                account,
+                &region,
+                req.encryption_set_id.as_deref(),
+                req.rekey,
+            )? == crate::snapshots::CopyMode::Reencrypt;
         }
         let mut image = ImageRow {
             id: Id::random(Kind::Image),
             account_id: account,
             name: name.to_string(),
-            region: src.region.clone(),
+            region: region.clone(),
             description: src.description.clone(),
             created_by: CreationMethod::Copy,
             origin: Origin {
@@ -469,6 +475,7 @@ impl Service {
                     caller,
                     s,
                     image.account_id,
+                    &image.region,
                     &format!("{}.{role}", image.id),
                     req.encryption_set_id.as_deref(),
                     vec![],

@@ -45,6 +45,7 @@ mod list;
 mod node;
 mod org;
 mod owners;
+mod regions;
 mod revoke;
 mod rewrap;
 mod secrets;
@@ -71,6 +72,7 @@ pub use error::{ErrorCode, Result, ServiceError};
 pub use export::{DiskDevice, ExportResolverImpl};
 pub use images::MAX_IMAGE_SNAPSHOTS;
 pub use org::MAX_FOLDER_DEPTH;
+pub use regions::RegionHealth;
 pub use revoke::KEY_RECHECK;
 pub use rewrap::REWRAP_INTERVAL;
 pub use shares::ShareQuotas;
@@ -103,6 +105,9 @@ pub struct ServiceConfig {
     /// How fast re-encrypting copies may read and write, over all the
     /// jobs of this node (`None`: as fast as they go).
     pub copy_pace: Option<Arc<coffer_volume::Pace>>,
+    /// How often each region's object store is probed (a region whose
+    /// store does not answer is unavailable until it does).
+    pub region_probe_interval: std::time::Duration,
 }
 
 impl Default for ServiceConfig {
@@ -116,6 +121,7 @@ impl Default for ServiceConfig {
             nbd_tls: false,
             quotas: ShareQuotas::default(),
             copy_pace: None,
+            region_probe_interval: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -138,7 +144,8 @@ pub struct Caller {
 /// The service.
 pub struct Service {
     meta: Meta,
-    store: Arc<dyn ObjectStore>,
+    /// Each region's object store.
+    stores: regions::RegionStores,
     vault: KeyVault,
     config: ServiceConfig,
     /// Open volumes by disk id; the lock also serialises opening a volume
@@ -165,7 +172,14 @@ pub struct Service {
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
-            .field("store", &self.store.describe())
+            .field(
+                "stores",
+                &self
+                    .region_stores()
+                    .iter()
+                    .map(|(r, s)| format!("{r}: {}", s.describe()))
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -180,10 +194,34 @@ pub(crate) fn check_name(s: &str) -> Result<Name> {
 }
 
 impl Service {
-    /// Assemble the service over its lower layers.
+    /// Assemble the service over its lower layers, every region's data in
+    /// the one object store `store`.
     pub fn new(
         meta: Meta,
         store: Arc<dyn ObjectStore>,
+        vault: KeyVault,
+        config: ServiceConfig,
+    ) -> Arc<Self> {
+        let stores = regions::RegionStores::new(&config.regions, HashMap::new(), Some(store))
+            .expect("a fallback store serves every region");
+        Self::assemble(meta, stores, vault, config)
+    }
+
+    /// Assemble the service with each region's own object store: `stores`
+    /// must name one for every configured region, and no other.
+    pub fn with_stores(
+        meta: Meta,
+        stores: HashMap<String, Arc<dyn ObjectStore>>,
+        vault: KeyVault,
+        config: ServiceConfig,
+    ) -> Result<Arc<Self>> {
+        let stores = regions::RegionStores::new(&config.regions, stores, None)?;
+        Ok(Self::assemble(meta, stores, vault, config))
+    }
+
+    fn assemble(
+        meta: Meta,
+        stores: regions::RegionStores,
         vault: KeyVault,
         mut config: ServiceConfig,
     ) -> Arc<Self> {
@@ -191,7 +229,7 @@ impl Service {
         config.volume.gc_notify = Some(gc_wake.clone());
         Arc::new(Self {
             meta,
-            store,
+            stores,
             vault,
             config,
             open: Mutex::new(HashMap::new()),
@@ -210,9 +248,14 @@ impl Service {
         &self.meta
     }
 
-    /// The object store.
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+    /// The object store of the first region (of every region, when the
+    /// deployment has one store).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.region_stores()
+            .into_iter()
+            .next()
+            .map(|(_, s)| s)
+            .expect("a deployment has a region")
     }
 }
 

@@ -263,14 +263,21 @@ impl Service {
         .await?;
         self.check_name_free(Kind::Snapshot, account, name.as_str())
             .await?;
-        if self.copy_mode(&src, account, req.encryption_set_id.as_deref(), req.rekey)?
-            == CopyMode::Reencrypt
+        let region = self.copy_region(&src.region, req.target_region.as_deref())?;
+        if self.copy_mode(
+            &src,
+            account,
+            &region,
+            req.encryption_set_id.as_deref(),
+            req.rekey,
+        )? == CopyMode::Reencrypt
         {
             return self
                 .start_copy_job(
                     caller,
                     &src,
                     account,
+                    &region,
                     &name,
                     req.encryption_set_id.as_deref(),
                     tags,
@@ -311,6 +318,8 @@ impl Service {
             account_id: account.to_string(),
             source_id: src.id.to_string(),
             target_id: row.id.to_string(),
+            source_region: src.region.clone(),
+            target_region: src.region.clone(),
             image_id: None,
             bytes_total: src.size,
             bytes_done: src.size,
@@ -323,21 +332,35 @@ impl Service {
         })
     }
 
-    /// How a copy of `src` into `account` is made.
+    /// How a copy of `src` into `account` in `region` is made.
     ///
-    /// It may share the source's ciphertext (O(1)) when its key does not
-    /// change: a platform-key source (anywhere in the region), or a
+    /// It may share the source's ciphertext (O(1)) when its key and region
+    /// do not change: a platform-key source (anywhere in the region), or a
     /// customer-key source copied within its own account. It is
     /// re-encrypted when the caller asks for another key (`--encryption-set`
-    /// or `--rekey`); a customer-key source going into another account
-    /// must name a key of that account (else 422 `KeyRequired`).
+    /// or `--rekey`) or another region (keys and stores are regional); a
+    /// customer-key source going into another account, or into another
+    /// region, must name a key there (else 422 `KeyRequired`).
     pub(crate) fn copy_mode(
         &self,
         src: &SnapshotRow,
         account: Id,
+        region: &str,
         set: Option<&str>,
         rekey: bool,
     ) -> Result<CopyMode> {
+        if region != src.region {
+            if set.is_none() && src.encryption != coffer_types::EncryptionType::Platform {
+                return Err(ServiceError::new(
+                    ErrorCode::KeyRequired,
+                    format!(
+                        "snapshot {} is under customer-managed key {} of region {}, and keys never leave their region: a copy in region {region} must be encrypted under a key of that region: create an encryption set in {region} (over a key of a key vault there) and name it with --encryption-set",
+                        src.id, src.kek_id, src.region
+                    ),
+                ));
+            }
+            return Ok(CopyMode::Reencrypt);
+        }
         if rekey || set.is_some() {
             return Ok(CopyMode::Reencrypt);
         }

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 mod faulty;
+mod lazy;
 mod local;
 mod memory;
 mod s3;
@@ -19,6 +20,7 @@ mod s3;
 pub mod conformance;
 
 pub use faulty::FaultyStore;
+pub use lazy::LazyStore;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use s3::{S3Location, S3Store};
@@ -130,6 +132,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Make every completed `put` durable.
     async fn sync(&self) -> Result<(), StoreError>;
+    /// Whether the store answers now: a cheap request that fails when the
+    /// store cannot be reached (by default, a list of a prefix that holds
+    /// no objects).
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.list("probe/").await.map(|_| ())
+    }
     /// A short description for logs (`local:/var/lib/coffer/objects`).
     fn describe(&self) -> String;
 }

@@ -453,6 +453,19 @@ impl ObjectStore for LocalStore {
         .await
     }
 
+    /// The root must be a directory that can be read: a store whose
+    /// directory went away (an unmounted volume, a removed path) does not
+    /// answer, where a list would find nothing and succeed.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let root = self.root.clone();
+        blocking(move || {
+            std::fs::read_dir(root.as_ref())
+                .map(|_| ())
+                .map_err(io("<root>"))
+        })
+        .await
+    }
+
     async fn sync(&self) -> Result<(), StoreError> {
         let root = self.root.clone();
         blocking(move || {

@@ -12,6 +12,12 @@ pub struct RegionConfig {
     pub name: String,
     /// Zone names, e.g. `local-a`.
     pub zones: Vec<String>,
+    /// The region's own object store: a directory, or
+    /// `s3://BUCKET[/PREFIX]?endpoint=URL` (default: the deployment's
+    /// `--store` for the first region, `DATA_DIR/regions/NAME/objects` for
+    /// the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 /// Why a zone or region is not usable.
@@ -47,6 +53,7 @@ impl Default for Regions {
         Self(vec![RegionConfig {
             name: "local".into(),
             zones: vec!["local-a".into(), "local-b".into(), "local-c".into()],
+            store: None,
         }])
     }
 }
@@ -142,11 +149,13 @@ mod tests {
         let dup = RegionConfig {
             name: "r".into(),
             zones: vec!["r".into()],
+            store: None,
         };
         assert!(Regions::new(vec![dup]).is_err());
         let nozones = RegionConfig {
             name: "r".into(),
             zones: vec![],
+            store: None,
         };
         assert!(Regions::new(vec![nozones]).is_err());
     }

@@ -268,6 +268,9 @@ codes! {
     NodeFenced = 503,
     /// The listener has as many connections open as it allows: retry later.
     ServerBusy = 503,
+    /// The object store of the region the request needs does not answer:
+    /// other regions go on working; retry once it is back.
+    RegionUnavailable = 503,
 }
 
 impl std::fmt::Display for ErrorCode {

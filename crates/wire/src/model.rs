@@ -233,6 +233,11 @@ pub struct CopyRequest {
     /// Re-encrypt even where the copy could share the source's ciphertext.
     #[serde(default)]
     pub rekey: bool,
+    /// The region the copy is made in (default: the source's). A copy into
+    /// another region is always re-encrypted, under that region's platform
+    /// key or the key of `encryption_set_id` (a set of that region).
+    #[serde(default)]
+    pub target_region: Option<String>,
     /// Tags of the copy (the source's are not copied).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -254,6 +259,12 @@ pub struct Job {
     pub source_id: String,
     /// What the job makes (it exists once the job succeeded).
     pub target_id: String,
+    /// The region of the source.
+    #[serde(default)]
+    pub source_region: String,
+    /// The region the copy is made in.
+    #[serde(default)]
+    pub target_region: String,
     /// The image this job copies a snapshot of (`image-copy` jobs: the
     /// image is pending until its last job succeeds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -500,6 +511,11 @@ pub struct Region {
     pub name: String,
     /// Zones.
     pub zones: Vec<String>,
+    /// `available`, or `unavailable` while the region's object store does
+    /// not answer (its disks get `503 RegionUnavailable`; other regions
+    /// work as usual).
+    #[serde(default)]
+    pub status: String,
 }
 
 /// The caller.

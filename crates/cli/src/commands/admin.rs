@@ -43,7 +43,11 @@ const NODE_COLUMNS: &[(&str, &str)] = &[
     ("THIS", "/this_node"),
 ];
 
-const REGION_COLUMNS: &[(&str, &str)] = &[("REGION", "/name"), ("ZONES", "/zones")];
+const REGION_COLUMNS: &[(&str, &str)] = &[
+    ("REGION", "/name"),
+    ("ZONES", "/zones"),
+    ("STATUS", "/status"),
+];
 
 /// A fsck report for people: the counts, then each finding.
 fn fsck_text(v: &Value) -> String {

@@ -104,6 +104,11 @@ pub enum ImageCmd {
         /// the source's.
         #[arg(long)]
         rekey: bool,
+        /// Make the copy in this region (default: the source's). A copy
+        /// into another region is always re-encrypted, under that region's
+        /// platform key or --encryption-set's (a set of that region).
+        #[arg(long)]
+        target_region: Option<String>,
         /// A tag of the copy, KEY=VALUE (repeat for more).
         #[arg(long = "tag")]
         tags: Vec<String>,
@@ -197,13 +202,21 @@ pub async fn run(c: &Client, out: &Output, cmd: ImageCmd) -> anyhow::Result<()> 
             account,
             encryption_set,
             rekey,
+            target_region,
             tags,
             wait,
         } => {
             let id = resolve::id(c, Kind::Image, &image).await?;
-            let body =
-                super::snapshot::copy_request(c, name, account, encryption_set, rekey, &tags)
-                    .await?;
+            let body = super::snapshot::copy_request(
+                c,
+                name,
+                account,
+                encryption_set,
+                rekey,
+                target_region,
+                &tags,
+            )
+            .await?;
             let i: Image = c
                 .post(&format!("/v1/images/{}/copy", seg(&id)), &body)
                 .await?;

@@ -157,6 +157,11 @@ pub enum SnapshotCmd {
         /// the source's (under the platform key, or --encryption-set's).
         #[arg(long)]
         rekey: bool,
+        /// Make the copy in this region (default: the source's). A copy
+        /// into another region is always re-encrypted, under that region's
+        /// platform key or --encryption-set's (a set of that region).
+        #[arg(long)]
+        target_region: Option<String>,
         /// A tag of the copy, KEY=VALUE (repeat for more).
         #[arg(long = "tag")]
         tags: Vec<String>,
@@ -227,11 +232,21 @@ pub async fn run(c: &Client, out: &Output, cmd: SnapshotCmd) -> anyhow::Result<(
             account,
             encryption_set,
             rekey,
+            target_region,
             tags,
             wait,
         } => {
             let id = resolve::id(c, Kind::Snapshot, &snapshot).await?;
-            let body = copy_request(c, name, account, encryption_set, rekey, &tags).await?;
+            let body = copy_request(
+                c,
+                name,
+                account,
+                encryption_set,
+                rekey,
+                target_region,
+                &tags,
+            )
+            .await?;
             let j: coffer_wire::Job = c
                 .post(&format!("/v1/snapshots/{}/copy", seg(&id)), &body)
                 .await?;
@@ -306,6 +321,7 @@ pub async fn copy_request(
     account: Option<String>,
     encryption_set: Option<String>,
     rekey: bool,
+    target_region: Option<String>,
     tags: &[String],
 ) -> anyhow::Result<CopyRequest> {
     Ok(CopyRequest {
@@ -313,6 +329,7 @@ pub async fn copy_request(
         account_id: resolve::opt(c, Kind::Account, account.as_deref()).await?,
         encryption_set_id: resolve::opt(c, Kind::EncryptionSet, encryption_set.as_deref()).await?,
         rekey,
+        target_region,
         tags: tag_map(tags)?,
     })
 }

@@ -3,6 +3,7 @@
 //! its root key kept outside the data dir, the HTTP API and the NBD listener
 //! on loopback.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use coffer_keyvault::{
 };
 use coffer_meta::Meta;
 use coffer_service::{ExportResolverImpl, Service, ServiceConfig};
-use coffer_store::{LocalStore, ObjectStore, S3Location, S3Store};
+use coffer_store::{LazyStore, LocalStore, ObjectStore, S3Location, S3Store, StoreError};
 use coffer_types::Regions;
 
 use crate::files::set_private;
@@ -126,20 +127,90 @@ pub(crate) fn open_store(
     o: &ServeOptions,
     data_dir: &Path,
 ) -> anyhow::Result<Arc<dyn ObjectStore>> {
-    Ok(match o.store.clone() {
+    open_store_at(
+        o.direct_io.unwrap_or(false),
+        o.store.as_deref(),
+        &data_dir.join("objects"),
+    )
+}
+
+/// Open the store at `url` (a directory, or `s3://…`), or the directory
+/// `default` if none is named.
+fn open_store_at(
+    direct_io: bool,
+    url: Option<&str>,
+    default: &Path,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match url {
         Some(url) if url.starts_with("s3://") => {
-            let loc = S3Location::parse(&url)?;
+            let loc = S3Location::parse(url)?;
             Arc::new(S3Store::open(loc).with_context(|| format!("cannot use object store {url}"))?)
         }
         Some(dir) => Arc::new(
             LocalStore::open(PathBuf::from(dir.trim_start_matches("file://")))?
-                .with_direct_io(o.direct_io.unwrap_or(false)),
+                .with_direct_io(direct_io),
         ),
-        None => Arc::new(
-            LocalStore::open(data_dir.join("objects"))?
-                .with_direct_io(o.direct_io.unwrap_or(false)),
-        ),
+        None => Arc::new(LocalStore::open(default)?.with_direct_io(direct_io)),
     })
+}
+
+/// Each region's object store: the one its `store` names; else, for the
+/// first region, the deployment's (`--store`, or `DATA_DIR/objects`: where
+/// a deployment from before regions had stores keeps its objects), and
+/// for the others `DATA_DIR/regions/NAME/objects`. Two regions never share
+/// a store: a region is a failure domain.
+pub(crate) fn open_region_stores(
+    o: &ServeOptions,
+    data_dir: &Path,
+    regions: &Regions,
+) -> anyhow::Result<HashMap<String, Arc<dyn ObjectStore>>> {
+    let mut out = HashMap::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (i, r) in regions.all().iter().enumerate() {
+        let url = match (&r.store, i) {
+            (Some(u), _) => Some(u.as_str()),
+            (None, 0) => o.store.as_deref(),
+            (None, _) => None,
+        };
+        let default = if i == 0 {
+            data_dir.join("objects")
+        } else {
+            data_dir.join("regions").join(&r.name).join("objects")
+        };
+        // A store that cannot be opened now keeps only its own region
+        // down (when there are others): it is opened again at each use
+        // until it opens.
+        let direct_io = o.direct_io.unwrap_or(false);
+        let store: Arc<dyn ObjectStore> = match open_store_at(direct_io, url, &default) {
+            Ok(s) => s,
+            Err(e) if regions.all().len() > 1 => {
+                tracing::error!(region = %r.name, error = %format!("{e:#}"), "cannot open the region's object store; the region stays unavailable until it can be");
+                let (url, default) = (url.map(str::to_string), default.clone());
+                let described = url
+                    .clone()
+                    .unwrap_or_else(|| format!("local:{}", default.display()));
+                Arc::new(LazyStore::new(described, move || {
+                    open_store_at(direct_io, url.as_deref(), &default).map_err(|e| StoreError::Io {
+                        key: "<store>".into(),
+                        cause: std::io::Error::other(format!("{e:#}")),
+                    })
+                }))
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open the object store of region {}", r.name));
+            }
+        };
+        let described = store.describe();
+        if let Some(other) = seen.insert(described.clone(), r.name.clone()) {
+            bail!(
+                "regions {other} and {} both use the object store {described}: give each region a store of its own (`store = ...` in its [[regions]] entry)",
+                r.name
+            );
+        }
+        out.insert(r.name.clone(), store);
+    }
+    Ok(out)
 }
 
 /// Run the server until Ctrl-C or SIGTERM.
@@ -203,8 +274,19 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         None => node_name(&data_dir)?,
     };
     let meta = open_meta(&o, &data_dir).await?;
-    let store = open_store(&o, &data_dir)?;
-    tracing::info!(store = %store.describe(), "object store");
+    // A region dropped from the configuration while volumes live in it
+    // would leave their data unreachable: refuse, naming it.
+    for (region, volumes) in meta.volume_regions().await? {
+        if !region.is_empty() && regions.check_region(&region).is_err() {
+            bail!(
+                "region {region} holds {volumes} volumes (disks, snapshots or images) but is not in the configuration: put its [[regions]] entry back (with its store), or delete its resources first"
+            );
+        }
+    }
+    let stores = open_region_stores(&o, &data_dir, &regions)?;
+    for r in regions.all() {
+        tracing::info!(region = %r.name, store = %stores[&r.name].describe(), "object store");
+    }
     let root = root_key(&meta, &root_source, &data_dir).await?;
     let root_banner = match &root_source {
         RootSource::File(path) if !crate::secrets::is_set("COFFER_ROOT_PASSPHRASE") => {
@@ -218,9 +300,9 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         None
     };
     let vault = KeyVault::open(meta.clone(), root).await?;
-    let service = Service::new(
+    let service = Service::with_stores(
         meta,
-        store,
+        stores,
         vault,
         ServiceConfig {
             regions,
@@ -234,7 +316,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
                 .map(|r| std::sync::Arc::new(coffer_volume::Pace::new(r.bytes()))),
             ..ServiceConfig::default()
         },
-    );
+    )?;
 
     let api = tokio::net::TcpListener::bind(listen)
         .await
@@ -272,11 +354,12 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     service.spawn_key_watch();
     service.spawn_rewrap();
     service.spawn_jobs();
+    service.spawn_region_watch();
 
     let (collected, orphans) = service.recover().await.with_context(|| {
         format!(
-            "start-up recovery failed: check that the object store ({}) is reachable",
-            service.store().describe()
+            "start-up recovery failed: check that the object stores ({}) are reachable",
+            o.store.as_deref().unwrap_or("the data dir's")
         )
     })?;
     if collected + orphans > 0 {

@@ -928,3 +928,185 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 pub mod guest;
+
+/// An object store for one region of a test's server, of this pass's
+/// backend: a directory, or (S3 pass) a new bucket on the test S3 server,
+/// reached directly or through a loopback [`Cut`] proxy that the test can
+/// close to make the store unreachable.
+pub struct RegionStore {
+    /// The region's `store = …` value.
+    pub url: String,
+    dir: Option<PathBuf>,
+    s3: Option<(coffer_testkit::TestS3, String)>,
+    proxy: Option<Cut>,
+}
+
+impl RegionStore {
+    /// A store under `dir` (local pass) or a fresh bucket (S3 pass); with
+    /// `cuttable`, an S3 bucket is reached through a proxy [`Self::cut`]
+    /// closes.
+    pub fn new(dir: &Path, cuttable: bool) -> Self {
+        if coffer_testkit::store_is_s3() {
+            let server = coffer_testkit::TestS3::start();
+            let direct = server.bucket();
+            let (url, proxy) = if cuttable {
+                let endpoint = server.endpoint().trim_start_matches("http://").to_string();
+                let proxy = Cut::start(&endpoint);
+                (
+                    direct.replace(
+                        &format!("endpoint=http://{endpoint}"),
+                        &format!("endpoint=http://{}", proxy.addr),
+                    ),
+                    Some(proxy),
+                )
+            } else {
+                (direct.clone(), None)
+            };
+            Self {
+                url,
+                dir: None,
+                s3: Some((server, direct)),
+                proxy,
+            }
+        } else {
+            std::fs::create_dir_all(dir).unwrap();
+            Self {
+                url: dir.display().to_string(),
+                dir: Some(dir.to_path_buf()),
+                s3: None,
+                proxy: None,
+            }
+        }
+    }
+
+    /// The store, opened from the test (directly, never through the proxy).
+    pub fn open(&self) -> std::sync::Arc<dyn coffer_store::ObjectStore> {
+        match (&self.s3, &self.dir) {
+            (Some((_, url)), _) => std::sync::Arc::new(
+                coffer_store::S3Store::open_with(
+                    coffer_store::S3Location::parse(url).unwrap(),
+                    Some(coffer_testkit::S3_TEST_KEY),
+                )
+                .unwrap(),
+            ),
+            (None, Some(dir)) => {
+                std::sync::Arc::new(coffer_store::LocalStore::open_with_pool(dir, 0).unwrap())
+            }
+            (None, None) => unreachable!(),
+        }
+    }
+
+    /// The keys of the data objects in the store.
+    pub fn object_keys(&self) -> Vec<String> {
+        let store = self.open();
+        block_on(async move {
+            let mut keys = store.list("chunks/").await.unwrap();
+            keys.extend(store.list("objects/").await.unwrap());
+            keys
+        })
+    }
+
+    /// Make the store unreachable: its directory moved away and a plain
+    /// file put in its place (every path under it fails, for root too), or
+    /// its S3 proxy closed (connections refused).
+    pub fn cut(&mut self) {
+        if let Some(dir) = &self.dir {
+            std::fs::rename(dir, dir.with_extension("away")).unwrap();
+            std::fs::write(dir, b"not a directory").unwrap();
+        }
+        if let Some(p) = &mut self.proxy {
+            p.close();
+        }
+    }
+
+    /// Undo [`Self::cut`].
+    pub fn restore(&mut self) {
+        if let Some(dir) = &self.dir {
+            std::fs::remove_file(dir).unwrap();
+            std::fs::rename(dir.with_extension("away"), dir).unwrap();
+        }
+        if let Some(p) = &mut self.proxy {
+            p.reopen();
+        }
+    }
+}
+
+/// A loopback TCP proxy to `target` that can be closed (its port then
+/// refuses connections and its open connections are cut) and reopened on
+/// the same port.
+pub struct Cut {
+    pub addr: String,
+    target: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Cut {
+    pub fn start(target: &str) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = Self {
+            addr: listener.local_addr().unwrap().to_string(),
+            target: target.to_string(),
+            stop: Default::default(),
+            conns: Default::default(),
+            accept: None,
+        };
+        c.serve(listener);
+        c
+    }
+
+    fn serve(&mut self, listener: std::net::TcpListener) {
+        use std::sync::atomic::Ordering;
+        listener.set_nonblocking(true).unwrap();
+        self.stop.store(false, Ordering::SeqCst);
+        let (stop, conns, target) = (self.stop.clone(), self.conns.clone(), self.target.clone());
+        self.accept = Some(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                let mut c = conns.lock().unwrap();
+                c.push(client);
+                c.push(server);
+            }
+        }));
+    }
+
+    /// Refuse new connections and cut the open ones.
+    pub fn close(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            t.join().unwrap();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Accept again, on the same port.
+    pub fn reopen(&mut self) {
+        let listener = std::net::TcpListener::bind(&self.addr).unwrap();
+        self.serve(listener);
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

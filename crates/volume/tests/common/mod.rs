@@ -185,6 +185,7 @@ impl Fixture {
             parent: None,
             head_generation: 0,
             live: true,
+            region: "local".into(),
         })
         .await
         .unwrap();
@@ -252,6 +253,7 @@ impl Fixture {
                 parent: Some((self.vol, generation)),
                 head_generation: 0,
                 live: true,
+                region: "local".into(),
             })
             .await
             .unwrap();

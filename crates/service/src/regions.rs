@@ -1,0 +1,204 @@
+//! The deployment's regions as failure domains: each region's own object
+//! store, whether it answers, and the watch that finds out.
+//!
+//! A volume's objects live in its region's store (`volumes.region`; a
+//! lineage never leaves its region), so every store call of the service
+//! goes through [`Service::store_of`]. A region whose store stops answering
+//! is marked unavailable by the watch (a probe every
+//! [`ServiceConfig::region_probe_interval`]): requests that need its store
+//! get `503 RegionUnavailable` naming it, while other regions' disks,
+//! collectors and sweeps go on. Metadata-only requests (list, show, tag,
+//! share) work whatever the stores do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use coffer_store::ObjectStore;
+
+use crate::*;
+
+/// One region's store and what the last probe found.
+pub(crate) struct RegionStore {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    available: AtomicBool,
+    problem: std::sync::Mutex<Option<String>>,
+}
+
+/// The stores of the deployment's regions.
+pub(crate) struct RegionStores {
+    /// The first configured region: rows from before regions had stores
+    /// (region `''`) are its.
+    first: String,
+    map: HashMap<String, RegionStore>,
+}
+
+impl RegionStores {
+    /// Every configured region on its store in `stores`, or on `fallback`
+    /// when `stores` names none for it (one store for the whole deployment).
+    pub(crate) fn new(
+        regions: &Regions,
+        mut stores: HashMap<String, Arc<dyn ObjectStore>>,
+        fallback: Option<Arc<dyn ObjectStore>>,
+    ) -> Result<Self> {
+        let mut map = HashMap::new();
+        for r in regions.all() {
+            let store = match (stores.remove(&r.name), &fallback) {
+                (Some(s), _) => s,
+                (None, Some(f)) => f.clone(),
+                (None, None) => {
+                    return Err(ServiceError::internal(format!(
+                        "no object store given for region {}",
+                        r.name
+                    )));
+                }
+            };
+            map.insert(
+                r.name.clone(),
+                RegionStore {
+                    store,
+                    available: AtomicBool::new(true),
+                    problem: std::sync::Mutex::new(None),
+                },
+            );
+        }
+        if let Some(extra) = stores.keys().next() {
+            return Err(ServiceError::internal(format!(
+                "an object store was given for region {extra}, which is not configured"
+            )));
+        }
+        Ok(Self {
+            first: regions.all()[0].name.clone(),
+            map,
+        })
+    }
+
+    fn get(&self, region: &str) -> Result<&RegionStore> {
+        let name = if region.is_empty() {
+            &self.first
+        } else {
+            region
+        };
+        self.map.get(name).ok_or_else(|| {
+            ServiceError::internal(format!(
+                "region {name} holds data but is not in the configuration"
+            ))
+        })
+    }
+}
+
+/// What a probe of one region's store found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionHealth {
+    /// The region.
+    pub region: String,
+    /// Whether its store answered the last probe.
+    pub available: bool,
+    /// Why not (for the operator; callers see only the region's name).
+    pub problem: Option<String>,
+}
+
+impl Service {
+    /// The object store of `region` (`''`: the first region's), if it
+    /// answered its last probe; else `503 RegionUnavailable` naming it.
+    pub(crate) fn store_of(&self, region: &str) -> Result<Arc<dyn ObjectStore>> {
+        let r = self.stores.get(region)?;
+        if !r.available.load(Ordering::Acquire) {
+            let name = if region.is_empty() {
+                self.stores.first.as_str()
+            } else {
+                region
+            };
+            return Err(ServiceError::new(
+                ErrorCode::RegionUnavailable,
+                format!(
+                    "region {name} is unavailable: its object store does not answer; other regions work as usual, retry this once it is back (`coffer region list` shows when)"
+                ),
+            ));
+        }
+        Ok(r.store.clone())
+    }
+
+    /// The regions in configuration order, each with its store.
+    pub(crate) fn region_stores(&self) -> Vec<(String, Arc<dyn ObjectStore>)> {
+        self.config
+            .regions
+            .all()
+            .iter()
+            .filter_map(|r| {
+                self.stores
+                    .map
+                    .get(&r.name)
+                    .map(|s| (r.name.clone(), s.store.clone()))
+            })
+            .collect()
+    }
+
+    /// The first configured region (where data from before regions had
+    /// stores of their own lives).
+    pub fn first_region(&self) -> &str {
+        &self.stores.first
+    }
+
+    /// Probe every region's store now; returns what each answered. A
+    /// region that stops or starts answering is logged once.
+    pub async fn probe_regions(&self) -> Vec<RegionHealth> {
+        let mut out = Vec::new();
+        for (name, store) in self.region_stores() {
+            let probe = tokio::time::timeout(self.config.region_probe_interval, store.probe())
+                .await
+                .map_err(|_| "the probe timed out".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            let Ok(r) = self.stores.get(&name) else {
+                continue;
+            };
+            let now_ok = probe.is_ok();
+            let was_ok = r.available.swap(now_ok, Ordering::AcqRel);
+            match (&probe, was_ok) {
+                (Err(e), true) => {
+                    tracing::error!(region = %name, store = %store.describe(), error = %e, "region unavailable: its object store does not answer; its disks get 503 until it does")
+                }
+                (Ok(()), false) => {
+                    tracing::info!(region = %name, store = %store.describe(), "region available again")
+                }
+                _ => {}
+            }
+            *lock(&r.problem) = probe.as_ref().err().cloned();
+            out.push(RegionHealth {
+                region: name,
+                available: now_ok,
+                problem: probe.err(),
+            });
+        }
+        out
+    }
+
+    /// Each region's state as of its last probe.
+    pub fn region_health(&self) -> Vec<RegionHealth> {
+        self.config
+            .regions
+            .all()
+            .iter()
+            .filter_map(|r| {
+                let s = self.stores.map.get(&r.name)?;
+                Some(RegionHealth {
+                    region: r.name.clone(),
+                    available: s.available.load(Ordering::Acquire),
+                    problem: lock(&s.problem).clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Probe the regions' stores every `region_probe_interval` until the
+    /// process ends.
+    pub fn spawn_region_watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                me.probe_regions().await;
+                tokio::time::sleep(me.config.region_probe_interval).await;
+            }
+        })
+    }
+}
