@@ -299,3 +299,185 @@ fn a_snapshot_copied_to_another_region_is_reencrypted_into_that_regions_store() 
     assert_eq!(fsck["ok"], true, "{fsck}");
     s.assert_no_panic();
 }
+
+#[test]
+fn a_region_with_its_own_root_key_starts_only_with_that_key() {
+    require("qemu-io", "qemu-utils");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("keys/two.key");
+    let regions = region_entry("one", &["one-a"], None)
+        + &region_entry("two", &["two-a"], None)
+        + &format!("root_key_file = \"{}\"\n", key.display());
+    // The root_key_file line belongs to region two's entry: make it so.
+    let regions = regions.replace("\n\nroot_key_file", "\nroot_key_file");
+    let mut s = server_with(dir.path(), &regions, "");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "region two's root key file is private");
+    assert_ne!(
+        std::fs::read(&key).unwrap(),
+        std::fs::read(s.root_key()).unwrap(),
+        "region two has a key of its own"
+    );
+    let disk = s.create_disk("d", "8MiB", "two-a");
+    let uri = s.attach(&disk);
+    qemu_io(&uri, &["write -P 0x5a 0 2M", "flush"]);
+    s.cli(&["disk", "detach", &disk]);
+    s.stop();
+
+    // Without region two's key file: refused, naming the region, and no
+    // new key is made in its place.
+    let away = dir.path().join("two.key.away");
+    std::fs::rename(&key, &away).unwrap();
+    let err = expect_refused(&s, "no-region-key", s.serve_command(&[]));
+    assert!(
+        err.contains("region two") && err.contains("is missing"),
+        "{err}"
+    );
+    assert!(!key.exists(), "a new key was written for region two");
+    // With another key in its place: refused, naming the region.
+    std::fs::copy(s.root_key(), &key).unwrap();
+    let err = expect_refused(&s, "wrong-region-key", s.serve_command(&[]));
+    assert!(
+        err.contains("region two") && err.contains("is not the one"),
+        "{err}"
+    );
+    // With the entry's root_key_file dropped: refused too.
+    let config = dir.path().join("serve.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.lines()
+            .filter(|l| !l.starts_with("root_key_file"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let err = expect_refused(&s, "dropped-region-key", s.serve_command(&[]));
+    assert!(
+        err.contains("region two") && err.contains("root key of its own"),
+        "{err}"
+    );
+    // The right key back: the disk reads what it held.
+    std::fs::write(&config, text).unwrap();
+    std::fs::rename(&away, &key).unwrap();
+    s.launch(&[]);
+    let uri = s.attach(&disk);
+    qemu_io(&uri, &["read -P 0x5a 0 2M"]);
+    s.cli(&["disk", "detach", &disk]);
+    s.assert_no_panic();
+}
+
+/// The SHA-256 of a disk read whole through NBD.
+fn disk_sum(s: &Server, disk: &str) -> String {
+    let uri = s.attach(disk);
+    let out = s.scratch().join(format!("{disk}.raw"));
+    qemu_img_out(&uri, &out);
+    s.cli(&["disk", "detach", disk]);
+    let sum = sha256(&out);
+    std::fs::remove_file(&out).unwrap();
+    sum
+}
+
+/// A disk made from `snapshot` in `zone`, read whole: its SHA-256.
+fn restored_sum(s: &Server, name: &str, zone: &str, snapshot: &str) -> String {
+    let disk = id_of(&s.cli(&[
+        "disk",
+        "create",
+        "--name",
+        name,
+        "--zone",
+        zone,
+        "--from-snapshot",
+        snapshot,
+    ]));
+    disk_sum(s, &disk)
+}
+
+#[test]
+fn a_second_copy_of_the_same_disk_moves_only_the_chunks_changed_since_the_first() {
+    require("qemu-io", "qemu-utils");
+    let dir = tempfile::tempdir().unwrap();
+    let one = RegionStore::new(&dir.path().join("store-one"), false);
+    let two = RegionStore::new(&dir.path().join("store-two"), false);
+    let regions = region_entry("one", &["one-a"], Some(&one.url))
+        + &region_entry("two", &["two-a"], Some(&two.url));
+    let s = server_with(dir.path(), &regions, "");
+    const SIZE: u64 = 256 << 20;
+    let img = s.scratch().join("img.raw");
+    random_file(&img, SIZE, 11);
+    let disk = s.create_disk("src", "256MiB", "one-a");
+    let uri = s.attach(&disk);
+    qemu_img_in(&img, "raw", &uri);
+    s.cli(&["disk", "detach", &disk]);
+    std::fs::remove_file(&img).unwrap();
+    let first_sum = disk_sum(&s, &disk);
+    let s1 = id_of(&s.cli(&["snapshot", "create", "--disk", &disk, "--name", "s1"]));
+    let copy = |snap: &str, name: &str| {
+        let c = s.cli(&[
+            "snapshot",
+            "copy",
+            snap,
+            "--name",
+            name,
+            "--target-region",
+            "two",
+            "--wait",
+        ]);
+        let jobs = s.cli(&["job", "list"]);
+        let job = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["target_id"] == c["id"])
+            .unwrap_or_else(|| panic!("no job made {c} in {jobs}"))
+            .clone();
+        assert_eq!(job["state"], "succeeded", "{job}");
+        assert_eq!(job["source_sha256"], job["target_sha256"], "{job}");
+        (id_of(&c), job)
+    };
+    let (c1, job1) = copy(&s1, "c1");
+    assert!(job1["base_id"].is_null(), "the first copy is whole: {job1}");
+    assert_eq!(job1["bytes_copied"], SIZE, "{job1}");
+
+    // 1% of the disk changes: ten chunks written, one trimmed.
+    let uri = s.attach(&disk);
+    let mut cmds: Vec<String> = (0..10)
+        .map(|k| format!("write -P 0x77 {}M 256k", 1 + k * 25))
+        .collect();
+    cmds.push("discard 200M 256k".into());
+    cmds.push("flush".into());
+    let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    qemu_io(&uri, &cmds);
+    s.cli(&["disk", "detach", &disk]);
+    let second_sum = disk_sum(&s, &disk);
+    assert_ne!(first_sum, second_sum);
+    let s2 = id_of(&s.cli(&["snapshot", "create", "--disk", &disk, "--name", "s2"]));
+    let (c2, job2) = copy(&s2, "c2");
+    assert_eq!(
+        job2["base_id"],
+        c1.as_str(),
+        "built on the first copy: {job2}"
+    );
+    let moved = job2["bytes_copied"].as_u64().unwrap();
+    eprintln!(
+        "incremental copy: {moved} of {SIZE} bytes moved ({:.2}%; 1.0% of the disk changed), the first copy moved {}",
+        moved as f64 * 100.0 / SIZE as f64,
+        job1["bytes_copied"]
+    );
+    assert!(
+        (10 * (256 << 10)..=SIZE / 50).contains(&moved),
+        "an incremental copy after 1% changed moved {moved} bytes"
+    );
+
+    // Each copy reads back its own source's data; the second outlives the
+    // first (whose data it builds on).
+    assert_eq!(restored_sum(&s, "r2", "two-a", &c2), second_sum);
+    assert_eq!(restored_sum(&s, "r1", "two-a", &c1), first_sum);
+    s.cli(&["snapshot", "delete", &c1, "--yes"]);
+    s.cli(&["admin", "gc"]);
+    assert_eq!(restored_sum(&s, "r2b", "two-a", &c2), second_sum);
+    let fsck = s.cli(&["admin", "fsck", "--deep"]);
+    assert_eq!(fsck["ok"], true, "{fsck}");
+    s.assert_no_panic();
+}

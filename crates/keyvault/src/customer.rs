@@ -81,10 +81,10 @@ pub struct NewVersion {
 }
 
 impl KeyVault {
-    async fn store_form(&self, m: &KeyMaterial, origin: &str) -> Result<NewVersion> {
+    async fn store_form(&self, region: &str, m: &KeyMaterial, origin: &str) -> Result<NewVersion> {
         let secret = m.to_secret_bytes()?;
         Ok(NewVersion {
-            wrapped: self.root.wrap(&secret).await?,
+            wrapped: self.root_of(region).wrap(&secret).await?,
             row: KeyVersionRow {
                 version: 0,
                 origin: origin.into(),
@@ -94,17 +94,24 @@ impl KeyVault {
         })
     }
 
-    /// Fresh material of `alg`, generated inside the vault.
-    pub async fn generate_version(&self, alg: KeyAlgorithm) -> Result<NewVersion> {
+    /// Fresh material of `alg`, generated inside the vault, for a key of
+    /// `region`.
+    pub async fn generate_version(&self, region: &str, alg: KeyAlgorithm) -> Result<NewVersion> {
         let m = tokio::task::spawn_blocking(move || KeyMaterial::generate(alg))
             .await
             .map_err(|_| VaultError::Root("key generation task failed".into()))??;
-        self.store_form(&m, "generated").await
+        self.store_form(region, &m, "generated").await
     }
 
     /// Material brought by the customer: raw AES-256 bytes or an RSA
-    /// private key (PKCS#8 DER or PEM), checked to be of type `alg`.
-    pub async fn import_version(&self, alg: KeyAlgorithm, material: &[u8]) -> Result<NewVersion> {
+    /// private key (PKCS#8 DER or PEM), checked to be of type `alg`, for a
+    /// key of `region`.
+    pub async fn import_version(
+        &self,
+        region: &str,
+        alg: KeyAlgorithm,
+        material: &[u8],
+    ) -> Result<NewVersion> {
         let m = match alg {
             KeyAlgorithm::Aes256 => KeyMaterial::import_aes(material)?,
             _ => KeyMaterial::import_rsa(material)?,
@@ -114,7 +121,7 @@ impl KeyVault {
                 format!("the material is an {} key, not {alg}", m.algorithm()),
             )));
         }
-        self.store_form(&m, "imported").await
+        self.store_form(region, &m, "imported").await
     }
 
     /// Material sent wrapped under `vault`'s import key (see
@@ -125,18 +132,32 @@ impl KeyVault {
         alg: KeyAlgorithm,
         blob: &[u8],
     ) -> Result<NewVersion> {
+        let region = self.vault_region(vault).await?;
         let import = self.import_key(vault).await?;
         let m = import.unwrap_import(blob, alg)?;
-        self.store_form(&m, "imported").await
+        self.store_form(&region, &m, "imported").await
+    }
+
+    /// The region of vault `vault`.
+    async fn vault_region(&self, vault: Id) -> Result<String> {
+        Ok(self
+            .meta
+            .vault(vault)
+            .await?
+            .ok_or_else(|| {
+                VaultError::Meta(coffer_meta::MetaError::NotFound(format!("vault {vault}")))
+            })?
+            .region)
     }
 
     async fn import_key(&self, vault: Id) -> Result<Arc<KeyMaterial>> {
+        let root = self.root_of(&self.vault_region(vault).await?).clone();
         let fresh = tokio::task::spawn_blocking(|| KeyMaterial::generate(KeyAlgorithm::Rsa3072))
             .await
             .map_err(|_| VaultError::Root("key generation task failed".into()))??;
-        let wrapped = self.root.wrap(&fresh.to_secret_bytes()?).await?;
+        let wrapped = root.wrap(&fresh.to_secret_bytes()?).await?;
         let stored = self.meta.vault_import_key(vault, &wrapped).await?;
-        let plain = self.root.unwrap(&stored).await?;
+        let plain = root.unwrap(&stored).await?;
         Ok(Arc::new(KeyMaterial::from_secret_bytes(&plain)?))
     }
 
@@ -161,7 +182,8 @@ impl KeyVault {
                 "purged: its material was destroyed".into(),
             ));
         }
-        let plain = self.root.unwrap(&stored).await?;
+        let region = self.meta.vault_key(key).await?.region;
+        let plain = self.root_of(&region).unwrap(&stored).await?;
         let m = Arc::new(KeyMaterial::from_secret_bytes(&plain)?);
         self.materials
             .lock()
@@ -252,13 +274,14 @@ impl KeyVault {
 }
 
 impl KeyVault {
-    /// Seal a secret's value for storage: under a fresh data key, bound to
-    /// `context` (the secret and version it belongs to), the data key
-    /// wrapped by the root key. Layout: u32 length of the wrapped key ‖ the
-    /// wrapped key ‖ the sealed value (`gcm1:`).
-    pub async fn seal_secret(&self, value: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+    /// Seal a secret's value, of a vault of `region`, for storage: under a
+    /// fresh data key, bound to `context` (the secret and version it
+    /// belongs to), the data key wrapped by the region's root key. Layout:
+    /// u32 length of the wrapped key ‖ the wrapped key ‖ the sealed value
+    /// (`gcm1:`).
+    pub async fn seal_secret(&self, region: &str, value: &[u8], context: &[u8]) -> Result<Vec<u8>> {
         let dek = coffer_crypto::SecretKey::generate();
-        let wrapped = self.root.wrap(dek.expose()).await?;
+        let wrapped = self.root_of(region).wrap(dek.expose()).await?;
         let sealed = coffer_crypto::keys::seal_blob(&dek, value, context)?;
         let len = u32::try_from(wrapped.len())
             .map_err(|_| VaultError::Root("wrapped key too long".into()))?;
@@ -270,8 +293,13 @@ impl KeyVault {
     }
 
     /// Open a value sealed by [`KeyVault::seal_secret`] with the same
-    /// context.
-    pub async fn open_secret(&self, stored: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    /// region and context.
+    pub async fn open_secret(
+        &self,
+        region: &str,
+        stored: &[u8],
+        context: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let malformed = || {
             VaultError::Crypto(coffer_crypto::CryptoError::Malformed(
                 "stored secret value is malformed".into(),
@@ -283,7 +311,8 @@ impl KeyVault {
             .ok_or_else(malformed)?;
         let wrapped = stored.get(4..4 + len).ok_or_else(malformed)?;
         let sealed = stored.get(4 + len..).ok_or_else(malformed)?;
-        let dek = coffer_crypto::SecretKey::from_slice(&self.root.unwrap(wrapped).await?)?;
+        let dek =
+            coffer_crypto::SecretKey::from_slice(&self.root_of(region).unwrap(wrapped).await?)?;
         Ok(coffer_crypto::keys::open_blob(&dek, sealed, context)?)
     }
 }

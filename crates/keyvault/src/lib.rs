@@ -65,64 +65,121 @@ pub type Result<T> = std::result::Result<T, VaultError>;
 /// material of a KEK never leaves its manager.
 #[async_trait]
 pub trait KeyManager: Send + Sync + 'static {
-    /// Create the material of a new key (version 1); returns what the
-    /// metadata store keeps for it (opaque to callers).
-    async fn generate(&self) -> Result<Vec<u8>>;
+    /// Create the material of a new key (version 1) of `region`; returns
+    /// what the metadata store keeps for it (opaque to callers).
+    async fn generate(&self, region: &str) -> Result<Vec<u8>>;
     /// Wrap `dek` under `key` at `version`, whose stored form is `stored`.
-    async fn wrap(&self, key: Id, version: u32, stored: &[u8], dek: &SecretKey) -> Result<Vec<u8>>;
+    async fn wrap(
+        &self,
+        key: &VaultKeyRow,
+        version: u32,
+        stored: &[u8],
+        dek: &SecretKey,
+    ) -> Result<Vec<u8>>;
     /// Unwrap a DEK wrapped by [`KeyManager::wrap`].
     async fn unwrap(
         &self,
-        key: Id,
+        key: &VaultKeyRow,
         version: u32,
         stored: &[u8],
         wrapped: &[u8],
     ) -> Result<SecretKey>;
 }
 
+/// The root keys of a deployment: its own (which protects what is not
+/// regional: the audit log's MAC key, the TLS CA, and the key material of
+/// every region that has no root key of its own), and those of the regions
+/// that have one, each protecting only its region's key material (platform
+/// key, vault keys, secrets, external key store credentials), so that one
+/// region's root key lost or compromised reaches no other region's keys.
+#[derive(Clone)]
+pub struct RootKeys {
+    deployment: Arc<dyn RootKey>,
+    regions: HashMap<String, Arc<dyn RootKey>>,
+}
+
+impl RootKeys {
+    /// The deployment's root key, for every region.
+    pub fn new(deployment: Arc<dyn RootKey>) -> Self {
+        Self {
+            deployment,
+            regions: HashMap::new(),
+        }
+    }
+
+    /// `region`'s own root key.
+    #[must_use]
+    pub fn with_region(mut self, region: impl Into<String>, key: Arc<dyn RootKey>) -> Self {
+        self.regions.insert(region.into(), key);
+        self
+    }
+
+    /// The root key that protects `region`'s key material.
+    pub fn of(&self, region: &str) -> &Arc<dyn RootKey> {
+        self.regions.get(region).unwrap_or(&self.deployment)
+    }
+
+    /// The deployment's own root key.
+    pub fn deployment(&self) -> &Arc<dyn RootKey> {
+        &self.deployment
+    }
+}
+
+/// The setting holding the check value of `region`'s own root key.
+pub fn region_root_check(region: &str) -> String {
+    format!("{ROOT_CHECK}:{region}")
+}
+
 /// The built-in key manager: key material wrapped by the root key, kept in
 /// the metadata store, unwrapped in memory when used (and cached there).
 pub struct BuiltinKeyManager {
-    root: Arc<dyn RootKey>,
+    roots: RootKeys,
     cache: Mutex<HashMap<(Id, u32), SecretKey>>,
 }
 
 impl BuiltinKeyManager {
-    /// A manager protected by `root`.
-    pub fn new(root: Arc<dyn RootKey>) -> Self {
+    /// A manager whose keys of each region are protected by that region's
+    /// root key in `roots`.
+    pub fn new(roots: RootKeys) -> Self {
         Self {
-            root,
+            roots,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn material(&self, key: Id, version: u32, stored: &[u8]) -> Result<SecretKey> {
+    async fn material(&self, key: &VaultKeyRow, version: u32, stored: &[u8]) -> Result<SecretKey> {
         let mut cache = self.cache.lock().await;
-        if let Some(k) = cache.get(&(key, version)) {
+        if let Some(k) = cache.get(&(key.id, version)) {
             return Ok(k.clone());
         }
-        let plain = self.root.unwrap(stored).await?;
+        let plain = self.roots.of(&key.region).unwrap(stored).await?;
         let k = SecretKey::from_slice(&plain)?;
-        cache.insert((key, version), k.clone());
+        cache.insert((key.id, version), k.clone());
         Ok(k)
     }
 }
 
 #[async_trait]
 impl KeyManager for BuiltinKeyManager {
-    async fn generate(&self) -> Result<Vec<u8>> {
+    async fn generate(&self, region: &str) -> Result<Vec<u8>> {
         let k = SecretKey::generate();
-        self.root.wrap(k.expose()).await
+        self.roots.of(region).wrap(k.expose()).await
     }
 
-    async fn wrap(&self, key: Id, version: u32, stored: &[u8], dek: &SecretKey) -> Result<Vec<u8>> {
+    async fn wrap(
+        &self,
+        key: &VaultKeyRow,
+        version: u32,
+        stored: &[u8],
+        dek: &SecretKey,
+    ) -> Result<Vec<u8>> {
         let kek = self.material(key, version, stored).await?;
         Ok(wrap_key(&kek, dek.expose())?)
     }
 
     async fn unwrap(
         &self,
-        key: Id,
+        key: &VaultKeyRow,
         version: u32,
         stored: &[u8],
         wrapped: &[u8],
@@ -179,7 +236,7 @@ type Checked = std::result::Result<(VaultKeyRow, Option<Arc<TransitClient>>), St
 pub struct KeyVault {
     meta: Meta,
     manager: Arc<dyn KeyManager>,
-    root: Arc<dyn RootKey>,
+    roots: RootKeys,
     materials: Arc<Mutex<Materials>>,
     externals: Arc<Mutex<Externals>>,
     token_keys: Arc<Mutex<TokenKeys>>,
@@ -191,38 +248,57 @@ pub struct KeyVault {
 pub(crate) const ROOT_CHECK: &str = "root_key_check";
 
 impl KeyVault {
-    /// Open the vault. The first open with a metadata store records a check
-    /// value under the root key; later opens verify it, so a wrong root key
-    /// is refused at start with a clear message instead of failing later.
+    /// Open the vault, every region's keys under the deployment's root key
+    /// `root` (see [`KeyVault::open_with`]).
     pub async fn open(meta: Meta, root: Arc<dyn RootKey>) -> Result<Self> {
-        let check = root.wrap(b"coffer root key check v1").await?;
-        let stored = meta.setting_init(ROOT_CHECK, &hex::encode(&check)).await?;
-        let stored = hex::decode(&stored)
-            .map_err(|_| VaultError::Root("stored root key check is not hex".into()))?;
-        match root.unwrap(&stored).await {
-            Ok(p) if &p[..] == b"coffer root key check v1" => {}
-            // A root key that cannot be reached (an HSM that fails) is not a
-            // wrong root key: say what failed.
-            Err(e @ VaultError::Root(_)) => return Err(e),
-            _ => {
+        Self::open_with(meta, RootKeys::new(root)).await
+    }
+
+    /// Open the vault. The first open with a metadata store records a check
+    /// value under each root key (the deployment's, and each region's own);
+    /// later opens verify them, so a wrong root key is refused at start with
+    /// a clear message, naming its region, instead of failing later. A
+    /// region's own root key given for the first time while the region
+    /// already has key material (made under the deployment's root key) is
+    /// refused too: a region's root key is not changed in place.
+    pub async fn open_with(meta: Meta, roots: RootKeys) -> Result<Self> {
+        let root = roots.deployment().clone();
+        check_root(&meta, ROOT_CHECK, root.as_ref(), "this deployment", || {
+            "start with the right --root-key-file, --root-key-uri or passphrase".to_string()
+        })
+        .await?;
+        for (region, key) in &roots.regions {
+            let setting = region_root_check(region);
+            if meta.setting(&setting).await?.is_none()
+                && let Some(material) = meta.region_key_material_sample(region).await?
+                && key.unwrap(&material).await.is_err()
+            {
                 return Err(VaultError::Root(format!(
-                    "the root key ({}) is not the one this deployment's keys were created with; \
-                     start with the right --root-key-file, --root-key-uri or passphrase",
-                    root.describe()
+                    "region {region} already has keys made under the deployment's root key, so its own root key ({}) cannot read them: a region's root key is not changed in place. Remove root_key_file / root_key_uri from the region's [[regions]] entry",
+                    key.describe()
                 )));
             }
+            check_root(&meta, &setting, key.as_ref(), &format!("region {region}"), || {
+                format!("give region {region} its own root key (root_key_file or root_key_uri in its [[regions]] entry) as when its keys were made")
+            })
+            .await?;
         }
         let audit = AuditLog::open(meta.clone(), root.as_ref()).await?;
-        let manager = Arc::new(BuiltinKeyManager::new(root.clone()));
+        let manager = Arc::new(BuiltinKeyManager::new(roots.clone()));
         Ok(Self {
             meta,
             manager,
-            root,
+            roots,
             materials: Arc::new(Mutex::new(HashMap::new())),
             externals: Arc::new(Mutex::new(HashMap::new())),
             token_keys: Arc::new(Mutex::new(HashMap::new())),
             audit,
         })
+    }
+
+    /// The root key protecting `region`'s key material.
+    pub(crate) fn root_of(&self, region: &str) -> &Arc<dyn RootKey> {
+        self.roots.of(region)
     }
 
     /// The audit log of key use.
@@ -235,7 +311,7 @@ impl KeyVault {
         if let Some(k) = self.meta.platform_key(region).await? {
             return Ok(k);
         }
-        let material = self.manager.generate().await?;
+        let material = self.manager.generate(region).await?;
         let id = Id::random(Kind::Key);
         self.meta.insert_platform_key(id, region, &material).await?;
         // Another node may have won the race: read back whichever exists.
@@ -375,8 +451,13 @@ impl KeyVault {
         }
         cache.retain(|(v, _), _| *v != vault.id);
         let token = zeroize::Zeroizing::new(
-            String::from_utf8(self.root.unwrap(&ext.token).await?.to_vec())
-                .map_err(|_| VaultError::External("stored token is not text".into()))?,
+            String::from_utf8(
+                self.root_of(&vault.region)
+                    .unwrap(&ext.token)
+                    .await?
+                    .to_vec(),
+            )
+            .map_err(|_| VaultError::External("stored token is not text".into()))?,
         );
         let c = Arc::new(TransitClient::new(&ext.address, &ext.mount, token)?);
         cache.insert(slot, c.clone());
@@ -417,8 +498,13 @@ impl KeyVault {
             None
         } else {
             Some(zeroize::Zeroizing::new(
-                String::from_utf8(self.root.unwrap(&ext.token).await?.to_vec())
-                    .map_err(|_| VaultError::External("stored PIN is not text".into()))?,
+                String::from_utf8(
+                    self.root_of(&vault.region)
+                        .unwrap(&ext.token)
+                        .await?
+                        .to_vec(),
+                )
+                .map_err(|_| VaultError::External("stored PIN is not text".into()))?,
             ))
         };
         let uri = token_key_uri(&ext.address, key, version)?;
@@ -443,9 +529,10 @@ impl KeyVault {
         }
     }
 
-    /// Wrap an external key store's token for storage, under the root key.
-    pub async fn seal_token(&self, token: &str) -> Result<Vec<u8>> {
-        self.root.wrap(token.as_bytes()).await
+    /// Wrap an external key store's token, for a vault of `region`, for
+    /// storage under that region's root key.
+    pub async fn seal_token(&self, region: &str, token: &str) -> Result<Vec<u8>> {
+        self.root_of(region).wrap(token.as_bytes()).await
     }
 
     /// Re-wrap a batch of DEKs under `version` of `kek` (the same key or
@@ -526,7 +613,7 @@ impl KeyVault {
             .key_version_material(row.kek_id, row.kek_version)
             .await?;
         self.manager
-            .unwrap(row.kek_id, row.kek_version, &stored, &row.wrapped)
+            .unwrap(kek, row.kek_version, &stored, &row.wrapped)
             .await
     }
 
@@ -561,7 +648,7 @@ impl KeyVault {
                 .wrap(dek.expose())?);
         }
         let stored = self.meta.key_version_material(kek.id, version).await?;
-        self.manager.wrap(kek.id, version, &stored, dek).await
+        self.manager.wrap(kek, version, &stored, dek).await
     }
 
     /// Unwrap the DEK of `row`, checking that its KEK may be used.
@@ -583,6 +670,33 @@ impl KeyVault {
         let transit = self.transit_of(kek).await?;
         self.wrap_checked(kek, version, dek, transit.as_deref())
             .await
+    }
+}
+
+/// Verify root key `root` against the check value in setting `setting`
+/// (recording one, the first time); `whose` and `fix` make the refusal's
+/// message.
+async fn check_root(
+    meta: &Meta,
+    setting: &str,
+    root: &dyn RootKey,
+    whose: &str,
+    fix: impl Fn() -> String,
+) -> Result<()> {
+    let check = root.wrap(b"coffer root key check v1").await?;
+    let stored = meta.setting_init(setting, &hex::encode(&check)).await?;
+    let stored = hex::decode(&stored)
+        .map_err(|_| VaultError::Root(format!("stored root key check of {whose} is not hex")))?;
+    match root.unwrap(&stored).await {
+        Ok(p) if &p[..] == b"coffer root key check v1" => Ok(()),
+        // A root key that cannot be reached (an HSM that fails) is not a
+        // wrong root key: say what failed.
+        Err(e @ VaultError::Root(_)) => Err(e),
+        _ => Err(VaultError::Root(format!(
+            "the root key ({}) is not the one {whose}'s keys were created with; {}",
+            root.describe(),
+            fix()
+        ))),
     }
 }
 
@@ -619,5 +733,65 @@ mod tests {
             .err()
             .expect("wrong root key accepted");
         assert!(err.to_string().contains("not the one"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_region_with_its_own_root_key_keeps_its_keys_under_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.sqlite").display());
+        let meta = Meta::open(&url).await.unwrap();
+        let file = |name: &str| -> Arc<dyn RootKey> {
+            Arc::new(FileRootKey::load_or_create(&dir.path().join(name)).unwrap())
+        };
+        let (deployment, east) = (file("root.key"), file("east.key"));
+        let roots = RootKeys::new(deployment.clone()).with_region("east", east.clone());
+        let vault = KeyVault::open_with(meta.clone(), roots.clone())
+            .await
+            .unwrap();
+        let (west_pk, east_pk) = (
+            vault.platform_key("west").await.unwrap(),
+            vault.platform_key("east").await.unwrap(),
+        );
+        let (west_dek, _) = vault.new_dek(&west_pk).await.unwrap();
+        let (east_dek, east_plain) = vault.new_dek(&east_pk).await.unwrap();
+        assert_eq!(vault.dek(east_dek).await.unwrap(), east_plain);
+        // East's platform key is wrapped by east's root key, not by the
+        // deployment's; west's by the deployment's.
+        let east_material = meta.key_version_material(east_pk.id, 1).await.unwrap();
+        assert!(east.unwrap(&east_material).await.is_ok());
+        assert!(deployment.unwrap(&east_material).await.is_err());
+        let west_material = meta.key_version_material(west_pk.id, 1).await.unwrap();
+        assert!(deployment.unwrap(&west_material).await.is_ok());
+        assert!(east.unwrap(&west_material).await.is_err());
+        // Secrets and external credentials of a region go under its root.
+        let sealed = vault.seal_secret("east", b"s3cret", b"ctx").await.unwrap();
+        assert_eq!(
+            &vault.open_secret("east", &sealed, b"ctx").await.unwrap()[..],
+            b"s3cret"
+        );
+        assert!(vault.open_secret("west", &sealed, b"ctx").await.is_err());
+
+        // Another key for east is refused, naming the region; so is a root
+        // key of its own for west, whose keys the deployment's root made.
+        let err = KeyVault::open_with(
+            meta.clone(),
+            RootKeys::new(deployment.clone()).with_region("east", file("wrong.key")),
+        )
+        .await
+        .err()
+        .expect("a wrong root key for east accepted");
+        assert!(err.to_string().contains("region east"), "{err}");
+        let err = KeyVault::open_with(
+            meta.clone(),
+            roots.clone().with_region("west", file("west.key")),
+        )
+        .await
+        .err()
+        .expect("a new root key for a region with keys accepted");
+        assert!(err.to_string().contains("not changed in place"), "{err}");
+        // The right keys open it again, every DEK readable.
+        let vault = KeyVault::open_with(meta, roots).await.unwrap();
+        assert_eq!(vault.dek(east_dek).await.unwrap(), east_plain);
+        vault.dek(west_dek).await.unwrap();
     }
 }

@@ -43,20 +43,37 @@ impl FileRootKey {
     /// deployment's keys, and a key file written there would only hide the
     /// missing one.
     pub async fn open_for(path: &Path, meta: &Meta) -> Result<Self> {
+        Self::open_checked(path, meta, crate::ROOT_CHECK, "this deployment").await
+    }
+
+    /// The root key file of region `region` of the deployment whose
+    /// metadata is `meta`: as [`FileRootKey::open_for`], but created only
+    /// while the region's own root key has no check value yet.
+    pub async fn open_for_region(path: &Path, meta: &Meta, region: &str) -> Result<Self> {
+        Self::open_checked(
+            path,
+            meta,
+            &crate::region_root_check(region),
+            &format!("region {region}"),
+        )
+        .await
+    }
+
+    async fn open_checked(path: &Path, meta: &Meta, setting: &str, whose: &str) -> Result<Self> {
         let exists = path.try_exists().map_err(|e| {
             VaultError::Root(format!(
                 "cannot look for root key file {}: {e}",
                 path.display()
             ))
         })?;
-        if !exists && meta.setting(crate::ROOT_CHECK).await?.is_some() {
+        if !exists && meta.setting(setting).await?.is_some() {
             let at = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
             return Err(VaultError::Root(format!(
-                "the root key file {at} is missing, but this deployment already has keys \
+                "the root key file {at} is missing, but {whose} already has keys \
                  protected by a root key (its metadata holds the root key's check value), so \
                  no new key is created: a new one could not read them. Restore the key file \
                  from your backup to {at}, or point --root-key-file (COFFER_ROOT_KEY_FILE, \
-                 root_key_file in the config file) at where it is; if this deployment's root \
+                 root_key_file in the config file) at where it is; if this root \
                  key is a passphrase or in an HSM, give COFFER_ROOT_PASSPHRASE or \
                  --root-key-uri instead",
                 at = at.display()

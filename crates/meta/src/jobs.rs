@@ -72,9 +72,18 @@ pub struct JobRow {
     /// The region the copy is made in (its source's, unless the job
     /// copies across regions).
     pub target_region: String,
+    /// The view the job copies: the source's volume and generation (`None`
+    /// on jobs from before incremental copies).
+    pub source_view: Option<(Id, u64)>,
+    /// The earlier copy this one is built on (its target is a child of that
+    /// copy's view, and only the chunks changed since are copied), and the
+    /// generation of the source that copy was made from.
+    pub base: Option<(Id, u64)>,
+    /// Bytes of data read from the source and written to the copy so far.
+    pub bytes_copied: u64,
 }
 
-const JOB_COLS: &str = "id, account_id, kind, state, source_id, source_account, source_region, target_id, name, reader_volume, target_volume, bytes_total, bytes_done, message, tags, created_by, created_at, updated_at, finished_at, node_id, source_sha256, target_sha256, image_id, image_role, target_region";
+const JOB_COLS: &str = "id, account_id, kind, state, source_id, source_account, source_region, target_id, name, reader_volume, target_volume, bytes_total, bytes_done, message, tags, created_by, created_at, updated_at, finished_at, node_id, source_sha256, target_sha256, image_id, image_role, target_region, source_volume, source_generation, base_id, base_generation, bytes_copied";
 
 struct JobRec(JobRow);
 
@@ -123,6 +132,15 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for JobRec {
                     _ => None,
                 },
                 target_region: s(24)?,
+                source_view: match (o(25)?, r.try_get::<Option<i64>, _>(26)?) {
+                    (Some(v), Some(g)) => Some((parse_id(&v, Kind::Volume)?, to_u64(g)?)),
+                    _ => None,
+                },
+                base: match (o(27)?, r.try_get::<Option<i64>, _>(28)?) {
+                    (Some(b), Some(g)) => Some((parse_id(&b, Kind::Snapshot)?, to_u64(g)?)),
+                    _ => None,
+                },
+                bytes_copied: to_u64(r.try_get::<i64, _>(29)?)?,
             })
         };
         parse()
@@ -181,6 +199,68 @@ impl Meta {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// The copy a new copy of `volume` at `generation` into `account` in
+    /// `region` can be built on: the target snapshot (still there) of the
+    /// newest succeeded copy job of an earlier view of the same volume into
+    /// the same account and region, and that view's generation.
+    pub async fn copy_base(
+        &self,
+        account: Id,
+        region: &str,
+        volume: Id,
+        generation: u64,
+    ) -> Result<Option<(SnapshotRow, u64)>> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT j.target_id, j.source_generation FROM jobs j JOIN snapshots t ON t.id = j.target_id \
+             WHERE j.state = 'succeeded' AND j.account_id = $1 AND j.target_region = $2 \
+             AND j.source_volume = $3 AND j.source_generation < $4 \
+             ORDER BY j.source_generation DESC LIMIT 1",
+        )
+        .bind(account.to_string())
+        .bind(region)
+        .bind(volume.to_string())
+        .bind(to_i64(generation)?)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((target, base_generation)) = row else {
+            return Ok(None);
+        };
+        let base_generation = to_u64(base_generation)?;
+        let snap = self.snapshot(parse_id(&target, Kind::Snapshot)?).await?;
+        Ok(snap.map(|s| (s, base_generation)))
+    }
+
+    /// The chunks of `volume` in `from..to` (chunk indexes, ascending)
+    /// whose content may differ between its views at generations `after`
+    /// and `upto` (`after < upto`): those with a row (of either format)
+    /// written after `after` and up to `upto`. A view of a volume sees, per
+    /// chunk, its newest row up to the view's generation, so a chunk with no
+    /// such row reads the same in both. One bounded range at a time: the
+    /// map is never read whole.
+    pub async fn changed_chunks(
+        &self,
+        volume: Id,
+        after: u64,
+        upto: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<u64>> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT chunk_index FROM extents WHERE volume_id = $1 AND chunk_index >= $2 AND chunk_index < $3 \
+             AND generation > $4 AND generation <= $5 \
+             UNION SELECT chunk_index FROM chunks WHERE volume_id = $1 AND chunk_index >= $2 AND chunk_index < $3 \
+             AND generation > $4 AND generation <= $5 ORDER BY 1",
+        )
+        .bind(volume.to_string())
+        .bind(to_i64(from)?)
+        .bind(to_i64(to)?)
+        .bind(to_i64(after)?)
+        .bind(to_i64(upto)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(to_u64).collect()
     }
 
     /// A job by id.
@@ -254,8 +334,20 @@ impl Meta {
         done: u64,
         message: Option<&str>,
     ) -> Result<()> {
+        self.job_progress_copied(holder, done, None, message).await
+    }
+
+    /// [`Meta::job_progress`], and, with `copied`, the bytes of data the
+    /// job has read and written so far.
+    pub async fn job_progress_copied(
+        &self,
+        holder: &Holder,
+        done: u64,
+        copied: Option<u64>,
+        message: Option<&str>,
+    ) -> Result<()> {
         let n = sqlx::query(
-            "UPDATE jobs SET bytes_done = $1, message = $2, updated_at = $3 WHERE id = $4 AND node_id = $5 AND hold_id = $6 AND state = 'running'",
+            "UPDATE jobs SET bytes_done = $1, message = $2, updated_at = $3, bytes_copied = COALESCE($7, bytes_copied) WHERE id = $4 AND node_id = $5 AND hold_id = $6 AND state = 'running'",
         )
         .bind(to_i64(done)?)
         .bind(message)
@@ -263,6 +355,7 @@ impl Meta {
         .bind(holder.attachment.to_string())
         .bind(holder.node.to_string())
         .bind(holder.hold.to_string())
+        .bind(copied.map(to_i64).transpose()?)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -441,7 +534,7 @@ async fn insert_copy_job_tx(
     insert_volume_tx(tx, target).await?;
     let tags: Vec<String> = job.tags.iter().map(Tag::to_string).collect();
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+        "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"
     )))
     .bind(job.id.to_string())
     .bind(job.account_id.to_string())
@@ -468,6 +561,11 @@ async fn insert_copy_job_tx(
     .bind(job.image.as_ref().map(|i| i.0.to_string()))
     .bind(job.image.as_ref().map(|i| i.1.clone()))
     .bind(&job.target_region)
+    .bind(job.source_view.map(|v| v.0.to_string()))
+    .bind(job.source_view.map(|v| to_i64(v.1)).transpose()?)
+    .bind(job.base.map(|b| b.0.to_string()))
+    .bind(job.base.map(|b| to_i64(b.1)).transpose()?)
+    .bind(to_i64(job.bytes_copied)?)
     .execute(&mut **tx)
     .await?;
     Ok(())

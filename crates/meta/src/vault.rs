@@ -118,6 +118,22 @@ impl Meta {
         row.map(key_row).transpose()
     }
 
+    /// One piece of key material of `region` that a root key wraps (its
+    /// platform key's, else a key's of one of its built-in vaults), if the
+    /// region has any: a root key for the region must unwrap it.
+    pub async fn region_key_material_sample(&self, region: &str) -> Result<Option<Vec<u8>>> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT v.wrapped_material FROM vault_key_versions v JOIN vault_keys k ON k.id = v.key_id \
+             LEFT JOIN vaults va ON va.id = k.vault_id \
+             WHERE k.region = $1 AND (k.purpose = 'platform' OR (va.id IS NOT NULL AND va.external_kind IS NULL)) \
+             AND LENGTH(v.wrapped_material) > 0 ORDER BY k.purpose DESC LIMIT 1",
+        )
+        .bind(region)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
     /// A vault key by id.
     pub async fn vault_key(&self, id: Id) -> Result<VaultKeyRow> {
         let row: Option<KeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

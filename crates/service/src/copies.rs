@@ -44,6 +44,8 @@ pub(crate) fn job_dto(j: &JobRow) -> Job {
         target_id: j.target_id.to_string(),
         source_region: j.source_region.clone(),
         target_region: j.target_region.clone(),
+        base_id: j.base.map(|b| b.0.to_string()),
+        bytes_copied: j.bytes_copied,
         image_id: j.image.as_ref().map(|i| i.0.to_string()),
         bytes_total: j.bytes_total,
         bytes_done: j.bytes_done,
@@ -177,9 +179,13 @@ impl Service {
             )
             .await?;
         }
+        // What the copy will be under: the set's key (and its type), or the
+        // target region's platform key.
+        let mut under: (Option<Id>, EncryptionType) = (None, EncryptionType::Platform);
         let (dek_id, dek2_id) = match set {
             Some(s) => {
                 let (s, kek) = self.set_for_new_disk(caller, s, region).await?;
+                under = (Some(s.id), s.encryption_type);
                 if s.account_id != account {
                     return Err(ServiceError::new(
                         ErrorCode::KeyRequired,
@@ -232,13 +238,31 @@ impl Service {
             // The reader is of the source's lineage, in its store.
             region: source_vol.region.clone(),
         };
+        // Incremental: an earlier copy of this lineage into the same account
+        // and region, under the same key, is the base: the target starts as
+        // a child of its view, and only the chunks changed since are copied.
+        let base = match self
+            .meta
+            .copy_base(account, region, src.volume_id, src.generation)
+            .await?
+        {
+            Some((b, generation))
+                if b.account_id == account
+                    && b.region == region
+                    && (b.encryption_set_id, b.encryption) == under
+                    && self.meta.volume(b.volume_id).await?.chunk_size == source_vol.chunk_size =>
+            {
+                Some((b, generation))
+            }
+            _ => None,
+        };
         let target = VolumeRow {
             id: Id::random(Kind::Volume),
             dek_id,
             dek2_id,
             chunk_size: source_vol.chunk_size,
             size: src.size,
-            parent: None,
+            parent: base.as_ref().map(|(b, _)| (b.volume_id, b.generation)),
             head_generation: 0,
             live: true,
             region: region.to_string(),
@@ -274,6 +298,9 @@ impl Service {
             source_sha256: None,
             target_sha256: None,
             image,
+            source_view: Some((src.volume_id, src.generation)),
+            base: base.map(|(b, generation)| (b.id, generation)),
+            bytes_copied: 0,
         };
         Ok((job, reader, target))
     }
@@ -461,6 +488,45 @@ impl Service {
         true
     }
 
+    /// Copy into `target` the chunks in `off..off + len` that changed in
+    /// the source's lineage (`volume`) after generation `after` up to
+    /// `upto`, read through `reader`: their data, and their holes as
+    /// zeroes. Returns the bytes of data copied.
+    async fn copy_changed(
+        &self,
+        reader: &Arc<Volume>,
+        target: &Arc<Volume>,
+        (volume, after, upto): (Id, u64, u64),
+        off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        let cs = u64::from(reader.chunk_size());
+        let total = reader.size();
+        let mut copied = 0;
+        for idx in self
+            .meta
+            .changed_chunks(volume, after, upto, off / cs, (off + len).div_ceil(cs))
+            .await?
+        {
+            let start = idx * cs;
+            let end = (start + cs).min(total);
+            let mut pos = start;
+            for (n, hole) in reader.allocation(start, end - start)? {
+                if hole {
+                    target.write_zeroes(pos, n, false).await?;
+                } else {
+                    if let Some(p) = &self.config.copy_pace {
+                        p.take(usize::try_from(n).unwrap_or(usize::MAX)).await;
+                    }
+                    target.write(pos, reader.read(pos, n).await?, false).await?;
+                    copied += n;
+                }
+                pos += n;
+            }
+        }
+        Ok(copied)
+    }
+
     /// Whether job `id` is still running (not cancelled meanwhile).
     async fn still_running(&self, id: Id) -> Result<bool> {
         Ok(self
@@ -503,34 +569,55 @@ impl Service {
         if off > 0 {
             tracing::info!(job = %id, resumed_at = off, "copy job resumed");
         }
+        // An incremental copy (one built on a base) copies the chunks of
+        // the source's lineage changed since the base's source: its target
+        // already reads the base's data everywhere else.
+        let incremental = match (job.base, job.source_view) {
+            (Some((_, after)), Some((volume, upto))) => Some((volume, after, upto)),
+            _ => None,
+        };
+        let mut copied = job.bytes_copied;
         // A copy made whole in this run hashes the source as it copies it
-        // (the same windows and pieces as the verification's); a resumed one
-        // reads the source again to verify.
-        let mut source_hash = (off == 0).then(Sha256::default);
+        // (the same windows and pieces as the verification's); a resumed or
+        // incremental one reads the source again to verify.
+        let mut source_hash = (off == 0 && incremental.is_none()).then(Sha256::default);
         // The source is read (and decrypted) by a task of its own, a window
         // or two ahead, while this one writes (and the target's write-back
         // seals) and hashes: two cores busy, not one.
-        let mut windows = read_windows(&reader, &reader, off, total);
+        let mut windows = incremental
+            .is_none()
+            .then(|| read_windows(&reader, &reader, off, total));
         while off < total {
             if !self.still_running(id).await? {
                 return self.stop_cancelled(id, &reader, &target).await;
             }
             let len = STEP.min(total - off);
-            if let Some(p) = &self.config.copy_pace {
-                p.take(usize::try_from(len).unwrap_or(usize::MAX)).await;
-            }
-            for (pos, data) in next_window(&mut windows).await? {
-                if let Some(h) = &mut source_hash {
-                    h.update(&pos.to_le_bytes());
-                    h.update(&data);
+            match (&mut windows, incremental) {
+                (Some(windows), _) => {
+                    if let Some(p) = &self.config.copy_pace {
+                        p.take(usize::try_from(len).unwrap_or(usize::MAX)).await;
+                    }
+                    for (pos, data) in next_window(windows).await? {
+                        if let Some(h) = &mut source_hash {
+                            h.update(&pos.to_le_bytes());
+                            h.update(&data);
+                        }
+                        copied += data.len() as u64;
+                        target.write(pos, data, false).await?;
+                    }
                 }
-                target.write(pos, data, false).await?;
+                (None, Some((volume, after, upto))) => {
+                    copied += self
+                        .copy_changed(&reader, &target, (volume, after, upto), off, len)
+                        .await?;
+                }
+                (None, None) => unreachable!("a job copies whole or incrementally"),
             }
             off += len;
             if off.is_multiple_of(COMMIT_EVERY) || off == total {
                 target.flush().await?;
                 self.meta
-                    .job_progress(&holder, off, Some("copying"))
+                    .job_progress_copied(&holder, off, Some(copied), Some("copying"))
                     .await?;
             }
         }
@@ -565,8 +652,19 @@ impl Service {
             (None, None) => unreachable!("the source is hashed one way or the other"),
         };
         let (source_sha, target_sha) = (a.finish_hex(), b.finish_hex());
+        // The hashes cover the source's allocated pieces; the copy must hold
+        // nothing outside them (an incremental copy's base might).
+        let extra = data_outside(&reader.allocation(0, total)?, &target.allocation(0, total)?);
         reader.close().await?;
         target.close().await?;
+        if let Some(at) = extra {
+            return Err(ServiceError::new(
+                ErrorCode::IntegrityError,
+                format!(
+                    "copy verification failed: the copy holds data at byte {at}, where the source reads as zeroes"
+                ),
+            ));
+        }
         if source_sha != target_sha {
             return Err(ServiceError::new(
                 ErrorCode::IntegrityError,
@@ -691,6 +789,39 @@ async fn next_window(
     }
 }
 
+/// The first byte that `copy` (runs of `(length, hole)`) holds as data
+/// where `source` (runs over the same range) has a hole, if any.
+fn data_outside(source: &[(u64, bool)], copy: &[(u64, bool)]) -> Option<u64> {
+    let mut src = source.iter().scan(0u64, |at, &(n, hole)| {
+        let start = *at;
+        *at += n;
+        Some((start, *at, hole))
+    });
+    let mut cur = src.next();
+    let mut at = 0u64;
+    for &(n, hole) in copy {
+        let (start, end) = (at, at + n);
+        at = end;
+        if hole {
+            continue;
+        }
+        // Every source run this data run overlaps must be data.
+        let mut pos = start;
+        while pos < end {
+            while let Some((_, e, _)) = cur
+                && e <= pos
+            {
+                cur = src.next();
+            }
+            match cur {
+                Some((_, e, false)) => pos = e.min(end),
+                _ => return Some(pos),
+            }
+        }
+    }
+    None
+}
+
 /// Data keys made for a job being planned: forgotten (in the background)
 /// if the plan is dropped before [`MadeKeys::disarm`], so a step that fails
 /// after a key was made leaves no key row behind.
@@ -729,5 +860,29 @@ impl Drop for MadeKeys {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::data_outside;
+
+    #[test]
+    fn data_outside_finds_the_first_copy_data_over_a_source_hole() {
+        let src = [(4, false), (4, true), (8, false)];
+        assert_eq!(data_outside(&src, &[(4, false), (12, true)]), None);
+        assert_eq!(data_outside(&src, &src), None);
+        assert_eq!(data_outside(&src, &[(16, true)]), None);
+        assert_eq!(
+            data_outside(&src, &[(2, true), (4, false), (10, true)]),
+            Some(4)
+        );
+        assert_eq!(data_outside(&src, &[(16, false)]), Some(4));
+        assert_eq!(data_outside(&src, &[(8, true), (8, false)]), None);
+        assert_eq!(data_outside(&[(8, true)], &[(8, false)]), Some(0));
+        assert_eq!(
+            data_outside(&[(4, false)], &[(4, false), (4, false)]),
+            Some(4)
+        );
     }
 }

@@ -233,7 +233,7 @@ impl Service {
         } else {
             let alg = coffer_crypto::keys::KeyAlgorithm::parse(&k.key_type)
                 .map_err(|e| ServiceError::internal(format!("key {}: {e}", k.id)))?;
-            let nv = self.vault.generate_version(alg).await?;
+            let nv = self.vault.generate_version(&k.region, alg).await?;
             self.meta
                 .add_key_version_if(k.id, k.current_version, &nv.wrapped, &nv.row)
                 .await?

@@ -139,7 +139,7 @@ impl Service {
         };
         let sealed = self
             .vault
-            .seal_secret(&value, context(id, version).as_bytes())
+            .seal_secret(&v.region, &value, context(id, version).as_bytes())
             .await?;
         let at = now();
         let row = self
@@ -226,7 +226,7 @@ impl Service {
         };
         let value = self
             .vault
-            .open_secret(&stored, context(s.id, version).as_bytes())
+            .open_secret(&v.region, &stored, context(s.id, version).as_bytes())
             .await
             .map_err(|e| match e {
                 coffer_keyvault::VaultError::Crypto(c) => ServiceError::new(

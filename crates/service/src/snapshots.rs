@@ -320,6 +320,8 @@ impl Service {
             target_id: row.id.to_string(),
             source_region: src.region.clone(),
             target_region: src.region.clone(),
+            base_id: None,
+            bytes_copied: 0,
             image_id: None,
             bytes_total: src.size,
             bytes_done: src.size,

@@ -382,7 +382,13 @@ impl Service {
 
     /// Check a new vault's external key store (a transit engine that
     /// answers with the token given) and seal its token.
-    async fn external_store(&self, e: &ExternalStore) -> Result<coffer_meta::ExternalStore> {
+    /// The external key store `e` of a vault of `region`, its credential
+    /// sealed under the region's root key.
+    async fn external_store(
+        &self,
+        region: &str,
+        e: &ExternalStore,
+    ) -> Result<coffer_meta::ExternalStore> {
         if e.kind == "pkcs11" {
             // The token named by a PKCS#11 URI without an object; the PIN
             // from its pin-source (read by the server), or given here.
@@ -392,7 +398,7 @@ impl Service {
             let token = if e.token.trim().is_empty() {
                 Vec::new()
             } else {
-                self.vault.seal_token(e.token.trim()).await?
+                self.vault.seal_token(region, e.token.trim()).await?
             };
             return Ok(coffer_meta::ExternalStore {
                 kind: "pkcs11".into(),
@@ -426,7 +432,7 @@ impl Service {
             kind: e.kind.clone(),
             address,
             mount,
-            token: self.vault.seal_token(e.token.trim()).await?,
+            token: self.vault.seal_token(region, e.token.trim()).await?,
         })
     }
 
@@ -456,7 +462,7 @@ impl Service {
                 .ok_or_else(|| ServiceError::internal("no regions configured"))?,
         };
         let external = match &req.external {
-            Some(e) => Some(self.external_store(e).await?),
+            Some(e) => Some(self.external_store(&region, e).await?),
             None => None,
         };
         let row = VaultRow {
@@ -553,7 +559,7 @@ impl Service {
                     "the transit token is empty",
                 ));
             }
-            let sealed = self.vault.seal_token(token.trim()).await?;
+            let sealed = self.vault.seal_token(&v.region, token.trim()).await?;
             self.meta.set_vault_external_token(v.id, &sealed).await?;
         }
         self.meta
@@ -684,7 +690,7 @@ impl Service {
                     b64("material", m)?
                 };
                 self.vault
-                    .import_version(alg, &raw)
+                    .import_version(&vault.region, alg, &raw)
                     .await
                     .map_err(material_error)
             }
@@ -695,7 +701,7 @@ impl Service {
                     .await
                     .map_err(material_error)
             }
-            (None, None) => Ok(self.vault.generate_version(alg).await?),
+            (None, None) => Ok(self.vault.generate_version(&vault.region, alg).await?),
         }
     }
 

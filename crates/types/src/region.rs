@@ -18,6 +18,15 @@ pub struct RegionConfig {
     /// the others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// The region's own root key, in a key file (made on first start), so
+    /// that its key material is protected by a key no other region shares
+    /// (default: the deployment's root key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_key_file: Option<std::path::PathBuf>,
+    /// The region's own root key in a PKCS#11 token or HSM (a `pkcs11:`
+    /// URI, its PIN from `COFFER_PKCS11_PIN`); not with `root_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_key_uri: Option<String>,
 }
 
 /// Why a zone or region is not usable.
@@ -54,6 +63,8 @@ impl Default for Regions {
             name: "local".into(),
             zones: vec!["local-a".into(), "local-b".into(), "local-c".into()],
             store: None,
+            root_key_file: None,
+            root_key_uri: None,
         }])
     }
 }
@@ -72,6 +83,12 @@ impl Regions {
             if r.zones.is_empty() {
                 return Err(RegionError::Invalid(format!(
                     "region '{}' has no zones",
+                    r.name
+                )));
+            }
+            if r.root_key_file.is_some() && r.root_key_uri.is_some() {
+                return Err(RegionError::Invalid(format!(
+                    "region '{}' names both root_key_file and root_key_uri: give one",
                     r.name
                 )));
             }
@@ -150,12 +167,16 @@ mod tests {
             name: "r".into(),
             zones: vec!["r".into()],
             store: None,
+            root_key_file: None,
+            root_key_uri: None,
         };
         assert!(Regions::new(vec![dup]).is_err());
         let nozones = RegionConfig {
             name: "r".into(),
             zones: vec![],
             store: None,
+            root_key_file: None,
+            root_key_uri: None,
         };
         assert!(Regions::new(vec![nozones]).is_err());
     }

@@ -265,6 +265,14 @@ pub struct Job {
     /// The region the copy is made in.
     #[serde(default)]
     pub target_region: String,
+    /// The earlier copy (a snapshot) this one is built on: an incremental
+    /// copy moves only the chunks changed since the source of that copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_id: Option<String>,
+    /// Bytes of data read from the source and written so far (an
+    /// incremental copy's are only the changed chunks').
+    #[serde(default)]
+    pub bytes_copied: u64,
     /// The image this job copies a snapshot of (`image-copy` jobs: the
     /// image is pending until its last job succeeds).
     #[serde(default, skip_serializing_if = "Option::is_none")]

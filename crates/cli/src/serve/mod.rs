@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use coffer_keyvault::{
-    FileRootKey, KeyVault, PassphraseRootKey, Pkcs11RootKey, Pkcs11Uri, RootKey,
+    FileRootKey, KeyVault, PassphraseRootKey, Pkcs11RootKey, Pkcs11Uri, RootKey, RootKeys,
 };
 use coffer_meta::Meta;
 use coffer_service::{ExportResolverImpl, Service, ServiceConfig};
@@ -90,6 +90,49 @@ pub(crate) async fn root_key(
         );
     }
     Ok(Arc::new(FileRootKey::open_for(file, meta).await?))
+}
+
+/// The deployment's root key `root` with the root keys of the regions
+/// that name their own (`root_key_file`, made on the region's first start,
+/// or `root_key_uri`, a PKCS#11 key).
+pub(crate) async fn region_roots(
+    meta: &Meta,
+    regions: &Regions,
+    root: Arc<dyn RootKey>,
+) -> anyhow::Result<RootKeys> {
+    let mut roots = RootKeys::new(root);
+    for r in regions.all() {
+        let key: Arc<dyn RootKey> = match (&r.root_key_file, &r.root_key_uri) {
+            (Some(file), _) => Arc::new(
+                FileRootKey::open_for_region(file, meta, &r.name)
+                    .await
+                    .with_context(|| format!("cannot open the root key of region {}", r.name))?,
+            ),
+            (None, Some(uri)) => {
+                let uri = Pkcs11Uri::parse(uri)
+                    .with_context(|| format!("bad root_key_uri of region {}", r.name))?;
+                let pin = crate::secrets::get("COFFER_PKCS11_PIN");
+                Arc::new(Pkcs11RootKey::open(uri, pin).await.with_context(|| {
+                    format!("cannot open the root key of region {} in the HSM", r.name)
+                })?)
+            }
+            (None, None) => {
+                if meta
+                    .setting(&coffer_keyvault::region_root_check(&r.name))
+                    .await?
+                    .is_some()
+                {
+                    bail!(
+                        "region {} has keys under a root key of its own, and its [[regions]] entry names none: give its root_key_file or root_key_uri again",
+                        r.name
+                    );
+                }
+                continue;
+            }
+        };
+        roots = roots.with_region(r.name.clone(), key);
+    }
+    Ok(roots)
 }
 
 /// Where the root key comes from, by the options.
@@ -299,7 +342,8 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     } else {
         None
     };
-    let vault = KeyVault::open(meta.clone(), root).await?;
+    let vault =
+        KeyVault::open_with(meta.clone(), region_roots(&meta, &regions, root).await?).await?;
     let service = Service::with_stores(
         meta,
         stores,

@@ -1110,3 +1110,38 @@ impl Drop for Cut {
         self.close();
     }
 }
+
+/// Launch `cmd`, expect it to exit non-zero without ever listening; returns
+/// its stderr.
+pub fn expect_refused(s: &Server, name: &str, mut cmd: Command) -> String {
+    let out_path = s.scratch().join(format!("{name}.out"));
+    let err_path = s.scratch().join(format!("{name}.err"));
+    let mut child = cmd
+        .stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&err_path).unwrap()))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{name}: the server did not exit; stdout:\n{}",
+                std::fs::read_to_string(&out_path).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert!(!status.success(), "{name}: the server started\n{stdout}");
+    assert!(
+        !stdout.contains("listening"),
+        "{name}: the server listened before failing:\n{stdout}"
+    );
+    stderr
+}
