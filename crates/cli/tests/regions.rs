@@ -36,11 +36,29 @@ fn qemu_io(uri: &str, cmds: &[&str]) -> String {
 }
 
 /// A server whose config file names `regions` (TOML `[[regions]]`
-/// entries), plus `extra` settings.
-fn server_with(dir: &std::path::Path, regions: &str, extra: &str) -> Server {
+/// entries), plus `extra` settings; `first` is the first region's store,
+/// which is then the deployment's `--store` too.
+fn server_with(
+    dir: &std::path::Path,
+    regions: &str,
+    extra: &str,
+    first: Option<&RegionStore>,
+) -> Server {
     let config = dir.join("serve.toml");
     std::fs::write(&config, format!("{extra}\n{regions}")).unwrap();
-    Server::start_with(&["--config", config.to_str().unwrap()], &[])
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    if let Some(f) = first {
+        args.extend(["--store", f.url.as_str()]);
+    }
+    let env = if coffer_testkit::store_is_s3() {
+        vec![
+            ("AWS_ACCESS_KEY_ID", coffer_testkit::S3_TEST_KEY.0),
+            ("AWS_SECRET_ACCESS_KEY", coffer_testkit::S3_TEST_KEY.1),
+        ]
+    } else {
+        vec![]
+    };
+    Server::start_with(&args, &env)
 }
 
 fn region_entry(name: &str, zones: &[&str], store: Option<&str>) -> String {
@@ -97,7 +115,7 @@ fn a_region_whose_store_is_down_answers_503_while_the_other_keeps_serving_io() {
     let two = RegionStore::new(&dir.path().join("store-two"), false);
     let regions = region_entry("one", &["one-a"], Some(&one.url))
         + &region_entry("two", &["two-a", "two-b"], Some(&two.url));
-    let mut s = server_with(dir.path(), &regions, "");
+    let mut s = server_with(dir.path(), &regions, "", Some(&one));
     assert_eq!(region_status(&s, "one"), "available");
 
     // One disk in each region, each written through NBD: each region's
@@ -196,7 +214,7 @@ fn a_snapshot_copied_to_another_region_is_reencrypted_into_that_regions_store() 
     let two = RegionStore::new(&dir.path().join("store-two"), false);
     let regions = region_entry("one", &["one-a"], Some(&one.url))
         + &region_entry("two", &["two-a"], Some(&two.url));
-    let s = server_with(dir.path(), &regions, "");
+    let s = server_with(dir.path(), &regions, "", Some(&one));
 
     let img = s.scratch().join("img.raw");
     random_file(&img, 24 << 20, 7);
@@ -310,7 +328,7 @@ fn a_region_with_its_own_root_key_starts_only_with_that_key() {
         + &format!("root_key_file = \"{}\"\n", key.display());
     // The root_key_file line belongs to region two's entry: make it so.
     let regions = regions.replace("\n\nroot_key_file", "\nroot_key_file");
-    let mut s = server_with(dir.path(), &regions, "");
+    let mut s = server_with(dir.path(), &regions, "", None);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&key).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "region two's root key file is private");
@@ -402,7 +420,7 @@ fn a_second_copy_of_the_same_disk_moves_only_the_chunks_changed_since_the_first(
     let two = RegionStore::new(&dir.path().join("store-two"), false);
     let regions = region_entry("one", &["one-a"], Some(&one.url))
         + &region_entry("two", &["two-a"], Some(&two.url));
-    let s = server_with(dir.path(), &regions, "");
+    let s = server_with(dir.path(), &regions, "", Some(&one));
     const SIZE: u64 = 256 << 20;
     let img = s.scratch().join("img.raw");
     random_file(&img, SIZE, 11);

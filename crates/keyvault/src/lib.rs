@@ -269,14 +269,27 @@ impl KeyVault {
         .await?;
         for (region, key) in &roots.regions {
             let setting = region_root_check(region);
-            if meta.setting(&setting).await?.is_none()
-                && let Some(material) = meta.region_key_material_sample(region).await?
-                && key.unwrap(&material).await.is_err()
-            {
-                return Err(VaultError::Root(format!(
-                    "region {region} already has keys made under the deployment's root key, so its own root key ({}) cannot read them: a region's root key is not changed in place. Remove root_key_file / root_key_uri from the region's [[regions]] entry",
-                    key.describe()
-                )));
+            if meta.setting(&setting).await?.is_none() {
+                // A region's first own root key: nothing of the region may
+                // be wrapped by another key already.
+                let samples = meta.region_root_samples(region).await?;
+                let secret_key = samples.secret.as_deref().and_then(sealed_secret_key);
+                for wrapped in [
+                    samples.material.as_deref(),
+                    samples.external_token.as_deref(),
+                    samples.import_key.as_deref(),
+                    secret_key,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    if key.unwrap(wrapped).await.is_err() {
+                        return Err(VaultError::Root(format!(
+                            "region {region} already has keys made under the deployment's root key, so its own root key ({}) cannot read them: a region's root key is not changed in place. Remove root_key_file / root_key_uri from the region's [[regions]] entry",
+                            key.describe()
+                        )));
+                    }
+                }
             }
             check_root(&meta, &setting, key.as_ref(), &format!("region {region}"), || {
                 format!("give region {region} its own root key (root_key_file or root_key_uri in its [[regions]] entry) as when its keys were made")
@@ -671,6 +684,13 @@ impl KeyVault {
         self.wrap_checked(kek, version, dek, transit.as_deref())
             .await
     }
+}
+
+/// The wrapped data key inside a value sealed by
+/// [`KeyVault::seal_secret`], if the value is well formed.
+fn sealed_secret_key(stored: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_be_bytes(stored.get(..4)?.try_into().ok()?) as usize;
+    stored.get(4..4 + len)
 }
 
 /// Verify root key `root` against the check value in setting `setting`

@@ -43,6 +43,26 @@ pub struct VolumeRow {
     pub region: String,
 }
 
+/// An object of the store, named as its key is made (`chunk_key` and
+/// `object_key` of coffer-store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredObject {
+    /// A format v1 chunk object: DEK id value and counter.
+    V1 {
+        /// The DEK's id value.
+        dek: u64,
+        /// The chunk's counter.
+        counter: u64,
+    },
+    /// A format v2 object: writer volume's id value and object id.
+    V2 {
+        /// The writer volume's id value.
+        writer: u64,
+        /// The object id.
+        id: [u8; 16],
+    },
+}
+
 /// What a chunk of a view holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkEntry {
@@ -578,24 +598,74 @@ impl Meta {
         Ok(n)
     }
 
-    /// The regions that volumes name (empty: not adopted yet), each with
-    /// how many volumes it holds.
-    pub async fn volume_regions(&self) -> Result<Vec<(String, u64)>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT region, COUNT(*) FROM volumes GROUP BY region ORDER BY region")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter().map(|(r, n)| Ok((r, to_u64(n)?))).collect()
+    /// One object that a volume of `region` names, if any does: a store
+    /// that lacks it is not that region's.
+    pub async fn region_object_sample(&self, region: &str) -> Result<Option<StoredObject>> {
+        let v2: Option<(String, String)> = sqlx::query_as(
+            "SELECT e.object_volume, e.object_id FROM extents e JOIN volumes v ON v.id = e.volume_id \
+             WHERE v.region = $1 AND e.object_id IS NOT NULL LIMIT 1",
+        )
+        .bind(region)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some((w, o)) = v2 {
+            let (w, id) = stored_object(&w, &o)?;
+            return Ok(Some(StoredObject::V2 {
+                writer: w.value(),
+                id,
+            }));
+        }
+        let v1: Option<(String, i64)> = sqlx::query_as(
+            "SELECT v.dek_id, c.counter FROM chunks c JOIN volumes v ON v.id = c.volume_id \
+             WHERE v.region = $1 AND c.counter IS NOT NULL LIMIT 1",
+        )
+        .bind(region)
+        .fetch_optional(&self.pool)
+        .await?;
+        v1.map(|(d, c)| {
+            Ok(StoredObject::V1 {
+                dek: parse_id(&d, Kind::Dek)?.value(),
+                counter: to_u64(c)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The regions that hold something (empty: rows not adopted yet),
+    /// each with what: volumes, key vaults, keys, or objects queued for
+    /// deletion, and how many.
+    pub async fn regions_in_use(&self) -> Result<Vec<(String, String, u64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT region, 'volumes', COUNT(*) FROM volumes GROUP BY region \
+             UNION ALL SELECT region, 'key vaults', COUNT(*) FROM vaults WHERE purged_at IS NULL GROUP BY region \
+             UNION ALL SELECT region, 'customer keys', COUNT(*) FROM vault_keys WHERE purpose = 'customer' AND purged_at IS NULL GROUP BY region \
+             UNION ALL SELECT region, 'objects awaiting deletion', COUNT(*) FROM gc_objects GROUP BY region \
+             UNION ALL SELECT region, 'chunks awaiting deletion', COUNT(*) FROM gc_queue GROUP BY region \
+             ORDER BY 1, 2",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(r, what, n)| Ok((r, what, to_u64(n)?)))
+            .collect()
     }
 
     /// Up to `limit` v2 objects of `region`'s store awaiting deletion, as
-    /// `(writer volume, object id)`.
-    pub async fn gc_objects_peek(&self, region: &str, limit: u32) -> Result<Vec<(Id, [u8; 16])>> {
+    /// `(writer volume, object id)`; with `legacy`, also those queued by a
+    /// node from before regions had stores (region `''`: the first
+    /// region's).
+    pub async fn gc_objects_peek(
+        &self,
+        region: &str,
+        legacy: bool,
+        limit: u32,
+    ) -> Result<Vec<(Id, [u8; 16])>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT object_volume, object_id FROM gc_objects WHERE region = $2 ORDER BY enqueued_at LIMIT $1",
+            "SELECT object_volume, object_id FROM gc_objects WHERE region = $2 OR region = $3 ORDER BY enqueued_at LIMIT $1",
         )
         .bind(i64::from(limit))
         .bind(region)
+        .bind(if legacy { "" } else { region })
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -647,13 +717,19 @@ impl Meta {
     }
 
     /// Up to `limit` objects of `region`'s store awaiting deletion, as
-    /// `(dek, counter)`.
-    pub async fn gc_queue_peek(&self, region: &str, limit: u32) -> Result<Vec<(Id, u64)>> {
+    /// `(dek, counter)`; `legacy` as for [`Meta::gc_objects_peek`].
+    pub async fn gc_queue_peek(
+        &self,
+        region: &str,
+        legacy: bool,
+        limit: u32,
+    ) -> Result<Vec<(Id, u64)>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT dek_id, counter FROM gc_queue WHERE region = $2 ORDER BY enqueued_at LIMIT $1",
+            "SELECT dek_id, counter FROM gc_queue WHERE region = $2 OR region = $3 ORDER BY enqueued_at LIMIT $1",
         )
         .bind(i64::from(limit))
         .bind(region)
+        .bind(if legacy { "" } else { region })
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()

@@ -54,7 +54,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEntry, AuditFilter, AuditHead, AuditRecord};
-pub use chunks::{ChunkEntry, CommitStats, VolumeRow};
+pub use chunks::{ChunkEntry, CommitStats, StoredObject, VolumeRow};
 pub use extents::{ChunkMap, Extent, Loc, ObjectRef};
 pub use fsck::Finding;
 pub use grants::GrantRow;
@@ -65,7 +65,7 @@ pub use nodes::{Holder, NodeRow, SweepView, now_ms};
 pub use org::{AccountRow, FolderRow, PrincipalRow, RoleAssignmentRow, TenantRow, TokenRow};
 pub use resources::{AttachmentRow, DetachIf, DiskRow, Origin, SnapshotBy, SnapshotRow};
 pub use shares::{PUBLIC, SharePrincipalRow, ShareRow, SharedRow, parse_principal};
-pub use vault::{DekRow, VaultKeyRow};
+pub use vault::{DekRow, RootSamples, VaultKeyRow};
 pub use vaults::{
     EncryptionSetRow, ExternalStore, KeyVersionRow, NewSecretVersion, SecretRow, VaultRow,
 };

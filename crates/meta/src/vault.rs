@@ -45,6 +45,19 @@ pub struct VaultKeyRow {
     pub created_at: String,
 }
 
+/// What [`Meta::region_root_samples`] finds.
+#[derive(Debug, Clone, Default)]
+pub struct RootSamples {
+    /// Key material wrapped by the root key.
+    pub material: Option<Vec<u8>>,
+    /// An external key store's credential wrapped by the root key.
+    pub external_token: Option<Vec<u8>>,
+    /// A vault's import key wrapped by the root key.
+    pub import_key: Option<Vec<u8>>,
+    /// A secret's sealed value (its data key wrapped by the root key).
+    pub secret: Option<Vec<u8>>,
+}
+
 /// A DEK: its wrapped bytes and the KEK version that wraps them.
 #[derive(Debug, Clone)]
 pub struct DekRow {
@@ -118,20 +131,47 @@ impl Meta {
         row.map(key_row).transpose()
     }
 
-    /// One piece of key material of `region` that a root key wraps (its
-    /// platform key's, else a key's of one of its built-in vaults), if the
-    /// region has any: a root key for the region must unwrap it.
-    pub async fn region_key_material_sample(&self, region: &str) -> Result<Option<Vec<u8>>> {
-        let row: Option<(Vec<u8>,)> = sqlx::query_as(
-            "SELECT v.wrapped_material FROM vault_key_versions v JOIN vault_keys k ON k.id = v.key_id \
-             LEFT JOIN vaults va ON va.id = k.vault_id \
-             WHERE k.region = $1 AND (k.purpose = 'platform' OR (va.id IS NOT NULL AND va.external_kind IS NULL)) \
-             AND LENGTH(v.wrapped_material) > 0 ORDER BY k.purpose DESC LIMIT 1",
-        )
-        .bind(region)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.0))
+    /// Samples of what a root key wraps for `region`, one of each kind the
+    /// region has: key material (its platform key's, or a key's of one of
+    /// its built-in vaults), an external key store's credential, a vault's
+    /// import key, and a secret's sealed value (whose wrapped data key the
+    /// vault finds in it). Empty for a region with none of them: a root key
+    /// of its own may then be given to it.
+    pub async fn region_root_samples(&self, region: &str) -> Result<RootSamples> {
+        let one = |sql: &'static str| {
+            let pool = self.pool.clone();
+            let region = region.to_string();
+            async move {
+                let row: Option<(Vec<u8>,)> = sqlx::query_as(sql)
+                    .bind(region)
+                    .fetch_optional(&pool)
+                    .await?;
+                Ok::<_, MetaError>(row.map(|r| r.0))
+            }
+        };
+        Ok(RootSamples {
+            material: one(
+                "SELECT v.wrapped_material FROM vault_key_versions v JOIN vault_keys k ON k.id = v.key_id \
+                 LEFT JOIN vaults va ON va.id = k.vault_id \
+                 WHERE k.region = $1 AND (k.purpose = 'platform' OR (va.id IS NOT NULL AND va.external_kind IS NULL)) \
+                 AND LENGTH(v.wrapped_material) > 0 ORDER BY k.purpose DESC LIMIT 1",
+            )
+            .await?,
+            external_token: one(
+                "SELECT external_token FROM vaults WHERE region = $1 AND external_token IS NOT NULL \
+                 AND LENGTH(external_token) > 0 LIMIT 1",
+            )
+            .await?,
+            import_key: one(
+                "SELECT import_key FROM vaults WHERE region = $1 AND import_key IS NOT NULL LIMIT 1",
+            )
+            .await?,
+            secret: one(
+                "SELECT s.wrapped_value FROM vault_secret_versions s JOIN vault_secrets x ON x.id = s.secret_id \
+                 JOIN vaults va ON va.id = x.vault_id WHERE va.region = $1 AND LENGTH(s.wrapped_value) > 0 LIMIT 1",
+            )
+            .await?,
+        })
     }
 
     /// A vault key by id.

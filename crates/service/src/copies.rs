@@ -99,11 +99,20 @@ impl Service {
         account: Id,
         region: &str,
         name: &Name,
-        set: Option<&str>,
+        (set, rekey): (Option<&str>, bool),
         tags: Vec<Tag>,
     ) -> Result<Job> {
         let (job, reader, target) = self
-            .plan_copy_job(caller, src, account, region, name.as_str(), set, tags, None)
+            .plan_copy_job(
+                caller,
+                src,
+                account,
+                region,
+                name.as_str(),
+                (set, rekey),
+                tags,
+                None,
+            )
             .await?;
         if let Err(e) = self.meta.create_copy_job(&job, &reader, &target).await {
             self.forget_job_keys(&[(job, reader, target)]).await;
@@ -133,8 +142,10 @@ impl Service {
 
     /// Check and prepare a re-encrypting copy of `src` into `account` in
     /// `region` (named `name`; with `image`, that image's snapshot in that
-    /// role): the job and its volumes, with their new data keys (wrapped by
-    /// keys of `region`), not recorded yet.
+    /// role) under `set`'s key or the region's platform key: the job and its
+    /// volumes, with their new data keys (wrapped by keys of `region`), not
+    /// recorded yet. With `rekey`, never built on an earlier copy (every
+    /// block of it under new data keys).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn plan_copy_job(
         &self,
@@ -143,7 +154,7 @@ impl Service {
         account: Id,
         region: &str,
         name: &str,
-        set: Option<&str>,
+        (set, rekey): (Option<&str>, bool),
         tags: Vec<Tag>,
         image: Option<(Id, String)>,
     ) -> Result<(JobRow, VolumeRow, VolumeRow)> {
@@ -241,11 +252,14 @@ impl Service {
         // Incremental: an earlier copy of this lineage into the same account
         // and region, under the same key, is the base: the target starts as
         // a child of its view, and only the chunks changed since are copied.
-        let base = match self
-            .meta
-            .copy_base(account, region, src.volume_id, src.generation)
-            .await?
-        {
+        let found = if rekey {
+            None
+        } else {
+            self.meta
+                .copy_base(account, region, src.volume_id, src.generation)
+                .await?
+        };
+        let base = match found {
             Some((b, generation))
                 if b.account_id == account
                     && b.region == region
@@ -527,6 +541,42 @@ impl Service {
         Ok(copied)
     }
 
+    /// SHA-256 of the source's and of the copy's changed chunks (the
+    /// source's allocated pieces of each, at their positions), read back.
+    async fn hash_changed(
+        &self,
+        reader: &Arc<Volume>,
+        target: &Arc<Volume>,
+        (volume, after, upto): (Id, u64, u64),
+    ) -> Result<(Sha256, Sha256)> {
+        let cs = u64::from(reader.chunk_size());
+        let total = reader.size();
+        let (mut a, mut b) = (Sha256::default(), Sha256::default());
+        let mut off = 0;
+        while off < total {
+            let len = STEP.min(total - off);
+            for idx in self
+                .meta
+                .changed_chunks(volume, after, upto, off / cs, (off + len).div_ceil(cs))
+                .await?
+            {
+                let start = idx * cs;
+                let mut pos = start;
+                for (n, hole) in reader.allocation(start, (start + cs).min(total) - start)? {
+                    if !hole {
+                        for (h, v) in [(&mut a, reader), (&mut b, target)] {
+                            h.update(&pos.to_le_bytes());
+                            h.update(&v.read(pos, n).await?);
+                        }
+                    }
+                    pos += n;
+                }
+            }
+            off += len;
+        }
+        Ok((a, b))
+    }
+
     /// Whether job `id` is still running (not cancelled meanwhile).
     async fn still_running(&self, id: Id) -> Result<bool> {
         Ok(self
@@ -625,31 +675,41 @@ impl Service {
         self.meta
             .job_progress(&holder, total, Some("verifying"))
             .await?;
-        // The copy read back (the source's allocated pieces, at the same
-        // positions), and the source again unless it was hashed above.
-        let mut b = Sha256::default();
-        let mut copy_back = read_windows(&target, &reader, 0, total);
-        let mut source_again = match source_hash {
-            Some(_) => None,
-            None => Some((Sha256::default(), read_windows(&reader, &reader, 0, total))),
-        };
-        let mut off = 0;
-        while off < total {
-            for (pos, data) in next_window(&mut copy_back).await? {
-                b.update(&pos.to_le_bytes());
-                b.update(&data);
-            }
-            if let Some((a, w)) = &mut source_again {
-                for (pos, data) in next_window(w).await? {
-                    a.update(&pos.to_le_bytes());
-                    a.update(&data);
+        let (a, b) = match incremental {
+            // An incremental copy verifies what it moved: the changed chunks
+            // of both sides. The rest of it is its base's data, verified
+            // whole when the base was made and authenticated at every read.
+            Some(view) => self.hash_changed(&reader, &target, view).await?,
+            None => {
+                // The copy read back (the source's allocated pieces, at the
+                // same positions), and the source again unless it was hashed
+                // above.
+                let mut b = Sha256::default();
+                let mut copy_back = read_windows(&target, &reader, 0, total);
+                let mut source_again = match source_hash {
+                    Some(_) => None,
+                    None => Some((Sha256::default(), read_windows(&reader, &reader, 0, total))),
+                };
+                let mut off = 0;
+                while off < total {
+                    for (pos, data) in next_window(&mut copy_back).await? {
+                        b.update(&pos.to_le_bytes());
+                        b.update(&data);
+                    }
+                    if let Some((a, w)) = &mut source_again {
+                        for (pos, data) in next_window(w).await? {
+                            a.update(&pos.to_le_bytes());
+                            a.update(&data);
+                        }
+                    }
+                    off += STEP.min(total - off);
                 }
+                let a = match (source_hash, source_again) {
+                    (Some(a), _) | (None, Some((a, _))) => a,
+                    (None, None) => unreachable!("the source is hashed one way or the other"),
+                };
+                (a, b)
             }
-            off += STEP.min(total - off);
-        }
-        let a = match (source_hash, source_again) {
-            (Some(a), _) | (None, Some((a, _))) => a,
-            (None, None) => unreachable!("the source is hashed one way or the other"),
         };
         let (source_sha, target_sha) = (a.finish_hex(), b.finish_hex());
         // The hashes cover the source's allocated pieces; the copy must hold

@@ -108,7 +108,10 @@ impl Service {
         let mut stored: HashSet<String> = HashSet::new();
         let mut holder: HashMap<String, Arc<dyn ObjectStore>> = HashMap::new();
         let mut listed: Vec<Arc<dyn ObjectStore>> = Vec::new();
-        for (_, store) in self.region_stores() {
+        for (region, _) in self.region_stores() {
+            // Every region's store must answer (503 naming the one that
+            // does not): its objects would otherwise count as missing.
+            let store = self.store_of(&region)?;
             if listed.iter().any(|s| Arc::ptr_eq(s, &store)) {
                 continue;
             }

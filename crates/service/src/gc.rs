@@ -61,8 +61,11 @@ impl Service {
     async fn collect_region(&self, region: &str, store: &dyn ObjectStore) -> Result<u64> {
         let mut total = 0u64;
         loop {
-            let v1 = self.meta.gc_queue_peek(region, 1000).await?;
-            let v2 = self.meta.gc_objects_peek(region, 1000).await?;
+            // Rows a node from before regions had stores queued (region
+            // '', during a rolling upgrade) are the first region's.
+            let legacy = region == self.first_region();
+            let v1 = self.meta.gc_queue_peek(region, legacy, 1000).await?;
+            let v2 = self.meta.gc_objects_peek(region, legacy, 1000).await?;
             if v1.is_empty() && v2.is_empty() {
                 return Ok(total);
             }

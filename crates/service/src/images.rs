@@ -477,7 +477,7 @@ impl Service {
                     image.account_id,
                     &image.region,
                     &format!("{}.{role}", image.id),
-                    req.encryption_set_id.as_deref(),
+                    (req.encryption_set_id.as_deref(), req.rekey),
                     vec![],
                     Some((image.id, role)),
                 )

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use coffer_store::ObjectStore;
+use coffer_store::{ObjectStore, StoreError};
 
 use crate::*;
 
@@ -23,6 +23,9 @@ pub(crate) struct RegionStore {
     pub(crate) store: Arc<dyn ObjectStore>,
     available: AtomicBool,
     problem: std::sync::Mutex<Option<String>>,
+    /// A probe is under way (one at a time: a probe of a hung store is
+    /// left to finish or time out, never piled up).
+    probing: Arc<AtomicBool>,
 }
 
 /// The stores of the deployment's regions.
@@ -59,6 +62,7 @@ impl RegionStores {
                     store,
                     available: AtomicBool::new(true),
                     problem: std::sync::Mutex::new(None),
+                    probing: Arc::new(AtomicBool::new(false)),
                 },
             );
         }
@@ -140,17 +144,33 @@ impl Service {
         &self.stores.first
     }
 
-    /// Probe every region's store now; returns what each answered. A
-    /// region that stops or starts answering is logged once.
+    /// Probe every region's store now, all at once; returns what each
+    /// answered. A region that stops or starts answering is logged once. A
+    /// region whose previous probe has not ended yet keeps its state (and
+    /// counts as unavailable once a probe has run longer than the interval).
     pub async fn probe_regions(&self) -> Vec<RegionHealth> {
-        let mut out = Vec::new();
-        for (name, store) in self.region_stores() {
-            let probe = tokio::time::timeout(self.config.region_probe_interval, store.probe())
-                .await
-                .map_err(|_| "the probe timed out".to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
-            let Ok(r) = self.stores.get(&name) else {
-                continue;
+        let probes = self.region_stores().into_iter().map(|(name, store)| async move {
+            let r = self.stores.get(&name).ok()?;
+            if r.probing.swap(true, Ordering::AcqRel) {
+                return None;
+            }
+            // The probe runs as a task of its own that clears the flag when
+            // it ends: one that outlives the timeout is not started again.
+            let (st, flag, meta, region) = (
+                store.clone(),
+                r.probing.clone(),
+                self.meta.clone(),
+                name.clone(),
+            );
+            let task = tokio::spawn(async move {
+                let res = check_store(&meta, &region, st.as_ref()).await;
+                flag.store(false, Ordering::Release);
+                res
+            });
+            let probe = match tokio::time::timeout(self.config.region_probe_interval, task).await {
+                Err(_) => Err("the probe timed out".to_string()),
+                Ok(Err(e)) => Err(format!("the probe failed: {e}")),
+                Ok(Ok(r)) => r,
             };
             let now_ok = probe.is_ok();
             let was_ok = r.available.swap(now_ok, Ordering::AcqRel);
@@ -164,13 +184,17 @@ impl Service {
                 _ => {}
             }
             *lock(&r.problem) = probe.as_ref().err().cloned();
-            out.push(RegionHealth {
+            Some(RegionHealth {
                 region: name,
                 available: now_ok,
                 problem: probe.err(),
-            });
-        }
-        out
+            })
+        });
+        futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Each region's state as of its last probe.
@@ -201,4 +225,68 @@ impl Service {
             }
         })
     }
+}
+
+/// The key of the marker that says a store is `region`'s, of this
+/// deployment.
+fn marker_key(region: &str) -> String {
+    format!("coffer/regions/{region}")
+}
+
+/// Whether `store` answers and is `region`'s store of this deployment: it
+/// holds the region's marker (written the first time, when the store is
+/// new to the region: the region has no data yet, or the store holds an
+/// object the region's volumes name). A store that answers but is empty
+/// while the region has data — an unmounted directory, a wrong bucket — is
+/// not taken for the region's: writes there would be lost to it.
+async fn check_store(
+    meta: &coffer_meta::Meta,
+    region: &str,
+    store: &dyn ObjectStore,
+) -> std::result::Result<(), String> {
+    store.probe().await.map_err(|e| e.to_string())?;
+    let mut id = [0u8; 16];
+    coffer_crypto::random_bytes(&mut id);
+    let deployment = meta
+        .setting_init("deployment_id", &hex::encode(id))
+        .await
+        .map_err(|e| format!("metadata: {e}"))?;
+    let want = format!("coffer region store v1\nregion={region}\ndeployment={deployment}\n");
+    let key = marker_key(region);
+    match store.get(&key).await {
+        Ok(found) if found[..] == *want.as_bytes() => return Ok(()),
+        Ok(found) => {
+            return Err(format!(
+                "the store is another region's or another deployment's (its marker {key} reads {:?})",
+                String::from_utf8_lossy(&found).trim()
+            ));
+        }
+        Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    if let Some(obj) = meta
+        .region_object_sample(region)
+        .await
+        .map_err(|e| format!("metadata: {e}"))?
+    {
+        let sample = match obj {
+            coffer_meta::StoredObject::V1 { dek, counter } => coffer_store::chunk_key(dek, counter),
+            coffer_meta::StoredObject::V2 { writer, id } => coffer_store::object_key(writer, &id),
+        };
+        match store.get_range(&sample, 0..1).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound(_)) => {
+                return Err(format!(
+                    "the store holds none of the region's data (no marker, and no {sample}, which the region's volumes name): is it mounted, or the right bucket?"
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    store
+        .put(&key, bytes::Bytes::from(want))
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(region = %region, store = %store.describe(), "the store is marked as the region's");
+    Ok(())
 }

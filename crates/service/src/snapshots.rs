@@ -279,7 +279,7 @@ impl Service {
                     account,
                     &region,
                     &name,
-                    req.encryption_set_id.as_deref(),
+                    (req.encryption_set_id.as_deref(), req.rekey),
                     tags,
                 )
                 .await;

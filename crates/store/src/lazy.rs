@@ -11,8 +11,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::{ObjectStore, StoreError};
 
-/// Opens a store.
-type Opener = Box<dyn Fn() -> Result<Arc<dyn ObjectStore>, StoreError> + Send + Sync>;
+/// Opens a store (blocking: it may touch the filesystem).
+type Opener = Arc<dyn Fn() -> Result<Arc<dyn ObjectStore>, StoreError> + Send + Sync>;
 
 /// A store opened by `open` the first time it is used (a failed open is
 /// that use's error, and the next use tries again).
@@ -29,17 +29,24 @@ impl LazyStore {
         open: impl Fn() -> Result<Arc<dyn ObjectStore>, StoreError> + Send + Sync + 'static,
     ) -> Self {
         Self {
-            open: Box::new(open),
+            open: Arc::new(open),
             inner: OnceLock::new(),
             describe: describe.into(),
         }
     }
 
-    fn store(&self) -> Result<&Arc<dyn ObjectStore>, StoreError> {
+    async fn store(&self) -> Result<&Arc<dyn ObjectStore>, StoreError> {
         if let Some(s) = self.inner.get() {
             return Ok(s);
         }
-        let opened = (self.open)()?;
+        // Off the async workers: a hung mount must not stall them.
+        let open = self.open.clone();
+        let opened = tokio::task::spawn_blocking(move || open())
+            .await
+            .map_err(|e| StoreError::Io {
+                key: "<store>".into(),
+                cause: std::io::Error::other(format!("the store's opener failed: {e}")),
+            })??;
         // Two first uses at once: one store wins, the other is dropped.
         Ok(self.inner.get_or_init(|| opened))
     }
@@ -48,28 +55,28 @@ impl LazyStore {
 #[async_trait]
 impl ObjectStore for LazyStore {
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
-        self.store()?.put(key, data).await
+        self.store().await?.put(key, data).await
     }
     async fn get(&self, key: &str) -> Result<BytesMut, StoreError> {
-        self.store()?.get(key).await
+        self.store().await?.get(key).await
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
-        self.store()?.get_range(key, range).await
+        self.store().await?.get_range(key, range).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store()?.delete(key).await
+        self.store().await?.delete(key).await
     }
     async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
-        self.store()?.delete_many(keys).await
+        self.store().await?.delete_many(keys).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.store()?.list(prefix).await
+        self.store().await?.list(prefix).await
     }
     async fn sync(&self) -> Result<(), StoreError> {
-        self.store()?.sync().await
+        self.store().await?.sync().await
     }
     async fn probe(&self) -> Result<(), StoreError> {
-        self.store()?.probe().await
+        self.store().await?.probe().await
     }
     fn describe(&self) -> String {
         self.inner

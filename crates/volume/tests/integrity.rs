@@ -321,7 +321,7 @@ async fn a_v1_disk_still_reads_and_a_write_converts_its_chunk() {
     let v = f.open_fresh(&store).await;
     assert_eq!(&v.read(cs, cs).await.unwrap()[..], &want1[..]);
     assert_eq!(&v.read(0, cs).await.unwrap()[..], &content(0, usz(cs))[..]);
-    let queued = f.meta.gc_queue_peek("local", 10).await.unwrap();
+    let queued = f.meta.gc_queue_peek("local", false, 10).await.unwrap();
     assert_eq!(queued.len(), 1, "chunk 1's v1 object is queued: {queued:?}");
     assert_eq!(
         store.list("objects/").await.unwrap().len(),

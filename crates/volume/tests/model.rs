@@ -197,7 +197,7 @@ async fn compaction_rewrites_a_fragmented_chunk_as_one_chunk_object() {
         "chunk 1 is one chunk object: {:?}",
         after[&1]
     );
-    let queued = f.meta.gc_objects_peek("local", 1000).await.unwrap();
+    let queued = f.meta.gc_objects_peek("local", false, 1000).await.unwrap();
     assert_eq!(
         queued.len(),
         usz(u64::from(spc / 2)),
@@ -330,7 +330,7 @@ async fn a_mostly_dead_segment_is_cleaned_and_queued_for_deletion() {
             .all(|e| !matches!(&e.loc, Loc::Obj { obj, .. } if obj.id == first)),
         "no extent names the cleaned segment"
     );
-    let queued = f.meta.gc_objects_peek("local", 1000).await.unwrap();
+    let queued = f.meta.gc_objects_peek("local", false, 1000).await.unwrap();
     assert!(
         queued.iter().any(|(_, id)| *id == first),
         "the cleaned segment is queued for deletion"

@@ -22,6 +22,7 @@ use crate::profile;
 mod options;
 mod tls;
 pub use options::ServeOptions;
+use options::redact_url;
 
 fn default_data_dir() -> PathBuf {
     dirs::data_dir()
@@ -197,11 +198,28 @@ fn open_store_at(
     })
 }
 
+/// The store `regions/NAME` under the deployment's store `store` (a
+/// directory, or an `s3://` URL whose prefix gets it).
+fn beside_store(store: &str, name: &str) -> String {
+    let (path, query) = match store.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (store, None),
+    };
+    let mut out = format!("{}/regions/{name}", path.trim_end_matches('/'));
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 /// Each region's object store: the one its `store` names; else, for the
 /// first region, the deployment's (`--store`, or `DATA_DIR/objects`: where
 /// a deployment from before regions had stores keeps its objects), and
-/// for the others `DATA_DIR/regions/NAME/objects`. Two regions never share
-/// a store: a region is a failure domain.
+/// for the others `regions/NAME` under the deployment's `--store` (so every
+/// node of a deployment on a shared store finds it), or
+/// `DATA_DIR/regions/NAME/objects`. Two regions never share a store; a
+/// region meant as its own failure domain names a store of its own.
 pub(crate) fn open_region_stores(
     o: &ServeOptions,
     data_dir: &Path,
@@ -210,10 +228,11 @@ pub(crate) fn open_region_stores(
     let mut out = HashMap::new();
     let mut seen: HashMap<String, String> = HashMap::new();
     for (i, r) in regions.all().iter().enumerate() {
+        let beside = o.store.as_deref().map(|s| beside_store(s, &r.name));
         let url = match (&r.store, i) {
             (Some(u), _) => Some(u.as_str()),
             (None, 0) => o.store.as_deref(),
-            (None, _) => None,
+            (None, _) => beside.as_deref(),
         };
         let default = if i == 0 {
             data_dir.join("objects")
@@ -245,6 +264,17 @@ pub(crate) fn open_region_stores(
             }
         };
         let described = store.describe();
+        if i == 0
+            && let (Some(own), Some(deployment)) = (&r.store, &o.store)
+            && own != deployment
+        {
+            bail!(
+                "region {} names the store {} and --store names {}: the first region's store is the deployment's, where data from before regions had stores lives; give one of them",
+                r.name,
+                redact_url(own),
+                redact_url(deployment)
+            );
+        }
         if let Some(other) = seen.insert(described.clone(), r.name.clone()) {
             bail!(
                 "regions {other} and {} both use the object store {described}: give each region a store of its own (`store = ...` in its [[regions]] entry)",
@@ -317,14 +347,19 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         None => node_name(&data_dir)?,
     };
     let meta = open_meta(&o, &data_dir).await?;
-    // A region dropped from the configuration while volumes live in it
-    // would leave their data unreachable: refuse, naming it.
-    for (region, volumes) in meta.volume_regions().await? {
+    // A region dropped from the configuration while it holds data or keys
+    // would leave them unreachable: refuse, naming what it holds.
+    let mut orphaned: Vec<String> = Vec::new();
+    for (region, what, n) in meta.regions_in_use().await? {
         if !region.is_empty() && regions.check_region(&region).is_err() {
-            bail!(
-                "region {region} holds {volumes} volumes (disks, snapshots or images) but is not in the configuration: put its [[regions]] entry back (with its store), or delete its resources first"
-            );
+            orphaned.push(format!("region {region} holds {n} {what}"));
         }
+    }
+    if !orphaned.is_empty() {
+        bail!(
+            "{}, but it is not in the configuration: put its [[regions]] entry back (with its store and root key), or delete what it holds first",
+            orphaned.join("; ")
+        );
     }
     let stores = open_region_stores(&o, &data_dir, &regions)?;
     for r in regions.all() {
