@@ -18,17 +18,6 @@ fn fill(s: &Server, disk: &str, path: &std::path::Path) {
     s.cli(&["disk", "detach", disk]);
 }
 
-/// The SHA-256 of a disk read whole through NBD.
-fn disk_sum(s: &Server, disk: &str) -> String {
-    let uri = s.attach(disk);
-    let out = s.scratch().join(format!("{disk}.raw"));
-    qemu_img_out(&uri, &out);
-    s.cli(&["disk", "detach", disk]);
-    let sum = sha256(&out);
-    std::fs::remove_file(&out).unwrap();
-    sum
-}
-
 fn object_keys(s: &Server) -> BTreeSet<String> {
     s.objects().into_iter().map(|(k, _)| k).collect()
 }

@@ -386,17 +386,6 @@ fn a_region_with_its_own_root_key_starts_only_with_that_key() {
     s.assert_no_panic();
 }
 
-/// The SHA-256 of a disk read whole through NBD.
-fn disk_sum(s: &Server, disk: &str) -> String {
-    let uri = s.attach(disk);
-    let out = s.scratch().join(format!("{disk}.raw"));
-    qemu_img_out(&uri, &out);
-    s.cli(&["disk", "detach", disk]);
-    let sum = sha256(&out);
-    std::fs::remove_file(&out).unwrap();
-    sum
-}
-
 /// A disk made from `snapshot` in `zone`, read whole: its SHA-256.
 fn restored_sum(s: &Server, name: &str, zone: &str, snapshot: &str) -> String {
     let disk = id_of(&s.cli(&[

@@ -8,8 +8,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -64,36 +62,7 @@ fn an_existing_deployment_without_its_root_key_file_is_refused() {
     let backup = s.dir.path().join("backup.key");
     std::fs::rename(&key, &backup).unwrap();
 
-    let out_path = s.scratch().join("refused.out");
-    let err_path = s.scratch().join("refused.err");
-    let mut child = s
-        .serve_command(&[])
-        .stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(&err_path).unwrap()))
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the server did not exit without its root key; stdout:\n{}",
-                std::fs::read_to_string(&out_path).unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = std::fs::read_to_string(&out_path).unwrap();
-    let stderr = std::fs::read_to_string(&err_path).unwrap();
-    assert!(!status.success(), "the server started:\n{stdout}");
-    assert!(
-        !stdout.contains("listening"),
-        "the server listened before refusing:\n{stdout}"
-    );
+    let stderr = expect_refused(&s, "refused", s.serve_command(&[]));
     // It says the file is missing, where it looked, and what to do.
     let looked = format!("the root key file {} is missing", key.display());
     assert!(stderr.contains(&looked), "no `{looked}` in:\n{stderr}");

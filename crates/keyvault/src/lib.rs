@@ -463,15 +463,7 @@ impl KeyVault {
             return Ok(Some(c.clone()));
         }
         cache.retain(|(v, _), _| *v != vault.id);
-        let token = zeroize::Zeroizing::new(
-            String::from_utf8(
-                self.root_of(&vault.region)
-                    .unwrap(&ext.token)
-                    .await?
-                    .to_vec(),
-            )
-            .map_err(|_| VaultError::External("stored token is not text".into()))?,
-        );
+        let token = self.open_credential(vault, "token").await?;
         let c = Arc::new(TransitClient::new(&ext.address, &ext.mount, token)?);
         cache.insert(slot, c.clone());
         Ok(Some(c))
@@ -510,15 +502,7 @@ impl KeyVault {
         let pin = if ext.token.is_empty() {
             None
         } else {
-            Some(zeroize::Zeroizing::new(
-                String::from_utf8(
-                    self.root_of(&vault.region)
-                        .unwrap(&ext.token)
-                        .await?
-                        .to_vec(),
-                )
-                .map_err(|_| VaultError::External("stored PIN is not text".into()))?,
-            ))
+            Some(self.open_credential(vault, "PIN").await?)
         };
         let uri = token_key_uri(&ext.address, key, version)?;
         let k = Arc::new(Pkcs11RootKey::open(uri, pin).await?);
@@ -540,6 +524,21 @@ impl KeyVault {
             Some(v) => self.token_key(&v, key.id, version).await,
             None => Ok(None),
         }
+    }
+
+    /// The credential (`what`: token or PIN) of `vault`'s external key
+    /// store, unwrapped by its region's root key.
+    async fn open_credential(
+        &self,
+        vault: &coffer_meta::VaultRow,
+        what: &str,
+    ) -> Result<zeroize::Zeroizing<String>> {
+        let sealed = vault.external.as_ref().map_or(&[][..], |e| &e.token[..]);
+        let plain = self.root_of(&vault.region).unwrap(sealed).await?;
+        Ok(zeroize::Zeroizing::new(
+            String::from_utf8(plain.to_vec())
+                .map_err(|_| VaultError::External(format!("stored {what} is not text")))?,
+        ))
     }
 
     /// Wrap an external key store's token, for a vault of `region`, for

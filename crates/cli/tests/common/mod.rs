@@ -1145,3 +1145,15 @@ pub fn expect_refused(s: &Server, name: &str, mut cmd: Command) -> String {
     );
     stderr
 }
+
+/// The SHA-256 of a disk read whole through NBD (attached, read with
+/// `qemu-img convert`, detached).
+pub fn disk_sum(s: &Server, disk: &str) -> String {
+    let uri = s.attach(disk);
+    let out = s.scratch().join(format!("{disk}.raw"));
+    qemu_img_out(&uri, &out);
+    s.cli(&["disk", "detach", disk]);
+    let sum = sha256(&out);
+    std::fs::remove_file(&out).unwrap();
+    sum
+}
