@@ -10,6 +10,7 @@
 
 mod forward;
 pub mod listener;
+pub mod remote;
 pub mod routes;
 pub mod table;
 
@@ -24,6 +25,7 @@ use axum::{Json, Router};
 use coffer_service::{Caller, ErrorCode, Service, ServiceError};
 pub use coffer_wire::{ErrorBody, ErrorDetail};
 pub use listener::{Limits, serve};
+pub use remote::HttpRemotes;
 pub use table::{Policy, RouteSpec};
 use utoipa::OpenApi;
 

@@ -38,6 +38,9 @@ pub enum Policy {
     /// The named action on the route's target (the resource in the path, or
     /// the scope named in the body).
     Action(Action),
+    /// An export's pull token, and no principal's token: the routes that
+    /// another deployment reads one export through (`/v1/pull/…`).
+    PullToken,
 }
 
 impl Policy {
@@ -47,6 +50,7 @@ impl Policy {
             Policy::Public => "public".into(),
             Policy::Authenticated => "authenticated".into(),
             Policy::Action(a) => a.as_str().into(),
+            Policy::PullToken => "pull-token".into(),
         }
     }
 }

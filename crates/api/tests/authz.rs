@@ -58,6 +58,26 @@ fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
         // A job is seen with the snapshots of its account; cancelled with
         // `snapshots/write` there.
         ("GET", "/v1/jobs/{id}") => [200, 200, 200, 404, 404, 404],
+        // Exporting is using the snapshot or image, as a copy is.
+        ("POST", "/v1/snapshots/{id}/exports" | "/v1/images/{id}/exports") => {
+            [201, 201, 403, 404, 404, 404]
+        }
+        ("GET", "/v1/exports") => [200; 6],
+        // An export is seen and revoked with `snapshots/write` in its
+        // account (it lets data leave).
+        ("GET" | "DELETE", "/v1/exports/{id}") => [200, 200, 403, 403, 404, 404],
+        // A pull token's routes: no principal's token opens them.
+        (
+            "GET",
+            "/v1/pull/{id}"
+            | "/v1/pull/{id}/members/{role}/map"
+            | "/v1/pull/{id}/members/{role}/data"
+            | "/v1/pull/{id}/members/{role}/changed"
+            | "/v1/pull/{id}/members/{role}/hash",
+        ) => [401; 6],
+        // Allowed, an import needs a client of other deployments, which
+        // this test's service has none of.
+        ("POST", "/v1/imports") => [503, 503, 403, 403, 503, 503],
         ("POST", "/v1/jobs/{id}/cancel") => [200, 200, 403, 403, 404, 404],
         // Seeing a snapshot is not using it: a Reader is told no.
         ("POST", "/v1/snapshots/{id}/copy") => [201, 201, 403, 404, 404, 404],
@@ -197,6 +217,8 @@ struct Fixtures {
     invitation: String,
     /// A re-encrypting copy, running (no runner in this test's service).
     job: String,
+    /// An export of `snapshot`.
+    export: String,
 }
 
 struct World {
@@ -462,7 +484,18 @@ impl World {
             .as_str()
             .unwrap()
             .to_string();
+        let export = self
+            .admin(
+                "POST",
+                &format!("/v1/snapshots/{snapshot}/exports"),
+                Some(json!({})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         Fixtures {
+            export,
             job,
             image,
             share,
@@ -698,10 +731,18 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
         p if p.starts_with("/v1/shares/{id}") => fx.share.clone(),
         p if p.starts_with("/v1/invitations/{id}") => fx.invitation.clone(),
         p if p.starts_with("/v1/jobs/{id}") => fx.job.clone(),
+        p if p.starts_with("/v1/exports/{id}") || p.starts_with("/v1/pull/{id}") => {
+            fx.export.clone()
+        }
         p if p.starts_with("/v1/tags/{id}") => fx.disk.clone(),
         _ => String::new(),
     };
-    let path = spec.path.replace("{id}", &id);
+    let mut path = spec.path.replace("{id}", &id).replace("{role}", "root");
+    if spec.path.ends_with("/map") || spec.path.ends_with("/data") {
+        path += "?offset=0&length=4096";
+    } else if spec.path.ends_with("/changed") {
+        path += "?after=0&from=0&to=4";
+    }
     let (path, body, target) = match (spec.method, spec.path.as_str()) {
         ("POST", "/v1/disks") => (
             path,
@@ -740,8 +781,23 @@ fn request(w: &World, spec: &RouteSpec, fx: &Fixtures) -> (String, Option<Value>
             Some(w.account.clone()),
         ),
         // A job is acted on through its account; its 404s and 403s differ
-        // from the account's, so explain is not asked.
-        (_, "/v1/jobs/{id}" | "/v1/jobs/{id}/cancel") => (path, None, None),
+        // from the account's, so explain is not asked. So is an export.
+        (_, "/v1/jobs/{id}" | "/v1/jobs/{id}/cancel" | "/v1/exports/{id}") => (path, None, None),
+        ("POST", "/v1/snapshots/{id}/exports" | "/v1/images/{id}/exports") => {
+            (path, Some(json!({"expires_in_hours": 1})), Some(id))
+        }
+        // Allowed, an import then needs a client of other deployments,
+        // which this test's service has none of (503).
+        ("POST", "/v1/imports") => (
+            path,
+            Some(json!({
+                "name": uniq("imp"),
+                "endpoint": "https://127.0.0.1:9",
+                "export_id": fx.export,
+                "token": "coffer_pull_x",
+            })),
+            None,
+        ),
         // An invitation is answered for the account it invites.
         ("POST", "/v1/invitations/{id}/accept" | "/v1/invitations/{id}/reject") => {
             (path, None, Some(w.account.clone()))

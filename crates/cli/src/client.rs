@@ -59,23 +59,56 @@ pub struct Client {
     endpoint: String,
     token: zeroize::Zeroizing<String>,
     ca_cert: Option<String>,
+    /// The remote's name, for a client of a remote (see
+    /// [`Client::for_remote`]).
+    remote: Option<String>,
 }
 
 impl Client {
     /// A client for `profile` (see [`profile::resolve`]).
     pub fn new(profile: Option<&str>) -> anyhow::Result<Self> {
         let r = profile::resolve(profile)?;
+        Self::build(r.endpoint, r.token, r.ca_cert, None)
+    }
+
+    /// A client of remote `name` (`coffer remote add`): another
+    /// deployment, with the endpoint, token and CA saved for it.
+    pub fn for_remote(name: &str) -> anyhow::Result<Self> {
+        let r = profile::remote(name)?;
+        let (Some(endpoint), Some(token)) = (r.endpoint, r.token) else {
+            anyhow::bail!(
+                "remote {name} has no endpoint or no token: add it again with `coffer remote add {name} --endpoint URL --token-file FILE`"
+            );
+        };
+        Self::build(
+            endpoint.trim_end_matches('/').to_string(),
+            token,
+            r.ca_cert,
+            Some(name.to_string()),
+        )
+    }
+
+    fn build(
+        endpoint: String,
+        token: zeroize::Zeroizing<String>,
+        ca_cert: Option<String>,
+        remote: Option<String>,
+    ) -> anyhow::Result<Self> {
         let mut http = reqwest::Client::builder();
-        if let Some(pem) = &r.ca_cert {
-            let ca = reqwest::Certificate::from_pem(pem.as_bytes())
-                .context("the profile's CA certificate is not valid PEM")?;
+        if let Some(pem) = &ca_cert {
+            let ca =
+                reqwest::Certificate::from_pem(pem.as_bytes()).with_context(|| match &remote {
+                    Some(n) => format!("remote {n}'s CA certificate is not valid PEM"),
+                    None => "the profile's CA certificate is not valid PEM".to_string(),
+                })?;
             http = http.tls_certs_only([ca]);
         }
         Ok(Self {
             http: http.build().context("cannot set up the HTTP client")?,
-            endpoint: r.endpoint,
-            token: r.token,
-            ca_cert: r.ca_cert,
+            endpoint,
+            token,
+            ca_cert,
+            remote,
         })
     }
 
@@ -187,11 +220,15 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| {
-            anyhow::anyhow!(
+        let resp = req.send().await.map_err(|e| match &self.remote {
+            Some(name) => anyhow::anyhow!(
+                "cannot reach remote {name} at {}: {e}. Check its endpoint (`coffer remote list`; `coffer remote add {name} …` replaces it)",
+                self.endpoint
+            ),
+            None => anyhow::anyhow!(
                 "cannot reach the Coffer API at {}: {e}. Is `coffer serve` running? Check the endpoint of your profile (`coffer configure`) or COFFER_ENDPOINT",
                 self.endpoint
-            )
+            ),
         })?;
         let status = resp.status();
         let text = resp.text().await.context("reading the API's response")?;

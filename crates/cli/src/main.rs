@@ -38,10 +38,12 @@ use commands::admin::{AdminCmd, RegionCmd};
 use commands::audit::AuditCmd;
 use commands::disk::DiskCmd;
 use commands::encryption_set::EncryptionSetCmd;
+use commands::export::ExportCmd;
 use commands::iam::{IamCmd, PrincipalCmd, RoleCmd};
 use commands::image::ImageCmd;
 use commands::job::JobCmd;
 use commands::org::{AccountCmd, FolderCmd, TenantCmd};
+use commands::remote::RemoteCmd;
 use commands::share::{InvitationCmd, ShareCmd};
 use commands::snapshot::SnapshotCmd;
 use commands::tag::TagCmd;
@@ -87,6 +89,10 @@ enum Command {
         #[arg(long)]
         token_file: Option<std::path::PathBuf>,
     },
+    /// Other Coffer deployments to copy snapshots and images to
+    /// (`copy --to-remote`): add, list, remove.
+    #[command(subcommand)]
+    Remote(RemoteCmd),
     /// Print a shell completion script: `source <(coffer completion bash)`.
     Completion {
         /// The shell.
@@ -129,6 +135,10 @@ enum Command {
     /// list, show, delete, copy, permission.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Exports of your snapshots and images to other deployments (made by
+    /// `copy --to-remote`): list, show, revoke.
+    #[command(subcommand)]
+    Export(ExportCmd),
     /// Resource shares: snapshots and images shared with accounts,
     /// folders or the tenant (create, list, show, add-resource,
     /// remove-resource, add-principal, remove-principal, delete).
@@ -180,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 token_file.as_deref(),
             );
         }
+        Command::Remote(cmd) => return commands::remote::run(&out, cmd),
         Command::Completion { shell } => {
             // Into a buffer first: the generator panics on a closed pipe.
             let mut script = Vec::new();
@@ -192,7 +203,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ref _client_command => client::Client::new(cli.profile.as_deref())?,
     };
     match cli.command {
-        Command::Serve(_) | Command::Configure { .. } | Command::Completion { .. } => {
+        Command::Serve(_)
+        | Command::Configure { .. }
+        | Command::Remote(_)
+        | Command::Completion { .. } => {
             unreachable!("handled above")
         }
         Command::Whoami => commands::iam::whoami(&c, &out).await,
@@ -207,6 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Disk(cmd) => commands::disk::run(&c, &out, cmd).await,
         Command::Snapshot(cmd) => commands::snapshot::run(&c, &out, cmd).await,
         Command::Image(cmd) => commands::image::run(&c, &out, cmd).await,
+        Command::Export(cmd) => commands::export::run(&c, &out, cmd).await,
         Command::Share(cmd) => commands::share::run(&c, &out, cmd).await,
         Command::Invitation(cmd) => commands::share::run_invitation(&c, &out, cmd).await,
         Command::Job(cmd) => commands::job::run(&c, &out, cmd).await,
@@ -262,5 +277,31 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn copies_to_a_remote_take_their_options_only_with_to_remote() {
+        let parse = |args: &str| Cli::try_parse_from(args.split_whitespace());
+        for kind in ["snapshot", "image"] {
+            let ok = parse(&format!(
+                "coffer {kind} copy src --name c --to-remote site-b --source-endpoint https://a.example --export-hours 168"
+            ));
+            assert!(ok.is_ok(), "{kind}: {:?}", ok.err());
+            assert!(parse(&format!("coffer {kind} copy src --name c --to-remote b")).is_ok());
+            for bad in [
+                "--source-endpoint https://a.example",
+                "--export-hours 5",
+                "--to-remote b --export-hours 0",
+                "--to-remote b --export-hours 169",
+            ] {
+                let r = parse(&format!("coffer {kind} copy src --name c {bad}"));
+                assert!(r.is_err(), "{kind} {bad}");
+            }
+        }
+        assert!(
+            parse("coffer remote add b --endpoint https://b --token-file f --ca-file c").is_ok()
+        );
+        assert!(parse("coffer remote add b --endpoint https://b").is_err());
+        assert!(parse("coffer export revoke exp-0123456789abcdef").is_ok());
     }
 }

@@ -2,6 +2,11 @@
 //! `$XDG_CONFIG_HOME/coffer/config.toml` (default `~/.config/coffer`), mode
 //! 0600. Chosen by `--profile`, then `COFFER_PROFILE`, then `default`;
 //! `COFFER_ENDPOINT` and `COFFER_TOKEN` override a profile's values.
+//!
+//! The same file keeps *remotes* (`[remotes.NAME]`, the fields of a
+//! profile): other Coffer deployments this user can reach, which
+//! `coffer snapshot copy --to-remote NAME` copies to (`coffer remote …`).
+//! The environment overrides no remote's values.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -43,6 +48,72 @@ pub struct ConfigFile {
     /// Profiles by name.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+    /// Remotes (other deployments, for copies to them) by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remotes: BTreeMap<String, Profile>,
+}
+
+impl ConfigFile {
+    /// Add remote `name`, or replace the one of that name; true if it
+    /// replaced one.
+    pub fn add_remote(&mut self, name: &str, remote: Profile) -> anyhow::Result<bool> {
+        check_remote_name(name)?;
+        Ok(self.remotes.insert(name.to_string(), remote).is_some())
+    }
+
+    /// Remove remote `name`; an error naming the known remotes if there is
+    /// none of that name.
+    pub fn remove_remote(&mut self, name: &str) -> anyhow::Result<Profile> {
+        match self.remotes.remove(name) {
+            Some(r) => Ok(r),
+            None if self.remotes.is_empty() => {
+                bail!("no remote named {name}: there are no remotes (`coffer remote add` adds one)")
+            }
+            None => bail!(
+                "no remote named {name}; the remotes are: {}",
+                self.remotes.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
+/// Check a remote's name: letters, digits, `-` and `_`, 1 to 63 of them.
+pub fn check_remote_name(name: &str) -> anyhow::Result<()> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        bail!(
+            "invalid remote name '{}': use 1 to 63 letters, digits, '-' and '_', e.g. site-b",
+            name.chars().take(80).collect::<String>()
+        );
+    }
+    Ok(())
+}
+
+/// Check an API endpoint (`http://` or `https://`, with a host); returns
+/// it without a trailing `/`.
+pub fn check_endpoint(endpoint: &str) -> anyhow::Result<String> {
+    let e = endpoint.trim().trim_end_matches('/');
+    let url = reqwest::Url::parse(e).with_context(|| {
+        format!("invalid endpoint '{e}': write a URL such as https://coffer.example:8787")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        bail!(
+            "invalid endpoint '{e}': it must start with http:// or https:// and name a host, e.g. https://coffer.example:8787"
+        );
+    }
+    Ok(e.to_string())
+}
+
+/// Remote `name`: its endpoint, token and CA (no environment overrides).
+pub fn remote(name: &str) -> anyhow::Result<Profile> {
+    load()?.remotes.get(name).cloned().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no remote named {name}: add it with `coffer remote add {name} --endpoint URL --token-file FILE`"
+        )
+    })
 }
 
 /// The CLI's configuration directory.
@@ -59,8 +130,12 @@ pub fn config_path() -> PathBuf {
 
 /// Read the profiles file (empty if missing).
 pub fn load() -> anyhow::Result<ConfigFile> {
-    let p = config_path();
-    match std::fs::read_to_string(&p).map(Zeroizing::new) {
+    load_from(&config_path())
+}
+
+/// Read the profiles file at `p` (empty if missing).
+fn load_from(p: &std::path::Path) -> anyhow::Result<ConfigFile> {
+    match std::fs::read_to_string(p).map(Zeroizing::new) {
         Ok(s) => {
             toml::from_str(&s).with_context(|| format!("invalid profiles file {}", p.display()))
         }
@@ -71,10 +146,14 @@ pub fn load() -> anyhow::Result<ConfigFile> {
 
 /// Write the profiles file, mode 0600.
 pub fn save(cfg: &ConfigFile) -> anyhow::Result<()> {
+    save_to(&config_dir(), cfg)
+}
+
+/// Write `config.toml` in `dir`, mode 0600.
+fn save_to(dir: &std::path::Path, cfg: &ConfigFile) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = config_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let p = config_path();
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let p = dir.join("config.toml");
     let tmp = dir.join(".config.toml.tmp");
     let text = Zeroizing::new(toml::to_string(cfg)?);
     crate::files::write_private(&tmp, text.as_bytes())?;
@@ -185,4 +264,129 @@ pub fn configure(
     save(&cfg)?;
     println!("Profile '{name}' saved in {}", config_path().display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(endpoint: &str, token: &str, ca: Option<&str>) -> Profile {
+        Profile {
+            endpoint: Some(endpoint.to_string()),
+            token: Some(Zeroizing::new(token.to_string())),
+            ca_cert: ca.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_profiles_file_keeps_remotes_beside_profiles() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("coffer");
+        let mut cfg = ConfigFile::default();
+        cfg.profiles.insert(
+            "default".into(),
+            remote("http://127.0.0.1:8787", "tok-a", None),
+        );
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        assert!(
+            !cfg.add_remote(
+                "site-b",
+                remote("https://b.example:7070", "tok-b", Some(pem))
+            )
+            .unwrap()
+        );
+        assert!(
+            !cfg.add_remote("site_c2", remote("http://c.example", "tok-c", None))
+                .unwrap()
+        );
+        save_to(&conf, &cfg).unwrap();
+        let path = conf.join("config.toml");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("[remotes.site-b]"), "{text}");
+
+        let back = load_from(&path).unwrap();
+        assert_eq!(back.profiles.len(), 1);
+        assert_eq!(
+            back.remotes.keys().collect::<Vec<_>>(),
+            ["site-b", "site_c2"]
+        );
+        let b = &back.remotes["site-b"];
+        assert_eq!(b.endpoint.as_deref(), Some("https://b.example:7070"));
+        assert_eq!(b.token.as_deref().map(String::as_str), Some("tok-b"));
+        assert_eq!(b.ca_cert.as_deref(), Some(pem));
+        assert_eq!(back.remotes["site_c2"].ca_cert, None);
+        // Debug output never shows a remote's token.
+        assert!(!format!("{back:?}").contains("tok-b"));
+
+        // Replacing says so; removing an unknown one names the known ones.
+        let mut back = back;
+        assert!(
+            back.add_remote("site-b", remote("https://b2.example", "tok-b2", None))
+                .unwrap()
+        );
+        let e = back.remove_remote("nope").unwrap_err().to_string();
+        assert!(
+            e.contains("no remote named nope") && e.contains("site-b, site_c2"),
+            "{e}"
+        );
+        back.remove_remote("site-b").unwrap();
+        back.remove_remote("site_c2").unwrap();
+        let e = back.remove_remote("site-b").unwrap_err().to_string();
+        assert!(e.contains("there are no remotes"), "{e}");
+
+        // Without remotes the file has no remotes table, and a file from
+        // before remotes existed reads as it did.
+        save_to(&conf, &back).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("remotes"), "{text}");
+        let old = load_from(&path).unwrap();
+        assert!(old.remotes.is_empty());
+        assert_eq!(old.profiles.len(), 1);
+        // A missing file is an empty one.
+        assert!(
+            load_from(&dir.path().join("none.toml"))
+                .unwrap()
+                .remotes
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn remote_names_are_short_and_plain() {
+        for ok in ["a", "site-b", "SITE_2", &"x".repeat(63)] {
+            check_remote_name(ok).unwrap();
+        }
+        for bad in ["", "a b", "a.b", "a/b", "é", "[x]", &"x".repeat(64)] {
+            let e = check_remote_name(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid remote name"), "{bad}: {e}");
+        }
+        let mut cfg = ConfigFile::default();
+        assert!(cfg.add_remote("a.b", Profile::default()).is_err());
+        assert!(cfg.remotes.is_empty());
+    }
+
+    #[test]
+    fn endpoints_are_http_or_https_urls() {
+        assert_eq!(
+            check_endpoint("https://b.example:7070/").unwrap(),
+            "https://b.example:7070"
+        );
+        assert_eq!(
+            check_endpoint("http://127.0.0.1:8787").unwrap(),
+            "http://127.0.0.1:8787"
+        );
+        for bad in [
+            "b.example:7070",
+            "ftp://b.example",
+            "https://",
+            "",
+            "http//x",
+        ] {
+            let e = check_endpoint(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid endpoint"), "{bad}: {e}");
+        }
+    }
 }

@@ -530,7 +530,8 @@ impl TargetKind {
             | Kind::Node
             | Kind::Grant
             | Kind::Job
-            | Kind::Invitation => None,
+            | Kind::Invitation
+            | Kind::Export => None,
         }
     }
 }

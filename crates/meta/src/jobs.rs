@@ -73,17 +73,21 @@ pub struct JobRow {
     /// copies across regions).
     pub target_region: String,
     /// The view the job copies: the source's volume and generation (`None`
-    /// on jobs from before incremental copies).
-    pub source_view: Option<(Id, u64)>,
+    /// on jobs from before incremental copies). For an import from another
+    /// deployment, the volume is `DEPLOYMENT/VOLUME`, the sender's ids.
+    pub source_view: Option<(String, u64)>,
     /// The earlier copy this one is built on (its target is a child of that
     /// copy's view, and only the chunks changed since are copied), and the
     /// generation of the source that copy was made from.
     pub base: Option<(Id, u64)>,
     /// Bytes of data read from the source and written to the copy so far.
     pub bytes_copied: u64,
+    /// For an import from another deployment (no reader volume): where it
+    /// reads, as the service recorded it (JSON, its pull token sealed).
+    pub remote: Option<String>,
 }
 
-const JOB_COLS: &str = "id, account_id, kind, state, source_id, source_account, source_region, target_id, name, reader_volume, target_volume, bytes_total, bytes_done, message, tags, created_by, created_at, updated_at, finished_at, node_id, source_sha256, target_sha256, image_id, image_role, target_region, source_volume, source_generation, base_id, base_generation, bytes_copied";
+const JOB_COLS: &str = "id, account_id, kind, state, source_id, source_account, source_region, target_id, name, reader_volume, target_volume, bytes_total, bytes_done, message, tags, created_by, created_at, updated_at, finished_at, node_id, source_sha256, target_sha256, image_id, image_role, target_region, source_volume, source_generation, base_id, base_generation, bytes_copied, remote";
 
 struct JobRec(JobRow);
 
@@ -133,7 +137,7 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for JobRec {
                 },
                 target_region: s(24)?,
                 source_view: match (o(25)?, r.try_get::<Option<i64>, _>(26)?) {
-                    (Some(v), Some(g)) => Some((parse_id(&v, Kind::Volume)?, to_u64(g)?)),
+                    (Some(v), Some(g)) => Some((v, to_u64(g)?)),
                     _ => None,
                 },
                 base: match (o(27)?, r.try_get::<Option<i64>, _>(28)?) {
@@ -141,6 +145,7 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for JobRec {
                     _ => None,
                 },
                 bytes_copied: to_u64(r.try_get::<i64, _>(29)?)?,
+                remote: o(30)?,
             })
         };
         parse()
@@ -157,7 +162,7 @@ impl Meta {
     pub async fn create_copy_job(
         &self,
         job: &JobRow,
-        reader: &VolumeRow,
+        reader: Option<&VolumeRow>,
         target: &VolumeRow,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
@@ -173,7 +178,7 @@ impl Meta {
     pub async fn create_image_copy(
         &self,
         image: &ImageRow,
-        jobs: &[(JobRow, VolumeRow, VolumeRow)],
+        jobs: &[(JobRow, Option<VolumeRow>, VolumeRow)],
         tags: &[Tag],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
@@ -184,7 +189,7 @@ impl Meta {
         }
         insert_image_tx(&mut tx, image, tags).await?;
         for (job, reader, target) in jobs {
-            insert_copy_job_tx(&mut tx, job, reader, target).await?;
+            insert_copy_job_tx(&mut tx, job, reader.as_ref(), target).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -209,7 +214,7 @@ impl Meta {
         &self,
         account: Id,
         region: &str,
-        volume: Id,
+        volume: &str,
         generation: u64,
     ) -> Result<Option<(SnapshotRow, u64)>> {
         let row: Option<(String, i64)> = sqlx::query_as(
@@ -220,7 +225,7 @@ impl Meta {
         )
         .bind(account.to_string())
         .bind(region)
-        .bind(volume.to_string())
+        .bind(volume)
         .bind(to_i64(generation)?)
         .fetch_optional(&self.pool)
         .await?;
@@ -510,31 +515,29 @@ impl Meta {
 
 /// Inside a transaction: a copy job with its reader and target volumes,
 /// checking the source snapshot still exists and is the view the reader's
-/// parent names.
+/// parent names. A job without a reader imports from another deployment
+/// (its `remote` says where).
 async fn insert_copy_job_tx(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     job: &JobRow,
-    reader: &VolumeRow,
+    reader: Option<&VolumeRow>,
     target: &VolumeRow,
 ) -> Result<()> {
-    let Some((parent, generation)) = reader.parent else {
-        return Err(MetaError::Corrupt("a reader volume needs a parent".into()));
-    };
-    volume_tx(tx, parent).await?;
-    let found: Option<(String, i64)> =
-        sqlx::query_as("SELECT volume_id, generation FROM snapshots WHERE id = $1")
-            .bind(job.source_id.to_string())
-            .fetch_optional(&mut **tx)
-            .await?;
-    match found {
-        Some((v, g)) if v == parent.to_string() && to_u64(g)? == generation => {}
-        _ => return Err(MetaError::NotFound(format!("snapshot {}", job.source_id))),
+    match reader {
+        Some(reader) => {
+            insert_reader_tx(tx, job.source_id, reader).await?;
+        }
+        None if job.remote.is_some() => {}
+        None => {
+            return Err(MetaError::Corrupt(
+                "a copy job reads a reader volume or a remote export".into(),
+            ));
+        }
     }
-    insert_volume_tx(tx, reader).await?;
     insert_volume_tx(tx, target).await?;
     let tags: Vec<String> = job.tags.iter().map(Tag::to_string).collect();
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"
+        "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)"
     )))
     .bind(job.id.to_string())
     .bind(job.account_id.to_string())
@@ -561,14 +564,40 @@ async fn insert_copy_job_tx(
     .bind(job.image.as_ref().map(|i| i.0.to_string()))
     .bind(job.image.as_ref().map(|i| i.1.clone()))
     .bind(&job.target_region)
-    .bind(job.source_view.map(|v| v.0.to_string()))
-    .bind(job.source_view.map(|v| to_i64(v.1)).transpose()?)
+    .bind(job.source_view.as_ref().map(|v| v.0.clone()))
+    .bind(job.source_view.as_ref().map(|v| to_i64(v.1)).transpose()?)
     .bind(job.base.map(|b| b.0.to_string()))
     .bind(job.base.map(|b| to_i64(b.1)).transpose()?)
     .bind(to_i64(job.bytes_copied)?)
+    .bind(job.remote.clone())
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Inside a transaction: record `reader`, a volume whose parent is the
+/// view of snapshot `source`, checking that the snapshot still exists and
+/// is that view (a concurrent delete comes first, or sees the reader as a
+/// view to keep).
+pub(crate) async fn insert_reader_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    source: Id,
+    reader: &VolumeRow,
+) -> Result<()> {
+    let Some((parent, generation)) = reader.parent else {
+        return Err(MetaError::Corrupt("a reader volume needs a parent".into()));
+    };
+    volume_tx(tx, parent).await?;
+    let found: Option<(String, i64)> =
+        sqlx::query_as("SELECT volume_id, generation FROM snapshots WHERE id = $1")
+            .bind(source.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    match found {
+        Some((v, g)) if v == parent.to_string() && to_u64(g)? == generation => {}
+        _ => return Err(MetaError::NotFound(format!("snapshot {source}"))),
+    }
+    insert_volume_tx(tx, reader).await
 }
 
 /// Inside a transaction: lock image `id`'s row.

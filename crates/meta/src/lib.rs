@@ -33,6 +33,7 @@
 
 mod audit;
 mod chunks;
+mod exports;
 pub mod extents;
 mod fsck;
 mod grants;
@@ -55,6 +56,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEntry, AuditFilter, AuditHead, AuditRecord};
 pub use chunks::{ChunkEntry, CommitStats, StoredObject, VolumeRow};
+pub use exports::{ExportMemberRow, ExportRow};
 pub use extents::{ChunkMap, Extent, Loc, ObjectRef};
 pub use fsck::Finding;
 pub use grants::GrantRow;

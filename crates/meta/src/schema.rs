@@ -29,6 +29,7 @@ const SQLITE: &[(i64, &str)] = &[
     ),
     (13, include_str!("../migrations/sqlite/0013_dek_budget.sql")),
     (14, include_str!("../migrations/sqlite/0014_regions.sql")),
+    (15, include_str!("../migrations/sqlite/0015_exports.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -63,6 +64,7 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0013_dek_budget.sql"),
     ),
     (14, include_str!("../migrations/postgres/0014_regions.sql")),
+    (15, include_str!("../migrations/postgres/0015_exports.sql")),
 ];
 
 /// The statements of a migration file: split on `;`, `--` comment lines

@@ -392,7 +392,7 @@ fn copy_job(
     f: &Fixture,
     src: &SnapshotRow,
     image: Option<(Id, &str)>,
-) -> (coffer_meta::JobRow, VolumeRow, VolumeRow) {
+) -> (coffer_meta::JobRow, Option<VolumeRow>, VolumeRow) {
     let vol = |parent| VolumeRow {
         dek2_id: None,
         id: Id::random(Kind::Volume),
@@ -419,6 +419,7 @@ fn copy_job(
         source_view: None,
         base: None,
         bytes_copied: 0,
+        remote: None,
         target_id: Id::random(Kind::Snapshot),
         name: format!("copy-{}", Id::random(Kind::Snapshot)),
         reader_volume: Some(reader.id),
@@ -436,7 +437,7 @@ fn copy_job(
         target_sha256: None,
         image: image.map(|(i, r)| (i, r.to_string())),
     };
-    (job, reader, target)
+    (job, Some(reader), target)
 }
 
 /// The snapshot a job makes, as its runner records it.
@@ -468,7 +469,9 @@ async fn a_node_that_lost_a_copy_job_can_neither_advance_end_nor_fail_it() {
     let m = &f.meta;
     let src = snapshot_of(&f, "src").await;
     let (job, reader, target) = copy_job(&f, &src, None);
-    m.create_copy_job(&job, &reader, &target).await.unwrap();
+    m.create_copy_job(&job, reader.as_ref(), &target)
+        .await
+        .unwrap();
 
     // Node A claims it, pauses past its lease; node B takes it over.
     let a = node(m, "a", 0).await;

@@ -87,6 +87,7 @@ pub(crate) fn not_found_of(scope: Scope) -> ServiceError {
                 Kind::Share => ErrorCode::ShareNotFound,
                 Kind::Job => ErrorCode::JobNotFound,
                 Kind::Invitation => ErrorCode::InvitationNotFound,
+                Kind::Export => ErrorCode::ExportNotFound,
                 // Never scopes (`Scope::of` refuses them); exhaustive so a
                 // new kind must choose its code here.
                 Kind::Volume | Kind::Dek => ErrorCode::RouteNotFound,

@@ -24,11 +24,12 @@ use coffer_volume::Volume;
 use crate::attach::VaultDeks;
 use crate::error::ErrorCode;
 use crate::model::*;
+use crate::source::{CopySource, LocalSource, hash_changed, hash_view, runs_within};
 use crate::*;
 use coffer_wire::{ListParams, Page};
 
 /// How much a job copies between looks at whether it was cancelled.
-const STEP: u64 = 8 << 20;
+const STEP: u64 = crate::source::WINDOW;
 /// How much a job copies between commits (the point it resumes from).
 const COMMIT_EVERY: u64 = 64 << 20;
 /// How often the runner looks for jobs to run, besides when woken.
@@ -114,7 +115,11 @@ impl Service {
                 None,
             )
             .await?;
-        if let Err(e) = self.meta.create_copy_job(&job, &reader, &target).await {
+        if let Err(e) = self
+            .meta
+            .create_copy_job(&job, reader.as_ref(), &target)
+            .await
+        {
             self.forget_job_keys(&[(job, reader, target)]).await;
             return Err(match e {
                 coffer_meta::MetaError::NotFound(_) => {
@@ -129,10 +134,10 @@ impl Service {
     }
 
     /// Forget the data keys made for jobs that were then not recorded.
-    pub(crate) async fn forget_job_keys(&self, jobs: &[(JobRow, VolumeRow, VolumeRow)]) {
+    pub(crate) async fn forget_job_keys(&self, jobs: &[(JobRow, Option<VolumeRow>, VolumeRow)]) {
         let made: Vec<Id> = jobs
             .iter()
-            .flat_map(|(_, r, t)| [Some(r.dek_id), Some(t.dek_id), t.dek2_id])
+            .flat_map(|(_, r, t)| [r.as_ref().map(|r| r.dek_id), Some(t.dek_id), t.dek2_id])
             .flatten()
             .collect();
         if let Err(e) = self.meta.forget_unused_deks(&made).await {
@@ -157,7 +162,7 @@ impl Service {
         (set, rekey): (Option<&str>, bool),
         tags: Vec<Tag>,
         image: Option<(Id, String)>,
-    ) -> Result<(JobRow, VolumeRow, VolumeRow)> {
+    ) -> Result<(JobRow, Option<VolumeRow>, VolumeRow)> {
         if src.encryption != EncryptionType::Platform
             && src.account_id != account
             && !self.account_may_decrypt(src.kek_id, account).await?
@@ -190,86 +195,22 @@ impl Service {
             )
             .await?;
         }
-        // What the copy will be under: the set's key (and its type), or the
-        // target region's platform key.
-        let mut under: (Option<Id>, EncryptionType) = (None, EncryptionType::Platform);
-        let (dek_id, dek2_id) = match set {
-            Some(s) => {
-                let (s, kek) = self.set_for_new_disk(caller, s, region).await?;
-                under = (Some(s.id), s.encryption_type);
-                if s.account_id != account {
-                    return Err(ServiceError::new(
-                        ErrorCode::KeyRequired,
-                        format!(
-                            "encryption set {} belongs to account {}: a copy in account {account} is encrypted under a set of that account",
-                            s.id, s.account_id
-                        ),
-                    ));
-                }
-                let version = Self::set_target(&s, &kek);
-                let (dek, _) = self.vault.new_dek_with(&kek, version, Some(s.id)).await?;
-                made.push(dek);
-                self.audit_as_identity(
-                    caller.principal.id,
-                    &s,
-                    "key.wrap",
-                    version,
-                    target_id,
-                    Ok(()),
-                )
-                .await?;
-                let dek2 = match s.encryption_type {
-                    EncryptionType::Double => {
-                        let kek = self.vault.platform_key(region).await?;
-                        Some(made.push(self.vault.new_dek(&kek).await?.0))
-                    }
-                    _ => None,
-                };
-                (dek, dek2)
-            }
-            None => {
-                let kek = self.vault.platform_key(region).await?;
-                (made.push(self.vault.new_dek(&kek).await?.0), None)
-            }
-        };
-        // The reader never writes; it gets a data key of its own so that
-        // no two volumes share one.
-        let platform = self.vault.platform_key(&src.region).await?;
-        let reader_dek = made.push(self.vault.new_dek(&platform).await?.0);
+        let keys = self
+            .plan_target_keys(caller, account, region, set, target_id, &mut made)
+            .await?;
+        let reader = self.plan_reader(src, &source_vol, &mut made).await?;
+        let lineage = src.volume_id.to_string();
+        let base = self
+            .copy_base_for(
+                account,
+                region,
+                (&lineage, src.generation),
+                (keys.under, source_vol.chunk_size),
+                rekey,
+            )
+            .await?;
         made.disarm();
-        let reader = VolumeRow {
-            id: Id::random(Kind::Volume),
-            dek_id: reader_dek,
-            dek2_id: None,
-            chunk_size: source_vol.chunk_size,
-            size: src.size,
-            parent: Some((src.volume_id, src.generation)),
-            head_generation: 0,
-            live: true,
-            // The reader is of the source's lineage, in its store.
-            region: source_vol.region.clone(),
-        };
-        // Incremental: an earlier copy of this lineage into the same account
-        // and region, under the same key, is the base: the target starts as
-        // a child of its view, and only the chunks changed since are copied.
-        let found = if rekey {
-            None
-        } else {
-            self.meta
-                .copy_base(account, region, src.volume_id, src.generation)
-                .await?
-        };
-        let base = match found {
-            Some((b, generation))
-                if b.account_id == account
-                    && b.region == region
-                    && (b.encryption_set_id, b.encryption) == under
-                    && self.meta.volume(b.volume_id).await?.chunk_size == source_vol.chunk_size =>
-            {
-                Some((b, generation))
-            }
-            _ => None,
-        };
+        let (dek_id, dek2_id) = (keys.dek_id, keys.dek2_id);
         let target = VolumeRow {
             id: Id::random(Kind::Volume),
             dek_id,
@@ -312,11 +253,127 @@ impl Service {
             source_sha256: None,
             target_sha256: None,
             image,
-            source_view: Some((src.volume_id, src.generation)),
+            source_view: Some((lineage, src.generation)),
             base: base.map(|(b, generation)| (b.id, generation)),
             bytes_copied: 0,
+            remote: None,
         };
-        Ok((job, reader, target))
+        Ok((job, Some(reader), target))
+    }
+
+    /// The new data keys of a copy's target `target_id` in `region`: under
+    /// `set`'s key (a set of `account` in `region`, the wrap audited as its
+    /// identity acting for the caller), or the region's platform key; a
+    /// double-encryption set adds a platform-key data key. Each key made is
+    /// recorded in `made`.
+    pub(crate) async fn plan_target_keys(
+        &self,
+        caller: &Caller,
+        account: Id,
+        region: &str,
+        set: Option<&str>,
+        target_id: Id,
+        made: &mut MadeKeys,
+    ) -> Result<TargetKeys> {
+        let Some(s) = set else {
+            let kek = self.vault.platform_key(region).await?;
+            return Ok(TargetKeys {
+                dek_id: made.push(self.vault.new_dek(&kek).await?.0),
+                dek2_id: None,
+                under: (None, EncryptionType::Platform),
+            });
+        };
+        let (s, kek) = self.set_for_new_disk(caller, s, region).await?;
+        if s.account_id != account {
+            return Err(ServiceError::new(
+                ErrorCode::KeyRequired,
+                format!(
+                    "encryption set {} belongs to account {}: a copy in account {account} is encrypted under a set of that account",
+                    s.id, s.account_id
+                ),
+            ));
+        }
+        let version = Self::set_target(&s, &kek);
+        let (dek, _) = self.vault.new_dek_with(&kek, version, Some(s.id)).await?;
+        made.push(dek);
+        self.audit_as_identity(
+            caller.principal.id,
+            &s,
+            "key.wrap",
+            version,
+            target_id,
+            Ok(()),
+        )
+        .await?;
+        let dek2_id = match s.encryption_type {
+            EncryptionType::Double => {
+                let kek = self.vault.platform_key(region).await?;
+                Some(made.push(self.vault.new_dek(&kek).await?.0))
+            }
+            _ => None,
+        };
+        Ok(TargetKeys {
+            dek_id: dek,
+            dek2_id,
+            under: (Some(s.id), s.encryption_type),
+        })
+    }
+
+    /// A reader volume of snapshot `src` (whose volume is `source_vol`):
+    /// a child of its view that a copy or an export reads through, so the
+    /// view stays while it is read. It never writes; it gets a data key of
+    /// its own (recorded in `made`) so that no two volumes share one.
+    pub(crate) async fn plan_reader(
+        &self,
+        src: &SnapshotRow,
+        source_vol: &VolumeRow,
+        made: &mut MadeKeys,
+    ) -> Result<VolumeRow> {
+        let platform = self.vault.platform_key(&src.region).await?;
+        Ok(VolumeRow {
+            id: Id::random(Kind::Volume),
+            dek_id: made.push(self.vault.new_dek(&platform).await?.0),
+            dek2_id: None,
+            chunk_size: source_vol.chunk_size,
+            size: src.size,
+            parent: Some((src.volume_id, src.generation)),
+            head_generation: 0,
+            live: true,
+            // The reader is of the source's lineage, in its store.
+            region: source_vol.region.clone(),
+        })
+    }
+
+    /// The base of an incremental copy of `lineage` at `generation` into
+    /// `account` in `region`: an earlier copy of the same lineage there,
+    /// under the same key (`under`) and chunk size; never with `rekey`
+    /// (every block under new data keys).
+    pub(crate) async fn copy_base_for(
+        &self,
+        account: Id,
+        region: &str,
+        (lineage, generation): (&str, u64),
+        (under, chunk_size): ((Option<Id>, EncryptionType), u32),
+        rekey: bool,
+    ) -> Result<Option<(SnapshotRow, u64)>> {
+        if rekey {
+            return Ok(None);
+        }
+        match self
+            .meta
+            .copy_base(account, region, lineage, generation)
+            .await?
+        {
+            Some((b, generation))
+                if b.account_id == account
+                    && b.region == region
+                    && (b.encryption_set_id, b.encryption) == under
+                    && self.meta.volume(b.volume_id).await?.chunk_size == chunk_size =>
+            {
+                Ok(Some((b, generation)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// A page of the jobs of the accounts the caller may see snapshots of,
@@ -473,6 +530,20 @@ impl Service {
         let Ok(Some(job)) = self.meta.job(id).await else {
             return false;
         };
+        // An import whose sender does not answer waits for it the same way
+        // (until its export expires: the sender then refuses the token).
+        if e.code == ErrorCode::RemoteUnavailable && job.remote.is_some() {
+            let why = format!("waiting for the sending deployment: {}", e.message);
+            tracing::info!(job = %id, "copy job {why}");
+            if let Err(e) = self
+                .meta
+                .job_progress(holder, job.bytes_done, Some(&why))
+                .await
+            {
+                tracing::debug!(job = %id, error = %e, "cannot record why a job waits");
+            }
+            return true;
+        }
         if e.code != ErrorCode::RegionUnavailable {
             self.probe_regions().await;
         }
@@ -503,78 +574,41 @@ impl Service {
     }
 
     /// Copy into `target` the chunks in `off..off + len` that changed in
-    /// the source's lineage (`volume`) after generation `after` up to
-    /// `upto`, read through `reader`: their data, and their holes as
-    /// zeroes. Returns the bytes of data copied.
+    /// the source's lineage after generation `after`: their data, and their
+    /// holes as zeroes. Returns the bytes of data copied.
     async fn copy_changed(
         &self,
-        reader: &Arc<Volume>,
+        source: &dyn CopySource,
         target: &Arc<Volume>,
-        (volume, after, upto): (Id, u64, u64),
+        after: u64,
         off: u64,
         len: u64,
     ) -> Result<u64> {
-        let cs = u64::from(reader.chunk_size());
-        let total = reader.size();
+        let cs = u64::from(target.chunk_size());
+        let total = target.size();
         let mut copied = 0;
-        for idx in self
-            .meta
-            .changed_chunks(volume, after, upto, off / cs, (off + len).div_ceil(cs))
-            .await?
-        {
+        let changed = source
+            .changed(after, off / cs, (off + len).div_ceil(cs))
+            .await?;
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let runs = source.allocation(off, len).await?;
+        for idx in changed {
             let start = idx * cs;
-            let end = (start + cs).min(total);
-            let mut pos = start;
-            for (n, hole) in reader.allocation(start, end - start)? {
+            for (pos, n, hole) in runs_within(&runs, off, start, (start + cs).min(total)) {
                 if hole {
                     target.write_zeroes(pos, n, false).await?;
                 } else {
                     if let Some(p) = &self.config.copy_pace {
                         p.take(usize::try_from(n).unwrap_or(usize::MAX)).await;
                     }
-                    target.write(pos, reader.read(pos, n).await?, false).await?;
+                    target.write(pos, source.read(pos, n).await?, false).await?;
                     copied += n;
                 }
-                pos += n;
             }
         }
         Ok(copied)
-    }
-
-    /// SHA-256 of the source's and of the copy's changed chunks (the
-    /// source's allocated pieces of each, at their positions), read back.
-    async fn hash_changed(
-        &self,
-        reader: &Arc<Volume>,
-        target: &Arc<Volume>,
-        (volume, after, upto): (Id, u64, u64),
-    ) -> Result<(Sha256, Sha256)> {
-        let cs = u64::from(reader.chunk_size());
-        let total = reader.size();
-        let (mut a, mut b) = (Sha256::default(), Sha256::default());
-        let mut off = 0;
-        while off < total {
-            let len = STEP.min(total - off);
-            for idx in self
-                .meta
-                .changed_chunks(volume, after, upto, off / cs, (off + len).div_ceil(cs))
-                .await?
-            {
-                let start = idx * cs;
-                let mut pos = start;
-                for (n, hole) in reader.allocation(start, (start + cs).min(total) - start)? {
-                    if !hole {
-                        for (h, v) in [(&mut a, reader), (&mut b, target)] {
-                            h.update(&pos.to_le_bytes());
-                            h.update(&v.read(pos, n).await?);
-                        }
-                    }
-                    pos += n;
-                }
-            }
-            off += len;
-        }
-        Ok((a, b))
     }
 
     /// Whether job `id` is still running (not cancelled meanwhile).
@@ -586,6 +620,44 @@ impl Service {
             .is_some_and(|j| j.state == "running"))
     }
 
+    /// What job `job` reads: its reader volume, or another deployment's
+    /// export for an import.
+    async fn job_source(
+        &self,
+        job: &JobRow,
+        deks: &Arc<VaultDeks>,
+    ) -> Result<(Arc<dyn CopySource>, Option<Arc<Volume>>)> {
+        if let Some(remote) = &job.remote {
+            let (at, role) = self.open_remote(job.id, &job.target_region, remote).await?;
+            let remotes = self.remotes.get().ok_or_else(crate::source::no_remotes)?;
+            return Ok((remotes.source(&at, &role, job.bytes_total), None));
+        }
+        let Some(reader_vol) = job.reader_volume else {
+            return Err(ServiceError::internal("a copy job without a reader volume"));
+        };
+        // The reader reads the source's region's store.
+        let store = self.store_of(&self.meta.volume(reader_vol).await?.region)?;
+        let reader = Volume::open(
+            self.meta.clone(),
+            store,
+            reader_vol,
+            deks.clone(),
+            self.config.volume.clone(),
+            None,
+        )
+        .await?;
+        let view = match &job.source_view {
+            Some((v, g)) => Some((parse_id(v, Kind::Volume)?, *g)),
+            None => None,
+        };
+        let source = Arc::new(LocalSource {
+            vol: reader.clone(),
+            meta: self.meta.clone(),
+            view,
+        });
+        Ok((source, Some(reader)))
+    }
+
     /// Copy, verify and finish one job, from where it was last committed,
     /// under the hold `holder` of this node's claim: if the job is
     /// cancelled, or another node takes it over, the next commit of its
@@ -595,25 +667,28 @@ impl Service {
         let Some(job) = self.meta.job(id).await? else {
             return Ok(());
         };
-        let (Some(reader_vol), Some(target_vol)) = (job.reader_volume, job.target_volume) else {
+        let Some(target_vol) = job.target_volume else {
             return Ok(());
         };
         let deks = Arc::new(VaultDeks(self.vault.clone()));
-        // The reader reads the source's region's store, the target writes
-        // its own region's (the same store for a copy within a region).
-        let reader_store = self.store_of(&self.meta.volume(reader_vol).await?.region)?;
+        let (source, reader) = self.job_source(&job, &deks).await?;
+        // The target writes its own region's store. It is written once,
+        // whole chunks in order, and becomes a snapshot: its chunks are
+        // packed, 4 MiB objects.
         let target_store = self.store_of(&self.meta.volume(target_vol).await?.region)?;
-        let open = |v: Id, store: Arc<dyn coffer_store::ObjectStore>, holder: Option<Holder>| {
-            // The target is written once, whole chunks in order, and
-            // becomes a snapshot: its chunks are packed, 4 MiB objects.
-            let config = coffer_volume::VolumeConfig {
-                pack_chunks: holder.is_some(),
-                ..self.config.volume.clone()
-            };
-            Volume::open(self.meta.clone(), store, v, deks.clone(), config, holder)
+        let config = coffer_volume::VolumeConfig {
+            pack_chunks: true,
+            ..self.config.volume.clone()
         };
-        let reader = open(reader_vol, reader_store, None).await?;
-        let target = open(target_vol, target_store, Some(holder)).await?;
+        let target = Volume::open(
+            self.meta.clone(),
+            target_store,
+            target_vol,
+            deks.clone(),
+            config,
+            Some(holder),
+        )
+        .await?;
         let total = job.bytes_total;
         let mut off = job.bytes_done - job.bytes_done % STEP;
         if off > 0 {
@@ -622,46 +697,57 @@ impl Service {
         // An incremental copy (one built on a base) copies the chunks of
         // the source's lineage changed since the base's source: its target
         // already reads the base's data everywhere else.
-        let incremental = match (job.base, job.source_view) {
-            (Some((_, after)), Some((volume, upto))) => Some((volume, after, upto)),
-            _ => None,
-        };
+        let incremental = job.base.map(|(_, after)| after);
         let mut copied = job.bytes_copied;
-        // A copy made whole in this run hashes the source as it copies it
-        // (the same windows and pieces as the verification's); a resumed or
-        // incremental one reads the source again to verify.
-        let mut source_hash = (off == 0 && incremental.is_none()).then(Sha256::default);
+        // A local copy made whole in this run hashes the source as it
+        // copies it (the same windows and pieces as the verification's); a
+        // resumed or incremental one reads the source again to verify, and
+        // a remote source hashes its side itself.
+        let mut source_hash =
+            (off == 0 && incremental.is_none() && job.remote.is_none()).then(Sha256::default);
         // The source is read (and decrypted) by a task of its own, a window
         // or two ahead, while this one writes (and the target's write-back
         // seals) and hashes: two cores busy, not one.
         let mut windows = incremental
             .is_none()
-            .then(|| read_windows(&reader, &reader, off, total));
+            .then(|| read_windows(&source, &source, off, total));
+        let stop = |e: ServiceError| async {
+            if let Some(r) = &reader {
+                let _ = r.close().await;
+            }
+            e
+        };
         while off < total {
             if !self.still_running(id).await? {
-                return self.stop_cancelled(id, &reader, &target).await;
+                return self.stop_cancelled(id, reader.as_deref(), &target).await;
             }
             let len = STEP.min(total - off);
-            match (&mut windows, incremental) {
-                (Some(windows), _) => {
-                    if let Some(p) = &self.config.copy_pace {
-                        p.take(usize::try_from(len).unwrap_or(usize::MAX)).await;
-                    }
-                    for (pos, data) in next_window(windows).await? {
-                        if let Some(h) = &mut source_hash {
-                            h.update(&pos.to_le_bytes());
-                            h.update(&data);
+            let step = async {
+                match (&mut windows, incremental) {
+                    (Some(windows), _) => {
+                        if let Some(p) = &self.config.copy_pace {
+                            p.take(usize::try_from(len).unwrap_or(usize::MAX)).await;
                         }
-                        copied += data.len() as u64;
-                        target.write(pos, data, false).await?;
+                        for (pos, data) in next_window(windows).await? {
+                            if let Some(h) = &mut source_hash {
+                                h.update(&pos.to_le_bytes());
+                                h.update(&data);
+                            }
+                            copied += data.len() as u64;
+                            target.write(pos, data, false).await?;
+                        }
                     }
+                    (None, Some(after)) => {
+                        copied += self
+                            .copy_changed(source.as_ref(), &target, after, off, len)
+                            .await?;
+                    }
+                    (None, None) => unreachable!("a job copies whole or incrementally"),
                 }
-                (None, Some((volume, after, upto))) => {
-                    copied += self
-                        .copy_changed(&reader, &target, (volume, after, upto), off, len)
-                        .await?;
-                }
-                (None, None) => unreachable!("a job copies whole or incrementally"),
+                Ok::<_, ServiceError>(())
+            };
+            if let Err(e) = step.await {
+                return Err(stop(e).await);
             }
             off += len;
             if off.is_multiple_of(COMMIT_EVERY) || off == total {
@@ -675,64 +761,14 @@ impl Service {
         self.meta
             .job_progress(&holder, total, Some("verifying"))
             .await?;
-        let (a, b) = match incremental {
-            // An incremental copy verifies what it moved: the changed chunks
-            // of both sides. The rest of it is its base's data, verified
-            // whole when the base was made and authenticated at every read.
-            Some(view) => self.hash_changed(&reader, &target, view).await?,
-            None => {
-                // The copy read back (the source's allocated pieces, at the
-                // same positions), and the source again unless it was hashed
-                // above.
-                let mut b = Sha256::default();
-                let mut copy_back = read_windows(&target, &reader, 0, total);
-                let mut source_again = match source_hash {
-                    Some(_) => None,
-                    None => Some((Sha256::default(), read_windows(&reader, &reader, 0, total))),
-                };
-                let mut off = 0;
-                while off < total {
-                    for (pos, data) in next_window(&mut copy_back).await? {
-                        b.update(&pos.to_le_bytes());
-                        b.update(&data);
-                    }
-                    if let Some((a, w)) = &mut source_again {
-                        for (pos, data) in next_window(w).await? {
-                            a.update(&pos.to_le_bytes());
-                            a.update(&data);
-                        }
-                    }
-                    off += STEP.min(total - off);
-                }
-                let a = match (source_hash, source_again) {
-                    (Some(a), _) | (None, Some((a, _))) => a,
-                    (None, None) => unreachable!("the source is hashed one way or the other"),
-                };
-                (a, b)
-            }
-        };
-        let (source_sha, target_sha) = (a.finish_hex(), b.finish_hex());
-        // The hashes cover the source's allocated pieces; the copy must hold
-        // nothing outside them (an incremental copy's base might).
-        let extra = data_outside(&reader.allocation(0, total)?, &target.allocation(0, total)?);
-        reader.close().await?;
+        let verified = self
+            .verify_copy(source.as_ref(), &target, incremental, source_hash)
+            .await;
+        if let Some(r) = &reader {
+            r.close().await?;
+        }
         target.close().await?;
-        if let Some(at) = extra {
-            return Err(ServiceError::new(
-                ErrorCode::IntegrityError,
-                format!(
-                    "copy verification failed: the copy holds data at byte {at}, where the source reads as zeroes"
-                ),
-            ));
-        }
-        if source_sha != target_sha {
-            return Err(ServiceError::new(
-                ErrorCode::IntegrityError,
-                format!(
-                    "copy verification failed: the source's data hashes to {source_sha}, the copy's to {target_sha}"
-                ),
-            ));
-        }
+        let (source_sha, target_sha) = verified?;
         let target_row = self.meta.volume(target_vol).await?;
         let dek = self.meta.dek(target_row.dek_id).await?;
         let encryption = match (dek.encryption_set_id, target_row.dek2_id) {
@@ -787,10 +823,84 @@ impl Service {
         Ok(())
     }
 
+    /// Verify a copy: the source's hash (`streamed` if this run hashed it
+    /// as it copied, else computed by the source's side or read again) and
+    /// the copy's, read back at the source's allocated pieces; for an
+    /// incremental copy (`Some(after)`), over the chunks changed since its
+    /// base (the rest is the base's data, verified whole when the base was
+    /// made and authenticated at every read). The copy must also hold no
+    /// data where the source reads as zeroes (an incremental copy's base
+    /// might). Returns the two hashes, equal.
+    async fn verify_copy(
+        &self,
+        source: &dyn CopySource,
+        target: &Arc<Volume>,
+        incremental: Option<u64>,
+        streamed: Option<Sha256>,
+    ) -> Result<(String, String)> {
+        let total = target.size();
+        let copy = LocalSource {
+            vol: target.clone(),
+            meta: self.meta.clone(),
+            view: None,
+        };
+        let (source_sha, target_sha) = match incremental {
+            Some(after) => {
+                let geometry = (target.chunk_size(), total);
+                let b = hash_changed(&copy, source, geometry, after).await?;
+                let a = match source.own_hash(Some(after)).await? {
+                    Some(a) => a,
+                    None => hash_changed(source, source, geometry, after).await?,
+                };
+                (a, b)
+            }
+            None => {
+                let b = hash_view(&copy, source, total).await?;
+                let a = match streamed {
+                    Some(h) => h.finish_hex(),
+                    None => match source.own_hash(None).await? {
+                        Some(a) => a,
+                        None => hash_view(source, source, total).await?,
+                    },
+                };
+                (a, b)
+            }
+        };
+        let mut off = 0;
+        while off < total {
+            let len = (1u64 << 30).min(total - off);
+            let (src, dst) = (
+                source.allocation(off, len).await?,
+                target.allocation(off, len)?,
+            );
+            if let Some(at) = data_outside(&src, &dst) {
+                return Err(ServiceError::new(
+                    ErrorCode::IntegrityError,
+                    format!(
+                        "copy verification failed: the copy holds data at byte {}, where the source reads as zeroes",
+                        off + at
+                    ),
+                ));
+            }
+            off += len;
+        }
+        if source_sha != target_sha {
+            return Err(ServiceError::new(
+                ErrorCode::IntegrityError,
+                format!(
+                    "copy verification failed: the source's data hashes to {source_sha}, the copy's to {target_sha}"
+                ),
+            ));
+        }
+        Ok((source_sha, target_sha))
+    }
+
     /// Stop a run whose job was cancelled (its canceller dropped the
     /// volumes): the reader closes, the target writes nothing more.
-    async fn stop_cancelled(&self, id: Id, reader: &Volume, target: &Volume) -> Result<()> {
-        let _ = reader.close().await;
+    async fn stop_cancelled(&self, id: Id, reader: Option<&Volume>, target: &Volume) -> Result<()> {
+        if let Some(r) = reader {
+            let _ = r.close().await;
+        }
         target.fence();
         self.gc_wake.notify_one();
         tracing::info!(job = %id, "copy job stopped: cancelled");
@@ -806,11 +916,11 @@ type Window = Vec<(u64, bytes::Bytes)>;
 /// of its own that stays at most two windows ahead; it stops when the
 /// receiver goes.
 fn read_windows(
-    from: &Arc<Volume>,
-    layout: &Arc<Volume>,
+    from: &Arc<dyn CopySource>,
+    layout: &Arc<dyn CopySource>,
     start: u64,
     total: u64,
-) -> tokio::sync::mpsc::Receiver<coffer_volume::Result<Window>> {
+) -> tokio::sync::mpsc::Receiver<Result<Window>> {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let (from, layout) = (Arc::clone(from), Arc::clone(layout));
     tokio::spawn(async move {
@@ -820,7 +930,7 @@ fn read_windows(
             let window = async {
                 let mut out = vec![];
                 let mut pos = off;
-                for (n, hole) in layout.allocation(off, len)? {
+                for (n, hole) in layout.allocation(off, len).await? {
                     if !hole {
                         out.push((pos, from.read(pos, n).await?));
                     }
@@ -840,11 +950,9 @@ fn read_windows(
 }
 
 /// The next window of `rx`.
-async fn next_window(
-    rx: &mut tokio::sync::mpsc::Receiver<coffer_volume::Result<Window>>,
-) -> Result<Window> {
+async fn next_window(rx: &mut tokio::sync::mpsc::Receiver<Result<Window>>) -> Result<Window> {
     match rx.recv().await {
-        Some(w) => Ok(w?),
+        Some(w) => w,
         None => Err(ServiceError::internal("a copy's reader stopped early")),
     }
 }
@@ -882,27 +990,34 @@ fn data_outside(source: &[(u64, bool)], copy: &[(u64, bool)]) -> Option<u64> {
     None
 }
 
+/// The data keys of a copy's target, and the key it is under.
+pub(crate) struct TargetKeys {
+    pub(crate) dek_id: Id,
+    pub(crate) dek2_id: Option<Id>,
+    pub(crate) under: (Option<Id>, EncryptionType),
+}
+
 /// Data keys made for a job being planned: forgotten (in the background)
 /// if the plan is dropped before [`MadeKeys::disarm`], so a step that fails
 /// after a key was made leaves no key row behind.
-struct MadeKeys {
+pub(crate) struct MadeKeys {
     meta: coffer_meta::Meta,
     ids: Vec<Id>,
 }
 
 impl MadeKeys {
-    fn new(meta: coffer_meta::Meta) -> Self {
+    pub(crate) fn new(meta: coffer_meta::Meta) -> Self {
         Self { meta, ids: vec![] }
     }
 
     /// Record a key just made; returns it.
-    fn push(&mut self, id: Id) -> Id {
+    pub(crate) fn push(&mut self, id: Id) -> Id {
         self.ids.push(id);
         id
     }
 
     /// The plan succeeded: its keys stay.
-    fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         self.ids.clear();
     }
 }

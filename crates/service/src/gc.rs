@@ -174,7 +174,8 @@ impl Service {
     }
 
     /// Run the garbage collector until the process ends: woken by deletes,
-    /// and every 30 s; the orphan sweep runs every `sweep_interval`.
+    /// and every 30 s (ending expired exports first); the orphan sweep runs
+    /// every `sweep_interval`.
     pub fn spawn_gc(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
         tokio::spawn(async move {
@@ -183,6 +184,10 @@ impl Service {
                 let _ =
                     tokio::time::timeout(std::time::Duration::from_secs(30), me.gc_wake.notified())
                         .await;
+                // Expired exports first: their readers' data goes below.
+                if let Err(e) = me.end_expired_exports().await {
+                    tracing::warn!(error = %e, "cannot end expired exports; will retry");
+                }
                 match me.collect_garbage().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(objects = n, "garbage collected"),

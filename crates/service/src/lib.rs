@@ -35,6 +35,7 @@ mod encryption_sets;
 mod error;
 mod explain;
 mod export;
+mod exports;
 mod fsck;
 mod gc;
 mod grants;
@@ -51,6 +52,7 @@ mod rewrap;
 mod secrets;
 mod shares;
 mod snapshots;
+pub mod source;
 mod tags;
 mod vaults;
 
@@ -70,6 +72,7 @@ use tokio::sync::{Mutex, Notify, RwLock};
 
 pub use error::{ErrorCode, Result, ServiceError};
 pub use export::{DiskDevice, ExportResolverImpl};
+pub use exports::PULL_TOKEN_PREFIX;
 pub use images::MAX_IMAGE_SNAPSHOTS;
 pub use org::MAX_FOLDER_DEPTH;
 pub use regions::RegionHealth;
@@ -167,6 +170,12 @@ pub struct Service {
     jobs_wake: Notify,
     /// Jobs this node is running now.
     running_jobs: std::sync::Mutex<std::collections::HashSet<Id>>,
+    /// The client of other deployments' exports, for imports (`serve`
+    /// sets it).
+    remotes: std::sync::OnceLock<Arc<dyn source::Remotes>>,
+    /// Reader volumes of exports open here, by volume id, with their last
+    /// use (closed after a while unused).
+    export_readers: std::sync::Mutex<HashMap<Id, (Arc<Volume>, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -240,6 +249,8 @@ impl Service {
             rewrap_wake: Notify::new(),
             jobs_wake: Notify::new(),
             running_jobs: std::sync::Mutex::new(std::collections::HashSet::new()),
+            remotes: std::sync::OnceLock::new(),
+            export_readers: std::sync::Mutex::new(HashMap::new()),
         })
     }
 

@@ -60,6 +60,9 @@ pub enum Kind {
     Job,
     /// An invitation of an account to a resource share (`inv-`).
     Invitation,
+    /// An export: another deployment's read access to a snapshot or an
+    /// image, by a pull token (`exp-`).
+    Export,
 }
 
 impl Kind {
@@ -87,6 +90,7 @@ impl Kind {
             Kind::Share => "rs",
             Kind::Job => "job",
             Kind::Invitation => "inv",
+            Kind::Export => "exp",
         }
     }
 
@@ -114,10 +118,11 @@ impl Kind {
             Kind::Share => "resource share",
             Kind::Job => "job",
             Kind::Invitation => "invitation",
+            Kind::Export => "export",
         }
     }
 
-    const ALL: [Kind; 21] = [
+    const ALL: [Kind; 22] = [
         Kind::Disk,
         Kind::Snapshot,
         Kind::Volume,
@@ -139,6 +144,7 @@ impl Kind {
         Kind::Share,
         Kind::Job,
         Kind::Invitation,
+        Kind::Export,
     ];
 }
 

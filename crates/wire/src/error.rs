@@ -138,6 +138,9 @@ codes! {
     /// A tag that is not `KEY=VALUE` within the limits, a reserved key, or
     /// more than 50 tags on one resource.
     InvalidTag = 400,
+    /// A byte or chunk range outside the resource, or over a request's
+    /// limit.
+    InvalidRange = 400,
     // 401
     /// No token, or a token that is unknown, expired or revoked.
     Unauthenticated = 401,
@@ -191,6 +194,9 @@ codes! {
     InvitationNotFound = 404,
     /// No such job (or you may not see it).
     JobNotFound = 404,
+    /// No such export, or a pull token that does not open it (wrong,
+    /// expired or revoked): ask the sender for a new export.
+    ExportNotFound = 404,
     // 405
     /// The route does not take that method.
     MethodNotAllowed = 405,
@@ -271,6 +277,9 @@ codes! {
     /// The object store of the region the request needs does not answer:
     /// other regions go on working; retry once it is back.
     RegionUnavailable = 503,
+    /// The other deployment of an import did not answer, or answered
+    /// something that is not an export: check the endpoint and its CA.
+    RemoteUnavailable = 503,
 }
 
 impl std::fmt::Display for ErrorCode {

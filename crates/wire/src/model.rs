@@ -1474,3 +1474,132 @@ pub struct UpdateEncryptionSet {
     #[serde(default)]
     pub key_version: Option<u32>,
 }
+
+/// Make an export: another deployment's read access to a snapshot or an
+/// image, by a pull token (a copy between two deployments, read by the
+/// receiving deployment's import).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateExport {
+    /// Hours the pull token works, 1 to 168 (default 24).
+    #[serde(default)]
+    pub expires_in_hours: Option<u32>,
+}
+
+/// An export, as its creator sees it; its pull token only in the answer
+/// that made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Export {
+    /// Id, e.g. `exp-0123456789abcdef`.
+    pub id: String,
+    /// `snapshot` or `image`.
+    pub kind: String,
+    /// The snapshot or image exported.
+    pub source_id: String,
+    /// Its account.
+    pub account_id: String,
+    /// The exporting deployment's id (a receiver tells two senders'
+    /// lineages apart with it).
+    pub deployment_id: String,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+    /// When the pull token stops working (RFC 3339).
+    pub expires_at: String,
+    /// Creation time.
+    pub created_at: String,
+    /// The exported snapshots.
+    pub members: Vec<ExportMember>,
+    /// The pull token: shown once, in the answer that made the export.
+    /// Give it to the receiving deployment's import; it reads this export
+    /// and nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// One exported snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExportMember {
+    /// `root` for a snapshot export; the snapshot's role in an image.
+    pub role: String,
+    /// The snapshot.
+    pub snapshot_id: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its chunk size in bytes.
+    pub chunk_size: u32,
+    /// Its lineage (the sender's volume): two exports of views of one
+    /// lineage name the same, so a receiver's copy can be incremental.
+    pub lineage: String,
+    /// The view's generation in its lineage.
+    pub generation: u64,
+}
+
+/// A stretch of an exported snapshot: data, or a hole that reads as zeroes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExportRun {
+    /// Bytes.
+    pub length: u64,
+    /// `true` for a hole.
+    pub hole: bool,
+}
+
+/// The chunks of an exported snapshot that changed since an earlier view of
+/// its lineage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExportChanged {
+    /// Chunk indexes, ascending.
+    pub chunks: Vec<u64>,
+}
+
+/// The sender's SHA-256 of an exported snapshot's data (its allocated
+/// pieces, each prefixed by its offset as 8 little-endian bytes), computed
+/// on its side: whole, or over the chunks changed since a generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExportHash {
+    /// Hex SHA-256.
+    pub sha256: String,
+}
+
+/// Import a snapshot or image another deployment exported: a copy job here
+/// reads it over HTTPS with the export's pull token and re-encrypts it
+/// under this deployment's keys.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateImport {
+    /// Name of the copy (a snapshot, or an image).
+    pub name: String,
+    /// The sending deployment's API, e.g. `https://coffer.site-a:7070`.
+    pub endpoint: String,
+    /// The export's id.
+    pub export_id: String,
+    /// The export's pull token.
+    pub token: String,
+    /// The CA certificate (PEM) that signs the sender's TLS certificate,
+    /// when it is not one the system trusts.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// The account that will own the copy (default: the caller's home).
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// The region the copy is made in (default: the first region).
+    #[serde(default)]
+    pub target_region: Option<String>,
+    /// Encrypt under this encryption set's key (default: the region's
+    /// platform key).
+    #[serde(default)]
+    pub encryption_set_id: Option<String>,
+    /// Tags of the copy.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An import started: its jobs, and what they make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Import {
+    /// `snapshot` or `image`.
+    pub kind: String,
+    /// The snapshot, or the image (pending until its jobs succeed), made.
+    pub target_id: String,
+    /// The copy jobs, one per snapshot.
+    pub jobs: Vec<Job>,
+}

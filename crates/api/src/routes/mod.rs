@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod disks;
 pub mod encryption_sets;
+pub mod exports;
 pub mod grants;
 pub mod iam;
 pub mod images;
@@ -17,11 +18,12 @@ use coffer_iam::Action as A;
 use coffer_wire::ErrorCode as E;
 use utoipa_axum::routes;
 
-use crate::table::Policy::{Action as Act, Authenticated, Public};
+use crate::table::Policy::{Action as Act, Authenticated, Public, PullToken as Pull};
 use crate::table::RouteTable;
 use admin::*;
 use disks::*;
 use encryption_sets::*;
+use exports::*;
 use grants::*;
 use iam::*;
 use images::*;
@@ -171,6 +173,88 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
             Act(A::SnapshotsWrite),
             &[E::InvalidId, E::JobNotFound, E::Conflict],
             routes!(cancel_job),
+        )
+        // Copies between two deployments: exports and imports.
+        .add(
+            Act(A::SnapshotsUse),
+            &[
+                E::SnapshotNotFound,
+                E::InvalidDuration,
+                E::KeyNotShared,
+                E::RegionUnavailable,
+            ],
+            routes!(export_snapshot),
+        )
+        .add(
+            Act(A::ImagesUse),
+            &[
+                E::ImageNotFound,
+                E::SnapshotNotFound,
+                E::InvalidDuration,
+                E::KeyNotShared,
+                E::Conflict,
+            ],
+            routes!(export_image),
+        )
+        .add(Authenticated, &[], routes!(list_exports))
+        .add(
+            Act(A::SnapshotsWrite),
+            &[E::ExportNotFound],
+            routes!(get_export),
+        )
+        .add(
+            Act(A::SnapshotsWrite),
+            &[E::ExportNotFound],
+            routes!(revoke_export),
+        )
+        .add(Pull, &[E::ExportNotFound], routes!(pull_export))
+        .add(
+            Pull,
+            &[E::ExportNotFound, E::InvalidRange, E::RegionUnavailable],
+            routes!(pull_map),
+        )
+        .add(
+            Pull,
+            &[
+                E::ExportNotFound,
+                E::InvalidRange,
+                E::RegionUnavailable,
+                E::IntegrityError,
+            ],
+            routes!(pull_data),
+        )
+        .add(
+            Pull,
+            &[E::ExportNotFound, E::InvalidRange],
+            routes!(pull_changed),
+        )
+        .add(
+            Pull,
+            &[
+                E::ExportNotFound,
+                E::InvalidRange,
+                E::RegionUnavailable,
+                E::IntegrityError,
+            ],
+            routes!(pull_hash),
+        )
+        .add(
+            Act(A::SnapshotsWrite),
+            &[
+                E::InvalidName,
+                E::InvalidId,
+                E::InvalidTag,
+                E::NameTaken,
+                E::UnknownRegion,
+                E::AccountNotFound,
+                E::EncryptionSetNotFound,
+                E::KeyUnusable,
+                E::KeyRequired,
+                E::ExportNotFound,
+                E::RemoteUnavailable,
+                E::InvalidBody,
+            ],
+            routes!(create_import),
         )
         // Sharing: permissions (AWS).
         .add(

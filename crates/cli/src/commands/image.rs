@@ -85,7 +85,9 @@ pub enum ImageCmd {
     },
     /// Copy an image (with its snapshots) into your account (or
     /// --account): the copy is yours, and stays when the source is
-    /// unshared or deleted.
+    /// unshared or deleted. With --to-remote, copy it to another
+    /// deployment instead: it pulls the data from this one and
+    /// re-encrypts it under its own keys.
     Copy {
         /// The image (id or name), yours or shared with you.
         image: String,
@@ -116,6 +118,8 @@ pub enum ImageCmd {
         /// and show the image (without: show it pending, with its jobs).
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        remote: super::export::ToRemote,
     },
     /// Who may launch and copy it (AWS's launch permission).
     #[command(subcommand)]
@@ -205,7 +209,29 @@ pub async fn run(c: &Client, out: &Output, cmd: ImageCmd) -> anyhow::Result<()> 
             target_region,
             tags,
             wait,
+            remote,
         } => {
+            if let Some(to) = &remote.to_remote {
+                let copy = super::export::CopyTo {
+                    name,
+                    account,
+                    encryption_set,
+                    rekey,
+                    target_region,
+                    tags,
+                    wait,
+                };
+                return super::export::copy_to_remote(
+                    c,
+                    out,
+                    Kind::Image,
+                    &image,
+                    to,
+                    &remote,
+                    copy,
+                )
+                .await;
+            }
             let id = resolve::id(c, Kind::Image, &image).await?;
             let body = super::snapshot::copy_request(
                 c,

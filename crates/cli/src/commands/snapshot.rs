@@ -140,6 +140,8 @@ pub enum SnapshotCmd {
     /// Copy a snapshot into your account (or --account): the copy is
     /// yours, and stays when the source is unshared or deleted. Under the
     /// same key it shares the source's ciphertext: nothing is rewritten.
+    /// With --to-remote, copy it to another deployment instead: it pulls
+    /// the data from this one and re-encrypts it under its own keys.
     Copy {
         /// The snapshot (id or name), yours or shared with you.
         snapshot: String,
@@ -169,6 +171,8 @@ pub enum SnapshotCmd {
         /// and show the copy (without: show the job).
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        remote: super::export::ToRemote,
     },
     /// Who may create disks from it and copy it (AWS's create-volume
     /// permission).
@@ -235,7 +239,29 @@ pub async fn run(c: &Client, out: &Output, cmd: SnapshotCmd) -> anyhow::Result<(
             target_region,
             tags,
             wait,
+            remote,
         } => {
+            if let Some(to) = &remote.to_remote {
+                let copy = super::export::CopyTo {
+                    name,
+                    account,
+                    encryption_set,
+                    rekey,
+                    target_region,
+                    tags,
+                    wait,
+                };
+                return super::export::copy_to_remote(
+                    c,
+                    out,
+                    Kind::Snapshot,
+                    &snapshot,
+                    to,
+                    &remote,
+                    copy,
+                )
+                .await;
+            }
             let id = resolve::id(c, Kind::Snapshot, &snapshot).await?;
             let body = copy_request(
                 c,

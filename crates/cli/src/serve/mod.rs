@@ -396,6 +396,8 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
             ..ServiceConfig::default()
         },
     )?;
+    // Imports read other deployments' exports over HTTP(S).
+    service.set_remotes(coffer_api::HttpRemotes::new());
 
     let api = tokio::net::TcpListener::bind(listen)
         .await
