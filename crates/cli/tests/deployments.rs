@@ -475,3 +475,136 @@ fn a_pull_token_reads_its_export_and_nothing_else_until_revoked() {
     }
     a.assert_no_panic();
 }
+
+#[test]
+fn an_import_resumes_after_the_receiver_is_killed_and_waits_out_the_senders_outage() {
+    require("qemu-io", "qemu-utils");
+    let a = Server::start();
+    // The receiver's copies paced (64 MiB/s for 256 MiB), so that the kill
+    // and the outage land mid-way.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, "copy_rate = \"64MiB\"\n").unwrap();
+    let mut b = Server::start_with(&["--config", config.to_str().unwrap()], &[]);
+    let disk = a.create_disk("big", "256MiB", "local-a");
+    let uri = a.attach(&disk);
+    let mut io = vec!["-f".to_string(), "raw".into()];
+    for i in 0..4u64 {
+        io.push("-c".into());
+        io.push(format!("write -q -P {} {}M 60M", 0x30 + i, i * 64));
+    }
+    assert!(
+        Command::new("qemu-io")
+            .args(&io)
+            .arg(&uri)
+            .status()
+            .unwrap()
+            .success()
+    );
+    a.cli(&["disk", "detach", &disk]);
+    let want = disk_sum(&a, &disk);
+    let snap = id_of(&a.cli(&["snapshot", "create", "--disk", &disk, "--name", "s"]));
+
+    // B reaches A through a proxy that the test can cut.
+    let mut proxy = Cut::start(a.api.trim_start_matches("http://"));
+    let token = b.dir.path().join("admin.token");
+    let added = a.cli_raw(&[
+        "remote",
+        "add",
+        "site-b",
+        "--endpoint",
+        &b.api,
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert!(added.status.success(), "{added:?}");
+    let imp = a.cli(&[
+        "snapshot",
+        "copy",
+        &snap,
+        "--name",
+        "c",
+        "--to-remote",
+        "site-b",
+        "--source-endpoint",
+        &format!("http://{}", proxy.addr),
+    ]);
+    assert_eq!(imp["kind"], "snapshot", "{imp}");
+    let job = imp["jobs"][0].as_str().unwrap().to_string();
+    let progress = |b: &Server, at_least: u64| {
+        let started = std::time::Instant::now();
+        loop {
+            let j = b.cli(&["job", "show", &job]);
+            assert_eq!(j["state"], "running", "the import ended early: {j}");
+            if j["bytes_done"].as_u64().unwrap() >= at_least {
+                return j;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "no progress: {j}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+
+    // Killed mid-way, B resumes the import from its last commit.
+    let at_kill = progress(&b, 64 << 20)["bytes_done"].as_u64().unwrap();
+    b.kill9();
+    b.launch(&[]);
+    let listed = b.cli(&["snapshot", "list", "--name", "c"]);
+    assert!(
+        listed.as_array().unwrap().is_empty(),
+        "not visible while incomplete: {listed}"
+    );
+
+    // The sender goes away: the import waits, saying why, and goes on
+    // once it is back.
+    progress(&b, 128 << 20);
+    proxy.close();
+    let started = std::time::Instant::now();
+    let waiting = loop {
+        let j = b.cli(&["job", "show", &job]);
+        assert_eq!(j["state"], "running", "the import failed on an outage: {j}");
+        if j["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("waiting for the sending deployment"))
+        {
+            break j;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the import does not say it waits: {j}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    proxy.reopen();
+    let copy = b.cli(&["job", "wait", &job, "--timeout", "300"]);
+    let j = b.cli(&["job", "show", &job]);
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(j["source_sha256"], j["target_sha256"], "{j}");
+    let log = b.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("copy job resumed") && l.contains(&job)),
+        "the import did not resume after the restart:\n{log}"
+    );
+    eprintln!(
+        "killed at {at_kill} bytes; waited with: {}",
+        waiting["message"]
+    );
+    let restored = id_of(&b.cli(&[
+        "disk",
+        "create",
+        "--name",
+        "r",
+        "--zone",
+        "local-a",
+        "--from-snapshot",
+        &id_of(&copy),
+    ]));
+    assert_eq!(disk_sum(&b, &restored), want);
+    let fsck = b.cli(&["admin", "fsck", "--deep"]);
+    assert_eq!(fsck["ok"], true, "{fsck}");
+    a.assert_no_panic();
+    b.assert_no_panic();
+}

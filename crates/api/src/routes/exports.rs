@@ -181,11 +181,7 @@ pub async fn pull_data(
     ApiQuery(q): ApiQuery<RangeParams>,
 ) -> ApiResult<Response> {
     let data = s.pull_data(&id, &t, &role, q.offset, q.length).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        data,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
 }
 
 /// The chunks of an exported snapshot changed since an earlier view of its
