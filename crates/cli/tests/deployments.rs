@@ -89,6 +89,26 @@ fn disk_with_data(s: &Server, name: &str, size: u64, seed: u64) -> String {
     disk
 }
 
+/// Launch image `image` on `s` in `zone` as disks `NAME-root` and
+/// `NAME-data1`, check their data against `sums`; returns the root disk.
+fn launched(s: &Server, image: &str, zone: &str, name: &str, sums: (&str, &str)) -> String {
+    s.cli(&[
+        "disk",
+        "create",
+        "--from-image",
+        image,
+        "--zone",
+        zone,
+        "--name",
+        name,
+    ]);
+    let root = id_of(&s.cli(&["disk", "show", &format!("{name}-root")]));
+    let data = id_of(&s.cli(&["disk", "show", &format!("{name}-data1")]));
+    assert_eq!(tls_sum(s, &root), sums.0);
+    assert_eq!(tls_sum(s, &data), sums.1);
+    root
+}
+
 /// B's jobs that made image `image`'s snapshots, by role.
 fn jobs_of(b: &Server, image: &str) -> Vec<Value> {
     let mut jobs: Vec<Value> = b
@@ -169,20 +189,7 @@ fn an_image_copied_to_another_deployment_launches_there_and_a_later_copy_moves_o
     assert_eq!(moved1, ROOT + DATA, "{jobs1:?}");
 
     // Launched on B: the same data, in disks of B.
-    b.cli(&[
-        "disk",
-        "create",
-        "--from-image",
-        &c1,
-        "--zone",
-        "local-b",
-        "--name",
-        "web",
-    ]);
-    let b_root = id_of(&b.cli(&["disk", "show", "web-root"]));
-    let b_data = id_of(&b.cli(&["disk", "show", "web-data1"]));
-    assert_eq!(tls_sum(&b, &b_root), root_sum);
-    assert_eq!(tls_sum(&b, &b_data), data_sum);
+    let b_root = launched(&b, &c1, "local-b", "web", (&root_sum, &data_sum));
     // B's store holds none of the plaintext: the first 64 KiB of A's root
     // disk appear nowhere in B's objects.
     let probe = {
@@ -255,20 +262,7 @@ fn an_image_copied_to_another_deployment_launches_there_and_a_later_copy_moves_o
         (3 * (256 << 10)..=(ROOT + DATA) / 50).contains(&moved2),
         "an incremental copy after 1% changed moved {moved2} bytes"
     );
-    b.cli(&[
-        "disk",
-        "create",
-        "--from-image",
-        &c2,
-        "--zone",
-        "local-a",
-        "--name",
-        "web2",
-    ]);
-    let b_root2 = id_of(&b.cli(&["disk", "show", "web2-root"]));
-    let b_data2 = id_of(&b.cli(&["disk", "show", "web2-data1"]));
-    assert_eq!(tls_sum(&b, &b_root2), root_sum2);
-    assert_eq!(tls_sum(&b, &b_data2), data_sum);
+    launched(&b, &c2, "local-a", "web2", (&root_sum2, &data_sum));
 
     // A's exports are listed for A, without their tokens; each was read by
     // B, and the reads are in A's audit log.

@@ -75,6 +75,25 @@ impl Service {
         Ok(false)
     }
 
+    /// Refuse to read `src` for `account` unless its key allows: a
+    /// platform-key snapshot, a customer-key one of `account` itself, or
+    /// one whose key's owner granted `account` Decrypt (SPEC §4).
+    pub(crate) async fn check_may_decrypt(&self, src: &SnapshotRow, account: Id) -> Result<()> {
+        if src.encryption != EncryptionType::Platform
+            && src.account_id != account
+            && !self.account_may_decrypt(src.kek_id, account).await?
+        {
+            return Err(ServiceError::new(
+                ErrorCode::KeyNotShared,
+                format!(
+                    "snapshot {} is under customer-managed key {} of account {}, and account {account} holds no grant on it: the key's owner first runs `coffer key grant create {} --grantee PRINCIPAL --operations Describe,Decrypt,ReEncrypt,CreateGrant,GenerateDataKey` for a principal of account {account}",
+                    src.id, src.kek_id, src.account_id, src.kek_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The region a copy asked for (`None`: the source's), checked.
     pub(crate) fn copy_region(&self, source: &str, asked: Option<&str>) -> Result<String> {
         match asked.map(str::trim) {
@@ -163,18 +182,7 @@ impl Service {
         tags: Vec<Tag>,
         image: Option<(Id, String)>,
     ) -> Result<(JobRow, Option<VolumeRow>, VolumeRow)> {
-        if src.encryption != EncryptionType::Platform
-            && src.account_id != account
-            && !self.account_may_decrypt(src.kek_id, account).await?
-        {
-            return Err(ServiceError::new(
-                ErrorCode::KeyNotShared,
-                format!(
-                    "snapshot {} is under customer-managed key {} of account {}, and account {account} holds no grant on it: the key's owner first runs `coffer key grant create {} --grantee PRINCIPAL --operations Describe,Decrypt,ReEncrypt,CreateGrant,GenerateDataKey` for a principal of account {account}",
-                    src.id, src.kek_id, src.account_id, src.kek_id
-                ),
-            ));
-        }
+        self.check_may_decrypt(src, account).await?;
         let source_vol = self.meta.volume(src.volume_id).await?;
         let target_id = Id::random(Kind::Snapshot);
         // The data keys made below go again if a later step fails.

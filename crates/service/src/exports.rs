@@ -213,18 +213,7 @@ impl Service {
         // the exporter's account holds a decrypt grant on it, as for a copy
         // into another account (SPEC §4).
         for (_, s) in &snaps {
-            if s.encryption != EncryptionType::Platform
-                && s.account_id != account
-                && !self.account_may_decrypt(s.kek_id, account).await?
-            {
-                return Err(ServiceError::new(
-                    ErrorCode::KeyNotShared,
-                    format!(
-                        "snapshot {} is under customer-managed key {} of account {}, and account {account} holds no grant on it: the key's owner first grants Decrypt on it to a principal of account {account}",
-                        s.id, s.kek_id, s.account_id
-                    ),
-                ));
-            }
+            self.check_may_decrypt(s, account).await?;
         }
         let id = Id::random(Kind::Export);
         let mut made = MadeKeys::new(self.meta.clone());
