@@ -66,18 +66,55 @@ impl HttpRemotes {
     }
 }
 
-/// The URL of `segments` under the export's endpoint.
+/// The URL of `segments` under the export's endpoint. The endpoint is
+/// checked first: http(s) with a host and nothing else (no user
+/// information, query or fragment); plain `http` only to a loopback host
+/// (the pull token and the data would otherwise cross the network in
+/// clear); never a link-local address (169.254.0.0/16, fe80::/10: cloud
+/// instance metadata services live there).
 fn url(at: &RemoteExport, segments: &[&str]) -> Result<reqwest::Url, ServiceError> {
-    let mut u = reqwest::Url::parse(&at.endpoint).map_err(|e| {
+    let refuse = |why: &str| {
         ServiceError::new(
             ErrorCode::InvalidBody,
-            format!("endpoint '{}' is not a URL: {e}", at.endpoint),
+            format!("endpoint '{}' {why}", at.endpoint),
         )
-    })?;
+    };
+    let mut u =
+        reqwest::Url::parse(&at.endpoint).map_err(|e| refuse(&format!("is not a URL: {e}")))?;
     if !matches!(u.scheme(), "http" | "https") || u.cannot_be_a_base() {
-        return Err(ServiceError::new(
-            ErrorCode::InvalidBody,
-            format!("endpoint '{}' is not an http(s) URL", at.endpoint),
+        return Err(refuse("is not an http(s) URL"));
+    }
+    if !u.username().is_empty()
+        || u.password().is_some()
+        || u.query().is_some()
+        || u.fragment().is_some()
+    {
+        return Err(refuse(
+            "may not carry user information, a query or a fragment",
+        ));
+    }
+    let ip = match u.host() {
+        Some(url::Host::Ipv4(a)) => Some(std::net::IpAddr::V4(a)),
+        Some(url::Host::Ipv6(a)) => Some(std::net::IpAddr::V6(a)),
+        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+            Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        }
+        Some(url::Host::Domain(_)) => None,
+        None => return Err(refuse("has no host")),
+    };
+    let link_local = match ip {
+        Some(std::net::IpAddr::V4(a)) => a.is_link_local(),
+        Some(std::net::IpAddr::V6(a)) => (a.segments()[0] & 0xffc0) == 0xfe80,
+        None => false,
+    };
+    if link_local {
+        return Err(refuse(
+            "is a link-local address, which an import never reads from",
+        ));
+    }
+    if u.scheme() == "http" && !ip.is_some_and(|a| a.is_loopback()) {
+        return Err(refuse(
+            "is plain http to another host: the pull token and the data would cross the network in clear; use https (the sender's `coffer serve --tls`)",
         ));
     }
     u.path_segments_mut()
@@ -86,6 +123,51 @@ fn url(at: &RemoteExport, segments: &[&str]) -> Result<reqwest::Url, ServiceErro
         .extend(segments);
     Ok(u)
 }
+
+/// The body of `resp`, refused past `cap` bytes (announced or received):
+/// a sender, or whatever an endpoint turns out to be, cannot make this side
+/// buffer without bound.
+async fn capped(
+    at: &RemoteExport,
+    mut resp: reqwest::Response,
+    cap: u64,
+) -> Result<Bytes, ServiceError> {
+    let too_big = || {
+        ServiceError::new(
+            ErrorCode::RemoteUnavailable,
+            format!(
+                "the sending deployment at {} answered more than the {cap} bytes asked for",
+                at.endpoint
+            ),
+        )
+    };
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Err(too_big());
+    }
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        ServiceError::new(
+            ErrorCode::RemoteUnavailable,
+            format!(
+                "the sending deployment at {} broke off an answer: {}",
+                at.endpoint,
+                chain(&e)
+            ),
+        )
+    })? {
+        if out.len() as u64 + chunk.len() as u64 > cap {
+            return Err(too_big());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+/// Largest JSON answer taken from a sender (a map of 1 GiB, 65,536 changed
+/// chunks, an export's description are all far below).
+const MAX_JSON: u64 = 4 << 20;
+/// Largest error body taken from a sender.
+const MAX_ERROR: u64 = 4 << 10;
 
 /// Every error of a transport, with its causes (a TLS failure's reason is
 /// in a source).
@@ -126,7 +208,10 @@ async fn get(
     if status.is_success() {
         return Ok(resp);
     }
-    let body = resp.text().await.unwrap_or_default();
+    let body = capped(at, resp, MAX_ERROR)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let (code, message) = match serde_json::from_str::<ErrorBody>(&body) {
         Ok(b) => (Some(b.error.code), b.error.message),
         Err(_) => (None, body.chars().take(200).collect()),
@@ -139,7 +224,7 @@ async fn get(
                 at.endpoint, at.export_id
             ),
         ),
-        (500..=599, _) | (_, None) => ServiceError::new(
+        (408 | 429 | 500..=599, _) | (_, None) => ServiceError::new(
             ErrorCode::RemoteUnavailable,
             format!(
                 "the sending deployment at {} answered {status}: {message}",
@@ -159,13 +244,13 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     at: &RemoteExport,
     u: reqwest::Url,
 ) -> Result<T, ServiceError> {
-    get(client, at, u).await?.json().await.map_err(|e| {
+    let body = capped(at, get(client, at, u).await?, MAX_JSON).await?;
+    serde_json::from_slice(&body).map_err(|e| {
         ServiceError::new(
             ErrorCode::RemoteUnavailable,
             format!(
-                "the sending deployment at {} answered something that is not an export's: {}",
-                at.endpoint,
-                chain(&e)
+                "the sending deployment at {} answered something that is not an export's: {e}",
+                at.endpoint
             ),
         )
     })
@@ -275,11 +360,7 @@ impl CopySource for RemoteSource {
         while off < offset + length {
             let len = WINDOW.min(offset + length - off);
             let u = self.url("data", &[("offset", off), ("length", len)])?;
-            let data = get(self.client()?, &self.at, u)
-                .await?
-                .bytes()
-                .await
-                .map_err(|e| self.bad(format!("broke off a read: {}", chain(&e))))?;
+            let data = capped(&self.at, get(self.client()?, &self.at, u).await?, len).await?;
             if data.len() as u64 != len {
                 return Err(self.bad(format!(
                     "answered {} bytes for a read of {len} at {off}",
@@ -315,12 +396,18 @@ impl CopySource for RemoteSource {
         Ok(out)
     }
 
-    async fn own_hash(&self, changed_after: Option<u64>) -> Result<Option<String>, ServiceError> {
-        let q: Vec<(&str, u64)> = changed_after
-            .map(|a| ("changed_after", a))
-            .into_iter()
-            .collect();
+    async fn own_hash(
+        &self,
+        changed_after: Option<u64>,
+        offset: u64,
+        length: u64,
+    ) -> Result<Option<String>, ServiceError> {
+        let mut q = vec![("offset", offset), ("length", length)];
+        q.extend(changed_after.map(|a| ("changed_after", a)));
         let h: ExportHash = get_json(self.client()?, &self.at, self.url("hash", &q)?).await?;
+        if h.sha256.len() != 64 || !h.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.bad(format!("answered a hash that is not one: {:?}", h.sha256)));
+        }
         Ok(Some(h.sha256))
     }
 }

@@ -266,15 +266,13 @@ fn an_image_copied_to_another_deployment_launches_there_and_a_later_copy_moves_o
 
     // A's exports are listed for A, without their tokens; each was read by
     // B, and the reads are in A's audit log.
+    // A copy that ended revoked its export: its pull token reads nothing.
     let exports = a.cli(&["export", "list"]);
     assert_eq!(exports.as_array().unwrap().len(), 2, "{exports}");
-    assert!(
-        exports
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["token"].is_null())
-    );
+    for e in exports.as_array().unwrap() {
+        assert!(e["token"].is_null(), "{e}");
+        assert_eq!(e["state"], "revoked", "{e}");
+    }
     let audit = a.cli(&["audit", "list"]).to_string();
     assert!(audit.contains("export.read"), "{audit}");
 
@@ -438,12 +436,39 @@ fn a_pull_token_reads_its_export_and_nothing_else_until_revoked() {
     let (st, h) = http(
         &a,
         "GET",
-        &format!("/v1/pull/{id}/members/root/hash"),
+        &format!("/v1/pull/{id}/members/root/hash?offset=0&length=8388608"),
         Some(&token),
         None,
     );
     assert_eq!(st, 200, "{h}");
     assert_eq!(h["sha256"].as_str().unwrap().len(), 64, "{h}");
+
+    // An import reads only from an endpoint it may: never plain http off
+    // loopback (the token and data would cross in clear), never a
+    // link-local address (instance metadata), never with user information.
+    // Each is refused before any connection is made.
+    for (endpoint, why) in [
+        ("http://192.0.2.1:7070", "plain http"),
+        ("https://169.254.169.254", "link-local"),
+        ("https://user:pw@127.0.0.1:1", "user information"),
+        ("ftp://127.0.0.1/", "http(s)"),
+    ] {
+        let body = serde_json::json!({
+            "name": "x", "endpoint": endpoint, "export_id": id, "token": "coffer_pull_x",
+        });
+        let (st, v) = http(
+            &a,
+            "POST",
+            "/v1/imports",
+            Some(&admin),
+            Some(&body.to_string()),
+        );
+        assert_eq!(st, 400, "{endpoint}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(why),
+            "{endpoint}: {v}"
+        );
+    }
 
     // Revoked: the token reads nothing more, and the export's data goes.
     let revoked = a.cli(&["export", "revoke", &id]);

@@ -51,6 +51,8 @@ pub struct ExportMemberRow {
     pub source_view: (Id, u64),
     /// Its size in bytes.
     pub size: u64,
+    /// Its chunk size in bytes.
+    pub chunk_size: u32,
 }
 
 const EXPORT_COLS: &str =
@@ -118,7 +120,7 @@ impl Meta {
             }
             insert_reader_tx(&mut tx, m.snapshot_id, reader).await?;
             sqlx::query(
-                "INSERT INTO export_members (export_id, role, snapshot_id, reader_volume, source_volume, source_generation, size) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO export_members (export_id, role, snapshot_id, reader_volume, source_volume, source_generation, size, chunk_size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(export.id.to_string())
             .bind(&m.role)
@@ -127,6 +129,7 @@ impl Meta {
             .bind(m.source_view.0.to_string())
             .bind(to_i64(m.source_view.1)?)
             .bind(to_i64(m.size)?)
+            .bind(i64::from(m.chunk_size))
             .execute(&mut *tx)
             .await?;
         }
@@ -158,21 +161,23 @@ impl Meta {
 
     /// The members of export `id`, by role.
     pub async fn export_members(&self, id: Id) -> Result<Vec<ExportMemberRow>> {
-        type T = (String, String, Option<String>, String, i64, i64);
+        type T = (String, String, Option<String>, String, i64, i64, i64);
         let rows: Vec<T> = sqlx::query_as(
-            "SELECT role, snapshot_id, reader_volume, source_volume, source_generation, size FROM export_members WHERE export_id = $1 ORDER BY role",
+            "SELECT role, snapshot_id, reader_volume, source_volume, source_generation, size, chunk_size FROM export_members WHERE export_id = $1 ORDER BY role",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(role, snap, reader, vol, generation, size)| {
+            .map(|(role, snap, reader, vol, generation, size, cs)| {
                 Ok(ExportMemberRow {
                     role,
                     snapshot_id: parse_id(&snap, Kind::Snapshot)?,
                     reader_volume: reader.map(|r| parse_id(&r, Kind::Volume)).transpose()?,
                     source_view: (parse_id(&vol, Kind::Volume)?, to_u64(generation)?),
                     size: to_u64(size)?,
+                    chunk_size: u32::try_from(cs)
+                        .map_err(|_| MetaError::Corrupt(format!("chunk size {cs}")))?,
                 })
             })
             .collect()

@@ -24,7 +24,7 @@ use coffer_volume::Volume;
 use crate::attach::VaultDeks;
 use crate::error::ErrorCode;
 use crate::model::*;
-use crate::source::{CopySource, LocalSource, hash_changed, hash_view, runs_within};
+use crate::source::{CopySource, HASH_RANGE, LocalSource, hash_changed, hash_view, runs_within};
 use crate::*;
 use coffer_wire::{ListParams, Page};
 
@@ -486,7 +486,11 @@ impl Service {
                     }
                 };
                 for id in ids {
-                    if lock(&me.running_jobs).contains(&id) {
+                    if lock(&me.running_jobs).contains(&id)
+                        || lock(&me.job_backoff)
+                            .get(&id)
+                            .is_some_and(|(_, at)| *at > std::time::Instant::now())
+                    {
                         continue;
                     }
                     let holder = match me.meta.claim_job(id, node, now_ms()).await {
@@ -500,9 +504,14 @@ impl Service {
                     lock(&me.running_jobs).insert(id);
                     let svc = Arc::clone(&me);
                     tokio::spawn(async move {
-                        if let Err(e) = svc.run_job(holder).await
+                        let ran = svc.run_job(holder).await;
+                        if ran.is_ok() {
+                            lock(&svc.job_backoff).remove(&id);
+                        }
+                        if let Err(e) = ran
                             && !svc.waits_for_region(&holder, &e).await
                         {
+                            lock(&svc.job_backoff).remove(&id);
                             // Failed only while it still runs under this
                             // node's hold: a job cancelled, or taken over
                             // by another node, is not this run's to fail.
@@ -540,8 +549,28 @@ impl Service {
         };
         // An import whose sender does not answer waits for it the same way
         // (until its export expires: the sender then refuses the token).
-        if e.code == ErrorCode::RemoteUnavailable && job.remote.is_some() {
-            let why = format!("waiting for the sending deployment: {}", e.message);
+        if e.code == ErrorCode::RemoteUnavailable
+            && let Some(remote) = &job.remote
+        {
+            // Past the export's expiry the sender refuses the token: the
+            // job fails rather than waiting for ever.
+            let now = u64::try_from(now_ms()).unwrap_or(0);
+            if crate::exports::remote_expiry(remote).is_some_and(|x| now > x + 60_000) {
+                return false;
+            }
+            // Tried again later and later: 5 s, doubling, at most 5 min.
+            let delay = {
+                let mut b = lock(&self.job_backoff);
+                let tries = b.get(&id).map_or(0, |(n, _)| *n);
+                let delay = Duration::from_secs((5u64 << tries.min(6)).min(300));
+                b.insert(id, (tries + 1, std::time::Instant::now() + delay));
+                delay
+            };
+            let why = format!(
+                "waiting for the sending deployment (again in {} s): {}",
+                delay.as_secs(),
+                e.message
+            );
             tracing::info!(job = %id, "copy job {why}");
             if let Err(e) = self
                 .meta
@@ -852,27 +881,63 @@ impl Service {
             meta: self.meta.clone(),
             view: None,
         };
-        let (source_sha, target_sha) = match incremental {
-            Some(after) => {
-                let geometry = (target.chunk_size(), total);
-                let b = hash_changed(&copy, source, geometry, after).await?;
-                let a = match source.own_hash(Some(after)).await? {
-                    Some(a) => a,
-                    None => hash_changed(source, source, geometry, after).await?,
-                };
-                (a, b)
+        let geometry = (target.chunk_size(), total);
+        let (source_sha, target_sha) = match source
+            .own_hash(incremental, 0, HASH_RANGE.min(total))
+            .await?
+        {
+            // The source hashes its side (another deployment's export),
+            // range by range: each range compared, the two recorded hashes
+            // over the ranges' hashes.
+            Some(first) => {
+                let (mut a, mut b) = (Sha256::default(), Sha256::default());
+                let mut off = 0;
+                let mut theirs = Some(first);
+                while off < total {
+                    let len = HASH_RANGE.min(total - off);
+                    let range = (off, off + len);
+                    let src = match theirs.take() {
+                        Some(h) => h,
+                        None => source
+                            .own_hash(incremental, off, len)
+                            .await?
+                            .ok_or_else(|| ServiceError::internal("a source stopped hashing"))?,
+                    };
+                    let dst = match incremental {
+                        Some(after) => hash_changed(&copy, source, geometry, after, range).await?,
+                        None => hash_view(&copy, source, range).await?,
+                    };
+                    if src != dst {
+                        return Err(ServiceError::new(
+                            ErrorCode::IntegrityError,
+                            format!(
+                                "copy verification failed: bytes {off}..{} of the source hash to {src} on its side, of the copy to {dst}",
+                                off + len
+                            ),
+                        ));
+                    }
+                    a.update(src.as_bytes());
+                    b.update(dst.as_bytes());
+                    off += len;
+                }
+                (a.finish_hex(), b.finish_hex())
             }
-            None => {
-                let b = hash_view(&copy, source, total).await?;
-                let a = match streamed {
-                    Some(h) => h.finish_hex(),
-                    None => match source.own_hash(None).await? {
-                        Some(a) => a,
-                        None => hash_view(source, source, total).await?,
-                    },
-                };
-                (a, b)
-            }
+            None => match incremental {
+                Some(after) => {
+                    let whole = (0, total);
+                    let b = hash_changed(&copy, source, geometry, after, whole).await?;
+                    let a = hash_changed(source, source, geometry, after, whole).await?;
+                    (a, b)
+                }
+                None => {
+                    let b = hash_view(&copy, source, (0, total)).await?;
+                    let a = match streamed {
+                        Some(h) => h.finish_hex(),
+                        None => hash_view(source, source, (0, total)).await?,
+                    };
+                    (a, b)
+                }
+            },
         };
         let mut off = 0;
         while off < total {

@@ -65,8 +65,37 @@ struct RemoteRecord {
     #[serde(default)]
     ca_pem: Option<String>,
     /// The pull token sealed under the target region's root key, the job
-    /// id as context (base64).
+    /// id and the fields above as context (base64).
     token: String,
+    /// When the export expires (unix ms): past it, the sender refuses the
+    /// token, so a job that cannot reach the sender fails instead of
+    /// waiting.
+    #[serde(default)]
+    expires_at_ms: u64,
+}
+
+impl RemoteRecord {
+    /// What the sealed token is bound to: its job, and where it is sent.
+    fn context(&self, job: Id) -> Vec<u8> {
+        let ca = self
+            .ca_pem
+            .as_deref()
+            .map(hash_token)
+            .unwrap_or_default();
+        format!(
+            "coffer import token\njob={job}\nendpoint={}\nexport={}\nrole={}\nca={ca}",
+            self.endpoint, self.export_id, self.role
+        )
+        .into_bytes()
+    }
+}
+
+/// When the export an import job reads expires (unix ms), if recorded.
+pub(crate) fn remote_expiry(remote: &str) -> Option<u64> {
+    serde_json::from_str::<RemoteRecord>(remote)
+        .ok()
+        .map(|r| r.expires_at_ms)
+        .filter(|e| *e > 0)
 }
 
 /// Now, in unix milliseconds.
@@ -98,8 +127,15 @@ impl Service {
         e: &ExportRow,
         members: &[(ExportMemberRow, u32)],
     ) -> Result<Export> {
+        // Revoked before it expired, or ended by the collector after.
+        let ended_by_expiry = e
+            .revoked_at
+            .as_deref()
+            .and_then(|r| humantime::parse_rfc3339(r).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .is_some_and(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX) >= e.expires_at);
         let state = if e.revoked_at.is_some() {
-            if e.expires_at <= now_u64() {
+            if ended_by_expiry {
                 "expired"
             } else {
                 "revoked"
@@ -150,11 +186,19 @@ impl Service {
         id: &str,
         req: CreateExport,
     ) -> Result<Export> {
+        // Data leaves the deployment: its owner's decision, as sharing is
+        // (`snapshots/write` on the snapshot), never a mere user's.
         let src = self
-            .authorized_snapshot(caller, id, Action::SnapshotsUse)
+            .authorized_snapshot(caller, id, Action::SnapshotsWrite)
             .await?;
-        self.create_export(caller, "snapshot", src.id, vec![("root".into(), src)], &req)
-            .await
+        let account = src.account_id;
+        self.create_export(
+            caller,
+            ("snapshot", src.id, account),
+            vec![("root".into(), src)],
+            &req,
+        )
+        .await
     }
 
     /// Make an export of image `id` (all its snapshots) for another
@@ -165,7 +209,9 @@ impl Service {
         id: &str,
         req: CreateExport,
     ) -> Result<Export> {
-        let image = self.authorized_image(caller, id, Action::ImagesUse).await?;
+        let image = self
+            .authorized_image(caller, id, Action::ImagesWrite)
+            .await?;
         if image.state != ImageState::Available {
             return Err(ServiceError::new(
                 ErrorCode::Conflict,
@@ -189,15 +235,14 @@ impl Service {
                 (role, s)
             })
             .collect();
-        self.create_export(caller, "image", image.id, snaps, &req)
+        self.create_export(caller, ("image", image.id, image.account_id), snaps, &req)
             .await
     }
 
     async fn create_export(
         &self,
         caller: &Caller,
-        kind: &str,
-        source_id: Id,
+        (kind, source_id, account): (&str, Id, Id),
         snaps: Vec<(String, SnapshotRow)>,
         req: &CreateExport,
     ) -> Result<Export> {
@@ -208,10 +253,9 @@ impl Service {
                 format!("an export lasts 1 to {MAX_HOURS} hours (7 days); asked {hours}"),
             ));
         }
-        let account = caller.principal.account_id;
-        // Data under a customer key leaves only with its owner's consent:
-        // the exporter's account holds a decrypt grant on it, as for a copy
-        // into another account (SPEC §4).
+        // The export is the owner account's (its Owners see and revoke it).
+        // Data under a customer key leaves only with the key owner's
+        // consent: the account holds a decrypt grant on it (SPEC §4).
         for (_, s) in &snaps {
             self.check_may_decrypt(s, account).await?;
         }
@@ -228,6 +272,7 @@ impl Service {
                     reader_volume: Some(reader.id),
                     source_view: (s.volume_id, s.generation),
                     size: s.size,
+                    chunk_size: vol.chunk_size,
                 },
                 reader,
             ));
@@ -322,12 +367,16 @@ impl Service {
     }
 
     async fn members_with_chunks(&self, id: Id) -> Result<Vec<(ExportMemberRow, u32)>> {
-        let mut out = vec![];
-        for m in self.meta.export_members(id).await? {
-            let cs = self.meta.volume(m.source_view.0).await?.chunk_size;
-            out.push((m, cs));
-        }
-        Ok(out)
+        Ok(self
+            .meta
+            .export_members(id)
+            .await?
+            .into_iter()
+            .map(|m| {
+                let cs = m.chunk_size;
+                (m, cs)
+            })
+            .collect())
     }
 
     /// One export, as its creator's account sees it (no token).
@@ -371,12 +420,8 @@ impl Service {
         if self.meta.end_export(e.id).await? {
             let mut open = lock(&self.export_readers);
             for (m, _) in members {
-                if let Some(r) = m.reader_volume
-                    && let Some((v, _)) = open.remove(&r)
-                {
-                    tokio::spawn(async move {
-                        let _ = v.close().await;
-                    });
+                if let Some(r) = m.reader_volume {
+                    open.remove(&r);
                 }
             }
             self.gc_wake.notify_one();
@@ -438,27 +483,17 @@ impl Service {
         let Some(rv) = m.reader_volume else {
             return Err(not_open(&e.id.to_string()));
         };
-        let idle: Vec<Arc<Volume>> = {
+        {
+            // A reader volume has nothing to flush: one unused for a while
+            // is only forgotten here (a request still reading it holds
+            // its own handle, and the volume goes with the last).
             let mut open = lock(&self.export_readers);
             let now = Instant::now();
-            let gone: Vec<Id> = open
-                .iter()
-                .filter(|(_, (_, t))| now.duration_since(*t) > READER_IDLE)
-                .map(|(k, _)| *k)
-                .collect();
-            let idle = gone
-                .iter()
-                .filter_map(|k| open.remove(k))
-                .map(|(v, _)| v)
-                .collect();
+            open.retain(|_, (_, t)| now.duration_since(*t) <= READER_IDLE);
             if let Some((v, t)) = open.get_mut(&rv) {
                 *t = now;
                 return Ok((m, v.clone()));
             }
-            idle
-        };
-        for v in idle {
-            let _ = v.close().await;
         }
         let row = self.meta.volume(rv).await?;
         let v = Volume::open(
@@ -470,7 +505,21 @@ impl Service {
             None,
         )
         .await?;
-        lock(&self.export_readers).insert(rv, (v.clone(), Instant::now()));
+        let v = lock(&self.export_readers)
+            .entry(rv)
+            .or_insert((v, Instant::now()))
+            .0
+            .clone();
+        // Ended meanwhile (revoked, expired): read nothing more.
+        if self
+            .meta
+            .export(e.id)
+            .await?
+            .is_none_or(|x| x.revoked_at.is_some())
+        {
+            lock(&self.export_readers).remove(&rv);
+            return Err(not_open(&e.id.to_string()));
+        }
         Ok((m, v))
     }
 
@@ -571,25 +620,36 @@ impl Service {
         })
     }
 
-    /// The sender's hash of member `role` (see [`crate::source`]): whole,
-    /// or of its chunks changed since `changed_after`. Audited.
+    /// The sender's hash of `offset..offset + length` of member `role`
+    /// (see [`crate::source`]): whole, or of its chunks changed since
+    /// `changed_after`; `offset` a multiple of 8 MiB, `length` at most
+    /// 1 GiB. Audited.
     pub async fn pull_hash(
         &self,
         id: &str,
         token: &str,
         role: &str,
         changed_after: Option<u64>,
+        (offset, length): (u64, u64),
     ) -> Result<ExportHash> {
         let e = self.pulled(id, token).await?;
         let (m, v) = self.pulled_member(&e, role).await?;
+        Self::check_range(&m, offset, length, crate::source::HASH_RANGE)?;
+        if !offset.is_multiple_of(crate::source::WINDOW) {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidRange,
+                format!("a hash starts at a multiple of 8 MiB, not at {offset}"),
+            ));
+        }
         let src = LocalSource {
             vol: v.clone(),
             meta: self.meta.clone(),
             view: Some(m.source_view),
         };
+        let range = (offset, offset + length);
         let sha256 = match changed_after {
             Some(after) if after < m.source_view.1 => {
-                hash_changed(&src, &src, (v.chunk_size(), m.size), after).await?
+                hash_changed(&src, &src, (v.chunk_size(), m.size), after, range).await?
             }
             Some(after) => {
                 return Err(ServiceError::new(
@@ -600,9 +660,11 @@ impl Service {
                     ),
                 ));
             }
-            None => hash_view(&src, &src, m.size).await?,
+            None => hash_view(&src, &src, range).await?,
         };
-        if let Some(s) = self.meta.snapshot(m.snapshot_id).await? {
+        if offset == 0
+            && let Some(s) = self.meta.snapshot(m.snapshot_id).await?
+        {
             self.audit_export(
                 &e,
                 &s,
@@ -670,6 +732,10 @@ impl Service {
             ));
         }
         let source_account = parse_id(&export.account_id, Kind::Account)?;
+        let expires_at_ms = humantime::parse_rfc3339(&export.expires_at)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let image = image_kind.map(|_| ImageRow {
             id: Id::random(Kind::Image),
             account_id: account,
@@ -736,17 +802,19 @@ impl Service {
                 region: region.clone(),
             };
             let job_id = Id::random(Kind::Job);
-            let sealed = self
-                .vault
-                .seal_secret(&region, at.token.as_bytes(), job_id.to_string().as_bytes())
-                .await?;
-            let remote = RemoteRecord {
+            let mut remote = RemoteRecord {
                 endpoint: endpoint.clone(),
                 export_id: at.export_id.clone(),
                 role: m.role.clone(),
                 ca_pem: at.ca_pem.clone(),
-                token: base64::engine::general_purpose::STANDARD.encode(sealed),
+                token: String::new(),
+                expires_at_ms,
             };
+            let sealed = self
+                .vault
+                .seal_secret(&region, at.token.as_bytes(), &remote.context(job_id))
+                .await?;
+            remote.token = base64::engine::general_purpose::STANDARD.encode(sealed);
             let now = coffer_meta::now();
             let job = JobRow {
                 id: job_id,
@@ -842,7 +910,7 @@ impl Service {
             })?;
         let token = self
             .vault
-            .open_secret(region, &sealed, job.to_string().as_bytes())
+            .open_secret(region, &sealed, &r.context(job))
             .await?;
         let token = String::from_utf8(token.to_vec()).map_err(|_| {
             ServiceError::internal(format!("job {job}: the sealed token is not text"))

@@ -176,6 +176,9 @@ pub struct Service {
     /// Reader volumes of exports open here, by volume id, with their last
     /// use (closed after a while unused).
     export_readers: std::sync::Mutex<HashMap<Id, (Arc<Volume>, std::time::Instant)>>,
+    /// Import jobs waiting for an unreachable sender: tries so far, and
+    /// when to try again.
+    job_backoff: std::sync::Mutex<HashMap<Id, (u32, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -251,6 +254,7 @@ impl Service {
             running_jobs: std::sync::Mutex::new(std::collections::HashSet::new()),
             remotes: std::sync::OnceLock::new(),
             export_readers: std::sync::Mutex::new(HashMap::new()),
+            job_backoff: std::sync::Mutex::new(HashMap::new()),
         })
     }
 

@@ -27,6 +27,10 @@ use crate::{ErrorCode, Result, ServiceError};
 
 /// How much a copy reads at once: one window.
 pub const WINDOW: u64 = 8 << 20;
+/// The most a source hashes on its side in one request: a copy from
+/// another deployment is verified range by range, so no request runs for
+/// long, and a mismatch names its range.
+pub const HASH_RANGE: u64 = 1 << 30;
 
 /// What a copy job reads.
 #[async_trait]
@@ -38,10 +42,17 @@ pub trait CopySource: Send + Sync {
     /// The chunk indexes in `from..to` that changed since generation
     /// `after` of the source's lineage (`after` below the view's).
     async fn changed(&self, after: u64, from: u64, to: u64) -> Result<Vec<u64>>;
-    /// The hash of the source (whole, or its chunks changed since
-    /// `changed_after`) as the source computes it on its side, or `None`
-    /// when the job computes it by reading (a local source).
-    async fn own_hash(&self, changed_after: Option<u64>) -> Result<Option<String>>;
+    /// The hash of `offset..offset + length` of the source (whole, or its
+    /// chunks changed since `changed_after`) as the source computes it on
+    /// its side ([`hash_view`], [`hash_changed`] over that range), or `None`
+    /// when the job computes it by reading (a local source). `offset` is a
+    /// multiple of [`WINDOW`], `length` at most [`HASH_RANGE`].
+    async fn own_hash(
+        &self,
+        changed_after: Option<u64>,
+        offset: u64,
+        length: u64,
+    ) -> Result<Option<String>>;
 }
 
 /// A local volume as a copy's source (a reader volume), or as the side of
@@ -75,7 +86,7 @@ impl CopySource for LocalSource {
             .await?)
     }
 
-    async fn own_hash(&self, _changed_after: Option<u64>) -> Result<Option<String>> {
+    async fn own_hash(&self, _: Option<u64>, _: u64, _: u64) -> Result<Option<String>> {
         Ok(None)
     }
 }
@@ -121,16 +132,16 @@ pub(crate) fn no_remotes() -> ServiceError {
 }
 
 /// Hash `from`'s data at the allocated pieces of `layout` over
-/// `0..total` (see the module's doc), a window at a time.
+/// `start..end` (see the module's doc), a window at a time.
 pub async fn hash_view(
     from: &dyn CopySource,
     layout: &dyn CopySource,
-    total: u64,
+    (start, end): (u64, u64),
 ) -> Result<String> {
     let mut h = Sha256::default();
-    let mut off = 0;
-    while off < total {
-        let len = WINDOW.min(total - off);
+    let mut off = start;
+    while off < end {
+        let len = WINDOW.min(end - off);
         let mut pos = off;
         for (n, hole) in layout.allocation(off, len).await? {
             if !hole {
@@ -145,18 +156,21 @@ pub async fn hash_view(
 }
 
 /// Hash `from`'s data at `layout`'s allocated pieces of the chunks that
-/// changed in `layout`'s lineage since generation `after`.
+/// changed in `layout`'s lineage since generation `after`, over
+/// `start..end` (`start` a multiple of the chunk size).
 pub async fn hash_changed(
     from: &dyn CopySource,
     layout: &dyn CopySource,
     (chunk_size, total): (u32, u64),
     after: u64,
+    (start, end): (u64, u64),
 ) -> Result<String> {
     let cs = u64::from(chunk_size);
     let mut h = Sha256::default();
-    let mut off = 0;
-    while off < total {
-        let len = WINDOW.min(total - off);
+    let mut off = start;
+    let end = end.min(total);
+    while off < end {
+        let len = WINDOW.min(end - off);
         let changed = layout
             .changed(after, off / cs, (off + len).div_ceil(cs))
             .await?;

@@ -73,6 +73,10 @@ pub struct ChangedParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HashParams {
+    /// First byte (a multiple of 8 MiB).
+    pub offset: u64,
+    /// Bytes (at most 1 GiB).
+    pub length: u64,
     /// Hash only the chunks changed since this generation (default: all).
     #[serde(default)]
     pub changed_after: Option<u64>,
@@ -211,7 +215,10 @@ pub async fn pull_hash(
     Path((id, role)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<HashParams>,
 ) -> ApiResult<Json<ExportHash>> {
-    Ok(Json(s.pull_hash(&id, &t, &role, q.changed_after).await?))
+    Ok(Json(
+        s.pull_hash(&id, &t, &role, q.changed_after, (q.offset, q.length))
+            .await?,
+    ))
 }
 
 /// Import another deployment's export: copy jobs here read it and write it

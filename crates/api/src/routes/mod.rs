@@ -176,7 +176,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
         )
         // Copies between two deployments: exports and imports.
         .add(
-            Act(A::SnapshotsUse),
+            Act(A::SnapshotsWrite),
             &[
                 E::SnapshotNotFound,
                 E::InvalidDuration,
@@ -186,7 +186,7 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
             routes!(export_snapshot),
         )
         .add(
-            Act(A::ImagesUse),
+            Act(A::ImagesWrite),
             &[
                 E::ImageNotFound,
                 E::SnapshotNotFound,

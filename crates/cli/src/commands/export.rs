@@ -210,15 +210,25 @@ pub async fn copy_to_remote(
         }
     };
     if copy.wait {
-        if kind == Kind::Image {
+        let waited = if kind == Kind::Image {
             let image: Image = r
                 .get(&format!("/v1/images/{}", seg(&import.target_id)))
                 .await?;
-            return super::job::wait_image(&r, out, &image, 3600).await;
+            super::job::wait_image(&r, out, &image, 3600).await
+        } else if let Some(job) = import.jobs.first() {
+            super::job::wait(&r, out, &job.id, 3600).await
+        } else {
+            Ok(())
+        };
+        // Copied (or failed for good): the pull token has nothing more to
+        // do, so it stops working now rather than when it expires.
+        if waited.is_ok() {
+            let revoked = revoke(c, &export_id).await;
+            if revoked.contains("failed") {
+                eprintln!("warning: export {export_id} stays open until it expires{revoked}");
+            }
         }
-        if let Some(job) = import.jobs.first() {
-            return super::job::wait(&r, out, &job.id, 3600).await;
-        }
+        return waited;
     }
     out.show(
         &ImportView {
