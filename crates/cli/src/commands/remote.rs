@@ -23,7 +23,7 @@ pub enum RemoteCmd {
     Add {
         /// The remote's name (letters, digits, '-' and '_').
         name: String,
-        /// Its API endpoint, e.g. https://coffer.site-b:8787.
+        /// Its API endpoint, e.g. `https://coffer.site-b:8787`.
         #[arg(long, value_name = "URL")]
         endpoint: String,
         /// File holding a token of the remote deployment (never pass
