@@ -77,11 +77,7 @@ struct RemoteRecord {
 impl RemoteRecord {
     /// What the sealed token is bound to: its job, and where it is sent.
     fn context(&self, job: Id) -> Vec<u8> {
-        let ca = self
-            .ca_pem
-            .as_deref()
-            .map(hash_token)
-            .unwrap_or_default();
+        let ca = self.ca_pem.as_deref().map(hash_token).unwrap_or_default();
         format!(
             "coffer import token\njob={job}\nendpoint={}\nexport={}\nrole={}\nca={ca}",
             self.endpoint, self.export_id, self.role
@@ -334,15 +330,38 @@ impl Service {
         action: &str,
         detail: &str,
     ) -> Result<()> {
+        let key = (s.encryption != EncryptionType::Platform).then_some(s.kek_id);
+        self.audit_export_of(e, (s.id, key), action, detail).await
+    }
+
+    /// One audit entry of export `e`'s use of member `m` (its snapshot may
+    /// be gone: the export still reads it).
+    async fn audit_member(&self, e: &ExportRow, m: &ExportMemberRow, detail: &str) -> Result<()> {
+        match self.meta.snapshot(m.snapshot_id).await? {
+            Some(s) => self.audit_export(e, &s, "export.read", detail).await,
+            None => {
+                self.audit_export_of(e, (m.snapshot_id, None), "export.read", detail)
+                    .await
+            }
+        }
+    }
+
+    async fn audit_export_of(
+        &self,
+        e: &ExportRow,
+        (resource, key): (Id, Option<Id>),
+        action: &str,
+        detail: &str,
+    ) -> Result<()> {
         self.vault
             .audit()
             .record(&AuditRecord {
                 principal: e.id.to_string(),
                 acting_for: e.created_by.to_string(),
                 action: action.into(),
-                key: (s.encryption != EncryptionType::Platform).then_some(s.kek_id),
+                key,
                 key_version: None,
-                resource: s.id.to_string(),
+                resource: resource.to_string(),
                 outcome: "allowed".into(),
                 detail: format!("export {}: {detail}", e.id),
             })
@@ -520,6 +539,10 @@ impl Service {
             lock(&self.export_readers).remove(&rv);
             return Err(not_open(&e.id.to_string()));
         }
+        // A read session starts (its reader opened here): audited, so even
+        // a pull token used for data alone leaves a trace.
+        self.audit_member(e, &m, "its data read by its pull token's holder")
+            .await?;
         Ok((m, v))
     }
 
@@ -529,15 +552,8 @@ impl Service {
         let e = self.pulled(id, token).await?;
         let members = self.members_with_chunks(e.id).await?;
         for (m, _) in &members {
-            if let Some(s) = self.meta.snapshot(m.snapshot_id).await? {
-                self.audit_export(
-                    &e,
-                    &s,
-                    "export.read",
-                    "described to its pull token's holder",
-                )
+            self.audit_member(&e, m, "described to its pull token's holder")
                 .await?;
-            }
         }
         self.export_dto(&e, &members).await
     }
@@ -662,16 +678,9 @@ impl Service {
             }
             None => hash_view(&src, &src, range).await?,
         };
-        if offset == 0
-            && let Some(s) = self.meta.snapshot(m.snapshot_id).await?
-        {
-            self.audit_export(
-                &e,
-                &s,
-                "export.read",
-                "its data hashed for a receiver's verification",
-            )
-            .await?;
+        if offset == 0 {
+            self.audit_member(&e, &m, "its data hashed for a receiver's verification")
+                .await?;
         }
         Ok(ExportHash { sha256 })
     }

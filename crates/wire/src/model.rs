@@ -1487,8 +1487,8 @@ pub struct CreateExport {
 }
 
 /// An export, as its creator sees it; its pull token only in the answer
-/// that made it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// that made it (never in its `Debug` form).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Export {
     /// Id, e.g. `exp-0123456789abcdef`.
     pub id: String,
@@ -1563,7 +1563,7 @@ pub struct ExportHash {
 /// Import a snapshot or image another deployment exported: a copy job here
 /// reads it over HTTPS with the export's pull token and re-encrypts it
 /// under this deployment's keys.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateImport {
     /// Name of the copy (a snapshot, or an image).
@@ -1602,4 +1602,31 @@ pub struct Import {
     pub target_id: String,
     /// The copy jobs, one per snapshot.
     pub jobs: Vec<Job>,
+}
+
+impl std::fmt::Debug for Export {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Export")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("source_id", &self.source_id)
+            .field("account_id", &self.account_id)
+            .field("state", &self.state)
+            .field("expires_at", &self.expires_at)
+            .field("members", &self.members)
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for CreateImport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateImport")
+            .field("name", &self.name)
+            .field("endpoint", &self.endpoint)
+            .field("export_id", &self.export_id)
+            .field("token", &REDACTED)
+            .field("target_region", &self.target_region)
+            .finish_non_exhaustive()
+    }
 }
