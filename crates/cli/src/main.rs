@@ -38,7 +38,7 @@ use commands::admin::{AdminCmd, RegionCmd};
 use commands::audit::AuditCmd;
 use commands::disk::DiskCmd;
 use commands::encryption_set::EncryptionSetCmd;
-use commands::export::ExportCmd;
+use commands::export::{ExportCmd, ImportCmd};
 use commands::iam::{IamCmd, PrincipalCmd, RoleCmd};
 use commands::image::ImageCmd;
 use commands::job::JobCmd;
@@ -135,10 +135,13 @@ enum Command {
     /// list, show, delete, copy, permission.
     #[command(subcommand)]
     Image(ImageCmd),
-    /// Exports of your snapshots and images to other deployments (made by
-    /// `copy --to-remote`): list, show, revoke.
+    /// Exports of your snapshots and images to other deployments: create
+    /// (a pull token for `coffer import create` there), list, show, revoke.
     #[command(subcommand)]
     Export(ExportCmd),
+    /// Imports of other deployments' exports: create.
+    #[command(subcommand)]
+    Import(ImportCmd),
     /// Resource shares: snapshots and images shared with accounts,
     /// folders or the tenant (create, list, show, add-resource,
     /// remove-resource, add-principal, remove-principal, delete).
@@ -222,6 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshot(cmd) => commands::snapshot::run(&c, &out, cmd).await,
         Command::Image(cmd) => commands::image::run(&c, &out, cmd).await,
         Command::Export(cmd) => commands::export::run(&c, &out, cmd).await,
+        Command::Import(cmd) => commands::export::run_import(&c, &out, cmd).await,
         Command::Share(cmd) => commands::share::run(&c, &out, cmd).await,
         Command::Invitation(cmd) => commands::share::run_invitation(&c, &out, cmd).await,
         Command::Job(cmd) => commands::job::run(&c, &out, cmd).await,

@@ -312,6 +312,67 @@ fn an_image_copied_to_another_deployment_launches_there_and_a_later_copy_moves_o
         .collect();
     assert!(!names.contains(&"stolen".to_string()), "{names:?}");
 
+    // The two-party flow: A's owner exports to a token file and hands it
+    // over; B's owner imports. A snapshot of the same root disk builds on
+    // the last import of it: nothing changed since, nothing moves.
+    let snap = id_of(&a.cli(&["snapshot", "create", "--disk", &root, "--name", "handoff"]));
+    let token_file = a.scratch().join("pull.token");
+    let e = a.cli(&[
+        "export",
+        "create",
+        "--snapshot",
+        &snap,
+        "--hours",
+        "1",
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert!(e["token"].is_null(), "the token went to the file: {e}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let a_ca = a.dir.path().join("ca.pem");
+    let got = b.cli(&[
+        "import",
+        "create",
+        "--name",
+        "handoff",
+        "--endpoint",
+        &a.api,
+        "--export",
+        &id_of(&e),
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--ca-file",
+        a_ca.to_str().unwrap(),
+        "--wait",
+    ]);
+    assert_eq!(got["name"], "handoff", "{got}");
+    let jobs = b.cli(&["job", "list"]);
+    let job = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["target_id"] == got["id"])
+        .unwrap_or_else(|| panic!("no job made {got}: {jobs}"));
+    assert_eq!(job["kind"], "snapshot-import", "{job}");
+    assert!(
+        job["base_id"].is_string(),
+        "built on the last import: {job}"
+    );
+    assert_eq!(job["bytes_copied"], 0, "{job}");
+    let disk = id_of(&b.cli(&[
+        "disk",
+        "create",
+        "--name",
+        "handoff",
+        "--zone",
+        "local-a",
+        "--from-snapshot",
+        &id_of(&got),
+    ]));
+    assert_eq!(tls_sum(&b, &disk), root_sum2);
+
     let fsck = b.cli(&["admin", "fsck", "--deep"]);
     assert_eq!(fsck["ok"], true, "{fsck}");
     a.assert_no_panic();

@@ -27,7 +27,26 @@ pub const COLUMNS: &[(&str, &str)] = &[
 
 #[derive(Debug, Subcommand)]
 pub enum ExportCmd {
-    /// Your account's exports (made by `copy --to-remote`).
+    /// Export a snapshot or an image for another deployment to import
+    /// (`coffer import create` there): its pull token is shown once, or
+    /// written to --token-file. `copy --to-remote` does both sides at once
+    /// when you hold a token of the other deployment.
+    Create {
+        /// The snapshot (id or name).
+        #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+        snapshot: Option<String>,
+        /// The image (id or name).
+        #[arg(long)]
+        image: Option<String>,
+        /// Hours the pull token works, 1 to 168 (default: the server's, 24).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=168))]
+        hours: Option<u32>,
+        /// Write the pull token to this file (mode 0600) instead of
+        /// showing it.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<std::path::PathBuf>,
+    },
+    /// Your account's exports.
     List,
     /// Show an export and the snapshots it exports.
     Show {
@@ -45,6 +64,48 @@ pub enum ExportCmd {
 /// Run an export command.
 pub async fn run(c: &Client, out: &Output, cmd: ExportCmd) -> anyhow::Result<()> {
     match cmd {
+        ExportCmd::Create {
+            snapshot,
+            image,
+            hours,
+            token_file,
+        } => {
+            let (kind, route, source) = match (snapshot, image) {
+                (Some(s), _) => (Kind::Snapshot, "snapshots", s),
+                (None, Some(i)) => (Kind::Image, "images", i),
+                (None, None) => anyhow::bail!("name what to export: --snapshot or --image"),
+            };
+            if let Some(f) = &token_file
+                && f.exists()
+            {
+                anyhow::bail!(
+                    "{} exists: give --token-file a new file (no export was made)",
+                    f.display()
+                );
+            }
+            let id = resolve::id(c, kind, &source).await?;
+            let mut e: Export = c
+                .post(
+                    &format!("/v1/{route}/{}/exports", seg(&id)),
+                    &CreateExport {
+                        expires_in_hours: hours,
+                    },
+                )
+                .await?;
+            if let Some(f) = &token_file {
+                let token = Zeroizing::new(e.token.take().unwrap_or_default());
+                crate::files::write_private(f, token.as_bytes())?;
+                eprintln!("the pull token is in {} (mode 0600)", f.display());
+            }
+            let endpoint = c.endpoint().to_string();
+            out.show(&e, View::Fields)?;
+            forget_token(&mut e);
+            eprintln!(
+                "on the receiving deployment: coffer import create --endpoint {endpoint} --export {} --token-file FILE --name NAME [--ca-file THIS-DEPLOYMENT-CA]",
+                e.id
+            );
+            Ok(())
+        }
         ExportCmd::List => {
             let mut l: Vec<Export> = c.get("/v1/exports").await?;
             l.iter_mut().for_each(forget_token);
@@ -125,6 +186,128 @@ pub struct CopyTo {
     pub tags: Vec<String>,
     /// Wait for the remote's jobs and show the copy.
     pub wait: bool,
+}
+
+/// `coffer import …`: the receiving side of a copy between two
+/// deployments, for an export made with `coffer export create` there.
+#[derive(Debug, Subcommand)]
+pub enum ImportCmd {
+    /// Import another deployment's export: copy jobs here pull its data
+    /// over HTTPS and re-encrypt it under this deployment's keys (a later
+    /// export of the same disks imports only what changed).
+    Create {
+        /// Name of the copy (a snapshot, or an image).
+        #[arg(long)]
+        name: String,
+        /// The sending deployment's API, e.g. `https://coffer.site-a:7070`.
+        #[arg(long, value_name = "URL")]
+        endpoint: String,
+        /// The export's id (exp-…).
+        #[arg(long, value_name = "EXPORT")]
+        export: String,
+        /// File holding the export's pull token.
+        #[arg(long, value_name = "FILE")]
+        token_file: std::path::PathBuf,
+        /// The CA certificate (PEM) of the sending deployment, when it is
+        /// not one the system trusts.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<std::path::PathBuf>,
+        /// The account that will own the copy (id or name).
+        #[arg(long)]
+        account: Option<String>,
+        /// Encrypt under this encryption set's key (id or name).
+        #[arg(long)]
+        encryption_set: Option<String>,
+        /// The region to make the copy in (default: the first).
+        #[arg(long)]
+        target_region: Option<String>,
+        /// A tag of the copy, KEY=VALUE (repeat for more).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Wait for the copy, with a progress bar, and show it.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+/// Run an import command.
+pub async fn run_import(c: &Client, out: &Output, cmd: ImportCmd) -> anyhow::Result<()> {
+    let ImportCmd::Create {
+        name,
+        endpoint,
+        export,
+        token_file,
+        ca_file,
+        account,
+        encryption_set,
+        target_region,
+        tags,
+        wait,
+    } = cmd;
+    let export_id = export_id(&export)?;
+    let token = Zeroizing::new(std::fs::read_to_string(&token_file).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the pull token file {}: {e}",
+            token_file.display()
+        )
+    })?);
+    let ca_pem = match &ca_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("cannot read the CA file {}: {e}", f.display()))?,
+        ),
+        None => None,
+    };
+    let mut body = CreateImport {
+        name,
+        endpoint: profile::check_endpoint(&endpoint)?,
+        export_id,
+        token: token.trim().to_string(),
+        ca_pem,
+        account_id: resolve::opt(c, Kind::Account, account.as_deref()).await?,
+        target_region,
+        encryption_set_id: resolve::opt(c, Kind::EncryptionSet, encryption_set.as_deref()).await?,
+        tags: tag_map(&tags)?,
+    };
+    drop(token);
+    let made = c.post::<_, Import>("/v1/imports", &body).await;
+    body.token.zeroize();
+    let import = made?;
+    if wait {
+        return wait_import(c, out, &import).await;
+    }
+    show_import(out, &import)?;
+    eprintln!(
+        "follow it with: coffer job wait {}",
+        import.jobs.first().map_or("", |j| j.id.as_str())
+    );
+    Ok(())
+}
+
+/// Wait for `import`'s jobs on `c` (its deployment), then show the copy.
+async fn wait_import(c: &Client, out: &Output, import: &Import) -> anyhow::Result<()> {
+    if import.kind == "image" {
+        let image: Image = c
+            .get(&format!("/v1/images/{}", seg(&import.target_id)))
+            .await?;
+        return super::job::wait_image(c, out, &image, 3600).await;
+    }
+    match import.jobs.first() {
+        Some(job) => super::job::wait(c, out, &job.id, 3600).await,
+        None => Ok(()),
+    }
+}
+
+/// Show an import: what it makes and its jobs.
+fn show_import(out: &Output, import: &Import) -> anyhow::Result<()> {
+    out.show(
+        &ImportView {
+            kind: &import.kind,
+            target_id: &import.target_id,
+            jobs: import.jobs.iter().map(|j| j.id.as_str()).collect(),
+        },
+        View::Fields,
+    )
 }
 
 /// An import as the CLI shows it: what it makes and its jobs' ids.
@@ -210,16 +393,7 @@ pub async fn copy_to_remote(
         }
     };
     if copy.wait {
-        let waited = if kind == Kind::Image {
-            let image: Image = r
-                .get(&format!("/v1/images/{}", seg(&import.target_id)))
-                .await?;
-            super::job::wait_image(&r, out, &image, 3600).await
-        } else if let Some(job) = import.jobs.first() {
-            super::job::wait(&r, out, &job.id, 3600).await
-        } else {
-            Ok(())
-        };
+        let waited = wait_import(&r, out, &import).await;
         // Copied (or failed for good): the pull token has nothing more to
         // do, so it stops working now rather than when it expires.
         if waited.is_ok() {
@@ -230,19 +404,10 @@ pub async fn copy_to_remote(
         }
         return waited;
     }
-    out.show(
-        &ImportView {
-            kind: &import.kind,
-            target_id: &import.target_id,
-            jobs: import.jobs.iter().map(|j| j.id.as_str()).collect(),
-        },
-        View::Fields,
-    )?;
-    if !copy.wait {
-        eprintln!(
-            "the copy runs on remote {remote}: watch it with its own profile, or run again with --wait"
-        );
-    }
+    show_import(out, &import)?;
+    eprintln!(
+        "the copy runs on remote {remote}: watch it with its own profile, or run again with --wait"
+    );
     Ok(())
 }
 
