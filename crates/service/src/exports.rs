@@ -118,11 +118,7 @@ impl Service {
         let _ = self.remotes.set(remotes);
     }
 
-    async fn export_dto(
-        &self,
-        e: &ExportRow,
-        members: &[(ExportMemberRow, u32)],
-    ) -> Result<Export> {
+    async fn export_dto(&self, e: &ExportRow, members: &[ExportMemberRow]) -> Result<Export> {
         // Revoked before it expired, or ended by the collector after.
         let ended_by_expiry = e
             .revoked_at
@@ -152,11 +148,11 @@ impl Service {
             created_at: e.created_at.clone(),
             members: members
                 .iter()
-                .map(|(m, cs)| ExportMember {
+                .map(|m| ExportMember {
                     role: m.role.clone(),
                     snapshot_id: m.snapshot_id.to_string(),
                     size: m.size,
-                    chunk_size: *cs,
+                    chunk_size: m.chunk_size,
                     lineage: m.source_view.0.to_string(),
                     generation: m.source_view.1,
                 })
@@ -223,13 +219,7 @@ impl Service {
             .image_snapshots(image.id)
             .await?
             .into_iter()
-            .map(|s| {
-                let role = s
-                    .image
-                    .as_ref()
-                    .map_or_else(|| "root".into(), |r| r.1.clone());
-                (role, s)
-            })
+            .map(|s| (crate::images::role_in_image(&s), s))
             .collect();
         self.create_export(caller, ("image", image.id, image.account_id), snaps, &req)
             .await
@@ -311,11 +301,8 @@ impl Service {
             .await?;
         }
         tracing::info!(export = %id, source = %source_id, by = %caller.principal.id, hours, "export made");
-        let sizes: Vec<(ExportMemberRow, u32)> = members
-            .into_iter()
-            .map(|(m, r)| (m, r.chunk_size))
-            .collect();
-        let mut dto = self.export_dto(&row, &sizes).await?;
+        let members: Vec<ExportMemberRow> = members.into_iter().map(|(m, _)| m).collect();
+        let mut dto = self.export_dto(&row, &members).await?;
         dto.token = Some(token.to_string());
         Ok(dto)
     }
@@ -385,23 +372,10 @@ impl Service {
         }
     }
 
-    async fn members_with_chunks(&self, id: Id) -> Result<Vec<(ExportMemberRow, u32)>> {
-        Ok(self
-            .meta
-            .export_members(id)
-            .await?
-            .into_iter()
-            .map(|m| {
-                let cs = m.chunk_size;
-                (m, cs)
-            })
-            .collect())
-    }
-
     /// One export, as its creator's account sees it (no token).
     pub async fn get_export(&self, caller: &Caller, id: &str) -> Result<Export> {
         let e = self.authorized_export(caller, id).await?;
-        let members = self.members_with_chunks(e.id).await?;
+        let members = self.meta.export_members(e.id).await?;
         self.export_dto(&e, &members).await
     }
 
@@ -418,7 +392,7 @@ impl Service {
             return Ok(out);
         }
         for e in self.meta.exports_of(account).await? {
-            let members = self.members_with_chunks(e.id).await?;
+            let members = self.meta.export_members(e.id).await?;
             out.push(self.export_dto(&e, &members).await?);
         }
         Ok(out)
@@ -428,17 +402,17 @@ impl Service {
     /// import of it fails at its next request) and its readers go.
     pub async fn revoke_export(&self, caller: &Caller, id: &str) -> Result<Export> {
         let e = self.authorized_export(caller, id).await?;
-        let members = self.members_with_chunks(e.id).await?;
+        let members = self.meta.export_members(e.id).await?;
         self.end_export(&e, &members).await?;
         tracing::info!(export = %e.id, by = %caller.principal.id, "export revoked");
         let e = self.meta.export(e.id).await?.unwrap_or(e);
         self.export_dto(&e, &members).await
     }
 
-    async fn end_export(&self, e: &ExportRow, members: &[(ExportMemberRow, u32)]) -> Result<()> {
+    async fn end_export(&self, e: &ExportRow, members: &[ExportMemberRow]) -> Result<()> {
         if self.meta.end_export(e.id).await? {
             let mut open = lock(&self.export_readers);
-            for (m, _) in members {
+            for m in members {
                 if let Some(r) = m.reader_volume {
                     open.remove(&r);
                 }
@@ -452,7 +426,7 @@ impl Service {
     pub(crate) async fn end_expired_exports(&self) -> Result<()> {
         for id in self.meta.expired_exports(now_u64()).await? {
             if let Some(e) = self.meta.export(id).await? {
-                let members = self.members_with_chunks(id).await?;
+                let members = self.meta.export_members(id).await?;
                 self.end_export(&e, &members).await?;
                 tracing::info!(export = %id, "export expired");
             }
@@ -550,8 +524,8 @@ impl Service {
     /// describes it once per run of its copy job.
     pub async fn pull_describe(&self, id: &str, token: &str) -> Result<Export> {
         let e = self.pulled(id, token).await?;
-        let members = self.members_with_chunks(e.id).await?;
-        for (m, _) in &members {
+        let members = self.meta.export_members(e.id).await?;
+        for m in &members {
             self.audit_member(&e, m, "described to its pull token's holder")
                 .await?;
         }

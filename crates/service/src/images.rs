@@ -22,6 +22,13 @@ use coffer_wire::{ListParams, Page};
 /// 16 keeps a launch a bounded amount of work).
 pub const MAX_IMAGE_SNAPSHOTS: usize = 16;
 
+/// A snapshot's role in its image (`root` for one of no image).
+pub(crate) fn role_in_image(s: &SnapshotRow) -> String {
+    s.image
+        .as_ref()
+        .map_or_else(|| "root".to_string(), |r| r.1.clone())
+}
+
 fn role_of(i: usize) -> String {
     if i == 0 {
         "root".into()
@@ -327,10 +334,7 @@ impl Service {
         let snaps = self.meta.image_snapshots(image.id).await?;
         let mut made: Vec<Disk> = vec![];
         for s in snaps {
-            let role = s
-                .image
-                .as_ref()
-                .map_or_else(|| "root".to_string(), |r| r.1.clone());
+            let role = role_in_image(&s);
             let disk_req = CreateDisk {
                 name: format!("{prefix}-{role}"),
                 zone: req.zone.clone(),
@@ -414,10 +418,7 @@ impl Service {
         let members: Vec<Member> = snaps
             .iter()
             .map(|s| {
-                let role = s
-                    .image
-                    .as_ref()
-                    .map_or_else(|| "root".to_string(), |r| r.1.clone());
+                let role = role_in_image(s);
                 Member::Copy {
                     row: Box::new(SnapshotRow {
                         id: Id::random(Kind::Snapshot),
@@ -466,10 +467,7 @@ impl Service {
     ) -> Result<Image> {
         let mut jobs = vec![];
         for s in snaps {
-            let role = s
-                .image
-                .as_ref()
-                .map_or_else(|| "root".to_string(), |r| r.1.clone());
+            let role = role_in_image(s);
             match self
                 .plan_copy_job(
                     caller,
