@@ -8,8 +8,9 @@
 //!   server at `COFFER_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`),
 //!   created for the test and dropped when it ends;
 //! - `COFFER_TEST_STORE=local` (default) or `s3`: objects in the data dir,
-//!   or in a new bucket on the S3 server at `COFFER_TEST_S3_ENDPOINT` (else
-//!   a `moto_server` the test starts).
+//!   or in a new bucket on the S3 server at `COFFER_TEST_S3_ENDPOINT`, or
+//!   on one of the pool at `COFFER_TEST_S3_ENDPOINTS` that no other test
+//!   holds (see [`TestS3::start`]), else on a `moto_server` the test starts.
 //!
 //! Only tests use this crate (as a dev-dependency); it depends on no Coffer
 //! crate, so any layer's tests can use it.
@@ -362,17 +363,27 @@ impl Default for TestStore {
 pub const S3_TEST_KEY: (&str, &str) = ("coffer-test", "coffer-test-secret");
 
 /// A real S3-compatible server for tests: the one at
-/// `COFFER_TEST_S3_ENDPOINT` if set, else a `moto_server` (PyPI `moto[server]`,
-/// installed by `.ci/run`) started on a free loopback port and stopped when
-/// this is dropped. Each [`TestS3::bucket`] is new and empty.
+/// `COFFER_TEST_S3_ENDPOINT` if set, else one of a pool (below), else a
+/// `moto_server` (PyPI `moto[server]`, installed by `.ci/run`) started on a
+/// free loopback port and stopped when this is dropped. Each
+/// [`TestS3::bucket`] is new and empty.
 #[derive(Debug)]
 pub struct TestS3 {
     endpoint: String,
     child: Option<std::process::Child>,
+    /// The lease on a pooled server, released when this is dropped.
+    _lease: Option<std::fs::File>,
 }
 
 impl TestS3 {
     /// Use or start the server.
+    ///
+    /// A pool is `COFFER_TEST_S3_ENDPOINTS` (comma-separated endpoints, which
+    /// `scripts/test.sh` starts, one per concurrent test) with
+    /// `COFFER_TEST_S3_LEASES`, a directory: a test takes the first server
+    /// whose lease file it can lock, so no two tests share one
+    /// single-threaded moto_server while another stands idle. When every
+    /// server is leased (more tests at once than servers), it shares one.
     ///
     /// # Panics
     /// If `moto_server` is missing or does not come up, with what to do.
@@ -381,7 +392,19 @@ impl TestS3 {
             return Self {
                 endpoint: e.trim_end_matches('/').to_string(),
                 child: None,
+                _lease: None,
             };
+        }
+        if let Ok(pool) = std::env::var("COFFER_TEST_S3_ENDPOINTS") {
+            let endpoints: Vec<&str> = pool.split(',').filter(|e| !e.is_empty()).collect();
+            if !endpoints.is_empty() {
+                let (endpoint, lease) = lease_one(&endpoints);
+                return Self {
+                    endpoint: endpoint.trim_end_matches('/').to_string(),
+                    child: None,
+                    _lease: lease,
+                };
+            }
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -398,6 +421,7 @@ impl TestS3 {
         let s = Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             child: Some(child),
+            _lease: None,
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -451,6 +475,33 @@ impl Drop for TestS3 {
             let _ = c.wait();
         }
     }
+}
+
+/// The first pooled endpoint whose lease (a lock on a file of
+/// `COFFER_TEST_S3_LEASES`) is free, with the lease; the search starts at
+/// an index taken from the process id, so tests starting together try
+/// different servers first. With no lease directory, or every lease taken,
+/// one endpoint by process id, unleased.
+fn lease_one<'a>(endpoints: &[&'a str]) -> (&'a str, Option<std::fs::File>) {
+    let first = std::process::id() as usize % endpoints.len();
+    if let Ok(dir) = std::env::var("COFFER_TEST_S3_LEASES") {
+        for i in 0..endpoints.len() {
+            let at = (first + i) % endpoints.len();
+            let path = Path::new(&dir).join(format!("s3-{at}.lease"));
+            let Ok(file) = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+            else {
+                continue;
+            };
+            if file.try_lock().is_ok() {
+                return (endpoints[at], Some(file));
+            }
+        }
+    }
+    (endpoints[first], None)
 }
 
 /// One unsigned HTTP/1.1 request to a test server; returns the status.
