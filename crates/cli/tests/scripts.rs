@@ -272,6 +272,8 @@ fn ci_runs_the_readme_test_command_on_both_backend_passes() {
         "su",
         "service",
         "moto_server",
+        "chromium",
+        "chromedriver",
         "cargo",
     ] {
         write_script(&stubs.join(tool), "exit 0");
@@ -281,13 +283,19 @@ fn ci_runs_the_readme_test_command_on_both_backend_passes() {
         "echo clippy-x86_64-unknown-linux-gnu",
     );
     let path = format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap());
+    // axe-core as if installed (.ci/run installs it with npm when missing).
+    let axe = tmp.path().join("axe");
+    std::fs::create_dir_all(axe.join("node_modules/axe-core")).unwrap();
+    std::fs::write(axe.join("node_modules/axe-core/axe.min.js"), "").unwrap();
     let out = Command::new("bash")
         .arg(root.join(".ci/run"))
         .env("PATH", path)
+        .env("COFFER_AXE_DIR", &axe)
         // A narrowed suite, as a developer's shell might have it.
         .env("COFFER_TEST_METADATA", "postgres")
         .env("COFFER_TEST_STORE", "s3")
         .env("COFFER_TEST_S3_ENDPOINT", "http://127.0.0.1:1")
+        .env("COFFER_TEST_S3_ENDPOINTS", "http://127.0.0.1:1")
         .env_remove("COFFER_TEST_PG")
         .output()
         .unwrap();
@@ -297,6 +305,7 @@ fn ci_runs_the_readme_test_command_on_both_backend_passes() {
         "COFFER_TEST_METADATA",
         "COFFER_TEST_STORE",
         "COFFER_TEST_S3_ENDPOINT",
+        "COFFER_TEST_S3_ENDPOINTS",
     ] {
         assert!(
             !env.contains(&format!("{var}=")),

@@ -50,6 +50,7 @@ mod regions;
 mod revoke;
 mod rewrap;
 mod secrets;
+mod sessions;
 mod shares;
 mod snapshots;
 pub mod source;
@@ -78,6 +79,7 @@ pub use org::MAX_FOLDER_DEPTH;
 pub use regions::RegionHealth;
 pub use revoke::KEY_RECHECK;
 pub use rewrap::REWRAP_INTERVAL;
+pub use sessions::{SESSION_LIFETIME, SESSION_TOKEN_NAME};
 pub use shares::ShareQuotas;
 
 /// Smallest disk.

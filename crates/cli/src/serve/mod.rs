@@ -483,6 +483,10 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     // arrives after the banner must shut down cleanly, not kill.
     let signals = ShutdownSignals::register()?;
     println!("Coffer API listening on {endpoint}");
+    println!(
+        "Console: {}/console/ (sign in with a token)",
+        endpoint.trim_end_matches('/')
+    );
     println!("NBD listening on {nbd_addr}");
     println!("Data dir: {}  Root key: {root_banner}", data_dir.display());
     println!(
@@ -513,7 +517,8 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         service.clone(),
         &limits,
         tls.as_ref().and_then(|t| t.ca_pem.as_deref()),
-    );
+    )
+    .merge(coffer_console::router(service.clone(), tls.is_some()));
     let mut rx = stop_rx.clone();
     let api_tls = tls.as_ref().map(|t| t.api.clone());
     let http_task = tokio::spawn(coffer_api::serve(api, app, limits, api_tls, async move {

@@ -1,0 +1,128 @@
+//! The web console: HTML pages served by `coffer serve` under `/console/`,
+//! for the people who would rather look than type (SPEC.md §6).
+//!
+//! It owns browser sessions ([`session`]), the pages and their forms
+//! ([`pages`]), the layout and the few static assets. It is a client of the
+//! service as the HTTP API is: every page and every action calls the same
+//! service method the API route calls, with the session's caller, so it is
+//! authorized exactly as the API is, deny by default, and a principal sees
+//! only what the API would show it. No rule lives here.
+//!
+//! Pages are rendered on the server (maud templates, escaped by
+//! construction) and work without JavaScript: a form posts, the server acts
+//! and redirects (or, for a one-time secret such as an attach URI, answers
+//! the page that shows it, never cached). Nothing is built outside
+//! `cargo build`; the stylesheet and the one small script (a copy job's
+//! live progress) are compiled into the binary.
+
+pub mod pages;
+pub mod session;
+mod view;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use coffer_service::Service;
+
+/// The console's state: the service, and whether it is served over TLS
+/// (cookies are then `Secure`, with the `__Host-` prefix).
+#[derive(Clone)]
+pub struct Console {
+    /// The service every page calls.
+    pub service: Arc<Service>,
+    /// Served over TLS.
+    pub secure: bool,
+}
+
+/// The console's routes: `/` (a redirect) and everything under `/console/`.
+/// Merge it with the API's router; it has no fallback of its own.
+pub fn router(service: Arc<Service>, secure: bool) -> Router {
+    use pages::{disks, images, jobs, overview, snapshots};
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console/") }))
+        .route("/console", get(|| async { Redirect::to("/console/") }))
+        .route("/console/", get(overview::show))
+        .route(
+            "/console/sign-in",
+            get(session::sign_in_page).post(session::sign_in),
+        )
+        .route("/console/sign-out", post(session::sign_out))
+        .route("/console/assets/console.css", get(stylesheet))
+        .route("/console/assets/console.js", get(script))
+        .route("/console/jobs", get(jobs::list))
+        .route("/console/jobs/{id}", get(jobs::show))
+        .route("/console/jobs/{id}/progress", get(jobs::progress_json))
+        .route("/console/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/console/images", get(images::list))
+        .route("/console/images/{id}", get(images::show))
+        .route("/console/images/{id}/launch", post(images::launch))
+        .route("/console/images/{id}/copy", post(images::copy))
+        .route("/console/snapshots/{id}/copy", post(snapshots::copy))
+        .route("/console/disks", get(disks::list).post(disks::create))
+        .route("/console/disks/{id}", get(disks::show))
+        .route("/console/disks/{id}/attach", post(disks::attach))
+        .route("/console/disks/{id}/detach", post(disks::detach))
+        .route("/console/disks/{id}/resize", post(disks::resize))
+        .route("/console/disks/{id}/delete", post(disks::delete))
+        .route(
+            "/console/snapshots",
+            get(snapshots::list).post(snapshots::create),
+        )
+        .route("/console/snapshots/{id}", get(snapshots::show))
+        .route("/console/snapshots/{id}/restore", post(snapshots::restore))
+        .route("/console/snapshots/{id}/delete", post(snapshots::delete))
+        .layer(axum::middleware::map_response(harden))
+        .with_state(Console { service, secure })
+}
+
+/// Headers on every console answer: never cached (pages show secrets once
+/// and what a principal may see), never framed, scripts and styles only
+/// from the console itself, and no Referer to another site (a page's URL
+/// names resources). `same-origin`, not `no-referrer`: under the latter a
+/// browser sends `Origin: null` with the console's own forms, which the
+/// cross-site check must then refuse.
+async fn harden(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::REFERRER_POLICY, "same-origin");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    resp
+}
+
+/// The one script (a copy job's live progress), compiled in.
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../assets/console.js"),
+    )
+        .into_response()
+}
+
+/// The stylesheet, compiled in.
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../assets/console.css"),
+    )
+        .into_response()
+}

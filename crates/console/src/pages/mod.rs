@@ -1,0 +1,27 @@
+//! The console's pages, one module per resource kind. Each handler calls
+//! the service method the API route of the same action calls, with the
+//! session's caller.
+
+pub mod disks;
+pub mod images;
+pub mod jobs;
+pub mod lineage;
+pub mod overview;
+pub mod snapshots;
+
+use coffer_wire::ListParams;
+
+/// `Some(s)` for a filter the person filled in, `None` for an empty field.
+pub(crate) fn filled(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// The list parameters of a whole first page (the console lists at most
+/// 1000 of a kind on one page, and says so when there are more).
+pub(crate) fn first_page() -> ListParams {
+    ListParams {
+        limit: Some(1000),
+        ..Default::default()
+    }
+}

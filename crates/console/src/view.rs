@@ -1,0 +1,129 @@
+//! The page layout, error pages, and small pieces every page uses.
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use coffer_service::ServiceError;
+use maud::{DOCTYPE, Markup, html};
+
+use crate::session::Session;
+
+/// What the layout needs to know of a page.
+pub struct Page<'a> {
+    /// The page's title (also the window's).
+    pub title: &'a str,
+    /// The signed-in browser, if any: the navigation and sign-out show.
+    pub session: Option<&'a Session>,
+    /// Which navigation entry is this page's (`disks`, ...).
+    pub nav: &'a str,
+}
+
+/// The navigation: (key, path, label).
+const NAV: &[(&str, &str, &str)] = &[
+    ("overview", "/console/", "Overview"),
+    ("disks", "/console/disks", "Disks"),
+    ("snapshots", "/console/snapshots", "Snapshots"),
+    ("images", "/console/images", "Images"),
+    ("jobs", "/console/jobs", "Copy jobs"),
+];
+
+/// A whole HTML page around `body`.
+pub fn layout(page: Page<'_>, body: Markup) -> Html<String> {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (page.title) " · Coffer" }
+                link rel="stylesheet" href="/console/assets/console.css";
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/console/" { "Coffer" }
+                    @if let Some(s) = page.session {
+                        nav aria-label="Main" {
+                            ul {
+                                @for (key, path, label) in NAV {
+                                    li {
+                                        @if *key == page.nav {
+                                            a href=(path) aria-current="page" { (label) }
+                                        } @else {
+                                            a href=(path) { (label) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        div.who {
+                            span #who { (s.caller.principal.name) }
+                            form method="post" action="/console/sign-out" {
+                                (csrf(s))
+                                button.link #sign-out type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main #main tabindex="-1" { (body) }
+            }
+        }
+    };
+    Html(markup.into_string())
+}
+
+/// The hidden CSRF field of a session's forms.
+pub fn csrf(s: &Session) -> Markup {
+    html! { input type="hidden" name="csrf" value=(s.csrf); }
+}
+
+/// A page saying what was refused and why, with the status.
+pub fn refusal(session: Option<&Session>, status: StatusCode, title: &str, why: &str) -> Response {
+    let body = html! {
+        h1 { (title) }
+        div.alert role="alert" { p { (why) } }
+        p { a href="/console/" { "Back to the overview" } }
+    };
+    (
+        status,
+        layout(
+            Page {
+                title,
+                session,
+                nav: "",
+            },
+            body,
+        ),
+    )
+        .into_response()
+}
+
+/// A service error as a page: its code as the title, its message (which
+/// says what to do next), and the API's status for the code.
+pub fn error_page(session: Option<&Session>, e: &ServiceError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    refusal(session, status, &format!("{:?}", e.code), &e.message)
+}
+
+/// A page of a signed-in session, or its error page.
+pub fn page(s: &Session, nav: &str, title: &str, body: Result<Markup, ServiceError>) -> Response {
+    match body {
+        Ok(body) => layout(
+            Page {
+                title,
+                session: Some(s),
+                nav,
+            },
+            body,
+        )
+        .into_response(),
+        Err(e) => error_page(Some(s), &e),
+    }
+}
+
+/// An RFC 3339 time as people read it: `2026-12-06 14:38 UTC`.
+pub fn when(t: &str) -> String {
+    match (t.get(..10), t.get(11..16)) {
+        (Some(d), Some(hm)) => format!("{d} {hm} UTC"),
+        _ => t.to_string(),
+    }
+}
