@@ -927,6 +927,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+pub mod browser;
 pub mod guest;
 
 /// An object store for one region of a test's server, of this pass's
