@@ -341,3 +341,128 @@ fn a_person_manages_disks_in_the_console_and_another_tenant_sees_none_of_it() {
     });
     s.assert_no_panic();
 }
+
+#[test]
+fn a_share_is_accepted_explained_and_audited_in_the_console() {
+    let s = Server::start();
+    let api = s.api.clone();
+    let admin = s.admin_token();
+    let id = |v: &serde_json::Value, p: &str| v.pointer(p).unwrap().as_str().unwrap().to_string();
+
+    // Another tenant's account and its Owner, Bob.
+    let t2 = id(&s.cli(&["tenant", "create", "--name", "globex"]), "/id");
+    let acct = id(
+        &s.cli(&["account", "create", "--name", "g-main", "--tenant", &t2]),
+        "/id",
+    );
+    let bob = id(
+        &s.cli(&[
+            "principal",
+            "create",
+            "--name",
+            "bob",
+            "--account",
+            &acct,
+            "--role",
+            "Owner",
+            "--scope",
+            &acct,
+        ]),
+        "/principal/id",
+    );
+    let bob_token = id(
+        &s.cli(&["token", "create", "--principal", &bob, "--expires-in", "1d"]),
+        "/secret",
+    );
+    // The admin shares a snapshot with Bob's account: an invitation.
+    let disk = s.create_disk("golden", "8MiB", "local-a");
+    let snap = id(
+        &s.cli(&["snapshot", "create", "--disk", &disk, "--name", "golden-1"]),
+        "/id",
+    );
+    let share = id(
+        &s.cli(&[
+            "share",
+            "create",
+            "--name",
+            "golden",
+            "--principal-scope",
+            "any",
+            "--resource",
+            &snap,
+            "--principal",
+            &acct,
+        ]),
+        "/id",
+    );
+
+    let driver = Driver::start();
+    block_on(async {
+        let a = driver.browser().await;
+        let b = driver.browser().await;
+        sign_in(&a, &api, &admin).await;
+        sign_in(&b, &api, &bob_token).await;
+
+        // Bob sees the invitation, not yet the snapshot; accepts; sees it.
+        b.goto(&format!("{api}/console/snapshots?shared=true"))
+            .await
+            .unwrap();
+        assert!(!body(&b).await.contains(&snap));
+        b.goto(&format!("{api}/console/shares")).await.unwrap();
+        assert_eq!(text(&b, ".invitation-status").await, "pending");
+        shot(&b, "shares").await;
+        submit(&b, "button[aria-label='Accept the share golden']").await;
+        assert_eq!(text(&b, ".invitation-status").await, "associated");
+        b.goto(&format!("{api}/console/snapshots?shared=true"))
+            .await
+            .unwrap();
+        let listed = body(&b).await;
+        assert!(
+            listed.contains(&snap) && listed.contains("golden-1"),
+            "{listed}"
+        );
+        // The share's own page is its owner's.
+        a.goto(&format!("{api}/console/shares/{share}"))
+            .await
+            .unwrap();
+        let page = body(&a).await;
+        assert!(page.contains(&snap) && page.contains(&acct), "{page}");
+        shot(&a, "share").await;
+
+        // The admin asks why Bob may use the snapshot, and why not delete it.
+        a.goto(&format!("{api}/console/access")).await.unwrap();
+        fill(&a, "#x-action", "snapshots/use").await;
+        fill(&a, "#x-resource", &snap).await;
+        fill(&a, "#x-principal", &bob).await;
+        submit(&a, "#explain").await;
+        assert_eq!(text(&a, "#decision").await, "allow");
+        shot(&a, "access").await;
+        fill(&a, "#x-action", "snapshots/delete").await;
+        submit(&a, "#explain").await;
+        assert_eq!(text(&a, "#decision").await, "deny");
+
+        // The audit log, and its chain verified.
+        a.goto(&format!("{api}/console/audit")).await.unwrap();
+        shot(&a, "audit").await;
+        submit(&a, "#verify").await;
+        let verified = text(&a, "#verified").await;
+        assert!(verified.starts_with("The chain holds"), "{verified}");
+
+        // The organisation: the admin sees both tenants; Bob not the admin's.
+        let my_tenant = id(&s.cli(&["whoami"]), "/tenant_id");
+        a.goto(&format!("{api}/console/org")).await.unwrap();
+        let tree = body(&a).await;
+        assert!(
+            tree.contains(&t2) && tree.contains(&acct) && tree.contains(&my_tenant),
+            "{tree}"
+        );
+        shot(&a, "org").await;
+        b.goto(&format!("{api}/console/org")).await.unwrap();
+        let tree = body(&b).await;
+        assert!(!tree.contains(&my_tenant), "{tree}");
+
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    });
+    s.assert_no_panic();
+}

@@ -40,7 +40,7 @@ pub struct Console {
 /// The console's routes: `/` (a redirect) and everything under `/console/`.
 /// Merge it with the API's router; it has no fallback of its own.
 pub fn router(service: Arc<Service>, secure: bool) -> Router {
-    use pages::{disks, images, jobs, overview, snapshots};
+    use pages::{access, audit, disks, images, jobs, org, overview, snapshots};
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
@@ -74,6 +74,14 @@ pub fn router(service: Arc<Service>, secure: bool) -> Router {
         .route("/console/snapshots/{id}", get(snapshots::show))
         .route("/console/snapshots/{id}/restore", post(snapshots::restore))
         .route("/console/snapshots/{id}/delete", post(snapshots::delete))
+        .route("/console/shares", get(access::shares))
+        .route("/console/shares/{id}", get(access::share))
+        .route("/console/invitations/{id}/accept", post(access::accept))
+        .route("/console/invitations/{id}/reject", post(access::reject))
+        .route("/console/access", get(access::access))
+        .route("/console/audit", get(audit::list))
+        .route("/console/audit/verify", post(audit::verify))
+        .route("/console/org", get(org::tree))
         .layer(axum::middleware::map_response(harden))
         .with_state(Console { service, secure })
 }

@@ -24,6 +24,10 @@ const NAV: &[(&str, &str, &str)] = &[
     ("snapshots", "/console/snapshots", "Snapshots"),
     ("images", "/console/images", "Images"),
     ("jobs", "/console/jobs", "Copy jobs"),
+    ("shares", "/console/shares", "Shares"),
+    ("access", "/console/access", "Access"),
+    ("audit", "/console/audit", "Audit"),
+    ("org", "/console/org", "Organisation"),
 ];
 
 /// A whole HTML page around `body`.

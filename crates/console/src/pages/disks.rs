@@ -31,6 +31,9 @@ pub struct Filters {
     /// Only disks launched from this image.
     #[serde(default)]
     image: String,
+    /// Only disks of this account.
+    #[serde(default)]
+    account: String,
 }
 
 /// `GET /console/disks`.
@@ -41,6 +44,7 @@ pub async fn list(State(c): State<Console>, s: Session, Query(f): Query<Filters>
         state: filled(&f.state),
         tag: filled(&f.tag),
         source_image: filled(&f.image),
+        account: filled(&f.account),
         ..first_page()
     };
     let body = async {
@@ -69,6 +73,7 @@ pub async fn list(State(c): State<Console>, s: Session, Query(f): Query<Filters>
                 }
                 label { "Tag " input type="text" name="tag" placeholder="key=value" value=(f.tag); }
                 label { "Image " input type="text" name="image" placeholder="img-…" value=(f.image); }
+                label { "Account " input type="text" name="account" placeholder="acct-…" value=(f.account); }
                 button type="submit" { "Filter" }
             }
             (disk_table(&page.items))

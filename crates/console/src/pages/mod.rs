@@ -2,10 +2,13 @@
 //! the service method the API route of the same action calls, with the
 //! session's caller.
 
+pub mod access;
+pub mod audit;
 pub mod disks;
 pub mod images;
 pub mod jobs;
 pub mod lineage;
+pub mod org;
 pub mod overview;
 pub mod snapshots;
 
