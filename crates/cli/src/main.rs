@@ -122,6 +122,9 @@ enum Command {
     /// Access: explain why a principal may or may not do an action.
     #[command(subcommand)]
     Iam(IamCmd),
+    /// The web console: a one-time sign-in link (`coffer console login`).
+    #[command(subcommand)]
+    Console(commands::console::ConsoleCmd),
     /// Regions and zones.
     #[command(subcommand)]
     Region(RegionCmd),
@@ -220,6 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => commands::token::run(&c, &out, cmd).await,
         Command::Role(cmd) => commands::iam::role(&c, &out, cmd).await,
         Command::Iam(cmd) => commands::iam::iam(&c, &out, cmd).await,
+        Command::Console(cmd) => commands::console::run(&c, &out, cmd).await,
         Command::Region(cmd) => commands::admin::region(&c, &out, cmd).await,
         Command::Disk(cmd) => commands::disk::run(&c, &out, cmd).await,
         Command::Snapshot(cmd) => commands::snapshot::run(&c, &out, cmd).await,

@@ -466,3 +466,39 @@ fn a_share_is_accepted_explained_and_audited_in_the_console() {
     });
     s.assert_no_panic();
 }
+
+#[test]
+fn a_sign_in_link_from_the_cli_signs_in_once() {
+    let s = Server::start();
+    let link = s.cli(&["console", "login"]);
+    let url = link["url"].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with(&format!("{}/console/sign-in?code=", s.api)),
+        "{link}"
+    );
+    let driver = Driver::start();
+    block_on(async {
+        let a = driver.browser().await;
+        let b = driver.browser().await;
+        // Opening the link (a previewer, say) spends nothing.
+        b.goto(&url).await.unwrap();
+        a.goto(&url).await.unwrap();
+        shot(&a, "sign-in-link").await;
+        submit(&a, "#use-link").await;
+        at(&a, "/console/").await;
+        assert!(text(&a, "#who").await.contains("admin"));
+        // Used once: the second browser's click is refused.
+        submit(&b, "#use-link").await;
+        let page = body(&b).await;
+        assert!(page.contains("used, expired or unknown"), "{page}");
+        b.goto(&format!("{}/console/disks", s.api)).await.unwrap();
+        at(&b, "/console/sign-in").await;
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    });
+    // The link's code is no bearer token any more.
+    let code = url.split("code=").nth(1).unwrap();
+    let (st, _) = http(&s, "GET", "/v1/whoami", Some(code), None);
+    assert_eq!(st, 401);
+    s.assert_no_panic();
+}

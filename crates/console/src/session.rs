@@ -17,6 +17,11 @@
 //!   be `same-origin`. The CSRF token is SHA-256 over a label and the
 //!   session token: only a page of this origin, rendered for this session,
 //!   has it, and it needs no storage on any node.
+//! - **A sign-in link** (`coffer console login`) carries the code of a
+//!   token that lasts 5 minutes and opens one session: the link's page
+//!   posts the code (a GET spends nothing, so a link previewer cannot), and
+//!   signing in with it revokes it first, atomically, then mints the
+//!   session (never past the expiry of the token that made the link).
 //! - **Signing out** revokes the session's token (`Service::end_session`)
 //!   and clears the cookie.
 
@@ -209,15 +214,46 @@ pub struct SignInQuery {
     /// Set after signing out.
     #[serde(default, rename = "signed-out")]
     signed_out: String,
+    /// A one-time sign-in link's code (`coffer console login`).
+    #[serde(default)]
+    code: String,
 }
 
 /// `GET /console/sign-in`.
 pub async fn sign_in_page(Query(q): Query<SignInQuery>) -> Response {
+    if !q.code.is_empty() {
+        return link_form(&q.code);
+    }
     sign_in_form(
         &q.next,
         (!q.signed_out.is_empty()).then_some("You are signed out."),
         StatusCode::OK,
     )
+}
+
+/// The page a sign-in link opens: one button that posts its code. (Not
+/// signed in on the GET itself: a link previewer or prefetcher must not
+/// spend the link.)
+fn link_form(code: &str) -> Response {
+    let body = html! {
+        section.signin aria-labelledby="signin-h" {
+            h1 #signin-h { "Sign in to Coffer" }
+            p { "You opened a sign-in link from " code { "coffer console login" } ". It works once, for 5 minutes." }
+            form method="post" action="/console/sign-in" {
+                input type="hidden" name="code" value=(code);
+                button #use-link type="submit" { "Sign in" }
+            }
+        }
+    };
+    view::layout(
+        Page {
+            title: "Sign in",
+            session: None,
+            nav: "",
+        },
+        body,
+    )
+    .into_response()
 }
 
 fn sign_in_form(next: &str, note: Option<&str>, status: StatusCode) -> Response {
@@ -256,11 +292,13 @@ fn sign_in_form(next: &str, note: Option<&str>, status: StatusCode) -> Response 
         .into_response()
 }
 
-/// The sign-in form's fields.
+/// The sign-in form's fields: a token, or a sign-in link's code.
 #[derive(Deserialize)]
 pub struct SignInForm {
     #[serde(default)]
     token: String,
+    #[serde(default)]
+    code: String,
     #[serde(default)]
     next: String,
 }
@@ -272,7 +310,8 @@ pub async fn sign_in(
     headers: HeaderMap,
     Form(f): Form<SignInForm>,
 ) -> Response {
-    let token = Zeroizing::new(f.token);
+    let by_link = f.token.is_empty() && !f.code.is_empty();
+    let token = Zeroizing::new(if by_link { f.code } else { f.token });
     let next = if safe_next(&f.next) {
         f.next.as_str()
     } else {
@@ -289,18 +328,25 @@ pub async fn sign_in(
     let caller = match c.service.authenticate(token.trim()).await {
         Ok(caller) => caller,
         Err(e) if e.status() == 401 => {
-            return sign_in_form(
-                next,
-                Some(
-                    "That token is unknown, expired or revoked. Check that you pasted it whole, or ask an Owner for a new one.",
-                ),
-                StatusCode::UNAUTHORIZED,
-            );
+            let why = if by_link {
+                "That sign-in link is used, expired or unknown: links work once, for 5 minutes. Run `coffer console login` for a new one, or paste a token."
+            } else {
+                "That token is unknown, expired or revoked. Check that you pasted it whole, or ask an Owner for a new one."
+            };
+            return sign_in_form(next, Some(why), StatusCode::UNAUTHORIZED);
         }
         Err(e) => return view::error_page(None, &e),
     };
-    let session = match c.service.start_session(&caller).await {
+    let started = if by_link {
+        c.service.start_session_from_link(&caller).await
+    } else {
+        c.service.start_session(&caller).await
+    };
+    let session = match started {
         Ok(s) => s,
+        Err(e) if e.status() == 401 => {
+            return sign_in_form(next, Some(&e.message), StatusCode::UNAUTHORIZED);
+        }
         Err(e) => return view::error_page(None, &e),
     };
     let max_age = coffer_service::SESSION_LIFETIME.as_secs();

@@ -615,6 +615,20 @@ impl Meta {
         Ok(())
     }
 
+    /// Revoke a token that is not revoked yet: `true` for the one caller
+    /// that revoked it, `false` if it already was (a one-time token spent
+    /// twice at once is spent by one of them only).
+    pub async fn revoke_token_once(&self, id: Id) -> Result<bool> {
+        let n =
+            sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now())
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(n == 1)
+    }
+
     /// The principal whose live (not revoked, not expired) token hashes to
     /// `hash`, with that token's id and expiry.
     pub async fn principal_by_token_hash(

@@ -79,7 +79,9 @@ pub use org::MAX_FOLDER_DEPTH;
 pub use regions::RegionHealth;
 pub use revoke::KEY_RECHECK;
 pub use rewrap::REWRAP_INTERVAL;
-pub use sessions::{SESSION_LIFETIME, SESSION_TOKEN_NAME};
+pub use sessions::{
+    SESSION_LIFETIME, SESSION_TOKEN_NAME, SIGN_IN_LINK_LIFETIME, SIGN_IN_LINK_NAME,
+};
 pub use shares::ShareQuotas;
 
 /// Smallest disk.

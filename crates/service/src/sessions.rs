@@ -17,6 +17,12 @@ use crate::*;
 /// The name every session token carries.
 pub const SESSION_TOKEN_NAME: &str = "console-session";
 
+/// The name of a one-time sign-in link's token.
+pub const SIGN_IN_LINK_NAME: &str = "console-link";
+
+/// How long a sign-in link works (once).
+pub const SIGN_IN_LINK_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
 /// How long a session lasts (at most: never past the signing token's expiry).
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 
@@ -26,6 +32,57 @@ impl Service {
     /// with the caller's token if that expires sooner. Holding a token is
     /// the right to sign in with it: no permission is checked.
     pub async fn start_session(&self, caller: &Caller) -> Result<NewToken> {
+        self.mint_own(
+            caller,
+            SESSION_TOKEN_NAME,
+            SESSION_LIFETIME,
+            caller.token_expires_at.as_deref(),
+        )
+        .await
+    }
+
+    /// Start a session with a sign-in link (the caller authenticated with
+    /// it): the link is spent (revoked) first, and the session lasts
+    /// [`SESSION_LIFETIME`] but never past the expiry of the token that
+    /// made the link. Refused for a token that is not a link.
+    pub async fn start_session_from_link(&self, caller: &Caller) -> Result<NewToken> {
+        let t = self
+            .revoke_own(caller, SIGN_IN_LINK_NAME, "a sign-in link")
+            .await?;
+        let cap = t
+            .name
+            .strip_prefix(SIGN_IN_LINK_NAME)
+            .and_then(|rest| rest.strip_prefix('@'));
+        self.mint_own(caller, SESSION_TOKEN_NAME, SESSION_LIFETIME, cap)
+            .await
+    }
+
+    /// A one-time sign-in link's token for the caller (`coffer console
+    /// login`): it lasts [`SIGN_IN_LINK_LIFETIME`] (or less, with the
+    /// caller's token) and opens one session
+    /// ([`Service::start_session_from_link`]). Its name is
+    /// [`SIGN_IN_LINK_NAME`], followed by `@` and the caller's token's
+    /// expiry when it has one: the session it opens must not outlive that
+    /// token either.
+    pub async fn sign_in_link(&self, caller: &Caller) -> Result<NewToken> {
+        let cap = caller.token_expires_at.as_deref();
+        let name = match cap {
+            Some(at) => format!("{SIGN_IN_LINK_NAME}@{at}"),
+            None => SIGN_IN_LINK_NAME.to_string(),
+        };
+        self.mint_own(caller, &name, SIGN_IN_LINK_LIFETIME, cap)
+            .await
+    }
+
+    /// A token of the caller's own principal, named `name`, lasting
+    /// `lifetime` or until `cap` (RFC 3339), whichever is sooner.
+    async fn mint_own(
+        &self,
+        caller: &Caller,
+        name: &str,
+        lifetime: Duration,
+        cap: Option<&str>,
+    ) -> Result<NewToken> {
         let p = &caller.principal;
         if p.kind == coffer_types::PrincipalKind::Managed {
             return Err(ServiceError::new(
@@ -33,8 +90,8 @@ impl Service {
                 "a managed identity cannot sign in: the platform authenticates it",
             ));
         }
-        let mut expires = SystemTime::now() + SESSION_LIFETIME;
-        if let Some(cap) = caller.token_expires_at.as_deref() {
+        let mut expires = SystemTime::now() + lifetime;
+        if let Some(cap) = cap {
             let cap = humantime::parse_rfc3339(cap).map_err(ServiceError::internal)?;
             expires = expires.min(cap);
         }
@@ -42,14 +99,9 @@ impl Service {
         let secret = new_token();
         let row = self
             .meta
-            .insert_token(
-                p.id,
-                &hash_token(&secret),
-                SESSION_TOKEN_NAME,
-                Some(&expires_at),
-            )
+            .insert_token(p.id, &hash_token(&secret), name, Some(&expires_at))
             .await?;
-        tracing::info!(token = %row.id, principal = %p.id, "session started");
+        tracing::info!(token = %row.id, principal = %p.id, name, "console token minted");
         Ok(NewToken {
             token: token_dto(&row),
             secret,
@@ -60,19 +112,41 @@ impl Service {
     /// for a token that is not a session's (revoke those with
     /// `revoke_token`, which keeps an Owner).
     pub async fn end_session(&self, caller: &Caller) -> Result<()> {
+        self.revoke_own(caller, SESSION_TOKEN_NAME, "a session")
+            .await
+            .map(drop)
+    }
+
+    /// Revoke the caller's token if it is named `name` (or `name@…`);
+    /// `what` it is, for the refusal. The token as it was.
+    async fn revoke_own(
+        &self,
+        caller: &Caller,
+        name: &str,
+        what: &str,
+    ) -> Result<coffer_meta::TokenRow> {
         let t = self
             .meta
             .token(caller.token_id)
             .await?
-            .filter(|t| t.principal_id == caller.principal.id && t.name == SESSION_TOKEN_NAME)
+            .filter(|t| {
+                t.principal_id == caller.principal.id
+                    && t.revoked_at.is_none()
+                    && (t.name == name || t.name.strip_prefix(name).is_some_and(|r| r.starts_with('@')))
+            })
             .ok_or_else(|| {
                 ServiceError::new(
-                    ErrorCode::InvalidBody,
-                    "this token is not a session's: revoke it with `coffer iam token revoke`",
+                    ErrorCode::Unauthenticated,
+                    format!("this token is not {what}'s: sign in with a token of yours, or get a new link with `coffer console login`"),
                 )
             })?;
-        self.meta.revoke_token(t.id).await?;
-        tracing::info!(token = %t.id, principal = %caller.principal.id, "session ended");
-        Ok(())
+        if !self.meta.revoke_token_once(t.id).await? {
+            return Err(ServiceError::new(
+                ErrorCode::Unauthenticated,
+                format!("{what} works once, and was used: get a new one"),
+            ));
+        }
+        tracing::info!(token = %t.id, principal = %caller.principal.id, name, "console token revoked");
+        Ok(t)
     }
 }

@@ -455,6 +455,28 @@ impl std::fmt::Debug for Attachment {
     }
 }
 
+/// A one-time link that signs a browser in to the web console as the
+/// caller (`coffer console login`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConsoleLink {
+    /// The path to open on this API's address, e.g.
+    /// `/console/sign-in?code=…`. It works once (the first sign-in spends
+    /// it) and until `expires_at`; its code is a secret.
+    pub path: String,
+    /// When it stops working (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Never prints the link's code.
+impl std::fmt::Debug for ConsoleLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleLink")
+            .field("path", &REDACTED)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 /// What a redacting `Debug` prints in place of a secret.
 pub const REDACTED: &str = "<redacted>";
 

@@ -40,6 +40,11 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
         .add(Public, &[], routes!(healthz))
         .add(Public, &[], routes!(openapi_json))
         .add(Authenticated, &[], routes!(whoami))
+        .add(
+            Authenticated,
+            &[E::ManagedIdentity],
+            routes!(create_console_link),
+        )
         .add(Authenticated, &[], routes!(regions))
         .add(Authenticated, &[], routes!(list_roles))
         // Disks.

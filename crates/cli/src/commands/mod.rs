@@ -5,6 +5,7 @@
 pub mod admin;
 mod attach;
 pub mod audit;
+pub mod console;
 pub mod disk;
 pub mod encryption_set;
 pub mod export;
