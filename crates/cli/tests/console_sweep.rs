@@ -2,7 +2,8 @@
 //! session, every page sends the browser to sign in and every change is
 //! refused; with the session of a user of another tenant, every page about
 //! the admin's disk, snapshot, image, copy job, share or invitation
-//! answers NotFound without naming it, and every change to them is refused
+//! (or key vault, key, encryption set) answers NotFound without naming it,
+//! and every change to them is refused
 //! and changes nothing. The routes come from the console's own source, so
 //! a route added without a place in this sweep fails it.
 
@@ -173,6 +174,33 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
         ]),
         "/id",
     );
+    let vault = id(
+        &s.cli(&[
+            "vault",
+            "create",
+            "--name",
+            "secret-vault",
+            "--purge-protection",
+            "--retention-days",
+            "7",
+        ]),
+        "/id",
+    );
+    let key = id(
+        &s.cli(&["key", "create", "--vault", &vault, "--name", "secret-key"]),
+        "/id",
+    );
+    let set = id(
+        &s.cli(&[
+            "encryption-set",
+            "create",
+            "--name",
+            "secret-set",
+            "--key",
+            &key,
+        ]),
+        "/id",
+    );
     let (st, invitations) = http(&s, "GET", "/v1/invitations", Some(&carol), None);
     assert_eq!(st, 200, "{invitations}");
     let invitation = id(&invitations, "/items/0/id");
@@ -186,10 +214,21 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
             "jobs" => &job,
             "shares" => &share,
             "invitations" => &invitation,
+            "vaults" => &vault,
+            "keys" => &key,
+            "encryption-sets" => &set,
             _ => return None,
         })
     };
-    let names = ["secret-disk", "secret-snap", "secret-image", "secret-share"];
+    let names = [
+        "secret-disk",
+        "secret-snap",
+        "secret-image",
+        "secret-share",
+        "secret-vault",
+        "secret-key",
+        "secret-set",
+    ];
 
     let (cookie, csrf) = session(&api, &bob);
     let open = [
@@ -242,6 +281,9 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
     // Nothing changed: the disk is there, detached; the snapshot, image
     // and share too; the invitation still pending.
     assert_eq!(s.cli(&["disk", "show", &disk])["state"], "available");
+    let k = s.cli(&["key", "show", &key]);
+    assert_eq!(k["enabled"], "enabled", "{k}");
+    assert_eq!(k["current_version"], 1, "{k}");
     s.cli(&["snapshot", "show", &snap]);
     s.cli(&["image", "show", &image]);
     let (st, inv) = http(&s, "GET", "/v1/invitations", Some(&carol), None);

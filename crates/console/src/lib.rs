@@ -40,7 +40,7 @@ pub struct Console {
 /// The console's routes: `/` (a redirect) and everything under `/console/`.
 /// Merge it with the API's router; it has no fallback of its own.
 pub fn router(service: Arc<Service>, secure: bool) -> Router {
-    use pages::{access, audit, disks, images, jobs, org, overview, snapshots};
+    use pages::{access, audit, disks, images, jobs, keys, org, overview, snapshots};
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
@@ -60,6 +60,14 @@ pub fn router(service: Arc<Service>, secure: bool) -> Router {
         .route("/console/images/{id}", get(images::show))
         .route("/console/images/{id}/launch", post(images::launch))
         .route("/console/images/{id}/copy", post(images::copy))
+        .route("/console/vaults", get(keys::vaults))
+        .route("/console/vaults/{id}", get(keys::vault))
+        .route("/console/keys/{id}", get(keys::key))
+        .route("/console/keys/{id}/rotate", post(keys::rotate))
+        .route("/console/keys/{id}/disable", post(keys::disable))
+        .route("/console/keys/{id}/enable", post(keys::enable))
+        .route("/console/encryption-sets", get(keys::encryption_sets))
+        .route("/console/encryption-sets/{id}", get(keys::encryption_set))
         .route("/console/snapshots/{id}/copy", post(snapshots::copy))
         .route("/console/disks", get(disks::list).post(disks::create))
         .route("/console/disks/{id}", get(disks::show))

@@ -271,7 +271,7 @@ fn sign_in_form(next: &str, note: Option<&str>, status: StatusCode) -> Response 
                     "Paste a token of yours, such as the one "
                     code { "coffer serve" }
                     " printed at its first start, or one from "
-                    code { "coffer iam token create" }
+                    code { "coffer token create" }
                     ". The console keeps only a session that ends after 8 hours or when you sign out; the token itself is not stored."
                 }
                 button type="submit" { "Sign in" }

@@ -24,6 +24,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("snapshots", "/console/snapshots", "Snapshots"),
     ("images", "/console/images", "Images"),
     ("jobs", "/console/jobs", "Copy jobs"),
+    ("keys", "/console/vaults", "Keys"),
     ("shares", "/console/shares", "Shares"),
     ("access", "/console/access", "Access"),
     ("audit", "/console/audit", "Audit"),

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod disks;
 pub mod images;
 pub mod jobs;
+pub mod keys;
 pub mod lineage;
 pub mod org;
 pub mod overview;
