@@ -496,9 +496,37 @@ fn a_sign_in_link_from_the_cli_signs_in_once() {
         a.close().await.unwrap();
         b.close().await.unwrap();
     });
-    // The link's code is no bearer token any more.
+    // The spent code opens nothing.
     let code = url.split("code=").nth(1).unwrap();
     let (st, _) = http(&s, "GET", "/v1/whoami", Some(code), None);
     assert_eq!(st, 401);
+
+    // An unspent code is no API token either, and pasted as a token into
+    // the sign-in form it is spent as a link, once.
+    let url2 = s.cli(&["console", "login"])["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code2 = url2.split("code=").nth(1).unwrap().to_string();
+    for path in ["/v1/whoami", "/v1/disks"] {
+        let (st, answer) = http(&s, "GET", path, Some(&code2), None);
+        assert_eq!(st, 401, "{path} took an unspent link's code: {answer}");
+    }
+    let (st, answer) = http(&s, "POST", "/v1/console/links", Some(&code2), None);
+    assert_eq!(st, 401, "a link made a link: {answer}");
+    block_on(async {
+        let c = driver.browser().await;
+        c.goto(&format!("{}/console/sign-in", s.api)).await.unwrap();
+        fill(&c, "#token", &code2).await;
+        submit(&c, "button[type=submit]").await;
+        at(&c, "/console/").await;
+        c.delete_all_cookies().await.unwrap();
+        c.goto(&format!("{}/console/sign-in", s.api)).await.unwrap();
+        fill(&c, "#token", &code2).await;
+        submit(&c, "button[type=submit]").await;
+        let page = body(&c).await;
+        assert!(page.contains("used, expired or unknown"), "{page}");
+        c.close().await.unwrap();
+    });
     s.assert_no_panic();
 }

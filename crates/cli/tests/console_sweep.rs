@@ -230,6 +230,11 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
         "secret-set",
     ];
 
+    // A body larger than any console form is refused before sign-in.
+    let big = format!("token={}", "a".repeat(70 * 1024));
+    let (st, resp) = req(&api, "POST", "/console/sign-in", None, &big);
+    assert_eq!(st, 413, "{resp}");
+
     let (cookie, csrf) = session(&api, &bob);
     let open = [
         "/",

@@ -20,9 +20,13 @@ pub mod session;
 mod view;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, header};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use coffer_service::Service;
@@ -37,9 +41,14 @@ pub struct Console {
     pub secure: bool,
 }
 
+/// The most a console request's body may hold: its forms are small.
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// The console's routes: `/` (a redirect) and everything under `/console/`.
-/// Merge it with the API's router; it has no fallback of its own.
-pub fn router(service: Arc<Service>, secure: bool) -> Router {
+/// Merge it with the API's router; it has no fallback of its own. A
+/// request's body must arrive whole within `body_timeout` (the API's),
+/// and hold at most [`MAX_BODY`] bytes.
+pub fn router(service: Arc<Service>, secure: bool, body_timeout: Duration) -> Router {
     use pages::{access, audit, disks, images, jobs, keys, org, overview, snapshots};
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
@@ -91,6 +100,9 @@ pub fn router(service: Arc<Service>, secure: bool) -> Router {
         .route("/console/audit/verify", post(audit::verify))
         .route("/console/org", get(org::tree))
         .layer(axum::middleware::map_response(harden))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            read_body(req, next, body_timeout)
+        }))
         .with_state(Console { service, secure })
 }
 
@@ -117,6 +129,36 @@ async fn harden(mut resp: Response) -> Response {
     set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     resp
+}
+
+/// Read a request's body within `timeout` and [`MAX_BODY`] before any
+/// handler runs: a client that trickles a body (even to the sign-in form,
+/// before any authentication) holds its connection for `timeout` at most.
+async fn read_body(req: Request, next: Next, timeout: Duration) -> Response {
+    let (parts, body) = req.into_parts();
+    let refuse = |status: StatusCode, why: &'static str| {
+        let mut r = (status, why).into_response();
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    };
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY)).await {
+        Err(_) => {
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request's body did not arrive in time",
+            );
+        }
+        Ok(Err(_)) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "a console form is never this large",
+            );
+        }
+        Ok(Ok(b)) => b,
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// The one script (a copy job's live progress), compiled in.

@@ -110,11 +110,13 @@ fn same_origin(headers: &HeaderMap, secure: bool) -> bool {
 /// Where a refused page sends the browser: the sign-in page, which comes
 /// back here after.
 fn to_sign_in(parts: &Parts) -> Response {
+    // Back to the page asked for; after a change (a POST), to the overview:
+    // the change's route has no page of its own.
     let back = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
-        .filter(|p| safe_next(p))
+        .filter(|p| parts.method == axum::http::Method::GET && safe_next(p))
         .unwrap_or("/console/");
     let q = form_urlencoded::Serializer::new(String::new())
         .append_pair("next", back)
@@ -125,7 +127,11 @@ fn to_sign_in(parts: &Parts) -> Response {
 /// A path the sign-in page may send the browser to afterwards: one of
 /// the console's own, never another site's.
 fn safe_next(p: &str) -> bool {
-    p.starts_with("/console/") && !p.contains("//") && !p.contains('\\')
+    p.starts_with("/console/")
+        && p.bytes().all(|b| (0x21..0x7f).contains(&b))
+        && !p.contains("//")
+        && !p.contains('\\')
+        && !p.contains("/.")
 }
 
 impl FromRequestParts<Console> for Session {
@@ -310,8 +316,12 @@ pub async fn sign_in(
     headers: HeaderMap,
     Form(f): Form<SignInForm>,
 ) -> Response {
-    let by_link = f.token.is_empty() && !f.code.is_empty();
-    let token = Zeroizing::new(if by_link { f.code } else { f.token });
+    // A link's code is a link's whichever field it came in: it is spent,
+    // never taken as a token.
+    let token = Zeroizing::new(if f.token.is_empty() { f.code } else { f.token });
+    let by_link = token
+        .trim()
+        .starts_with(coffer_service::SIGN_IN_LINK_PREFIX);
     let next = if safe_next(&f.next) {
         f.next.as_str()
     } else {
@@ -325,7 +335,12 @@ pub async fn sign_in(
             "Sign in from the console's own page.",
         );
     }
-    let caller = match c.service.authenticate(token.trim()).await {
+    let authenticated = if by_link {
+        c.service.authenticate_link(token.trim()).await
+    } else {
+        c.service.authenticate(token.trim()).await
+    };
+    let caller = match authenticated {
         Ok(caller) => caller,
         Err(e) if e.status() == 401 => {
             let why = if by_link {
@@ -337,6 +352,13 @@ pub async fn sign_in(
         }
         Err(e) => return view::error_page(None, &e),
     };
+    // A session this browser already has ends here: signing in again
+    // leaves no second session alive (nor one planted by another site).
+    if let Some(old) = session_token(&headers, c.secure)
+        && let Ok(old) = c.service.authenticate(&old).await
+    {
+        let _ = c.service.end_session(&old).await;
+    }
     let started = if by_link {
         c.service.start_session_from_link(&caller).await
     } else {
@@ -392,6 +414,10 @@ mod tests {
         assert!(!safe_next("https://evil.example/"));
         assert!(!safe_next("/v1/disks"));
         assert!(!safe_next("/console/\\evil"));
+        assert!(!safe_next("/console/\nSet-Cookie: x=y"));
+        assert!(!safe_next("/console/a b"));
+        assert!(!safe_next("/console/../v1/disks"));
+        assert!(!safe_next("/console/é"));
     }
 
     #[test]

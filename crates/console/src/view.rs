@@ -106,7 +106,21 @@ pub fn refusal(session: Option<&Session>, status: StatusCode, title: &str, why: 
 /// says what to do next), and the API's status for the code.
 pub fn error_page(session: Option<&Session>, e: &ServiceError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    refusal(session, status, &format!("{:?}", e.code), &e.message)
+    match &e.forward_to {
+        // A disk another node of the deployment holds: the API forwards
+        // such a request there; the console sends the person (the change
+        // is not made here).
+        Some(node) => refusal(
+            session,
+            status,
+            "Held by another node",
+            &format!(
+                "This disk is open on another node of the deployment. Make this change from that node's console, {}/console/ (sign in there), or with the CLI or API, which forward it.",
+                node.trim_end_matches('/')
+            ),
+        ),
+        None => refusal(session, status, &format!("{:?}", e.code), &e.message),
+    }
 }
 
 /// A page of a signed-in session, or its error page.

@@ -98,6 +98,17 @@ impl Service {
 
     /// The caller a bearer token belongs to.
     pub async fn authenticate(&self, token: &str) -> Result<Caller> {
+        if token.starts_with(crate::sessions::SIGN_IN_LINK_PREFIX) {
+            return Err(ServiceError::new(
+                ErrorCode::Unauthenticated,
+                "a sign-in link's code opens the console once, and is no API token: open the link in a browser",
+            ));
+        }
+        self.caller_of_token(token).await
+    }
+
+    /// The caller whose live token this is (any kind of token).
+    pub(crate) async fn caller_of_token(&self, token: &str) -> Result<Caller> {
         let unauth = || {
             ServiceError::new(
                 ErrorCode::Unauthenticated,

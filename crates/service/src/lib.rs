@@ -81,6 +81,7 @@ pub use revoke::KEY_RECHECK;
 pub use rewrap::REWRAP_INTERVAL;
 pub use sessions::{
     SESSION_LIFETIME, SESSION_TOKEN_NAME, SIGN_IN_LINK_LIFETIME, SIGN_IN_LINK_NAME,
+    SIGN_IN_LINK_PREFIX,
 };
 pub use shares::ShareQuotas;
 

@@ -20,6 +20,12 @@ pub const SESSION_TOKEN_NAME: &str = "console-session";
 /// The name of a one-time sign-in link's token.
 pub const SIGN_IN_LINK_NAME: &str = "console-link";
 
+/// The prefix of a sign-in link's code. Only the console's sign-in takes
+/// such a code ([`Service::authenticate_link`]); [`Service::authenticate`]
+/// refuses it, so a link is no bearer token of the API, and it cannot be
+/// passed off as a plain token to open a session without being spent.
+pub const SIGN_IN_LINK_PREFIX: &str = "coffer_link_";
+
 /// How long a sign-in link works (once).
 pub const SIGN_IN_LINK_LIFETIME: Duration = Duration::from_secs(5 * 60);
 
@@ -74,6 +80,19 @@ impl Service {
             .await
     }
 
+    /// The caller a sign-in link's code belongs to (the code must carry
+    /// [`SIGN_IN_LINK_PREFIX`]); spend it with
+    /// [`Service::start_session_from_link`].
+    pub async fn authenticate_link(&self, code: &str) -> Result<Caller> {
+        if !code.starts_with(SIGN_IN_LINK_PREFIX) {
+            return Err(ServiceError::new(
+                ErrorCode::Unauthenticated,
+                "not a sign-in link's code: run `coffer console login` for a link",
+            ));
+        }
+        self.caller_of_token(code).await
+    }
+
     /// A token of the caller's own principal, named `name`, lasting
     /// `lifetime` or until `cap` (RFC 3339), whichever is sooner.
     async fn mint_own(
@@ -97,6 +116,14 @@ impl Service {
         }
         let expires_at = humantime::format_rfc3339_millis(expires).to_string();
         let secret = new_token();
+        let secret = if name.starts_with(SIGN_IN_LINK_NAME) {
+            zeroize::Zeroizing::new(format!(
+                "{SIGN_IN_LINK_PREFIX}{}",
+                &secret[coffer_crypto::secret::TOKEN_PREFIX.len()..]
+            ))
+        } else {
+            secret
+        };
         let row = self
             .meta
             .insert_token(p.id, &hash_token(&secret), name, Some(&expires_at))

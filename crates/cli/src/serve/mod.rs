@@ -518,7 +518,11 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         &limits,
         tls.as_ref().and_then(|t| t.ca_pem.as_deref()),
     )
-    .merge(coffer_console::router(service.clone(), tls.is_some()));
+    .merge(coffer_console::router(
+        service.clone(),
+        tls.is_some(),
+        limits.body_timeout,
+    ));
     let mut rx = stop_rx.clone();
     let api_tls = tls.as_ref().map(|t| t.api.clone());
     let http_task = tokio::spawn(coffer_api::serve(api, app, limits, api_tls, async move {

@@ -123,7 +123,12 @@ pub async fn progress_json(
             "bytes_total": j.bytes_total,
         }))
         .into_response(),
-        Err(e) => view::error_page(Some(&s), &e),
+        Err(e) => (
+            axum::http::StatusCode::from_u16(e.status())
+                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(serde_json::json!({ "error": { "code": e.code, "message": e.message } })),
+        )
+            .into_response(),
     }
 }
 
