@@ -53,6 +53,8 @@ fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
     Some(match (method, path) {
         ("GET", "/healthz" | "/openapi.json") => [200; 6],
         ("GET", "/v1/whoami" | "/v1/regions" | "/v1/roles") => [200; 6],
+        // A sign-in link for oneself: any principal with a token.
+        ("POST", "/v1/console/links") => [201; 6],
         ("GET", "/v1/disks" | "/v1/snapshots" | "/v1/tenants" | "/v1/accounts") => [200; 6],
         ("GET", "/v1/images" | "/v1/shares" | "/v1/jobs") => [200; 6],
         // A job is seen with the snapshots of its account; cancelled with
