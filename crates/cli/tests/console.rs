@@ -74,31 +74,7 @@ fn a_person_manages_disks_in_the_console_and_another_tenant_sees_none_of_it() {
     let admin = s.admin_token();
 
     // A user of another tenant.
-    let id = |v: &serde_json::Value, p: &str| v.pointer(p).unwrap().as_str().unwrap().to_string();
-    let t2 = id(&s.cli(&["tenant", "create", "--name", "globex"]), "/id");
-    let acct = id(
-        &s.cli(&["account", "create", "--name", "g-main", "--tenant", &t2]),
-        "/id",
-    );
-    let bob = id(
-        &s.cli(&[
-            "principal",
-            "create",
-            "--name",
-            "bob",
-            "--account",
-            &acct,
-            "--role",
-            "Owner",
-            "--scope",
-            &acct,
-        ]),
-        "/principal/id",
-    );
-    let bob_token = id(
-        &s.cli(&["token", "create", "--principal", &bob, "--expires-in", "1d"]),
-        "/secret",
-    );
+    let (_, _, bob_token) = other_tenant_owner(&s, "globex", "bob");
 
     let scratch = s.scratch();
     let written = scratch.join("written.raw");
@@ -350,30 +326,7 @@ fn a_share_is_accepted_explained_and_audited_in_the_console() {
     let id = |v: &serde_json::Value, p: &str| v.pointer(p).unwrap().as_str().unwrap().to_string();
 
     // Another tenant's account and its Owner, Bob.
-    let t2 = id(&s.cli(&["tenant", "create", "--name", "globex"]), "/id");
-    let acct = id(
-        &s.cli(&["account", "create", "--name", "g-main", "--tenant", &t2]),
-        "/id",
-    );
-    let bob = id(
-        &s.cli(&[
-            "principal",
-            "create",
-            "--name",
-            "bob",
-            "--account",
-            &acct,
-            "--role",
-            "Owner",
-            "--scope",
-            &acct,
-        ]),
-        "/principal/id",
-    );
-    let bob_token = id(
-        &s.cli(&["token", "create", "--principal", &bob, "--expires-in", "1d"]),
-        "/secret",
-    );
+    let (acct, bob, bob_token) = other_tenant_owner(&s, "globex", "bob");
     // The admin shares a snapshot with Bob's account: an invitation.
     let disk = s.create_disk("golden", "8MiB", "local-a");
     let snap = id(
@@ -453,7 +406,7 @@ fn a_share_is_accepted_explained_and_audited_in_the_console() {
         a.goto(&format!("{api}/console/org")).await.unwrap();
         let tree = body(&a).await;
         assert!(
-            tree.contains(&t2) && tree.contains(&acct) && tree.contains(&my_tenant),
+            tree.contains("globex") && tree.contains(&acct) && tree.contains(&my_tenant),
             "{tree}"
         );
         shot(&a, "org").await;

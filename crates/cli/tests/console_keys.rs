@@ -99,30 +99,7 @@ fn a_person_sees_what_a_key_protects_rotates_disables_and_enables_it() {
     let plain = s.create_disk("plain-data", "16MiB", "local-a");
 
     // A user of another tenant.
-    let t2 = id(&s.cli(&["tenant", "create", "--name", "globex"]), "/id");
-    let acct = id(
-        &s.cli(&["account", "create", "--name", "g-main", "--tenant", &t2]),
-        "/id",
-    );
-    let bob = id(
-        &s.cli(&[
-            "principal",
-            "create",
-            "--name",
-            "bob",
-            "--account",
-            &acct,
-            "--role",
-            "Owner",
-            "--scope",
-            &acct,
-        ]),
-        "/principal/id",
-    );
-    let bob_token = id(
-        &s.cli(&["token", "create", "--principal", &bob, "--expires-in", "1d"]),
-        "/secret",
-    );
+    let (_, _, bob_token) = other_tenant_owner(&s, "globex", "bob");
 
     let driver = Driver::start();
     block_on(async {

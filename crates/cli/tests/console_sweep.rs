@@ -88,42 +88,8 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
     let id = |v: &serde_json::Value, p: &str| v.pointer(p).unwrap().as_str().unwrap().to_string();
 
     // Bob and Carol: Owners of accounts of two other tenants.
-    let user = |tenant: &str, name: &str| {
-        let t = id(&s.cli(&["tenant", "create", "--name", tenant]), "/id");
-        let acct = id(
-            &s.cli(&[
-                "account",
-                "create",
-                "--name",
-                &format!("{tenant}-main"),
-                "--tenant",
-                &t,
-            ]),
-            "/id",
-        );
-        let p = id(
-            &s.cli(&[
-                "principal",
-                "create",
-                "--name",
-                name,
-                "--account",
-                &acct,
-                "--role",
-                "Owner",
-                "--scope",
-                &acct,
-            ]),
-            "/principal/id",
-        );
-        let token = id(
-            &s.cli(&["token", "create", "--principal", &p, "--expires-in", "1d"]),
-            "/secret",
-        );
-        (acct, token)
-    };
-    let (_, bob) = user("globex", "bob");
-    let (carol_acct, carol) = user("initech", "carol");
+    let (_, _, bob) = other_tenant_owner(&s, "globex", "bob");
+    let (carol_acct, _, carol) = other_tenant_owner(&s, "initech", "carol");
 
     // The admin's resources, one of each kind a route names.
     let disk = s.create_disk("secret-disk", "8MiB", "local-a");

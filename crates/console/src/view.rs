@@ -123,6 +123,26 @@ pub fn error_page(session: Option<&Session>, e: &ServiceError) -> Response {
     }
 }
 
+/// A refusal (`title`) unless the name typed to confirm a change that
+/// cannot be undone lightly is the resource's; `action` says what, e.g.
+/// "delete this disk".
+pub fn unless_named(
+    s: &Session,
+    typed: &str,
+    name: &str,
+    title: &str,
+    action: &str,
+) -> Option<Response> {
+    (typed.trim() != name).then(|| {
+        refusal(
+            Some(s),
+            StatusCode::BAD_REQUEST,
+            title,
+            &format!("The name typed does not match: type {name} exactly to {action}."),
+        )
+    })
+}
+
 /// A page of a signed-in session, or its error page.
 pub fn page(s: &Session, nav: &str, title: &str, body: Result<Markup, ServiceError>) -> Response {
     match body {

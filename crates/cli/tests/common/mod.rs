@@ -14,6 +14,44 @@ use std::net::TcpStream;
 
 use serde_json::Value;
 
+/// A user of a new tenant: `name`, Owner of that tenant's account
+/// `TENANT-main`, with a token of a day. (account id, principal id, token)
+pub fn other_tenant_owner(s: &Server, tenant: &str, name: &str) -> (String, String, String) {
+    let id = |v: &Value, p: &str| v.pointer(p).unwrap().as_str().unwrap().to_string();
+    let t = id(&s.cli(&["tenant", "create", "--name", tenant]), "/id");
+    let acct = id(
+        &s.cli(&[
+            "account",
+            "create",
+            "--name",
+            &format!("{tenant}-main"),
+            "--tenant",
+            &t,
+        ]),
+        "/id",
+    );
+    let p = id(
+        &s.cli(&[
+            "principal",
+            "create",
+            "--name",
+            name,
+            "--account",
+            &acct,
+            "--role",
+            "Owner",
+            "--scope",
+            &acct,
+        ]),
+        "/principal/id",
+    );
+    let token = id(
+        &s.cli(&["token", "create", "--principal", &p, "--expires-in", "1d"]),
+        "/secret",
+    );
+    (acct, p, token)
+}
+
 /// Run a future on a runtime of its own (the tests are synchronous).
 pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()

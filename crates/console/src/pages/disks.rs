@@ -385,16 +385,14 @@ pub async fn delete(
         Ok(d) => d,
         Err(e) => return view::error_page(Some(s), &e),
     };
-    if p.form.confirm.trim() != d.name {
-        return view::refusal(
-            Some(s),
-            StatusCode::BAD_REQUEST,
-            "Not deleted",
-            &format!(
-                "The name typed does not match: type {} exactly to delete this disk.",
-                d.name
-            ),
-        );
+    if let Some(refused) = view::unless_named(
+        s,
+        &p.form.confirm,
+        &d.name,
+        "Not deleted",
+        "delete this disk",
+    ) {
+        return refused;
     }
     match c.service.delete_disk(&s.caller, &id).await {
         Ok(_) => Redirect::to("/console/disks").into_response(),

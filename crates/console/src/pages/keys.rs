@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use coffer_service::ServiceError;
 use coffer_types::{KeyState, Lifecycle};
@@ -332,16 +331,14 @@ pub async fn disable(
         Ok(k) => k,
         Err(e) => return view::error_page(Some(s), &e),
     };
-    if p.form.confirm.trim() != k.name {
-        return view::refusal(
-            Some(s),
-            StatusCode::BAD_REQUEST,
-            "Not disabled",
-            &format!(
-                "The name typed does not match: type {} exactly to disable this key.",
-                k.name
-            ),
-        );
+    if let Some(refused) = view::unless_named(
+        s,
+        &p.form.confirm,
+        &k.name,
+        "Not disabled",
+        "disable this key",
+    ) {
+        return refused;
     }
     set_enabled(&c, s, &id, false).await
 }

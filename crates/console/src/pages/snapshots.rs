@@ -274,16 +274,14 @@ pub async fn delete(
         Ok(sn) => sn,
         Err(e) => return view::error_page(Some(s), &e),
     };
-    if p.form.confirm.trim() != sn.name {
-        return view::refusal(
-            Some(s),
-            StatusCode::BAD_REQUEST,
-            "Not deleted",
-            &format!(
-                "The name typed does not match: type {} exactly to delete this snapshot.",
-                sn.name
-            ),
-        );
+    if let Some(refused) = view::unless_named(
+        s,
+        &p.form.confirm,
+        &sn.name,
+        "Not deleted",
+        "delete this snapshot",
+    ) {
+        return refused;
     }
     match c.service.delete_snapshot(&s.caller, &id).await {
         Ok(_) => Redirect::to("/console/snapshots").into_response(),
