@@ -436,6 +436,8 @@ fn a_sign_in_link_from_the_cli_signs_in_once() {
         // Opening the link (a previewer, say) spends nothing.
         b.goto(&url).await.unwrap();
         a.goto(&url).await.unwrap();
+        let whose = text(&a, "#link-whose").await;
+        assert!(whose.contains("admin"), "{whose}");
         shot(&a, "sign-in-link").await;
         submit(&a, "#use-link").await;
         at(&a, "/console/").await;

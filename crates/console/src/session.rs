@@ -19,7 +19,9 @@
 //!   has it, and it needs no storage on any node.
 //! - **A sign-in link** (`coffer console login`) carries the code of a
 //!   token that lasts 5 minutes and opens one session: the link's page
-//!   posts the code (a GET spends nothing, so a link previewer cannot), and
+//!   names whose link it is (looked up, not spent: a link someone else sent
+//!   would sign the reader in as its maker) and posts the code (a GET
+//!   spends nothing, so a link previewer cannot), and
 //!   signing in with it revokes it first, atomically, then mints the
 //!   session (never past the expiry of the token that made the link).
 //! - **Signing out** revokes the session's token (`Service::end_session`)
@@ -226,9 +228,15 @@ pub struct SignInQuery {
 }
 
 /// `GET /console/sign-in`.
-pub async fn sign_in_page(Query(q): Query<SignInQuery>) -> Response {
+pub async fn sign_in_page(State(c): State<Console>, Query(q): Query<SignInQuery>) -> Response {
     if !q.code.is_empty() {
-        return link_form(&q.code);
+        // Whose link it is, looked up without spending it: someone could
+        // send a link of their own, to have the reader work as them.
+        let whose = match c.service.authenticate_link(&q.code).await {
+            Ok(caller) => c.service.whoami(&caller).await.ok(),
+            Err(_) => None,
+        };
+        return link_form(&q.code, whose.as_ref());
     }
     sign_in_form(
         &q.next,
@@ -240,11 +248,21 @@ pub async fn sign_in_page(Query(q): Query<SignInQuery>) -> Response {
 /// The page a sign-in link opens: one button that posts its code. (Not
 /// signed in on the GET itself: a link previewer or prefetcher must not
 /// spend the link.)
-fn link_form(code: &str) -> Response {
+fn link_form(code: &str, whose: Option<&coffer_wire::WhoAmI>) -> Response {
     let body = html! {
         section.signin aria-labelledby="signin-h" {
             h1 #signin-h { "Sign in to Coffer" }
             p { "You opened a sign-in link from " code { "coffer console login" } ". It works once, for 5 minutes." }
+            @match whose {
+                Some(w) => {
+                    p #link-whose { "It signs you in as " strong { (w.name) } " (" code { (w.principal_id) } "), account "
+                        strong { (w.account_name) } " of tenant " strong { (w.tenant_name) }
+                        ". Use it only if that is you: what you do in the console, you do as them." }
+                }
+                None => {
+                    p.note role="status" { "This link is used, expired or unknown: run " code { "coffer console login" } " for a new one." }
+                }
+            }
             form method="post" action="/console/sign-in" {
                 input type="hidden" name="code" value=(code);
                 button #use-link type="submit" { "Sign in" }
