@@ -201,6 +201,20 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
     let (st, resp) = req(&api, "POST", "/console/sign-in", None, &big);
     assert_eq!(st, 413, "{resp}");
 
+    // A size that is no size: 400, saying what to type; no disk made.
+    let (admin_cookie, admin_csrf) = session(&api, &s.admin_token());
+    let (st, resp) = req(
+        &api,
+        "POST",
+        "/console/disks",
+        Some(&admin_cookie),
+        &format!("csrf={admin_csrf}&name=sized&zone=local-a&size=lots"),
+    );
+    assert!(
+        st == 400 && resp.contains("InvalidSize") && resp.contains("10GiB"),
+        "{resp}"
+    );
+
     let (cookie, csrf) = session(&api, &bob);
     let open = [
         "/",

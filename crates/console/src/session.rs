@@ -390,13 +390,22 @@ pub async fn sign_in(
         Err(e) => return view::error_page(None, &e),
     };
     let max_age = coffer_service::SESSION_LIFETIME.as_secs();
-    let cookie = format!(
-        "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
-        cookie_name(c.secure),
+    with_cookie(
+        Redirect::to(next).into_response(),
+        c.secure,
         session.secret.as_str(),
-        if c.secure { "; Secure" } else { "" }
+        max_age,
+    )
+}
+
+/// `resp` setting the session cookie to `value` for `max_age` seconds (0
+/// with an empty value: cleared).
+fn with_cookie(mut resp: Response, secure: bool, value: &str, max_age: u64) -> Response {
+    let cookie = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+        cookie_name(secure),
+        if secure { "; Secure" } else { "" }
     );
-    let mut resp = Redirect::to(next).into_response();
     if let Ok(v) = header::HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -408,16 +417,12 @@ pub async fn sign_out(State(c): State<Console>, p: Posted<HashMap<String, String
     if let Err(e) = c.service.end_session(&p.session.caller).await {
         return view::error_page(Some(&p.session), &e);
     }
-    let cookie = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-        cookie_name(c.secure),
-        if c.secure { "; Secure" } else { "" }
-    );
-    let mut resp = Redirect::to("/console/sign-in?signed-out=1").into_response();
-    if let Ok(v) = header::HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    resp
+    with_cookie(
+        Redirect::to("/console/sign-in?signed-out=1").into_response(),
+        c.secure,
+        "",
+        0,
+    )
 }
 
 #[cfg(test)]

@@ -143,6 +143,27 @@ pub fn unless_named(
     })
 }
 
+/// A size typed into a form (`None` when left empty), or the refusal
+/// page; `hint` says what to type instead.
+pub fn size_field(
+    s: &Session,
+    typed: &str,
+    hint: &str,
+) -> Result<Option<coffer_types::ByteSize>, Box<Response>> {
+    let typed = typed.trim();
+    if typed.is_empty() {
+        return Ok(None);
+    }
+    typed.parse().map(Some).map_err(|e| {
+        Box::new(refusal(
+            Some(s),
+            StatusCode::BAD_REQUEST,
+            "InvalidSize",
+            &format!("{e}: {hint}"),
+        ))
+    })
+}
+
 /// A page of a signed-in session, or its error page.
 pub fn page(s: &Session, nav: &str, title: &str, body: Result<Markup, ServiceError>) -> Response {
     match body {

@@ -150,17 +150,9 @@ pub struct CreateForm {
 /// `POST /console/disks`.
 pub async fn create(State(c): State<Console>, p: Posted<CreateForm>) -> Response {
     let f = p.form;
-    let size = match filled(&f.size).map(|s| s.parse::<coffer_types::ByteSize>()) {
-        None => None,
-        Some(Ok(b)) => Some(b),
-        Some(Err(e)) => {
-            return view::refusal(
-                Some(&p.session),
-                StatusCode::BAD_REQUEST,
-                "InvalidSize",
-                &format!("{e}: give a size such as 10GiB or 512MiB."),
-            );
-        }
+    let size = match view::size_field(&p.session, &f.size, "give a size such as 10GiB or 512MiB.") {
+        Ok(size) => size,
+        Err(refused) => return *refused,
     };
     let req = CreateDisk {
         name: f.name.trim().to_string(),
@@ -349,16 +341,18 @@ pub async fn resize(
     Path(id): Path<String>,
     p: Posted<ResizeForm>,
 ) -> Response {
-    let size = match p.form.size.trim().parse::<coffer_types::ByteSize>() {
-        Ok(b) => b,
-        Err(e) => {
+    let hint = "give a size such as 20GiB, larger than the disk's.";
+    let size = match view::size_field(&p.session, &p.form.size, hint) {
+        Ok(Some(size)) => size,
+        Ok(None) => {
             return view::refusal(
                 Some(&p.session),
                 StatusCode::BAD_REQUEST,
                 "InvalidSize",
-                &format!("{e}: give a size such as 20GiB, larger than the disk's."),
+                &format!("no size given: {hint}"),
             );
         }
+        Err(refused) => return *refused,
     };
     match c.service.resize_disk(&p.session.caller, &id, size).await {
         Ok(d) => Redirect::to(&format!("/console/disks/{}", d.id)).into_response(),

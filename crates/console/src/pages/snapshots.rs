@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use coffer_service::ServiceError;
 use coffer_wire::{CreateDisk, CreateSnapshot, ListParams, Snapshot};
@@ -209,17 +208,13 @@ pub async fn restore(
     p: Posted<RestoreForm>,
 ) -> Response {
     let f = p.form;
-    let size = match filled(&f.size).map(|s| s.parse::<coffer_types::ByteSize>()) {
-        None => None,
-        Some(Ok(b)) => Some(b),
-        Some(Err(e)) => {
-            return view::refusal(
-                Some(&p.session),
-                StatusCode::BAD_REQUEST,
-                "InvalidSize",
-                &format!("{e}: give a size such as 10GiB, or leave it empty."),
-            );
-        }
+    let size = match view::size_field(
+        &p.session,
+        &f.size,
+        "give a size such as 10GiB, or leave it empty.",
+    ) {
+        Ok(size) => size,
+        Err(refused) => return *refused,
     };
     let req = CreateDisk {
         name: f.name.trim().to_string(),
