@@ -124,6 +124,8 @@ fn expected(method: &str, path: &str) -> Option<[u16; 6]> {
         ("DELETE", "/v1/folders/{id}") => [200, 404, 404, 404, 404, 404],
         ("POST", "/v1/accounts") => [201, 403, 403, 403, 403, 404],
         ("GET", "/v1/accounts/{id}") => [200, 200, 200, 200, 404, 404],
+        // Usage adds up the account's disks and snapshots: read with them.
+        ("GET", "/v1/accounts/{id}/usage") => [200, 200, 200, 403, 404, 404],
         // The account's Owner may not move it out of its tenant's root
         // without `org/write` there: that would take it from the tenant's
         // role holders.

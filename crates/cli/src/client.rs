@@ -128,6 +128,17 @@ impl Client {
         self.send(Method::GET, path, None::<&()>, None::<&()>).await
     }
 
+    /// `GET path?query`.
+    pub async fn get_with<Q: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Q,
+    ) -> anyhow::Result<T> {
+        let pairs = query_pairs(query)?;
+        self.send(Method::GET, path, Some(&pairs), None::<&()>)
+            .await
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,

@@ -2,7 +2,8 @@
 //! replies and `base:allocation` block status let `nbdinfo --map` and
 //! `qemu-img map` list exactly the written extents of a disk (answered
 //! from the chunk map, no object read), and `nbdcopy` and `qemu-img
-//! convert` still read every byte right.
+//! convert` still read every byte right. The same written extents are
+//! what `coffer account usage` counts as stored.
 
 mod common;
 
@@ -102,4 +103,74 @@ fn maps_list_exactly_the_written_extents() {
     assert_eq!(std::fs::read(&dst2).unwrap(), back);
     s.cli(&["disk", "detach", &disk]);
     s.assert_no_panic();
+}
+
+/// `coffer account usage` counts exactly the sectors written (zeroes cost
+/// nothing), the disks and snapshots with their sizes, and the sampler
+/// records one sample per interval.
+#[test]
+fn account_usage_counts_written_data_and_is_sampled_each_interval() {
+    require("qemu-io", "qemu-utils");
+    let s = Server::start_with(&["--usage-interval", "1s"], &[]);
+    let disk = s.create_disk("used", "64MiB", "local-a");
+    let uri = s.attach(&disk);
+    let out = run(Command::new("qemu-io").args([
+        "-f",
+        "raw",
+        "-c",
+        "write -P 0x61 0 1M",
+        "-c",
+        "write -P 0x62 40M 256k",
+        "-c",
+        "write -z 8M 256k",
+        "-c",
+        "flush",
+        &uri,
+    ]));
+    assert!(out.contains("wrote"), "{out}");
+    s.cli(&["disk", "detach", &disk]);
+    s.cli(&["snapshot", "create", "--disk", &disk, "--name", "used-1"]);
+    let mib = 1u64 << 20;
+    let u = s.cli(&["account", "usage"]);
+    let now = &u["current"];
+    assert_eq!(now["disks"], 1, "{u}");
+    assert_eq!(now["disk_bytes"], 64 * mib, "{u}");
+    assert_eq!(now["snapshots"], 1, "{u}");
+    assert_eq!(now["snapshot_bytes"], 64 * mib, "{u}");
+    assert_eq!(now["images"], 0, "{u}");
+    // 1 MiB and 256 KiB of data; the zeroed 256 KiB keeps nothing.
+    assert_eq!(now["stored_bytes"], mib + mib / 4, "{u}");
+    assert_eq!(u["interval_seconds"], 1, "{u}");
+
+    // Samples at whole seconds, one per interval, oldest first.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let u = s.cli(&["account", "usage"]);
+    let samples = u["samples"].as_array().unwrap();
+    assert!(samples.len() >= 2, "two intervals passed: {u}");
+    let ats: Vec<&str> = samples.iter().map(|x| x["at"].as_str().unwrap()).collect();
+    assert!(ats.windows(2).all(|w| w[0] < w[1]), "{ats:?}");
+    let last = samples.last().unwrap();
+    assert_eq!(last["stored_bytes"], mib + mib / 4, "{u}");
+    assert_eq!(last["snapshots"], 1, "{u}");
+
+    // A range in the future holds no sample; a time that is no time is
+    // refused, naming what to give.
+    let later = s.cli(&["account", "usage", "--since", "2999-01-01T00:00:00Z"]);
+    assert_eq!(later["samples"], serde_json::json!([]), "{later}");
+    let err = s.cli_err(&["account", "usage", "--since", "yesterday"]);
+    assert!(
+        err.contains("InvalidFilter") && err.contains("RFC 3339"),
+        "{err}"
+    );
+    // For people: a table, a row per sample and one for now.
+    let table = s.cli_raw(&["account", "usage", "--output", "table"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("STORED") && text.contains("PROVISIONED"),
+        "{text}"
+    );
+    assert!(
+        text.lines().filter(|l| l.contains("64.0 MiB")).count() >= 3,
+        "{text}"
+    );
 }

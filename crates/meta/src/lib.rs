@@ -3,7 +3,7 @@
 //! built-in vault's wrapped keys, DEKs and their nonce counters, volumes and
 //! their chunk maps, disks, snapshots, attachments, the queue of objects
 //! awaiting deletion, the audit log of key use (a hash chain whose hashes
-//! the key vault computes) with the key-state epoch, and the nodes sharing the deployment with their leases
+//! the key vault computes) with the key-state epoch, samples of the storage each account uses, and the nodes sharing the deployment with their leases
 //! (see `nodes` for how several nodes are kept from writing one disk).
 //!
 //! One implementation, [`Meta`], speaks portable SQL through sqlx's `Any`
@@ -45,6 +45,7 @@ mod org;
 mod resources;
 pub mod schema;
 mod shares;
+mod usage;
 mod vault;
 mod vaults;
 
@@ -67,6 +68,7 @@ pub use nodes::{Holder, NodeRow, SweepView, now_ms};
 pub use org::{AccountRow, FolderRow, PrincipalRow, RoleAssignmentRow, TenantRow, TokenRow};
 pub use resources::{AttachmentRow, DetachIf, DiskRow, Origin, SnapshotBy, SnapshotRow};
 pub use shares::{PUBLIC, SharePrincipalRow, ShareRow, SharedRow, parse_principal};
+pub use usage::UsageRow;
 pub use vault::{DekRow, RootSamples, VaultKeyRow};
 pub use vaults::{
     EncryptionSetRow, ExternalStore, KeyVersionRow, NewSecretVersion, SecretRow, VaultRow,

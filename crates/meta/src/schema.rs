@@ -30,6 +30,7 @@ const SQLITE: &[(i64, &str)] = &[
     (13, include_str!("../migrations/sqlite/0013_dek_budget.sql")),
     (14, include_str!("../migrations/sqlite/0014_regions.sql")),
     (15, include_str!("../migrations/sqlite/0015_exports.sql")),
+    (16, include_str!("../migrations/sqlite/0016_usage.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -65,6 +66,7 @@ const POSTGRES: &[(i64, &str)] = &[
     ),
     (14, include_str!("../migrations/postgres/0014_regions.sql")),
     (15, include_str!("../migrations/postgres/0015_exports.sql")),
+    (16, include_str!("../migrations/postgres/0016_usage.sql")),
 ];
 
 /// The statements of a migration file: split on `;`, `--` comment lines

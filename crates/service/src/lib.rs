@@ -55,6 +55,7 @@ mod shares;
 mod snapshots;
 pub mod source;
 mod tags;
+mod usage;
 mod vaults;
 
 /// The API's resources and requests (the wire format, shared with clients).
@@ -84,6 +85,7 @@ pub use sessions::{
     SIGN_IN_LINK_PREFIX,
 };
 pub use shares::ShareQuotas;
+pub use usage::MAX_USAGE_SAMPLES;
 
 /// Smallest disk.
 pub const MIN_DISK: u64 = MIB;
@@ -116,6 +118,11 @@ pub struct ServiceConfig {
     /// How often each region's object store is probed (a region whose
     /// store does not answer is unavailable until it does).
     pub region_probe_interval: std::time::Duration,
+    /// How often each account's storage use is sampled (at the start of
+    /// each such interval, UTC).
+    pub usage_interval: std::time::Duration,
+    /// How long usage samples are kept.
+    pub usage_retention: std::time::Duration,
 }
 
 impl Default for ServiceConfig {
@@ -130,6 +137,8 @@ impl Default for ServiceConfig {
             quotas: ShareQuotas::default(),
             copy_pace: None,
             region_probe_interval: std::time::Duration::from_secs(5),
+            usage_interval: std::time::Duration::from_secs(3600),
+            usage_retention: std::time::Duration::from_secs(400 * 86_400),
         }
     }
 }

@@ -98,6 +98,22 @@ impl FromStr for ByteSize {
     }
 }
 
+/// `bytes` as people read it: the largest binary unit it reaches, with
+/// one decimal under 100 of it (`1.5 GiB`, `640 KiB`, `17 B`).
+pub fn approx(bytes: u64) -> String {
+    for (unit, m) in [("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
+        if bytes >= m {
+            let v = bytes as f64 / m as f64;
+            return if v < 100.0 {
+                format!("{v:.1} {unit}")
+            } else {
+                format!("{v:.0} {unit}")
+            };
+        }
+    }
+    format!("{bytes} B")
+}
+
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
@@ -138,6 +154,14 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn approx_sizes_read_as_people_say_them() {
+        assert_eq!(super::approx(17), "17 B");
+        assert_eq!(super::approx(640 * super::KIB), "640 KiB");
+        assert_eq!(super::approx(3 * super::GIB / 2), "1.5 GiB");
+        assert_eq!(super::approx(200 * super::MIB), "200 MiB");
+    }
+
     use super::*;
 
     #[test]

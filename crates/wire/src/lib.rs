@@ -20,5 +20,6 @@ pub use model::*;
 pub use page::{
     AccountQuery, AssignmentQuery, AuditQuery, DiskQuery, EncryptionSetQuery, FolderQuery,
     ImageQuery, InvitationQuery, JobQuery, KeyQuery, ListParams, MAX_PAGE, Page, PrincipalQuery,
-    SecretQuery, SecretValueQuery, ShareQuery, SnapshotQuery, TenantQuery, TokenQuery, VaultQuery,
+    SecretQuery, SecretValueQuery, ShareQuery, SnapshotQuery, TenantQuery, TokenQuery, UsageQuery,
+    VaultQuery,
 };

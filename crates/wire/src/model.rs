@@ -678,6 +678,43 @@ pub struct Account {
     pub created_at: String,
 }
 
+/// What an account holds at one time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UsageSample {
+    /// When (RFC 3339 UTC): the start of the sampling interval, or now
+    /// for the current figures.
+    pub at: String,
+    /// Disks.
+    pub disks: u64,
+    /// The disks' provisioned bytes.
+    pub disk_bytes: u64,
+    /// Snapshots, the members of images included.
+    pub snapshots: u64,
+    /// The snapshots' sizes, in bytes.
+    pub snapshot_bytes: u64,
+    /// Images.
+    pub images: u64,
+    /// Bytes of data the account's disks and snapshots keep in the object
+    /// store: 4 KiB sectors written and still kept (overwritten data a
+    /// snapshot keeps counts too), before sealing overhead. Data a disk
+    /// shares with the snapshot or image it was made from counts for the
+    /// account that wrote it.
+    pub stored_bytes: u64,
+}
+
+/// Storage an account uses: now, and sampled over time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountUsage {
+    /// The account.
+    pub account_id: String,
+    /// Seconds between two samples (the server's `usage_interval`).
+    pub interval_seconds: u64,
+    /// The figures now.
+    pub current: UsageSample,
+    /// Samples from `since` on, oldest first (at most 1,000, the newest).
+    pub samples: Vec<UsageSample>,
+}
+
 /// A principal: who calls Coffer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Principal {

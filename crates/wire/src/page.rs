@@ -300,6 +300,15 @@ list_query! {
     }
 }
 
+/// Query of `GET /v1/accounts/{id}/usage`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// Only samples at or after this time (RFC 3339).
+    pub since: Option<String>,
+}
+
 /// Query of `GET /v1/secrets/{id}/value`.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

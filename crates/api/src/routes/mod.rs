@@ -785,6 +785,11 @@ pub fn table(doc: utoipa::openapi::OpenApi) -> RouteTable {
         )
         .add(Act(A::OrgRead), &[E::AccountNotFound], routes!(get_account))
         .add(
+            Act(A::DisksRead),
+            &[E::AccountNotFound, E::InvalidFilter],
+            routes!(account_usage),
+        )
+        .add(
             Act(A::OrgWrite),
             &[E::AccountNotFound, E::FolderNotFound, E::TenantMismatch],
             routes!(move_account),

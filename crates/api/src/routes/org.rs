@@ -7,9 +7,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use coffer_service::Service;
 use coffer_service::model::{
-    Account, CreateAccount, CreateFolder, CreateTenant, Folder, MoveAccount, Tenant, UpdateTenant,
+    Account, AccountUsage, CreateAccount, CreateFolder, CreateTenant, Folder, MoveAccount, Tenant,
+    UpdateTenant,
 };
-use coffer_wire::{AccountQuery, FolderQuery, Page, TenantQuery};
+use coffer_wire::{AccountQuery, FolderQuery, Page, TenantQuery, UsageQuery};
 
 use crate::{ApiJson, ApiQuery, ApiResult, Auth};
 
@@ -134,6 +135,19 @@ pub async fn get_account(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Account>> {
     Ok(Json(s.get_account(&c, &id).await?))
+}
+
+/// Storage the account uses: the figures now, and the samples the server
+/// records once per interval (`usage_interval`, default an hour).
+#[utoipa::path(get, path = "/v1/accounts/{id}/usage", tag = "organisation", params(("id" = String, Path, description = "account id"), UsageQuery),
+    responses((status = 200, body = AccountUsage)))]
+pub async fn account_usage(
+    State(s): State<Arc<Service>>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> ApiResult<Json<AccountUsage>> {
+    Ok(Json(s.account_usage(&c, &id, q.since.as_deref()).await?))
 }
 
 /// Move an account to another folder of its tenant, or its root.

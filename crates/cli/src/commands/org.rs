@@ -3,12 +3,12 @@
 use clap::Subcommand;
 use coffer_types::Kind;
 use coffer_wire::{
-    Account, AccountQuery, CreateAccount, CreateFolder, CreateTenant, Folder, FolderQuery,
-    MoveAccount, Tenant, TenantQuery, UpdateTenant,
+    Account, AccountQuery, AccountUsage, CreateAccount, CreateFolder, CreateTenant, Folder,
+    FolderQuery, MoveAccount, Tenant, TenantQuery, UpdateTenant, UsageQuery, WhoAmI,
 };
 
 use crate::client::{Client, Paging, seg};
-use crate::output::{Output, View};
+use crate::output::{Output, View, table};
 use crate::resolve;
 
 const TENANT_COLUMNS: &[(&str, &str)] =
@@ -131,6 +131,17 @@ pub enum AccountCmd {
     Show {
         /// Account id or name.
         account: String,
+    },
+    /// Storage an account uses: its disks, snapshots and images, and the
+    /// data they keep stored, now and as sampled over time (hourly by
+    /// default).
+    Usage {
+        /// Account id or name (default: your own).
+        account: Option<String>,
+        /// Only samples at or after this time (RFC 3339, e.g.
+        /// 2027-01-31T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
     },
     /// Move an account to another folder of its tenant, or to its root.
     #[command(group(clap::ArgGroup::new("destination").required(true).args(["folder", "root"])))]
@@ -263,6 +274,19 @@ pub async fn account(c: &Client, out: &Output, cmd: AccountCmd) -> anyhow::Resul
             let a: Account = c.get(&format!("/v1/accounts/{}", seg(&id))).await?;
             out.show(&a, View::Fields)
         }
+        AccountCmd::Usage { account, since } => {
+            let id = match account {
+                Some(a) => resolve::id(c, Kind::Account, &a).await?,
+                None => c.get::<WhoAmI>("/v1/whoami").await?.account_id,
+            };
+            let u: AccountUsage = c
+                .get_with(
+                    &format!("/v1/accounts/{}/usage", seg(&id)),
+                    &UsageQuery { since },
+                )
+                .await?;
+            out.show(&u, View::Text(&usage_text))
+        }
         AccountCmd::Move {
             account,
             folder,
@@ -284,4 +308,40 @@ pub async fn account(c: &Client, out: &Output, cmd: AccountCmd) -> anyhow::Resul
             out.show(&a, View::Fields)
         }
     }
+}
+
+/// `coffer account usage` for people: one row per sample, then now.
+fn usage_text(v: &serde_json::Value) -> String {
+    let Ok(u) = serde_json::from_value::<AccountUsage>(v.clone()) else {
+        return v.to_string();
+    };
+    let size = coffer_types::size::approx;
+    let rows = u
+        .samples
+        .iter()
+        .chain(std::iter::once(&u.current))
+        .map(|s| {
+            vec![
+                s.at.clone(),
+                size(s.stored_bytes),
+                s.disks.to_string(),
+                size(s.disk_bytes),
+                s.snapshots.to_string(),
+                size(s.snapshot_bytes),
+                s.images.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "AT",
+            "STORED",
+            "DISKS",
+            "PROVISIONED",
+            "SNAPSHOTS",
+            "SNAPSHOT SIZE",
+            "IMAGES",
+        ],
+        rows,
+    )
 }

@@ -329,11 +329,29 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     if let Some(r) = o.compaction_rate {
         volume.compaction = std::sync::Arc::new(coffer_volume::Pace::new(r.bytes()));
     }
-    let lease_ttl = match &o.lease_ttl {
+    // A duration option, or its default.
+    let duration = |v: &Option<String>, name: &str, example: &str, default| match v {
         Some(t) => humantime::parse_duration(t)
-            .with_context(|| format!("invalid lease_ttl '{t}': use e.g. \"15s\""))?,
-        None => ServiceConfig::default().lease_ttl,
+            .with_context(|| format!("invalid {name} '{t}': use e.g. \"{example}\"")),
+        None => Ok(default),
     };
+    let lease_ttl = duration(
+        &o.lease_ttl,
+        "lease_ttl",
+        "15s",
+        ServiceConfig::default().lease_ttl,
+    )?;
+    let usage_interval = duration(
+        &o.usage_interval,
+        "usage_interval",
+        "1h",
+        ServiceConfig::default().usage_interval,
+    )?;
+    if usage_interval < std::time::Duration::from_secs(1) {
+        bail!(
+            "usage must be sampled at most once a second (got usage_interval {usage_interval:?})"
+        );
+    }
     if lease_ttl < std::time::Duration::from_secs(1) {
         bail!("the lease must last at least 1s (got {lease_ttl:?})");
     }
@@ -388,6 +406,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
             chunk_size,
             volume,
             lease_ttl,
+            usage_interval,
             nbd_tls: tls.is_some(),
             quotas: o.quotas.unwrap_or_default(),
             copy_pace: o
@@ -497,6 +516,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
 
     service.spawn_gc();
+    service.spawn_usage();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let nbd_task = {
         let resolver = Arc::new(ExportResolverImpl::new(service.clone()));
