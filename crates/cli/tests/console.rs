@@ -238,6 +238,23 @@ fn a_person_manages_disks_in_the_console_and_another_tenant_sees_none_of_it() {
         a.goto(&format!("{api}/console/snapshots")).await.unwrap();
         shot(&a, "snapshots").await;
 
+        // Storage used: on the overview (4 MiB written, and the copy's),
+        // and over a longer range on the account's usage page.
+        a.goto(&format!("{api}/console/")).await.unwrap();
+        let stored = text(&a, "#usage-stored").await;
+        assert!(stored.ends_with(" MiB"), "{stored}");
+        find(&a, "#usage-chart").await.expect("the storage chart");
+        shot(&a, "overview-usage").await;
+        let account = s.cli(&["whoami"])["account_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let usage = format!("/console/accounts/{account}/usage?range=all");
+        a.goto(&format!("{api}{usage}")).await.unwrap();
+        assert_eq!(text(&a, "#usage-account").await, account);
+        assert!(text(&a, "#usage-stored").await.ends_with(" MiB"));
+        shot(&a, "usage").await;
+
         // The other tenant's user sees none of it.
         b.goto(&format!("{api}/console/")).await.unwrap();
         assert_eq!(text(&b, "#count-disks").await, "0");
@@ -252,6 +269,7 @@ fn a_person_manages_disks_in_the_console_and_another_tenant_sees_none_of_it() {
             format!("/console/disks/{disk}"),
             format!("/console/snapshots/{snap}"),
             format!("/console/disks/{restored}"),
+            usage.clone(),
         ] {
             b.goto(&format!("{api}{path}")).await.unwrap();
             let page = body(&b).await;
@@ -482,6 +500,159 @@ fn a_sign_in_link_from_the_cli_signs_in_once() {
         let page = body(&c).await;
         assert!(page.contains("used, expired or unknown"), "{page}");
         c.close().await.unwrap();
+    });
+    s.assert_no_panic();
+}
+
+/// Images made and deleted, a snapshot's permission, exports and an
+/// import, and the deployment's page, in the console.
+#[test]
+fn images_permissions_exports_and_the_deployment_in_the_console() {
+    let s = Server::start();
+    let api = s.api.clone();
+    let admin = s.admin_token();
+    let id = |v: &serde_json::Value, p: &str| v.pointer(p).unwrap().as_str().unwrap().to_string();
+    let (bob_acct, _, bob_token) = other_tenant_owner(&s, "globex", "bob");
+    let disk = s.create_disk("base", "8MiB", "local-a");
+    let snap = id(
+        &s.cli(&["snapshot", "create", "--disk", &disk, "--name", "base-1"]),
+        "/id",
+    );
+
+    let driver = Driver::start();
+    block_on(async {
+        let a = driver.browser().await;
+        let b = driver.browser().await;
+        sign_in(&a, &api, &admin).await;
+        sign_in(&b, &api, &bob_token).await;
+
+        // An image from the snapshot, made on the images page.
+        a.goto(&format!("{api}/console/images")).await.unwrap();
+        shot(&a, "images-create").await;
+        fill(&a, "#im-name", "golden").await;
+        find(&a, "#im-root")
+            .await
+            .unwrap()
+            .select_by_value(&snap)
+            .await
+            .unwrap();
+        submit(&a, "#create-image").await;
+        at(&a, "/console/images/img-").await;
+        let image = text(&a, "#image-id").await;
+        assert_eq!(s.cli(&["image", "show", &image])["name"], "golden");
+
+        // The snapshot's permission: Bob's account may create disks from it.
+        a.goto(&format!("{api}/console/snapshots/{snap}"))
+            .await
+            .unwrap();
+        find(&a, "#perm-none").await.expect("no account yet");
+        fill(&a, "#perm-add", &bob_acct).await;
+        submit(&a, "#perm-grant").await;
+        assert!(text(&a, "#permission").await.contains(&bob_acct));
+        shot(&a, "snapshot-permission").await;
+        let (st, shared) = http(
+            &s,
+            "GET",
+            "/v1/snapshots?shared=true",
+            Some(&bob_token),
+            None,
+        );
+        assert_eq!(st, 200, "{shared}");
+        assert!(shared.to_string().contains(&snap), "{shared}");
+        submit(&a, "#permission button[type=submit]").await;
+        find(&a, "#perm-none").await.expect("removed");
+        let (_, shared) = http(
+            &s,
+            "GET",
+            "/v1/snapshots?shared=true",
+            Some(&bob_token),
+            None,
+        );
+        assert!(!shared.to_string().contains(&snap), "{shared}");
+
+        // An export: its pull token shown once, then revoked.
+        fill(&a, "#x-hours", "2").await;
+        submit(&a, "#export").await;
+        let token = text(&a, "#export-token").await;
+        assert!(token.starts_with("coffer_pull_"), "{token}");
+        let export = text(&a, "#export-id").await;
+        assert_eq!(text(&a, "#export-state").await, "active");
+        shot(&a, "export").await;
+        a.goto(&format!("{api}/console/exports/{export}"))
+            .await
+            .unwrap();
+        assert!(!body(&a).await.contains(&token), "the token is shown once");
+        submit(&a, "#revoke").await;
+        assert_eq!(text(&a, "#export-state").await, "revoked");
+        // Bob reaches neither the export nor its revocation.
+        b.goto(&format!("{api}/console/exports/{export}"))
+            .await
+            .unwrap();
+        assert!(body(&b).await.contains("NotFound"));
+
+        // Another export, imported back through the import form: a copy
+        // job that ends with the same data.
+        a.goto(&format!("{api}/console/images/{image}"))
+            .await
+            .unwrap();
+        submit(&a, "#export").await;
+        let token = text(&a, "#export-token").await;
+        let export = text(&a, "#export-id").await;
+        a.goto(&format!("{api}/console/exports")).await.unwrap();
+        assert!(text(&a, "#exports").await.contains(&export));
+        shot(&a, "exports").await;
+        fill(&a, "#i-name", "golden-imported").await;
+        fill(&a, "#i-endpoint", &api).await;
+        fill(&a, "#i-export", &export).await;
+        fill(&a, "#i-token", &token).await;
+        submit(&a, "#import").await;
+        at(&a, "/console/jobs/job-").await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !text(&a, "#job-progress").await.contains("100%") {
+            assert!(Instant::now() < deadline, "{}", body(&a).await);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            a.refresh().await.unwrap();
+        }
+
+        // The image deleted after typing its name (a wrong name: kept).
+        a.goto(&format!("{api}/console/images/{image}"))
+            .await
+            .unwrap();
+        fill(&a, "#confirm", "not-golden").await;
+        submit(&a, ".danger button[type=submit]").await;
+        assert!(body(&a).await.contains("does not match"));
+        a.goto(&format!("{api}/console/images/{image}"))
+            .await
+            .unwrap();
+        fill(&a, "#confirm", "golden").await;
+        submit(&a, ".danger button[type=submit]").await;
+        assert_eq!(at(&a, "/console/images").await, "/console/images");
+        s.cli_err(&["image", "show", &image]);
+
+        // The deployment: regions for everyone; nodes and operations for
+        // its Owners only.
+        a.goto(&format!("{api}/console/deployment")).await.unwrap();
+        assert!(text(&a, "#regions").await.contains("local-a"));
+        assert!(text(&a, "#nodes").await.contains("(this node)"));
+        submit(&a, "#fsck").await;
+        assert!(text(&a, "#fsck-report").await.contains("Consistent"));
+        submit(&a, "#gc").await;
+        assert!(text(&a, "#gc-report").await.contains("Collected"));
+        shot(&a, "deployment").await;
+        b.goto(&format!("{api}/console/deployment")).await.unwrap();
+        find(&b, "#regions").await.expect("regions for everyone");
+        assert!(
+            b.find(Locator::Css("#nodes")).await.is_err(),
+            "no nodes for Bob"
+        );
+        // An unknown page: a page that says so, not the API's JSON.
+        b.goto(&format!("{api}/console/no-such-page"))
+            .await
+            .unwrap();
+        assert!(body(&b).await.contains("no such page"));
+
+        a.close().await.unwrap();
+        b.close().await.unwrap();
     });
     s.assert_no_panic();
 }

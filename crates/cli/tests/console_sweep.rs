@@ -171,6 +171,8 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
     assert_eq!(st, 200, "{invitations}");
     let invitation = id(&invitations, "/items/0/id");
 
+    let account = id(&s.cli(&["whoami"]), "/account_id");
+    let export = id(&s.cli(&["export", "create", "--snapshot", &snap]), "/id");
     let id_for = |path: &str| -> Option<&str> {
         let kind = path.split('/').nth(2)?;
         Some(match kind {
@@ -183,6 +185,9 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
             "vaults" => &vault,
             "keys" => &key,
             "encryption-sets" => &set,
+            "accounts" => &account,
+            "exports" => &export,
+            "permissions" => &snap,
             _ => return None,
         })
     };

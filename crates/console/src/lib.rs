@@ -28,7 +28,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use coffer_service::Service;
 
 /// The console's state: the service, and whether it is served over TLS
@@ -49,11 +49,15 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// request's body must arrive whole within `body_timeout` (the API's),
 /// and hold at most [`MAX_BODY`] bytes.
 pub fn router(service: Arc<Service>, secure: bool, body_timeout: Duration) -> Router {
-    use pages::{access, audit, disks, images, jobs, keys, org, overview, snapshots};
+    use pages::{
+        access, audit, deployment, disks, exports, images, jobs, keys, org, overview, permissions,
+        snapshots, usage,
+    };
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
         .route("/console/", get(overview::show))
+        .route("/console/accounts/{id}/usage", get(usage::show))
         .route(
             "/console/sign-in",
             get(session::sign_in_page).post(session::sign_in),
@@ -61,11 +65,13 @@ pub fn router(service: Arc<Service>, secure: bool, body_timeout: Duration) -> Ro
         .route("/console/sign-out", post(session::sign_out))
         .route("/console/assets/console.css", get(stylesheet))
         .route("/console/assets/console.js", get(script))
+        // Any other path under /console/: a page, not the API's JSON.
+        .route("/console/{*rest}", any(not_found))
         .route("/console/jobs", get(jobs::list))
         .route("/console/jobs/{id}", get(jobs::show))
         .route("/console/jobs/{id}/progress", get(jobs::progress_json))
         .route("/console/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/console/images", get(images::list))
+        .route("/console/images", get(images::list).post(images::create))
         .route("/console/images/{id}", get(images::show))
         .route("/console/images/{id}/launch", post(images::launch))
         .route("/console/images/{id}/copy", post(images::copy))
@@ -78,6 +84,20 @@ pub fn router(service: Arc<Service>, secure: bool, body_timeout: Duration) -> Ro
         .route("/console/encryption-sets", get(keys::encryption_sets))
         .route("/console/encryption-sets/{id}", get(keys::encryption_set))
         .route("/console/snapshots/{id}/copy", post(snapshots::copy))
+        .route(
+            "/console/snapshots/{id}/export",
+            post(exports::export_snapshot),
+        )
+        .route("/console/images/{id}/export", post(exports::export_image))
+        .route("/console/images/{id}/delete", post(images::delete))
+        .route("/console/permissions/{id}", post(permissions::update))
+        .route("/console/exports", get(exports::list))
+        .route("/console/exports/{id}", get(exports::show))
+        .route("/console/exports/{id}/revoke", post(exports::revoke))
+        .route("/console/imports", post(exports::import))
+        .route("/console/deployment", get(deployment::show))
+        .route("/console/deployment/fsck", post(deployment::fsck))
+        .route("/console/deployment/gc", post(deployment::gc))
         .route("/console/disks", get(disks::list).post(disks::create))
         .route("/console/disks/{id}", get(disks::show))
         .route("/console/disks/{id}/attach", post(disks::attach))
@@ -162,6 +182,16 @@ async fn read_body(req: Request, next: Next, timeout: Duration) -> Response {
 }
 
 /// The one script (a copy job's live progress), compiled in.
+/// Any other path under `/console/`.
+async fn not_found() -> Response {
+    view::refusal(
+        None,
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "There is no such page in the console: start again from the overview, /console/.",
+    )
+}
+
 async fn script() -> Response {
     (
         [

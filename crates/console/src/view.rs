@@ -24,11 +24,13 @@ const NAV: &[(&str, &str, &str)] = &[
     ("snapshots", "/console/snapshots", "Snapshots"),
     ("images", "/console/images", "Images"),
     ("jobs", "/console/jobs", "Copy jobs"),
+    ("exports", "/console/exports", "Exports"),
     ("keys", "/console/vaults", "Keys"),
     ("shares", "/console/shares", "Shares"),
     ("access", "/console/access", "Access"),
     ("audit", "/console/audit", "Audit"),
     ("org", "/console/org", "Organisation"),
+    ("deployment", "/console/deployment", "Deployment"),
 ];
 
 /// A whole HTML page around `body`.

@@ -360,19 +360,12 @@ pub async fn resize(
     }
 }
 
-/// The delete form: the disk's name, typed.
-#[derive(Deserialize)]
-pub struct DeleteForm {
-    #[serde(default)]
-    confirm: String,
-}
-
 /// `POST /console/disks/{id}/delete`: only when the name typed is the
 /// disk's.
 pub async fn delete(
     State(c): State<Console>,
     Path(id): Path<String>,
-    p: Posted<DeleteForm>,
+    p: Posted<super::ConfirmForm>,
 ) -> Response {
     let s = &p.session;
     let d = match c.service.get_disk(&s.caller, &id).await {

@@ -1,13 +1,15 @@
-//! Images: the list (own and shared), one image's page with its snapshots
-//! by role, launch into a zone (one disk per snapshot), and copy (a job
-//! with a live progress bar when the copy re-encrypts).
+//! Images: the list (own and shared), making one from disks or snapshots,
+//! one image's page with its snapshots by role, launch into a zone (one
+//! disk per snapshot), copy (a job with a live progress bar when the copy
+//! re-encrypts), its permission and export, and delete after typing its
+//! name.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use coffer_service::ServiceError;
-use coffer_wire::{CopyRequest, LaunchImage, ListParams};
+use coffer_wire::{CopyRequest, CreateImage, LaunchImage, ListParams};
 use maud::html;
 use serde::Deserialize;
 
@@ -34,6 +36,12 @@ pub async fn list(State(c): State<Console>, s: Session, Query(f): Query<Filters>
     };
     let body = async {
         let page = c.service.list_images(&s.caller, q).await?;
+        let mine = ListParams {
+            account: Some(s.caller.principal.account_id.to_string()),
+            ..first_page()
+        };
+        let disks = c.service.list_disks(&s.caller, mine.clone()).await?.items;
+        let snaps = c.service.list_snapshots(&s.caller, mine).await?.items;
         Ok::<_, ServiceError>(html! {
             h1 { "Images" }
             form.filters method="get" action="/console/images" role="search" aria-label="Filter images" {
@@ -68,10 +76,102 @@ pub async fn list(State(c): State<Console>, s: Session, Query(f): Query<Filters>
                     }
                 }
             }
+            (create_form(&s, &disks, &snaps))
         })
     }
     .await;
     view::page(&s, "images", "Images", body)
+}
+
+/// The form that makes an image from the account's disks or snapshots.
+fn create_form(
+    s: &Session,
+    disks: &[coffer_wire::Disk],
+    snaps: &[coffer_wire::Snapshot],
+) -> maud::Markup {
+    html! {
+        section aria-labelledby="create-h" {
+            h2 #create-h { "Make an image" }
+            @if disks.is_empty() && snaps.is_empty() {
+                p.empty { "Your account has no disk or snapshot to make an image of." }
+            } @else {
+                p.hint { "From disks (a crash-consistent snapshot of each is taken) or from snapshots (copied at no cost), not both: the root, then data disks in order." }
+                form.stack method="post" action="/console/images" {
+                    (csrf(s))
+                    label for="im-name" { "Name" }
+                    input #im-name type="text" name="name" required pattern="[A-Za-z0-9._-]{1,80}";
+                    label for="im-desc" { "Description (optional)" }
+                    input #im-desc type="text" name="description" maxlength="1024";
+                    label for="im-root" { "Root" }
+                    select #im-root name="root" required {
+                        @if !disks.is_empty() { optgroup label="Disks" { @for d in disks { option value=(d.id) { (d.name) } } } }
+                        @if !snaps.is_empty() { optgroup label="Snapshots" { @for sn in snaps { option value=(sn.id) { (sn.name) } } } }
+                    }
+                    fieldset.choices {
+                        legend { "Data (optional)" }
+                        @for d in disks { label { input type="checkbox" name={ "data:" (d.id) } value="on"; " disk " (d.name) } }
+                        @for sn in snaps { label { input type="checkbox" name={ "data:" (sn.id) } value="on"; " snapshot " (sn.name) } }
+                    }
+                    button #create-image type="submit" { "Make image" }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /console/images`: the new image's page.
+pub async fn create(State(c): State<Console>, p: Posted<BTreeMap<String, String>>) -> Response {
+    let f = &p.form;
+    let field = |k: &str| f.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let root = field("root");
+    let data = f
+        .keys()
+        .filter_map(|k| k.strip_prefix("data:"))
+        .filter(|id| *id != root);
+    let ids: Vec<String> = std::iter::once(root.as_str())
+        .chain(data)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect();
+    let (disk_ids, snapshot_ids) = ids.into_iter().partition(|id| id.starts_with("disk-"));
+    let req = CreateImage {
+        name: field("name"),
+        disk_ids,
+        snapshot_ids,
+        description: filled(&field("description")),
+        account_id: None,
+        tags: BTreeMap::new(),
+    };
+    match c.service.create_image(&p.session.caller, req).await {
+        Ok(i) => Redirect::to(&format!("/console/images/{}", i.id)).into_response(),
+        Err(e) => view::error_page(Some(&p.session), &e),
+    }
+}
+
+/// `POST /console/images/{id}/delete`: the images list.
+pub async fn delete(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    p: Posted<super::ConfirmForm>,
+) -> Response {
+    let s = &p.session;
+    let i = match c.service.get_image(&s.caller, &id).await {
+        Ok(i) => i,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
+    if let Some(r) = view::unless_named(
+        s,
+        &p.form.confirm,
+        &i.name,
+        "Not deleted",
+        "delete this image",
+    ) {
+        return r;
+    }
+    match c.service.delete_image(&s.caller, &i.id).await {
+        Ok(_) => Redirect::to("/console/images").into_response(),
+        Err(e) => view::error_page(Some(s), &e),
+    }
 }
 
 /// `GET /console/images/{id}`.
@@ -86,6 +186,8 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
             .flat_map(|r| r.zones)
             .collect();
         let regions: Vec<String> = c.service.regions().into_iter().map(|r| r.name).collect();
+        let permission = super::permissions::section(&c, &s, "images", &i.id).await;
+        let owned = i.account_id == s.caller.principal.account_id.to_string();
         Ok::<_, ServiceError>(html! {
             h1 { "Image " (i.name) }
             dl.facts {
@@ -138,6 +240,20 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                     (csrf(&s))
                     (copy_fields(&regions))
                     button #copy type="submit" { "Copy" }
+                }
+            }
+            (permission)
+            @if owned {
+                (super::exports::export_section(&s, "images", &i.id))
+                section.danger aria-labelledby="delete-h" {
+                    h2 #delete-h { "Delete this image" }
+                    p { "Its snapshots go with it; disks launched from it keep working. Type the image's name to confirm." }
+                    form.inline method="post" action={ "/console/images/" (i.id) "/delete" } {
+                        (csrf(&s))
+                        label for="confirm" { "Image name" }
+                        input #confirm type="text" name="confirm" required autocomplete="off";
+                        button.danger type="submit" { "Delete image" }
+                    }
                 }
             }
         })

@@ -4,14 +4,18 @@
 
 pub mod access;
 pub mod audit;
+pub mod deployment;
 pub mod disks;
+pub mod exports;
 pub mod images;
 pub mod jobs;
 pub mod keys;
 pub mod lineage;
 pub mod org;
 pub mod overview;
+pub mod permissions;
 pub mod snapshots;
+pub mod usage;
 
 use coffer_wire::ListParams;
 
@@ -28,4 +32,11 @@ pub(crate) fn first_page() -> ListParams {
         limit: Some(1000),
         ..Default::default()
     }
+}
+
+/// The form of a change confirmed by typing the resource's name.
+#[derive(serde::Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    pub(crate) confirm: String,
 }

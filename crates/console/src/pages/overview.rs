@@ -30,6 +30,11 @@ pub async fn show(State(c): State<Console>, s: Session) -> Response {
         let images = svc.list_images(&s.caller, first_page()).await?;
         let jobs = svc.list_jobs(&s.caller, first_page()).await?;
         let running = jobs.items.iter().filter(|j| j.state == "running").count();
+        // The home account's storage, when the caller may read its disks.
+        let usage = svc
+            .account_usage(&s.caller, &who.account_id, None)
+            .await
+            .ok();
         let mut newest_disks = disks.items.clone();
         newest_disks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
         newest_disks.truncate(5);
@@ -48,6 +53,14 @@ pub async fn show(State(c): State<Console>, s: Session) -> Response {
                 li { a href="/console/snapshots" { span.n #count-snapshots { (count(&snaps)) } " snapshots" } }
                 li { a href="/console/images" { span.n #count-images { (count(&images)) } " images" } }
                 li { a href="/console/jobs" { span.n #count-jobs { (running) } " copy jobs running" } }
+            }
+            @if let Some(u) = &usage {
+                section aria-labelledby="usage-h" {
+                    h2 #usage-h { "Storage used by " (who.account_name) }
+                    (super::usage::figures(&u.current))
+                    (super::usage::chart(u))
+                    p { a href={ "/console/accounts/" (u.account_id) "/usage" } { "Over a longer range" } }
+                }
             }
             section aria-labelledby="recent-disks" {
                 h2 #recent-disks { "Newest disks" }

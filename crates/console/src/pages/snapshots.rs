@@ -123,6 +123,8 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
             .collect();
         let regions: Vec<String> = c.service.regions().into_iter().map(|r| r.name).collect();
         let graph = lineage::graph(&c, &s, lineage::Start::Snapshot(sn.id.clone())).await?;
+        let permission = super::permissions::section(&c, &s, "snapshots", &sn.id).await;
+        let owned = sn.account_id == s.caller.principal.account_id.to_string();
         Ok::<_, ServiceError>(html! {
             h1 { "Snapshot " (sn.name) }
             dl.facts {
@@ -167,6 +169,10 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                     (super::images::copy_fields(&regions))
                     button #copy type="submit" { "Copy" }
                 }
+            }
+            (permission)
+            @if owned && sn.image_id.is_none() {
+                (super::exports::export_section(&s, "snapshots", &sn.id))
             }
             section aria-labelledby="lineage-h" {
                 h2 #lineage-h { "Lineage" }
@@ -251,18 +257,11 @@ pub async fn copy(
     }
 }
 
-/// The delete form.
-#[derive(Deserialize)]
-pub struct DeleteForm {
-    #[serde(default)]
-    confirm: String,
-}
-
 /// `POST /console/snapshots/{id}/delete`.
 pub async fn delete(
     State(c): State<Console>,
     Path(id): Path<String>,
-    p: Posted<DeleteForm>,
+    p: Posted<super::ConfirmForm>,
 ) -> Response {
     let s = &p.session;
     let sn = match c.service.get_snapshot(&s.caller, &id).await {
