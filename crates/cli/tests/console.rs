@@ -501,6 +501,55 @@ fn a_sign_in_link_from_the_cli_signs_in_once() {
         assert!(page.contains("used, expired or unknown"), "{page}");
         c.close().await.unwrap();
     });
+
+    // Revoking a token ends the sessions signed in with it and the links
+    // it made (a leaked token's sessions go with it).
+    let (_, bob, bob_token) = other_tenant_owner(&s, "globex", "bob");
+    let admin = s.admin_token();
+    let tokens = |who: &str| {
+        let (st, t) = http(
+            &s,
+            "GET",
+            &format!("/v1/principals/{bob}/tokens"),
+            Some(who),
+            None,
+        );
+        assert_eq!(st, 200, "{t}");
+        t["items"].as_array().unwrap().clone()
+    };
+    let bob_token_id = tokens(&admin)[0]["id"].as_str().unwrap().to_string();
+    let (st, link) = http(&s, "POST", "/v1/console/links", Some(&bob_token), None);
+    assert_eq!(st, 201, "{link}");
+    let link = format!("{}{}", s.api, link["path"].as_str().unwrap());
+    block_on(async {
+        let d = driver.browser().await;
+        sign_in(&d, &s.api, &bob_token).await;
+        let (st, answer) = http(
+            &s,
+            "POST",
+            &format!("/v1/tokens/{bob_token_id}/revoke"),
+            Some(&admin),
+            None,
+        );
+        assert_eq!(st, 200, "{answer}");
+        d.goto(&format!("{}/console/disks", s.api)).await.unwrap();
+        at(&d, "/console/sign-in").await;
+        let e = driver.browser().await;
+        e.goto(&link).await.unwrap();
+        let page = body(&e).await;
+        assert!(page.contains("used, expired or unknown"), "{page}");
+        d.close().await.unwrap();
+        e.close().await.unwrap();
+    });
+    let all = tokens(&admin);
+    assert!(
+        all.len() >= 3,
+        "the token, its session and its link: {all:?}"
+    );
+    assert!(
+        all.iter().all(|t| !t["revoked_at"].is_null()),
+        "every one listed as revoked: {all:?}"
+    );
     s.assert_no_panic();
 }
 

@@ -556,6 +556,20 @@ impl Meta {
         name: &str,
         expires_at: Option<&str>,
     ) -> Result<TokenRow> {
+        self.insert_child_token(principal, hash, name, expires_at, None)
+            .await
+    }
+
+    /// Record a token minted from token `parent` (a console session or a
+    /// sign-in link): it stops authenticating once `parent` is revoked.
+    pub async fn insert_child_token(
+        &self,
+        principal: Id,
+        hash: &str,
+        name: &str,
+        expires_at: Option<&str>,
+        parent: Option<Id>,
+    ) -> Result<TokenRow> {
         let row = TokenRow {
             id: Id::random(Kind::Token),
             principal_id: principal,
@@ -565,7 +579,7 @@ impl Meta {
             revoked_at: None,
         };
         sqlx::query(
-            "INSERT INTO tokens (id, principal_id, hash, name, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tokens (id, principal_id, hash, name, created_at, expires_at, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(row.id.to_string())
         .bind(principal.to_string())
@@ -573,6 +587,7 @@ impl Meta {
         .bind(&row.name)
         .bind(&row.created_at)
         .bind(&row.expires_at)
+        .bind(parent.map(|p| p.to_string()))
         .execute(&self.pool)
         .await?;
         Ok(row)
@@ -612,7 +627,27 @@ impl Meta {
         if n == 0 {
             return Err(MetaError::NotFound(format!("token {id}")));
         }
+        // The sessions and links minted from it go with it (they would not
+        // authenticate anyway: see `principal_by_token_hash`).
+        sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE parent_id = $2")
+            .bind(now())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(())
+    }
+
+    /// The token `id` was minted from, if any.
+    pub async fn token_parent(&self, id: Id) -> Result<Option<Id>> {
+        let parent: Option<Option<String>> =
+            sqlx::query_scalar("SELECT parent_id FROM tokens WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        parent
+            .flatten()
+            .map(|p| parse_id(&p, Kind::Token))
+            .transpose()
     }
 
     /// Revoke a token that is not revoked yet: `true` for the one caller
@@ -629,15 +664,18 @@ impl Meta {
         Ok(n == 1)
     }
 
-    /// The principal whose live (not revoked, not expired) token hashes to
-    /// `hash`, with that token's id and expiry.
+    /// The principal whose live (not revoked, not expired, and not minted
+    /// from a token since revoked) token hashes to `hash`, with that
+    /// token's id and expiry.
     pub async fn principal_by_token_hash(
         &self,
         hash: &str,
     ) -> Result<Option<(PrincipalRow, Id, Option<String>)>> {
         let row: Option<TokenPrincipalTuple> = sqlx::query_as(
-            "SELECT p.id, p.account_id, a.tenant_id, p.name, p.kind, p.created_at, t.expires_at, t.revoked_at, t.id \
+            "SELECT p.id, p.account_id, a.tenant_id, p.name, p.kind, p.created_at, t.expires_at, \
+             COALESCE(t.revoked_at, pt.revoked_at), t.id \
              FROM tokens t JOIN principals p ON p.id = t.principal_id JOIN accounts a ON a.id = p.account_id \
+             LEFT JOIN tokens pt ON pt.id = t.parent_id \
              WHERE t.hash = $1",
         )
         .bind(hash)

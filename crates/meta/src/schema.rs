@@ -31,6 +31,10 @@ const SQLITE: &[(i64, &str)] = &[
     (14, include_str!("../migrations/sqlite/0014_regions.sql")),
     (15, include_str!("../migrations/sqlite/0015_exports.sql")),
     (16, include_str!("../migrations/sqlite/0016_usage.sql")),
+    (
+        17,
+        include_str!("../migrations/sqlite/0017_token_parent.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -67,6 +71,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (14, include_str!("../migrations/postgres/0014_regions.sql")),
     (15, include_str!("../migrations/postgres/0015_exports.sql")),
     (16, include_str!("../migrations/postgres/0016_usage.sql")),
+    (
+        17,
+        include_str!("../migrations/postgres/0017_token_parent.sql"),
+    ),
 ];
 
 /// The statements of a migration file: split on `;`, `--` comment lines

@@ -3,7 +3,9 @@
 //! out. A session is an ordinary token of the principal (listed with its
 //! tokens, only its hash stored, authorized as any token), so everything
 //! that governs tokens governs sessions: expiry, revocation, and the rule
-//! that no token begets one that outlives it.
+//! that no token begets one that outlives it. A session or link also
+//! records the token it was minted from, and stops working when that token
+//! is revoked: revoking a leaked token ends what was signed in with it.
 
 use std::time::{Duration, SystemTime};
 
@@ -43,6 +45,7 @@ impl Service {
             SESSION_TOKEN_NAME,
             SESSION_LIFETIME,
             caller.token_expires_at.as_deref(),
+            caller.token_id,
         )
         .await
     }
@@ -59,7 +62,10 @@ impl Service {
             .name
             .strip_prefix(SIGN_IN_LINK_NAME)
             .and_then(|rest| rest.strip_prefix('@'));
-        self.mint_own(caller, SESSION_TOKEN_NAME, SESSION_LIFETIME, cap)
+        // The session hangs off the token that made the link: revoking
+        // that token ends it.
+        let parent = self.meta.token_parent(t.id).await?.unwrap_or(t.id);
+        self.mint_own(caller, SESSION_TOKEN_NAME, SESSION_LIFETIME, cap, parent)
             .await
     }
 
@@ -76,7 +82,7 @@ impl Service {
             Some(at) => format!("{SIGN_IN_LINK_NAME}@{at}"),
             None => SIGN_IN_LINK_NAME.to_string(),
         };
-        self.mint_own(caller, &name, SIGN_IN_LINK_LIFETIME, cap)
+        self.mint_own(caller, &name, SIGN_IN_LINK_LIFETIME, cap, caller.token_id)
             .await
     }
 
@@ -94,13 +100,15 @@ impl Service {
     }
 
     /// A token of the caller's own principal, named `name`, lasting
-    /// `lifetime` or until `cap` (RFC 3339), whichever is sooner.
+    /// `lifetime` or until `cap` (RFC 3339), whichever is sooner, and no
+    /// longer than token `parent` is not revoked.
     async fn mint_own(
         &self,
         caller: &Caller,
         name: &str,
         lifetime: Duration,
         cap: Option<&str>,
+        parent: coffer_types::Id,
     ) -> Result<NewToken> {
         let p = &caller.principal;
         if p.kind == coffer_types::PrincipalKind::Managed {
@@ -126,7 +134,13 @@ impl Service {
         };
         let row = self
             .meta
-            .insert_token(p.id, &hash_token(&secret), name, Some(&expires_at))
+            .insert_child_token(
+                p.id,
+                &hash_token(&secret),
+                name,
+                Some(&expires_at),
+                Some(parent),
+            )
             .await?;
         tracing::info!(token = %row.id, principal = %p.id, name, "console token minted");
         Ok(NewToken {
