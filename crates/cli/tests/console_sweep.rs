@@ -2,7 +2,8 @@
 //! session, every page sends the browser to sign in and every change is
 //! refused; with the session of a user of another tenant, every page about
 //! the admin's disk, snapshot, image, copy job, share or invitation
-//! (or key vault, key, encryption set) answers NotFound without naming it,
+//! (or key vault, key, encryption set, principal, token, role assignment
+//! or account) answers NotFound without naming it,
 //! and every change to them is refused
 //! and changes nothing. The routes come from the console's own source, so
 //! a route added without a place in this sweep fails it.
@@ -170,8 +171,46 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
     let (st, invitations) = http(&s, "GET", "/v1/invitations", Some(&carol), None);
     assert_eq!(st, 200, "{invitations}");
     let invitation = id(&invitations, "/items/0/id");
+    // A principal of the admin's account with a role and a token, and an
+    // account in a folder.
+    let my_account = id(&s.cli(&["whoami"]), "/account_id");
+    let made = s.cli(&[
+        "principal",
+        "create",
+        "--name",
+        "secret-principal",
+        "--role",
+        "Reader",
+        "--scope",
+        &my_account,
+    ]);
+    let principal = id(&made, "/principal/id");
+    let assignment = id(&made, "/role_assignment/id");
+    let token = s.cli(&[
+        "token",
+        "create",
+        "--principal",
+        &principal,
+        "--expires-in",
+        "1d",
+    ]);
+    let (token_id, token_secret) = (id(&token, "/id"), id(&token, "/secret"));
+    let folder = id(
+        &s.cli(&["folder", "create", "--name", "secret-folder"]),
+        "/id",
+    );
+    let account = id(
+        &s.cli(&[
+            "account",
+            "create",
+            "--name",
+            "secret-account",
+            "--folder",
+            &folder,
+        ]),
+        "/id",
+    );
 
-    let account = id(&s.cli(&["whoami"]), "/account_id");
     let export = id(&s.cli(&["export", "create", "--snapshot", &snap]), "/id");
     let id_for = |path: &str| -> Option<&str> {
         let kind = path.split('/').nth(2)?;
@@ -185,6 +224,9 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
             "vaults" => &vault,
             "keys" => &key,
             "encryption-sets" => &set,
+            "principals" => &principal,
+            "tokens" => &token_id,
+            "role-assignments" => &assignment,
             "accounts" => &account,
             "exports" => &export,
             "permissions" => &snap,
@@ -199,6 +241,9 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
         "secret-vault",
         "secret-key",
         "secret-set",
+        "secret-principal",
+        "secret-folder",
+        "secret-account",
     ];
 
     // A body larger than any console form is refused before sign-in.
@@ -250,7 +295,8 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
         }
         // Bob's session, with a valid CSRF token and every field a form has.
         let body = format!(
-            "csrf={csrf}&name=x&zone=local-a&size=16MiB&confirm=secret-disk&disk_id={disk}"
+            "csrf={csrf}&name=x&zone=local-a&size=16MiB&confirm=secret-disk&disk_id={disk}\
+             &expires_in=1h&add_resources={snap}&add_principals={carol_acct}&remove_principals={carol_acct}"
         );
         let (st, resp) = req(&api, &method, &path, Some(&cookie), &body);
         assert!(
@@ -279,5 +325,38 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
     let (st, inv) = http(&s, "GET", "/v1/invitations", Some(&carol), None);
     assert_eq!(st, 200);
     assert_eq!(inv.pointer("/items/0/status").unwrap(), "pending");
+    let sh = s.cli(&["share", "show", &share]);
+    assert_eq!(sh["principals"].as_array().unwrap().len(), 1, "{sh}");
+    // The principal is there with its role, and its token still works;
+    // the account is still in its folder.
+    s.cli(&["principal", "show", &principal]);
+    let (st, ras) = http(
+        &s,
+        "GET",
+        &format!("/v1/role-assignments?principal={principal}"),
+        Some(&s.admin_token()),
+        None,
+    );
+    assert_eq!(st, 200, "{ras}");
+    assert_eq!(id(&ras, "/items/0/id"), assignment, "{ras}");
+    let (st, me) = http(&s, "GET", "/v1/whoami", Some(&token_secret), None);
+    assert_eq!(st, 200, "the token was revoked: {me}");
+    let (st, tokens) = http(
+        &s,
+        "GET",
+        &format!("/v1/principals/{principal}/tokens"),
+        Some(&s.admin_token()),
+        None,
+    );
+    assert_eq!(st, 200, "{tokens}");
+    assert_eq!(
+        tokens["items"].as_array().unwrap().len(),
+        1,
+        "a token was made: {tokens}"
+    );
+    assert_eq!(
+        s.cli(&["account", "show", &account])["folder_id"],
+        folder.as_str()
+    );
     s.assert_no_panic();
 }

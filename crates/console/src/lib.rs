@@ -51,7 +51,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub fn router(service: Arc<Service>, secure: bool, body_timeout: Duration) -> Router {
     use pages::{
         access, audit, deployment, disks, exports, images, jobs, keys, org, overview, permissions,
-        snapshots, usage,
+        principals, snapshots, usage,
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
@@ -119,6 +119,30 @@ pub fn router(service: Arc<Service>, secure: bool, body_timeout: Duration) -> Ro
         .route("/console/audit", get(audit::list))
         .route("/console/audit/verify", post(audit::verify))
         .route("/console/org", get(org::tree))
+        // Identity, organisation and share changes.
+        .route(
+            "/console/principals",
+            get(principals::list).post(principals::create),
+        )
+        .route("/console/principals/{id}", get(principals::show))
+        .route(
+            "/console/principals/{id}/tokens",
+            post(principals::create_token),
+        )
+        .route("/console/principals/{id}/delete", post(principals::delete))
+        .route("/console/tokens/{id}/revoke", post(principals::revoke))
+        .route("/console/role-assignments", post(access::create_assignment))
+        .route(
+            "/console/role-assignments/{id}/delete",
+            post(access::delete_assignment),
+        )
+        .route("/console/tenants", post(org::create_tenant))
+        .route("/console/folders", post(org::create_folder))
+        .route("/console/accounts", post(org::create_account))
+        .route("/console/accounts/{id}/move", post(org::move_account))
+        .route("/console/shares", post(access::create_share))
+        .route("/console/shares/{id}/update", post(access::update_share))
+        .route("/console/shares/{id}/delete", post(access::delete_share))
         .layer(axum::middleware::map_response(harden))
         .layer(axum::middleware::from_fn(move |req, next| {
             read_body(req, next, body_timeout)

@@ -14,6 +14,7 @@ pub mod lineage;
 pub mod org;
 pub mod overview;
 pub mod permissions;
+pub mod principals;
 pub mod snapshots;
 pub mod usage;
 
