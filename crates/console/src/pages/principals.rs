@@ -241,8 +241,8 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                         label for="t-name" { "Name (optional)" }
                         input #t-name type="text" name="name" pattern="[A-Za-z0-9._-]{1,80}" placeholder="ci";
                         label for="t-expires" { "Expires in (optional)" }
-                        input #t-expires type="text" name="expires_in" placeholder="30d" aria-describedby="t-expires-hint";
-                        span.hint #t-expires-hint { "A duration such as 30d, 12h or 90m (1 minute to 10 years). Empty: no expiry of its own." }
+                        input #t-expires type="text" name="expires_in" placeholder="1h" aria-describedby="t-expires-hint";
+                        span.hint #t-expires-hint { "A duration such as 90m or 4h (at least 1 minute). Empty: none of its own (see below)." }
                         button #create-token type="submit" { "Create token" }
                     }
                     (cap_note(&s))
