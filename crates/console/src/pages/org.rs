@@ -222,6 +222,7 @@ fn level(parent: Option<&str>, folders: &[Folder], accounts: &[Account]) -> Mark
                     li.account id={ "org-" (a.id) } {
                         span.label { "Account " strong { (a.name) } " " code { (a.id) } }
                         " · " a href={ "/console/disks?account=" (a.id) } { "its disks" }
+                        " · " a href={ "/console/accounts/" (a.id) "/usage" } { "storage used" }
                         " · " a href={ "/console/principals?account=" (a.id) } { "its principals" }
                     }
                 }
