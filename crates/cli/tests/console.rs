@@ -619,6 +619,15 @@ fn images_permissions_exports_and_the_deployment_in_the_console() {
         );
         assert!(!shared.to_string().contains(&snap), "{shared}");
 
+        // Tags: set one, see it, remove it.
+        fill(&a, "#tag-key", "env").await;
+        fill(&a, "#tag-value", "prod").await;
+        submit(&a, "#tag-set").await;
+        assert!(text(&a, "#tags").await.contains("prod"));
+        assert_eq!(s.cli(&["snapshot", "show", &snap])["tags"]["env"], "prod");
+        submit(&a, "#tags button[type=submit]").await;
+        find(&a, "#tags-none").await.expect("the tag removed");
+
         // An export: its pull token shown once, then revoked.
         fill(&a, "#x-hours", "2").await;
         submit(&a, "#export").await;

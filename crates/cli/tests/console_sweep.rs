@@ -230,6 +230,7 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
             "accounts" => &account,
             "exports" => &export,
             "permissions" => &snap,
+            "tags" => &disk,
             _ => return None,
         })
     };

@@ -51,7 +51,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub fn router(service: Arc<Service>, secure: bool, body_timeout: Duration) -> Router {
     use pages::{
         access, audit, deployment, disks, exports, images, jobs, keys, org, overview, permissions,
-        principals, snapshots, usage,
+        principals, snapshots, tags, usage,
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
@@ -91,6 +91,7 @@ pub fn router(service: Arc<Service>, secure: bool, body_timeout: Duration) -> Ro
         .route("/console/images/{id}/export", post(exports::export_image))
         .route("/console/images/{id}/delete", post(images::delete))
         .route("/console/permissions/{id}", post(permissions::update))
+        .route("/console/tags/{id}", post(tags::update))
         .route("/console/exports", get(exports::list))
         .route("/console/exports/{id}", get(exports::show))
         .route("/console/exports/{id}/revoke", post(exports::revoke))

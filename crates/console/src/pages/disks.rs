@@ -218,6 +218,7 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                     }
                 }
             }
+            (super::tags::section(&s, &d.id, &d.tags))
             section aria-labelledby="snaps-h" {
                 h2 #snaps-h { "Snapshots of this disk" }
                 (super::snapshots::snapshot_table(&snaps.items))

@@ -243,6 +243,7 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                 }
             }
             (permission)
+            @if owned { (super::tags::section(&s, &i.id, &i.tags)) }
             @if owned {
                 (super::exports::export_section(&s, "images", &i.id))
                 section.danger aria-labelledby="delete-h" {

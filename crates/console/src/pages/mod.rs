@@ -16,6 +16,7 @@ pub mod overview;
 pub mod permissions;
 pub mod principals;
 pub mod snapshots;
+pub mod tags;
 pub mod usage;
 
 use coffer_wire::ListParams;

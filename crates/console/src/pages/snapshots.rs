@@ -171,6 +171,7 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                 }
             }
             (permission)
+            @if owned { (super::tags::section(&s, &sn.id, &sn.tags)) }
             @if owned && sn.image_id.is_none() {
                 (super::exports::export_section(&s, "snapshots", &sn.id))
             }
