@@ -83,6 +83,31 @@ pub fn router(service: Arc<Service>, secure: bool, body_timeout: Duration) -> Ro
         .route("/console/keys/{id}/enable", post(keys::enable))
         .route("/console/encryption-sets", get(keys::encryption_sets))
         .route("/console/encryption-sets/{id}", get(keys::encryption_set))
+        // Key vault changes, secrets and grants.
+        .route("/console/vaults", post(keys::create_vault))
+        .route("/console/vaults/{id}/delete", post(keys::delete_vault))
+        .route("/console/vaults/{id}/recover", post(keys::recover_vault))
+        .route("/console/vaults/{id}/purge", post(keys::purge_vault))
+        .route("/console/vaults/{id}/keys", post(keys::create_key))
+        .route("/console/keys/{id}/delete", post(keys::delete_key))
+        .route("/console/keys/{id}/recover", post(keys::recover_key))
+        .route("/console/keys/{id}/purge", post(keys::purge_key))
+        .route(
+            "/console/encryption-sets",
+            post(keys::create_encryption_set),
+        )
+        .route("/console/vaults/{id}/secrets", post(pages::secrets::set))
+        .route("/console/secrets/{id}", get(pages::secrets::show))
+        .route("/console/secrets/{id}/value", post(pages::secrets::value))
+        .route("/console/secrets/{id}/delete", post(pages::secrets::delete))
+        .route(
+            "/console/secrets/{id}/recover",
+            post(pages::secrets::recover),
+        )
+        .route("/console/secrets/{id}/purge", post(pages::secrets::purge))
+        .route("/console/keys/{id}/grants", post(pages::grants::create))
+        .route("/console/grants/{id}/revoke", post(pages::grants::revoke))
+        .route("/console/grants/{id}/retire", post(pages::grants::retire))
         .route("/console/snapshots/{id}/copy", post(snapshots::copy))
         .route(
             "/console/snapshots/{id}/export",

@@ -3,20 +3,28 @@
 //! the sets using it and the disks and snapshots under them), rotate,
 //! disable after typing the key's name (the page says first what becomes
 //! unreadable), enable, and the encryption sets with the disks under each.
+//! Changes: create a vault, delete it (after typing its name), recover or
+//! purge it; create a key, delete, recover or purge it (purge names what
+//! becomes unreadable for good); create an encryption set. A vault's
+//! secrets are in [`super::secrets`], a key's grants in [`super::grants`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use coffer_service::ServiceError;
-use coffer_types::{KeyState, Lifecycle};
-use coffer_wire::{Disk, EncryptionSet, Key, RotateKey, Snapshot, UpdateKey, Vault};
+use coffer_types::{EncryptionType, KeyState, Lifecycle};
+use coffer_wire::{
+    CreateEncryptionSet, CreateKey, CreateVault, Disk, EncryptionSet, Key, ListParams, RotateKey,
+    Snapshot, UpdateKey, Vault,
+};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::disks::disk_table;
-use super::first_page;
 use super::snapshots::snapshot_table;
+use super::{filled, first_page, grants, secrets};
 use crate::Console;
 use crate::session::{Posted, Session};
 use crate::view::{self, csrf, when};
@@ -25,6 +33,8 @@ use crate::view::{self, csrf, when};
 pub async fn vaults(State(c): State<Console>, s: Session) -> Response {
     let body = async {
         let page = c.service.list_vaults(&s.caller, first_page()).await?;
+        let deleted = c.service.list_vaults(&s.caller, deleted_only()).await?;
+        let regions = c.service.regions();
         Ok::<_, ServiceError>(html! {
             h1 { "Key vaults" }
             p { a href="/console/encryption-sets" { "Disk encryption sets" } }
@@ -50,10 +60,89 @@ pub async fn vaults(State(c): State<Console>, s: Session) -> Response {
                 }
             }
             @if page.next.is_some() { p.note { "Only the first 1,000 are shown." } }
+            @if !deleted.items.is_empty() {
+                section aria-labelledby="deleted-vaults-h" {
+                    h2 #deleted-vaults-h { "Deleted key vaults" }
+                    p.hint { "Recoverable, with their keys and secrets, until they are purged: open one to recover or purge it." }
+                    table #deleted-vaults {
+                        caption.visually-hidden { "Deleted key vaults" }
+                        thead { tr { th scope="col" { "Name" } th scope="col" { "Id" } th scope="col" { "Region" } th scope="col" { "Deleted" } th scope="col" { "Purged after" } } }
+                        tbody {
+                            @for v in &deleted.items {
+                                tr {
+                                    td { a href={ "/console/vaults/" (v.id) } { (v.name) } }
+                                    td { code { (v.id) } }
+                                    td { (v.region) }
+                                    td { (v.deleted_at.as_deref().map(when).unwrap_or_default()) }
+                                    td { (v.purge_after.as_deref().map(when).unwrap_or_default()) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section aria-labelledby="create-vault-h" {
+                h2 #create-vault-h { "Create a key vault" }
+                form.stack method="post" action="/console/vaults" {
+                    (csrf(&s))
+                    label for="v-name" { "Name" }
+                    input #v-name type="text" name="name" required pattern="[A-Za-z0-9._-]{1,80}" aria-describedby="v-name-hint";
+                    span.hint #v-name-hint { "1–80 letters, digits, ., _ or -; unique in the account until purged" }
+                    label for="v-region" { "Region" }
+                    select #v-region name="region" required {
+                        @for r in &regions { option value=(r.name) { (r.name) } }
+                    }
+                    label for="v-retention" { "Retention (days)" }
+                    input #v-retention type="text" name="retention_days" inputmode="numeric" placeholder="90" aria-describedby="v-retention-hint";
+                    span.hint #v-retention-hint { "How long a deleted vault, key or secret stays recoverable: 7 to 90 days (empty: 90)" }
+                    label for="v-soft" { "Soft delete" }
+                    input #v-soft type="checkbox" name="soft_delete" value="on" checked aria-describedby="v-soft-hint";
+                    span.hint #v-soft-hint { "Deletes are recoverable for the retention period. Disk encryption needs it." }
+                    label for="v-purge" { "Purge protection" }
+                    input #v-purge type="checkbox" name="purge_protection" value="on" aria-describedby="v-purge-hint";
+                    span.hint #v-purge-hint { "Nothing deleted can be purged before its retention period ends. Once on, it stays on. Disk encryption needs it." }
+                    button #create-vault type="submit" { "Create key vault" }
+                }
+            }
         })
     }
     .await;
     view::page(&s, "keys", "Key vaults", body)
+}
+
+/// The list parameters of the first page of the soft-deleted ones.
+pub(crate) fn deleted_only() -> ListParams {
+    ListParams {
+        state: Some("deleted".into()),
+        ..first_page()
+    }
+}
+
+/// A whole number typed into a form (`None` when left empty), or a 400
+/// page saying what to type (`hint`).
+pub(crate) fn number_field(
+    s: &Session,
+    typed: &str,
+    title: &str,
+    hint: &str,
+) -> Result<Option<u32>, Box<Response>> {
+    let typed = typed.trim();
+    if typed.is_empty() {
+        return Ok(None);
+    }
+    typed.parse().map(Some).map_err(|_| {
+        Box::new(view::refusal(
+            Some(s),
+            StatusCode::BAD_REQUEST,
+            title,
+            &format!("'{typed}' is not a whole number: {hint}"),
+        ))
+    })
+}
+
+/// A checkbox's field: ticked or not.
+pub(crate) fn ticked(field: &str) -> bool {
+    !field.is_empty() && field != "off"
 }
 
 /// `on` or `off`.
@@ -75,11 +164,19 @@ pub async fn vault(State(c): State<Console>, s: Session, Path(id): Path<String>)
     let body = async {
         let v = c.service.get_vault(&s.caller, &id).await?;
         let keys = c.service.list_keys(&s.caller, &v.id, first_page()).await?;
+        let deleted_keys = c.service.list_keys(&s.caller, &v.id, deleted_only()).await?;
+        let secrets = secrets::section(&c, &s, &v).await?;
+        let active = v.state == Lifecycle::Active;
         Ok::<_, ServiceError>(html! {
             h1 { "Key vault " (v.name) }
+            @if !active {
+                div.alert role="status" {
+                    p { "This vault is deleted: its keys wrap and unwrap nothing and its secrets cannot be read until it is recovered." }
+                }
+            }
             dl.facts {
                 dt { "Id" } dd { code #vault-id { (v.id) } }
-                dt { "State" } dd { span class={ "state " (v.state) } { (v.state) } }
+                dt { "State" } dd { span #vault-state class={ "state " (v.state) } { (v.state) } }
                 dt { "Region" } dd { (v.region) }
                 dt { "Account" } dd { code { (v.account_id) } }
                 dt { "Soft delete" } dd { (soft_delete(&v)) }
@@ -100,11 +197,244 @@ pub async fn vault(State(c): State<Console>, s: Session, Path(id): Path<String>)
                 h2 #keys-h { "Keys" }
                 (key_table(&keys.items))
                 @if keys.next.is_some() { p.note { "Only the first 1,000 are shown." } }
+                @if !deleted_keys.items.is_empty() {
+                    h3 { "Deleted keys" }
+                    p.hint { "Recoverable until purged: open one to recover or purge it." }
+                    (key_table(&deleted_keys.items))
+                }
+            }
+            @if active {
+                section aria-labelledby="create-key-h" {
+                    h2 #create-key-h { "Create a key" }
+                    form.stack method="post" action={ "/console/vaults/" (v.id) "/keys" } {
+                        (csrf(&s))
+                        label for="k-name" { "Name" }
+                        input #k-name type="text" name="name" required pattern="[A-Za-z0-9._-]{1,80}" aria-describedby="k-name-hint";
+                        span.hint #k-name-hint { "1–80 letters, digits, ., _ or -; unique in the vault until purged" }
+                        label for="k-type" { "Type and size" }
+                        select #k-type name="key_type" {
+                            @for t in KEY_TYPES { option value=(t) { (t) } }
+                        }
+                        label for="k-rotation" { "Rotate every (days)" }
+                        input #k-rotation type="text" name="rotation_days" inputmode="numeric" aria-describedby="k-rotation-hint";
+                        span.hint #k-rotation-hint { "1 to 3650 days after the newest version; empty: rotated by hand only" }
+                        button #create-key type="submit" { "Create key" }
+                    }
+                    p.hint { "The key is generated in the vault's store. To import material (BYOK), use " code { "coffer key create --material" } "." }
+                }
+            }
+            (secrets)
+            @if active {
+                section.danger aria-labelledby="delete-vault-h" {
+                    h2 #delete-vault-h { "Delete this key vault" }
+                    @if v.soft_delete {
+                        p { "Its keys and secrets go with it: until it is recovered (possible for " (v.retention_days) " days), every disk and snapshot under its keys is unreadable and its secrets cannot be read." }
+                    } @else {
+                        p { "This vault has no soft delete: deleting it purges it at once, with its keys and secrets. Every disk and snapshot under its keys becomes unreadable for good." }
+                    }
+                    p { "Type the vault's name to confirm." }
+                    form.inline method="post" action={ "/console/vaults/" (v.id) "/delete" } {
+                        (csrf(&s))
+                        label for="confirm-vault" { "Vault name" }
+                        input #confirm-vault type="text" name="confirm" required autocomplete="off";
+                        button.danger #delete-vault type="submit" { "Delete key vault" }
+                    }
+                }
+            } @else {
+                section aria-labelledby="recover-vault-h" {
+                    h2 #recover-vault-h { "Recover" }
+                    form method="post" action={ "/console/vaults/" (v.id) "/recover" } {
+                        (csrf(&s))
+                        button #recover-vault type="submit" { "Recover key vault" }
+                    }
+                    p.hint { "Its keys and secrets come back with it." }
+                }
+                section.danger aria-labelledby="purge-vault-h" {
+                    h2 #purge-vault-h { "Purge this key vault" }
+                    p { "Purging is permanent: the material of every key in it is destroyed, so every disk and snapshot under those keys can never be read again, and every secret in it is gone." }
+                    @if v.purge_protection {
+                        p { "Purge protection is on: this is refused until " (v.purge_after.as_deref().map(when).unwrap_or_default()) "." }
+                    }
+                    p { "Type the vault's name to confirm." }
+                    form.inline method="post" action={ "/console/vaults/" (v.id) "/purge" } {
+                        (csrf(&s))
+                        label for="confirm-purge-vault" { "Vault name" }
+                        input #confirm-purge-vault type="text" name="confirm" required autocomplete="off";
+                        button.danger #purge-vault type="submit" { "Purge key vault" }
+                    }
+                }
             }
         })
     }
     .await;
     view::page(&s, "keys", "Key vault", body)
+}
+
+/// The key types (and sizes) a key can be made with.
+const KEY_TYPES: &[&str] = &["AES256", "RSA2048", "RSA3072", "RSA4096"];
+
+/// A form whose one field is a name typed to confirm.
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    pub(crate) confirm: String,
+}
+
+/// The create-a-vault form.
+#[derive(Deserialize)]
+pub struct VaultForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    retention_days: String,
+    #[serde(default)]
+    soft_delete: String,
+    #[serde(default)]
+    purge_protection: String,
+}
+
+/// `POST /console/vaults`: a new vault in the caller's home account.
+pub async fn create_vault(State(c): State<Console>, p: Posted<VaultForm>) -> Response {
+    let s = &p.session;
+    let f = &p.form;
+    let retention_days = match number_field(
+        s,
+        &f.retention_days,
+        "InvalidRetention",
+        "give the days a deleted vault stays recoverable, 7 to 90, or leave it empty for 90.",
+    ) {
+        Ok(d) => d,
+        Err(refused) => return *refused,
+    };
+    let req = CreateVault {
+        name: f.name.trim().to_string(),
+        region: filled(&f.region),
+        account_id: None,
+        soft_delete: Some(ticked(&f.soft_delete)),
+        retention_days,
+        purge_protection: Some(ticked(&f.purge_protection)),
+        external: None,
+    };
+    match c.service.create_vault(&s.caller, req).await {
+        Ok(v) => Redirect::to(&format!("/console/vaults/{}", v.id)).into_response(),
+        Err(e) => view::error_page(Some(s), &e),
+    }
+}
+
+/// `POST /console/vaults/{id}/delete`: only when the name typed is the
+/// vault's; back to its page (deleted, to recover), or to the list when
+/// it was purged at once.
+pub async fn delete_vault(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    p: Posted<ConfirmForm>,
+) -> Response {
+    let s = &p.session;
+    let v = match c.service.get_vault(&s.caller, &id).await {
+        Ok(v) => v,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
+    if let Some(refused) = view::unless_named(
+        s,
+        &p.form.confirm,
+        &v.name,
+        "Not deleted",
+        "delete this key vault",
+    ) {
+        return refused;
+    }
+    match c.service.delete_vault(&s.caller, &id).await {
+        Ok(v) if v.state == Lifecycle::Deleted => {
+            Redirect::to(&format!("/console/vaults/{}", v.id)).into_response()
+        }
+        Ok(_) => Redirect::to("/console/vaults").into_response(),
+        Err(e) => view::error_page(Some(s), &e),
+    }
+}
+
+/// `POST /console/vaults/{id}/recover`.
+pub async fn recover_vault(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    p: Posted<BTreeMap<String, String>>,
+) -> Response {
+    match c.service.recover_vault(&p.session.caller, &id).await {
+        Ok(v) => Redirect::to(&format!("/console/vaults/{}", v.id)).into_response(),
+        Err(e) => view::error_page(Some(&p.session), &e),
+    }
+}
+
+/// `POST /console/vaults/{id}/purge`: only when the name typed is the
+/// vault's.
+pub async fn purge_vault(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    p: Posted<ConfirmForm>,
+) -> Response {
+    let s = &p.session;
+    let v = match c.service.get_vault(&s.caller, &id).await {
+        Ok(v) => v,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
+    if let Some(refused) = view::unless_named(
+        s,
+        &p.form.confirm,
+        &v.name,
+        "Not purged",
+        "purge this key vault",
+    ) {
+        return refused;
+    }
+    match c.service.purge_vault(&s.caller, &id).await {
+        Ok(_) => Redirect::to("/console/vaults").into_response(),
+        Err(e) => view::error_page(Some(s), &e),
+    }
+}
+
+/// The create-a-key form.
+#[derive(Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    key_type: String,
+    #[serde(default)]
+    rotation_days: String,
+}
+
+/// `POST /console/vaults/{id}/keys`: a key generated in the vault.
+pub async fn create_key(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    p: Posted<KeyForm>,
+) -> Response {
+    let s = &p.session;
+    let f = &p.form;
+    let rotation_days = match number_field(
+        s,
+        &f.rotation_days,
+        "InvalidKeyOperation",
+        "give a rotation period of 1 to 3650 days, or leave it empty to rotate by hand.",
+    ) {
+        Ok(d) => d,
+        Err(refused) => return *refused,
+    };
+    let req = CreateKey {
+        name: f.name.trim().to_string(),
+        key_type: filled(&f.key_type),
+        material: None,
+        wrapped_material: None,
+        disabled: None,
+        not_before: None,
+        expires_at: None,
+        rotation_days,
+    };
+    match c.service.create_key(&s.caller, &id, req).await {
+        Ok(k) => Redirect::to(&format!("/console/keys/{}", k.id)).into_response(),
+        Err(e) => view::error_page(Some(s), &e),
+    }
 }
 
 /// A key's rotation policy, as people read it.
@@ -197,6 +527,9 @@ pub async fn key(State(c): State<Console>, s: Session, Path(id): Path<String>) -
         let k = c.service.get_key(&s.caller, &id).await?;
         let versions = c.service.key_versions(&s.caller, &k.id).await?;
         let p = Protected::of(&c, &s, &k.id).await?;
+        // The vault's delete rules, when the caller may read the vault.
+        let vault = c.service.get_vault(&s.caller, &k.vault_id).await.ok();
+        let grants = grants::section(&c, &s, &k).await?;
         let enabled = k.enabled == KeyState::Enabled;
         let active = k.state == Lifecycle::Active;
         Ok::<_, ServiceError>(html! {
@@ -266,6 +599,7 @@ pub async fn key(State(c): State<Console>, s: Session, Path(id): Path<String>) -
                         }
                     }
                     p.hint { "A rotation makes a new version current; older versions still unwrap, and the sets' data keys are re-wrapped in the background." }
+                    p { a href={ "/console/encryption-sets?key=" (k.id) "#create-set-h" } { "Make a disk encryption set with this key" } }
                 }
                 @if enabled {
                     section.danger aria-labelledby="disable-h" {
@@ -286,6 +620,60 @@ pub async fn key(State(c): State<Console>, s: Session, Path(id): Path<String>) -
                             input #confirm type="text" name="confirm" required autocomplete="off";
                             button.danger #disable type="submit" { "Disable key" }
                         }
+                    }
+                }
+            }
+            (grants)
+            @if active {
+                section.danger aria-labelledby="delete-key-h" {
+                    h2 #delete-key-h { "Delete this key" }
+                    @match &vault {
+                        Some(v) if !v.soft_delete => {
+                            p { "Its vault has no soft delete: deleting the key purges it at once, and what it protects (listed above) becomes unreadable for good." }
+                        }
+                        Some(v) => {
+                            p { "A deleted key wraps and unwraps nothing: until it is recovered (possible for " (v.retention_days) " days), what it protects (listed above) is unreadable." }
+                        }
+                        None => {
+                            p { "A deleted key wraps and unwraps nothing: until it is recovered, what it protects (listed above) is unreadable." }
+                        }
+                    }
+                    p { "Type the key's name to confirm." }
+                    form.inline method="post" action={ "/console/keys/" (k.id) "/delete" } {
+                        (csrf(&s))
+                        label for="confirm-delete" { "Key name" }
+                        input #confirm-delete type="text" name="confirm" required autocomplete="off";
+                        button.danger #delete-key type="submit" { "Delete key" }
+                    }
+                }
+            } @else {
+                section aria-labelledby="recover-key-h" {
+                    h2 #recover-key-h { "Recover" }
+                    form method="post" action={ "/console/keys/" (k.id) "/recover" } {
+                        (csrf(&s))
+                        button #recover-key type="submit" { "Recover key" }
+                    }
+                }
+                section.danger aria-labelledby="purge-key-h" {
+                    h2 #purge-key-h { "Purge this key" }
+                    p { "Purging is permanent: the key's material is destroyed, and these become unreadable for good (no recovery, no copy):" }
+                    @if p.disks.is_empty() && p.snapshots.is_empty() {
+                        p #purge-unreadable { "Nothing you can see today." }
+                    } @else {
+                        ul #purge-unreadable {
+                            @for d in &p.disks { li { "disk " (d.name) " (" code { (d.id) } ")" } }
+                            @for sn in &p.snapshots { li { "snapshot " (sn.name) " (" code { (sn.id) } ")" } }
+                        }
+                    }
+                    @if vault.as_ref().is_some_and(|v| v.purge_protection) {
+                        p { "Its vault has purge protection: this is refused until " (k.purge_after.as_deref().map(when).unwrap_or_default()) "." }
+                    }
+                    p { "Type the key's name to confirm." }
+                    form.inline method="post" action={ "/console/keys/" (k.id) "/purge" } {
+                        (csrf(&s))
+                        label for="confirm-purge" { "Key name" }
+                        input #confirm-purge type="text" name="confirm" required autocomplete="off";
+                        button.danger #purge-key type="submit" { "Purge key" }
                     }
                 }
             }
@@ -366,6 +754,72 @@ async fn set_enabled(c: &Console, s: &Session, id: &str, on: bool) -> Response {
     }
 }
 
+/// `POST /console/keys/{id}/delete`: only when the name typed is the
+/// key's; back to its page (deleted, to recover), or to its vault when it
+/// was purged at once.
+pub async fn delete_key(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    p: Posted<ConfirmForm>,
+) -> Response {
+    let s = &p.session;
+    let k = match c.service.get_key(&s.caller, &id).await {
+        Ok(k) => k,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
+    if let Some(refused) = view::unless_named(
+        s,
+        &p.form.confirm,
+        &k.name,
+        "Not deleted",
+        "delete this key",
+    ) {
+        return refused;
+    }
+    match c.service.delete_key(&s.caller, &id).await {
+        Ok(k) if k.state == Lifecycle::Deleted => {
+            Redirect::to(&format!("/console/keys/{}", k.id)).into_response()
+        }
+        Ok(k) => Redirect::to(&format!("/console/vaults/{}", k.vault_id)).into_response(),
+        Err(e) => view::error_page(Some(s), &e),
+    }
+}
+
+/// `POST /console/keys/{id}/recover`.
+pub async fn recover_key(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    p: Posted<BTreeMap<String, String>>,
+) -> Response {
+    match c.service.recover_key(&p.session.caller, &id).await {
+        Ok(k) => Redirect::to(&format!("/console/keys/{}", k.id)).into_response(),
+        Err(e) => view::error_page(Some(&p.session), &e),
+    }
+}
+
+/// `POST /console/keys/{id}/purge`: only when the name typed is the key's;
+/// then to its vault.
+pub async fn purge_key(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    p: Posted<ConfirmForm>,
+) -> Response {
+    let s = &p.session;
+    let k = match c.service.get_key(&s.caller, &id).await {
+        Ok(k) => k,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
+    if let Some(refused) =
+        view::unless_named(s, &p.form.confirm, &k.name, "Not purged", "purge this key")
+    {
+        return refused;
+    }
+    match c.service.purge_key(&s.caller, &id).await {
+        Ok(k) => Redirect::to(&format!("/console/vaults/{}", k.vault_id)).into_response(),
+        Err(e) => view::error_page(Some(s), &e),
+    }
+}
+
 /// The key version a set uses, as people read it.
 fn set_version(es: &EncryptionSet) -> String {
     match es.key_version {
@@ -415,7 +869,11 @@ fn set_table(sets: &[EncryptionSet]) -> Markup {
 }
 
 /// `GET /console/encryption-sets`.
-pub async fn encryption_sets(State(c): State<Console>, s: Session) -> Response {
+pub async fn encryption_sets(
+    State(c): State<Console>,
+    s: Session,
+    Query(q): Query<SetQuery>,
+) -> Response {
     let body = async {
         let page = c
             .service
@@ -430,10 +888,94 @@ pub async fn encryption_sets(State(c): State<Console>, s: Session) -> Response {
                 (set_table(&page.items))
             }
             @if page.next.is_some() { p.note { "Only the first 1,000 are shown." } }
+            section aria-labelledby="create-set-h" {
+                h2 #create-set-h { "Create a disk encryption set" }
+                form.stack method="post" action="/console/encryption-sets" {
+                    (csrf(&s))
+                    label for="es-name" { "Name" }
+                    input #es-name type="text" name="name" required pattern="[A-Za-z0-9._-]{1,80}" aria-describedby="es-name-hint";
+                    span.hint #es-name-hint { "1–80 letters, digits, ., _ or -" }
+                    label for="es-key" { "Key" }
+                    input #es-key type="text" name="key_id" required placeholder="key-…" value=(q.key) aria-describedby="es-key-hint";
+                    span.hint #es-key-hint { "The customer key's id; its vault needs soft delete and purge protection" }
+                    label for="es-version" { "Key version (optional)" }
+                    input #es-version type="text" name="key_version" inputmode="numeric" aria-describedby="es-version-hint";
+                    span.hint #es-version-hint { "Pin this version; empty: always the key's newest" }
+                    label for="es-type" { "Encryption type" }
+                    select #es-type name="encryption_type" aria-describedby="es-type-hint" {
+                        option value="customer" { "customer" }
+                        option value="double" { "double" }
+                    }
+                    span.hint #es-type-hint { "customer: the customer key alone; double: a platform layer under it too" }
+                    button #create-set type="submit" { "Create encryption set" }
+                }
+                p.hint { "The set gets a managed identity: give it the role Key Vault Crypto Service Encryption User on the key (or its vault) before disks use the set." }
+            }
         })
     }
     .await;
     view::page(&s, "keys", "Encryption sets", body)
+}
+
+/// The encryption sets page's query: a key to fill the create form with.
+#[derive(Deserialize, Default)]
+pub struct SetQuery {
+    #[serde(default)]
+    key: String,
+}
+
+/// The create-an-encryption-set form.
+#[derive(Deserialize)]
+pub struct SetForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    key_id: String,
+    #[serde(default)]
+    key_version: String,
+    #[serde(default)]
+    encryption_type: String,
+}
+
+/// `POST /console/encryption-sets`: a new set in the caller's home
+/// account.
+pub async fn create_encryption_set(State(c): State<Console>, p: Posted<SetForm>) -> Response {
+    let s = &p.session;
+    let f = &p.form;
+    let key_version = match number_field(
+        s,
+        &f.key_version,
+        "InvalidKeyOperation",
+        "give the key version to pin (1, 2, …), or leave it empty for always the newest.",
+    ) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
+    };
+    let encryption_type = match filled(&f.encryption_type) {
+        None => None,
+        Some(t) => match t.parse::<EncryptionType>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                return view::refusal(
+                    Some(s),
+                    StatusCode::BAD_REQUEST,
+                    "InvalidEncryptionType",
+                    &format!("{e}: choose customer or double."),
+                );
+            }
+        },
+    };
+    let req = CreateEncryptionSet {
+        name: f.name.trim().to_string(),
+        key_id: f.key_id.trim().to_string(),
+        key_version,
+        encryption_type,
+        account_id: None,
+    };
+    match c.service.create_encryption_set(&s.caller, req).await {
+        Ok(es) => Redirect::to(&format!("/console/encryption-sets/{}", es.id)).into_response(),
+        Err(e) => view::error_page(Some(s), &e),
+    }
 }
 
 /// `GET /console/encryption-sets/{id}`.
