@@ -2,8 +2,9 @@
 //! session, every page sends the browser to sign in and every change is
 //! refused; with the session of a user of another tenant, every page about
 //! the admin's disk, snapshot, image, copy job, share or invitation
-//! (or key vault, key, encryption set, principal, token, role assignment
-//! or account) answers NotFound without naming it,
+//! (or key vault, key, encryption set, secret, key grant, principal, token,
+//! role assignment, account, export, permission or tags) answers NotFound
+//! without naming it,
 //! and every change to them is refused
 //! and changes nothing. The routes come from the console's own source, so
 //! a route added without a place in this sweep fails it.
@@ -168,6 +169,48 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
         ]),
         "/id",
     );
+    // A secret in the vault, and a grant on the key (to a principal of
+    // another account of the admin's tenant).
+    let secret = id(
+        &s.cli(&[
+            "secret",
+            "set",
+            "--vault",
+            &vault,
+            "--name",
+            "secret-pw",
+            "--value",
+            "hunter2",
+        ]),
+        "/id",
+    );
+    let other_acct = id(&s.cli(&["account", "create", "--name", "partner"]), "/id");
+    let grantee = id(
+        &s.cli(&[
+            "principal",
+            "create",
+            "--name",
+            "grantee",
+            "--account",
+            &other_acct,
+        ]),
+        "/id",
+    );
+    let grant = id(
+        &s.cli(&[
+            "key",
+            "grant",
+            "create",
+            &key,
+            "--grantee",
+            &grantee,
+            "--operations",
+            "Describe",
+            "--name",
+            "secret-grant",
+        ]),
+        "/id",
+    );
     let (st, invitations) = http(&s, "GET", "/v1/invitations", Some(&carol), None);
     assert_eq!(st, 200, "{invitations}");
     let invitation = id(&invitations, "/items/0/id");
@@ -231,6 +274,8 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
             "exports" => &export,
             "permissions" => &snap,
             "tags" => &disk,
+            "secrets" => &secret,
+            "grants" => &grant,
             _ => return None,
         })
     };
@@ -245,6 +290,8 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
         "secret-principal",
         "secret-folder",
         "secret-account",
+        "secret-pw",
+        "secret-grant",
     ];
 
     // A body larger than any console form is refused before sign-in.
@@ -321,6 +368,12 @@ fn another_tenant_reaches_nothing_of_the_admins_through_any_console_route() {
     let k = s.cli(&["key", "show", &key]);
     assert_eq!(k["enabled"], "enabled", "{k}");
     assert_eq!(k["current_version"], 1, "{k}");
+    let sec = s.cli(&["secret", "show", &secret]);
+    assert_eq!(sec["state"], "active", "{sec}");
+    assert_eq!(sec["current_version"], 1, "{sec}");
+    assert_eq!(s.cli(&["vault", "show", &vault])["state"], "active");
+    let grants = s.cli(&["key", "grant", "list", &key]);
+    assert_eq!(grants.pointer("/0/id").unwrap(), grant.as_str(), "{grants}");
     s.cli(&["snapshot", "show", &snap]);
     s.cli(&["image", "show", &image]);
     let (st, inv) = http(&s, "GET", "/v1/invitations", Some(&carol), None);
