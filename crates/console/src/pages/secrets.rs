@@ -197,7 +197,7 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                                         form method="post" action={ "/console/secrets/" (sec.id) "/value" } {
                                             (csrf(&s))
                                             input type="hidden" name="version" value=(n);
-                                            button.link type="submit" aria-label={ "Show the value of version " (n) } { "Show value" }
+                                            button.link type="submit" aria-label={ "Show value of version " (n) } { "Show value" }
                                         }
                                     } @else {
                                         "unreadable while deleted"
