@@ -102,7 +102,7 @@ pub(crate) async fn section(c: &Console, s: &Session, k: &Key) -> Result<Markup,
                     fieldset {
                         legend { "Operations (at least one)" }
                         @for (op, what) in OPERATIONS {
-                            label { input type="checkbox" name={ "op-" (op) } value="on"; " " (op) span.hint { " (" (what) ")" } } " "
+                            div { label { input type="checkbox" name={ "op-" (op) } value="on"; " " (op) span.hint { " (" (what) ")" } } }
                         }
                     }
                     button #create-grant type="submit" { "Create grant" }
