@@ -524,6 +524,12 @@ fn a_sign_in_link_from_the_cli_signs_in_once() {
     block_on(async {
         let d = driver.browser().await;
         sign_in(&d, &s.api, &bob_token).await;
+        // A session signed in with a session (its token pasted) hangs off
+        // the same root.
+        let cookie = session_cookie(&d).await;
+        let session = cookie.trim_start_matches("coffer_session=");
+        let f = driver.browser().await;
+        sign_in(&f, &s.api, session).await;
         let (st, answer) = http(
             &s,
             "POST",
@@ -534,6 +540,9 @@ fn a_sign_in_link_from_the_cli_signs_in_once() {
         assert_eq!(st, 200, "{answer}");
         d.goto(&format!("{}/console/disks", s.api)).await.unwrap();
         at(&d, "/console/sign-in").await;
+        f.goto(&format!("{}/console/disks", s.api)).await.unwrap();
+        at(&f, "/console/sign-in").await;
+        f.close().await.unwrap();
         let e = driver.browser().await;
         e.goto(&link).await.unwrap();
         let page = body(&e).await;

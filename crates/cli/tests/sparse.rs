@@ -162,6 +162,52 @@ fn account_usage_counts_written_data_and_is_sampled_each_interval() {
         err.contains("InvalidFilter") && err.contains("RFC 3339"),
         "{err}"
     );
+    // Another tenant's O(1) copy of the snapshot names the same volume:
+    // it is not charged for the disk's data, nor shown the disk's writes.
+    let (bob_acct, _, bob) = common::other_tenant_owner(&s, "globex", "bob");
+    let snap = s.cli(&["snapshot", "list", "--name", "used-1"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.cli(&[
+        "snapshot",
+        "permission",
+        "add",
+        &snap,
+        "--account",
+        &bob_acct,
+    ]);
+    let as_bob = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        let out = s.cli_raw_env(&a, &[("COFFER_TOKEN", &bob), ("COFFER_ENDPOINT", &s.api)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    as_bob(&["snapshot", "copy", &snap, "--name", "bobs-copy"]);
+    let before = as_bob(&["account", "usage"]);
+    assert_eq!(before["current"]["snapshots"], 1, "{before}");
+    assert_eq!(before["current"]["stored_bytes"], 0, "{before}");
+    let uri = s.attach(&disk);
+    run(Command::new("qemu-io").args([
+        "-f",
+        "raw",
+        "-c",
+        "write -P 0x63 16M 1M",
+        "-c",
+        "flush",
+        &uri,
+    ]));
+    s.cli(&["disk", "detach", &disk]);
+    let after = as_bob(&["account", "usage"]);
+    assert_eq!(after["current"]["stored_bytes"], 0, "{after}");
+    let mine = s.cli(&["account", "usage"]);
+    assert_eq!(mine["current"]["stored_bytes"], 2 * mib + mib / 4, "{mine}");
+
     // For people: a table, a row per sample and one for now.
     let table = s.cli_raw(&["account", "usage", "--output", "table"]);
     let text = String::from_utf8_lossy(&table.stdout);

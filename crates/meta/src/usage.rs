@@ -28,7 +28,8 @@ pub struct UsageRow {
     pub images: u64,
     /// Data its disks and snapshots keep in the object store: 4 KiB
     /// sectors written and still kept (each generation a snapshot keeps
-    /// counted), and chunks of format v1, before sealing overhead.
+    /// counted), and chunks of format v1, before sealing overhead; a
+    /// volume counts for one account (see `ACCOUNT_VOLUMES`).
     pub stored_bytes: u64,
 }
 
@@ -47,9 +48,14 @@ fn sample_row(t: SampleTuple) -> Result<UsageRow> {
     })
 }
 
-/// The volumes an account's disks and snapshots read, each pair once.
-const ACCOUNT_VOLUMES: &str =
-    "SELECT account_id, volume_id FROM disks UNION SELECT account_id, volume_id FROM snapshots";
+/// Each volume with the one account its data counts for: the account of
+/// the disk writing it, else of its oldest snapshot. An O(1) copy names
+/// its source's volume, and is never charged for it (nor shown its
+/// writes) while the source's disk or an older snapshot holds it.
+const ACCOUNT_VOLUMES: &str = "SELECT v.id AS volume_id, COALESCE(\
+     (SELECT d.account_id FROM disks d WHERE d.volume_id = v.id LIMIT 1), \
+     (SELECT s.account_id FROM snapshots s WHERE s.volume_id = v.id ORDER BY s.created_at, s.id LIMIT 1)\
+     ) AS account_id FROM volumes v";
 
 impl Meta {
     /// What every account holds now, or only `account`'s (`at` left
@@ -144,6 +150,17 @@ impl Meta {
             }
         }
         Ok(rows.into_values().collect())
+    }
+
+    /// Whether any account was sampled at `at` (by another node, this
+    /// interval): the sampler then skips measuring.
+    pub async fn usage_sampled(&self, at: &str) -> Result<bool> {
+        let n: Option<String> =
+            sqlx::query_scalar("SELECT account_id FROM usage_samples WHERE at = $1 LIMIT 1")
+                .bind(at)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(n.is_some())
     }
 
     /// Keep `rows` as the samples at `at` (an account already sampled at

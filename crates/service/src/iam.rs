@@ -311,10 +311,19 @@ impl Service {
             }
             (None, wanted) => wanted,
         };
+        // A token made with a session (the console) hangs off the token the
+        // session came from: revoking that one ends this one too.
+        let parent = self.meta.token_parent(caller.token_id).await?;
         let secret = new_token();
         let row = self
             .meta
-            .insert_token(p.id, &hash_token(&secret), &name, expires_at.as_deref())
+            .insert_child_token(
+                p.id,
+                &hash_token(&secret),
+                &name,
+                expires_at.as_deref(),
+                parent,
+            )
             .await?;
         tracing::info!(token = %row.id, principal = %p.id, by = %caller.principal.id, "token created");
         Ok(NewToken {

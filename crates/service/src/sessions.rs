@@ -40,12 +40,13 @@ impl Service {
     /// with the caller's token if that expires sooner. Holding a token is
     /// the right to sign in with it: no permission is checked.
     pub async fn start_session(&self, caller: &Caller) -> Result<NewToken> {
+        let parent = self.root_token(caller).await?;
         self.mint_own(
             caller,
             SESSION_TOKEN_NAME,
             SESSION_LIFETIME,
             caller.token_expires_at.as_deref(),
-            caller.token_id,
+            parent,
         )
         .await
     }
@@ -82,8 +83,22 @@ impl Service {
             Some(at) => format!("{SIGN_IN_LINK_NAME}@{at}"),
             None => SIGN_IN_LINK_NAME.to_string(),
         };
-        self.mint_own(caller, &name, SIGN_IN_LINK_LIFETIME, cap, caller.token_id)
+        let parent = self.root_token(caller).await?;
+        self.mint_own(caller, &name, SIGN_IN_LINK_LIFETIME, cap, parent)
             .await
+    }
+
+    /// The token the caller's token was minted from, or the caller's own
+    /// when it was minted from none: a token minted with a session (a
+    /// session pasted into the sign-in form, a link or a token made in the
+    /// console) hangs off the session's root, so a parent is never itself
+    /// a child and one revocation reaches every descendant.
+    pub(crate) async fn root_token(&self, caller: &Caller) -> Result<coffer_types::Id> {
+        Ok(self
+            .meta
+            .token_parent(caller.token_id)
+            .await?
+            .unwrap_or(caller.token_id))
     }
 
     /// The caller a sign-in link's code belongs to (the code must carry

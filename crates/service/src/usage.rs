@@ -53,6 +53,9 @@ impl Service {
             now.checked_sub(self.config.usage_retention)
                 .unwrap_or(UNIX_EPOCH),
         );
+        if self.meta.usage_sampled(&at).await? {
+            return Ok(0);
+        }
         let rows = self.meta.measure_usage(None).await?;
         self.meta.record_usage(&at, &rows, &keep_from).await?;
         Ok(rows.len())

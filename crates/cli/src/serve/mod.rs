@@ -347,9 +347,12 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         "1h",
         ServiceConfig::default().usage_interval,
     )?;
-    if usage_interval < std::time::Duration::from_secs(1) {
+    if usage_interval < std::time::Duration::from_secs(1)
+        || usage_interval > std::time::Duration::from_secs(30 * 86_400)
+    {
         bail!(
-            "usage must be sampled at most once a second (got usage_interval {usage_interval:?})"
+            "usage_interval must be from 1s to 30days (got {}): usage is sampled once per interval",
+            humantime::format_duration(usage_interval)
         );
     }
     if lease_ttl < std::time::Duration::from_secs(1) {

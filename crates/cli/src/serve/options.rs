@@ -106,7 +106,7 @@ pub struct ServeOptions {
     pub copy_rate: Option<ByteSize>,
     /// How often each account's storage use is sampled for the console's
     /// chart and `GET /v1/accounts/{id}/usage` (e.g. "1h", the default; at
-    /// least 1s). Samples are kept 400 days.
+    /// least 1s, at most 30days). Samples are kept 400 days.
     #[arg(long, env = "COFFER_USAGE_INTERVAL", value_parser = check_duration)]
     pub usage_interval: Option<String>,
     /// Serve the API and NBD over TLS even on loopback (TLS is on by

@@ -53,7 +53,15 @@ async fn page(c: &Console, s: &Session, ran: Option<Markup>) -> Response {
                             @for n in nodes {
                                 tr {
                                     td { (n.name) @if n.this_node { " (this node)" } }
-                                    td { a href={ (n.api_url.trim_end_matches('/')) "/console/" } { code { (n.api_url) } } }
+                                    td {
+                                        // A link only to a web address: the row is the
+                                        // metadata's, not to be trusted with a scheme.
+                                        @if n.api_url.starts_with("https://") || n.api_url.starts_with("http://") {
+                                            a href={ (n.api_url.trim_end_matches('/')) "/console/" } { code { (n.api_url) } }
+                                        } @else {
+                                            code { (n.api_url) }
+                                        }
+                                    }
                                     td { code { (n.nbd_endpoint) } }
                                     td { (when(&n.started_at)) }
                                     td { (when(&n.lease_expires_at)) }

@@ -37,7 +37,18 @@ const OPERATIONS: &[(&str, &str)] = &[
 /// and retire, and the form to create one. A caller who may read the key
 /// but not manage its grants (`keys/grant`) is told so.
 pub(crate) async fn section(c: &Console, s: &Session, k: &Key) -> Result<Markup, ServiceError> {
-    let grants = match c.service.list_grants(&s.caller, &k.id).await {
+    // Asked first without a trace: listing grants the caller may not
+    // manage would audit a denial at every view of the key's page.
+    let allowed = super::may(c, s, "keys/grant", &k.id).await;
+    let listed = if allowed {
+        c.service.list_grants(&s.caller, &k.id).await
+    } else {
+        Err(ServiceError::new(
+            coffer_service::ErrorCode::AuthorizationFailed,
+            "keys/grant on the key is needed",
+        ))
+    };
+    let grants = match listed {
         Ok(g) => g,
         Err(e) if e.status() == 403 => {
             return Ok(html! {

@@ -40,8 +40,20 @@ pub async fn list(State(c): State<Console>, s: Session, Query(f): Query<Filters>
             account: Some(s.caller.principal.account_id.to_string()),
             ..first_page()
         };
-        let disks = c.service.list_disks(&s.caller, mine.clone()).await?.items;
-        let snaps = c.service.list_snapshots(&s.caller, mine).await?.items;
+        // The form offers what the caller may list in its own account
+        // (nothing, when it may not).
+        let disks = c
+            .service
+            .list_disks(&s.caller, mine.clone())
+            .await
+            .map(|p| p.items)
+            .unwrap_or_default();
+        let snaps = c
+            .service
+            .list_snapshots(&s.caller, mine)
+            .await
+            .map(|p| p.items)
+            .unwrap_or_default();
         Ok::<_, ServiceError>(html! {
             h1 { "Images" }
             form.filters method="get" action="/console/images" role="search" aria-label="Filter images" {
@@ -95,7 +107,7 @@ fn create_form(
             @if disks.is_empty() && snaps.is_empty() {
                 p.empty { "Your account has no disk or snapshot to make an image of." }
             } @else {
-                p.hint { "From disks (a crash-consistent snapshot of each is taken) or from snapshots (copied at no cost), not both: the root, then data disks in order." }
+                p.hint { "From disks (a crash-consistent snapshot of each is taken) or from snapshots (copied at no cost), not both: the root, then data members in the order of their ids (the CLI takes any order: " code { "coffer image create --disk ROOT --disk DATA" } ")." }
                 form.stack method="post" action="/console/images" {
                     (csrf(s))
                     label for="im-name" { "Name" }
@@ -355,7 +367,7 @@ pub async fn launch(
     match c.service.launch_image(&p.session.caller, &id, req).await {
         Ok(disks) => match disks.as_slice() {
             [one] => Redirect::to(&format!("/console/disks/{}", one.id)).into_response(),
-            _ => Redirect::to(&format!("/console/disks?image={id}")).into_response(),
+            _ => Redirect::to(&format!("/console/disks?image={}", id.trim())).into_response(),
         },
         Err(e) => view::error_page(Some(&p.session), &e),
     }

@@ -44,3 +44,25 @@ pub struct ConfirmForm {
     #[serde(default)]
     pub(crate) confirm: String,
 }
+
+/// Whether the caller may do `action` at `resource` (`/` or an id), as
+/// `iam explain` answers it about itself: the service decides, the page
+/// only leaves out a form the caller could not use.
+pub(crate) async fn may(
+    c: &crate::Console,
+    s: &crate::session::Session,
+    action: &str,
+    resource: &str,
+) -> bool {
+    c.service
+        .explain(
+            &s.caller,
+            coffer_wire::ExplainRequest {
+                principal_id: None,
+                action: action.to_string(),
+                resource_id: resource.to_string(),
+            },
+        )
+        .await
+        .is_ok_and(|x| x.decision == coffer_types::Decision::Allow)
+}

@@ -10,34 +10,14 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use coffer_service::ServiceError;
-use coffer_types::Decision;
-use coffer_wire::{
-    Account, CreateAccount, CreateFolder, CreateTenant, ExplainRequest, Folder, ListParams, Tenant,
-};
+use coffer_wire::{Account, CreateAccount, CreateFolder, CreateTenant, Folder, ListParams, Tenant};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{filled, first_page};
+use super::{filled, first_page, may};
 use crate::Console;
 use crate::session::{Posted, Session};
 use crate::view::{self, csrf, when};
-
-/// Whether the caller may do `action` at `resource` (`/` or an id), as
-/// `iam explain` answers it about itself: the service decides, the page
-/// only leaves out a form the caller could not use.
-async fn may(c: &Console, s: &Session, action: &str, resource: &str) -> bool {
-    c.service
-        .explain(
-            &s.caller,
-            ExplainRequest {
-                principal_id: None,
-                action: action.to_string(),
-                resource_id: resource.to_string(),
-            },
-        )
-        .await
-        .is_ok_and(|x| x.decision == Decision::Allow)
-}
 
 /// A folder's path from its tenant's root, as people read it: `a / b`.
 fn path_of(f: &Folder, folders: &[Folder]) -> String {

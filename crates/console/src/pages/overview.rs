@@ -32,7 +32,7 @@ pub async fn show(State(c): State<Console>, s: Session) -> Response {
         let running = jobs.items.iter().filter(|j| j.state == "running").count();
         // The home account's storage, when the caller may read its disks.
         let usage = svc
-            .account_usage(&s.caller, &who.account_id, None)
+            .account_usage(&s.caller, &who.account_id, super::usage::since("7d").0.as_deref())
             .await
             .ok();
         let mut newest_disks = disks.items.clone();

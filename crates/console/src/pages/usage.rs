@@ -22,7 +22,7 @@ const RANGES: [(&str, &str, Option<u64>); 4] = [
     ("1d", "the last day", Some(86_400)),
     ("7d", "the last 7 days", Some(7 * 86_400)),
     ("30d", "the last 30 days", Some(30 * 86_400)),
-    ("all", "all kept", None),
+    ("all", "all kept (the newest 1,000)", None),
 ];
 
 /// The query of the usage page.
@@ -33,7 +33,7 @@ pub struct RangeQuery {
 }
 
 /// `since` for a range value (the default: 7 days), and the value used.
-fn since(range: &str) -> (Option<String>, &'static str) {
+pub(crate) fn since(range: &str) -> (Option<String>, &'static str) {
     let (value, _, secs) = RANGES
         .iter()
         .find(|r| r.0 == range)
