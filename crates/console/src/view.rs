@@ -125,6 +125,15 @@ pub fn error_page(session: Option<&Session>, e: &ServiceError) -> Response {
     }
 }
 
+/// After a change: on to the page `to` names for its result, or the
+/// service's refusal as a page.
+pub fn go<T>(s: &Session, r: Result<T, ServiceError>, to: impl FnOnce(T) -> String) -> Response {
+    match r {
+        Ok(v) => axum::response::Redirect::to(&to(v)).into_response(),
+        Err(e) => error_page(Some(s), &e),
+    }
+}
+
 /// A refusal (`title`) unless the name typed to confirm a change that
 /// cannot be undone lightly is the resource's; `action` says what, e.g.
 /// "delete this disk".

@@ -290,10 +290,9 @@ pub async fn create_share(State(c): State<Console>, p: Posted<CreateShareForm>) 
         resources: ids(&f.resources),
         principals: ids(&f.principals),
     };
-    match c.service.create_share(&s.caller, req).await {
-        Ok(sh) => Redirect::to(&format!("/console/shares/{}", sh.id)).into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.create_share(&s.caller, req).await, |sh| {
+        format!("/console/shares/{}", sh.id)
+    })
 }
 
 /// The update form (each field: ids separated by spaces or commas).
@@ -340,10 +339,9 @@ pub async fn update_share(
             "Type the ids of the resources or principals to add.",
         );
     }
-    match c.service.update_share(&s.caller, &id, req).await {
-        Ok(sh) => Redirect::to(&format!("/console/shares/{}", sh.id)).into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.update_share(&s.caller, &id, req).await, |sh| {
+        format!("/console/shares/{}", sh.id)
+    })
 }
 
 /// The delete form: the share's name, typed.
@@ -374,10 +372,9 @@ pub async fn delete_share(
     ) {
         return refused;
     }
-    match c.service.delete_share(&s.caller, &id).await {
-        Ok(_) => Redirect::to("/console/shares").into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.delete_share(&s.caller, &id).await, |_| {
+        "/console/shares".to_string()
+    })
 }
 
 /// A link to a resource's page where the console has one.
@@ -417,14 +414,13 @@ async fn answer(
     p: Posted<BTreeMap<String, String>>,
     accept: bool,
 ) -> Response {
-    match c
-        .service
-        .answer_invitation(&p.session.caller, &id, accept)
-        .await
-    {
-        Ok(_) => Redirect::to("/console/shares").into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service
+            .answer_invitation(&p.session.caller, &id, accept)
+            .await,
+        |_| "/console/shares".to_string(),
+    )
 }
 
 /// The access page's query (GET forms: they change nothing): the

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use coffer_service::ServiceError;
 use coffer_wire::{Attachment, CreateDisk, Disk, ListParams};
 use maud::{Markup, html};
@@ -163,10 +163,11 @@ pub async fn create(State(c): State<Console>, p: Posted<CreateForm>) -> Response
         encryption_set_id: filled(&f.encryption_set_id),
         tags: BTreeMap::new(),
     };
-    match c.service.create_disk(&p.session.caller, req).await {
-        Ok(d) => Redirect::to(&format!("/console/disks/{}", d.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.create_disk(&p.session.caller, req).await,
+        |d| format!("/console/disks/{}", d.id),
+    )
 }
 
 /// `GET /console/disks/{id}`.
@@ -323,10 +324,11 @@ pub async fn detach(
     Path(id): Path<String>,
     p: Posted<BTreeMap<String, String>>,
 ) -> Response {
-    match c.service.detach_disk(&p.session.caller, &id).await {
-        Ok(d) => Redirect::to(&format!("/console/disks/{}", d.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.detach_disk(&p.session.caller, &id).await,
+        |d| format!("/console/disks/{}", d.id),
+    )
 }
 
 /// The resize form.
@@ -355,10 +357,11 @@ pub async fn resize(
         }
         Err(refused) => return *refused,
     };
-    match c.service.resize_disk(&p.session.caller, &id, size).await {
-        Ok(d) => Redirect::to(&format!("/console/disks/{}", d.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.resize_disk(&p.session.caller, &id, size).await,
+        |d| format!("/console/disks/{}", d.id),
+    )
 }
 
 /// `POST /console/disks/{id}/delete`: only when the name typed is the
@@ -382,8 +385,7 @@ pub async fn delete(
     ) {
         return refused;
     }
-    match c.service.delete_disk(&s.caller, &id).await {
-        Ok(_) => Redirect::to("/console/disks").into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.delete_disk(&s.caller, &id).await, |_| {
+        "/console/disks".to_string()
+    })
 }

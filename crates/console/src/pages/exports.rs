@@ -240,10 +240,11 @@ pub async fn revoke(
     Path(id): Path<String>,
     p: Posted<BTreeMap<String, String>>,
 ) -> Response {
-    match c.service.revoke_export(&p.session.caller, &id).await {
-        Ok(e) => Redirect::to(&format!("/console/exports/{}", e.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.revoke_export(&p.session.caller, &id).await,
+        |e| format!("/console/exports/{}", e.id),
+    )
 }
 
 /// The import form.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use coffer_service::ServiceError;
 use coffer_types::Lifecycle;
 use coffer_wire::{CreateGrant, Key, KeyGrant};
@@ -148,10 +148,9 @@ pub async fn create(
         retiring_principal_id: filled(field("retiring_principal_id")),
         context_equals: filled(field("context_equals")),
     };
-    match c.service.create_grant(&s.caller, &id, req).await {
-        Ok(g) => Redirect::to(&format!("/console/keys/{}#grants-h", g.key_id)).into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.create_grant(&s.caller, &id, req).await, |g| {
+        format!("/console/keys/{}#grants-h", g.key_id)
+    })
 }
 
 /// `POST /console/grants/{id}/revoke`.

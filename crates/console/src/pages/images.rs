@@ -154,10 +154,11 @@ pub async fn create(State(c): State<Console>, p: Posted<BTreeMap<String, String>
         account_id: None,
         tags: BTreeMap::new(),
     };
-    match c.service.create_image(&p.session.caller, req).await {
-        Ok(i) => Redirect::to(&format!("/console/images/{}", i.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.create_image(&p.session.caller, req).await,
+        |i| format!("/console/images/{}", i.id),
+    )
 }
 
 /// `POST /console/images/{id}/delete`: the images list.
@@ -180,10 +181,9 @@ pub async fn delete(
     ) {
         return r;
     }
-    match c.service.delete_image(&s.caller, &i.id).await {
-        Ok(_) => Redirect::to("/console/images").into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.delete_image(&s.caller, &i.id).await, |_| {
+        "/console/images".to_string()
+    })
 }
 
 /// `GET /console/images/{id}`.

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use coffer_service::ServiceError;
 use coffer_wire::Job;
 use maud::{Markup, html};
@@ -138,8 +138,9 @@ pub async fn cancel(
     Path(id): Path<String>,
     p: Posted<BTreeMap<String, String>>,
 ) -> Response {
-    match c.service.cancel_job(&p.session.caller, &id).await {
-        Ok(j) => Redirect::to(&format!("/console/jobs/{}", j.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.cancel_job(&p.session.caller, &id).await,
+        |j| format!("/console/jobs/{}", j.id),
+    )
 }

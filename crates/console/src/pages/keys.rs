@@ -317,10 +317,9 @@ pub async fn create_vault(State(c): State<Console>, p: Posted<VaultForm>) -> Res
         purge_protection: Some(ticked(&f.purge_protection)),
         external: None,
     };
-    match c.service.create_vault(&s.caller, req).await {
-        Ok(v) => Redirect::to(&format!("/console/vaults/{}", v.id)).into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.create_vault(&s.caller, req).await, |v| {
+        format!("/console/vaults/{}", v.id)
+    })
 }
 
 /// `POST /console/vaults/{id}/delete`: only when the name typed is the
@@ -360,10 +359,11 @@ pub async fn recover_vault(
     Path(id): Path<String>,
     p: Posted<BTreeMap<String, String>>,
 ) -> Response {
-    match c.service.recover_vault(&p.session.caller, &id).await {
-        Ok(v) => Redirect::to(&format!("/console/vaults/{}", v.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.recover_vault(&p.session.caller, &id).await,
+        |v| format!("/console/vaults/{}", v.id),
+    )
 }
 
 /// `POST /console/vaults/{id}/purge`: only when the name typed is the
@@ -387,10 +387,9 @@ pub async fn purge_vault(
     ) {
         return refused;
     }
-    match c.service.purge_vault(&s.caller, &id).await {
-        Ok(_) => Redirect::to("/console/vaults").into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.purge_vault(&s.caller, &id).await, |_| {
+        "/console/vaults".to_string()
+    })
 }
 
 /// The create-a-key form.
@@ -431,10 +430,9 @@ pub async fn create_key(
         expires_at: None,
         rotation_days,
     };
-    match c.service.create_key(&s.caller, &id, req).await {
-        Ok(k) => Redirect::to(&format!("/console/keys/{}", k.id)).into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.create_key(&s.caller, &id, req).await, |k| {
+        format!("/console/keys/{}", k.id)
+    })
 }
 
 /// A key's rotation policy, as people read it.
@@ -690,14 +688,13 @@ pub async fn rotate(
     Path(id): Path<String>,
     p: Posted<BTreeMap<String, String>>,
 ) -> Response {
-    match c
-        .service
-        .rotate_key(&p.session.caller, &id, RotateKey::default())
-        .await
-    {
-        Ok(k) => Redirect::to(&format!("/console/keys/{}", k.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service
+            .rotate_key(&p.session.caller, &id, RotateKey::default())
+            .await,
+        |k| format!("/console/keys/{}", k.id),
+    )
 }
 
 /// The disable form: the key's name, typed.
@@ -748,10 +745,9 @@ async fn set_enabled(c: &Console, s: &Session, id: &str, on: bool) -> Response {
         expires_at: None,
         rotation_days: None,
     };
-    match c.service.update_key(&s.caller, id, req).await {
-        Ok(k) => Redirect::to(&format!("/console/keys/{}", k.id)).into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.update_key(&s.caller, id, req).await, |k| {
+        format!("/console/keys/{}", k.id)
+    })
 }
 
 /// `POST /console/keys/{id}/delete`: only when the name typed is the
@@ -791,10 +787,11 @@ pub async fn recover_key(
     Path(id): Path<String>,
     p: Posted<BTreeMap<String, String>>,
 ) -> Response {
-    match c.service.recover_key(&p.session.caller, &id).await {
-        Ok(k) => Redirect::to(&format!("/console/keys/{}", k.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.recover_key(&p.session.caller, &id).await,
+        |k| format!("/console/keys/{}", k.id),
+    )
 }
 
 /// `POST /console/keys/{id}/purge`: only when the name typed is the key's;
@@ -814,10 +811,9 @@ pub async fn purge_key(
     {
         return refused;
     }
-    match c.service.purge_key(&s.caller, &id).await {
-        Ok(k) => Redirect::to(&format!("/console/vaults/{}", k.vault_id)).into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.purge_key(&s.caller, &id).await, |k| {
+        format!("/console/vaults/{}", k.vault_id)
+    })
 }
 
 /// The key version a set uses, as people read it.
@@ -972,10 +968,11 @@ pub async fn create_encryption_set(State(c): State<Console>, p: Posted<SetForm>)
         encryption_type,
         account_id: None,
     };
-    match c.service.create_encryption_set(&s.caller, req).await {
-        Ok(es) => Redirect::to(&format!("/console/encryption-sets/{}", es.id)).into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(
+        s,
+        c.service.create_encryption_set(&s.caller, req).await,
+        |es| format!("/console/encryption-sets/{}", es.id),
+    )
 }
 
 /// `GET /console/encryption-sets/{id}`.

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use coffer_service::ServiceError;
 use coffer_wire::{Account, CreateAccount, CreateFolder, CreateTenant, Folder, ListParams, Tenant};
 use maud::{Markup, html};
@@ -223,10 +223,11 @@ pub async fn create_tenant(State(c): State<Console>, p: Posted<NameForm>) -> Res
     let req = CreateTenant {
         name: p.form.name.trim().to_string(),
     };
-    match c.service.create_tenant(&p.session.caller, req).await {
-        Ok(t) => Redirect::to(&format!("/console/org#org-{}", t.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.create_tenant(&p.session.caller, req).await,
+        |t| format!("/console/org#org-{}", t.id),
+    )
 }
 
 /// A form that creates something in a place: a tenant's root (a tenant
@@ -255,10 +256,11 @@ pub async fn create_folder(State(c): State<Console>, p: Posted<PlacedForm>) -> R
         tenant_id,
         parent_id,
     };
-    match c.service.create_folder(&p.session.caller, req).await {
-        Ok(f) => Redirect::to(&format!("/console/org#org-{}", f.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.create_folder(&p.session.caller, req).await,
+        |f| format!("/console/org#org-{}", f.id),
+    )
 }
 
 /// `POST /console/accounts`.
@@ -269,10 +271,11 @@ pub async fn create_account(State(c): State<Console>, p: Posted<PlacedForm>) -> 
         tenant_id,
         folder_id,
     };
-    match c.service.create_account(&p.session.caller, req).await {
-        Ok(a) => Redirect::to(&format!("/console/org#org-{}", a.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.create_account(&p.session.caller, req).await,
+        |a| format!("/console/org#org-{}", a.id),
+    )
 }
 
 /// The move form.
@@ -290,12 +293,11 @@ pub async fn move_account(
     p: Posted<MoveForm>,
 ) -> Response {
     let folder = filled(&p.form.folder_id);
-    match c
-        .service
-        .move_account(&p.session.caller, &id, folder.as_deref())
-        .await
-    {
-        Ok(a) => Redirect::to(&format!("/console/org#org-{}", a.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service
+            .move_account(&p.session.caller, &id, folder.as_deref())
+            .await,
+        |a| format!("/console/org#org-{}", a.id),
+    )
 }

@@ -140,10 +140,11 @@ pub async fn create(State(c): State<Console>, p: Posted<CreateForm>) -> Response
         account_id: filled(&f.account_id),
         kind: filled(&f.kind),
     };
-    match c.service.create_principal(&p.session.caller, req).await {
-        Ok(pr) => Redirect::to(&format!("/console/principals/{}", pr.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.create_principal(&p.session.caller, req).await,
+        |pr| format!("/console/principals/{}", pr.id),
+    )
 }
 
 /// The facts of a principal.
@@ -375,8 +376,7 @@ pub async fn revoke(
             "Tick the confirmation beside Revoke: a revoked token stops working at once, for good.",
         );
     }
-    match c.service.revoke_token(&s.caller, &id).await {
-        Ok(t) => Redirect::to(&format!("/console/principals/{}", t.principal_id)).into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.revoke_token(&s.caller, &id).await, |t| {
+        format!("/console/principals/{}", t.principal_id)
+    })
 }

@@ -143,10 +143,9 @@ pub async fn set(State(c): State<Console>, Path(id): Path<String>, p: Posted<Set
         value,
         content_type: filled(&f.content_type),
     };
-    match c.service.set_secret(&s.caller, &id, req).await {
-        Ok(sec) => Redirect::to(&format!("/console/secrets/{}", sec.id)).into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.set_secret(&s.caller, &id, req).await, |sec| {
+        format!("/console/secrets/{}", sec.id)
+    })
 }
 
 /// `GET /console/secrets/{id}`: its facts and versions, never a value.
@@ -362,10 +361,11 @@ pub async fn recover(
     Path(id): Path<String>,
     p: Posted<BTreeMap<String, String>>,
 ) -> Response {
-    match c.service.recover_secret(&p.session.caller, &id).await {
-        Ok(sec) => Redirect::to(&format!("/console/secrets/{}", sec.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.recover_secret(&p.session.caller, &id).await,
+        |sec| format!("/console/secrets/{}", sec.id),
+    )
 }
 
 /// `POST /console/secrets/{id}/purge`: only when the name typed is the
@@ -389,8 +389,7 @@ pub async fn purge(
     ) {
         return refused;
     }
-    match c.service.purge_secret(&s.caller, &id).await {
-        Ok(sec) => Redirect::to(&format!("/console/vaults/{}", sec.vault_id)).into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.purge_secret(&s.caller, &id).await, |sec| {
+        format!("/console/vaults/{}", sec.vault_id)
+    })
 }

@@ -104,10 +104,11 @@ pub async fn create(State(c): State<Console>, p: Posted<CreateForm>) -> Response
         name: p.form.name.trim().to_string(),
         tags: BTreeMap::new(),
     };
-    match c.service.create_snapshot(&p.session.caller, req).await {
-        Ok(sn) => Redirect::to(&format!("/console/snapshots/{}", sn.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.create_snapshot(&p.session.caller, req).await,
+        |sn| format!("/console/snapshots/{}", sn.id),
+    )
 }
 
 /// `GET /console/snapshots/{id}`.
@@ -232,10 +233,11 @@ pub async fn restore(
         encryption_set_id: None,
         tags: BTreeMap::new(),
     };
-    match c.service.create_disk(&p.session.caller, req).await {
-        Ok(d) => Redirect::to(&format!("/console/disks/{}", d.id)).into_response(),
-        Err(e) => view::error_page(Some(&p.session), &e),
-    }
+    view::go(
+        &p.session,
+        c.service.create_disk(&p.session.caller, req).await,
+        |d| format!("/console/disks/{}", d.id),
+    )
 }
 
 /// `POST /console/snapshots/{id}/copy`: the job's page (its progress),
@@ -278,8 +280,7 @@ pub async fn delete(
     ) {
         return refused;
     }
-    match c.service.delete_snapshot(&s.caller, &id).await {
-        Ok(_) => Redirect::to("/console/snapshots").into_response(),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+    view::go(s, c.service.delete_snapshot(&s.caller, &id).await, |_| {
+        "/console/snapshots".to_string()
+    })
 }
