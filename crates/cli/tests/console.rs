@@ -598,6 +598,7 @@ fn images_permissions_exports_and_the_deployment_in_the_console() {
         at(&a, "/console/images/img-").await;
         let image = text(&a, "#image-id").await;
         assert_eq!(s.cli(&["image", "show", &image])["name"], "golden");
+        shot(&a, "image").await;
 
         // The snapshot's permission: Bob's account may create disks from it.
         a.goto(&format!("{api}/console/snapshots/{snap}"))

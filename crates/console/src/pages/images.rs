@@ -226,7 +226,7 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                         tr {
                             td { (sn.role) }
                             td { a href={ "/console/snapshots/" (sn.snapshot_id) } { code { (sn.snapshot_id) } } }
-                            td { (sn.size_bytes) " bytes" }
+                            td { (coffer_types::size::approx(sn.size_bytes)) }
                             td { (sn.encryption.kind) " " code { (sn.encryption.key_id) } }
                         }
                     }
