@@ -125,6 +125,49 @@ pub fn error_page(session: Option<&Session>, e: &ServiceError) -> Response {
     }
 }
 
+/// The resource `looked_up` when `typed` is its name (`name_of`), else
+/// the page to answer: the service's refusal to look it up, or the
+/// refusal of [`unless_named`] (`refusal`: its title, and what the change
+/// would have done).
+pub fn named<T>(
+    s: &Session,
+    looked_up: Result<T, ServiceError>,
+    name_of: impl Fn(&T) -> &str,
+    typed: &str,
+    (title, action): (&str, &str),
+) -> Result<T, Box<Response>> {
+    let v = looked_up.map_err(|e| Box::new(error_page(Some(s), &e)))?;
+    match unless_named(s, typed, name_of(&v), title, action) {
+        Some(refused) => Err(Box::new(refused)),
+        None => Ok(v),
+    }
+}
+
+/// A form that posts to `action` only with the resource's name typed
+/// into its field `field` (labelled `label`; the handler checks it with
+/// [`unless_named`]), its danger button `button` (with the id `button_id`).
+pub fn confirm_by_name(
+    s: &Session,
+    action: &str,
+    field: &str,
+    label: &str,
+    button_id: Option<&str>,
+    button: &str,
+) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            (csrf(s))
+            label for=(field) { (label) }
+            input id=(field) type="text" name="confirm" required autocomplete="off";
+            @if let Some(b) = button_id {
+                button.danger id=(b) type="submit" { (button) }
+            } @else {
+                button.danger type="submit" { (button) }
+            }
+        }
+    }
+}
+
 /// After a change: on to the page `to` names for its result, or the
 /// service's refusal as a page.
 pub fn go<T>(s: &Session, r: Result<T, ServiceError>, to: impl FnOnce(T) -> String) -> Response {

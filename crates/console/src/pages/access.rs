@@ -228,12 +228,7 @@ pub async fn share(State(c): State<Console>, s: Session, Path(id): Path<String>)
             section.danger aria-labelledby="delete-sh-h" {
                 h2 #delete-sh-h { "Delete this share" }
                 p { "Its principals lose access to its resources (what they made from them stays). Type the share's name to confirm." }
-                form.inline method="post" action={ "/console/shares/" (sh.id) "/delete" } {
-                    (csrf(&s))
-                    label for="confirm" { "Share name" }
-                    input #confirm type="text" name="confirm" required autocomplete="off";
-                    button.danger #delete-share type="submit" { "Delete share" }
-                }
+                (view::confirm_by_name(&s, &format!("/console/shares/{}/delete", sh.id), "confirm", "Share name", Some("delete-share"), "Delete share"))
             }
         })
     }
@@ -359,18 +354,14 @@ pub async fn delete_share(
     p: Posted<DeleteShareForm>,
 ) -> Response {
     let s = &p.session;
-    let sh = match c.service.get_share(&s.caller, &id).await {
-        Ok(sh) => sh,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    if let Some(refused) = view::unless_named(
+    if let Err(refused) = view::named(
         s,
+        c.service.get_share(&s.caller, &id).await,
+        |sh| sh.name.as_str(),
         &p.form.confirm,
-        &sh.name,
-        "Not deleted",
-        "delete this share",
+        ("Not deleted", "delete this share"),
     ) {
-        return refused;
+        return *refused;
     }
     view::go(s, c.service.delete_share(&s.caller, &id).await, |_| {
         "/console/shares".to_string()

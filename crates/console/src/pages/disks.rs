@@ -232,12 +232,7 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                 section.danger aria-labelledby="delete-h" {
                     h2 #delete-h { "Delete this disk" }
                     p { "Deleting a disk destroys its data for good; its snapshots stay. Type the disk's name to confirm." }
-                    form.inline method="post" action={ "/console/disks/" (d.id) "/delete" } {
-                        (csrf(&s))
-                        label for="confirm" { "Disk name" }
-                        input #confirm type="text" name="confirm" required autocomplete="off";
-                        button.danger type="submit" { "Delete disk" }
-                    }
+                    (view::confirm_by_name(&s, &format!("/console/disks/{}/delete", d.id), "confirm", "Disk name", None, "Delete disk"))
                 }
             }
         })
@@ -372,18 +367,14 @@ pub async fn delete(
     p: Posted<super::ConfirmForm>,
 ) -> Response {
     let s = &p.session;
-    let d = match c.service.get_disk(&s.caller, &id).await {
-        Ok(d) => d,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    if let Some(refused) = view::unless_named(
+    if let Err(refused) = view::named(
         s,
+        c.service.get_disk(&s.caller, &id).await,
+        |d| d.name.as_str(),
         &p.form.confirm,
-        &d.name,
-        "Not deleted",
-        "delete this disk",
+        ("Not deleted", "delete this disk"),
     ) {
-        return refused;
+        return *refused;
     }
     view::go(s, c.service.delete_disk(&s.caller, &id).await, |_| {
         "/console/disks".to_string()

@@ -168,19 +168,16 @@ pub async fn delete(
     p: Posted<super::ConfirmForm>,
 ) -> Response {
     let s = &p.session;
-    let i = match c.service.get_image(&s.caller, &id).await {
-        Ok(i) => i,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    if let Some(r) = view::unless_named(
+    let i = match view::named(
         s,
+        c.service.get_image(&s.caller, &id).await,
+        |i| i.name.as_str(),
         &p.form.confirm,
-        &i.name,
-        "Not deleted",
-        "delete this image",
+        ("Not deleted", "delete this image"),
     ) {
-        return r;
-    }
+        Ok(i) => i,
+        Err(refused) => return *refused,
+    };
     view::go(s, c.service.delete_image(&s.caller, &i.id).await, |_| {
         "/console/images".to_string()
     })
@@ -261,12 +258,7 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                 section.danger aria-labelledby="delete-h" {
                     h2 #delete-h { "Delete this image" }
                     p { "Its snapshots go with it; disks launched from it keep working. Type the image's name to confirm." }
-                    form.inline method="post" action={ "/console/images/" (i.id) "/delete" } {
-                        (csrf(&s))
-                        label for="confirm" { "Image name" }
-                        input #confirm type="text" name="confirm" required autocomplete="off";
-                        button.danger type="submit" { "Delete image" }
-                    }
+                    (view::confirm_by_name(&s, &format!("/console/images/{}/delete", i.id), "confirm", "Image name", None, "Delete image"))
                 }
             }
         })

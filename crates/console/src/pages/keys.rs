@@ -233,12 +233,7 @@ pub async fn vault(State(c): State<Console>, s: Session, Path(id): Path<String>)
                         p { "This vault has no soft delete: deleting it purges it at once, with its keys and secrets. Every disk and snapshot under its keys becomes unreadable for good." }
                     }
                     p { "Type the vault's name to confirm." }
-                    form.inline method="post" action={ "/console/vaults/" (v.id) "/delete" } {
-                        (csrf(&s))
-                        label for="confirm-vault" { "Vault name" }
-                        input #confirm-vault type="text" name="confirm" required autocomplete="off";
-                        button.danger #delete-vault type="submit" { "Delete key vault" }
-                    }
+                    (view::confirm_by_name(&s, &format!("/console/vaults/{}/delete", v.id), "confirm-vault", "Vault name", Some("delete-vault"), "Delete key vault"))
                 }
             } @else {
                 section aria-labelledby="recover-vault-h" {
@@ -256,12 +251,7 @@ pub async fn vault(State(c): State<Console>, s: Session, Path(id): Path<String>)
                         p { "Purge protection is on: this is refused until " (v.purge_after.as_deref().map(when).unwrap_or_default()) "." }
                     }
                     p { "Type the vault's name to confirm." }
-                    form.inline method="post" action={ "/console/vaults/" (v.id) "/purge" } {
-                        (csrf(&s))
-                        label for="confirm-purge-vault" { "Vault name" }
-                        input #confirm-purge-vault type="text" name="confirm" required autocomplete="off";
-                        button.danger #purge-vault type="submit" { "Purge key vault" }
-                    }
+                    (view::confirm_by_name(&s, &format!("/console/vaults/{}/purge", v.id), "confirm-purge-vault", "Vault name", Some("purge-vault"), "Purge key vault"))
                 }
             }
         })
@@ -331,18 +321,14 @@ pub async fn delete_vault(
     p: Posted<ConfirmForm>,
 ) -> Response {
     let s = &p.session;
-    let v = match c.service.get_vault(&s.caller, &id).await {
-        Ok(v) => v,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    if let Some(refused) = view::unless_named(
+    if let Err(refused) = view::named(
         s,
+        c.service.get_vault(&s.caller, &id).await,
+        |v| v.name.as_str(),
         &p.form.confirm,
-        &v.name,
-        "Not deleted",
-        "delete this key vault",
+        ("Not deleted", "delete this key vault"),
     ) {
-        return refused;
+        return *refused;
     }
     match c.service.delete_vault(&s.caller, &id).await {
         Ok(v) if v.state == Lifecycle::Deleted => {
@@ -374,18 +360,14 @@ pub async fn purge_vault(
     p: Posted<ConfirmForm>,
 ) -> Response {
     let s = &p.session;
-    let v = match c.service.get_vault(&s.caller, &id).await {
-        Ok(v) => v,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    if let Some(refused) = view::unless_named(
+    if let Err(refused) = view::named(
         s,
+        c.service.get_vault(&s.caller, &id).await,
+        |v| v.name.as_str(),
         &p.form.confirm,
-        &v.name,
-        "Not purged",
-        "purge this key vault",
+        ("Not purged", "purge this key vault"),
     ) {
-        return refused;
+        return *refused;
     }
     view::go(s, c.service.purge_vault(&s.caller, &id).await, |_| {
         "/console/vaults".to_string()
@@ -612,12 +594,7 @@ pub async fn key(State(c): State<Console>, s: Session, Path(id): Path<String>) -
                             }
                         }
                         p { "Type the key's name to confirm." }
-                        form.inline method="post" action={ "/console/keys/" (k.id) "/disable" } {
-                            (csrf(&s))
-                            label for="confirm" { "Key name" }
-                            input #confirm type="text" name="confirm" required autocomplete="off";
-                            button.danger #disable type="submit" { "Disable key" }
-                        }
+                        (view::confirm_by_name(&s, &format!("/console/keys/{}/disable", k.id), "confirm", "Key name", Some("disable"), "Disable key"))
                     }
                 }
             }
@@ -637,12 +614,7 @@ pub async fn key(State(c): State<Console>, s: Session, Path(id): Path<String>) -
                         }
                     }
                     p { "Type the key's name to confirm." }
-                    form.inline method="post" action={ "/console/keys/" (k.id) "/delete" } {
-                        (csrf(&s))
-                        label for="confirm-delete" { "Key name" }
-                        input #confirm-delete type="text" name="confirm" required autocomplete="off";
-                        button.danger #delete-key type="submit" { "Delete key" }
-                    }
+                    (view::confirm_by_name(&s, &format!("/console/keys/{}/delete", k.id), "confirm-delete", "Key name", Some("delete-key"), "Delete key"))
                 }
             } @else {
                 section aria-labelledby="recover-key-h" {
@@ -667,12 +639,7 @@ pub async fn key(State(c): State<Console>, s: Session, Path(id): Path<String>) -
                         p { "Its vault has purge protection: this is refused until " (k.purge_after.as_deref().map(when).unwrap_or_default()) "." }
                     }
                     p { "Type the key's name to confirm." }
-                    form.inline method="post" action={ "/console/keys/" (k.id) "/purge" } {
-                        (csrf(&s))
-                        label for="confirm-purge" { "Key name" }
-                        input #confirm-purge type="text" name="confirm" required autocomplete="off";
-                        button.danger #purge-key type="submit" { "Purge key" }
-                    }
+                    (view::confirm_by_name(&s, &format!("/console/keys/{}/purge", k.id), "confirm-purge", "Key name", Some("purge-key"), "Purge key"))
                 }
             }
         })
@@ -712,18 +679,14 @@ pub async fn disable(
     p: Posted<DisableForm>,
 ) -> Response {
     let s = &p.session;
-    let k = match c.service.get_key(&s.caller, &id).await {
-        Ok(k) => k,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    if let Some(refused) = view::unless_named(
+    if let Err(refused) = view::named(
         s,
+        c.service.get_key(&s.caller, &id).await,
+        |k| k.name.as_str(),
         &p.form.confirm,
-        &k.name,
-        "Not disabled",
-        "disable this key",
+        ("Not disabled", "disable this key"),
     ) {
-        return refused;
+        return *refused;
     }
     set_enabled(&c, s, &id, false).await
 }
@@ -759,18 +722,14 @@ pub async fn delete_key(
     p: Posted<ConfirmForm>,
 ) -> Response {
     let s = &p.session;
-    let k = match c.service.get_key(&s.caller, &id).await {
-        Ok(k) => k,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    if let Some(refused) = view::unless_named(
+    if let Err(refused) = view::named(
         s,
+        c.service.get_key(&s.caller, &id).await,
+        |k| k.name.as_str(),
         &p.form.confirm,
-        &k.name,
-        "Not deleted",
-        "delete this key",
+        ("Not deleted", "delete this key"),
     ) {
-        return refused;
+        return *refused;
     }
     match c.service.delete_key(&s.caller, &id).await {
         Ok(k) if k.state == Lifecycle::Deleted => {

@@ -261,12 +261,7 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                 section.danger aria-labelledby="delete-p-h" {
                     h2 #delete-p-h { "Delete this principal" }
                     p { "Its tokens stop working and its role assignments go with it. Type the principal's name to confirm." }
-                    form.inline method="post" action={ "/console/principals/" (p.id) "/delete" } {
-                        (csrf(&s))
-                        label for="confirm" { "Principal name" }
-                        input #confirm type="text" name="confirm" required autocomplete="off";
-                        button.danger #delete-principal type="submit" { "Delete principal" }
-                    }
+                    (view::confirm_by_name(&s, &format!("/console/principals/{}/delete", p.id), "confirm", "Principal name", Some("delete-principal"), "Delete principal"))
                 }
             }
         })
@@ -339,18 +334,14 @@ pub async fn delete(
     p: Posted<DeleteForm>,
 ) -> Response {
     let s = &p.session;
-    let pr = match c.service.get_principal(&s.caller, &id).await {
-        Ok(pr) => pr,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    if let Some(refused) = view::unless_named(
+    if let Err(refused) = view::named(
         s,
+        c.service.get_principal(&s.caller, &id).await,
+        |pr| pr.name.as_str(),
         &p.form.confirm,
-        &pr.name,
-        "Not deleted",
-        "delete this principal",
+        ("Not deleted", "delete this principal"),
     ) {
-        return refused;
+        return *refused;
     }
     match c.service.delete_principal(&s.caller, &id).await {
         Ok(pr) => {

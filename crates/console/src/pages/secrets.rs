@@ -226,12 +226,7 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                         }
                     }
                     p { "Type the secret's name to confirm." }
-                    form.inline method="post" action={ "/console/secrets/" (sec.id) "/delete" } {
-                        (csrf(&s))
-                        label for="confirm-secret" { "Secret name" }
-                        input #confirm-secret type="text" name="confirm" required autocomplete="off";
-                        button.danger #delete-secret type="submit" { "Delete secret" }
-                    }
+                    (view::confirm_by_name(&s, &format!("/console/secrets/{}/delete", sec.id), "confirm-secret", "Secret name", Some("delete-secret"), "Delete secret"))
                 }
             } @else {
                 section aria-labelledby="recover-secret-h" {
@@ -248,12 +243,7 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                         p { "Its vault has purge protection: this is refused until " (sec.purge_after.as_deref().map(when).unwrap_or_default()) "." }
                     }
                     p { "Type the secret's name to confirm." }
-                    form.inline method="post" action={ "/console/secrets/" (sec.id) "/purge" } {
-                        (csrf(&s))
-                        label for="confirm-purge-secret" { "Secret name" }
-                        input #confirm-purge-secret type="text" name="confirm" required autocomplete="off";
-                        button.danger #purge-secret type="submit" { "Purge secret" }
-                    }
+                    (view::confirm_by_name(&s, &format!("/console/secrets/{}/purge", sec.id), "confirm-purge-secret", "Secret name", Some("purge-secret"), "Purge secret"))
                 }
             }
         })
@@ -333,18 +323,14 @@ pub async fn delete(
     p: Posted<ConfirmForm>,
 ) -> Response {
     let s = &p.session;
-    let sec = match c.service.get_secret(&s.caller, &id).await {
-        Ok(sec) => sec,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    if let Some(refused) = view::unless_named(
+    if let Err(refused) = view::named(
         s,
+        c.service.get_secret(&s.caller, &id).await,
+        |sec| sec.name.as_str(),
         &p.form.confirm,
-        &sec.name,
-        "Not deleted",
-        "delete this secret",
+        ("Not deleted", "delete this secret"),
     ) {
-        return refused;
+        return *refused;
     }
     match c.service.delete_secret(&s.caller, &id).await {
         Ok(sec) if sec.state == Lifecycle::Deleted => {
@@ -376,18 +362,14 @@ pub async fn purge(
     p: Posted<ConfirmForm>,
 ) -> Response {
     let s = &p.session;
-    let sec = match c.service.get_secret(&s.caller, &id).await {
-        Ok(sec) => sec,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    if let Some(refused) = view::unless_named(
+    if let Err(refused) = view::named(
         s,
+        c.service.get_secret(&s.caller, &id).await,
+        |sec| sec.name.as_str(),
         &p.form.confirm,
-        &sec.name,
-        "Not purged",
-        "purge this secret",
+        ("Not purged", "purge this secret"),
     ) {
-        return refused;
+        return *refused;
     }
     view::go(s, c.service.purge_secret(&s.caller, &id).await, |sec| {
         format!("/console/vaults/{}", sec.vault_id)

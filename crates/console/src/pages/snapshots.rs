@@ -184,12 +184,7 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                 section.danger aria-labelledby="delete-h" {
                     h2 #delete-h { "Delete this snapshot" }
                     p { "Disks made from it keep working. Type the snapshot's name to confirm." }
-                    form.inline method="post" action={ "/console/snapshots/" (sn.id) "/delete" } {
-                        (csrf(&s))
-                        label for="confirm" { "Snapshot name" }
-                        input #confirm type="text" name="confirm" required autocomplete="off";
-                        button.danger type="submit" { "Delete snapshot" }
-                    }
+                    (view::confirm_by_name(&s, &format!("/console/snapshots/{}/delete", sn.id), "confirm", "Snapshot name", None, "Delete snapshot"))
                 }
             }
         })
@@ -267,18 +262,14 @@ pub async fn delete(
     p: Posted<super::ConfirmForm>,
 ) -> Response {
     let s = &p.session;
-    let sn = match c.service.get_snapshot(&s.caller, &id).await {
-        Ok(sn) => sn,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    if let Some(refused) = view::unless_named(
+    if let Err(refused) = view::named(
         s,
+        c.service.get_snapshot(&s.caller, &id).await,
+        |sn| sn.name.as_str(),
         &p.form.confirm,
-        &sn.name,
-        "Not deleted",
-        "delete this snapshot",
+        ("Not deleted", "delete this snapshot"),
     ) {
-        return refused;
+        return *refused;
     }
     view::go(s, c.service.delete_snapshot(&s.caller, &id).await, |_| {
         "/console/snapshots".to_string()
