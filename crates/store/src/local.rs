@@ -49,6 +49,10 @@ const PIECE: usize = 1 << 20;
 /// Staging buffers kept for reuse.
 const MAX_BUFS: usize = 8;
 
+/// Largest ranged read whose buffer is allocated before the file's length
+/// is known (a volume's reads are at most one segment: 4 MiB and tags).
+const PREALLOC_MAX: usize = 64 << 20;
+
 /// State of the direct (page-cache-bypassing) write path.
 #[derive(Debug)]
 struct Direct {
@@ -334,11 +338,19 @@ impl ObjectStore for LocalStore {
         .await
     }
 
-    /// One `open`, one `fstat` (to size the buffer: a range may be given as
-    /// "to the end", far past it) and `pread`s until the clipped range is
-    /// read or the file ends. The file's length is the object's: a recycled
-    /// file is cut to its new object's length before it is renamed to the
-    /// key (see `reuse`), so no byte of an older object is ever in range.
+    /// One `open`, one `fstat` (to clip the range: it may be given as "to
+    /// the end", far past it) and `pread`s until the clipped range is read
+    /// or the file ends. The file's length is the object's: a recycled file
+    /// is cut to its new object's length before it is renamed to the key
+    /// (see `reuse`), so no byte of an older object is ever in range.
+    ///
+    /// The buffer of a bounded range is allocated here, on the caller's
+    /// thread, not on the blocking-pool thread that reads into it: with a
+    /// per-thread allocator (mimalloc), a buffer allocated on a pool thread
+    /// and freed on a runtime worker stays charged to the pool thread's
+    /// heap until that thread allocates again, and an idle pool thread
+    /// never does. Reads through dozens of pool threads kept ~300 MiB so
+    /// (docs/PERFORMANCE.md, "Memory").
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         use std::os::unix::fs::FileExt;
         let path = self.path(key)?;
@@ -346,6 +358,10 @@ impl ObjectStore for LocalStore {
             return Ok(Bytes::new());
         }
         let key = key.to_string();
+        let mut buf: Vec<u8> = match usize::try_from(range.end - range.start) {
+            Ok(n) if n <= PREALLOC_MAX => Vec::with_capacity(n),
+            _ => Vec::new(),
+        };
         blocking(move || {
             let f = open_object(&path, &key)?;
             let len = f.metadata().map_err(io(&key))?.len();
@@ -354,7 +370,7 @@ impl ObjectStore for LocalStore {
                 key: key.clone(),
                 cause: std::io::Error::other("range larger than the address space"),
             })?;
-            let mut buf = vec![0u8; n];
+            buf.resize(n, 0);
             let mut filled = 0;
             while filled < n {
                 match f.read_at(&mut buf[filled..], want.start + filled as u64) {
