@@ -34,10 +34,13 @@
 //!    more for deletion. Only then is the flush acknowledged.
 //!
 //! A long run of writes without a flush also commits, unasked, once 16,384
-//! extents are pending, so no commit transaction grows without bound. That
+//! extents are pending or the objects put since the last commit hold 256
+//! MiB, so no commit transaction grows without bound and what overwrites
+//! supersede is collected (its files reused) while the writes go on. That
 //! commit runs in the background: its extents are **committing** (reads use
 //! them) while writers go on sealing new ones above them, and only past
-//! 65,536 pending extents does a write-back wait for it (back-pressure).
+//! 65,536 pending extents or 1 GiB put does a write-back wait for it
+//! (back-pressure).
 //! Commits apply one at a time, in order; a failed one puts its extents back
 //! under the newer pending ones.
 //!
@@ -350,6 +353,21 @@ const PENDING_COMMIT: usize = 16 * 1024;
 /// pending waits for it and commits them itself: back-pressure, so pending
 /// extents (memory) and the next transaction stay bounded.
 const PENDING_MAX: usize = 4 * PENDING_COMMIT;
+
+/// A write-back also starts a commit once the objects put since the last
+/// one hold this many bytes (4 KiB a slot). Overwrites of the same chunks
+/// keep the pending extents few (each write-back's are laid over the
+/// last's), so without this a disk rewritten sequentially and never
+/// flushed committed nothing: every object it put stayed stored, the ones
+/// superseded too, and none could be collected or its file reused until
+/// the next flush (docs/PERFORMANCE.md, "Sequential writes and the
+/// commit").
+const PENDING_COMMIT_BYTES: u64 = 256 << 20;
+
+/// The bytes counterpart of [`PENDING_MAX`]: past this, a write-back waits
+/// for the running commit, so the store holds at most about this much
+/// more than the disk's committed content.
+const PENDING_MAX_BYTES: u64 = 4 * PENDING_COMMIT_BYTES;
 
 /// A volume's share of the budget is counted only past this many dirty
 /// bytes: a volume holding less is not made to write back for others.
@@ -1020,7 +1038,8 @@ impl Volume {
     async fn writeback_locked(&self) -> Result<()> {
         self.seal_dirty().await?;
         let pending = self.pending_extents();
-        if pending < PENDING_COMMIT {
+        let put = self.uncommitted_bytes();
+        if pending < PENDING_COMMIT && put < PENDING_COMMIT_BYTES {
             return Ok(());
         }
         match (
@@ -1036,7 +1055,7 @@ impl Volume {
                 });
             }
             (Ok(_g), None) => self.commit_pending().await?,
-            (Err(_), _) if pending >= PENDING_MAX => {
+            (Err(_), _) if pending >= PENDING_MAX || put >= PENDING_MAX_BYTES => {
                 let _c = self.commit_lock.lock().await;
                 self.commit_pending().await?;
             }
@@ -1058,6 +1077,15 @@ impl Volume {
 
     fn pending_extents(&self) -> usize {
         lock(&self.state).pending.values().map(Vec::len).sum()
+    }
+
+    /// Bytes of the objects put since the last commit began.
+    fn uncommitted_bytes(&self) -> u64 {
+        let st = lock(&self.state);
+        st.uncommitted
+            .iter()
+            .map(|o| u64::from(o.slots) * SECTOR as u64)
+            .sum()
     }
 
     /// Phase 1: seal the dirty set and put its objects (not yet durable,
