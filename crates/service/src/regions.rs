@@ -26,6 +26,11 @@ pub(crate) struct RegionStore {
     /// A probe is under way (one at a time: a probe of a hung store is
     /// left to finish or time out, never piled up).
     probing: Arc<AtomicBool>,
+    /// The region's marker as the store held it at the last probe that
+    /// found it right: later probes compare against it without asking the
+    /// metadata store, so a metadata pool busy with commits cannot make a
+    /// store that answers look unavailable.
+    marker: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
 }
 
 /// The stores of the deployment's regions.
@@ -63,6 +68,7 @@ impl RegionStores {
                     available: AtomicBool::new(true),
                     problem: std::sync::Mutex::new(None),
                     probing: Arc::new(AtomicBool::new(false)),
+                    marker: Arc::default(),
                 },
             );
         }
@@ -156,16 +162,22 @@ impl Service {
             }
             // The probe runs as a task of its own that clears the flag when
             // it ends: one that outlives the timeout is not started again.
-            let (st, flag, meta, region) = (
+            let (st, flag, meta, region, marker) = (
                 store.clone(),
                 r.probing.clone(),
                 self.meta.clone(),
                 name.clone(),
+                r.marker.clone(),
             );
             let task = tokio::spawn(async move {
-                let res = check_store(&meta, &region, st.as_ref()).await;
+                let known = lock(&marker).clone();
+                let res = match known {
+                    Some(want) => recheck_store(st.as_ref(), &region, want).await,
+                    None => check_store(&meta, &region, st.as_ref()).await,
+                };
+                *lock(&marker) = res.as_ref().ok().cloned();
                 flag.store(false, Ordering::Release);
-                res
+                res.map(drop)
             });
             let probe = match tokio::time::timeout(self.config.region_probe_interval, task).await {
                 Err(_) => Err("the probe timed out".to_string()),
@@ -239,11 +251,12 @@ fn marker_key(region: &str) -> String {
 /// object the region's volumes name). A store that answers but is empty
 /// while the region has data — an unmounted directory, a wrong bucket — is
 /// not taken for the region's: writes there would be lost to it.
+/// Returns the marker's content.
 async fn check_store(
     meta: &coffer_meta::Meta,
     region: &str,
     store: &dyn ObjectStore,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Vec<u8>, String> {
     store.probe().await.map_err(|e| e.to_string())?;
     let mut id = [0u8; 16];
     coffer_crypto::random_bytes(&mut id);
@@ -254,7 +267,7 @@ async fn check_store(
     let want = format!("coffer region store v1\nregion={region}\ndeployment={deployment}\n");
     let key = marker_key(region);
     match store.get(&key).await {
-        Ok(found) if found[..] == *want.as_bytes() => return Ok(()),
+        Ok(found) if found[..] == *want.as_bytes() => return Ok(want.into_bytes()),
         Ok(found) => {
             return Err(format!(
                 "the store is another region's or another deployment's (its marker {key} reads {:?})",
@@ -284,9 +297,32 @@ async fn check_store(
         }
     }
     store
-        .put(&key, bytes::Bytes::from(want))
+        .put(&key, bytes::Bytes::from(want.clone()))
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(region = %region, store = %store.describe(), "the store is marked as the region's");
-    Ok(())
+    Ok(want.into_bytes())
+}
+
+/// A probe after one that found the store right: it answers and still
+/// holds the marker `want` (the store only, no metadata); a marker gone or
+/// changed since is checked again in full by the next probe.
+async fn recheck_store(
+    store: &dyn ObjectStore,
+    region: &str,
+    want: Vec<u8>,
+) -> std::result::Result<Vec<u8>, String> {
+    store.probe().await.map_err(|e| e.to_string())?;
+    let key = marker_key(region);
+    match store.get(&key).await {
+        Ok(found) if found[..] == want[..] => Ok(want),
+        Ok(found) => Err(format!(
+            "the store is another region's or another deployment's (its marker {key} reads {:?})",
+            String::from_utf8_lossy(&found).trim()
+        )),
+        Err(StoreError::NotFound(_)) => Err(format!(
+            "the store no longer holds the region's marker {key}: is it mounted, or the right bucket?"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
