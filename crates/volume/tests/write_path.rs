@@ -20,7 +20,9 @@
 //! - snapshot races: a snapshot taken while requests spanning several chunks
 //!   are in flight holds each request wholly or not at all, holds every
 //!   request acknowledged before it started and none started after it
-//!   returned, and later writes never leak into it.
+//!   returned, and later writes never leak into it;
+//! - commits without a flush: a disk overwritten again and again commits
+//!   every 256 MiB put and drops what it superseded, in whole requests.
 //!
 //! Randomised tests print their seed; set `COFFER_TEST_SEED` to replay one.
 
@@ -680,4 +682,51 @@ async fn snapshots_during_writes_hold_whole_requests_and_nothing_later() {
     println!(
         "snapshot versions per writer: {seen:?}; {raced} of {SNAPS} snapshots ran with a request in flight"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Commits without a flush.
+
+/// A disk overwritten again and again without a flush still commits, once
+/// 256 MiB of objects were put since the last commit, and then deletes the
+/// objects the overwrites superseded. Overwrites of the same chunks keep
+/// the pending extents at one per chunk, so the extent count alone never
+/// starts a commit here: without the bytes rule nothing would be committed,
+/// and every object put (1,152 of them) kept, until a flush. What a fresh
+/// open sees is whole requests of one instant: each 1 MiB write entirely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrites_without_a_flush_commit_every_256_mib_and_drop_what_they_supersede() {
+    const CS: u32 = 256 * 1024;
+    const MIB: u64 = 1 << 20;
+    let f = Fixture::new(CS, 16).await; // 4 MiB
+    let store = Rigged::new();
+    let v = f.open(&store, config(MIB)).await;
+    let regions = f.size / MIB;
+    let passes = 72; // 288 MiB written, never flushed: 1,152 chunk objects
+    for p in 0..passes {
+        for r in 0..regions {
+            let d = content(p * regions + r, usz(MIB));
+            v.write(r * MIB, Bytes::from(d), false).await.unwrap();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.inner.len() >= 600 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "superseded objects dropped by a commit without a flush ({} stored)",
+            store.inner.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    println!("{} objects stored after 1,152 put", store.inner.len());
+    let fresh = f.open_fresh(&store).await;
+    let seen = read_all(&fresh).await;
+    for (r, got) in seen.chunks(usz(MIB)).enumerate() {
+        let r = r as u64;
+        assert!(
+            (0..passes).any(|p| got[..64] == content(p * regions + r, 64)[..]
+                && got == &content(p * regions + r, usz(MIB))[..]),
+            "1 MiB region {r} of the committed disk is one write's content, whole"
+        );
+    }
 }
