@@ -172,7 +172,7 @@ impl Service {
             let task = tokio::spawn(async move {
                 let known = lock(&marker).clone();
                 let res = match known {
-                    Some(want) => recheck_store(st.as_ref(), &region, want).await,
+                    Some(want) => recheck_store(&meta, &region, st.as_ref(), want).await,
                     None => check_store(&meta, &region, st.as_ref()).await,
                 };
                 *lock(&marker) = res.as_ref().ok().cloned();
@@ -304,25 +304,19 @@ async fn check_store(
     Ok(want.into_bytes())
 }
 
-/// A probe after one that found the store right: it answers and still
-/// holds the marker `want` (the store only, no metadata); a marker gone or
-/// changed since is checked again in full by the next probe.
+/// A probe after one that found the store right: the store answers and
+/// still holds the marker `want`, asked of the store alone; anything else
+/// about the marker (gone, changed) gets the full check of
+/// [`check_store`], as a first probe would.
 async fn recheck_store(
-    store: &dyn ObjectStore,
+    meta: &coffer_meta::Meta,
     region: &str,
+    store: &dyn ObjectStore,
     want: Vec<u8>,
 ) -> std::result::Result<Vec<u8>, String> {
     store.probe().await.map_err(|e| e.to_string())?;
-    let key = marker_key(region);
-    match store.get(&key).await {
+    match store.get(&marker_key(region)).await {
         Ok(found) if found[..] == want[..] => Ok(want),
-        Ok(found) => Err(format!(
-            "the store is another region's or another deployment's (its marker {key} reads {:?})",
-            String::from_utf8_lossy(&found).trim()
-        )),
-        Err(StoreError::NotFound(_)) => Err(format!(
-            "the store no longer holds the region's marker {key}: is it mounted, or the right bucket?"
-        )),
-        Err(e) => Err(e.to_string()),
+        _ => check_store(meta, region, store).await,
     }
 }
