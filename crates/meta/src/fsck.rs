@@ -9,6 +9,8 @@
 //! - no chunk row lies beyond its volume's size, and a chunk's extents at
 //!   one generation do not overlap;
 //! - nothing queued for deletion is still named by an extent;
+//! - every extent belongs to a volume that exists (on PostgreSQL no foreign
+//!   key checks it, to keep commits cheap: schema version 18);
 //! - every row and volume is seen by some view (else garbage collection
 //!   missed it: a leak);
 //! - disks use live volumes, and snapshots lie below their volume's head.
@@ -159,6 +161,19 @@ impl Meta {
             out.push(finding(
                 "ChunkBeyondSize",
                 format!("chunk {idx} of {vol} lies beyond the volume's size"),
+            ));
+        }
+
+        let orphans: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT x.volume_id, COUNT(*) FROM extents x \
+             WHERE NOT EXISTS (SELECT 1 FROM volumes v WHERE v.id = x.volume_id) GROUP BY x.volume_id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (vol, n) in orphans {
+            out.push(finding(
+                "ExtentOfNoVolume",
+                format!("{n} extent rows name volume {vol}, which does not exist"),
             ));
         }
 

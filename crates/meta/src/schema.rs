@@ -35,6 +35,10 @@ const SQLITE: &[(i64, &str)] = &[
         17,
         include_str!("../migrations/sqlite/0017_token_parent.sql"),
     ),
+    (
+        18,
+        include_str!("../migrations/sqlite/0018_extents_bytewise.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -74,6 +78,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         17,
         include_str!("../migrations/postgres/0017_token_parent.sql"),
+    ),
+    (
+        18,
+        include_str!("../migrations/postgres/0018_extents_bytewise.sql"),
     ),
 ];
 

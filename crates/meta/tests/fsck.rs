@@ -129,6 +129,37 @@ async fn fsck_reports_each_broken_rule() {
     exec(format!("UPDATE volumes SET live = 0 WHERE id = '{v}'")).await;
     assert_eq!(codes(&meta).await, vec!["VolumeNotCollected"]);
     exec(format!("UPDATE volumes SET live = 1 WHERE id = '{v}'")).await;
+    // Extent rows of a volume that does not exist. PostgreSQL has no
+    // foreign key to refuse them since schema version 18; SQLite's is
+    // switched off on this connection, as a bad restore might have it.
+    let ghost = Id::random(Kind::Volume);
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::AnyConnection::connect(db.url()).await.unwrap();
+        if c.backend_name() != "PostgreSQL" {
+            sqlx::query("PRAGMA foreign_keys=OFF")
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO extents (volume_id, chunk_index, generation, first_sector, sectors, obj_kind, obj_index, obj_slots, first_slot) \
+             VALUES ('{ghost}', 0, 0, 0, 1, 0, 0, 0, 0), ('{ghost}', 1, 0, 0, 1, 0, 0, 0, 0)"
+        )))
+        .execute(&mut c)
+        .await
+        .unwrap();
+        c.close().await.unwrap();
+    }
+    let found = meta.fsck().await.unwrap();
+    assert_eq!(codes(&meta).await, vec!["ExtentOfNoVolume"]);
+    assert!(
+        found[0]
+            .detail
+            .contains(&format!("2 extent rows name volume {ghost}")),
+        "{found:?}"
+    );
+    exec(format!("DELETE FROM extents WHERE volume_id = '{ghost}'")).await;
     assert_eq!(codes(&meta).await, Vec::<&str>::new(), "repaired");
     raw.close().await;
     meta.close().await;
