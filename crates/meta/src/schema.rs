@@ -85,17 +85,17 @@ const POSTGRES: &[(i64, &str)] = &[
     ),
 ];
 
-/// The statements of a migration file: split on `;`, `--` comment lines
-/// dropped (so a comment must never hold a `;`), empty ones skipped.
+/// The statements of a migration file: `--` comment lines dropped first
+/// (so a comment may hold a `;`), then split on `;`, empty ones skipped.
 pub fn statements(sql: &str) -> Vec<String> {
-    sql.split(';')
-        .map(|stmt| {
-            stmt.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+    let code = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';')
         .filter(|stmt| !stmt.trim().is_empty())
+        .map(str::to_string)
         .collect()
 }
 
@@ -139,4 +139,19 @@ pub(crate) async fn migrate(meta: &Meta) -> Result<()> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_semicolon_in_a_comment_splits_nothing() {
+        let sql = "-- one; two\nCREATE TABLE a (x INT);\n  -- three; four\nCREATE INDEX a_x\n  ON a(x);\n-- only a comment; here\n";
+        assert_eq!(
+            statements(sql),
+            vec!["CREATE TABLE a (x INT)", "\nCREATE INDEX a_x\n  ON a(x)"]
+        );
+        assert!(statements("-- nothing to do; at all\n").is_empty());
+    }
 }
