@@ -6,7 +6,7 @@
 #   2. revocation latency: the CLI revocation test's "key disable" case,
 #      20 trials, each from `coffer key disable` returning to the first
 #      failed read of a qemu-io session reading in a loop
-#      (crates/cli/tests/revocation.rs);
+#      (crates/cli/tests/e2e/revocation.rs);
 #   3. NBD throughput of a platform-key, a customer-key and a
 #      double-encryption disk side by side: one release `coffer serve`, a
 #      random image written into each disk and read back out with qemu-img
@@ -37,7 +37,7 @@ else
 fi
 
 echo "== 2. revocation latency, $TRIALS trials" >&2
-COFFER_REVOCATION_TRIALS=$TRIALS cargo test --locked -q -p coffer-cli --test revocation each_cause -- --nocapture \
+COFFER_REVOCATION_TRIALS=$TRIALS cargo test --locked -q -p coffer-cli --test e2e revocation::each_cause -- --nocapture \
   > "$work/revocation.out" 2>&1 || { cat "$work/revocation.out" >&2; exit 1; }
 revocation=$(grep -E '^key disable over' "$work/revocation.out")
 others=$(grep -E '^revocation by (key delete|role removed|grant revoked)' "$work/revocation.out" | sed 's/^/- /')
@@ -94,7 +94,7 @@ echo "| backend | data keys | re-wrap pass | data keys / s |"
 echo "|:---|---:|---:|---:|"
 echo "$rewrap_rows"
 echo
-bench_provenance "revocation latency, crates/cli/tests/revocation.rs, $TRIALS trials"
+bench_provenance "revocation latency, crates/cli/tests/e2e/revocation.rs, $TRIALS trials"
 echo
 echo "$revocation"
 echo "$others"

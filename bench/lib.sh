@@ -3,7 +3,7 @@
 #
 # docs/PERFORMANCE.md takes figures only from a run at a clean commit: every
 # table there sits under a line `script: bench/NAME, commit: COMMIT, ...`
-# printed by bench_provenance, and crates/cli/tests/docs_figures.rs fails if
+# printed by bench_provenance, and crates/cli/tests/e2e/docs_figures.rs fails if
 # a table lacks one, names a script that does not exist, or names a dirty
 # tree. So a script refuses to run on a tree with uncommitted changes to
 # tracked files (`git describe --always --dirty`), unless BENCH_ALLOW_DIRTY=1,

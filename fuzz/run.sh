@@ -2,7 +2,7 @@
 # Fuzz every target with AFL++ (cargo-afl) for SECONDS each (default 30),
 # starting from the seed corpus in fuzz/corpus/<target>. A crash or hang
 # fails the run: its input is copied to fuzz/regressions/<target>/, where the
-# ordinary test suite replays it (crates/cli/tests/fuzz_corpus.rs) once it
+# ordinary test suite replays it (crates/cli/tests/e2e/fuzz_corpus.rs) once it
 # is committed with its fix.
 # Needs: Debian's afl++ (not used directly, but its system setup) and
 # `cargo install cargo-afl` (.ci/run installs both).
