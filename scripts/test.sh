@@ -54,7 +54,7 @@ start_s3() {
 }
 
 pass() {
-  echo "== tests with $1 metadata and $2 objects" >&2
+  echo "== [+${SECONDS}s] tests with $1 metadata and $2 objects" >&2
   if [ "$2" = s3 ]; then start_s3; fi
   COFFER_TEST_METADATA=$1 COFFER_TEST_STORE=$2 "${runner[@]}" "${@:3}"
 }
