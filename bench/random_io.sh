@@ -15,7 +15,15 @@
 #   1 MiB sequential write QD 8, 1 MiB sequential read QD 8.
 # Write jobs end with a flush (end_fsync), so what they count is durable on
 # every server. Random jobs run over the whole SIZE with fio's default
-# uniform random offsets (4 KiB aligned). Then `qemu-img bench` does 4 KiB
+# uniform random offsets (4 KiB aligned).
+# The servers take turns job by job (every server runs a job before the
+# next job starts), and with ROUNDS=N (default 1) the whole series runs N
+# times, the servers' order rotated each round: this VM's speed drifts by
+# up to 1.5x over minutes, and turns keep a ratio from spanning that drift.
+# A table cell is the median of the rounds, and with ROUNDS > 1 a ratio
+# cell also gives the lowest and highest ratio of one round. JOBS (names
+# below) and SERVERS narrow a run, e.g. JOBS=randwrite32 SERVERS="luks
+# pg-local" ROUNDS=5 for one target alone. Then `qemu-img bench` does 4 KiB
 # writes and reads at QD 32 with a stride that scatters them over the disk
 # (it has no random mode), and the peak RSS of every server is read from
 # /proc (VmHWM) at the end.
@@ -23,14 +31,28 @@
 # Output: markdown tables for docs/PERFORMANCE.md under one line naming this
 # script and the commit measured (bench/lib.sh: a dirty tree is refused).
 #
-# Usage: bench/random_io.sh [SIZE]   (default 1G; RUNTIME=30; about
-# 4 x 6 x RUNTIME s plus prefills: ~15 minutes after the build on 2 cores).
+# Usage: bench/random_io.sh [SIZE]   (default 1G; RUNTIME=30, ROUNDS=1,
+# JOBS="randwrite32 randread32 randwrite1 randread1 seqwrite8 seqread8",
+# SERVERS="raw luks embedded pg-local"; the full run is 4 x 6 x RUNTIME s
+# plus prefills: ~15 minutes after the build on 2 cores). qemu-img bench
+# runs only when every job does.
 # Needs fio, qemu-img, qemu-nbd, psql and a PostgreSQL server on which this
 # user may create databases (COFFER_BENCH_PG, default
 # postgres://postgres@127.0.0.1:5432), python3.
 set -euo pipefail
 SIZE=${1:-1G}
 RUNTIME=${RUNTIME:-30}
+ROUNDS=${ROUNDS:-1}
+all_jobs="randwrite32 randread32 randwrite1 randread1 seqwrite8 seqread8"
+JOBS=${JOBS:-$all_jobs}
+read -ra servers <<<"${SERVERS:-raw luks embedded pg-local}"
+for j in $JOBS; do
+  case " $all_jobs " in *" $j "*) ;; *) echo "random_io.sh: unknown job $j (jobs: $all_jobs)" >&2; exit 1 ;; esac
+done
+for s in "${servers[@]}"; do
+  case $s in raw|luks|embedded|pg-local) ;; *) echo "random_io.sh: unknown server $s (raw luks embedded pg-local)" >&2; exit 1 ;; esac
+done
+case " ${servers[*]} " in *" luks "*) ;; *) echo "random_io.sh: SERVERS must include luks (the ratios' base)" >&2; exit 1 ;; esac
 PG=${COFFER_BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -70,10 +92,12 @@ coffer() {
   disk=$("$COFFER" --profile "$s" disk create --name bench --size "$((bytes / 1048576))MiB" --zone local-a --query id)
   uri[$s]=$("$COFFER" --profile "$s" disk attach "$disk" --query uri)
 }
-coffer embedded
-psql "$PG/postgres" -qc "CREATE DATABASE $db" >/dev/null
-coffer pg-local --metadata "$PG/$db"
-servers=(raw luks embedded pg-local)
+has() { case " ${servers[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
+if has embedded; then coffer embedded; fi
+if has pg-local; then
+  psql "$PG/postgres" -qc "CREATE DATABASE $db" >/dev/null
+  coffer pg-local --metadata "$PG/$db"
+fi
 sleep 0.5
 
 # check_log: fail if a Coffer server logged failed I/O (fio would count a
@@ -81,6 +105,7 @@ sleep 0.5
 check_log() {
   local s
   for s in embedded pg-local; do
+    has "$s" || continue
     if grep -E "block I/O failed|write-back failed| ERROR " "$work/$s.log" >&2; then
       echo "random_io.sh: server $s reported failed I/O (above): the figures are void" >&2
       exit 1
@@ -88,32 +113,45 @@ check_log() {
   done
 }
 
-# job NAME SERVER fio-options...: one fio job, its JSON kept as NAME.SERVER.json.
+# job NAME SERVER ROUND fio-options...: one fio job, its JSON kept as
+# NAME.SERVER.ROUND.json.
 job() {
-  local name=$1 s=$2; shift 2
-  echo "== $name on $s" >&2
+  local name=$1 s=$2 r=$3; shift 3
+  echo "== $name on $s (round $r)" >&2
   fio --name="$name" --ioengine=nbd --uri="${uri[$s]}" --size="$bytes" --output-format=json \
-    --output="$work/$name.$s.json" "$@" >/dev/null
+    --output="$work/$name.$s.$r.json" "$@" >/dev/null
   check_log
 }
 for s in "${servers[@]}"; do
-  job prefill "$s" --rw=write --bs=1M --iodepth=8 --end_fsync=1
+  job prefill "$s" 1 --rw=write --bs=1M --iodepth=8 --end_fsync=1
 done
-timed=(--time_based --runtime="$RUNTIME")
-for s in "${servers[@]}"; do
-  job randwrite32 "$s" --rw=randwrite --bs=4k --iodepth=32 --end_fsync=1 "${timed[@]}"
-  job randread32 "$s" --rw=randread --bs=4k --iodepth=32 "${timed[@]}"
-  job randwrite1 "$s" --rw=randwrite --bs=4k --iodepth=1 --end_fsync=1 "${timed[@]}"
-  job randread1 "$s" --rw=randread --bs=4k --iodepth=1 "${timed[@]}"
-  job seqwrite8 "$s" --rw=write --bs=1M --iodepth=8 --end_fsync=1 "${timed[@]}"
-  job seqread8 "$s" --rw=read --bs=1M --iodepth=8 "${timed[@]}"
+declare -A opts=(
+  [randwrite32]="--rw=randwrite --bs=4k --iodepth=32 --end_fsync=1"
+  [randread32]="--rw=randread --bs=4k --iodepth=32"
+  [randwrite1]="--rw=randwrite --bs=4k --iodepth=1 --end_fsync=1"
+  [randread1]="--rw=randread --bs=4k --iodepth=1"
+  [seqwrite8]="--rw=write --bs=1M --iodepth=8 --end_fsync=1"
+  [seqread8]="--rw=read --bs=1M --iodepth=8"
+)
+for r in $(seq "$ROUNDS"); do
+  # Round r starts with server r-1 (mod the count): none is always first.
+  order=("${servers[@]:$(((r - 1) % ${#servers[@]}))}" "${servers[@]:0:$(((r - 1) % ${#servers[@]}))}")
+  for j in $JOBS; do
+    for s in "${order[@]}"; do
+      # shellcheck disable=SC2086 # opts are words
+      job "$j" "$s" "$r" ${opts[$j]} --time_based --runtime="$RUNTIME"
+    done
+  done
 done
 
 # qemu-img bench: 4 KiB at QD 32, each request 1 MiB + 4 KiB past the last,
 # so 131,072 requests visit every 1 MiB of a 1 GiB disk at a different 4 KiB
 # offset; writes end with a flush.
 count=$((bytes / 8192))
+qib=0
+[ "$JOBS" = "$all_jobs" ] && [ "${#servers[@]}" -eq 4 ] && qib=1
 for s in "${servers[@]}"; do
+  [ "$qib" = 1 ] || break
   for mode in write read; do
     echo "== qemu-img bench $mode on $s" >&2
     flag=; [ "$mode" = write ] && flag=-w
@@ -127,17 +165,19 @@ for s in "${servers[@]}"; do awk '/VmHWM/ {print $2}' "/proc/${pid[$s]}/status" 
 # and over: partly dead segments not yet compacted or collected count too).
 du -sb "$work/plain.img" | cut -f1 >"$work/stored.raw"
 du -sb "$work/luks.img" | cut -f1 >"$work/stored.luks"
-for s in embedded pg-local; do du -sb "$work/$s/objects" | cut -f1 >"$work/stored.$s"; done
+for s in embedded pg-local; do has "$s" || continue; du -sb "$work/$s/objects" | cut -f1 >"$work/stored.$s"; done
 bench_finish
 
 echo
-bench_provenance "$SIZE disk, each fio job ${RUNTIME} s after a whole-disk 1 MiB prefill, fio $(fio --version) nbd engine"
+bench_provenance "$SIZE disk, each fio job ${RUNTIME} s after a whole-disk 1 MiB prefill, servers taking turns per job, $ROUNDS round(s), fio $(fio --version) nbd engine"
 echo
-python3 - "$work" "$count" "${servers[@]}" <<'PY'
-import json, sys
-work, count, servers = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-def res(name, s):
-    j = json.load(open(f"{work}/{name}.{s}.json"))["jobs"][0]
+python3 - "$work" "$count" "$ROUNDS" "$JOBS" "$qib" "${servers[@]}" <<'PY'
+import json, statistics, sys
+work, count, rounds, jobs, qib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(), sys.argv[5] == "1"
+servers = sys.argv[6:]
+coffers = [s for s in ("embedded", "pg-local") if s in servers]
+def res(name, s, r):
+    j = json.load(open(f"{work}/{name}.{s}.{r}.json"))["jobs"][0]
     return j["write"] if j["write"]["io_bytes"] > 0 else j["read"]
 rows = [
     ("4 KiB random write, QD 32: IOPS", "randwrite32", lambda r: r["iops"], "{:,.0f}"),
@@ -150,22 +190,32 @@ rows = [
     ("1 MiB sequential read, QD 8: MB/s", "seqread8", lambda r: r["bw_bytes"] / 1e6, "{:,.0f}"),
     ("prefill, 1 MiB sequential write QD 8 + flush: MB/s", "prefill", lambda r: r["bw_bytes"] / 1e6, "{:,.0f}"),
 ]
-val = {}
-print("| fio, nbd engine | " + " | ".join(servers) + " | embedded / luks | pg-local / luks |")
-print("|:---|" + "---:|" * (len(servers) + 2))
+heads = "".join(f" {c} / luks |" for c in coffers)
+print("| fio, nbd engine | " + " | ".join(servers) + " |" + heads)
+print("|:---|" + "---:|" * (len(servers) + len(coffers)))
 for label, name, f, fmt in rows:
-    v = {s: f(res(name, s)) for s in servers}
-    val[name + label] = v
-    print(f"| {label} | " + " | ".join(fmt.format(v[s]) for s in servers)
-          + f" | {v['embedded'] / v['luks']:.2f}x | {v['pg-local'] / v['luks']:.2f}x |")
+    if name != "prefill" and name not in jobs:
+        continue
+    n = 1 if name == "prefill" else rounds
+    per = {s: [f(res(name, s, r)) for r in range(1, n + 1)] for s in servers}
+    v = {s: statistics.median(per[s]) for s in servers}
+    cells = []
+    for c in coffers:
+        cell = f"{v[c] / v['luks']:.2f}x"
+        if n > 1:
+            ratios = [a / b for a, b in zip(per[c], per["luks"])]
+            cell += f" ({min(ratios):.2f}-{max(ratios):.2f})"
+        cells.append(cell)
+    print(f"| {label} | " + " | ".join(fmt.format(v[s]) for s in servers) + " | " + " | ".join(cells) + " |")
 print()
-print("| qemu-img bench, 4 KiB QD 32, strided | " + " | ".join(servers) + " | embedded / luks | pg-local / luks |")
-print("|:---|" + "---:|" * (len(servers) + 2))
-for mode in ("write", "read"):
-    v = {s: count / float(open(f"{work}/qib.{mode}.{s}").read()) for s in servers}
-    print(f"| {mode}: IOPS ({count:,} requests) | " + " | ".join(f"{v[s]:,.0f}" for s in servers)
-          + f" | {v['embedded'] / v['luks']:.2f}x | {v['pg-local'] / v['luks']:.2f}x |")
-print()
+if qib:
+    print("| qemu-img bench, 4 KiB QD 32, strided | " + " | ".join(servers) + " |" + heads)
+    print("|:---|" + "---:|" * (len(servers) + len(coffers)))
+    for mode in ("write", "read"):
+        v = {s: count / float(open(f"{work}/qib.{mode}.{s}").read()) for s in servers}
+        print(f"| {mode}: IOPS ({count:,} requests) | " + " | ".join(f"{v[s]:,.0f}" for s in servers)
+              + " | " + " | ".join(f"{v[c] / v['luks']:.2f}x" for c in coffers) + " |")
+    print()
 rss = {s: int(open(f"{work}/rss.{s}").read()) / 1024 for s in servers}
 stored = {s: int(open(f"{work}/stored.{s}").read()) / 2**20 for s in servers}
 print("| at the end of the run, MiB | " + " | ".join(servers) + " |")
