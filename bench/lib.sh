@@ -83,5 +83,8 @@ bench_workdir() {
 bench_cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # A server still writing its last objects would refill the directory
+  # while it is removed: wait until each has exited.
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work" "$out"
 }
