@@ -9,8 +9,8 @@ use sqlx::{Any, AnyConnection, Transaction};
 
 use crate::Backend;
 use crate::extents::{
-    ChunkMap, Col, EXTENT_COLS, Extent, ExtentTuple, J, Loc, ObjectRef, Row, RowReader, apply_rows,
-    data_only, dead_rows, extent_json, hex_id, json_list, json_rows, overlay, parse_hex_id,
+    ChunkMap, Col, EXTENT_COLS, Extent, ExtentTuple, J, Loc, ObjectRef, Row, RowList, RowReader,
+    apply_rows, data_only, dead_rows, extent_values, hex_id, overlay, parse_hex_id,
     sectors_per_chunk, v1_row,
 };
 
@@ -678,17 +678,21 @@ impl Meta {
         if done.is_empty() {
             return Ok(());
         }
-        let list = json_list(
+        let list = RowList::of(
+            self.backend,
+            &[Col::Text, Col::Text],
             done.iter()
                 .map(|(w, id)| vec![J::S(w.to_string()), J::S(hex_id(id))]),
         );
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "DELETE FROM gc_objects WHERE (object_volume, object_id) IN (SELECT c0, c1 FROM ({}) AS j)",
-            json_rows(self.backend, 1, &[Col::Text, Col::Text])
-        )))
-        .bind(list)
-        .execute(&self.pool)
-        .await?;
+            list.select(1)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in list.binds() {
+            q = q.bind(b);
+        }
+        q.execute(&self.pool).await?;
         Ok(())
     }
 
@@ -742,18 +746,22 @@ impl Meta {
         if done.is_empty() {
             return Ok(());
         }
-        let list = json_list(
+        let list = RowList::of(
+            self.backend,
+            &[Col::Text, Col::Int],
             done.iter()
                 .map(|(d, c)| Ok(vec![J::S(d.to_string()), J::I(to_i64(*c)?)]))
                 .collect::<Result<Vec<_>>>()?,
         );
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "DELETE FROM gc_queue WHERE (dek_id, counter) IN (SELECT c0, c1 FROM ({}) AS j)",
-            json_rows(self.backend, 1, &[Col::Text, Col::Int])
-        )))
-        .bind(list)
-        .execute(&self.pool)
-        .await?;
+            list.select(1)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in list.binds() {
+            q = q.bind(b);
+        }
+        q.execute(&self.pool).await?;
         Ok(())
     }
 
@@ -842,21 +850,27 @@ async fn load_overlapping(
     let vid = v.id.to_string();
     let mut chunks: Vec<u64> = ranges.iter().map(|r| r.0).collect();
     chunks.dedup();
-    let list = json_list(
+    let list = RowList::of(
+        backend,
+        &[Col::Int],
         chunks
             .iter()
             .map(|&i| Ok(vec![J::I(to_i64(i)?)]))
             .collect::<Result<Vec<_>>>()?,
     );
-    let v1: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let sql = format!(
         "SELECT chunk_index, generation, counter FROM chunks WHERE volume_id = $1 AND chunk_index IN (SELECT c0 FROM ({}) AS j)",
-        json_rows(backend, 2, &[Col::Int])
-    )))
-    .bind(&vid)
-    .bind(list)
-    .fetch_all(&mut *conn)
-    .await?;
-    let list = json_list(
+        list.select(2)
+    );
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&vid);
+    for b in list.binds() {
+        q = q.bind(b);
+    }
+    let v1: Vec<(i64, i64, Option<i64>)> = q.fetch_all(&mut *conn).await?;
+    let cols = [Col::Int, Col::Int, Col::Int];
+    let list = RowList::of(
+        backend,
+        &cols,
         ranges
             .iter()
             .map(|&(c, a, b)| {
@@ -868,20 +882,20 @@ async fn load_overlapping(
             })
             .collect::<Result<Vec<_>>>()?,
     );
-    let cols = [Col::Int, Col::Int, Col::Int];
     let v2: Vec<ExtentTuple> = match backend {
         // The JSON list drives the join; each range then reads its chunk's
         // rows by the primary key.
         Backend::Postgres => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            let sql = format!(
                 "SELECT {EXTENT_COLS} FROM ({}) AS j CROSS JOIN extents \
                  WHERE volume_id = $1 AND chunk_index = j.c0 AND first_sector < j.c2 AND first_sector + sectors > j.c1",
-                json_rows(backend, 2, &cols)
-            )))
-            .bind(&vid)
-            .bind(list)
-            .fetch_all(&mut *conn)
-            .await?
+                list.select(2)
+            );
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&vid);
+            for b in list.binds() {
+                q = q.bind(b);
+            }
+            q.fetch_all(&mut *conn).await?
         }
         // SQLite would evaluate the JSON of a range once per row of its
         // chunk, and visit a chunk's rows once per range: with tens of
@@ -900,13 +914,15 @@ async fn load_overlapping(
             sqlx::query("DELETE FROM temp.commit_ranges")
                 .execute(&mut *conn)
                 .await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            let sql = format!(
                 "INSERT INTO temp.commit_ranges (c0, c1, c2) SELECT c0, c1, c2 FROM ({}) AS j",
-                json_rows(backend, 1, &cols)
-            )))
-            .bind(list)
-            .execute(&mut *conn)
-            .await?;
+                list.select(1)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in list.binds() {
+                q = q.bind(b);
+            }
+            q.execute(&mut *conn).await?;
             let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {EXTENT_COLS} FROM (SELECT DISTINCT c0 FROM temp.commit_ranges) AS c \
                  CROSS JOIN extents AS e WHERE e.volume_id = $1 AND e.chunk_index = c.c0 \
@@ -972,19 +988,24 @@ pub(crate) async fn load_rows(
     upto: Option<u64>,
 ) -> Result<HashMap<u64, Vec<Row>>> {
     let upto = upto.map_or(Ok(i64::MAX), to_i64)?;
-    let (filter, list) = match only {
-        Some(c) => (
-            format!(
-                " AND chunk_index IN (SELECT c0 FROM ({}) AS j)",
-                json_rows(backend, 3, &[Col::Int])
-            ),
-            json_list(
+    let (filter, binds) = match only {
+        Some(c) => {
+            let list = RowList::of(
+                backend,
+                &[Col::Int],
                 c.iter()
                     .map(|&i| Ok(vec![J::I(to_i64(i)?)]))
                     .collect::<Result<Vec<_>>>()?,
-            ),
-        ),
-        None => (String::new(), String::new()),
+            );
+            (
+                format!(
+                    " AND chunk_index IN (SELECT c0 FROM ({}) AS j)",
+                    list.select(3)
+                ),
+                list.binds(),
+            )
+        }
+        None => (String::new(), Vec::new()),
     };
     let vid = v.id.to_string();
     let q1 = format!(
@@ -993,8 +1014,8 @@ pub(crate) async fn load_rows(
     let mut q = sqlx::query_as::<_, (i64, i64, Option<i64>)>(sqlx::AssertSqlSafe(q1))
         .bind(&vid)
         .bind(upto);
-    if only.is_some() {
-        q = q.bind(&list);
+    for b in &binds {
+        q = q.bind(b);
     }
     let v1 = q.fetch_all(&mut *conn).await?;
     let q2 = format!(
@@ -1003,8 +1024,8 @@ pub(crate) async fn load_rows(
     let mut q = sqlx::query_as::<_, ExtentTuple>(sqlx::AssertSqlSafe(q2))
         .bind(&vid)
         .bind(upto);
-    if only.is_some() {
-        q = q.bind(&list);
+    for b in &binds {
+        q = q.bind(b);
     }
     let v2 = q.fetch_all(&mut *conn).await?;
     rows_by_chunk(v, v1, v2)
@@ -1070,7 +1091,9 @@ impl Plan {
         self.candidates
             .retain(|c| !named.contains(&c.1) && seen.insert(*c));
         if !self.del_ext.is_empty() {
-            let list = json_list(
+            let list = RowList::of(
+                backend,
+                &[Col::Int, Col::Int, Col::Int],
                 self.del_ext
                     .iter()
                     .map(|&(c, g, f)| {
@@ -1078,87 +1101,92 @@ impl Plan {
                     })
                     .collect::<Result<Vec<_>>>()?,
             );
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            let sql = format!(
                 "DELETE FROM extents WHERE volume_id = $1 AND (chunk_index, generation, first_sector) IN (SELECT c0, c1, c2 FROM ({}) AS j)",
-                json_rows(backend, 2, &[Col::Int, Col::Int, Col::Int])
-            )))
-            .bind(&vid)
-            .bind(list)
-            .execute(&mut *conn)
-            .await?;
+                list.select(2)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&vid);
+            for b in list.binds() {
+                q = q.bind(b);
+            }
+            q.execute(&mut *conn).await?;
         }
         if !self.del_v1.is_empty() {
-            let list = json_list(
+            let list = RowList::of(
+                backend,
+                &[Col::Int, Col::Int],
                 self.del_v1
                     .iter()
                     .map(|&(c, g)| Ok(vec![J::I(to_i64(c)?), J::I(to_i64(g)?)]))
                     .collect::<Result<Vec<_>>>()?,
             );
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            let sql = format!(
                 "DELETE FROM chunks WHERE volume_id = $1 AND (chunk_index, generation) IN (SELECT c0, c1 FROM ({}) AS j)",
-                json_rows(backend, 2, &[Col::Int, Col::Int])
-            )))
-            .bind(&vid)
-            .bind(list)
-            .execute(&mut *conn)
-            .await?;
+                list.select(2)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&vid);
+            for b in list.binds() {
+                q = q.bind(b);
+            }
+            q.execute(&mut *conn).await?;
         }
         let inserted = self.ins.len() as u64;
         if !self.ins.is_empty() {
-            let list = json_list(
-                self.ins
-                    .iter()
-                    .map(|(c, g, e)| extent_json(*c, *g, e))
-                    .collect::<Result<Vec<_>>>()?,
-            );
             use Col::{Int, Text};
             let cols = [
                 Int, Int, Int, Int, Text, Text, Int, Int, Int, Int, Text, Text,
             ];
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            let mut list = RowList::new(backend, &cols);
+            for (c, g, e) in &self.ins {
+                list.push(&extent_values(*c, *g, e)?);
+            }
+            let sql = format!(
                 "INSERT INTO extents (volume_id, {EXTENT_COLS}) SELECT $1, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 FROM ({}) AS j",
-                json_rows(backend, 2, &cols)
-            )))
-            .bind(&vid)
-            .bind(list)
-            .execute(&mut *conn)
-            .await?;
+                list.select(2)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&vid);
+            for b in list.binds() {
+                q = q.bind(b);
+            }
+            q.execute(&mut *conn).await?;
         }
         if !self.gc_v1.is_empty() {
-            let list = json_list(
+            let list = RowList::of(
+                backend,
+                &[Col::Text, Col::Int],
                 self.gc_v1
                     .iter()
                     .map(|(d, c)| Ok(vec![J::S(d.to_string()), J::I(to_i64(*c)?)]))
                     .collect::<Result<Vec<_>>>()?,
             );
-            queued += sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO gc_queue (dek_id, counter, enqueued_at, region) SELECT c0, c1, $1, (SELECT region FROM volumes WHERE id = $3) FROM ({}) AS j WHERE true ON CONFLICT DO NOTHING",
-                json_rows(backend, 2, &[Col::Text, Col::Int])
-            )))
-            .bind(now())
-            .bind(list)
-            .bind(&vid)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            let sql = format!(
+                "INSERT INTO gc_queue (dek_id, counter, enqueued_at, region) SELECT c0, c1, $1, (SELECT region FROM volumes WHERE id = $2) FROM ({}) AS j WHERE true ON CONFLICT DO NOTHING",
+                list.select(3)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now()).bind(&vid);
+            for b in list.binds() {
+                q = q.bind(b);
+            }
+            queued += q.execute(&mut *conn).await?.rows_affected();
         }
         if !self.candidates.is_empty() {
-            let list = json_list(
+            let list = RowList::of(
+                backend,
+                &[Col::Text, Col::Text],
                 self.candidates
                     .iter()
                     .map(|(w, id)| vec![J::S(w.to_string()), J::S(hex_id(id))]),
             );
-            queued += sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO gc_objects (object_volume, object_id, enqueued_at, region) SELECT DISTINCT c0, c1, $1, (SELECT region FROM volumes WHERE id = $3) FROM ({}) AS j \
+            let sql = format!(
+                "INSERT INTO gc_objects (object_volume, object_id, enqueued_at, region) SELECT DISTINCT c0, c1, $1, (SELECT region FROM volumes WHERE id = $2) FROM ({}) AS j \
                  WHERE NOT EXISTS (SELECT 1 FROM extents x WHERE x.object_id = j.c1) ON CONFLICT DO NOTHING",
-                json_rows(backend, 2, &[Col::Text, Col::Text])
-            )))
-            .bind(now())
-            .bind(list)
-            .bind(&vid)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+                list.select(3)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now()).bind(&vid);
+            for b in list.binds() {
+                q = q.bind(b);
+            }
+            queued += q.execute(&mut *conn).await?.rows_affected();
         }
         Ok((inserted, queued))
     }
