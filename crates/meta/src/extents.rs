@@ -11,7 +11,7 @@
 //!
 //! This module owns the extent arithmetic (overlaying, slicing, which rows
 //! no view sees) shared by view resolution, commits, garbage collection
-//! and `fsck`, and the row lists ([`RowList`]) that let one statement insert or
+//! and `fsck`, and the row lists (`RowList`) that let one statement insert or
 //! delete any number of rows, so a commit costs a constant number of round
 //! trips however many chunks it touches.
 
