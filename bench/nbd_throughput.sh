@@ -149,7 +149,7 @@ for line in open(f"{work}/serve.log", encoding="utf-8", errors="replace"):
         put_s += secs(re.search(r"elapsed=(\S+)", line)[1])
         put_chunks += int(re.search(r"chunks=(\d+)", line)[1])
     elif " committed " in line:
-        m = re.search(r"entries=(\d+) sync=(\S+) commit=(\S+)", line)
+        m = re.search(r"(?:entries|chunks)=(\d+) sync=(\S+) commit=(\S+)", line)
         flushes.append((int(m[1]), secs(m[2]), secs(m[3])))
 full = [f for f in flushes if f[0] == size // (256 * 1024)]
 med = lambda i: f"{1000 * statistics.median(f[i] for f in full):.0f} ms" if full else "-"
