@@ -37,7 +37,33 @@ pub async fn run(store: &dyn ObjectStore) {
         "a refused put leaves the object"
     );
 
-    ranged_reads(store, "chunks/01/aa/0001", &data).await;
+    ranged_reads(store, "chunks/01/aa/0001", &data, false).await;
+
+    // The streaming variants keep the same contract: create-only, whole
+    // objects, clipped ranges; and each side reads what the other wrote.
+    store
+        .put_streaming("chunks/01/cc/0004", data.clone())
+        .await
+        .expect("put_streaming");
+    assert_eq!(
+        &store.get("chunks/01/cc/0004").await.expect("get")[..],
+        &data[..],
+        "get returns what put_streaming stored"
+    );
+    match store
+        .put_streaming("chunks/01/cc/0004", Bytes::from_static(b"other"))
+        .await
+    {
+        Err(StoreError::AlreadyExists(_)) => {}
+        other => panic!("second put_streaming of a key must be AlreadyExists, got {other:?}"),
+    }
+    ranged_reads(store, "chunks/01/cc/0004", &data, true).await;
+    ranged_reads(store, "chunks/01/aa/0001", &data, true).await;
+    match store.get_range_streaming("chunks/01/aa/0002", 0..10).await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("get_range_streaming of a missing key must be NotFound, got {other:?}"),
+    }
+    store.delete("chunks/01/cc/0004").await.expect("delete");
 
     match store.get("chunks/01/aa/0002").await {
         Err(StoreError::NotFound(_)) => {}
@@ -124,13 +150,15 @@ pub async fn run(store: &dyn ObjectStore) {
 
 /// `get_range` of the object `key`, which holds `data` (at least 10,000
 /// bytes).
-async fn ranged_reads(store: &dyn ObjectStore, key: &str, data: &[u8]) {
+async fn ranged_reads(store: &dyn ObjectStore, key: &str, data: &[u8], streaming: bool) {
     let len = data.len() as u64;
     let read = |range: std::ops::Range<u64>| async move {
-        store
-            .get_range(key, range.clone())
-            .await
-            .unwrap_or_else(|e| panic!("get_range {range:?}: {e}"))
+        if streaming {
+            store.get_range_streaming(key, range.clone()).await
+        } else {
+            store.get_range(key, range.clone()).await
+        }
+        .unwrap_or_else(|e| panic!("get_range (streaming: {streaming}) {range:?}: {e}"))
     };
     assert_eq!(&read(1000..5000).await[..], &data[1000..5000], "middle");
     assert_eq!(&read(0..1).await[..], &data[..1], "first byte");

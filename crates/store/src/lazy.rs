@@ -63,6 +63,12 @@ impl ObjectStore for LazyStore {
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         self.store().await?.get_range(key, range).await
     }
+    async fn put_streaming(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.store().await?.put_streaming(key, data).await
+    }
+    async fn get_range_streaming(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        self.store().await?.get_range_streaming(key, range).await
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.store().await?.delete(key).await
     }

@@ -94,6 +94,21 @@ pub trait ObjectStore: Send + Sync + 'static {
         }
         Ok(slice_clipped(&self.get(key).await?.freeze(), &range))
     }
+    /// [`ObjectStore::put`] for a writer that streams much data once and
+    /// reads it back at most once soon after (a copy job): a backend with a
+    /// page cache keeps what this writes out of it, so a long copy neither
+    /// evicts the cached data of live disks nor makes the kernel find a
+    /// fresh page for every byte it writes. Same contract as `put`; the
+    /// default is `put`.
+    async fn put_streaming(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.put(key, data).await
+    }
+    /// [`ObjectStore::get_range`] for such a reader: what it reads is not
+    /// kept in a page cache (what is already cached is read from there).
+    /// Same contract as `get_range`; the default is `get_range`.
+    async fn get_range_streaming(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        self.get_range(key, range).await
+    }
     /// Delete an object if it exists.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Delete every object of `keys` that exists (missing keys are fine,

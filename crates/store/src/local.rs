@@ -16,6 +16,16 @@
 //! docs/PERFORMANCE.md for both sides measured); it is off by default. File
 //! systems without `O_DIRECT` (tmpfs on older kernels, some FUSE) get plain
 //! buffered writes either way.
+//!
+//! The streaming variants ([`ObjectStore::put_streaming`],
+//! [`ObjectStore::get_range_streaming`], a copy job's) read and write with
+//! `RWF_DONTCACHE` (Linux 6.14): through the page cache, but its pages
+//! leave the cache once the read is copied out or the write is on disk.
+//! A copy then reuses a few warm pages instead of drawing a fresh one for
+//! every byte (on a VM whose free memory the host reclaims, ~2 s of
+//! system time per GiB written; docs/PERFORMANCE.md), and evicts nothing
+//! of the live disks' cached data. Where the kernel or file system
+//! refuses the flag, they fall back to the plain paths for good.
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read};
@@ -29,6 +39,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::{ObjectStore, StoreError, clip, validate_key};
 
+/// `RWF_DONTCACHE` for `preadv2`/`pwritev2` (Linux 6.14; not yet named by
+/// rustix): the I/O's pages leave the page cache once it is done.
+const RWF_DONTCACHE: u32 = 0x80;
+
 /// Directory (under the root) of reusable files; never a valid object key
 /// prefix, so listings never show it.
 const FREE_DIR: &str = ".free";
@@ -39,6 +53,8 @@ pub struct LocalStore {
     root: Arc<PathBuf>,
     free: Arc<FreePool>,
     direct: Arc<Direct>,
+    /// Whether `RWF_DONTCACHE` works here: cleared at the first refusal.
+    uncached: Arc<AtomicBool>,
 }
 
 /// Alignment of `O_DIRECT` writes (offset, length and memory): the largest
@@ -83,11 +99,26 @@ impl Direct {
     }
 }
 
-/// Write `data` as the whole content of `f` from offset 0: its whole
-/// blocks with `O_DIRECT` when the file system allows it, the rest (and
-/// everything, when it does not) through the page cache.
-fn write_object(f: &std::fs::File, data: &[u8], direct: &Direct) -> std::io::Result<()> {
+/// Write `data` as the whole content of `f` from offset 0: with
+/// `RWF_DONTCACHE` if `uncached` is given and still set (cleared if the
+/// kernel refuses it), else its whole blocks with `O_DIRECT` when the file
+/// system allows it and the rest (and everything, when it does not)
+/// through the page cache.
+fn write_object(
+    f: &std::fs::File,
+    data: &[u8],
+    direct: &Direct,
+    uncached: Option<&AtomicBool>,
+) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
+    if let Some(u) = uncached
+        && u.load(Ordering::Relaxed)
+    {
+        match write_uncached(f, data) {
+            Err(e) if refuses_uncached(&e) => u.store(false, Ordering::Relaxed),
+            done => return done,
+        }
+    }
     let head = if direct.on.load(Ordering::Relaxed) {
         data.len() / ALIGN * ALIGN
     } else {
@@ -106,6 +137,54 @@ fn write_object(f: &std::fs::File, data: &[u8], direct: &Direct) -> std::io::Res
         }
     }
     f.write_all_at(&data[done..], done as u64)
+}
+
+/// Whether `e` is a kernel's or file system's refusal of `RWF_DONTCACHE`
+/// (older kernels refuse unknown flags too; nothing was read or written).
+fn refuses_uncached(e: &std::io::Error) -> bool {
+    [rustix::io::Errno::OPNOTSUPP, rustix::io::Errno::INVAL]
+        .iter()
+        .any(|n| e.raw_os_error() == Some(n.raw_os_error()))
+}
+
+fn dontcache() -> rustix::io::ReadWriteFlags {
+    rustix::io::ReadWriteFlags::from_bits_retain(RWF_DONTCACHE)
+}
+
+/// Write `data` at offset 0 of `f` with `RWF_DONTCACHE`.
+fn write_uncached(f: &std::fs::File, data: &[u8]) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        let piece = [std::io::IoSlice::new(&data[done..])];
+        match rustix::io::pwritev2(f, &piece, done as u64, dontcache()) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Read into `buf` from `f` at `at` with `RWF_DONTCACHE` if `uncached` is
+/// set (cleared if the kernel refuses it), else plainly.
+fn read_at(
+    f: &std::fs::File,
+    buf: &mut [u8],
+    at: u64,
+    uncached: Option<&AtomicBool>,
+) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    if let Some(u) = uncached
+        && u.load(Ordering::Relaxed)
+    {
+        let read = rustix::io::preadv2(f, &mut [std::io::IoSliceMut::new(buf)], at, dontcache());
+        match read.map_err(std::io::Error::from) {
+            Err(e) if refuses_uncached(&e) => u.store(false, Ordering::Relaxed),
+            done => return done,
+        }
+    }
+    f.read_at(buf, at)
 }
 
 /// Write `data` (a whole number of blocks) at offset 0 of `f` with
@@ -187,6 +266,7 @@ impl LocalStore {
                 on: AtomicBool::new(false),
                 bufs: std::sync::Mutex::new(Vec::new()),
             }),
+            uncached: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -220,9 +300,15 @@ impl LocalStore {
 
 /// Overwrite the reusable file `free` with `data` and move it to `path`
 /// without replacing anything there (`RENAME_NOREPLACE`).
-fn reuse(free: &Path, path: &Path, data: &[u8], direct: &Direct) -> std::io::Result<()> {
+fn reuse(
+    free: &Path,
+    path: &Path,
+    data: &[u8],
+    direct: &Direct,
+    uncached: Option<&AtomicBool>,
+) -> std::io::Result<()> {
     let f = OpenOptions::new().write(true).open(free)?;
-    write_object(&f, data, direct)?;
+    write_object(&f, data, direct, uncached)?;
     f.set_len(data.len() as u64)?;
     drop(f);
     let rename = || {
@@ -279,16 +365,18 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
-#[async_trait]
-impl ObjectStore for LocalStore {
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+impl LocalStore {
+    /// A put, with `RWF_DONTCACHE` if `streaming` (see the module's doc).
+    async fn put_with(&self, key: &str, data: Bytes, streaming: bool) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let key = key.to_string();
         let recycled = self.take_free();
         let direct = self.direct.clone();
+        let uncached = streaming.then(|| self.uncached.clone());
         blocking(move || {
+            let uncached = uncached.as_deref();
             if let Some(free) = recycled {
-                match reuse(&free, &path, &data, &direct) {
+                match reuse(&free, &path, &data, &direct, uncached) {
                     Ok(()) => return Ok(()),
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                         let _ = std::fs::remove_file(&free);
@@ -320,20 +408,7 @@ impl ObjectStore for LocalStore {
                     }
                 }
             })?;
-            write_object(&f, &data, &direct).map_err(io(&key))
-        })
-        .await
-    }
-
-    async fn get(&self, key: &str) -> Result<BytesMut, StoreError> {
-        let path = self.path(key)?;
-        let key = key.to_string();
-        blocking(move || {
-            let mut f = open_object(&path, &key)?;
-            let len = f.metadata().map_err(io(&key))?.len();
-            let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-            f.read_to_end(&mut buf).map_err(io(&key))?;
-            Ok(BytesMut::from(Bytes::from(buf)))
+            write_object(&f, &data, &direct, uncached).map_err(io(&key))
         })
         .await
     }
@@ -351,8 +426,14 @@ impl ObjectStore for LocalStore {
     /// heap until that thread allocates again, and an idle pool thread
     /// never does. Reads through dozens of pool threads kept ~300 MiB so
     /// (docs/PERFORMANCE.md, "Memory").
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
-        use std::os::unix::fs::FileExt;
+    ///
+    /// With `streaming`, the reads use `RWF_DONTCACHE` (see the module's doc).
+    async fn get_range_with(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        streaming: bool,
+    ) -> Result<Bytes, StoreError> {
         let path = self.path(key)?;
         if range.is_empty() {
             return Ok(Bytes::new());
@@ -362,6 +443,7 @@ impl ObjectStore for LocalStore {
             Ok(n) if n <= PREALLOC_MAX => Vec::with_capacity(n),
             _ => Vec::new(),
         };
+        let uncached = streaming.then(|| self.uncached.clone());
         blocking(move || {
             let f = open_object(&path, &key)?;
             let len = f.metadata().map_err(io(&key))?.len();
@@ -373,7 +455,12 @@ impl ObjectStore for LocalStore {
             buf.resize(n, 0);
             let mut filled = 0;
             while filled < n {
-                match f.read_at(&mut buf[filled..], want.start + filled as u64) {
+                match read_at(
+                    &f,
+                    &mut buf[filled..],
+                    want.start + filled as u64,
+                    uncached.as_deref(),
+                ) {
                     Ok(0) => break,
                     Ok(k) => filled += k,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -382,6 +469,38 @@ impl ObjectStore for LocalStore {
             }
             buf.truncate(filled);
             Ok(Bytes::from(buf))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.put_with(key, data, false).await
+    }
+
+    async fn put_streaming(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.put_with(key, data, true).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        self.get_range_with(key, range, false).await
+    }
+
+    async fn get_range_streaming(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        self.get_range_with(key, range, true).await
+    }
+
+    async fn get(&self, key: &str) -> Result<BytesMut, StoreError> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let mut f = open_object(&path, &key)?;
+            let len = f.metadata().map_err(io(&key))?.len();
+            let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            f.read_to_end(&mut buf).map_err(io(&key))?;
+            Ok(BytesMut::from(Bytes::from(buf)))
         })
         .await
     }

@@ -224,6 +224,12 @@ pub struct VolumeConfig {
     /// docs/PERFORMANCE.md), while a packed segment stays stored as long
     /// as any chunk in it is live. Off for disks.
     pub pack_chunks: bool,
+    /// Put and read objects with the store's streaming variants
+    /// ([`ObjectStore::put_streaming`], [`ObjectStore::get_range_streaming`]):
+    /// for a copy job's volumes, which write and read much data once, and
+    /// should neither fill the page cache nor evict the live disks' cached
+    /// data. Off for disks.
+    pub streaming_io: bool,
 }
 
 impl Default for VolumeConfig {
@@ -235,6 +241,7 @@ impl Default for VolumeConfig {
             budget: Arc::new(MemoryBudget::new(128 << 20, 16)),
             compaction: Arc::new(Pace::new(64 << 20)),
             pack_chunks: false,
+            streaming_io: false,
             dek_object_budget: 1 << 32,
         }
     }
@@ -658,10 +665,12 @@ impl Volume {
                 let k = seal::keys(obj, &dek, dek2.as_deref())?;
                 let h = k.header();
                 let range = h.slot_offset(*first_slot)..h.slot_offset(first_slot + n);
-                let raw = self
-                    .store
-                    .get_range(&object_key(obj.writer.value(), &obj.id), range)
-                    .await?;
+                let key = object_key(obj.writer.value(), &obj.id);
+                let raw = if self.config.streaming_io {
+                    self.store.get_range_streaming(&key, range).await?
+                } else {
+                    self.store.get_range(&key, range).await?
+                };
                 let plain = seal::open_run(&k, raw, *first_slot, *n, chunk, in_chunk(*abs, spc))
                     .map_err(|e| self.integrity(chunk, e))?
                     .freeze();
@@ -1197,11 +1206,13 @@ impl Volume {
                 (deks.one.0, &deks.one.1),
                 deks.two.as_ref().map(|(id, k)| (*id, &**k)),
             )?;
-            match self
-                .store
-                .put(&object_key(self.id.value(), &obj.id), bytes)
-                .await
-            {
+            let key = object_key(self.id.value(), &obj.id);
+            let put = if self.config.streaming_io {
+                self.store.put_streaming(&key, bytes).await
+            } else {
+                self.store.put(&key, bytes).await
+            };
+            match put {
                 // A 128-bit collision with a stored object: draw again.
                 Err(StoreError::AlreadyExists(_)) if tries < 3 => tries += 1,
                 Err(e) => return Err(e.into()),
