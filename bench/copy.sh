@@ -16,7 +16,7 @@
 #     after all those copies (they must not grow);
 #   - the re-encrypting copy of the 1 GiB snapshot (`coffer snapshot copy
 #     --rekey --wait`: a job that reads and decrypts every allocated block,
-#     writes it under a new data key, then verifies SHA-256 of the source and
+#     writes it under a new data key, then verifies BLAKE3 of the source and
 #     of the copy read back), next to its peer: `qemu-img convert` of a 1 GiB
 #     LUKS image holding the same random data into a new LUKS image under
 #     another passphrase (so another master key), with qemu's default LUKS
@@ -24,7 +24,7 @@
 #     again to make the target's key slot) and with iter-time=10 ms on both
 #     images (the data path alone). Throughput = 1 GiB / mean, and the ratio
 #     Coffer/peer. The jobs' own durations (created_at to finished_at, no
-#     CLI polling) and SHA-256 results are printed too.
+#     CLI polling) and hash results are printed too.
 # Output: markdown tables for docs/PERFORMANCE.md under one line naming this
 # script and the commit measured (bench/lib.sh: a dirty tree is refused).
 #
@@ -198,11 +198,11 @@ jobs = json.load(open(f"{work}/jobs.json"))
 jobs = jobs["items"] if isinstance(jobs, dict) else jobs
 jobs = sorted(jobs, key=lambda j: j["created_at"])
 assert len(jobs) == rekey_runs, f"expected {rekey_runs} jobs, found {len(jobs)}"
-print("| re-encrypting copy job (server side) | state | bytes | created to finished, s | bytes/s | SHA-256 source = copy |")
+print("| re-encrypting copy job (server side) | state | bytes | created to finished, s | bytes/s | hash source = copy |")
 print("|:---|:---|---:|---:|---:|:---|")
 for j in jobs:
     d = t(j["finished_at"]) - t(j["created_at"])
-    same = j.get("source_sha256") is not None and j.get("source_sha256") == j.get("target_sha256")
+    same = j.get("source_hash") is not None and j.get("source_hash") == j.get("target_hash")
     print(f"| {j['id']} | {j['state']} | {j['bytes_total']:,} | {d:.2f} | {j['bytes_total'] / d:,.0f} | {'yes' if same else 'NO'} |")
     assert j["state"] == "succeeded" and same, j
 PY

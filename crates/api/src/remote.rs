@@ -405,9 +405,12 @@ impl CopySource for RemoteSource {
         let mut q = vec![("offset", offset), ("length", length)];
         q.extend(changed_after.map(|a| ("changed_after", a)));
         let h: ExportHash = get_json(self.client()?, &self.at, self.url("hash", &q)?).await?;
-        if h.sha256.len() != 64 || !h.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(self.bad(format!("answered a hash that is not one: {:?}", h.sha256)));
+        if !coffer_crypto::Blake3::is_tagged(&h.hash) {
+            return Err(self.bad(format!(
+                "answered a hash that is not a BLAKE3 one (`blake3:` and 64 hex digits): {:?}",
+                h.hash
+            )));
         }
-        Ok(Some(h.sha256))
+        Ok(Some(h.hash))
     }
 }

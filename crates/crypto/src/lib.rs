@@ -13,7 +13,8 @@
 //! - [`secret`]: secret key types that zeroize on drop, random bytes, API
 //!   token generation and hashing, passphrase key derivation.
 //!
-//! All primitives come from aws-lc-rs; nothing here implements a cipher.
+//! All primitives come from aws-lc-rs (and BLAKE3, the copy verification
+//! hash, from the `blake3` crate); nothing here implements a cipher.
 
 pub mod chunk;
 #[doc(hidden)]
@@ -25,8 +26,8 @@ pub mod wrap;
 
 pub use chunk::{ChunkHeader, ChunkKey, HEADER_LEN, OVERHEAD, TAG_LEN, open_chunk, seal_chunk};
 pub use secret::{
-    SecretKey, Sha256, hash_token, hmac_sha256_hex, hmac_sha256_verify, new_token, random_bytes,
-    sha256_hex,
+    Blake3, SecretKey, Sha256, hash_token, hmac_sha256_hex, hmac_sha256_verify, new_token,
+    random_bytes, sha256_hex,
 };
 pub use wrap::{unwrap_key, wrap_key};
 

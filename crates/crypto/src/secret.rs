@@ -191,6 +191,37 @@ impl Sha256 {
     }
 }
 
+/// A streaming BLAKE3 (of data fed in pieces): the hash a copy job
+/// verifies with, over the plaintext of the source and of the copy read
+/// back. BLAKE3 because it hashes several 1 KiB pieces of each update at
+/// once with the widest vector unit the CPU has (AVX-512 here: ~4x the
+/// speed of SHA-256 even with SHA-NI), and a copy hashes every byte twice.
+#[derive(Default)]
+pub struct Blake3(blake3::Hasher);
+
+impl Blake3 {
+    /// The algorithm's name, as [`Blake3::finish_tagged`] prefixes it.
+    pub const TAG: &'static str = "blake3";
+
+    /// Feed `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The digest (32 bytes) as `blake3:<64 hex digits>`: a stored or
+    /// exchanged hash names its algorithm.
+    pub fn finish_tagged(self) -> String {
+        format!("{}:{}", Self::TAG, self.0.finalize().to_hex())
+    }
+
+    /// Whether `s` has the form [`Blake3::finish_tagged`] gives.
+    pub fn is_tagged(s: &str) -> bool {
+        s.strip_prefix(Self::TAG)
+            .and_then(|r| r.strip_prefix(':'))
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+}
+
 /// SHA-256 of `data`, hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data))
@@ -247,6 +278,31 @@ mod tests {
         assert!(a.len() >= TOKEN_PREFIX.len() + 43);
         assert_ne!(hash_token(&a), hash_token(&b));
         assert!(!hash_token(&a).contains(&a[TOKEN_PREFIX.len()..]));
+    }
+
+    #[test]
+    fn blake3_matches_the_reference_vectors_in_pieces() {
+        // BLAKE3 of "" and of "abc" (b3sum; the BLAKE3 paper's test vectors).
+        let empty = Blake3::default().finish_tagged();
+        assert_eq!(
+            empty,
+            "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+        assert!(Blake3::is_tagged(&empty));
+        let mut h = Blake3::default();
+        h.update(b"a");
+        h.update(b"bc");
+        assert_eq!(
+            h.finish_tagged(),
+            "blake3:6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+        assert!(!Blake3::is_tagged(
+            "sha256:6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        ));
+        assert!(!Blake3::is_tagged("blake3:6437"));
+        assert!(!Blake3::is_tagged(
+            "blake3:zz37b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        ));
     }
 
     #[test]

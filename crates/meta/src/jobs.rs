@@ -63,9 +63,9 @@ pub struct JobRow {
     /// The node running it.
     pub node_id: Option<Id>,
     /// SHA-256 of the source's data (its allocated ranges), once verified.
-    pub source_sha256: Option<String>,
+    pub source_hash: Option<String>,
     /// SHA-256 of the copy's same ranges, read back.
-    pub target_sha256: Option<String>,
+    pub target_hash: Option<String>,
     /// The image (pending) whose snapshot in this role the job makes, when
     /// it copies one snapshot of an image.
     pub image: Option<(Id, String)>,
@@ -87,7 +87,7 @@ pub struct JobRow {
     pub remote: Option<String>,
 }
 
-const JOB_COLS: &str = "id, account_id, kind, state, source_id, source_account, source_region, target_id, name, reader_volume, target_volume, bytes_total, bytes_done, message, tags, created_by, created_at, updated_at, finished_at, node_id, source_sha256, target_sha256, image_id, image_role, target_region, source_volume, source_generation, base_id, base_generation, bytes_copied, remote";
+const JOB_COLS: &str = "id, account_id, kind, state, source_id, source_account, source_region, target_id, name, reader_volume, target_volume, bytes_total, bytes_done, message, tags, created_by, created_at, updated_at, finished_at, node_id, source_hash, target_hash, image_id, image_role, target_region, source_volume, source_generation, base_id, base_generation, bytes_copied, remote";
 
 struct JobRec(JobRow);
 
@@ -129,8 +129,8 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for JobRec {
                 updated_at: s(17)?,
                 finished_at: o(18)?,
                 node_id: node.map(|n| parse_id(&n, Kind::Node)).transpose()?,
-                source_sha256: o(20)?,
-                target_sha256: o(21)?,
+                source_hash: o(20)?,
+                target_hash: o(21)?,
                 image: match (o(22)?, o(23)?) {
                     (Some(i), Some(role)) => Some((parse_id(&i, Kind::Image)?, role)),
                     _ => None,
@@ -442,8 +442,8 @@ impl Meta {
         &self,
         holder: &Holder,
         snap: &SnapshotRow,
-        source_sha256: &str,
-        target_sha256: &str,
+        source_hash: &str,
+        target_hash: &str,
         tags: &[Tag],
     ) -> Result<()> {
         let id = holder.attachment;
@@ -483,10 +483,10 @@ impl Meta {
                 .await?;
         }
         sqlx::query(
-            "UPDATE jobs SET state = 'succeeded', message = NULL, bytes_done = bytes_total, source_sha256 = $1, target_sha256 = $2, updated_at = $3, finished_at = $3, reader_volume = NULL WHERE id = $4",
+            "UPDATE jobs SET state = 'succeeded', message = NULL, bytes_done = bytes_total, source_hash = $1, target_hash = $2, updated_at = $3, finished_at = $3, reader_volume = NULL WHERE id = $4",
         )
-        .bind(source_sha256)
-        .bind(target_sha256)
+        .bind(source_hash)
+        .bind(target_hash)
         .bind(now())
         .bind(id.to_string())
         .execute(&mut *tx)
@@ -559,8 +559,8 @@ async fn insert_copy_job_tx(
     .bind(&job.updated_at)
     .bind(job.finished_at.clone())
     .bind(job.node_id.map(|n| n.to_string()))
-    .bind(job.source_sha256.clone())
-    .bind(job.target_sha256.clone())
+    .bind(job.source_hash.clone())
+    .bind(job.target_hash.clone())
     .bind(job.image.as_ref().map(|i| i.0.to_string()))
     .bind(job.image.as_ref().map(|i| i.1.clone()))
     .bind(&job.target_region)

@@ -39,6 +39,7 @@ const SQLITE: &[(i64, &str)] = &[
         18,
         include_str!("../migrations/sqlite/0018_extents_bytewise.sql"),
     ),
+    (19, include_str!("../migrations/sqlite/0019_job_hashes.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -82,6 +83,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         18,
         include_str!("../migrations/postgres/0018_extents_bytewise.sql"),
+    ),
+    (
+        19,
+        include_str!("../migrations/postgres/0019_job_hashes.sql"),
     ),
 ];
 

@@ -433,8 +433,8 @@ fn copy_job(
         updated_at: now,
         finished_at: None,
         node_id: None,
-        source_sha256: None,
-        target_sha256: None,
+        source_hash: None,
+        target_hash: None,
         image: image.map(|(i, r)| (i, r.to_string())),
     };
     (job, Some(reader), target)

@@ -7,7 +7,7 @@
 //! unsharing the source, or revoking its key, after the copy completes
 //! changes nothing for it), run in the background by any node
 //! ([`Service::spawn_jobs`]), resumed from its last committed offset after
-//! a restart, verified end to end (SHA-256 of the plaintext of the
+//! a restart, verified end to end (BLAKE3 of the plaintext of the
 //! source's allocated ranges and of the same ranges of the copy, read
 //! back), and visible as a snapshot only once it succeeded. The copy
 //! shares no object and no data key with its source.
@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_crypto::Sha256;
+use coffer_crypto::Blake3;
 use coffer_iam::Action;
 use coffer_meta::{Holder, JobRow, Origin, SnapshotRow, VolumeRow, now_ms};
 use coffer_types::{CreationMethod, EncryptionType, Id, Kind, Name, Tag};
@@ -30,6 +30,8 @@ use coffer_wire::{ListParams, Page};
 
 /// How much a job copies between looks at whether it was cancelled.
 const STEP: u64 = crate::source::WINDOW;
+/// How many windows a copy's reader reads at once.
+const READ_AHEAD: usize = 4;
 /// How much a job copies between commits (the point it resumes from).
 const COMMIT_EVERY: u64 = 64 << 20;
 /// How often the runner looks for jobs to run, besides when woken.
@@ -51,8 +53,8 @@ pub(crate) fn job_dto(j: &JobRow) -> Job {
         bytes_total: j.bytes_total,
         bytes_done: j.bytes_done,
         message: j.message.clone(),
-        source_sha256: j.source_sha256.clone(),
-        target_sha256: j.target_sha256.clone(),
+        source_hash: j.source_hash.clone(),
+        target_hash: j.target_hash.clone(),
         created_at: j.created_at.clone(),
         updated_at: j.updated_at.clone(),
         finished_at: j.finished_at.clone(),
@@ -258,8 +260,8 @@ impl Service {
             updated_at: now,
             finished_at: None,
             node_id: None,
-            source_sha256: None,
-            target_sha256: None,
+            source_hash: None,
+            target_hash: None,
             image,
             source_view: Some((lineage, src.generation)),
             base: base.map(|(b, generation)| (b.id, generation)),
@@ -672,14 +674,19 @@ impl Service {
         let Some(reader_vol) = job.reader_volume else {
             return Err(ServiceError::internal("a copy job without a reader volume"));
         };
-        // The reader reads the source's region's store.
+        // The reader reads the source's region's store, streaming: what it
+        // reads that is not cached already is not kept in the page cache.
         let store = self.store_of(&self.meta.volume(reader_vol).await?.region)?;
+        let config = coffer_volume::VolumeConfig {
+            streaming_io: true,
+            ..self.config.volume.clone()
+        };
         let reader = Volume::open(
             self.meta.clone(),
             store,
             reader_vol,
             deks.clone(),
-            self.config.volume.clone(),
+            config,
             None,
         )
         .await?;
@@ -711,10 +718,12 @@ impl Service {
         let (source, reader) = self.job_source(&job, &deks).await?;
         // The target writes its own region's store. It is written once,
         // whole chunks in order, and becomes a snapshot: its chunks are
-        // packed, 4 MiB objects.
+        // packed, 4 MiB objects, written and read back streaming (kept out
+        // of the page cache).
         let target_store = self.store_of(&self.meta.volume(target_vol).await?.region)?;
         let config = coffer_volume::VolumeConfig {
             pack_chunks: true,
+            streaming_io: true,
             ..self.config.volume.clone()
         };
         let target = Volume::open(
@@ -736,18 +745,37 @@ impl Service {
         // already reads the base's data everywhere else.
         let incremental = job.base.map(|(_, after)| after);
         let mut copied = job.bytes_copied;
-        // A local copy made whole in this run hashes the source as it
-        // copies it (the same windows and pieces as the verification's); a
-        // resumed or incremental one reads the source again to verify, and
-        // a remote source hashes its side itself.
-        let mut source_hash =
-            (off == 0 && incremental.is_none() && job.remote.is_none()).then(Sha256::default);
+        // A whole local copy is verified as it goes: a task reads the copy
+        // back (and hashes it) up to what is committed, a commit behind
+        // the writing, and the source is hashed as it is copied (the same
+        // windows and pieces), or, when this run resumes one, by a task
+        // reading it again from the start. An incremental copy, and the
+        // copy of a remote source (which hashes its side itself), are
+        // verified at the end (`verify_copy`).
+        let local_whole = incremental.is_none() && job.remote.is_none();
+        let (committed, committed_rx) = tokio::sync::watch::channel(off);
+        let committed = Arc::new(committed);
+        let mut source_hash = (local_whole && off == 0).then(Blake3::default);
+        let source_again =
+            (local_whole && off > 0).then(|| hash_windows(&source, &source, total, None));
+        let read_back = local_whole.then(|| {
+            let copy: Arc<dyn CopySource> = Arc::new(LocalSource {
+                vol: target.clone(),
+                meta: self.meta.clone(),
+                view: None,
+            });
+            hash_windows(&copy, &source, total, Some(committed_rx))
+        });
         // The source is read (and decrypted) by a task of its own, a window
         // or two ahead, while this one writes (and the target's write-back
-        // seals) and hashes: two cores busy, not one.
+        // seals) and hashes, and the read-back reads and decrypts: every
+        // core busy, and the disk reading while it writes.
         let mut windows = incremental
             .is_none()
-            .then(|| read_windows(&source, &source, off, total));
+            .then(|| read_windows(&source, &source, (off, total), None));
+        // Commits run in a task of their own, one at a time, while the
+        // next windows are written.
+        let mut committing: Option<Task<Result<()>>> = None;
         let stop = |e: ServiceError| async {
             if let Some(r) = &reader {
                 let _ = r.close().await;
@@ -788,19 +816,38 @@ impl Service {
             }
             off += len;
             if off.is_multiple_of(COMMIT_EVERY) || off == total {
-                target.flush().await?;
-                self.meta
-                    .job_progress_copied(&holder, off, Some(copied), Some("copying"))
-                    .await?;
+                if let Some(c) = committing.take() {
+                    c.join().await?;
+                }
+                let (target, meta, committed) =
+                    (target.clone(), self.meta.clone(), committed.clone());
+                let (at, copied) = (off, copied);
+                committing = Some(Task(tokio::spawn(async move {
+                    target.flush().await?;
+                    committed.send_replace(at);
+                    meta.job_progress_copied(&holder, at, Some(copied), Some("copying"))
+                        .await?;
+                    Ok(())
+                })));
             }
+        }
+        if let Some(c) = committing.take() {
+            c.join().await?;
         }
         drop(windows);
         self.meta
             .job_progress(&holder, total, Some("verifying"))
             .await?;
-        let verified = self
-            .verify_copy(&source, &target, incremental, source_hash)
-            .await;
+        let verified = async {
+            let in_run = match (source_hash, source_again, read_back) {
+                (Some(s), None, Some(b)) => Some((s.finish_tagged(), b.join().await?)),
+                (None, Some(s), Some(b)) => Some((s.join().await?, b.join().await?)),
+                _ => None,
+            };
+            self.verify_copy(&source, &target, incremental, in_run)
+                .await
+        }
+        .await;
         if let Some(r) = &reader {
             r.close().await?;
         }
@@ -856,26 +903,27 @@ impl Service {
             Err(e) => return Err(e.into()),
         }
         self.gc_wake.notify_one();
-        tracing::info!(job = %id, snapshot = %job.target_id, bytes = total, sha256 = %source_sha, "re-encrypting copy done and verified");
+        tracing::info!(job = %id, snapshot = %job.target_id, bytes = total, hash = %source_sha, "re-encrypting copy done and verified");
         Ok(())
     }
 
-    /// Verify a copy: the source's hash (`streamed` if this run hashed it
-    /// as it copied, else computed by the source's side or read again) and
-    /// the copy's, read back at the source's allocated pieces; for an
-    /// incremental copy (`Some(after)`), over the chunks changed since its
-    /// base (the rest is the base's data, verified whole when the base was
-    /// made and authenticated at every read). The copy must also hold no
-    /// data where the source reads as zeroes (an incremental copy's base
-    /// might). Returns the two hashes, equal.
+    /// Verify a copy: the source's hash and the copy's, read back at the
+    /// source's allocated pieces, either computed as the copy ran
+    /// (`in_run`: a whole local copy), or here: by the source's side for a
+    /// remote source, range by range, and for an incremental copy
+    /// (`Some(after)`) over the chunks changed since its base (the rest is
+    /// the base's data, verified whole when the base was made and
+    /// authenticated at every read). The copy must also hold no data where
+    /// the source reads as zeroes (an incremental copy's base might).
+    /// Returns the two hashes, equal.
     async fn verify_copy(
         &self,
-        source_arc: &Arc<dyn CopySource>,
+        source: &Arc<dyn CopySource>,
         target: &Arc<Volume>,
         incremental: Option<u64>,
-        streamed: Option<Sha256>,
+        in_run: Option<(String, String)>,
     ) -> Result<(String, String)> {
-        let source = source_arc.as_ref();
+        let source = source.as_ref();
         let total = target.size();
         let copy = LocalSource {
             vol: target.clone(),
@@ -883,15 +931,21 @@ impl Service {
             view: None,
         };
         let geometry = (target.chunk_size(), total);
-        let (source_sha, target_sha) = match source
-            .own_hash(incremental, 0, HASH_RANGE.min(total))
-            .await?
-        {
+        let first = match in_run {
+            Some(_) => None,
+            None => {
+                source
+                    .own_hash(incremental, 0, HASH_RANGE.min(total))
+                    .await?
+            }
+        };
+        let (source_sha, target_sha) = match (in_run, first) {
+            (Some(both), _) => both,
             // The source hashes its side (another deployment's export),
             // range by range: each range compared, the two recorded hashes
             // over the ranges' hashes.
-            Some(first) => {
-                let (mut a, mut b) = (Sha256::default(), Sha256::default());
+            (None, Some(first)) => {
+                let (mut a, mut b) = (Blake3::default(), Blake3::default());
                 let mut off = 0;
                 let mut theirs = Some(first);
                 while off < total {
@@ -921,51 +975,19 @@ impl Service {
                     b.update(dst.as_bytes());
                     off += len;
                 }
-                (a.finish_hex(), b.finish_hex())
+                (a.finish_tagged(), b.finish_tagged())
             }
-            None => match incremental {
-                Some(after) => {
-                    let whole = (0, total);
-                    let b = hash_changed(&copy, source, geometry, after, whole).await?;
-                    let a = hash_changed(source, source, geometry, after, whole).await?;
-                    (a, b)
-                }
-                None => {
-                    // The copy read back, and the source again unless it
-                    // was hashed as it was copied, each by a task of its
-                    // own a window or two ahead of the hashing here: the
-                    // same hash as `hash_view`'s, on more cores.
-                    let copy: Arc<dyn CopySource> = Arc::new(copy);
-                    let mut b = Sha256::default();
-                    let mut copy_back = read_windows(&copy, source_arc, 0, total);
-                    let mut source_again = match streamed {
-                        Some(_) => None,
-                        None => Some((
-                            Sha256::default(),
-                            read_windows(source_arc, source_arc, 0, total),
-                        )),
-                    };
-                    let mut off = 0;
-                    while off < total {
-                        for (pos, data) in next_window(&mut copy_back).await? {
-                            b.update(&pos.to_le_bytes());
-                            b.update(&data);
-                        }
-                        if let Some((a, w)) = &mut source_again {
-                            for (pos, data) in next_window(w).await? {
-                                a.update(&pos.to_le_bytes());
-                                a.update(&data);
-                            }
-                        }
-                        off += STEP.min(total - off);
-                    }
-                    let a = match (streamed, source_again) {
-                        (Some(a), _) | (None, Some((a, _))) => a,
-                        (None, None) => unreachable!("the source is hashed one way or the other"),
-                    };
-                    (a.finish_hex(), b.finish_hex())
-                }
-            },
+            (None, None) => {
+                let Some(after) = incremental else {
+                    return Err(ServiceError::internal(
+                        "a whole local copy is hashed as it runs",
+                    ));
+                };
+                let whole = (0, total);
+                let b = hash_changed(&copy, source, geometry, after, whole).await?;
+                let a = hash_changed(source, source, geometry, after, whole).await?;
+                (a, b)
+            }
         };
         let mut off = 0;
         while off < total {
@@ -1013,41 +1035,97 @@ impl Service {
 type Window = Vec<(u64, bytes::Bytes)>;
 
 /// Read `from`'s data at the allocated pieces of `layout` (the source's
-/// view), window by window of [`STEP`] from `start` to `total`, in a task
-/// of its own that stays at most two windows ahead; it stops when the
+/// view), window by window of [`STEP`] over `start..total`, in a task of
+/// its own that reads [`READ_AHEAD`] windows at once (so the store has
+/// several reads to work on) and stays at most two windows ahead of the
+/// receiver; with `ready`, it reads a window only once `ready` has reached
+/// its end (the copy read back as it is committed). It stops when the
 /// receiver goes.
 fn read_windows(
     from: &Arc<dyn CopySource>,
     layout: &Arc<dyn CopySource>,
-    start: u64,
-    total: u64,
+    (start, total): (u64, u64),
+    ready: Option<tokio::sync::watch::Receiver<u64>>,
 ) -> tokio::sync::mpsc::Receiver<Result<Window>> {
+    use futures::StreamExt as _;
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let (from, layout) = (Arc::clone(from), Arc::clone(layout));
     tokio::spawn(async move {
-        let mut off = start;
-        while off < total {
-            let len = STEP.min(total - off);
-            let window = async {
-                let mut out = vec![];
-                let mut pos = off;
-                for (n, hole) in layout.allocation(off, len).await? {
-                    if !hole {
-                        out.push((pos, from.read(pos, n).await?));
+        let offsets = (start..total).step_by(usize::try_from(STEP).unwrap_or(usize::MAX));
+        let mut windows = futures::stream::iter(offsets)
+            .map(|off| {
+                let (from, layout, mut ready) = (from.clone(), layout.clone(), ready.clone());
+                async move {
+                    let len = STEP.min(total - off);
+                    if let Some(r) = &mut ready {
+                        r.wait_for(|&done| done >= off + len)
+                            .await
+                            .map_err(|_| ServiceError::internal("a copy stopped writing"))?;
                     }
-                    pos += n;
+                    let mut out = vec![];
+                    let mut pos = off;
+                    for (n, hole) in layout.allocation(off, len).await? {
+                        if !hole {
+                            out.push((pos, from.read(pos, n).await?));
+                        }
+                        pos += n;
+                    }
+                    Ok(out)
                 }
-                Ok(out)
-            }
-            .await;
+            })
+            .buffered(READ_AHEAD);
+        while let Some(window) = windows.next().await {
             let failed = window.is_err();
             if tx.send(window).await.is_err() || failed {
                 return;
             }
-            off += len;
         }
     });
     rx
+}
+
+/// The verification hash (`hash_view`'s) of `from`'s data at `layout`'s
+/// allocated pieces over `0..total`, read a window or two ahead of the
+/// hashing (gated by `ready` as in [`read_windows`]), in tasks of their
+/// own.
+fn hash_windows(
+    from: &Arc<dyn CopySource>,
+    layout: &Arc<dyn CopySource>,
+    total: u64,
+    ready: Option<tokio::sync::watch::Receiver<u64>>,
+) -> Task<Result<String>> {
+    let mut windows = read_windows(from, layout, (0, total), ready);
+    Task(tokio::spawn(async move {
+        let mut h = Blake3::default();
+        let mut off = 0;
+        while off < total {
+            for (pos, data) in next_window(&mut windows).await? {
+                h.update(&pos.to_le_bytes());
+                h.update(&data);
+            }
+            off += STEP.min(total - off);
+        }
+        Ok(h.finish_tagged())
+    }))
+}
+
+/// A spawned task that is aborted if its handle is dropped unjoined (a
+/// copy run that stops early stops its helpers).
+struct Task<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Task<Result<T>> {
+    /// The task's result (an error if it panicked).
+    async fn join(mut self) -> Result<T> {
+        (&mut self.0)
+            .await
+            .map_err(|e| ServiceError::internal(format!("a copy's task failed: {e}")))?
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The next window of `rx`.

@@ -637,7 +637,7 @@ impl Service {
             view: Some(m.source_view),
         };
         let range = (offset, offset + length);
-        let sha256 = match changed_after {
+        let hash = match changed_after {
             Some(after) if after < m.source_view.1 => {
                 hash_changed(&src, &src, (v.chunk_size(), m.size), after, range).await?
             }
@@ -656,7 +656,7 @@ impl Service {
             self.audit_member(&e, &m, "its data hashed for a receiver's verification")
                 .await?;
         }
-        Ok(ExportHash { sha256 })
+        Ok(ExportHash { hash })
     }
 
     /// Import a snapshot or image another deployment exported: one copy
@@ -833,8 +833,8 @@ impl Service {
                 updated_at: now,
                 finished_at: None,
                 node_id: None,
-                source_sha256: None,
-                target_sha256: None,
+                source_hash: None,
+                target_hash: None,
                 image: image.as_ref().map(|i| (i.id, m.role.clone())),
                 source_view: Some((lineage, m.generation)),
                 base: base.map(|(b, generation)| (b.id, generation)),

@@ -7,16 +7,16 @@
 //! for a remote, the hash the sender computed on its side.
 //!
 //! It also owns the one definition of a copy's verification hash
-//! ([`hash_view`], [`hash_changed`]): SHA-256 over the source's allocated
+//! ([`hash_view`], [`hash_changed`]): BLAKE3 over the source's allocated
 //! pieces in order, each prefixed by its offset (8 bytes, little-endian),
-//! read from either side. The sender of an export computes the same hash
+//! read from either side, written `blake3:<hex>`. The sender of an export computes the same hash
 //! over its reader volume, so no data crosses the network twice.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use coffer_crypto::Sha256;
+use coffer_crypto::Blake3;
 use coffer_meta::Meta;
 use coffer_types::Id;
 use coffer_volume::Volume;
@@ -138,7 +138,7 @@ pub async fn hash_view(
     layout: &dyn CopySource,
     (start, end): (u64, u64),
 ) -> Result<String> {
-    let mut h = Sha256::default();
+    let mut h = Blake3::default();
     let mut off = start;
     while off < end {
         let len = WINDOW.min(end - off);
@@ -152,7 +152,7 @@ pub async fn hash_view(
         }
         off += len;
     }
-    Ok(h.finish_hex())
+    Ok(h.finish_tagged())
 }
 
 /// Hash `from`'s data at `layout`'s allocated pieces of the chunks that
@@ -166,7 +166,7 @@ pub async fn hash_changed(
     (start, end): (u64, u64),
 ) -> Result<String> {
     let cs = u64::from(chunk_size);
-    let mut h = Sha256::default();
+    let mut h = Blake3::default();
     let mut off = start;
     let end = end.min(total);
     while off < end {
@@ -188,7 +188,7 @@ pub async fn hash_changed(
         }
         off += len;
     }
-    Ok(h.finish_hex())
+    Ok(h.finish_tagged())
 }
 
 /// The pieces `(offset, length, hole)` of `runs` (which start at `base`)

@@ -284,13 +284,14 @@ pub struct Job {
     /// Why it failed, or what it is doing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// SHA-256 of the source's data and of the copy's, read back: equal
-    /// when the job succeeded.
+    /// The hash of the source's data and of the copy's, read back, as
+    /// `blake3:<hex>` (`sha256:<hex>` for jobs verified before BLAKE3):
+    /// equal when the job succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_sha256: Option<String>,
-    /// See `source_sha256`.
+    pub source_hash: Option<String>,
+    /// See `source_hash`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_sha256: Option<String>,
+    pub target_hash: Option<String>,
     /// Creation time.
     pub created_at: String,
     /// Last change.
@@ -1610,13 +1611,13 @@ pub struct ExportChanged {
     pub chunks: Vec<u64>,
 }
 
-/// The sender's SHA-256 of an exported snapshot's data (its allocated
+/// The sender's BLAKE3 hash of an exported snapshot's data (its allocated
 /// pieces, each prefixed by its offset as 8 little-endian bytes), computed
 /// on its side: whole, or over the chunks changed since a generation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExportHash {
-    /// Hex SHA-256.
-    pub sha256: String,
+    /// `blake3:<64 hex digits>`.
+    pub hash: String,
 }
 
 /// Import a snapshot or image another deployment exported: a copy job here

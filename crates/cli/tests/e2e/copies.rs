@@ -149,7 +149,7 @@ fn a_reencrypting_copy_shares_nothing_with_its_source_and_outlives_its_key() {
     let jobs = s.cli(&["job", "list"]);
     let job = &jobs.as_array().unwrap()[0];
     assert_eq!(job["state"], "succeeded", "{job}");
-    assert_eq!(job["source_sha256"], job["target_sha256"], "{job}");
+    assert_eq!(job["source_hash"], job["target_hash"], "{job}");
     assert_eq!(job["target_id"], copy_id.as_str());
 
     // It references none of the source's objects: they are all deleted
@@ -284,7 +284,7 @@ fn a_copy_job_killed_mid_way_resumes_after_the_restart_and_verifies() {
     let copy = s.cli(&["job", "wait", &id, "--timeout", "300"]);
     let j = s.cli(&["job", "show", &id]);
     assert_eq!(j["state"], "succeeded", "{j}");
-    assert_eq!(j["source_sha256"], j["target_sha256"], "{j}");
+    assert_eq!(j["source_hash"], j["target_hash"], "{j}");
     let log = s.log();
     let resumed = log
         .lines()

@@ -179,7 +179,7 @@ fn an_image_copied_to_another_deployment_launches_there_and_a_later_copy_moves_o
     for j in &jobs1 {
         assert_eq!(j["kind"], "image-import", "{j}");
         assert_eq!(j["state"], "succeeded", "{j}");
-        assert_eq!(j["source_sha256"], j["target_sha256"], "{j}");
+        assert_eq!(j["source_hash"], j["target_hash"], "{j}");
         assert!(j["base_id"].is_null(), "the first copy is whole: {j}");
     }
     let moved1: u64 = jobs1
@@ -243,7 +243,7 @@ fn an_image_copied_to_another_deployment_launches_there_and_a_later_copy_moves_o
         .collect();
     for j in &jobs2 {
         assert_eq!(j["state"], "succeeded", "{j}");
-        assert_eq!(j["source_sha256"], j["target_sha256"], "{j}");
+        assert_eq!(j["source_hash"], j["target_hash"], "{j}");
         assert!(
             first_targets.contains(&j["base_id"].as_str().unwrap_or("none")),
             "each member builds on the first copy of its disk: {j}"
@@ -502,7 +502,12 @@ fn a_pull_token_reads_its_export_and_nothing_else_until_revoked() {
         None,
     );
     assert_eq!(st, 200, "{h}");
-    assert_eq!(h["sha256"].as_str().unwrap().len(), 64, "{h}");
+    let hash = h["hash"].as_str().unwrap();
+    assert!(
+        hash.strip_prefix("blake3:")
+            .is_some_and(|x| x.len() == 64 && x.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{h}"
+    );
 
     // An import reads only from an endpoint it may: never plain http off
     // loopback (the token and data would cross in clear), never a
@@ -661,7 +666,7 @@ fn an_import_resumes_after_the_receiver_is_killed_and_waits_out_the_senders_outa
     let copy = b.cli(&["job", "wait", &job, "--timeout", "300"]);
     let j = b.cli(&["job", "show", &job]);
     assert_eq!(j["state"], "succeeded", "{j}");
-    assert_eq!(j["source_sha256"], j["target_sha256"], "{j}");
+    assert_eq!(j["source_hash"], j["target_hash"], "{j}");
     let log = b.log();
     assert!(
         log.lines()

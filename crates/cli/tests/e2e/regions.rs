@@ -262,7 +262,7 @@ fn a_snapshot_copied_to_another_region_is_reencrypted_into_that_regions_store() 
         "{job}"
     );
     assert_eq!(job["state"], "succeeded", "{job}");
-    assert_eq!(job["source_sha256"], job["target_sha256"], "{job}");
+    assert_eq!(job["source_hash"], job["target_hash"], "{job}");
     let after_one: BTreeSet<String> = one.object_keys().into_iter().collect();
     let in_two: BTreeSet<String> = two.object_keys().into_iter().collect();
     assert!(!in_two.is_empty(), "nothing in region two's store");
@@ -440,7 +440,7 @@ fn a_second_copy_of_the_same_disk_moves_only_the_chunks_changed_since_the_first(
             .unwrap_or_else(|| panic!("no job made {c} in {jobs}"))
             .clone();
         assert_eq!(job["state"], "succeeded", "{job}");
-        assert_eq!(job["source_sha256"], job["target_sha256"], "{job}");
+        assert_eq!(job["source_hash"], job["target_hash"], "{job}");
         (id_of(&c), job)
     };
     let (c1, job1) = copy(&s1, "c1");

@@ -91,8 +91,8 @@ pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) 
                 " in " (j.target_region)
             }
             @if let Some(m) = &j.message { dt { "Message" } dd { (m) } }
-            @if let (Some(a), Some(b)) = (&j.source_sha256, &j.target_sha256) {
-                dt { "Verified" } dd { "SHA-256 of the source " code { (a) } ", of the copy read back " code { (b) } }
+            @if let (Some(a), Some(b)) = (&j.source_hash, &j.target_hash) {
+                dt { "Verified" } dd { "Hash of the source " code { (a) } ", of the copy read back " code { (b) } }
             }
             dt { "Created" } dd { (when(&j.created_at)) }
             @if let Some(f) = &j.finished_at { dt { "Finished" } dd { (when(f)) } }
