@@ -18,14 +18,18 @@
 //! buffered writes either way.
 //!
 //! The streaming variants ([`ObjectStore::put_streaming`],
-//! [`ObjectStore::get_range_streaming`], a copy job's) read and write with
-//! `RWF_DONTCACHE` (Linux 6.14): through the page cache, but its pages
-//! leave the cache once the read is copied out or the write is on disk.
-//! A copy then reuses a few warm pages instead of drawing a fresh one for
-//! every byte (on a VM whose free memory the host reclaims, ~2 s of
-//! system time per GiB written; docs/PERFORMANCE.md), and evicts nothing
-//! of the live disks' cached data. Where the kernel or file system
-//! refuses the flag, they fall back to the plain paths for good.
+//! [`ObjectStore::get_range_streaming`], a copy job's) keep what they move
+//! out of the page cache: a streaming put writes an object's whole blocks
+//! with `O_DIRECT` whatever the store's setting, and its last partial block
+//! (and everything, where the file system has no `O_DIRECT`) with
+//! `RWF_DONTCACHE` (Linux 6.14: through the page cache, its pages leaving
+//! it once on disk); a streaming read reads what the cache holds from it
+//! (`RWF_NOWAIT` reads, which never wait for I/O) and the rest with
+//! `O_DIRECT`. A copy then draws no fresh page for every byte it moves (on a VM
+//! whose free memory the host reclaims, ~2 s of system time per GiB
+//! written; docs/PERFORMANCE.md) and evicts nothing of the live disks'
+//! cached data. Where the kernel or file system refuses the flag, they fall
+//! back to the plain paths for good.
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read};
@@ -72,8 +76,11 @@ const PREALLOC_MAX: usize = 64 << 20;
 /// State of the direct (page-cache-bypassing) write path.
 #[derive(Debug)]
 struct Direct {
-    /// Cleared the first time the file system refuses `O_DIRECT`.
+    /// Whether the store writes with `O_DIRECT` (set by
+    /// [`LocalStore::with_direct_io`]; streaming puts do either way).
     on: AtomicBool,
+    /// Cleared the first time the file system refuses `O_DIRECT`.
+    works: AtomicBool,
     /// Staging buffers of `PIECE + ALIGN` bytes, each used from its first
     /// `ALIGN`-aligned byte; they hold ciphertext only.
     bufs: std::sync::Mutex<Vec<Vec<u8>>>,
@@ -99,11 +106,12 @@ impl Direct {
     }
 }
 
-/// Write `data` as the whole content of `f` from offset 0: with
-/// `RWF_DONTCACHE` if `uncached` is given and still set (cleared if the
-/// kernel refuses it), else its whole blocks with `O_DIRECT` when the file
-/// system allows it and the rest (and everything, when it does not)
-/// through the page cache.
+/// Write `data` as the whole content of `f` from offset 0: its whole
+/// blocks with `O_DIRECT` when the store is set to (or for a streaming put:
+/// `uncached` given) and the file system allows it; the rest (and
+/// everything, when it does not) with `RWF_DONTCACHE` for a streaming put
+/// while `uncached` is set (cleared if the kernel refuses it), else through
+/// the page cache.
 fn write_object(
     f: &std::fs::File,
     data: &[u8],
@@ -111,15 +119,9 @@ fn write_object(
     uncached: Option<&AtomicBool>,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    if let Some(u) = uncached
-        && u.load(Ordering::Relaxed)
+    let head = if (uncached.is_some() || direct.on.load(Ordering::Relaxed))
+        && direct.works.load(Ordering::Relaxed)
     {
-        match write_uncached(f, data) {
-            Err(e) if refuses_uncached(&e) => u.store(false, Ordering::Relaxed),
-            done => return done,
-        }
-    }
-    let head = if direct.on.load(Ordering::Relaxed) {
         data.len() / ALIGN * ALIGN
     } else {
         0
@@ -131,9 +133,17 @@ fn write_object(
             // The file system does not do direct I/O: write it all
             // through the cache, from now on too.
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                direct.on.store(false, Ordering::Relaxed);
+                direct.works.store(false, Ordering::Relaxed);
             }
             Err(e) => return Err(e),
+        }
+    }
+    if let Some(u) = uncached
+        && u.load(Ordering::Relaxed)
+    {
+        match write_uncached(f, &data[done..], done as u64) {
+            Err(e) if refuses_uncached(&e) => u.store(false, Ordering::Relaxed),
+            result => return result,
         }
     }
     f.write_all_at(&data[done..], done as u64)
@@ -151,12 +161,12 @@ fn dontcache() -> rustix::io::ReadWriteFlags {
     rustix::io::ReadWriteFlags::from_bits_retain(RWF_DONTCACHE)
 }
 
-/// Write `data` at offset 0 of `f` with `RWF_DONTCACHE`.
-fn write_uncached(f: &std::fs::File, data: &[u8]) -> std::io::Result<()> {
+/// Write `data` at offset `at` of `f` with `RWF_DONTCACHE`.
+fn write_uncached(f: &std::fs::File, data: &[u8], at: u64) -> std::io::Result<()> {
     let mut done = 0;
     while done < data.len() {
         let piece = [std::io::IoSlice::new(&data[done..])];
-        match rustix::io::pwritev2(f, &piece, done as u64, dontcache()) {
+        match rustix::io::pwritev2(f, &piece, at + done as u64, dontcache()) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => done += n,
             Err(rustix::io::Errno::INTR) => {}
@@ -166,25 +176,96 @@ fn write_uncached(f: &std::fs::File, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Read into `buf` from `f` at `at` with `RWF_DONTCACHE` if `uncached` is
-/// set (cleared if the kernel refuses it), else plainly.
-fn read_at(
+/// Fill `buf` from `f` at `at` (less only where the file ends) without
+/// adding to the page cache: what the cache holds is read from it
+/// (`RWF_NOWAIT` reads, which do no I/O), the rest with `O_DIRECT` into
+/// aligned staging buffers while the file system takes it, else plainly.
+/// Returns the bytes read.
+fn read_streaming(
     f: &std::fs::File,
     buf: &mut [u8],
     at: u64,
-    uncached: Option<&AtomicBool>,
+    direct: &Direct,
 ) -> std::io::Result<usize> {
     use std::os::unix::fs::FileExt;
-    if let Some(u) = uncached
-        && u.load(Ordering::Relaxed)
-    {
-        let read = rustix::io::preadv2(f, &mut [std::io::IoSliceMut::new(buf)], at, dontcache());
-        match read.map_err(std::io::Error::from) {
-            Err(e) if refuses_uncached(&e) => u.store(false, Ordering::Relaxed),
-            done => return done,
+    let mut done = 0;
+    let nowait = rustix::io::ReadWriteFlags::NOWAIT;
+    while done < buf.len() {
+        let piece = &mut [std::io::IoSliceMut::new(&mut buf[done..])];
+        match rustix::io::preadv2(f, piece, at + done as u64, nowait) {
+            Ok(0) => return Ok(done),
+            Ok(k) => done += k,
+            Err(rustix::io::Errno::INTR) => {}
+            // Not cached (or the kernel does no RWF_NOWAIT here): read
+            // the rest below.
+            Err(_) => break,
         }
     }
-    f.read_at(buf, at)
+    if done < buf.len() && direct.works.load(Ordering::Relaxed) {
+        match read_direct(f, &mut buf[done..], at + done as u64, direct) {
+            Ok(k) => return Ok(done + k),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                direct.works.store(false, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], at + done as u64) {
+            Ok(0) => break,
+            Ok(k) => done += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Fill `buf` from `f` at `at` (less only where the file ends) with
+/// `O_DIRECT` set for the duration: the aligned blocks covering it are read
+/// into a staging buffer, a piece at a time, and copied out. Returns the
+/// bytes read.
+fn read_direct(
+    f: &std::fs::File,
+    buf: &mut [u8],
+    at: u64,
+    direct: &Direct,
+) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let flags = rustix::fs::fcntl_getfl(f)?;
+    rustix::fs::fcntl_setfl(f, flags | rustix::fs::OFlags::DIRECT)?;
+    let mut stage = direct.take();
+    let o = stage.as_ptr().align_offset(ALIGN);
+    let align = ALIGN as u64;
+    let mut done = 0;
+    let res = loop {
+        if done == buf.len() {
+            break Ok(done);
+        }
+        let pos = at + done as u64;
+        let start = pos / align * align;
+        let skip = usize::try_from(pos - start).unwrap_or(0);
+        let len = (skip + buf.len() - done).div_ceil(ALIGN) * ALIGN;
+        let piece = &mut stage[o..o + len.min(PIECE)];
+        let k = match f.read_at(piece, start) {
+            Ok(k) => k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        };
+        if k <= skip {
+            break Ok(done);
+        }
+        let n = (k - skip).min(buf.len() - done);
+        buf[done..done + n].copy_from_slice(&piece[skip..skip + n]);
+        done += n;
+        // A short read: the file ends there.
+        if k < piece.len() {
+            break Ok(done);
+        }
+    };
+    direct.give(stage);
+    rustix::fs::fcntl_setfl(f, flags)?;
+    res
 }
 
 /// Write `data` (a whole number of blocks) at offset 0 of `f` with
@@ -264,6 +345,7 @@ impl LocalStore {
             }),
             direct: Arc::new(Direct {
                 on: AtomicBool::new(false),
+                works: AtomicBool::new(true),
                 bufs: std::sync::Mutex::new(Vec::new()),
             }),
             uncached: Arc::new(AtomicBool::new(true)),
@@ -427,7 +509,8 @@ impl LocalStore {
     /// never does. Reads through dozens of pool threads kept ~300 MiB so
     /// (docs/PERFORMANCE.md, "Memory").
     ///
-    /// With `streaming`, the reads use `RWF_DONTCACHE` (see the module's doc).
+    /// With `streaming`, what is not cached is read with `O_DIRECT` (see the
+    /// module's doc).
     async fn get_range_with(
         &self,
         key: &str,
@@ -443,8 +526,9 @@ impl LocalStore {
             Ok(n) if n <= PREALLOC_MAX => Vec::with_capacity(n),
             _ => Vec::new(),
         };
-        let uncached = streaming.then(|| self.uncached.clone());
+        let direct = self.direct.clone();
         blocking(move || {
+            use std::os::unix::fs::FileExt;
             let f = open_object(&path, &key)?;
             let len = f.metadata().map_err(io(&key))?.len();
             let want = clip(&range, len);
@@ -453,14 +537,14 @@ impl LocalStore {
                 cause: std::io::Error::other("range larger than the address space"),
             })?;
             buf.resize(n, 0);
+            if streaming {
+                let filled = read_streaming(&f, &mut buf, want.start, &direct).map_err(io(&key))?;
+                buf.truncate(filled);
+                return Ok(Bytes::from(buf));
+            }
             let mut filled = 0;
             while filled < n {
-                match read_at(
-                    &f,
-                    &mut buf[filled..],
-                    want.start + filled as u64,
-                    uncached.as_deref(),
-                ) {
+                match f.read_at(&mut buf[filled..], want.start + filled as u64) {
                     Ok(0) => break,
                     Ok(k) => filled += k,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -703,6 +787,21 @@ mod tests {
             let data = big.slice(1..1 + len);
             s.put(&format!("a/{n}"), data.clone()).await.unwrap();
             assert_eq!(s.get(&format!("a/{n}")).await.unwrap(), data, "{len} bytes");
+            // Streamed in and out (O_DIRECT blocks, an uncached tail, reads
+            // of what is not cached in aligned pieces), at every offset
+            // shape: whole, from an odd offset to past the end, and a
+            // range that straddles pieces.
+            let key = format!("s/{n}");
+            s.put_streaming(&key, data.clone()).await.unwrap();
+            let l = len as u64;
+            for range in [0..l, (l / 3) | 1..l + 99, (l / 5)..(l - l / 7)] {
+                let (a, b) = (range.start.min(l), range.end.min(l));
+                assert_eq!(
+                    s.get_range_streaming(&key, range.clone()).await.unwrap(),
+                    data.slice(usize::try_from(a).unwrap()..usize::try_from(b).unwrap()),
+                    "{len} bytes, range {range:?}"
+                );
+            }
         }
         // Recycle the largest file for a smaller object and the smallest
         // for a larger one: exactly the new bytes either way.
@@ -720,7 +819,7 @@ mod tests {
         );
         // Where the file system takes direct I/O, the store kept using it.
         assert_eq!(
-            s.direct.on.load(Ordering::Relaxed),
+            s.direct.works.load(Ordering::Relaxed),
             takes_direct_io(dir.path()),
             "direct writes are used exactly where the file system has them"
         );
