@@ -194,8 +194,8 @@ impl Sha256 {
 /// A streaming BLAKE3 (of data fed in pieces): the hash a copy job
 /// verifies with, over the plaintext of the source and of the copy read
 /// back. BLAKE3 because it hashes several 1 KiB pieces of each update at
-/// once with the widest vector unit the CPU has (AVX-512 here: ~4x the
-/// speed of SHA-256 even with SHA-NI), and a copy hashes every byte twice.
+/// once with the widest vector unit the CPU has (AVX-512 here: ~2.5x the
+/// speed of SHA-256 with SHA-NI), and a copy hashes every byte twice.
 #[derive(Default)]
 pub struct Blake3(blake3::Hasher);
 
