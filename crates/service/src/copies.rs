@@ -24,7 +24,9 @@ use coffer_volume::Volume;
 use crate::attach::VaultDeks;
 use crate::error::ErrorCode;
 use crate::model::*;
-use crate::source::{CopySource, HASH_RANGE, LocalSource, hash_changed, hash_view, runs_within};
+use crate::source::{
+    CopySource, HASH_RANGE, LocalSource, hash_changed, hash_piece, hash_view, runs_within,
+};
 use crate::*;
 use coffer_wire::{ListParams, Page};
 
@@ -766,8 +768,8 @@ impl Service {
             });
             hash_windows(&copy, &source, total, Some(committed_rx))
         });
-        // The source is read (and decrypted) by a task of its own, a window
-        // or two ahead, while this one writes (and the target's write-back
+        // The source is read (and decrypted) by a task of its own,
+        // [`READ_AHEAD`] windows at a time, while this one writes (and the target's write-back
         // seals) and hashes, and the read-back reads and decrypts: every
         // core busy, and the disk reading while it writes.
         let mut windows = incremental
@@ -795,8 +797,7 @@ impl Service {
                         }
                         for (pos, data) in next_window(windows).await? {
                             if let Some(h) = &mut source_hash {
-                                h.update(&pos.to_le_bytes());
-                                h.update(&data);
+                                hash_piece(h, pos, &data);
                             }
                             copied += data.len() as u64;
                             target.write(pos, data, false).await?;
@@ -1037,8 +1038,8 @@ type Window = Vec<(u64, bytes::Bytes)>;
 /// Read `from`'s data at the allocated pieces of `layout` (the source's
 /// view), window by window of [`STEP`] over `start..total`, in a task of
 /// its own that reads [`READ_AHEAD`] windows at once (so the store has
-/// several reads to work on) and stays at most two windows ahead of the
-/// receiver; with `ready`, it reads a window only once `ready` has reached
+/// several reads to work on) and holds at most two read windows the
+/// receiver has not taken; with `ready`, it reads a window only once `ready` has reached
 /// its end (the copy read back as it is committed). It stops when the
 /// receiver goes.
 fn read_windows(
@@ -1100,8 +1101,7 @@ fn hash_windows(
         let mut off = 0;
         while off < total {
             for (pos, data) in next_window(&mut windows).await? {
-                h.update(&pos.to_le_bytes());
-                h.update(&data);
+                hash_piece(&mut h, pos, &data);
             }
             off += STEP.min(total - off);
         }

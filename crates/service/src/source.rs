@@ -131,6 +131,14 @@ pub(crate) fn no_remotes() -> ServiceError {
     )
 }
 
+/// Feed one allocated piece to a verification hash: its offset (8 bytes,
+/// little-endian), then its data. The one place the hash's input is
+/// defined; every side of a copy's verification hashes through it.
+pub(crate) fn hash_piece(h: &mut Blake3, pos: u64, data: &[u8]) {
+    h.update(&pos.to_le_bytes());
+    h.update(data);
+}
+
 /// Hash `from`'s data at the allocated pieces of `layout` over
 /// `start..end` (see the module's doc), a window at a time.
 pub async fn hash_view(
@@ -145,8 +153,7 @@ pub async fn hash_view(
         let mut pos = off;
         for (n, hole) in layout.allocation(off, len).await? {
             if !hole {
-                h.update(&pos.to_le_bytes());
-                h.update(&from.read(pos, n).await?);
+                hash_piece(&mut h, pos, &from.read(pos, n).await?);
             }
             pos += n;
         }
@@ -180,8 +187,7 @@ pub async fn hash_changed(
                 let start = idx * cs;
                 for (pos, n, hole) in runs_within(&runs, off, start, (start + cs).min(total)) {
                     if !hole {
-                        h.update(&pos.to_le_bytes());
-                        h.update(&from.read(pos, n).await?);
+                        hash_piece(&mut h, pos, &from.read(pos, n).await?);
                     }
                 }
             }
