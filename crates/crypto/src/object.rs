@@ -256,18 +256,19 @@ impl ObjectKeys {
         &self.header
     }
 
-    /// Seal `buf` (plaintext, followed by room for nothing) in place as
-    /// message `slot`: returns plaintext ‖ tag(s) encrypted.
-    fn seal(
+    /// Seal `buf[at..]` (plaintext) in place as message `slot`, appending
+    /// the tag(s): `buf[at..]` becomes plaintext ‖ tag(s) encrypted.
+    fn seal_tail(
         &self,
         slot: u32,
         target: Option<Target>,
         buf: &mut Vec<u8>,
+        at: usize,
     ) -> Result<(), CryptoError> {
         let aad = self.header.aad(slot, target);
         for key in &self.layers {
             let tag = key
-                .seal_in_place_separate_tag(nonce(slot), Aad::from(&aad[..]), &mut buf[..])
+                .seal_in_place_separate_tag(nonce(slot), Aad::from(&aad[..]), &mut buf[at..])
                 .map_err(|_| CryptoError::Library("seal"))?;
             buf.extend_from_slice(tag.as_ref());
         }
@@ -301,6 +302,22 @@ impl ObjectKeys {
     /// # Errors
     /// [`CryptoError::Malformed`] if the slots do not fit the header.
     pub fn seal_object(&self, slots: &[(Target, &[u8])]) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::with_capacity(usize::try_from(self.header.object_len()).unwrap_or(0));
+        self.seal_object_into(slots, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`ObjectKeys::seal_object`], appending the object to `out` (which
+    /// the caller may have placed, e.g. aligned for direct I/O): each
+    /// slot's plaintext is copied into place once and sealed there.
+    ///
+    /// # Errors
+    /// As [`ObjectKeys::seal_object`]; `out` then holds a partial object.
+    pub fn seal_object_into(
+        &self,
+        slots: &[(Target, &[u8])],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         let h = &self.header;
         if slots.len() != h.slots as usize {
             return Err(CryptoError::Malformed(format!(
@@ -309,9 +326,8 @@ impl ObjectKeys {
                 h.slots
             )));
         }
-        let mut out = Vec::with_capacity(usize::try_from(h.object_len()).unwrap_or(0));
+        out.reserve(usize::try_from(h.object_len()).unwrap_or(0));
         out.extend_from_slice(&h.encode());
-        let mut buf = Vec::with_capacity(h.slot_len());
         let mut table = Vec::with_capacity(slots.len() * TABLE_ENTRY + TAG_LEN * 2);
         for (i, (target, plain)) in slots.iter().enumerate() {
             let i = u32::try_from(i).expect("at most MAX_SLOTS");
@@ -327,19 +343,19 @@ impl ObjectKeys {
                     h.index, target.chunk, target.sector
                 )));
             }
-            buf.clear();
-            buf.extend_from_slice(plain);
-            self.seal(i, Some(*target), &mut buf)?;
-            out.extend_from_slice(&buf);
+            let at = out.len();
+            out.extend_from_slice(plain);
+            self.seal_tail(i, Some(*target), out, at)?;
             table.extend_from_slice(&target.chunk.to_be_bytes());
             table.extend_from_slice(&target.sector.to_be_bytes());
             table.extend_from_slice(&[0, 0]);
         }
         if h.kind == Kind::Segment {
-            self.seal(TABLE_SLOT, None, &mut table)?;
+            let at = out.len();
             out.extend_from_slice(&table);
+            self.seal_tail(TABLE_SLOT, None, out, at)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Open slot `slot`, stored as `sealed` (exactly its stored bytes, e.g.
@@ -368,6 +384,57 @@ impl ObjectKeys {
             ));
         }
         self.open(slot, Some(target), sealed)
+    }
+
+    /// [`ObjectKeys::open_slot`] into `out` (4 KiB), leaving `sealed` as
+    /// it is: one pass from the stored bytes to the caller's buffer. On
+    /// failure `out` is zeroed: no unauthenticated byte is left in it.
+    ///
+    /// # Errors
+    /// As [`ObjectKeys::open_slot`].
+    pub fn open_slot_into(
+        &self,
+        slot: u32,
+        target: Target,
+        sealed: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        if slot >= self.header.slots {
+            return Err(CryptoError::Malformed(format!(
+                "slot {slot} of an object of {}",
+                self.header.slots
+            )));
+        }
+        if sealed.len() != self.header.slot_len() || out.len() != SLOT {
+            return Err(CryptoError::Authentication(
+                "object slot has the wrong length",
+            ));
+        }
+        let res = match &self.layers[..] {
+            [key] => {
+                let aad = self.header.aad(slot, Some(target));
+                let (ct, tag) = sealed.split_at(SLOT);
+                key.open_separate_gather(nonce(slot), Aad::from(&aad[..]), ct, tag, out)
+                    .map_err(|_| {
+                        CryptoError::Authentication(
+                            "object slot was modified, moved, replayed or sealed under another key",
+                        )
+                    })
+            }
+            // Double encryption: open a copy in place, layer by layer.
+            _ => {
+                let mut copy = sealed.to_vec();
+                let res = self
+                    .open(slot, Some(target), &mut copy)
+                    .map(|plain| out.copy_from_slice(plain));
+                zeroize::Zeroize::zeroize(&mut copy);
+                res
+            }
+        };
+        if res.is_err() {
+            out.fill(0);
+        }
+        res
     }
 
     /// Open a whole object: checks that its header is the one these keys
@@ -495,6 +562,47 @@ mod tests {
         assert_eq!(&plain[..], &data[2][..]);
         let all = k.open_object(&mut obj).unwrap();
         assert_eq!(all.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(), data);
+    }
+
+    #[test]
+    fn a_slot_opens_into_a_buffer_of_its_own_with_one_or_two_layers() {
+        let (d1, d2) = (SecretKey::generate(), SecretKey::generate());
+        let one =
+            ObjectKeys::derive(chunk_header((3, None), 3), &Dek { id: 3, key: &d1 }, None).unwrap();
+        let two = ObjectKeys::derive(
+            chunk_header((3, Some(4)), 3),
+            &Dek { id: 3, key: &d1 },
+            Some(&Dek { id: 4, key: &d2 }),
+        )
+        .unwrap();
+        let t = |sector| Target { chunk: 9, sector };
+        for k in [&one, &two] {
+            let h = *k.header();
+            let (data, obj) = sealed_chunk(k);
+            let off = h.slot_offset(1) as usize;
+            let stored = &obj[off..off + h.slot_len()];
+            let mut out = vec![0xAA; SLOT];
+            k.open_slot_into(1, t(1), stored, &mut out).unwrap();
+            assert_eq!(out, data[1]);
+            // The stored bytes are left as they were.
+            assert_eq!(stored, &obj[off..off + h.slot_len()]);
+            // Another target, another slot number, a flipped byte or a
+            // short buffer: refused, and nothing unauthenticated is left.
+            let mut flipped = stored.to_vec();
+            flipped[100] ^= 1;
+            for (slot, target, sealed) in [
+                (1, t(2), stored),
+                (2, t(1), stored),
+                (1, t(1), &flipped[..]),
+                (1, t(1), &stored[..stored.len() - 1]),
+            ] {
+                let mut out = vec![0xAA; SLOT];
+                assert!(k.open_slot_into(slot, target, sealed, &mut out).is_err());
+                assert!(out.iter().all(|&b| b == 0 || b == 0xAA));
+            }
+            let mut out = vec![0u8; SLOT];
+            assert!(k.open_slot_into(3, t(3), stored, &mut out).is_err());
+        }
     }
 
     #[test]

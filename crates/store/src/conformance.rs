@@ -37,7 +37,7 @@ pub async fn run(store: &dyn ObjectStore) {
         "a refused put leaves the object"
     );
 
-    ranged_reads(store, "chunks/01/aa/0001", &data, false).await;
+    ranged_reads(store, "chunks/01/aa/0001", &data, Read::Plain).await;
 
     // The streaming variants keep the same contract: create-only, whole
     // objects, clipped ranges; and each side reads what the other wrote.
@@ -57,11 +57,17 @@ pub async fn run(store: &dyn ObjectStore) {
         Err(StoreError::AlreadyExists(_)) => {}
         other => panic!("second put_streaming of a key must be AlreadyExists, got {other:?}"),
     }
-    ranged_reads(store, "chunks/01/cc/0004", &data, true).await;
-    ranged_reads(store, "chunks/01/aa/0001", &data, true).await;
+    for how in [Read::Streaming, Read::Uncached] {
+        ranged_reads(store, "chunks/01/cc/0004", &data, how).await;
+        ranged_reads(store, "chunks/01/aa/0001", &data, how).await;
+    }
     match store.get_range_streaming("chunks/01/aa/0002", 0..10).await {
         Err(StoreError::NotFound(_)) => {}
         other => panic!("get_range_streaming of a missing key must be NotFound, got {other:?}"),
+    }
+    match store.get_range_uncached("chunks/01/aa/0002", 0..10).await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("get_range_uncached of a missing key must be NotFound, got {other:?}"),
     }
     store.delete("chunks/01/cc/0004").await.expect("delete");
 
@@ -148,17 +154,25 @@ pub async fn run(store: &dyn ObjectStore) {
     deletes_in_batches(store).await;
 }
 
-/// `get_range` of the object `key`, which holds `data` (at least 10,000
-/// bytes).
-async fn ranged_reads(store: &dyn ObjectStore, key: &str, data: &[u8], streaming: bool) {
+/// Which ranged read.
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    Plain,
+    Streaming,
+    Uncached,
+}
+
+/// `get_range` (or a variant) of the object `key`, which holds `data` (at
+/// least 10,000 bytes).
+async fn ranged_reads(store: &dyn ObjectStore, key: &str, data: &[u8], how: Read) {
     let len = data.len() as u64;
     let read = |range: std::ops::Range<u64>| async move {
-        if streaming {
-            store.get_range_streaming(key, range.clone()).await
-        } else {
-            store.get_range(key, range.clone()).await
+        match how {
+            Read::Plain => store.get_range(key, range.clone()).await,
+            Read::Streaming => store.get_range_streaming(key, range.clone()).await,
+            Read::Uncached => store.get_range_uncached(key, range.clone()).await,
         }
-        .unwrap_or_else(|e| panic!("get_range (streaming: {streaming}) {range:?}: {e}"))
+        .unwrap_or_else(|e| panic!("get_range ({how:?}) {range:?}: {e}"))
     };
     assert_eq!(&read(1000..5000).await[..], &data[1000..5000], "middle");
     assert_eq!(&read(0..1).await[..], &data[..1], "first byte");

@@ -69,6 +69,10 @@ impl ObjectStore for LazyStore {
     async fn get_range_streaming(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         self.store().await?.get_range_streaming(key, range).await
     }
+
+    async fn get_range_uncached(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        self.store().await?.get_range_uncached(key, range).await
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.store().await?.delete(key).await
     }

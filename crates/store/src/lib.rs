@@ -109,6 +109,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn get_range_streaming(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         self.get_range(key, range).await
     }
+    /// [`ObjectStore::get_range_streaming`] of bytes that
+    /// [`ObjectStore::put_streaming`] wrote (a copy job reading back its
+    /// own copy): a backend with a page cache knows they are not in it and
+    /// reads them from the disk straight into the buffer, without looking.
+    /// Same contract as `get_range`; the default is `get_range_streaming`.
+    async fn get_range_uncached(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        self.get_range_streaming(key, range).await
+    }
     /// Delete an object if it exists.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Delete every object of `keys` that exists (missing keys are fine,

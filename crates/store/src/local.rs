@@ -23,9 +23,12 @@
 //! with `O_DIRECT` whatever the store's setting, and its last partial block
 //! (and everything, where the file system has no `O_DIRECT`) with
 //! `RWF_DONTCACHE` (Linux 6.14: through the page cache, its pages leaving
-//! it once on disk); a streaming read reads what the cache holds from it
-//! (`RWF_NOWAIT` reads, which never wait for I/O) and the rest with
-//! `O_DIRECT`. A copy then draws no fresh page for every byte it moves (on a VM
+//! it once on disk); a streaming read reads with `RWF_DONTCACHE` too (what
+//! the cache holds comes from it and stays, the rest leaves it once read),
+//! into buffers that the store pools (they hold stored bytes only:
+//! ciphertext) and takes back when the reader drops them; and a read of
+//! what a streaming put wrote (a copy's read-back) reads its blocks with
+//! `O_DIRECT` straight into such a buffer. A copy then draws no fresh page for every byte it moves (on a VM
 //! whose free memory the host reclaims, ~2 s of system time per GiB
 //! written; docs/PERFORMANCE.md) and evicts nothing of the live disks'
 //! cached data. Where the kernel or file system refuses the flag, they fall
@@ -69,6 +72,10 @@ const PIECE: usize = 1 << 20;
 /// Staging buffers kept for reuse.
 const MAX_BUFS: usize = 8;
 
+/// Bytes of streaming-read buffers kept for reuse (a copy job's reads in
+/// flight): reused, they cost no fresh page and no zeroing.
+const READ_POOL: usize = 64 << 20;
+
 /// Largest ranged read whose buffer is allocated before the file's length
 /// is known (a volume's reads are at most one segment: 4 MiB and tags).
 const PREALLOC_MAX: usize = 64 << 20;
@@ -84,9 +91,37 @@ struct Direct {
     /// Staging buffers of `PIECE + ALIGN` bytes, each used from its first
     /// `ALIGN`-aligned byte; they hold ciphertext only.
     bufs: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// Buffers of streaming reads, back from their readers: stored bytes
+    /// only (ciphertext), at most `READ_POOL` bytes of them.
+    reads: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 impl Direct {
+    /// A buffer of at least `len` bytes for a streaming read.
+    fn take_read(&self, len: usize) -> Vec<u8> {
+        let found = {
+            let mut reads = self
+                .reads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let i = reads.iter().rposition(|b| b.len() >= len);
+            i.map(|i| reads.swap_remove(i))
+        };
+        found.unwrap_or_else(|| vec![0u8; len])
+    }
+
+    /// Keep `buf` (a streaming read's, done with) for another, if the pool
+    /// has room.
+    fn give_read(&self, buf: Vec<u8>) {
+        let mut reads = self
+            .reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if reads.iter().map(Vec::len).sum::<usize>() + buf.len() <= READ_POOL {
+            reads.push(buf);
+        }
+    }
+
     fn take(&self) -> Vec<u8> {
         self.bufs
             .lock()
@@ -176,96 +211,168 @@ fn write_uncached(f: &std::fs::File, data: &[u8], at: u64) -> std::io::Result<()
     Ok(())
 }
 
-/// Fill `buf` from `f` at `at` (less only where the file ends) without
-/// adding to the page cache: what the cache holds is read from it
-/// (`RWF_NOWAIT` reads, which do no I/O), the rest with `O_DIRECT` into
-/// aligned staging buffers while the file system takes it, else plainly.
-/// Returns the bytes read.
-fn read_streaming(
-    f: &std::fs::File,
-    buf: &mut [u8],
-    at: u64,
-    direct: &Direct,
-) -> std::io::Result<usize> {
-    use std::os::unix::fs::FileExt;
-    let mut done = 0;
-    let nowait = rustix::io::ReadWriteFlags::NOWAIT;
-    while done < buf.len() {
-        let piece = &mut [std::io::IoSliceMut::new(&mut buf[done..])];
-        match rustix::io::preadv2(f, piece, at + done as u64, nowait) {
-            Ok(0) => return Ok(done),
-            Ok(k) => done += k,
-            Err(rustix::io::Errno::INTR) => {}
-            // Not cached (or the kernel does no RWF_NOWAIT here): read
-            // the rest below.
-            Err(_) => break,
-        }
-    }
-    if done < buf.len() && direct.works.load(Ordering::Relaxed) {
-        match read_direct(f, &mut buf[done..], at + done as u64, direct) {
-            Ok(k) => return Ok(done + k),
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                direct.works.store(false, Ordering::Relaxed);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], at + done as u64) {
-            Ok(0) => break,
-            Ok(k) => done += k,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
+/// How a ranged read reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// Through the page cache.
+    Plain,
+    /// Leaving the page cache as it is (`ObjectStore::get_range_streaming`).
+    Streaming,
+    /// Straight from the disk (`ObjectStore::get_range_uncached`).
+    Uncached,
 }
 
-/// Fill `buf` from `f` at `at` (less only where the file ends) with
-/// `O_DIRECT` set for the duration: the aligned blocks covering it are read
-/// into a staging buffer, a piece at a time, and copied out. Returns the
-/// bytes read.
-fn read_direct(
+/// A streaming read's bytes: a piece of a pooled buffer
+/// that goes back to the pool when the last `Bytes` of it is dropped.
+struct Pooled {
+    buf: Vec<u8>,
+    at: usize,
+    len: usize,
+    pool: Arc<Direct>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[self.at..self.at + self.len]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give_read(std::mem::take(&mut self.buf));
+    }
+}
+
+/// Read `n` bytes of `f` from `at` (less only where the file ends) into a
+/// pooled buffer, without changing what the page cache holds: with
+/// `RWF_DONTCACHE` (cached bytes come from the cache and stay; the rest is
+/// read through pages dropped once read) while the kernel takes it (cleared
+/// at its first refusal), else plainly. Not `RWF_NOWAIT` reads with
+/// `O_DIRECT` for what they miss: a `RWF_NOWAIT` read that misses starts
+/// the readahead it declined to wait for, so uncached data was read twice
+/// and cached after all.
+///
+/// `given` is a buffer taken for it on the caller's thread, if any (see
+/// `get_range_with` on why).
+fn read_streaming(
     f: &std::fs::File,
-    buf: &mut [u8],
-    at: u64,
-    direct: &Direct,
-) -> std::io::Result<usize> {
+    (at, n): (u64, usize),
+    direct: &Arc<Direct>,
+    uncached: &AtomicBool,
+    given: Option<Vec<u8>>,
+) -> std::io::Result<Bytes> {
     use std::os::unix::fs::FileExt;
-    let flags = rustix::fs::fcntl_getfl(f)?;
-    rustix::fs::fcntl_setfl(f, flags | rustix::fs::OFlags::DIRECT)?;
-    let mut stage = direct.take();
-    let o = stage.as_ptr().align_offset(ALIGN);
-    let align = ALIGN as u64;
-    let mut done = 0;
-    let res = loop {
-        if done == buf.len() {
-            break Ok(done);
-        }
-        let pos = at + done as u64;
-        let start = pos / align * align;
-        let skip = usize::try_from(pos - start).unwrap_or(0);
-        let len = (skip + buf.len() - done).div_ceil(ALIGN) * ALIGN;
-        let piece = &mut stage[o..o + len.min(PIECE)];
-        let k = match f.read_at(piece, start) {
-            Ok(k) => k,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => break Err(e),
-        };
-        if k <= skip {
-            break Ok(done);
-        }
-        let n = (k - skip).min(buf.len() - done);
-        buf[done..done + n].copy_from_slice(&piece[skip..skip + n]);
-        done += n;
-        // A short read: the file ends there.
-        if k < piece.len() {
-            break Ok(done);
+    let mut b = match given {
+        Some(b) if b.len() >= n => b,
+        other => {
+            if let Some(b) = other {
+                direct.give_read(b);
+            }
+            direct.take_read(n)
         }
     };
-    direct.give(stage);
+    let mut done = 0;
+    let mut res = Ok(());
+    while done < n {
+        let r = if uncached.load(Ordering::Relaxed) {
+            let piece = &mut [std::io::IoSliceMut::new(&mut b[done..n])];
+            match rustix::io::preadv2(f, piece, at + done as u64, dontcache()) {
+                Ok(k) => Ok(k),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    let e = std::io::Error::from(e);
+                    if refuses_uncached(&e) {
+                        uncached.store(false, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(e)
+                }
+            }
+        } else {
+            match f.read_at(&mut b[done..n], at + done as u64) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                other => other,
+            }
+        };
+        match r {
+            Ok(0) => break,
+            Ok(k) => done += k,
+            Err(e) => {
+                res = Err(e);
+                break;
+            }
+        }
+    }
+    if let Err(e) = res {
+        direct.give_read(b);
+        return Err(e);
+    }
+    Ok(Bytes::from_owner(Pooled {
+        buf: b,
+        at: 0,
+        len: done,
+        pool: Arc::clone(direct),
+    }))
+}
+
+/// Read `n` bytes of `f` from `at` (less only where the file ends) that
+/// are not in the page cache (a streaming put wrote them), with `O_DIRECT`
+/// straight into a pooled buffer: the blocks covering them, into its
+/// page-aligned part. Where the file system refuses `O_DIRECT` (cleared
+/// for good), as [`read_streaming`].
+fn read_uncached(
+    f: &std::fs::File,
+    (at, n): (u64, usize),
+    direct: &Arc<Direct>,
+    uncached: &AtomicBool,
+) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    if !direct.works.load(Ordering::Relaxed) {
+        return read_streaming(f, (at, n), direct, uncached, None);
+    }
+    let align = ALIGN as u64;
+    let start = at / align * align;
+    let skip = usize::try_from(at - start).unwrap_or(0);
+    let span = (skip + n).div_ceil(ALIGN) * ALIGN;
+    let mut b = direct.take_read(span + ALIGN);
+    let o = b.as_ptr().align_offset(ALIGN);
+    let flags = rustix::fs::fcntl_getfl(f)?;
+    rustix::fs::fcntl_setfl(f, flags | rustix::fs::OFlags::DIRECT)?;
+    let buf = &mut b[o..o + span];
+    let mut done = 0;
+    let res = loop {
+        if done == span {
+            break Ok(());
+        }
+        match f.read_at(&mut buf[done..], start + done as u64) {
+            Ok(0) => break Ok(()),
+            // Not a whole number of blocks: the file ends there.
+            Ok(k) if k % ALIGN != 0 => {
+                done += k;
+                break Ok(());
+            }
+            Ok(k) => done += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
     rustix::fs::fcntl_setfl(f, flags)?;
-    res
+    match res {
+        Ok(()) => Ok(Bytes::from_owner(Pooled {
+            len: done.clamp(skip, skip + n) - skip,
+            at: o + skip,
+            buf: b,
+            pool: Arc::clone(direct),
+        })),
+        Err(e) => {
+            direct.give_read(b);
+            if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) {
+                direct.works.store(false, Ordering::Relaxed);
+                return read_streaming(f, (at, n), direct, uncached, None);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Write `data` (a whole number of blocks) at offset 0 of `f` with
@@ -347,6 +454,7 @@ impl LocalStore {
                 on: AtomicBool::new(false),
                 works: AtomicBool::new(true),
                 bufs: std::sync::Mutex::new(Vec::new()),
+                reads: std::sync::Mutex::new(Vec::new()),
             }),
             uncached: Arc::new(AtomicBool::new(true)),
         })
@@ -515,18 +623,24 @@ impl LocalStore {
         &self,
         key: &str,
         range: Range<u64>,
-        streaming: bool,
+        how: How,
     ) -> Result<Bytes, StoreError> {
         let path = self.path(key)?;
         if range.is_empty() {
             return Ok(Bytes::new());
         }
         let key = key.to_string();
-        let mut buf: Vec<u8> = match usize::try_from(range.end - range.start) {
-            Ok(n) if n <= PREALLOC_MAX => Vec::with_capacity(n),
-            _ => Vec::new(),
+        let bounded = usize::try_from(range.end - range.start)
+            .ok()
+            .filter(|&n| n <= PREALLOC_MAX);
+        let (mut buf, mut pooled): (Vec<u8>, Option<Vec<u8>>) = match bounded {
+            Some(n) if how == How::Streaming => (Vec::new(), Some(self.direct.take_read(n))),
+            Some(_) if how == How::Uncached => (Vec::new(), None),
+            Some(n) => (Vec::with_capacity(n), None),
+            None => (Vec::new(), None),
         };
         let direct = self.direct.clone();
+        let uncached = self.uncached.clone();
         blocking(move || {
             use std::os::unix::fs::FileExt;
             let f = open_object(&path, &key)?;
@@ -536,12 +650,18 @@ impl LocalStore {
                 key: key.clone(),
                 cause: std::io::Error::other("range larger than the address space"),
             })?;
-            buf.resize(n, 0);
-            if streaming {
-                let filled = read_streaming(&f, &mut buf, want.start, &direct).map_err(io(&key))?;
-                buf.truncate(filled);
-                return Ok(Bytes::from(buf));
+            match how {
+                How::Streaming => {
+                    return read_streaming(&f, (want.start, n), &direct, &uncached, pooled.take())
+                        .map_err(io(&key));
+                }
+                How::Uncached => {
+                    return read_uncached(&f, (want.start, n), &direct, &uncached)
+                        .map_err(io(&key));
+                }
+                How::Plain => {}
             }
+            buf.resize(n, 0);
             let mut filled = 0;
             while filled < n {
                 match f.read_at(&mut buf[filled..], want.start + filled as u64) {
@@ -569,11 +689,15 @@ impl ObjectStore for LocalStore {
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
-        self.get_range_with(key, range, false).await
+        self.get_range_with(key, range, How::Plain).await
     }
 
     async fn get_range_streaming(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
-        self.get_range_with(key, range, true).await
+        self.get_range_with(key, range, How::Streaming).await
+    }
+
+    async fn get_range_uncached(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        self.get_range_with(key, range, How::Uncached).await
     }
 
     async fn get(&self, key: &str) -> Result<BytesMut, StoreError> {
@@ -787,19 +911,25 @@ mod tests {
             let data = big.slice(1..1 + len);
             s.put(&format!("a/{n}"), data.clone()).await.unwrap();
             assert_eq!(s.get(&format!("a/{n}")).await.unwrap(), data, "{len} bytes");
-            // Streamed in and out (O_DIRECT blocks, an uncached tail, reads
-            // of what is not cached in aligned pieces), at every offset
-            // shape: whole, from an odd offset to past the end, and a
-            // range that straddles pieces.
+            // Streamed in and out (O_DIRECT blocks, an uncached tail; read
+            // back with RWF_DONTCACHE, and with O_DIRECT from a page-aligned
+            // buffer), at every offset shape: whole, from an odd offset to
+            // past the end, and a range that straddles pieces.
             let key = format!("s/{n}");
             s.put_streaming(&key, data.clone()).await.unwrap();
             let l = len as u64;
             for range in [0..l, (l / 3) | 1..l + 99, (l / 5)..(l - l / 7)] {
                 let (a, b) = (range.start.min(l), range.end.min(l));
+                let want = data.slice(usize::try_from(a).unwrap()..usize::try_from(b).unwrap());
                 assert_eq!(
                     s.get_range_streaming(&key, range.clone()).await.unwrap(),
-                    data.slice(usize::try_from(a).unwrap()..usize::try_from(b).unwrap()),
+                    want,
                     "{len} bytes, range {range:?}"
+                );
+                assert_eq!(
+                    s.get_range_uncached(&key, range.clone()).await.unwrap(),
+                    want,
+                    "{len} bytes, range {range:?}, uncached"
                 );
             }
         }

@@ -228,7 +228,8 @@ pub struct VolumeConfig {
     /// ([`ObjectStore::put_streaming`], [`ObjectStore::get_range_streaming`]):
     /// for a copy job's volumes, which write and read much data once, and
     /// should neither fill the page cache nor evict the live disks' cached
-    /// data. Off for disks.
+    /// data; the volume's own objects (which it put streaming) are read
+    /// back with [`ObjectStore::get_range_uncached`]. Off for disks.
     pub streaming_io: bool,
 }
 
@@ -450,6 +451,23 @@ enum Fetch {
     },
 }
 
+/// What a fetch brought back.
+enum Fetched {
+    /// A run of slots, still sealed, opened straight into the reader's
+    /// buffer (`open_into`): the keys of their object, its stored bytes,
+    /// and the fetch's first slot, slot count and absolute sector.
+    Sealed {
+        keys: coffer_crypto::object::ObjectKeys,
+        raw: Bytes,
+        first_slot: u32,
+        n: u32,
+        abs: u64,
+    },
+    /// Plaintext sectors (a v1 chunk, opened whole): `(absolute sector,
+    /// plaintext)`.
+    Plain(Vec<(u64, Bytes)>),
+}
+
 impl Volume {
     /// Open the head of volume `id` for I/O, taking the DEKs its view
     /// names from `deks` (its write DEK at once). With `holder`, every
@@ -630,10 +648,10 @@ impl Volume {
         }
     }
 
-    /// Run one fetch: `(absolute sector, plaintext)` of each sector it
-    /// covers. A missing or malformed object is an integrity error of the
+    /// Run one fetch: the sealed slots it read, or a v1 chunk's plaintext
+    /// sectors. A missing or malformed object is an integrity error of the
     /// chunk it holds.
-    async fn fetch(&self, f: &Fetch) -> Result<Vec<(u64, Bytes)>> {
+    async fn fetch(&self, f: &Fetch) -> Result<Fetched> {
         let chunk = match f {
             Fetch::Slots { abs, .. } => abs / u64::from(self.spc()),
             Fetch::V1 { chunk, .. } => *chunk,
@@ -647,7 +665,7 @@ impl Volume {
         })
     }
 
-    async fn fetch_inner(&self, f: &Fetch) -> Result<Vec<(u64, Bytes)>> {
+    async fn fetch_inner(&self, f: &Fetch) -> Result<Fetched> {
         let spc = u64::from(self.spc());
         match f {
             Fetch::Slots {
@@ -656,30 +674,29 @@ impl Volume {
                 n,
                 abs,
             } => {
-                let chunk = abs / spc;
                 let dek = self.dek(obj.dek).await?;
                 let dek2 = match obj.dek2 {
                     Some(d) => Some(self.dek(d).await?),
                     None => None,
                 };
-                let k = seal::keys(obj, &dek, dek2.as_deref())?;
-                let h = k.header();
+                let keys = seal::keys(obj, &dek, dek2.as_deref())?;
+                let h = keys.header();
                 let range = h.slot_offset(*first_slot)..h.slot_offset(first_slot + n);
                 let key = object_key(obj.writer.value(), &obj.id);
-                let raw = if self.config.streaming_io {
-                    self.store.get_range_streaming(&key, range).await?
-                } else {
-                    self.store.get_range(&key, range).await?
+                // A streaming volume's own objects were put streaming (it is
+                // a copy's target, reading its copy back): not cached.
+                let raw = match (self.config.streaming_io, obj.writer == self.id) {
+                    (true, true) => self.store.get_range_uncached(&key, range).await?,
+                    (true, false) => self.store.get_range_streaming(&key, range).await?,
+                    (false, _) => self.store.get_range(&key, range).await?,
                 };
-                let plain = seal::open_run(&k, raw, *first_slot, *n, chunk, in_chunk(*abs, spc))
-                    .map_err(|e| self.integrity(chunk, e))?
-                    .freeze();
-                Ok((0..u64::from(*n))
-                    .map(|i| {
-                        let at = to_usize(i) * SECTOR;
-                        (abs + i, plain.slice(at..at + SECTOR))
-                    })
-                    .collect())
+                Ok(Fetched::Sealed {
+                    keys,
+                    raw,
+                    first_slot: *first_slot,
+                    n: *n,
+                    abs: *abs,
+                })
             }
             Fetch::V1 {
                 dek,
@@ -695,15 +712,70 @@ impl Volume {
                 if plain.len() != self.chunk_size as usize {
                     return Err(self.integrity(*chunk, "v1 chunk of the wrong size"));
                 }
-                Ok(sectors
-                    .iter()
-                    .map(|abs| {
-                        let at = to_usize(abs % spc) * SECTOR;
-                        (*abs, plain.slice(at..at + SECTOR))
-                    })
-                    .collect())
+                Ok(Fetched::Plain(
+                    sectors
+                        .iter()
+                        .map(|abs| {
+                            let at = to_usize(abs % spc) * SECTOR;
+                            (*abs, plain.slice(at..at + SECTOR))
+                        })
+                        .collect(),
+                ))
             }
         }
+    }
+
+    /// Open what `fetched` brought into `out`, which holds the bytes from
+    /// `offset` on: sealed slots straight from the stored bytes into
+    /// their place (a slot only partly inside `out` through a sector of
+    /// its own), plaintext sectors by a copy.
+    fn place(&self, out: &mut [u8], offset: u64, fetched: Fetched) -> Result<()> {
+        let (keys, raw, first_slot, n, abs) = match fetched {
+            Fetched::Plain(sectors) => {
+                for (abs, b) in sectors {
+                    copy_sector(out, offset, abs, &b);
+                }
+                return Ok(());
+            }
+            Fetched::Sealed {
+                keys,
+                raw,
+                first_slot,
+                n,
+                abs,
+            } => (keys, raw, first_slot, n, abs),
+        };
+        let spc = u64::from(self.spc());
+        let chunk = abs / spc;
+        let slot_len = keys.header().slot_len();
+        if raw.len() != slot_len * n as usize {
+            return Err(self.integrity(
+                chunk,
+                "object is shorter than the chunk map says: truncated",
+            ));
+        }
+        let end = offset + out.len() as u64;
+        for (i, sealed) in (0..n).zip(raw.chunks_exact(slot_len)) {
+            let a = abs + u64::from(i);
+            let target = coffer_crypto::object::Target {
+                chunk,
+                sector: seal::sector16(in_chunk(a, spc)),
+            };
+            let start = a * SECTOR as u64;
+            let opened = if start >= offset && start + SECTOR as u64 <= end {
+                let at = to_usize(start - offset);
+                keys.open_slot_into(first_slot + i, target, sealed, &mut out[at..at + SECTOR])
+            } else {
+                let mut sector = [0u8; SECTOR];
+                let r = keys.open_slot_into(first_slot + i, target, sealed, &mut sector);
+                if r.is_ok() {
+                    copy_sector(out, offset, a, &sector);
+                }
+                r
+            };
+            opened.map_err(|e| self.integrity(chunk, e))?;
+        }
+        Ok(())
     }
 
     /// The sources of absolute sectors `[first, end)`.
@@ -774,12 +846,8 @@ impl Volume {
             let mut results =
                 futures::stream::iter(futs).buffer_unordered(self.config.io_parallelism);
             while let Some(r) = results.next().await {
-                match r {
-                    Ok(sectors) => {
-                        for (abs, b) in sectors {
-                            copy_sector(&mut out, offset, abs, &b);
-                        }
-                    }
+                match r.and_then(|fetched| self.place(&mut out, offset, fetched)) {
+                    Ok(()) => {}
                     Err(e) => {
                         // If the content moved meanwhile (rewritten, its old
                         // object collected), read the new content instead.

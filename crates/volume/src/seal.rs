@@ -3,8 +3,7 @@
 //! chunk and sector order, up to 1,024 per object), sealed under the
 //! volume's write DEK with keys of their own, and the extents that name
 //! them. A volume that packs (a copy job's target) puts its whole chunks
-//! into segments too, several whole chunks an object. Also opening what
-//! the read path fetched.
+//! into segments too, several whole chunks an object.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +16,10 @@ use coffer_types::Id;
 
 use crate::state::{Dirty, SECTOR, Sec};
 use crate::{Result, VolumeError};
+
+/// Alignment of a sealed object's first byte in memory (a page: what
+/// direct I/O needs).
+const OBJECT_ALIGN: usize = 4096;
 
 /// What one object will hold before it is sealed.
 pub(crate) struct ObjectPlan {
@@ -227,8 +230,14 @@ pub(crate) fn seal(
     };
     let k = keys(&obj, dek.1, dek2.map(|d| d.1))?;
     let slots: Vec<(Target, &[u8])> = plan.slots.iter().map(|(t, b)| (*t, &b[..])).collect();
-    let sealed = k.seal_object(&slots)?;
-    Ok((Arc::new(obj), Bytes::from(sealed)))
+    // Sealed where it will stay, from a page-aligned address: a store
+    // that writes with O_DIRECT writes it from there, without staging.
+    let len = usize::try_from(k.header().object_len()).expect("objects are a few MiB");
+    let mut buf: Vec<u8> = Vec::with_capacity(len + OBJECT_ALIGN);
+    let pad = buf.as_ptr().align_offset(OBJECT_ALIGN);
+    buf.resize(pad, 0);
+    k.seal_object_into(&slots, &mut buf)?;
+    Ok((Arc::new(obj), Bytes::from(buf).slice(pad..)))
 }
 
 /// The extents naming what `plan` sealed as `obj`: runs of consecutive
@@ -268,40 +277,4 @@ pub(crate) fn by_chunk(list: Vec<(u64, Extent)>) -> HashMap<u64, Vec<Extent>> {
         m.entry(idx).or_default().push(e);
     }
     m
-}
-
-/// Open `n` slots from `first` of `obj`, stored as `raw` (a ranged read),
-/// which hold sectors of chunk `chunk` from `first_sector` on; returns the
-/// plaintext, `n` × 4 KiB.
-pub(crate) fn open_run(
-    k: &ObjectKeys,
-    raw: Bytes,
-    first: u32,
-    n: u32,
-    chunk: u64,
-    first_sector: u32,
-) -> std::result::Result<BytesMut, coffer_crypto::CryptoError> {
-    let slot_len = k.header().slot_len();
-    if raw.len() != slot_len * n as usize {
-        return Err(coffer_crypto::CryptoError::Authentication(
-            "object is shorter than the chunk map says: truncated",
-        ));
-    }
-    let mut buf = raw
-        .try_into_mut()
-        .unwrap_or_else(|b| BytesMut::from(&b[..]));
-    let mut out = BytesMut::with_capacity(n as usize * SECTOR);
-    for i in 0..n {
-        let at = i as usize * slot_len;
-        let plain = k.open_slot(
-            first + i,
-            Target {
-                chunk,
-                sector: u16::try_from(first_sector + i).unwrap_or(u16::MAX),
-            },
-            &mut buf[at..at + slot_len],
-        )?;
-        out.extend_from_slice(plain);
-    }
-    Ok(out)
 }
