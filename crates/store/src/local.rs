@@ -956,6 +956,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn streaming_reads_fall_back_where_the_kernel_refuses_and_keep_a_bounded_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path().join("o")).unwrap();
+        let data: Bytes = (0..(PIECE + 3 * ALIGN + 11))
+            .map(|i| u8::try_from(i % 253).unwrap())
+            .collect::<Vec<u8>>()
+            .into();
+        s.put_streaming("k", data.clone()).await.unwrap();
+        let l = data.len() as u64;
+        let ranges = [0..l, 5..l - 7, 4096..8192, l - 1..l + 10];
+        let check = |label: &'static str| {
+            let (s, data, ranges) = (s.clone(), data.clone(), ranges.clone());
+            async move {
+                for r in ranges {
+                    let (a, b) = (
+                        usize::try_from(r.start.min(l)).unwrap(),
+                        usize::try_from(r.end.min(l)).unwrap(),
+                    );
+                    let want = data.slice(a..b);
+                    let got = s.get_range_streaming("k", r.clone()).await.unwrap();
+                    assert_eq!(got, want, "streaming {r:?}, {label}");
+                    let got = s.get_range_uncached("k", r.clone()).await.unwrap();
+                    assert_eq!(got, want, "uncached {r:?}, {label}");
+                }
+            }
+        };
+        check("every flag taken").await;
+        // A file system without O_DIRECT: uncached reads read as streaming
+        // ones do; a kernel without RWF_DONTCACHE: plain reads.
+        s.direct.works.store(false, Ordering::Relaxed);
+        check("no O_DIRECT").await;
+        s.uncached.store(false, Ordering::Relaxed);
+        check("no O_DIRECT, no RWF_DONTCACHE").await;
+        // Many reads held at once, then dropped: the pool keeps at most
+        // its bound of their buffers.
+        let held: Vec<Bytes> =
+            futures::future::try_join_all((0..100).map(|_| s.get_range_streaming("k", 0..l)))
+                .await
+                .unwrap();
+        assert!(held.iter().all(|b| *b == data));
+        drop(held);
+        let pooled: usize = s.direct.reads.lock().unwrap().iter().map(Vec::len).sum();
+        assert!(pooled > 0, "dropped read buffers go back to the pool");
+        assert!(pooled <= READ_POOL, "the pool holds {pooled} bytes");
+    }
+
+    #[tokio::test]
     async fn ranged_reads_of_a_recycled_file_see_only_its_object() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::open(dir.path().join("o")).unwrap();
