@@ -454,7 +454,7 @@ enum Fetch {
 /// What a fetch brought back.
 enum Fetched {
     /// A run of slots, still sealed, opened straight into the reader's
-    /// buffer (`open_into`): the keys of their object, its stored bytes,
+    /// buffer (`Volume::place`): the keys of their object, its stored bytes,
     /// and the fetch's first slot, slot count and absolute sector.
     Sealed {
         keys: coffer_crypto::object::ObjectKeys,
