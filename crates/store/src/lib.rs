@@ -15,6 +15,7 @@ mod faulty;
 mod lazy;
 mod local;
 mod memory;
+mod pool;
 mod s3;
 
 pub mod conformance;
@@ -23,6 +24,7 @@ pub use faulty::FaultyStore;
 pub use lazy::LazyStore;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use pool::BufPool;
 pub use s3::{S3Location, S3Store};
 
 /// Errors of an object store.

@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use crate::{ObjectStore, StoreError, clip, validate_key};
+use crate::{BufPool, ObjectStore, StoreError, clip, validate_key};
 
 /// `RWF_DONTCACHE` for `preadv2`/`pwritev2` (Linux 6.14; not yet named by
 /// rustix): the I/O's pages leave the page cache once it is done.
@@ -93,35 +93,10 @@ struct Direct {
     bufs: std::sync::Mutex<Vec<Vec<u8>>>,
     /// Buffers of streaming reads, back from their readers: stored bytes
     /// only (ciphertext), at most `READ_POOL` bytes of them.
-    reads: std::sync::Mutex<Vec<Vec<u8>>>,
+    reads: Arc<BufPool>,
 }
 
 impl Direct {
-    /// A buffer of at least `len` bytes for a streaming read.
-    fn take_read(&self, len: usize) -> Vec<u8> {
-        let found = {
-            let mut reads = self
-                .reads
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let i = reads.iter().rposition(|b| b.len() >= len);
-            i.map(|i| reads.swap_remove(i))
-        };
-        found.unwrap_or_else(|| vec![0u8; len])
-    }
-
-    /// Keep `buf` (a streaming read's, done with) for another, if the pool
-    /// has room.
-    fn give_read(&self, buf: Vec<u8>) {
-        let mut reads = self
-            .reads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if reads.iter().map(Vec::len).sum::<usize>() + buf.len() <= READ_POOL {
-            reads.push(buf);
-        }
-    }
-
     fn take(&self) -> Vec<u8> {
         self.bufs
             .lock()
@@ -222,27 +197,6 @@ enum How {
     Uncached,
 }
 
-/// A streaming read's bytes: a piece of a pooled buffer
-/// that goes back to the pool when the last `Bytes` of it is dropped.
-struct Pooled {
-    buf: Vec<u8>,
-    at: usize,
-    len: usize,
-    pool: Arc<Direct>,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[self.at..self.at + self.len]
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        self.pool.give_read(std::mem::take(&mut self.buf));
-    }
-}
-
 /// Read `n` bytes of `f` from `at` (less only where the file ends) into a
 /// pooled buffer, without changing what the page cache holds: with
 /// `RWF_DONTCACHE` (cached bytes come from the cache and stay; the rest is
@@ -266,9 +220,9 @@ fn read_streaming(
         Some(b) if b.len() >= n => b,
         other => {
             if let Some(b) = other {
-                direct.give_read(b);
+                direct.reads.give(b);
             }
-            direct.take_read(n)
+            direct.reads.take(n)
         }
     };
     let mut done = 0;
@@ -304,15 +258,17 @@ fn read_streaming(
         }
     }
     if let Err(e) = res {
-        direct.give_read(b);
+        direct.reads.give(b);
         return Err(e);
     }
-    Ok(Bytes::from_owner(Pooled {
-        buf: b,
-        at: 0,
-        len: done,
-        pool: Arc::clone(direct),
-    }))
+    Ok(direct.reads.bytes(b, 0, done))
+}
+
+/// The buffer [`read_uncached`] needs for `n` bytes at `at`: the blocks
+/// covering them, and room to align them in memory.
+fn uncached_buffer(at: u64, n: usize) -> usize {
+    let skip = usize::try_from(at % ALIGN as u64).unwrap_or(0);
+    (skip + n).div_ceil(ALIGN) * ALIGN + ALIGN
 }
 
 /// Read `n` bytes of `f` from `at` (less only where the file ends) that
@@ -325,16 +281,25 @@ fn read_uncached(
     (at, n): (u64, usize),
     direct: &Arc<Direct>,
     uncached: &AtomicBool,
+    given: Option<Vec<u8>>,
 ) -> std::io::Result<Bytes> {
     use std::os::unix::fs::FileExt;
     if !direct.works.load(Ordering::Relaxed) {
-        return read_streaming(f, (at, n), direct, uncached, None);
+        return read_streaming(f, (at, n), direct, uncached, given);
     }
     let align = ALIGN as u64;
     let start = at / align * align;
     let skip = usize::try_from(at - start).unwrap_or(0);
     let span = (skip + n).div_ceil(ALIGN) * ALIGN;
-    let mut b = direct.take_read(span + ALIGN);
+    let mut b = match given {
+        Some(b) if b.len() >= uncached_buffer(at, n) => b,
+        other => {
+            if let Some(b) = other {
+                direct.reads.give(b);
+            }
+            direct.reads.take(uncached_buffer(at, n))
+        }
+    };
     let o = b.as_ptr().align_offset(ALIGN);
     let flags = rustix::fs::fcntl_getfl(f)?;
     rustix::fs::fcntl_setfl(f, flags | rustix::fs::OFlags::DIRECT)?;
@@ -358,14 +323,12 @@ fn read_uncached(
     };
     rustix::fs::fcntl_setfl(f, flags)?;
     match res {
-        Ok(()) => Ok(Bytes::from_owner(Pooled {
-            len: done.clamp(skip, skip + n) - skip,
-            at: o + skip,
-            buf: b,
-            pool: Arc::clone(direct),
-        })),
+        Ok(()) => {
+            let len = done.clamp(skip, skip + n) - skip;
+            Ok(direct.reads.bytes(b, o + skip, len))
+        }
         Err(e) => {
-            direct.give_read(b);
+            direct.reads.give(b);
             if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) {
                 direct.works.store(false, Ordering::Relaxed);
                 return read_streaming(f, (at, n), direct, uncached, None);
@@ -454,7 +417,7 @@ impl LocalStore {
                 on: AtomicBool::new(false),
                 works: AtomicBool::new(true),
                 bufs: std::sync::Mutex::new(Vec::new()),
-                reads: std::sync::Mutex::new(Vec::new()),
+                reads: BufPool::new(READ_POOL),
             }),
             uncached: Arc::new(AtomicBool::new(true)),
         })
@@ -634,8 +597,11 @@ impl LocalStore {
             .ok()
             .filter(|&n| n <= PREALLOC_MAX);
         let (mut buf, mut pooled): (Vec<u8>, Option<Vec<u8>>) = match bounded {
-            Some(n) if how == How::Streaming => (Vec::new(), Some(self.direct.take_read(n))),
-            Some(_) if how == How::Uncached => (Vec::new(), None),
+            Some(n) if how == How::Streaming => (Vec::new(), Some(self.direct.reads.take(n))),
+            Some(n) if how == How::Uncached => (
+                Vec::new(),
+                Some(self.direct.reads.take(uncached_buffer(range.start, n))),
+            ),
             Some(n) => (Vec::with_capacity(n), None),
             None => (Vec::new(), None),
         };
@@ -656,7 +622,7 @@ impl LocalStore {
                         .map_err(io(&key));
                 }
                 How::Uncached => {
-                    return read_uncached(&f, (want.start, n), &direct, &uncached)
+                    return read_uncached(&f, (want.start, n), &direct, &uncached, pooled.take())
                         .map_err(io(&key));
                 }
                 How::Plain => {}
@@ -997,7 +963,7 @@ mod tests {
                 .unwrap();
         assert!(held.iter().all(|b| *b == data));
         drop(held);
-        let pooled: usize = s.direct.reads.lock().unwrap().iter().map(Vec::len).sum();
+        let pooled = s.direct.reads.idle_bytes();
         assert!(pooled > 0, "dropped read buffers go back to the pool");
         assert!(pooled <= READ_POOL, "the pool holds {pooled} bytes");
     }

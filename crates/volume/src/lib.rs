@@ -80,7 +80,7 @@ use coffer_crypto::chunk::ChunkKey;
 use coffer_crypto::{SecretKey, open_chunk};
 use coffer_meta::extents::overlay;
 use coffer_meta::{Extent, Holder, Meta, MetaError, ObjectRef, SnapshotBy, SnapshotRow};
-use coffer_store::{ObjectStore, StoreError, chunk_key, object_key};
+use coffer_store::{BufPool, ObjectStore, StoreError, chunk_key, object_key};
 use coffer_types::Id;
 use futures::StreamExt;
 
@@ -231,7 +231,19 @@ pub struct VolumeConfig {
     /// data; the volume's own objects (which it put streaming) are read
     /// back with [`ObjectStore::get_range_uncached`]. Off for disks.
     pub streaming_io: bool,
+    /// Buffers for large reads (the windows a copy reads, plaintext) and
+    /// for sealed objects (ciphertext), reused rather than allocated fresh
+    /// for each (see [`BufPool`]), shared by every volume opened with (a
+    /// clone of) this configuration.
+    pub buffers: Arc<BufPool>,
 }
+
+/// Idle buffers [`VolumeConfig::buffers`] keeps by default: a copy's
+/// windows and sealed objects in flight at once, about.
+pub const BUFFER_POOL: usize = 128 << 20;
+
+/// Reads of at least this many bytes read into a pooled buffer.
+const POOLED_READ: usize = 1 << 20;
 
 impl Default for VolumeConfig {
     fn default() -> Self {
@@ -244,6 +256,7 @@ impl Default for VolumeConfig {
             pack_chunks: false,
             streaming_io: false,
             dek_object_budget: 1 << 32,
+            buffers: BufPool::new(BUFFER_POOL),
         }
     }
 }
@@ -787,10 +800,20 @@ impl Volume {
             .collect()
     }
 
-    /// Read `len` bytes at `offset` (in range) from the current content.
-    /// Retries when an object it resolved to was replaced and collected
-    /// meanwhile.
+    /// Read `len` bytes at `offset` (in range) from the current content
+    /// into a new buffer.
     async fn read_inner(&self, offset: u64, len: usize) -> Result<BytesMut> {
+        let mut out = BytesMut::zeroed(len);
+        self.read_into(offset, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Read `out.len()` bytes at `offset` (in range) from the current
+    /// content into `out`, writing every byte of it (zeroes where the disk
+    /// reads as zeroes): what it held before never shows. Retries when an
+    /// object it resolved to was replaced and collected meanwhile.
+    async fn read_into(&self, offset: u64, out: &mut [u8]) -> Result<()> {
+        let len = out.len();
         let sec = SECTOR as u64;
         let first = offset / sec;
         let end = (offset + len as u64).div_ceil(sec);
@@ -798,14 +821,13 @@ impl Volume {
         let mut attempts = 0;
         'again: loop {
             let srcs = self.sources(first, end);
-            let mut out = BytesMut::zeroed(len);
             let mut fetches: Vec<Fetch> = Vec::new();
             let mut v1: HashMap<(Id, u64, u64), Vec<u64>> = HashMap::new();
             for (i, src) in srcs.iter().enumerate() {
                 let abs = first + i as u64;
                 match src {
-                    Src::Zero => {}
-                    Src::Mem(b) => copy_sector(&mut out, offset, abs, b),
+                    Src::Zero => copy_sector(out, offset, abs, &ZERO_SECTOR),
+                    Src::Mem(b) => copy_sector(out, offset, abs, b),
                     Src::V1 { dek, counter } => {
                         v1.entry((*dek, *counter, abs / spc)).or_default().push(abs);
                     }
@@ -846,7 +868,7 @@ impl Volume {
             let mut results =
                 futures::stream::iter(futs).buffer_unordered(self.config.io_parallelism);
             while let Some(r) = results.next().await {
-                match r.and_then(|fetched| self.place(&mut out, offset, fetched)) {
+                match r.and_then(|fetched| self.place(out, offset, fetched)) {
                     Ok(()) => {}
                     Err(e) => {
                         // If the content moved meanwhile (rewritten, its old
@@ -861,7 +883,7 @@ impl Volume {
                     }
                 }
             }
-            return Ok(out);
+            return Ok(());
         }
     }
 
@@ -889,10 +911,25 @@ impl Volume {
     }
 
     /// Read `len` bytes at `offset`.
+    ///
+    /// A large read reads into a buffer of [`VolumeConfig::buffers`], which
+    /// goes back to the pool once every `Bytes` of it is dropped.
     pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes> {
         self.check(offset, len)?;
         self.config.compaction.client_io();
-        Ok(self.read_inner(offset, to_usize(len)).await?.freeze())
+        let n = to_usize(len);
+        if n < POOLED_READ {
+            return Ok(self.read_inner(offset, n).await?.freeze());
+        }
+        let pool = &self.config.buffers;
+        let mut buf = pool.take(n);
+        match self.read_into(offset, &mut buf[..n]).await {
+            Ok(()) => Ok(pool.bytes(buf, 0, n)),
+            Err(e) => {
+                pool.give(buf);
+                Err(e)
+            }
+        }
     }
 
     async fn lock_stripes(
@@ -1273,6 +1310,7 @@ impl Volume {
                 self.id,
                 (deks.one.0, &deks.one.1),
                 deks.two.as_ref().map(|(id, k)| (*id, &**k)),
+                &self.config.buffers,
             )?;
             let key = object_key(self.id.value(), &obj.id);
             let put = if self.config.streaming_io {
@@ -1626,6 +1664,9 @@ impl Drop for Volume {
             .fetch_sub(st.charged, Ordering::Relaxed);
     }
 }
+
+/// A sector of zeroes.
+static ZERO_SECTOR: [u8; SECTOR] = [0; SECTOR];
 
 /// Copy absolute sector `abs`'s plaintext `b` into `out`, which holds the
 /// bytes from `offset` on: only the part inside `out`.

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use coffer_crypto::SecretKey;
 use coffer_crypto::object::{self, Dek, ObjectHeader, ObjectKeys, Target};
 use coffer_meta::{Extent, Loc, ObjectRef};
+use coffer_store::BufPool;
 use coffer_types::Id;
 
 use crate::state::{Dirty, SECTOR, Sec};
@@ -212,12 +213,14 @@ pub fn keys(obj: &ObjectRef, dek: &SecretKey, dek2: Option<&SecretKey>) -> Resul
 
 /// Seal `plan` as a fresh object of `writer` under `dek` (and under
 /// double encryption a second, outer layer under `dek2`), returning its
-/// reference and bytes. A fresh 128-bit id every call.
+/// reference and bytes, in a buffer of `pool` (back there once the bytes
+/// are dropped). A fresh 128-bit id every call.
 pub(crate) fn seal(
     plan: &ObjectPlan,
     writer: Id,
     dek: (Id, &SecretKey),
     dek2: Option<(Id, &SecretKey)>,
+    pool: &Arc<BufPool>,
 ) -> Result<(Arc<ObjectRef>, Bytes)> {
     let obj = ObjectRef {
         id: object::new_object_id(),
@@ -233,11 +236,17 @@ pub(crate) fn seal(
     // Sealed where it will stay, from a page-aligned address: a store
     // that writes with O_DIRECT writes it from there, without staging.
     let len = usize::try_from(k.header().object_len()).expect("objects are a few MiB");
-    let mut buf: Vec<u8> = Vec::with_capacity(len + OBJECT_ALIGN);
+    // A pooled buffer, emptied: sealing appends within its capacity, so
+    // it is not reallocated.
+    let mut buf = pool.take(len + OBJECT_ALIGN);
+    buf.clear();
     let pad = buf.as_ptr().align_offset(OBJECT_ALIGN);
     buf.resize(pad, 0);
-    k.seal_object_into(&slots, &mut buf)?;
-    Ok((Arc::new(obj), Bytes::from(buf).slice(pad..)))
+    if let Err(e) = k.seal_object_into(&slots, &mut buf) {
+        pool.give(buf);
+        return Err(e.into());
+    }
+    Ok((Arc::new(obj), pool.bytes(buf, pad, len)))
 }
 
 /// The extents naming what `plan` sealed as `obj`: runs of consecutive
