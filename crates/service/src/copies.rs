@@ -38,6 +38,14 @@ const READ_AHEAD: usize = 4;
 const COMMIT_EVERY: u64 = 64 << 20;
 /// How often the runner looks for jobs to run, besides when woken.
 const JOBS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a running copy looks whether its job was cancelled (not at
+/// every window: a look is a metadata query, ~10 ms on SQLite while the
+/// copy commits; the cancel also drops the job's volumes, which fences the
+/// target's next commit).
+const CANCEL_CHECK: Duration = Duration::from_millis(250);
+/// How often a `get_job` that waits looks at its job again (progress, and
+/// the end of a job another node runs).
+const JOB_WAIT_POLL: Duration = Duration::from_millis(100);
 
 pub(crate) fn job_dto(j: &JobRow) -> Job {
     Job {
@@ -432,13 +440,35 @@ impl Service {
         }
     }
 
-    /// One job.
-    pub async fn get_job(&self, caller: &Caller, id: &str) -> Result<Job> {
-        Ok(job_dto(
-            &self
+    /// One job; while it runs, waiting up to `wait_ms` milliseconds (at
+    /// most [`coffer_wire::MAX_JOB_WAIT_MS`]) for it to end: woken when a
+    /// job of this node ends or is cancelled here, and looking again every
+    /// 100 ms (a job another node runs). Authorized at every look.
+    pub async fn get_job(&self, caller: &Caller, id: &str, wait_ms: u64) -> Result<Job> {
+        if wait_ms > coffer_wire::MAX_JOB_WAIT_MS {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidQuery,
+                format!(
+                    "wait_ms is {wait_ms}: a job is waited for at most {} ms; poll again to wait longer",
+                    coffer_wire::MAX_JOB_WAIT_MS
+                ),
+            ));
+        }
+        let until = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+        loop {
+            // Registered before the look, so an end between the two wakes it.
+            let ended = self.jobs_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let j = self
                 .authorized_job(caller, id, Action::SnapshotsRead)
-                .await?,
-        ))
+                .await?;
+            let now = tokio::time::Instant::now();
+            if j.state != "running" || now >= until {
+                return Ok(job_dto(&j));
+            }
+            let _ = tokio::time::timeout((until - now).min(JOB_WAIT_POLL), ended).await;
+        }
     }
 
     /// Cancel a running job: it stops, and nothing of the copy stays.
@@ -466,6 +496,7 @@ impl Service {
             ));
         }
         self.gc_wake.notify_one();
+        self.jobs_ended.notify_waiters();
         tracing::info!(job = %j.id, by = %caller.principal.id, "job cancelled");
         let j = self.meta.job(j.id).await?.unwrap_or(j);
         Ok(job_dto(&j))
@@ -537,6 +568,7 @@ impl Service {
                             svc.gc_wake.notify_one();
                         }
                         lock(&svc.running_jobs).remove(&id);
+                        svc.jobs_ended.notify_waiters();
                     });
                 }
             }
@@ -739,6 +771,8 @@ impl Service {
         .await?;
         let total = job.bytes_total;
         let mut off = job.bytes_done - job.bytes_done % STEP;
+        // When this run last looked whether the job was cancelled.
+        let mut checked: Option<std::time::Instant> = None;
         if off > 0 {
             tracing::info!(job = %id, resumed_at = off, "copy job resumed");
         }
@@ -757,7 +791,7 @@ impl Service {
         let local_whole = incremental.is_none() && job.remote.is_none();
         let (committed, committed_rx) = tokio::sync::watch::channel(off);
         let committed = Arc::new(committed);
-        let mut source_hash = (local_whole && off == 0).then(Blake3::default);
+        let source_hash = (local_whole && off == 0).then(hash_sent);
         let source_again =
             (local_whole && off > 0).then(|| hash_windows(&source, &source, total, None));
         let read_back = local_whole.then(|| {
@@ -785,8 +819,11 @@ impl Service {
             e
         };
         while off < total {
-            if !self.still_running(id).await? {
-                return self.stop_cancelled(id, reader.as_deref(), &target).await;
+            if checked.is_none_or(|t| t.elapsed() >= CANCEL_CHECK) {
+                checked = Some(std::time::Instant::now());
+                if !self.still_running(id).await? {
+                    return self.stop_cancelled(id, reader.as_deref(), &target).await;
+                }
             }
             let len = STEP.min(total - off);
             let step = async {
@@ -795,10 +832,13 @@ impl Service {
                         if let Some(p) = &self.config.copy_pace {
                             p.take(usize::try_from(len).unwrap_or(usize::MAX)).await;
                         }
-                        for (pos, data) in next_window(windows).await? {
-                            if let Some(h) = &mut source_hash {
-                                hash_piece(h, pos, &data);
-                            }
+                        let w = next_window(windows).await?;
+                        if let Some((tx, _)) = &source_hash {
+                            tx.send(w.clone()).await.map_err(|_| {
+                                ServiceError::internal("a copy's hashing stopped early")
+                            })?;
+                        }
+                        for (pos, data) in w {
                             copied += data.len() as u64;
                             target.write(pos, data, false).await?;
                         }
@@ -841,7 +881,10 @@ impl Service {
             .await?;
         let verified = async {
             let in_run = match (source_hash, source_again, read_back) {
-                (Some(s), None, Some(b)) => Some((s.finish_tagged(), b.join().await?)),
+                (Some((tx, s)), None, Some(b)) => {
+                    drop(tx);
+                    Some((s.join().await?, b.join().await?))
+                }
                 (None, Some(s), Some(b)) => Some((s.join().await?, b.join().await?)),
                 _ => None,
             };
@@ -1100,13 +1143,33 @@ fn hash_windows(
         let mut h = Blake3::default();
         let mut off = 0;
         while off < total {
-            for (pos, data) in next_window(&mut windows).await? {
-                hash_piece(&mut h, pos, &data);
-            }
+            hash_window(&mut h, next_window(&mut windows).await?);
             off += STEP.min(total - off);
         }
         Ok(h.finish_tagged())
     }))
+}
+
+/// The verification hash (`hash_view`'s) of the windows sent to it, in
+/// order, computed in a task of its own (off the copy's loop); it ends
+/// when the sender is dropped.
+fn hash_sent() -> (tokio::sync::mpsc::Sender<Window>, Task<Result<String>>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Window>(2);
+    let task = Task(tokio::spawn(async move {
+        let mut h = Blake3::default();
+        while let Some(window) = rx.recv().await {
+            hash_window(&mut h, window);
+        }
+        Ok(h.finish_tagged())
+    }));
+    (tx, task)
+}
+
+/// Add `window`'s pieces to the verification hash `h`.
+fn hash_window(h: &mut Blake3, window: Window) {
+    for (pos, data) in window {
+        hash_piece(h, pos, &data);
+    }
 }
 
 /// A spawned task that is aborted if its handle is dropped unjoined (a

@@ -182,6 +182,9 @@ pub struct Service {
     rewrap_wake: Notify,
     /// Wakes the copy-job runner (`copies`) when a job is created.
     jobs_wake: Notify,
+    /// Wakes the callers waiting for a job (`get_job`) when a job this
+    /// node ran ends, or a job is cancelled here.
+    jobs_ended: Notify,
     /// Jobs this node is running now.
     running_jobs: std::sync::Mutex<std::collections::HashSet<Id>>,
     /// The client of other deployments' exports, for imports (`serve`
@@ -265,6 +268,7 @@ impl Service {
             gc_wake,
             rewrap_wake: Notify::new(),
             jobs_wake: Notify::new(),
+            jobs_ended: Notify::new(),
             running_jobs: std::sync::Mutex::new(std::collections::HashSet::new()),
             remotes: std::sync::OnceLock::new(),
             export_readers: std::sync::Mutex::new(HashMap::new()),

@@ -19,7 +19,7 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use model::*;
 pub use page::{
     AccountQuery, AssignmentQuery, AuditQuery, DiskQuery, EncryptionSetQuery, FolderQuery,
-    ImageQuery, InvitationQuery, JobQuery, KeyQuery, ListParams, MAX_PAGE, Page, PrincipalQuery,
-    SecretQuery, SecretValueQuery, ShareQuery, SnapshotQuery, TenantQuery, TokenQuery, UsageQuery,
-    VaultQuery,
+    ImageQuery, InvitationQuery, JobQuery, JobWaitQuery, KeyQuery, ListParams, MAX_JOB_WAIT_MS,
+    MAX_PAGE, Page, PrincipalQuery, SecretQuery, SecretValueQuery, ShareQuery, SnapshotQuery,
+    TenantQuery, TokenQuery, UsageQuery, VaultQuery,
 };

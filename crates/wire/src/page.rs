@@ -309,6 +309,23 @@ pub struct UsageQuery {
     pub since: Option<String>,
 }
 
+/// The longest a `GET /v1/jobs/{id}` may wait (`wait_ms`): 30 s.
+pub const MAX_JOB_WAIT_MS: u64 = 30_000;
+
+/// Query of `GET /v1/jobs/{id}`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobWaitQuery {
+    /// While the job is running, hold the answer up to this many
+    /// milliseconds (at most 30000): it comes as soon as the job is no
+    /// longer running, or when the time is up, with the job as it is then
+    /// (its progress). Default 0: at once. A client waiting for a job
+    /// polls with it instead of sleeping between polls.
+    #[param(minimum = 0, maximum = 30000)]
+    pub wait_ms: Option<u64>,
+}
+
 /// Query of `GET /v1/secrets/{id}/value`.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

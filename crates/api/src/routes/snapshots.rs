@@ -9,7 +9,7 @@ use coffer_service::Service;
 use coffer_service::model::{
     CopyRequest, CreateSnapshot, Job, ResourceTags, Share, Snapshot, TagRequest, UpdateShare,
 };
-use coffer_wire::{JobQuery, Page, SnapshotQuery};
+use coffer_wire::{JobQuery, JobWaitQuery, Page, SnapshotQuery};
 
 use crate::{ApiJson, ApiQuery, ApiResult, Auth};
 
@@ -89,15 +89,18 @@ pub async fn list_jobs(
     Ok(Json(s.list_jobs(&c, q.into()).await?))
 }
 
-/// One job: state and progress.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "snapshots", params(("id" = String, Path, description = "job id")),
+/// One job: state and progress; with `wait_ms`, answered as soon as the
+/// job is no longer running (or when that time is up).
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "snapshots",
+    params(("id" = String, Path, description = "job id"), JobWaitQuery),
     responses((status = 200, body = Job)))]
 pub async fn get_job(
     State(s): State<Arc<Service>>,
     Auth(c): Auth,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<JobWaitQuery>,
 ) -> ApiResult<Json<Job>> {
-    Ok(Json(s.get_job(&c, &id).await?))
+    Ok(Json(s.get_job(&c, &id, q.wait_ms.unwrap_or(0)).await?))
 }
 
 /// Cancel a running job: nothing of the copy stays.

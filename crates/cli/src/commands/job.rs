@@ -54,14 +54,23 @@ pub enum JobCmd {
     },
 }
 
+/// How long one poll of a running job waits on the server (`wait_ms`):
+/// the progress bar moves this often, and a job that ends is seen at once.
+const POLL_MS: u64 = 250;
+
 /// Wait for job `id` with a progress bar (bytes, rate, ETA), then show
 /// the snapshot it made; fail naming the reason if it failed.
 pub async fn wait(c: &Client, out: &Output, id: &str, timeout: u64) -> anyhow::Result<()> {
     let path = format!("/v1/jobs/{}", seg(id));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
     let bar = progress_bar()?;
+    let mut first = true;
     loop {
-        let j: Job = c.get(&path).await?;
+        // The first look answers at once; the next ones wait on the server
+        // for the job to end, up to POLL_MS.
+        let wait = if first { 0 } else { POLL_MS };
+        first = false;
+        let j: Job = c.get(&format!("{path}?wait_ms={wait}")).await?;
         bar.set_length(j.bytes_total);
         bar.set_position(j.bytes_done);
         bar.set_message(j.message.clone().unwrap_or_else(|| j.state.clone()));
@@ -95,7 +104,6 @@ pub async fn wait(c: &Client, out: &Output, id: &str, timeout: u64) -> anyhow::R
                 j.bytes_total
             );
         }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 
@@ -154,7 +162,15 @@ pub async fn wait_image(
                 i.id
             );
         }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        // Wait on the server for a running job to end (up to POLL_MS);
+        // the next round looks at them all again.
+        match jobs.iter().find(|j| j.state == "running") {
+            Some(j) => {
+                c.get::<Job>(&format!("/v1/jobs/{}?wait_ms={POLL_MS}", seg(&j.id)))
+                    .await?;
+            }
+            None => tokio::time::sleep(std::time::Duration::from_millis(POLL_MS)).await,
+        }
     }
 }
 

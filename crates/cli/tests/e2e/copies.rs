@@ -457,3 +457,61 @@ fn an_image_copied_under_another_key_is_pending_until_its_last_job_and_fails_who
     s.cli(&["admin", "fsck", "--deep"]);
     s.assert_no_panic();
 }
+
+/// `GET /v1/jobs/{id}?wait_ms=N` (what `--wait` polls with): while the job
+/// runs, the answer waits up to N ms and shows it running; it comes as
+/// soon as the job ends, not when the time is up; past 30 s it is refused.
+#[test]
+fn a_job_is_waited_for_on_the_server_and_answered_when_it_ends() {
+    // Paced: 16 MiB at 4 MiB/s, ~4 s of copying.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, "copy_rate = \"4MiB\"\n").unwrap();
+    let s = Server::start_with(&["--config", config.to_str().unwrap()], &[]);
+    let img = s.scratch().join("src.raw");
+    random_file(&img, 16 << 20, 31);
+    let disk = s.create_disk("d", "16MiB", "local-a");
+    fill(&s, &disk, &img);
+    let snap = str_of(
+        &s.cli(&["snapshot", "create", "--disk", &disk, "--name", "s"]),
+        "id",
+    );
+    let job = s.cli(&["snapshot", "copy", &snap, "--name", "c", "--rekey"]);
+    let id = str_of(&job, "id");
+    let t = s.admin_token();
+    let get = |q: &str| http(&s, "GET", &format!("/v1/jobs/{id}{q}"), Some(&t), None);
+
+    // Out of range, or not a number: refused, saying why.
+    let (st, v) = get("?wait_ms=30001");
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["code"], "InvalidQuery", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 30000 ms"),
+        "{v}"
+    );
+    let (st, v) = get("?wait_ms=soon");
+    assert_eq!(st, 400, "{v}");
+
+    // A short wait while it runs: the job as it is, still running.
+    let (st, v) = get("?wait_ms=300");
+    assert_eq!((st, v["state"].as_str()), (200, Some("running")), "{v}");
+
+    // The longest wait: answered when the job ends (seconds), not after
+    // the 30 s allowed; the copy is there.
+    let asked = Instant::now();
+    let (st, v) = get("?wait_ms=30000");
+    assert_eq!((st, v["state"].as_str()), (200, Some("succeeded")), "{v}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(25),
+        "answered at the end of the wait, not when the job ended: {:?}",
+        asked.elapsed()
+    );
+    let copy = s.cli(&["snapshot", "show", &str_of(&v, "target_id")]);
+    assert_eq!(copy["size_bytes"], 16 << 20, "{copy}");
+    // Ended: any wait answers at once with the final state.
+    let (st, v) = get("?wait_ms=30000");
+    assert_eq!((st, v["state"].as_str()), (200, Some("succeeded")), "{v}");
+}

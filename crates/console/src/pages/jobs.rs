@@ -65,7 +65,7 @@ fn progress(j: &Job) -> Markup {
 
 /// `GET /console/jobs/{id}`.
 pub async fn show(State(c): State<Console>, s: Session, Path(id): Path<String>) -> Response {
-    let j = match c.service.get_job(&s.caller, &id).await {
+    let j = match c.service.get_job(&s.caller, &id, 0).await {
         Ok(j) => j,
         Err(e) => return view::error_page(Some(&s), &e),
     };
@@ -116,7 +116,7 @@ pub async fn progress_json(
     s: Session,
     Path(id): Path<String>,
 ) -> Response {
-    match c.service.get_job(&s.caller, &id).await {
+    match c.service.get_job(&s.caller, &id, 0).await {
         Ok(j) => axum::Json(serde_json::json!({
             "state": j.state,
             "bytes_done": j.bytes_done,
