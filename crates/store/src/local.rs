@@ -417,7 +417,7 @@ impl LocalStore {
                 on: AtomicBool::new(false),
                 works: AtomicBool::new(true),
                 bufs: std::sync::Mutex::new(Vec::new()),
-                reads: BufPool::new(READ_POOL),
+                reads: BufPool::new(READ_POOL, 0),
             }),
             uncached: Arc::new(AtomicBool::new(true)),
         })

@@ -6,64 +6,97 @@
 //! (plaintext, in `coffer-volume`) and the objects it seals (ciphertext).
 //! Allocated fresh, each costs a page fault and the kernel's zeroing of
 //! every page (and, on a VM whose free memory the host takes back, the
-//! host handing the page over again), then the allocator's own zeroing:
-//! about a fifth of a copy's CPU time before these buffers were pooled
-//! (docs/PERFORMANCE.md). A pooled buffer costs neither.
+//! host handing the page over again), then the allocator's own zeroing: a
+//! profile of a 1 GiB copy put 21% of its samples there before the windows
+//! were pooled (docs/PERFORMANCE.md). A pooled buffer costs neither.
 //!
 //! What a buffer held stays in it until the next user overwrites it: a
 //! pool's user must never expose bytes it did not write (the volume's
 //! reads write every byte of their window; the store's reads hand out only
 //! the bytes read). A pool holds at most its capacity in idle buffers and
-//! frees the rest, and it never writes anything anywhere: idle buffers are
-//! process memory like any freed heap memory (docs/SECURITY.md).
+//! frees the rest; it keeps only buffers of at least its minimum size (a
+//! small buffer costs little to allocate, and a pool full of small ones
+//! would crowd out the large ones), and hands a buffer out only for a
+//! request of at least half its size. Idle buffers are process memory like
+//! any freed heap memory, never written anywhere (docs/SECURITY.md).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
-/// Idle buffers for reuse, at most `cap` bytes of them.
+/// Idle buffers for reuse, at most `cap` bytes of them, each of at least
+/// `min` bytes.
 #[derive(Debug)]
 pub struct BufPool {
-    idle: Mutex<Vec<Vec<u8>>>,
+    /// The idle buffers, and their bytes in all.
+    idle: Mutex<(Vec<Vec<u8>>, usize)>,
     cap: usize,
+    min: usize,
 }
 
 impl BufPool {
-    /// A pool that keeps at most `cap` bytes of idle buffers.
-    pub fn new(cap: usize) -> Arc<Self> {
+    /// A pool that keeps at most `cap` bytes of idle buffers of at least
+    /// `min` bytes each.
+    pub fn new(cap: usize, min: usize) -> Arc<Self> {
         Arc::new(Self {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new((Vec::new(), 0)),
             cap,
+            min,
         })
     }
 
     /// A buffer of at least `len` bytes (its `len()`): the smallest idle
-    /// one that fits, or a new one. Its bytes are unspecified (what its
-    /// last user left, or zeroes).
+    /// one that fits and is at most twice `len`, or a new one. Its bytes
+    /// are unspecified (what its last user left, or zeroes).
     pub fn take(&self, len: usize) -> Vec<u8> {
-        let found = {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            let best = idle
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.len() >= len)
-                .min_by_key(|(_, b)| b.len())
-                .map(|(i, _)| i);
-            best.map(|i| idle.swap_remove(i))
-        };
-        found.unwrap_or_else(|| vec![0u8; len])
+        self.take_idle(len).unwrap_or_else(|| vec![0u8; len])
     }
 
-    /// Keep `buf` for another user if the pool has room; else free it.
-    /// A buffer shorter than its capacity (one cleared and refilled) is
-    /// kept at its capacity.
+    /// An empty buffer with room for at least `cap` bytes, to fill by
+    /// appending: an idle one, cleared, or a new one (not zeroed).
+    pub fn take_empty(&self, cap: usize) -> Vec<u8> {
+        match self.take_idle(cap) {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(cap),
+        }
+    }
+
+    /// The smallest idle buffer of `len` to `2 * len` bytes, if any.
+    fn take_idle(&self, len: usize) -> Option<Vec<u8>> {
+        let found = (len >= self.min / 2).then(|| {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let (bufs, bytes) = &mut *idle;
+            let best = bufs
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.len() >= len && b.len() / 2 <= len)
+                .min_by_key(|(_, b)| b.len())
+                .map(|(i, _)| i)?;
+            let b = bufs.swap_remove(best);
+            *bytes -= b.len();
+            Some(b)
+        });
+        found.flatten()
+    }
+
+    /// Keep `buf` for another user if it is large enough and the pool has
+    /// room; else free it. A buffer shorter than its capacity (one cleared
+    /// and refilled) is kept at its capacity.
     pub fn give(&self, mut buf: Vec<u8>) {
+        if buf.capacity() < self.min {
+            return;
+        }
         if buf.len() < buf.capacity() {
             buf.resize(buf.capacity(), 0);
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.iter().map(Vec::len).sum::<usize>() + buf.len() <= self.cap {
-            idle.push(buf);
+        let (bufs, bytes) = &mut *idle;
+        if *bytes + buf.len() <= self.cap {
+            *bytes += buf.len();
+            bufs.push(buf);
         }
     }
 
@@ -84,12 +117,7 @@ impl BufPool {
 
     /// Bytes of idle buffers held now.
     pub fn idle_bytes(&self) -> usize {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(Vec::len)
-            .sum()
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).1
     }
 }
 
@@ -119,7 +147,7 @@ mod tests {
 
     #[test]
     fn buffers_come_back_when_their_last_bytes_drop_and_the_pool_stays_bounded() {
-        let pool = BufPool::new(3 << 20);
+        let pool = BufPool::new(3 << 20, 4096);
         let mut b = pool.take(1 << 20);
         b.fill(7);
         let whole = pool.bytes(b, 16, 1000);
@@ -129,18 +157,29 @@ mod tests {
         assert_eq!(&piece[..], &[7u8; 10]);
         drop(piece);
         assert_eq!(pool.idle_bytes(), 1 << 20);
+        // Not for a request of less than half its size.
+        assert_eq!(pool.take(4096).len(), 4096);
         // Reused: the same buffer, its old bytes still there.
-        let again = pool.take(4096);
+        let again = pool.take(600 << 10);
         assert_eq!(again.len(), 1 << 20);
         assert_eq!(again[0], 7);
+        assert_eq!(pool.idle_bytes(), 0);
         // The smallest that fits is taken.
         pool.give(vec![0; 2 << 20]);
         pool.give(again);
         assert_eq!(pool.take(1 << 20).len(), 1 << 20);
-        // Past the cap, buffers are freed.
+        // Past the cap, buffers are freed; too small ones are not kept.
         pool.give(vec![0; 1 << 20]);
         pool.give(vec![0; 1 << 20]);
+        pool.give(vec![0; 100]);
         assert_eq!(pool.idle_bytes(), 3 << 20);
         assert_eq!(pool.take(8 << 20).len(), 8 << 20, "none fits: a new one");
+        // A cleared buffer is kept at its capacity.
+        let mut c = pool.take(2 << 20);
+        c.clear();
+        c.extend_from_slice(&[1, 2, 3]);
+        let cap = c.capacity();
+        pool.give(c);
+        assert_eq!(pool.take(cap).len(), cap);
     }
 }

@@ -256,7 +256,7 @@ impl Default for VolumeConfig {
             pack_chunks: false,
             streaming_io: false,
             dek_object_budget: 1 << 32,
-            buffers: BufPool::new(BUFFER_POOL),
+            buffers: BufPool::new(BUFFER_POOL, POOLED_READ),
         }
     }
 }

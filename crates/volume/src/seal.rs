@@ -236,10 +236,9 @@ pub(crate) fn seal(
     // Sealed where it will stay, from a page-aligned address: a store
     // that writes with O_DIRECT writes it from there, without staging.
     let len = usize::try_from(k.header().object_len()).expect("objects are a few MiB");
-    // A pooled buffer, emptied: sealing appends within its capacity, so
-    // it is not reallocated.
-    let mut buf = pool.take(len + OBJECT_ALIGN);
-    buf.clear();
+    // A pooled buffer (or a new one), empty: sealing appends within its
+    // capacity, so it is not reallocated.
+    let mut buf = pool.take_empty(len + OBJECT_ALIGN);
     let pad = buf.as_ptr().align_offset(OBJECT_ALIGN);
     buf.resize(pad, 0);
     if let Err(e) = k.seal_object_into(&slots, &mut buf) {

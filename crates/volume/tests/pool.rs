@@ -19,7 +19,7 @@ async fn a_reused_read_buffer_shows_nothing_of_its_last_use() {
     // a hole but for two sectors still dirty (in memory).
     let f = Fixture::new(256 << 10, 16).await;
     let store = Rigged::new();
-    let pool = BufPool::new(64 << 20);
+    let pool = BufPool::new(64 << 20, 1 << 20);
     let config = VolumeConfig {
         buffers: pool.clone(),
         ..config(64 << 20)
@@ -58,6 +58,16 @@ async fn a_reused_read_buffer_shows_nothing_of_its_last_use() {
     want[d..d + dirty.len()].copy_from_slice(&dirty);
     assert!(second[..] == want[..], "only this read's bytes");
     drop(second);
+
+    // The written half again, from inside its first sector to inside its
+    // last: the slots at both ends only partly inside, in a buffer that
+    // held the zeroes just read.
+    let third = v.read(100, 2 * MIB - 200).await.unwrap();
+    assert!(
+        third[..] == written[100..usz(2 * MIB) - 100],
+        "only this read's bytes"
+    );
+    drop(third);
 
     // A read that fails (every stored object tampered with) gives its
     // buffer back too; the next read of the hole still reads zeroes.
