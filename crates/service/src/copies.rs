@@ -43,9 +43,10 @@ const JOBS_INTERVAL: Duration = Duration::from_secs(1);
 /// copy commits; the cancel also drops the job's volumes, which fences the
 /// target's next commit).
 const CANCEL_CHECK: Duration = Duration::from_millis(250);
-/// How often a `get_job` that waits looks at its job again (progress, and
-/// the end of a job another node runs).
-const JOB_WAIT_POLL: Duration = Duration::from_millis(100);
+/// How often a `get_job` that waits looks at its job again, besides when
+/// woken (a job another node runs: its end is seen this late, or when the
+/// wait is up, whichever is first).
+const JOB_WAIT_POLL: Duration = Duration::from_secs(1);
 
 pub(crate) fn job_dto(j: &JobRow) -> Job {
     Job {
@@ -443,7 +444,7 @@ impl Service {
     /// One job; while it runs, waiting up to `wait_ms` milliseconds (at
     /// most [`coffer_wire::MAX_JOB_WAIT_MS`]) for it to end: woken when a
     /// job of this node ends or is cancelled here, and looking again every
-    /// 100 ms (a job another node runs). Authorized at every look.
+    /// second (a job another node runs). Authorized at every look.
     pub async fn get_job(&self, caller: &Caller, id: &str, wait_ms: u64) -> Result<Job> {
         if wait_ms > coffer_wire::MAX_JOB_WAIT_MS {
             return Err(ServiceError::new(

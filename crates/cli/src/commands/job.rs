@@ -70,6 +70,7 @@ pub async fn wait(c: &Client, out: &Output, id: &str, timeout: u64) -> anyhow::R
         // for the job to end, up to POLL_MS.
         let wait = if first { 0 } else { POLL_MS };
         first = false;
+        let asked = std::time::Instant::now();
         let j: Job = c.get(&format!("{path}?wait_ms={wait}")).await?;
         bar.set_length(j.bytes_total);
         bar.set_position(j.bytes_done);
@@ -103,6 +104,12 @@ pub async fn wait(c: &Client, out: &Output, id: &str, timeout: u64) -> anyhow::R
                 j.bytes_done,
                 j.bytes_total
             );
+        }
+        // A server that answered early though the job runs (one that does
+        // not wait): the rest of the interval here, so the CLI never spins.
+        let early = std::time::Duration::from_millis(wait).saturating_sub(asked.elapsed());
+        if !early.is_zero() {
+            tokio::time::sleep(early).await;
         }
     }
 }
@@ -166,8 +173,14 @@ pub async fn wait_image(
         // the next round looks at them all again.
         match jobs.iter().find(|j| j.state == "running") {
             Some(j) => {
-                c.get::<Job>(&format!("/v1/jobs/{}?wait_ms={POLL_MS}", seg(&j.id)))
-                    .await?;
+                // Only a wait: an error here is seen (or gone) next round.
+                let asked = std::time::Instant::now();
+                let _ = c
+                    .get::<Job>(&format!("/v1/jobs/{}?wait_ms={POLL_MS}", seg(&j.id)))
+                    .await;
+                let early =
+                    std::time::Duration::from_millis(POLL_MS).saturating_sub(asked.elapsed());
+                tokio::time::sleep(early).await;
             }
             None => tokio::time::sleep(std::time::Duration::from_millis(POLL_MS)).await,
         }
