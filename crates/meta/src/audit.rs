@@ -122,7 +122,7 @@ impl Meta {
         seal: impl FnOnce(u64, &str, &str) -> (String, String) + Send,
     ) -> Result<AuditEntry> {
         let at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let (seq, prev): (i64, String) =
             sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
                 .fetch_one(&mut *tx)

@@ -266,7 +266,7 @@ async fn enqueue_gc_tx(
 impl Meta {
     /// Create a volume.
     pub async fn create_volume(&self, v: &VolumeRow) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         insert_volume_tx(&mut tx, v).await?;
         tx.commit().await?;
         Ok(())
@@ -274,7 +274,7 @@ impl Meta {
 
     /// A volume by id.
     pub async fn volume(&self, id: Id) -> Result<VolumeRow> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let v = volume_tx(&mut tx, id).await?;
         tx.commit().await?;
         Ok(v)
@@ -305,7 +305,7 @@ impl Meta {
     /// Volume `id`, read with a lock on its row (waits for any transaction
     /// changing it), for opening its head.
     pub async fn volume_for_open(&self, id: Id) -> Result<VolumeRow> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let v = volume_tx(&mut tx, id).await?;
         tx.commit().await?;
         Ok(v)
@@ -327,7 +327,7 @@ impl Meta {
         entries: &[(u64, ChunkEntry)],
     ) -> Result<CommitStats> {
         let mut stats = CommitStats::default();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some((h, resolved)) = holder {
             check_holder_tx(&mut tx, h).await?;
             release_reservations_tx(&mut tx, h, resolved).await?;
@@ -430,7 +430,7 @@ impl Meta {
         holder: Option<&Holder>,
         changes: &[(u64, Vec<Extent>)],
     ) -> Result<CommitStats> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(h) = holder {
             check_holder_tx(&mut tx, h).await?;
         }
@@ -577,7 +577,7 @@ impl Meta {
     /// copy job's target region as its source's. Returns the volumes
     /// adopted.
     pub async fn adopt_region(&self, region: &str) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let n = sqlx::query("UPDATE volumes SET region = $1 WHERE region = ''")
             .bind(region)
             .execute(&mut *tx)
@@ -714,7 +714,7 @@ impl Meta {
     /// (then its parent, and so on) when nothing needs it. Their objects go
     /// to the GC queue. Returns the number of objects queued.
     pub async fn gc_volume(&self, vol: Id) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let n = gc_volume_tx(&mut tx, vol).await?;
         tx.commit().await?;
         Ok(n)

@@ -97,7 +97,7 @@ impl Meta {
         export: &ExportRow,
         members: &[(ExportMemberRow, VolumeRow)],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO exports ({EXPORT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         )))
@@ -187,7 +187,7 @@ impl Meta {
     /// nothing more and its reader volumes go, in one transaction. `false`
     /// if it had already ended.
     pub async fn end_export(&self, id: Id) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let n =
             sqlx::query("UPDATE exports SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(now())

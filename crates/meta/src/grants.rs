@@ -137,7 +137,7 @@ impl Meta {
     /// not active.
     pub async fn end_grant(&self, id: Id, revoked: bool, at: &str) -> Result<()> {
         let col = if revoked { "revoked_at" } else { "retired_at" };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE key_grants SET {col} = $1 WHERE id = $2 AND retired_at IS NULL AND revoked_at IS NULL"
         )))

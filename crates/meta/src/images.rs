@@ -198,7 +198,7 @@ impl Meta {
         members: &[Member],
         tags: &[Tag],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         insert_image_tx(&mut tx, image, tags).await?;
         for m in members {
             match m {
@@ -276,7 +276,7 @@ impl Meta {
     /// Delete an image and its snapshots (their views' data stays while
     /// any other view needs it). Returns the number of objects queued.
     pub async fn delete_image(&self, id: Id) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let snaps: Vec<(String, String)> =
             sqlx::query_as("SELECT id, volume_id FROM snapshots WHERE image_id = $1")
                 .bind(id.to_string())
@@ -308,7 +308,7 @@ impl Meta {
     /// Record an O(1) copy of snapshot `source`: `row` on the same view,
     /// with its tags.
     pub async fn copy_snapshot(&self, row: &SnapshotRow, source: Id, tags: &[Tag]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         insert_copy_tx(&mut tx, row, source).await?;
         set_tags_tx(&mut tx, row.id, tags).await?;
         tx.commit().await?;
@@ -331,7 +331,7 @@ impl Meta {
         remove: &[String],
         max: usize,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // The resource's row first: concurrent changes of its tags take
         // turns (the count below sees every other's), and a resource
         // deleted meanwhile gets no tag.

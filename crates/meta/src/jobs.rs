@@ -165,7 +165,7 @@ impl Meta {
         reader: Option<&VolumeRow>,
         target: &VolumeRow,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         insert_copy_job_tx(&mut tx, job, reader, target).await?;
         tx.commit().await?;
         Ok(())
@@ -181,7 +181,7 @@ impl Meta {
         jobs: &[(JobRow, Option<VolumeRow>, VolumeRow)],
         tags: &[Tag],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if image.state != ImageState::Pending {
             return Err(MetaError::Corrupt(
                 "an image copied by jobs starts pending".into(),
@@ -402,7 +402,7 @@ impl Meta {
             return Err(MetaError::NotFound(format!("job {id}")));
         };
         let image = image.map(|i| parse_id(&i, Kind::Image)).transpose()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(image) = image {
             lock_image_tx(&mut tx, image).await?;
         }
@@ -447,7 +447,7 @@ impl Meta {
         tags: &[Tag],
     ) -> Result<()> {
         let id = holder.attachment;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // The image first (siblings finishing at once take turns, and the
         // last sees every other one done), then the job's hold.
         if let Some((image, _)) = &snap.image {

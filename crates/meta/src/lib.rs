@@ -194,6 +194,22 @@ pub fn now() -> String {
 }
 
 impl Meta {
+    /// Begin a transaction. On SQLite with `BEGIN IMMEDIATE`: it takes the
+    /// write lock at once. A deferred one reads first and upgrades at its
+    /// first write, and if the lease lane's renewal (its own connection,
+    /// [`LeaseLane`]) committed in between, SQLite refuses the upgrade at
+    /// once ("database is locked") instead of waiting: the transaction
+    /// failed where it should have waited. Holding the lock from the start,
+    /// the renewal waits for it instead (SQLite's busy handler), as the
+    /// lane means it to. The main pool's one connection runs one
+    /// transaction at a time anyway, so nothing else waits longer.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Open (creating and migrating if needed) the store at `url`:
     /// `sqlite://PATH` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Self> {

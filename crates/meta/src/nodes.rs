@@ -129,7 +129,7 @@ impl Meta {
     /// lose their holder at once, so their disks can be reopened without
     /// waiting for their leases to pass.
     pub async fn register_node(&self, node: &NodeRow) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let released = sqlx::query(
             "UPDATE attachments SET node_id = NULL, hold_id = NULL WHERE node_id IN (SELECT id FROM nodes WHERE name = $1 AND id <> $2)",
         )
@@ -185,7 +185,7 @@ impl Meta {
     /// either lands before it (and the node is not reaped) or finds its row
     /// gone. Returns how many attachments were released.
     pub async fn fence_expired_nodes(&self, now_ms: i64, except: Option<Id>) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let lock = if self.backend == crate::Backend::Postgres {
             " FOR UPDATE"
         } else {
@@ -226,7 +226,7 @@ impl Meta {
     /// A clean stop of node `id`: it closed its disks, so its attachments
     /// lose their holder and any node may reopen them at once.
     pub async fn deregister_node(&self, id: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE attachments SET node_id = NULL, hold_id = NULL WHERE node_id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -306,7 +306,7 @@ impl Meta {
     /// either still reserved, or named, or dead. The same holds for v2
     /// objects, kept while their writer volume's disk is attached on a node.
     pub async fn sweep_view(&self) -> Result<SweepView> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if self.backend == crate::Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 .execute(&mut *tx)
@@ -471,7 +471,7 @@ mod tests {
         meta.setting_init("lane-test", "x").await.unwrap();
 
         // A write transaction in progress on the main connection...
-        let mut tx = meta.pool.begin().await.unwrap();
+        let mut tx = meta.begin().await.unwrap();
         sqlx::query("UPDATE settings SET value = value")
             .execute(&mut *tx)
             .await
@@ -482,7 +482,7 @@ mod tests {
         for i in 0..8 {
             let (meta, order) = (meta.clone(), order.clone());
             queued.push(tokio::spawn(async move {
-                let mut tx = meta.pool.begin().await.unwrap();
+                let mut tx = meta.begin().await.unwrap();
                 sqlx::query("UPDATE settings SET value = value")
                     .execute(&mut *tx)
                     .await

@@ -214,7 +214,7 @@ impl Meta {
         let a = Id::random(Kind::Account);
         let p = Id::random(Kind::Principal);
         let ts = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(t.to_string())
             .bind(tenant_name)
@@ -367,7 +367,7 @@ impl Meta {
     /// Delete an empty folder (no folders or accounts in it, no role
     /// assignments at it); `Conflict` otherwise.
     pub async fn delete_folder(&self, id: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let used: i64 = sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM folders WHERE parent_id = $1) + (SELECT COUNT(*) FROM accounts WHERE folder_id = $1) + (SELECT COUNT(*) FROM role_assignments WHERE scope = $1)",
         )
@@ -524,7 +524,7 @@ impl Meta {
     /// Delete a principal with its tokens, the role assignments it holds and
     /// those made at it.
     pub async fn delete_principal(&self, id: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for sql in [
             "DELETE FROM role_assignments WHERE principal_id = $1",
             "DELETE FROM role_assignments WHERE scope = $1",

@@ -337,7 +337,7 @@ pub(crate) async fn insert_snapshot_tx(
 impl Meta {
     /// Create a disk and its (new) volume atomically.
     pub async fn create_disk(&self, disk: &DiskRow, volume: &VolumeRow) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         insert_volume_tx(&mut tx, volume).await?;
         insert_disk_tx(&mut tx, disk).await?;
         tx.commit().await?;
@@ -379,7 +379,7 @@ impl Meta {
     /// Grow a disk (and its volume) to `size` bytes. The caller checks that
     /// it grows and that the disk is not attached.
     pub async fn resize_disk(&self, id: Id, size: u64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let vol: Option<String> = sqlx::query_scalar("SELECT volume_id FROM disks WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -404,7 +404,7 @@ impl Meta {
     /// view, and what no other view needs is collected. Returns the number of
     /// objects queued for deletion.
     pub async fn delete_disk(&self, id: Id) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let att: Option<String> =
             sqlx::query_scalar("SELECT id FROM attachments WHERE disk_id = $1")
                 .bind(id.to_string())
@@ -440,7 +440,7 @@ impl Meta {
     /// Costs a few rows whatever the disk's size. With `holder`, fails with
     /// [`MetaError::Fenced`] unless it still holds the disk's attachment.
     pub async fn create_snapshot(&self, snap: &SnapshotRow, by: SnapshotBy<'_>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         match by {
             SnapshotBy::Holder(h) => check_holder_tx(&mut tx, h).await?,
             SnapshotBy::NotOpen { me, now_ms } => {
@@ -517,7 +517,7 @@ impl Meta {
     /// Delete a snapshot; disks created from it keep working (their volumes
     /// keep the view they need). Returns the number of objects queued.
     pub async fn delete_snapshot(&self, id: Id) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let vol: Option<String> =
             sqlx::query_scalar("SELECT volume_id FROM snapshots WHERE id = $1")
                 .bind(id.to_string())
@@ -551,7 +551,7 @@ impl Meta {
         let Some((parent, generation)) = volume.parent else {
             return Err(MetaError::Corrupt("a cloned volume needs a parent".into()));
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         volume_tx(&mut tx, parent).await?;
         let found: Option<(String, i64)> =
             sqlx::query_as("SELECT volume_id, generation FROM snapshots WHERE id = $1")
@@ -583,7 +583,7 @@ impl Meta {
         replace: Option<Id>,
         now_ms: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let existing: Option<String> =
             sqlx::query_scalar("SELECT id FROM attachments WHERE disk_id = $1")
                 .bind(a.disk_id.to_string())
@@ -651,7 +651,7 @@ impl Meta {
     /// its writer has closed, so nothing of it is in flight) if `cond`
     /// holds; returns whether it was removed.
     pub async fn delete_attachment(&self, att: Id, cond: DetachIf) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "DELETE FROM counter_reservations WHERE hold_id IN (SELECT hold_id FROM attachments WHERE id = $1)",
         )

@@ -112,7 +112,7 @@ pub(crate) async fn migrate(meta: &Meta) -> Result<()> {
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,
     };
-    let mut tx = meta.pool.begin().await?;
+    let mut tx = meta.begin().await?;
     if meta.backend == Backend::Postgres {
         // Serialise concurrent migrations of several nodes.
         tx.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")

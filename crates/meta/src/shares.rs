@@ -181,7 +181,7 @@ impl Meta {
 
     /// Delete a share with its resources and principals.
     pub async fn delete_share(&self, id: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for sql in [
             "DELETE FROM share_resources WHERE share_id = $1",
             "DELETE FROM share_principals WHERE share_id = $1",
@@ -198,7 +198,7 @@ impl Meta {
 
     /// Add resources to a share (present ones are kept).
     pub async fn add_share_resources(&self, share: Id, resources: &[Id]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for r in resources {
             sqlx::query(
                 "INSERT INTO share_resources (share_id, resource_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",

@@ -167,7 +167,7 @@ impl Meta {
     /// `at` keeps its first sample: nodes sampling in the same interval
     /// write one row), and delete samples from before `keep_from`.
     pub async fn record_usage(&self, at: &str, rows: &[UsageRow], keep_from: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for r in rows {
             let Some(a) = r.account_id else { continue };
             sqlx::query(

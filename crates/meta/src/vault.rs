@@ -197,7 +197,7 @@ impl Meta {
         wrapped_v1: &[u8],
     ) -> Result<bool> {
         let ts = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO vault_keys (id, region, purpose, account_id, name, state, current_version, created_at) \
              VALUES ($1, $2, 'platform', NULL, $3, 'enabled', 1, $4) ON CONFLICT DO NOTHING",
@@ -377,7 +377,7 @@ impl Meta {
         key: Id,
         version: u32,
     ) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut n = 0;
         for (old, wrapped) in rewrapped {
             n += sqlx::query(
@@ -428,7 +428,7 @@ impl Meta {
         holder: Option<&Holder>,
     ) -> Result<Range<u64>> {
         let n_i = to_i64(n)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(h) = holder {
             check_holder_tx(&mut tx, h).await?;
         }

@@ -375,7 +375,7 @@ impl Meta {
     /// Mark a vault deleted (its keys become unusable with it) or, with
     /// `None`, recovered.
     pub async fn set_vault_deleted(&self, id: Id, deleted: Option<(&str, &str)>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE vaults SET deleted_at = $1, purge_after = $2 WHERE id = $3 AND purged_at IS NULL",
         )
@@ -394,7 +394,7 @@ impl Meta {
     /// tombstones, the keys' material is destroyed, the vault's name is
     /// free again.
     pub async fn purge_vault(&self, id: Id, at: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE vaults SET purged_at = $1, import_key = NULL WHERE id = $2 AND purged_at IS NULL",
         )
@@ -467,7 +467,7 @@ impl Meta {
         let account = k
             .account_id
             .ok_or_else(|| MetaError::Corrupt("a customer key needs an account".into()))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "INSERT INTO vault_keys (id, region, purpose, account_id, vault_id, name, key_type, state, current_version, not_before, expires_at, rotation_days, created_at) \
              VALUES ($1, $2, 'customer', $3, $4, $5, $6, $7, 1, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
@@ -547,7 +547,7 @@ impl Meta {
 
     /// Add a version to a live key and make it current; returns its number.
     pub async fn add_key_version(&self, key: Id, wrapped: &[u8], v: &KeyVersionRow) -> Result<u32> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let n: Option<i64> = sqlx::query_scalar(
             "UPDATE vault_keys SET current_version = current_version + 1 WHERE id = $1 AND deleted_at IS NULL RETURNING current_version",
         )
@@ -595,7 +595,7 @@ impl Meta {
         wrapped: &[u8],
         v: &KeyVersionRow,
     ) -> Result<Option<u32>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE vault_keys SET current_version = current_version + 1 WHERE id = $1 AND current_version = $2 AND deleted_at IS NULL",
         )
@@ -620,7 +620,7 @@ impl Meta {
         expires_at: Option<&str>,
         rotation_days: Option<u32>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE vault_keys SET state = $1, not_before = $2, expires_at = $3, rotation_days = $4 WHERE id = $5 AND purged_at IS NULL",
         )
@@ -639,7 +639,7 @@ impl Meta {
 
     /// Mark a key deleted (`Some((deleted_at, purge_after))`) or recovered.
     pub async fn set_key_deleted(&self, key: Id, deleted: Option<(&str, &str)>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE vault_keys SET deleted_at = $1, purge_after = $2 WHERE id = $3 AND purged_at IS NULL",
         )
@@ -657,7 +657,7 @@ impl Meta {
     /// Purge a key: its material is destroyed, its row stays as a
     /// tombstone so references to it fail with "purged".
     pub async fn purge_key(&self, key: Id, at: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE vault_keys SET purged_at = $1, deleted_at = COALESCE(deleted_at, $1) WHERE id = $2 AND purged_at IS NULL",
         )
@@ -705,7 +705,7 @@ impl Meta {
     /// version stored would not be `(v.id, v.version)` (a concurrent set
     /// won, or a soft-deleted secret holds the name).
     pub async fn set_secret(&self, v: &NewSecretVersion<'_>) -> Result<SecretRow> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO vault_secrets (id, vault_id, account_id, name, current_version, content_type, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, 0, $5, $6, $6) ON CONFLICT DO NOTHING",
@@ -825,7 +825,7 @@ impl Meta {
 
     /// Purge a secret: every version's value is destroyed, the row stays.
     pub async fn purge_secret(&self, id: Id, at: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE vault_secrets SET purged_at = $1, deleted_at = COALESCE(deleted_at, $1) WHERE id = $2 AND purged_at IS NULL",
         )
@@ -852,7 +852,7 @@ impl Meta {
         set: &EncryptionSetRow,
         identity: &crate::PrincipalRow,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO principals (id, account_id, name, kind, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -944,7 +944,7 @@ impl Meta {
     /// Delete a set, its managed identity and the identity's role
     /// assignments, in one transaction.
     pub async fn delete_encryption_set(&self, set: &EncryptionSetRow) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM encryption_sets WHERE id = $1")
             .bind(set.id.to_string())
             .execute(&mut *tx)
