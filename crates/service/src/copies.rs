@@ -792,7 +792,7 @@ impl Service {
         let local_whole = incremental.is_none() && job.remote.is_none();
         let (committed, committed_rx) = tokio::sync::watch::channel(off);
         let committed = Arc::new(committed);
-        let source_hash = (local_whole && off == 0).then(hash_sent);
+        let mut source_hash = (local_whole && off == 0).then(hash_sent);
         let source_again =
             (local_whole && off > 0).then(|| hash_windows(&source, &source, total, None));
         let read_back = local_whole.then(|| {
@@ -834,10 +834,11 @@ impl Service {
                             p.take(usize::try_from(len).unwrap_or(usize::MAX)).await;
                         }
                         let w = next_window(windows).await?;
-                        if let Some((tx, _)) = &source_hash {
-                            tx.send(w.clone()).await.map_err(|_| {
-                                ServiceError::internal("a copy's hashing stopped early")
-                            })?;
+                        if let Some((tx, hashing)) = &mut source_hash
+                            && tx.send(w.clone()).await.is_err()
+                        {
+                            // The hashing ended before its sender: say why.
+                            return Err(hashing.ended().await);
                         }
                         for (pos, data) in w {
                             copied += data.len() as u64;
@@ -1085,7 +1086,18 @@ type Window = Vec<(u64, bytes::Bytes)>;
 /// several reads to work on) and holds at most two read windows the
 /// receiver has not taken; with `ready`, it reads a window only once `ready` has reached
 /// its end (the copy read back as it is committed). It stops when the
-/// receiver goes.
+/// receiver goes (the reads in flight are aborted).
+///
+/// Each window is read by a task of its own, not as a future the sending
+/// task polls: that task waits whenever the receiver is behind, and a
+/// read it stopped polling could hold what the receiver waits for. A
+/// read may wait for the metadata store (a data key not cached yet), and
+/// on SQLite its one connection is handed to the next waiter in turn,
+/// polled or not: a read granted the connection while its task waited to
+/// send held it, while the copy's loop waited for that connection to
+/// commit before taking the next window. Nothing moved until the pool's
+/// 30 s timeout failed the job (seen on this machine, in about one run of
+/// fifteen).
 fn read_windows(
     from: &Arc<dyn CopySource>,
     layout: &Arc<dyn CopySource>,
@@ -1100,7 +1112,7 @@ fn read_windows(
         let mut windows = futures::stream::iter(offsets)
             .map(|off| {
                 let (from, layout, mut ready) = (from.clone(), layout.clone(), ready.clone());
-                async move {
+                Task(tokio::spawn(async move {
                     let len = STEP.min(total - off);
                     if let Some(r) = &mut ready {
                         r.wait_for(|&done| done >= off + len)
@@ -1116,7 +1128,8 @@ fn read_windows(
                         pos += n;
                     }
                     Ok(out)
-                }
+                }))
+                .join()
             })
             .buffered(READ_AHEAD);
         while let Some(window) = windows.next().await {
@@ -1183,6 +1196,16 @@ impl<T> Task<Result<T>> {
         (&mut self.0)
             .await
             .map_err(|e| ServiceError::internal(format!("a copy's task failed: {e}")))?
+    }
+
+    /// Why a task that should still be running has ended: its error, or
+    /// its panic. (It must have ended: this waits for it.)
+    async fn ended(&mut self) -> ServiceError {
+        match (&mut self.0).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => ServiceError::internal("a copy's task ended early"),
+            Err(e) => ServiceError::internal(format!("a copy's task failed: {e}")),
+        }
     }
 }
 
@@ -1283,7 +1306,61 @@ impl Drop for MadeKeys {
 
 #[cfg(test)]
 mod tests {
-    use super::data_outside;
+    use super::*;
+
+    /// A source whose reads take turns at one permit (as the metadata
+    /// store's one SQLite connection is handed out, to the next waiter in
+    /// turn) and hold it for a while: each window is one 4 KiB piece.
+    struct TakingTurns(Arc<tokio::sync::Semaphore>);
+
+    #[async_trait::async_trait]
+    impl CopySource for TakingTurns {
+        async fn allocation(&self, _: u64, length: u64) -> Result<Vec<(u64, bool)>> {
+            Ok(vec![(4096, false), (length - 4096, true)])
+        }
+        async fn read(&self, offset: u64, length: u64) -> Result<bytes::Bytes> {
+            let _turn = self.0.acquire().await.expect("open");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut b = offset.to_le_bytes().to_vec();
+            b.resize(usize::try_from(length).expect("small"), 0);
+            Ok(b.into())
+        }
+        async fn changed(&self, _: u64, _: u64, _: u64) -> Result<Vec<u64>> {
+            Ok(vec![])
+        }
+        async fn own_hash(&self, _: Option<u64>, _: u64, _: u64) -> Result<Option<String>> {
+            Ok(None)
+        }
+    }
+
+    /// The copy's loop takes a turn (a commit) before it takes the next
+    /// window. The windows read ahead while the loop has not taken them
+    /// must go on without it: a read that got the turn while its reader
+    /// waited to hand a window over held the turn the loop waited for, and
+    /// nothing moved again (a copy job hung until the pool's timeout).
+    #[tokio::test]
+    async fn windows_read_ahead_finish_while_the_copy_waits_for_a_turn() {
+        let turns = Arc::new(tokio::sync::Semaphore::new(1));
+        let src: Arc<dyn CopySource> = Arc::new(TakingTurns(turns.clone()));
+        let n = 12;
+        let mut rx = read_windows(&src, &src, (0, n * STEP), None);
+        let all = async {
+            // Let the reader fill its channel and have its reads in flight.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for i in 0..n {
+                drop(turns.acquire().await.expect("open"));
+                let w = next_window(&mut rx).await?;
+                assert_eq!(w.len(), 1);
+                assert_eq!(w[0].0, i * STEP);
+                assert_eq!(w[0].1[..8], (i * STEP).to_le_bytes());
+            }
+            Ok::<_, ServiceError>(())
+        };
+        tokio::time::timeout(Duration::from_secs(20), all)
+            .await
+            .expect("every window arrives while the loop takes turns")
+            .expect("reads");
+    }
 
     #[test]
     fn data_outside_finds_the_first_copy_data_over_a_source_hole() {
