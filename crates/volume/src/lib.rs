@@ -405,6 +405,11 @@ pub struct Volume {
     store: Arc<dyn ObjectStore>,
     deks: Arc<dyn DekSource>,
     dek_cache: Mutex<HashMap<Id, Arc<SecretKey>>>,
+    /// Held by the one read fetching a DEK the cache lacks: the reads that
+    /// miss it meanwhile wait and find it cached, rather than each asking
+    /// the key source (a volume's first read starts dozens of fetches at
+    /// once, and each ask is several metadata queries).
+    dek_fetch: tokio::sync::Mutex<()>,
     /// The DEK new objects are sealed under (layer 1), and under double
     /// encryption the outer layer's; each moves to a fresh DEK once it has
     /// sealed [`VolumeConfig::dek_object_budget`] objects.
@@ -530,6 +535,7 @@ impl Volume {
             store,
             deks,
             dek_cache: Mutex::new(cache),
+            dek_fetch: tokio::sync::Mutex::new(()),
             write_deks: Mutex::new(WriteDeks {
                 one: (row.dek_id, write),
                 two: write2,
@@ -640,6 +646,10 @@ impl Volume {
     }
 
     async fn dek(&self, id: Id) -> Result<Arc<SecretKey>> {
+        if let Some(k) = lock(&self.dek_cache).get(&id) {
+            return Ok(Arc::clone(k));
+        }
+        let _one = self.dek_fetch.lock().await;
         if let Some(k) = lock(&self.dek_cache).get(&id) {
             return Ok(Arc::clone(k));
         }

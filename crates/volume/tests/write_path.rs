@@ -730,3 +730,90 @@ async fn overwrites_without_a_flush_commit_every_256_mib_and_drop_what_they_supe
         );
     }
 }
+
+/// Counts the DEKs it is asked for, each answer taking a while (the
+/// metadata queries and the unwrap behind a real key source).
+struct CountingDeks {
+    keys: std::collections::HashMap<coffer_types::Id, coffer_crypto::SecretKey>,
+    asked: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl coffer_volume::DekSource for CountingDeks {
+    async fn dek(&self, id: coffer_types::Id) -> Result<coffer_crypto::SecretKey, String> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.keys.get(&id).cloned().ok_or_else(|| "unknown".into())
+    }
+}
+
+/// A disk made from a snapshot reads the snapshot's chunks under the DEK
+/// that wrote them, which it does not write under: its first read starts
+/// many fetches at once that all miss that key, and the key source is
+/// asked once, not once per fetch (each ask is several metadata queries,
+/// all queued on SQLite's one connection at the start of every copy).
+#[tokio::test]
+async fn a_key_missing_from_the_cache_is_fetched_once_by_concurrent_reads() {
+    const CS: u32 = 4096;
+    const CHUNKS: u64 = 64;
+    let f = Fixture::new(CS, CHUNKS).await;
+    let store = Rigged::new();
+    let v = f.open(&store, config(1 << 20)).await;
+    let data = content(7, usz(CHUNKS * f.chunk));
+    v.write(0, Bytes::from(data.clone()), false).await.unwrap();
+    let snap = v.snapshot(f.snapshot_row("s")).await.unwrap();
+    // A child writing under a DEK of its own.
+    let (child, own) = (
+        coffer_types::Id::random(coffer_types::Kind::Volume),
+        coffer_types::Id::random(coffer_types::Kind::Dek),
+    );
+    f.meta
+        .insert_dek(&coffer_meta::DekRow {
+            id: own,
+            kek_id: f.kek,
+            kek_version: 1,
+            wrapped: b"wrapped-own".to_vec(),
+            encryption_set_id: None,
+        })
+        .await
+        .unwrap();
+    f.meta
+        .create_volume(&coffer_meta::VolumeRow {
+            dek2_id: None,
+            id: child,
+            dek_id: own,
+            chunk_size: CS,
+            size: f.size,
+            parent: Some((f.vol, snap.generation)),
+            head_generation: 0,
+            live: true,
+            region: "local".into(),
+        })
+        .await
+        .unwrap();
+    let deks = Arc::new(CountingDeks {
+        keys: [
+            (f.dek_id, f.dek.clone()),
+            (own, coffer_crypto::SecretKey::generate()),
+        ]
+        .into(),
+        asked: AtomicU64::new(0),
+    });
+    let c = Volume::open(
+        f.meta.clone(),
+        store.clone(),
+        child,
+        deks.clone(),
+        config(1 << 20),
+        None,
+    )
+    .await
+    .unwrap();
+    let opened = deks.asked.load(Ordering::SeqCst);
+    assert!(read_all(&c).await == data, "the child reads the snapshot");
+    assert_eq!(
+        deks.asked.load(Ordering::SeqCst) - opened,
+        1,
+        "the snapshot's DEK was asked for once"
+    );
+}
