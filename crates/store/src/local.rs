@@ -301,8 +301,15 @@ fn read_uncached(
         }
     };
     let o = b.as_ptr().align_offset(ALIGN);
-    let flags = rustix::fs::fcntl_getfl(f)?;
-    rustix::fs::fcntl_setfl(f, flags | rustix::fs::OFlags::DIRECT)?;
+    let flags = match rustix::fs::fcntl_getfl(f)
+        .and_then(|fl| rustix::fs::fcntl_setfl(f, fl | rustix::fs::OFlags::DIRECT).map(|()| fl))
+    {
+        Ok(fl) => fl,
+        Err(e) => {
+            direct.reads.give(b);
+            return Err(e.into());
+        }
+    };
     let buf = &mut b[o..o + span];
     let mut done = 0;
     let res = loop {
@@ -321,7 +328,8 @@ fn read_uncached(
             Err(e) => break Err(e),
         }
     };
-    rustix::fs::fcntl_setfl(f, flags)?;
+    let restored = rustix::fs::fcntl_setfl(f, flags);
+    let res = res.and_then(|()| Ok(restored?));
     match res {
         Ok(()) => {
             let len = done.clamp(skip, skip + n) - skip;
@@ -609,13 +617,25 @@ impl LocalStore {
         let uncached = self.uncached.clone();
         blocking(move || {
             use std::os::unix::fs::FileExt;
-            let f = open_object(&path, &key)?;
-            let len = f.metadata().map_err(io(&key))?.len();
-            let want = clip(&range, len);
-            let n = usize::try_from(want.end - want.start).map_err(|_| StoreError::Io {
-                key: key.clone(),
-                cause: std::io::Error::other("range larger than the address space"),
-            })?;
+            let opened = open_object(&path, &key).and_then(|f| {
+                let len = f.metadata().map_err(io(&key))?.len();
+                let want = clip(&range, len);
+                let n = usize::try_from(want.end - want.start).map_err(|_| StoreError::Io {
+                    key: key.clone(),
+                    cause: std::io::Error::other("range larger than the address space"),
+                })?;
+                Ok((f, want, n))
+            });
+            let (f, want, n) = match opened {
+                Ok(o) => o,
+                Err(e) => {
+                    // The buffer taken for the read goes back for the next.
+                    if let Some(b) = pooled.take() {
+                        direct.reads.give(b);
+                    }
+                    return Err(e);
+                }
+            };
             match how {
                 How::Streaming => {
                     return read_streaming(&f, (want.start, n), &direct, &uncached, pooled.take())
