@@ -134,9 +134,15 @@ convert() {
 }
 # One --prepare per command, in order: the qemu-img targets are removed
 # before each run (convert makes them anew); Coffer's copies stay (deleting
-# one would start garbage collection under the next run).
+# one would start garbage collection under the next run). Every run starts
+# with nothing dirty in the page cache (`sync`): without it the first run
+# shared the disk with the kernel writing back the 2 GiB of LUKS images
+# made just above (Coffer's first copy took 2.93 s against 1.46-1.55 s for
+# the next ones, docs/PERFORMANCE.md). What a run leaves unwritten is
+# written back outside every timing.
+sync
 hyperfine --shell bash --runs "$REKEY_RUNS" --export-markdown "$work/rekey.md" --export-json "$work/rekey.json" \
-  --prepare true --prepare "rm -f $work/luks-copy.luks" --prepare "rm -f $work/fast-copy.luks" \
+  --prepare sync --prepare "rm -f $work/luks-copy.luks; sync" --prepare "rm -f $work/fast-copy.luks; sync" \
   -n "coffer snapshot copy --rekey --wait, 1 GiB written" \
   "$COFFER snapshot copy $gsnap --name r-\${EPOCHREALTIME/./} --rekey --wait >/dev/null" \
   -n "qemu-img convert LUKS to LUKS (new key), 1 GiB" "$(convert luks "")" \
