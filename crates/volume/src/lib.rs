@@ -193,6 +193,12 @@ struct WriteDeks {
     two: Option<(Id, Arc<SecretKey>)>,
 }
 
+/// One ask of the key source for a DEK (see `Volume::dek_fetch`).
+type DekFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<Arc<SecretKey>, String>> + Send>,
+>;
+type DekAskWeak = futures::future::WeakShared<DekFuture>;
+
 /// Tuning of an open volume.
 #[derive(Debug, Clone)]
 pub struct VolumeConfig {
@@ -405,11 +411,13 @@ pub struct Volume {
     store: Arc<dyn ObjectStore>,
     deks: Arc<dyn DekSource>,
     dek_cache: Mutex<HashMap<Id, Arc<SecretKey>>>,
-    /// Held by the one read fetching a DEK the cache lacks: the reads that
-    /// miss it meanwhile wait and find it cached, rather than each asking
-    /// the key source (a volume's first read starts dozens of fetches at
-    /// once, and each ask is several metadata queries).
-    dek_fetch: tokio::sync::Mutex<()>,
+    /// The ask in flight for each DEK the cache lacks: the reads that miss
+    /// it meanwhile wait for that ask and share its answer, failure
+    /// included, rather than each asking the key source (a volume's first
+    /// read starts dozens of fetches at once, and each ask is several
+    /// metadata queries). Held weakly: an ask nobody waits for any more is
+    /// dropped, never left holding what it had (a metadata connection).
+    dek_fetch: Mutex<HashMap<Id, DekAskWeak>>,
     /// The DEK new objects are sealed under (layer 1), and under double
     /// encryption the outer layer's; each moves to a fresh DEK once it has
     /// sealed [`VolumeConfig::dek_object_budget`] objects.
@@ -535,7 +543,7 @@ impl Volume {
             store,
             deks,
             dek_cache: Mutex::new(cache),
-            dek_fetch: tokio::sync::Mutex::new(()),
+            dek_fetch: Mutex::new(HashMap::new()),
             write_deks: Mutex::new(WriteDeks {
                 one: (row.dek_id, write),
                 two: write2,
@@ -649,16 +657,26 @@ impl Volume {
         if let Some(k) = lock(&self.dek_cache).get(&id) {
             return Ok(Arc::clone(k));
         }
-        let _one = self.dek_fetch.lock().await;
-        if let Some(k) = lock(&self.dek_cache).get(&id) {
-            return Ok(Arc::clone(k));
-        }
-        let k = Arc::new(
-            self.deks
-                .dek(id)
-                .await
-                .map_err(|reason| VolumeError::Key { dek: id, reason })?,
-        );
+        let ask = {
+            let mut asks = lock(&self.dek_fetch);
+            match asks.get(&id).and_then(futures::future::WeakShared::upgrade) {
+                Some(ask) => ask,
+                None => {
+                    let deks = Arc::clone(&self.deks);
+                    let ask = futures::FutureExt::shared(Box::pin(async move {
+                        deks.dek(id).await.map(Arc::new)
+                    }) as DekFuture);
+                    if let Some(weak) = ask.downgrade() {
+                        asks.insert(id, weak);
+                    }
+                    ask
+                }
+            }
+        };
+        let answer = ask.await;
+        // Answered: a later miss (after a failure) asks again.
+        lock(&self.dek_fetch).retain(|_, w| w.upgrade().is_some_and(|a| a.peek().is_none()));
+        let k = answer.map_err(|reason| VolumeError::Key { dek: id, reason })?;
         lock(&self.dek_cache).insert(id, Arc::clone(&k));
         Ok(k)
     }

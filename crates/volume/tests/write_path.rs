@@ -22,7 +22,9 @@
 //!   request acknowledged before it started and none started after it
 //!   returned, and later writes never leak into it;
 //! - commits without a flush: a disk overwritten again and again commits
-//!   every 256 MiB put and drops what it superseded, in whole requests.
+//!   every 256 MiB put and drops what it superseded, in whole requests;
+//! - data keys: the reads that miss a key in the volume's cache at once
+//!   share one ask of the key source, its refusal included.
 //!
 //! Randomised tests print their seed; set `COFFER_TEST_SEED` to replay one.
 
@@ -732,7 +734,8 @@ async fn overwrites_without_a_flush_commit_every_256_mib_and_drop_what_they_supe
 }
 
 /// Counts the DEKs it is asked for, each answer taking a while (the
-/// metadata queries and the unwrap behind a real key source).
+/// metadata queries and the unwrap behind a real key source); knows only
+/// the keys it holds.
 struct CountingDeks {
     keys: std::collections::HashMap<coffer_types::Id, coffer_crypto::SecretKey>,
     asked: AtomicU64,
@@ -743,17 +746,22 @@ impl coffer_volume::DekSource for CountingDeks {
     async fn dek(&self, id: coffer_types::Id) -> Result<coffer_crypto::SecretKey, String> {
         self.asked.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        self.keys.get(&id).cloned().ok_or_else(|| "unknown".into())
+        self.keys
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| "the key is disabled".into())
     }
 }
 
 /// A disk made from a snapshot reads the snapshot's chunks under the DEK
-/// that wrote them, which it does not write under: its first read starts
-/// many fetches at once that all miss that key, and the key source is
-/// asked once, not once per fetch (each ask is several metadata queries,
-/// all queued on SQLite's one connection at the start of every copy).
+/// that wrote them, which it does not write under: its first reads start
+/// many fetches at once that all miss that key. The key source is asked
+/// once while they wait, not once per fetch (each ask is several metadata
+/// queries, all queued on SQLite's one connection at the start of every
+/// copy), and a failed ask fails them all at once, not one ask after
+/// another.
 #[tokio::test]
-async fn a_key_missing_from_the_cache_is_fetched_once_by_concurrent_reads() {
+async fn a_key_missing_from_the_cache_is_asked_for_once_by_the_reads_waiting_for_it() {
     const CS: u32 = 4096;
     const CHUNKS: u64 = 64;
     let f = Fixture::new(CS, CHUNKS).await;
@@ -762,58 +770,87 @@ async fn a_key_missing_from_the_cache_is_fetched_once_by_concurrent_reads() {
     let data = content(7, usz(CHUNKS * f.chunk));
     v.write(0, Bytes::from(data.clone()), false).await.unwrap();
     let snap = v.snapshot(f.snapshot_row("s")).await.unwrap();
-    // A child writing under a DEK of its own.
-    let (child, own) = (
-        coffer_types::Id::random(coffer_types::Kind::Volume),
-        coffer_types::Id::random(coffer_types::Kind::Dek),
+    // A child writing under a DEK of its own, reading the snapshot's
+    // chunks through a key source that knows the snapshot's DEK or not.
+    let child = |knows: bool| {
+        let (f, store) = (&f, &store);
+        async move {
+            let (child, own) = (
+                coffer_types::Id::random(coffer_types::Kind::Volume),
+                coffer_types::Id::random(coffer_types::Kind::Dek),
+            );
+            f.meta
+                .insert_dek(&coffer_meta::DekRow {
+                    id: own,
+                    kek_id: f.kek,
+                    kek_version: 1,
+                    wrapped: b"wrapped-own".to_vec(),
+                    encryption_set_id: None,
+                })
+                .await
+                .unwrap();
+            f.meta
+                .create_volume(&coffer_meta::VolumeRow {
+                    dek2_id: None,
+                    id: child,
+                    dek_id: own,
+                    chunk_size: CS,
+                    size: f.size,
+                    parent: Some((f.vol, snap.generation)),
+                    head_generation: 0,
+                    live: true,
+                    region: "local".into(),
+                })
+                .await
+                .unwrap();
+            let mut keys =
+                std::collections::HashMap::from([(own, coffer_crypto::SecretKey::generate())]);
+            if knows {
+                keys.insert(f.dek_id, f.dek.clone());
+            }
+            let deks = Arc::new(CountingDeks {
+                keys,
+                asked: AtomicU64::new(0),
+            });
+            let c = Volume::open(
+                f.meta.clone(),
+                store.clone(),
+                child,
+                deks.clone(),
+                config(1 << 20),
+                None,
+            )
+            .await
+            .unwrap();
+            let opened = deks.asked.load(Ordering::SeqCst);
+            (c, deks, opened)
+        }
+    };
+    // Two reads at once, as a copy's windows read ahead.
+    let half = f.size / 2;
+    let (c, deks, opened) = child(true).await;
+    let (a, b) = tokio::join!(c.read(0, half), c.read(half, half));
+    assert!(
+        [a.unwrap(), b.unwrap()].concat() == data,
+        "the child reads the snapshot"
     );
-    f.meta
-        .insert_dek(&coffer_meta::DekRow {
-            id: own,
-            kek_id: f.kek,
-            kek_version: 1,
-            wrapped: b"wrapped-own".to_vec(),
-            encryption_set_id: None,
-        })
-        .await
-        .unwrap();
-    f.meta
-        .create_volume(&coffer_meta::VolumeRow {
-            dek2_id: None,
-            id: child,
-            dek_id: own,
-            chunk_size: CS,
-            size: f.size,
-            parent: Some((f.vol, snap.generation)),
-            head_generation: 0,
-            live: true,
-            region: "local".into(),
-        })
-        .await
-        .unwrap();
-    let deks = Arc::new(CountingDeks {
-        keys: [
-            (f.dek_id, f.dek.clone()),
-            (own, coffer_crypto::SecretKey::generate()),
-        ]
-        .into(),
-        asked: AtomicU64::new(0),
-    });
-    let c = Volume::open(
-        f.meta.clone(),
-        store.clone(),
-        child,
-        deks.clone(),
-        config(1 << 20),
-        None,
-    )
-    .await
-    .unwrap();
-    let opened = deks.asked.load(Ordering::SeqCst);
-    assert!(read_all(&c).await == data, "the child reads the snapshot");
     assert_eq!(
         deks.asked.load(Ordering::SeqCst) - opened,
         1,
         "the snapshot's DEK was asked for once"
     );
+    // A key source that refuses the key: every read fails with one ask.
+    let (c, deks, opened) = child(false).await;
+    let (a, b) = tokio::join!(c.read(0, half), c.read(half, half));
+    for r in [a, b] {
+        assert!(matches!(r, Err(VolumeError::Key { .. })), "{r:?}");
+    }
+    assert_eq!(
+        deks.asked.load(Ordering::SeqCst) - opened,
+        1,
+        "the refused DEK was asked for once, its refusal shared"
+    );
+    // Asked again after a refusal (the key may be enabled meanwhile).
+    assert!(c.read(0, f.chunk).await.is_err());
+    assert_eq!(deks.asked.load(Ordering::SeqCst) - opened, 2);
 }
