@@ -307,6 +307,11 @@ fn read_uncached(
         Ok(fl) => fl,
         Err(e) => {
             direct.reads.give(b);
+            // A file system that refuses O_DIRECT refuses the flag.
+            if e == rustix::io::Errno::INVAL {
+                direct.works.store(false, Ordering::Relaxed);
+                return read_streaming(f, (at, n), direct, uncached, None);
+            }
             return Err(e.into());
         }
     };
