@@ -140,7 +140,6 @@ convert() {
 # made just above (Coffer's first copy took 2.93 s against 1.46-1.55 s for
 # the next ones, docs/PERFORMANCE.md). What a run leaves unwritten is
 # written back outside every timing.
-sync
 hyperfine --shell bash --runs "$REKEY_RUNS" --export-markdown "$work/rekey.md" --export-json "$work/rekey.json" \
   --prepare sync --prepare "rm -f $work/luks-copy.luks; sync" --prepare "rm -f $work/fast-copy.luks; sync" \
   -n "coffer snapshot copy --rekey --wait, 1 GiB written" \
