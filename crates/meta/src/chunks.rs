@@ -274,7 +274,7 @@ impl Meta {
 
     /// A volume by id.
     pub async fn volume(&self, id: Id) -> Result<VolumeRow> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_read().await?;
         let v = volume_tx(&mut tx, id).await?;
         tx.commit().await?;
         Ok(v)
@@ -305,7 +305,7 @@ impl Meta {
     /// Volume `id`, read with a lock on its row (waits for any transaction
     /// changing it), for opening its head.
     pub async fn volume_for_open(&self, id: Id) -> Result<VolumeRow> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_read().await?;
         let v = volume_tx(&mut tx, id).await?;
         tx.commit().await?;
         Ok(v)

@@ -37,7 +37,7 @@ impl Meta {
     /// Check the metadata's own invariants; an empty list means consistent.
     pub async fn fsck(&self) -> Result<Vec<Finding>> {
         let mut out = Vec::new();
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_read().await?;
 
         let twice: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT v.dek_id, c.counter, COUNT(*) FROM chunks c JOIN volumes v ON v.id = c.volume_id \

@@ -210,6 +210,15 @@ impl Meta {
         })
     }
 
+    /// Begin a transaction that only reads: deferred on SQLite too. It
+    /// never upgrades, so it is never refused, and it does not hold the
+    /// write lock, so the lease lane's renewal need not wait for it (a
+    /// long read, such as the orphan sweep's view, would otherwise keep a
+    /// renewal waiting past its deadline).
+    pub(crate) async fn begin_read(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(self.pool.begin().await?)
+    }
+
     /// Open (creating and migrating if needed) the store at `url`:
     /// `sqlite://PATH` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Self> {

@@ -306,7 +306,7 @@ impl Meta {
     /// either still reserved, or named, or dead. The same holds for v2
     /// objects, kept while their writer volume's disk is attached on a node.
     pub async fn sweep_view(&self) -> Result<SweepView> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_read().await?;
         if self.backend == crate::Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 .execute(&mut *tx)
