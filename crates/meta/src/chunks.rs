@@ -1192,6 +1192,28 @@ impl Plan {
     }
 }
 
+/// The chunks of `v` that may hold a row no view sees, given `top`, its
+/// highest view: those with more than one row (a later generation, or a
+/// higher layer of the same one, may cover a row), and those with a row
+/// above `top` (no view at or above it). A chunk's only row, at or below
+/// `top`, is seen by the first view at or above its generation.
+async fn chunks_maybe_dead_tx(
+    tx: &mut Transaction<'_, Any>,
+    v: &VolumeRow,
+    top: u64,
+) -> Result<Vec<u64>> {
+    let idx: Vec<i64> = sqlx::query_scalar(
+        "SELECT chunk_index FROM (SELECT chunk_index, generation FROM chunks WHERE volume_id = $1 \
+         UNION ALL SELECT chunk_index, generation FROM extents WHERE volume_id = $1) AS r \
+         GROUP BY chunk_index HAVING COUNT(*) > 1 OR MAX(generation) > $2",
+    )
+    .bind(v.id.to_string())
+    .bind(to_i64(top)?)
+    .fetch_all(&mut **tx)
+    .await?;
+    idx.into_iter().map(to_u64).collect()
+}
+
 pub(crate) async fn gc_volume_tx(tx: &mut Transaction<'_, Any>, vol: Id) -> Result<u64> {
     let backend = backend_of(tx);
     let mut queued = 0;
@@ -1199,7 +1221,22 @@ pub(crate) async fn gc_volume_tx(tx: &mut Transaction<'_, Any>, vol: Id) -> Resu
     while let Some(vol) = next.take() {
         let v = volume_tx(tx, vol).await?;
         let views = views_tx(tx, &v).await?;
-        let rows = load_rows(tx, backend, &v, None, None).await?;
+        // Only the chunks that may hold a dead row are loaded: a volume of
+        // a fully written GiB has 4096 rows, which took 10-40 ms to load
+        // on SQLite inside the transaction that ends a copy (twice: its
+        // reader's parent and its target), and a chunk of one row at or
+        // below a view has none.
+        let rows = match views.last() {
+            Some(&top) => {
+                let maybe = chunks_maybe_dead_tx(tx, &v, top).await?;
+                if maybe.is_empty() {
+                    HashMap::new()
+                } else {
+                    load_rows(tx, backend, &v, Some(&maybe), None).await?
+                }
+            }
+            None => load_rows(tx, backend, &v, None, None).await?,
+        };
         let mut plan = Plan::default();
         for (idx, rs) in &rows {
             for i in dead_rows(rs, &views) {
