@@ -36,6 +36,8 @@ const STEP: u64 = crate::source::WINDOW;
 const READ_AHEAD: usize = 4;
 /// How much a job copies between commits (the point it resumes from).
 const COMMIT_EVERY: u64 = 64 << 20;
+/// How many windows a whole copy writes through to the store at once.
+const WRITES_IN_FLIGHT: usize = 4;
 /// How often the runner looks for jobs to run, besides when woken.
 const JOBS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a running copy looks whether its job was cancelled (not at
@@ -783,15 +785,15 @@ impl Service {
         let incremental = job.base.map(|(_, after)| after);
         let mut copied = job.bytes_copied;
         // A whole local copy is verified as it goes: a task reads the copy
-        // back (and hashes it) up to what is committed, a commit behind
-        // the writing, and the source is hashed as it is copied (the same
-        // windows and pieces), or, when this run resumes one, by a task
-        // reading it again from the start. An incremental copy, and the
-        // copy of a remote source (which hashes its side itself), are
-        // verified at the end (`verify_copy`).
+        // back from the store (and hashes it) as far as it is stored, a
+        // few windows behind the writing, and the source is hashed as it
+        // is copied (the same windows and pieces), or, when this run
+        // resumes one, by a task reading it again from the start. An
+        // incremental copy, and the copy of a remote source (which hashes
+        // its side itself), are verified at the end (`verify_copy`).
         let local_whole = incremental.is_none() && job.remote.is_none();
-        let (committed, committed_rx) = tokio::sync::watch::channel(off);
-        let committed = Arc::new(committed);
+        // How far the target holds the copy in the store (`0..stored`).
+        let (stored, stored_rx) = tokio::sync::watch::channel(off);
         let mut source_hash = (local_whole && off == 0).then(hash_sent);
         let source_again =
             (local_whole && off > 0).then(|| hash_windows(&source, &source, total, None));
@@ -801,7 +803,7 @@ impl Service {
                 meta: self.meta.clone(),
                 view: None,
             });
-            hash_windows(&copy, &source, total, Some(committed_rx))
+            hash_windows(&copy, &source, total, Some(stored_rx))
         });
         // The source is read (and decrypted) by a task of its own,
         // [`READ_AHEAD`] windows at a time, while this one writes (and the target's write-back
@@ -810,9 +812,20 @@ impl Service {
         let mut windows = incremental
             .is_none()
             .then(|| read_windows(&source, &source, (off, total), None));
+        // A whole copy's windows are written through to the store
+        // ([`Volume::write_through`]: sealed and put at once, not batched
+        // by the write-back cache), up to [`WRITES_IN_FLIGHT`] at a time,
+        // each by a task of its own; `stored` moves on as they end, in
+        // order. An incremental copy writes through the write-back cache,
+        // and its flushes store it.
+        let mut writes: std::collections::VecDeque<(u64, Task<Result<()>>)> =
+            std::collections::VecDeque::new();
         // Commits run in a task of their own, one at a time, while the
         // next windows are written.
         let mut committing: Option<Task<Result<()>>> = None;
+        // The next point to commit at: every COMMIT_EVERY of what is
+        // stored, and the end.
+        let mut commit_at = (off / COMMIT_EVERY + 1) * COMMIT_EVERY;
         let stop = |e: ServiceError| async {
             if let Some(r) = &reader {
                 let _ = r.close().await;
@@ -840,10 +853,17 @@ impl Service {
                             // The hashing ended before its sender: say why.
                             return Err(hashing.ended().await);
                         }
-                        for (pos, data) in w {
-                            copied += data.len() as u64;
-                            target.write(pos, data, false).await?;
-                        }
+                        copied += w.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+                        let target = target.clone();
+                        writes.push_back((
+                            off + len,
+                            Task(tokio::spawn(async move {
+                                for (pos, data) in w {
+                                    target.write_through(pos, data).await?;
+                                }
+                                Ok(())
+                            })),
+                        ));
                     }
                     (None, Some(after)) => {
                         copied += self
@@ -858,16 +878,32 @@ impl Service {
                 return Err(stop(e).await);
             }
             off += len;
-            if off.is_multiple_of(COMMIT_EVERY) || off == total {
+            // What is stored: up to the oldest write still running once
+            // WRITES_IN_FLIGHT run (all of it at the end); an incremental
+            // copy's writes are in the write-back cache, stored by the
+            // commit's flush.
+            let mut now_stored = if windows.is_some() {
+                *stored.borrow()
+            } else {
+                off
+            };
+            while writes.len() >= WRITES_IN_FLIGHT || (off == total && !writes.is_empty()) {
+                let (end, w) = writes.pop_front().expect("not empty");
+                if let Err(e) = w.join().await {
+                    return Err(stop(e).await);
+                }
+                stored.send_replace(end);
+                now_stored = end;
+            }
+            if now_stored >= commit_at || (off == total && now_stored == total) {
+                commit_at = (now_stored / COMMIT_EVERY + 1) * COMMIT_EVERY;
                 if let Some(c) = committing.take() {
                     c.join().await?;
                 }
-                let (target, meta, committed) =
-                    (target.clone(), self.meta.clone(), committed.clone());
-                let (at, copied) = (off, copied);
+                let (target, meta) = (target.clone(), self.meta.clone());
+                let (at, copied) = (now_stored, copied);
                 committing = Some(Task(tokio::spawn(async move {
                     target.flush().await?;
-                    committed.send_replace(at);
                     meta.job_progress_copied(&holder, at, Some(copied), Some("copying"))
                         .await?;
                     Ok(())
@@ -1087,7 +1123,7 @@ type Window = Vec<(u64, bytes::Bytes)>;
 /// the channel, one being handed over, and up to [`READ_AHEAD`] read
 /// meanwhile (7 × 8 MiB at most). With `ready`, it reads a window only
 /// once `ready` has reached its end (the copy read back as it is
-/// committed). It stops as soon as the receiver goes, aborting the reads
+/// stored). It stops as soon as the receiver goes, aborting the reads
 /// in flight.
 ///
 /// Each window is read by a task of its own, not as a future the sending

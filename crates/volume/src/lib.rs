@@ -1064,6 +1064,46 @@ impl Volume {
         self.write_or_zero(offset, len, None, fua).await
     }
 
+    /// Write `data` at `offset` through to the store, past the write-back
+    /// cache: its chunks are sealed and put now, and on return they read
+    /// from the store (pending, as after a write-back) and are made durable
+    /// by the next [`Volume::flush`]. For a writer that writes each chunk
+    /// once and reads it back as it goes, such as a copy's target: writes
+    /// of different chunks may run at once, each putting its own objects,
+    /// with no batch of the write-back cache to wait for. A chunk that is
+    /// in the write-back cache (written with [`Volume::write`] and not
+    /// flushed) must not be written this way.
+    pub async fn write_through(self: &Arc<Self>, offset: u64, data: Bytes) -> Result<()> {
+        self.check(offset, data.len() as u64)?;
+        let pieces = self.pieces(offset, data.len() as u64);
+        let _g = self.lock_stripes(&pieces).await;
+        let mut changes = Vec::with_capacity(pieces.len());
+        for &(idx, in_chunk, n, at) in &pieces {
+            if let Some(c) = self
+                .chunk_change(idx, in_chunk, n, Some(data.slice(at..at + n)))
+                .await?
+            {
+                changes.push((idx, c));
+            }
+        }
+        debug_assert!({
+            let st = lock(&self.state);
+            changes
+                .iter()
+                .all(|(i, _)| !st.dirty.contains_key(i) && !st.flushing.contains_key(i))
+        });
+        let (extents, objects) = self.seal_and_put(changes).await?;
+        let mut st = lock(&self.state);
+        for (idx, es) in seal::by_chunk(extents) {
+            let stack = st.pending.entry(idx).or_default();
+            for e in es {
+                overlay(stack, e);
+            }
+        }
+        st.uncommitted.extend(objects);
+        Ok(())
+    }
+
     async fn write_or_zero(
         self: &Arc<Self>,
         offset: u64,

@@ -21,6 +21,9 @@
 //!   are in flight holds each request wholly or not at all, holds every
 //!   request acknowledged before it started and none started after it
 //!   returned, and later writes never leak into it;
+//! - writes through to the store (a copy's target): several at once read
+//!   back from the store at once, commit at the next flush, and are
+//!   refused past the end and once the volume is fenced;
 //! - commits without a flush: a disk overwritten again and again commits
 //!   every 256 MiB put and drops what it superseded, in whole requests;
 //! - data keys: the reads that miss a key in the volume's cache at once
@@ -363,6 +366,83 @@ async fn flush_commits_so_a_fresh_open_sees_the_data_and_never_before() {
     v.write(cs / 2, Bytes::from(d), true).await.unwrap(); // FUA: durable on return
     let after = f.open_fresh(&store).await;
     assert!(read_all(&after).await == model, "a FUA write is durable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_read_from_the_store_at_once_and_commit_at_the_next_flush() {
+    const CS: u32 = 4096;
+    let f = Fixture::new(CS, 16).await;
+    let cs = f.chunk;
+    let store = Rigged::new();
+    // As a copy's target: packed objects, and a high-water mark no write
+    // here reaches (what is read back is not in the cache).
+    let v = f
+        .open(
+            &store,
+            coffer_volume::VolumeConfig {
+                pack_chunks: true,
+                ..config(64 * cs)
+            },
+        )
+        .await;
+    let mut model = vec![0u8; usz(f.size)];
+    // Several at once, over different chunks: whole runs, and a piece
+    // that starts and ends inside chunks (its chunks completed with
+    // zeroes, as the fresh disk reads).
+    let ranges = [
+        (0, 4 * cs),
+        (4 * cs, 3 * cs),
+        (8 * cs + 100, cs + 50),
+        (12 * cs, 4 * cs),
+    ];
+    let mut tasks = vec![];
+    for (i, &(off, len)) in ranges.iter().enumerate() {
+        let d = content(i as u64 + 1, usz(len));
+        model[usz(off)..usz(off + len)].copy_from_slice(&d);
+        let v = v.clone();
+        tasks.push(tokio::spawn(async move {
+            v.write_through(off, Bytes::from(d)).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        v.dirty_bytes(),
+        0,
+        "nothing of it waits in the write-back cache"
+    );
+    let puts = store.puts.load(Ordering::SeqCst);
+    assert!(puts >= 4, "each write put its own objects ({puts} puts)");
+    assert!(
+        read_all(&v).await == model,
+        "read back from the store at once"
+    );
+    assert!(
+        read_all(&*f.open_fresh(&store).await)
+            .await
+            .iter()
+            .all(|&b| b == 0),
+        "not committed before a flush"
+    );
+    v.flush().await.unwrap();
+    assert!(
+        read_all(&*f.open_fresh(&store).await).await == model,
+        "committed by the flush"
+    );
+    // Refused like any write past the end, and once the volume is fenced.
+    let err = v.write_through(f.size - 1, Bytes::from_static(b"ab")).await;
+    assert!(
+        matches!(err, Err(VolumeError::OutOfRange { .. })),
+        "{err:?}"
+    );
+    v.fence();
+    let err = v.write_through(0, Bytes::from(vec![1; usz(cs)])).await;
+    assert!(matches!(err, Err(VolumeError::Closed)), "{err:?}");
+    assert!(
+        read_all(&*f.open_fresh(&store).await).await == model,
+        "the refused writes changed nothing"
+    );
 }
 
 /// Version `ver` of the 8-chunk test disk, with a partial write in chunk 2.
