@@ -455,6 +455,20 @@ impl std::fmt::Debug for Volume {
     }
 }
 
+/// Objects just put become pending: their extents laid over what is
+/// pending already (so a chunk's pending extents stay one per run of
+/// sectors however many write-backs come before a commit), and the objects
+/// uncommitted, in one step under the state's lock.
+fn add_pending(st: &mut State, extents: Vec<(u64, Extent)>, objects: Vec<Arc<ObjectRef>>) {
+    for (idx, es) in seal::by_chunk(extents) {
+        let stack = st.pending.entry(idx).or_default();
+        for e in es {
+            overlay(stack, e);
+        }
+    }
+    st.uncommitted.extend(objects);
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -1093,14 +1107,7 @@ impl Volume {
                 .all(|(i, _)| !st.dirty.contains_key(i) && !st.flushing.contains_key(i))
         });
         let (extents, objects) = self.seal_and_put(changes).await?;
-        let mut st = lock(&self.state);
-        for (idx, es) in seal::by_chunk(extents) {
-            let stack = st.pending.entry(idx).or_default();
-            for e in es {
-                overlay(stack, e);
-            }
-        }
-        st.uncommitted.extend(objects);
+        add_pending(&mut lock(&self.state), extents, objects);
         Ok(())
     }
 
@@ -1296,16 +1303,7 @@ impl Volume {
         let st = &mut *guard;
         match res {
             Ok((extents, objects)) => {
-                // Laid over what is pending already, so the pending extents
-                // of a chunk stay one per run of sectors however many
-                // write-backs come before a flush.
-                for (idx, es) in seal::by_chunk(extents) {
-                    let stack = st.pending.entry(idx).or_default();
-                    for e in es {
-                        overlay(stack, e);
-                    }
-                }
-                st.uncommitted.extend(objects);
+                add_pending(st, extents, objects);
                 st.flushing.clear();
                 st.flushing_bytes = 0;
                 self.settle(st);
