@@ -818,7 +818,8 @@ impl Service {
         // each by a task of its own; `stored` moves on as they end, in
         // order. An incremental copy writes through the write-back cache,
         // and its flushes store it.
-        let mut writes: std::collections::VecDeque<(u64, Task<Result<()>>)> =
+        // Each write: where its window ends, its bytes of data, its task.
+        let mut writes: std::collections::VecDeque<(u64, u64, Task<Result<()>>)> =
             std::collections::VecDeque::new();
         // Commits run in a task of their own, one at a time, while the
         // next windows are written.
@@ -853,10 +854,13 @@ impl Service {
                             // The hashing ended before its sender: say why.
                             return Err(hashing.ended().await);
                         }
-                        copied += w.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+                        // Counted as copied once stored (below), so that a
+                        // commit records the bytes of what it holds.
+                        let bytes = w.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
                         let target = target.clone();
                         writes.push_back((
                             off + len,
+                            bytes,
                             Task(tokio::spawn(async move {
                                 for (pos, data) in w {
                                     target.write_through(pos, data).await?;
@@ -878,22 +882,26 @@ impl Service {
                 return Err(stop(e).await);
             }
             off += len;
-            // What is stored: up to the oldest write still running once
-            // WRITES_IN_FLIGHT run (all of it at the end); an incremental
-            // copy's writes are in the write-back cache, stored by the
-            // commit's flush.
+            // What is stored: the writes that ended, in order, waiting for
+            // the oldest once WRITES_IN_FLIGHT run (and for all at the
+            // end); an incremental copy's writes are in the write-back
+            // cache, stored by the commit's flush.
             let mut now_stored = if windows.is_some() {
                 *stored.borrow()
             } else {
                 off
             };
-            while writes.len() >= WRITES_IN_FLIGHT || (off == total && !writes.is_empty()) {
-                let (end, w) = writes.pop_front().expect("not empty");
+            while writes.len() >= WRITES_IN_FLIGHT
+                || (off == total && !writes.is_empty())
+                || writes.front().is_some_and(|(_, _, w)| w.0.is_finished())
+            {
+                let (end, bytes, w) = writes.pop_front().expect("not empty");
                 if let Err(e) = w.join().await {
                     return Err(stop(e).await);
                 }
                 stored.send_replace(end);
                 now_stored = end;
+                copied += bytes;
             }
             if now_stored >= commit_at || (off == total && now_stored == total) {
                 commit_at = (now_stored / COMMIT_EVERY + 1) * COMMIT_EVERY;

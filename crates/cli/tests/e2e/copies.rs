@@ -285,6 +285,9 @@ fn a_copy_job_killed_mid_way_resumes_after_the_restart_and_verifies() {
     let j = s.cli(&["job", "show", &id]);
     assert_eq!(j["state"], "succeeded", "{j}");
     assert_eq!(j["source_hash"], j["target_hash"], "{j}");
+    // Counted once though the run before the kill wrote past its last
+    // commit: 16 runs of 60 MiB of data.
+    assert_eq!(j["bytes_copied"], 960u64 << 20, "{j}");
     let log = s.log();
     let resumed = log
         .lines()
