@@ -279,6 +279,21 @@ impl Rng {
     }
 }
 
+/// Every kept snapshot reads as its model, and the consistency checker
+/// finds nothing (no row that no view sees).
+async fn views_and_fsck_hold(f: &Fixture, snaps: &[(SnapshotRow, Model)], at: &str) {
+    for (s, m) in snaps {
+        assert_eq!(
+            &view(&f.meta, f.vol.id, s.generation).await,
+            m,
+            "{at}: snapshot at generation {}",
+            s.generation
+        );
+    }
+    let findings = f.meta.fsck().await.unwrap();
+    assert!(findings.is_empty(), "{at}: {findings:?}");
+}
+
 #[tokio::test]
 async fn random_commits_snapshots_and_deletions_match_a_model() {
     let seed = std::env::var("COFFER_TEST_SEED")
@@ -333,35 +348,14 @@ async fn random_commits_snapshots_and_deletions_match_a_model() {
             model,
             "{at}: the head"
         );
-        for (s, m) in &snaps {
-            assert_eq!(
-                &view(&f.meta, f.vol.id, s.generation).await,
-                m,
-                "{at}: snapshot at generation {}",
-                s.generation
-            );
-        }
-        let findings = f.meta.fsck().await.unwrap();
-        assert!(findings.is_empty(), "{at}: {findings:?}");
+        views_and_fsck_hold(&f, &snaps, &at).await;
     }
     assert!(reads > 0, "the commits read rows");
     // The disk goes while snapshots stay: the rows only its head saw (a
     // chunk's one row above every snapshot included) are dead, the
     // snapshots' views unchanged.
     f.meta.delete_disk(f.disk.id).await.unwrap();
-    for (s, m) in &snaps {
-        assert_eq!(
-            &view(&f.meta, f.vol.id, s.generation).await,
-            m,
-            "seed {seed}, after the disk went: snapshot at generation {}",
-            s.generation
-        );
-    }
-    let findings = f.meta.fsck().await.unwrap();
-    assert!(
-        findings.is_empty(),
-        "seed {seed}, after the disk went: {findings:?}"
-    );
+    views_and_fsck_hold(&f, &snaps, &format!("seed {seed}, after the disk went")).await;
     for (s, _) in snaps {
         f.meta.delete_snapshot(s.id).await.unwrap();
     }

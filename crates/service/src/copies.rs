@@ -806,9 +806,10 @@ impl Service {
             hash_windows(&copy, &source, total, Some(stored_rx))
         });
         // The source is read (and decrypted) by a task of its own,
-        // [`READ_AHEAD`] windows at a time, while this one writes (and the target's write-back
-        // seals) and hashes, and the read-back reads and decrypts: every
-        // core busy, and the disk reading while it writes.
+        // [`READ_AHEAD`] windows at a time, while this one hands windows to
+        // the writes (which seal) and the hashing, and the read-back reads
+        // and decrypts: every core busy, and the disk reading while it
+        // writes.
         let mut windows = incremental
             .is_none()
             .then(|| read_windows(&source, &source, (off, total), None));

@@ -1010,6 +1010,24 @@ impl Volume {
         self.settle(&mut st);
     }
 
+    /// The new content of each chunk `pieces` (of a request, as
+    /// [`Volume::pieces`] cuts it) touch, for writing `data` (zeroes for
+    /// `None`); a chunk the request leaves as it is has none.
+    async fn chunk_changes(
+        &self,
+        pieces: &[(u64, usize, usize, usize)],
+        data: Option<&Bytes>,
+    ) -> Result<Vec<(u64, Dirty)>> {
+        let mut changes = Vec::with_capacity(pieces.len());
+        for &(idx, in_chunk, n, at) in pieces {
+            let piece = data.map(|d| d.slice(at..at + n));
+            if let Some(c) = self.chunk_change(idx, in_chunk, n, piece).await? {
+                changes.push((idx, c));
+            }
+        }
+        Ok(changes)
+    }
+
     /// New content of one chunk for a write or zeroing of `n` bytes at
     /// `in_chunk`; `data` is `None` for zeroes. Partial sectors are
     /// completed from the current content; a v1 chunk is rewritten whole.
@@ -1091,15 +1109,7 @@ impl Volume {
         self.check(offset, data.len() as u64)?;
         let pieces = self.pieces(offset, data.len() as u64);
         let _g = self.lock_stripes(&pieces).await;
-        let mut changes = Vec::with_capacity(pieces.len());
-        for &(idx, in_chunk, n, at) in &pieces {
-            if let Some(c) = self
-                .chunk_change(idx, in_chunk, n, Some(data.slice(at..at + n)))
-                .await?
-            {
-                changes.push((idx, c));
-            }
-        }
+        let changes = self.chunk_changes(&pieces, Some(&data)).await?;
         debug_assert!({
             let st = lock(&self.state);
             changes
@@ -1128,13 +1138,7 @@ impl Volume {
             // which may wait on the store), then apply them at once: a
             // snapshot never sees half a request, and a request that fails
             // changes nothing.
-            let mut changes = Vec::with_capacity(pieces.len());
-            for &(idx, in_chunk, n, at) in &pieces {
-                let piece = data.as_ref().map(|d| d.slice(at..at + n));
-                if let Some(c) = self.chunk_change(idx, in_chunk, n, piece).await? {
-                    changes.push((idx, c));
-                }
-            }
+            let changes = self.chunk_changes(&pieces, data.as_ref()).await?;
             self.put_dirty(changes);
         }
         self.after_write(fua).await
